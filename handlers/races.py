@@ -1,0 +1,67 @@
+"""Competitions: the public object, the organizer's start/stop/reset, and who is connected."""
+
+import models
+from handlers.base import ApiError, BaseHandler
+
+
+class CompetenciaHandler(BaseHandler):
+    """GET -> the competition object (public, read-only)."""
+
+    async def get(self, competencia_id):
+        cid = self.path_int(competencia_id, "La competencia")
+        comp = self.hub.competition(cid) or await self.db_read(models.competition_dict, cid)
+        self.write_json(comp)
+
+
+class RaceActionHandler(BaseHandler):
+    """POST .../iniciar|detener|reiniciar/ (organizer) -> {competencia, notificados}.
+
+    The state change is committed first, then applied to the live hub and broadcast in one
+    step; a per-competition lock keeps concurrent organizer actions in commit order.
+    """
+
+    async def post(self, competencia_id, action):
+        await self.organizer()
+        cid = self.path_int(competencia_id, "La competencia")
+        force = self._force() if action == "reiniciar" else False
+        async with self.hub.lock(cid):
+            if action == "iniciar":
+                comp, changed = await self.db_write(models.start_competition, cid), True
+            elif action == "detener":
+                comp, changed = await self.db_write(models.stop_competition, cid), True
+            else:
+                comp, changed = await self.db_write(models.reset_competition, cid, force)
+            notified = self.hub.change_state(comp) if changed else 0
+        self.write_json({"competencia": comp, "notificados": notified})
+
+    def _force(self):
+        if not b"".join(self._body_parts).strip():
+            return False
+        force = self.json_body().get("force", False)
+        if not isinstance(force, bool):
+            raise ApiError(400, "validation_error", "force debe ser true o false.",
+                           {"force": "Debe ser booleano."})
+        return force
+
+
+class JuecesHandler(BaseHandler):
+    """GET (organizer) -> the competition's judges with whether their app is connected now."""
+
+    async def get(self, competencia_id):
+        await self.organizer()
+        cid = self.path_int(competencia_id, "La competencia")
+        comp, jueces = await self.db_read(models.competition_judges, cid)
+        comp = self.hub.competition(cid) or comp
+        for juez in jueces:
+            juez["sockets"] = self.hub.sockets_of(juez["id"])
+            juez["conectado"] = juez["sockets"] > 0
+            juez["ultima_conexion"] = models.iso(self.hub.last_connected(juez["id"]))
+        self.write_json({"competencia": comp, "jueces": jueces,
+                         "conectados": sum(1 for j in jueces if j["conectado"])})
+
+
+routes = [
+    (r"/api/competencias/([^/]+)/", CompetenciaHandler),
+    (r"/api/competencias/([^/]+)/(iniciar|detener|reiniciar)/", RaceActionHandler),
+    (r"/api/competencias/([^/]+)/jueces/", JuecesHandler),
+]

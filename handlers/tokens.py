@@ -1,0 +1,55 @@
+"""JWT access and refresh tokens: HS256 only, token type checked, every claim required."""
+
+import time
+import uuid
+
+import jwt
+
+from handlers.base import ApiError
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "jti", "token_type", "user_id"]
+
+
+class TokenService:
+    def __init__(self, secret, access_lifetime_s, refresh_lifetime_s):
+        if not secret or len(secret) < 32:
+            raise ValueError("the signing secret must be at least 32 characters")
+        self._secret = secret
+        self.lifetimes = {"access": access_lifetime_s, "refresh": refresh_lifetime_s}
+
+    def issue(self, token_type, identity):
+        now = int(time.time())
+        claims = {
+            "token_type": token_type,
+            "iat": now,
+            "exp": now + self.lifetimes[token_type],
+            "jti": uuid.uuid4().hex,
+            "user_id": identity["user"]["id"],
+        }
+        if identity.get("juez_id") is not None:
+            claims["juez_id"] = identity["juez_id"]
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def pair(self, identity):
+        return {"access": self.issue("access", identity),
+                "refresh": self.issue("refresh", identity)}
+
+    def decode(self, token, expected_type):
+        """The claims of a valid token of ``expected_type``; ApiError(401) for anything else."""
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise ApiError(401, "token_not_valid", "Token ausente o no válido.")
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+                                options={"require": REQUIRED_CLAIMS})
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "token_expired", "El token ha expirado.") from None
+        except jwt.PyJWTError:
+            raise ApiError(401, "token_not_valid", "Token no válido.") from None
+        if claims.get("token_type") != expected_type:
+            raise ApiError(401, "wrong_token_type",
+                           "Se esperaba un token de tipo %s." % expected_type)
+        user_id = claims.get("user_id")
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
+            raise ApiError(401, "token_not_valid", "Token no válido.")
+        return claims

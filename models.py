@@ -1,0 +1,793 @@
+"""Server5K data, write path and domain rules.
+
+This module knows nothing of Tornado or HTTP: the rules here (time splitting, submission
+validation, idempotency, race state changes, ranking) are plain functions over Peewee models,
+so they can be tested without a server and reused by the command line.
+
+Concurrency model
+-----------------
+Peewee keeps one connection (and one transaction) per thread. Every coroutine on the Tornado
+loop shares the loop thread, so no database work runs there at all:
+
+* all writes go through one :class:`Writer` thread that owns the write connection. It takes every
+  job waiting in its queue, runs each in its own savepoint inside one ``BEGIN IMMEDIATE``
+  transaction, commits once (``synchronous=FULL`` in WAL mode: the commit is on disk) and only then
+  answers each job. One failing job rolls back to its savepoint and fails alone.
+* reads run on a small pool of reader threads, each with its own connection (WAL lets them read
+  while the writer writes).
+"""
+
+import base64
+import concurrent.futures
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import secrets
+import threading
+import unicodedata
+import uuid
+
+import peewee as pw
+from playhouse.migrate import SqliteMigrator, migrate  # noqa: F401  (used by MIGRATIONS)
+
+log = logging.getLogger("server5k.models")
+
+SCHEMA_VERSION = 1
+
+# Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
+# returned is on disk even if the laptop loses power right after.
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": 2,  # FULL
+    "busy_timeout": 10000,
+}
+
+db = pw.SqliteDatabase(None, pragmas=PRAGMAS, lock_type="IMMEDIATE")
+
+MAX_TIEMPO_MS = 24 * 60 * 60 * 1000
+
+ESTADO_PROGRAMADA = "programada"
+ESTADO_EN_CURSO = "en_curso"
+ESTADO_FINALIZADA = "finalizada"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors of the domain. Handlers map them to HTTP statuses; the CLI prints their detail.
+# --------------------------------------------------------------------------------------------
+class DomainError(Exception):
+    """A rule said no. ``code`` is stable and machine-readable, ``detail`` is for people."""
+
+    code = "error"
+
+    def __init__(self, detail, code=None, errors=None):
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+        self.errors = errors
+
+
+class Unauthenticated(DomainError):
+    code = "not_authenticated"
+
+
+class Invalid(DomainError):
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+# --------------------------------------------------------------------------------------------
+# Time helpers: every datetime in the database is naive UTC.
+# --------------------------------------------------------------------------------------------
+def utcnow():
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def iso(value):
+    """ISO 8601 UTC with milliseconds and ``Z`` (the wire format), or None."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (value.microsecond // 1000)
+
+
+def parse_timestamp(text):
+    """Parse an ISO 8601 timestamp to naive UTC. ``Z`` or an offset; naive means UTC."""
+    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+        raise ValueError("not an ISO 8601 timestamp")
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def split_tiempo(tiempo_ms):
+    """Split elapsed milliseconds into (hours, minutes, seconds, milliseconds)."""
+    seconds, ms = divmod(tiempo_ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return hours, minutes, seconds, ms
+
+
+def format_ms(tiempo_ms):
+    """``h:mm:ss.mmm`` (the results format), or None."""
+    if tiempo_ms is None:
+        return None
+    hours, minutes, seconds, ms = split_tiempo(int(tiempo_ms))
+    return "%d:%02d:%02d.%03d" % (hours, minutes, seconds, ms)
+
+
+class UtcDateTimeField(pw.Field):
+    """Naive-UTC datetime stored as fixed-width text, so text order is time order."""
+
+    field_type = "TEXT"
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        return value.isoformat(sep=" ", timespec="microseconds")
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return dt.datetime.fromisoformat(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Passwords: scrypt (stdlib), salted. Slow on purpose: callers run it off the event loop.
+# --------------------------------------------------------------------------------------------
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password):
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    b64 = base64.b64encode
+    return "scrypt$%d$%d$%d$%s$%s" % (
+        SCRYPT_N, SCRYPT_R, SCRYPT_P, b64(salt).decode(), b64(digest).decode())
+
+
+def verify_password(password, stored):
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
+                                n=int(n), r=int(r), p=int(p), dklen=len(expected))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A hash of nothing, checked against when the username does not exist, so a login for an
+# unknown user costs the same time as one for a real user (no username oracle).
+_DUMMY_HASH = None
+
+
+def _dummy_hash():
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_hex(8))
+    return _DUMMY_HASH
+
+
+def generate_password():
+    return secrets.token_urlsafe(9)
+
+
+def username_key(username):
+    """The case-insensitive identity of a username (any Unicode)."""
+    return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+
+
+class SchemaVersion(BaseModel):
+    version = pw.IntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+class User(BaseModel):
+    username = pw.CharField(max_length=150)
+    username_key = pw.CharField(max_length=150, unique=True)
+    password_hash = pw.CharField()
+    is_active = pw.BooleanField(default=True)
+    is_organizer = pw.BooleanField(default=False)
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "user"
+
+    def to_dict(self):
+        return {"id": self.id, "username": self.username, "organizador": self.is_organizer}
+
+
+class Competencia(BaseModel):
+    nombre = pw.CharField(max_length=200)
+    fecha_hora = UtcDateTimeField(null=True)
+    started_at = UtcDateTimeField(null=True)
+    finished_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "competencia"
+
+    @property
+    def estado(self):
+        return estado_de(self.started_at, self.finished_at)
+
+    def to_dict(self):
+        return {
+            "id": self.id,
+            "nombre": self.nombre,
+            "fecha_hora": iso(self.fecha_hora),
+            "estado": self.estado,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+def estado_de(started_at, finished_at):
+    """The race state is derived from its two timestamps, never stored separately."""
+    if started_at is None:
+        return ESTADO_PROGRAMADA
+    if finished_at is None:
+        return ESTADO_EN_CURSO
+    return ESTADO_FINALIZADA
+
+
+class Juez(BaseModel):
+    """A judge: the guide's ``juez_profile``, one per user."""
+
+    user = pw.ForeignKeyField(User, unique=True, backref="juez_profile", on_delete="CASCADE")
+    competencia = pw.ForeignKeyField(Competencia, backref="jueces", on_delete="CASCADE")
+    nombre = pw.CharField(max_length=200)
+    is_active = pw.BooleanField(default=True)
+
+    class Meta:
+        table_name = "juez"
+
+    def to_dict(self, equipos=None, competencia=None):
+        if equipos is None:
+            equipos = list(self.equipos.order_by(Equipo.dorsal))
+        return {
+            "id": self.id,
+            "nombre": self.nombre,
+            "competencia": (competencia or self.competencia).to_dict(),
+            "equipos": [e.to_dict() for e in equipos],
+        }
+
+
+class Equipo(BaseModel):
+    competencia = pw.ForeignKeyField(Competencia, backref="equipos", on_delete="CASCADE")
+    nombre = pw.CharField(max_length=200)
+    dorsal = pw.IntegerField()
+    juez = pw.ForeignKeyField(Juez, backref="equipos", null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "equipo"
+        indexes = ((("competencia", "dorsal"), True),)
+
+    def to_dict(self):
+        return {"id": self.id, "nombre": self.nombre, "dorsal": self.dorsal}
+
+
+class RegistroTiempo(BaseModel):
+    """One finish time. Never updated or deleted once stored."""
+
+    id_registro = pw.UUIDField(unique=True)
+    equipo = pw.ForeignKeyField(Equipo, backref="registros", on_delete="RESTRICT")
+    juez = pw.ForeignKeyField(Juez, backref="registros", on_delete="RESTRICT")
+    tiempo = pw.IntegerField()
+    horas = pw.IntegerField()
+    minutos = pw.IntegerField()
+    segundos = pw.IntegerField()
+    milisegundos = pw.IntegerField()
+    timestamp = UtcDateTimeField()
+    received_at = UtcDateTimeField()
+    # The race state when the server received the record: results flag early records.
+    estado_carrera = pw.CharField(max_length=16)
+
+    class Meta:
+        table_name = "registro_tiempo"
+        indexes = (
+            (("equipo", "tiempo"), False),
+            # The idempotency lookup: same team, same timestamp, same tiempo.
+            (("equipo", "timestamp", "tiempo"), False),
+        )
+
+
+MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo]
+
+# Migrations from version N-1 to N: functions of a SqliteMigrator, run inside one transaction.
+# Version 1 is the initial schema created by create_tables.
+MIGRATIONS = {}
+
+
+def open_database(path):
+    """Point the models at ``path`` and bring its schema to SCHEMA_VERSION."""
+    db.init(str(path), pragmas=PRAGMAS)
+    with db.connection_context():
+        with db.atomic():
+            db.create_tables(MODELS, safe=True)
+            row = SchemaVersion.select().first()
+            if row is None:
+                SchemaVersion.create(version=SCHEMA_VERSION)
+                return
+            if row.version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    "database schema version %d is newer than this Server5K (%d)"
+                    % (row.version, SCHEMA_VERSION))
+            migrator = SqliteMigrator(db)
+            for version in range(row.version + 1, SCHEMA_VERSION + 1):
+                log.warning("migrating database schema to version %d", version)
+                MIGRATIONS[version](migrator)
+            if row.version != SCHEMA_VERSION:
+                SchemaVersion.update(version=SCHEMA_VERSION).execute()
+
+
+# --------------------------------------------------------------------------------------------
+# Submissions: validation (pure) and storage (runs in the writer).
+# --------------------------------------------------------------------------------------------
+def validate_submission(body, max_records):
+    """Check a ``enviar_tiempos`` body. Returns (equipo_id, records, ignored).
+
+    Only the first ``max_records`` registros are considered; the rest are counted as ignored.
+    Those are validated all-or-nothing: any problem raises Invalid with per-field errors.
+    """
+    if not isinstance(body, dict):
+        raise Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
+    errors = {}
+    equipo_id = body.get("equipo_id")
+    if "equipo_id" not in body:
+        errors["equipo_id"] = "Campo obligatorio."
+    elif not _is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
+        errors["equipo_id"] = "Debe ser un entero positivo."
+    registros = body.get("registros")
+    records = []
+    ignored = 0
+    if "registros" not in body:
+        errors["registros"] = "Campo obligatorio."
+    elif not isinstance(registros, list):
+        errors["registros"] = "Debe ser una lista."
+    elif not registros:
+        errors["registros"] = "La lista está vacía."
+    else:
+        considered = registros[:max_records]
+        ignored = len(registros) - len(considered)
+        for index, raw in enumerate(considered):
+            record = _validate_record(raw, "registros.%d" % index, errors)
+            if record is not None:
+                records.append(record)
+    if errors:
+        raise Invalid("Los datos enviados no son válidos; no se guardó nada.",
+                      "validation_error", errors)
+    return equipo_id, records, ignored
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_record(raw, path, errors):
+    if not isinstance(raw, dict):
+        errors[path] = "Cada registro debe ser un objeto."
+        return None
+    ok = True
+    tiempo = raw.get("tiempo")
+    if "tiempo" not in raw:
+        errors[path + ".tiempo"] = "Campo obligatorio."
+        ok = False
+    elif not _is_int(tiempo):
+        errors[path + ".tiempo"] = "Debe ser un entero de milisegundos."
+        ok = False
+    elif not 0 <= tiempo <= MAX_TIEMPO_MS:
+        errors[path + ".tiempo"] = "Debe estar entre 0 y %d ms (24 h)." % MAX_TIEMPO_MS
+        ok = False
+    timestamp = None
+    if "timestamp" not in raw:
+        errors[path + ".timestamp"] = "Campo obligatorio."
+        ok = False
+    else:
+        try:
+            timestamp = parse_timestamp(raw["timestamp"])
+        except (ValueError, TypeError, OverflowError):
+            errors[path + ".timestamp"] = "Debe ser una fecha ISO 8601."
+            ok = False
+    id_registro = None
+    if raw.get("id_registro") is not None:
+        try:
+            if not isinstance(raw["id_registro"], str):
+                raise ValueError
+            id_registro = uuid.UUID(raw["id_registro"])
+        except ValueError:
+            errors[path + ".id_registro"] = "Debe ser un UUID."
+            ok = False
+    if not ok:
+        return None
+    return {"tiempo": tiempo, "timestamp": timestamp, "id_registro": id_registro}
+
+
+def store_submission(user_id, equipo_id, records):
+    """Store validated records for a judge's team. Runs in the writer, inside a savepoint.
+
+    Returns {"created": [...], "duplicates": [...]} (id_registro strings in payload order).
+    A record is a duplicate when its id_registro is already stored for this team, or when the
+    team already has a record with the same timestamp and tiempo. Raises NotFound/Forbidden/
+    Conflict; nothing is written then.
+    """
+    user = User.get_or_none(User.id == user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    juez = Juez.get_or_none(Juez.user == user_id)
+    if juez is None:
+        raise Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
+    if not juez.is_active:
+        raise Forbidden("El juez está inactivo.", "inactive_judge")
+    equipo = Equipo.get_or_none(Equipo.id == equipo_id)
+    if equipo is None:
+        raise NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
+    if equipo.juez_id != juez.id:
+        raise Forbidden("El equipo %d no está asignado a este juez." % equipo_id,
+                        "team_not_assigned")
+    competencia = Competencia.get_by_id(equipo.competencia_id)
+    now = utcnow()
+    estado = competencia.estado
+
+    by_id = _existing_by_id([r["id_registro"] for r in records if r["id_registro"]])
+    created, duplicates, rows = [], [], []
+    seen_pairs = {}
+    for record in records:
+        key = (record["timestamp"], record["tiempo"])
+        rid = record["id_registro"]
+        if rid is not None and rid in by_id:
+            stored = by_id[rid]
+            if (stored.equipo_id, stored.timestamp, stored.tiempo) != (equipo.id,) + key:
+                raise Conflict("El id_registro %s ya existe con otros datos." % rid,
+                               "id_registro_conflict")
+            duplicates.append(str(rid))
+            continue
+        if key in seen_pairs:
+            duplicates.append(seen_pairs[key])
+            continue
+        existing = (RegistroTiempo.select(RegistroTiempo.id_registro)
+                    .where((RegistroTiempo.equipo == equipo.id)
+                           & (RegistroTiempo.timestamp == record["timestamp"])
+                           & (RegistroTiempo.tiempo == record["tiempo"]))
+                    .first())
+        if existing is not None:
+            seen_pairs[key] = str(existing.id_registro)
+            duplicates.append(str(existing.id_registro))
+            continue
+        rid = rid or uuid.uuid4()
+        hours, minutes, seconds, ms = split_tiempo(record["tiempo"])
+        rows.append({
+            "id_registro": rid, "equipo": equipo.id, "juez": juez.id,
+            "tiempo": record["tiempo"], "horas": hours, "minutos": minutes,
+            "segundos": seconds, "milisegundos": ms, "timestamp": record["timestamp"],
+            "received_at": now, "estado_carrera": estado,
+        })
+        seen_pairs[key] = str(rid)
+        created.append(str(rid))
+    if rows:
+        RegistroTiempo.insert_many(rows).execute()
+    return {"created": created, "duplicates": duplicates, "competencia_id": competencia.id}
+
+
+def _existing_by_id(ids):
+    if not ids:
+        return {}
+    query = RegistroTiempo.select().where(RegistroTiempo.id_registro.in_(ids))
+    return {row.id_registro: row for row in query}
+
+
+# --------------------------------------------------------------------------------------------
+# Race state changes (run in the writer). Each returns the competition's new dict.
+# --------------------------------------------------------------------------------------------
+def _competencia(competencia_id):
+    comp = Competencia.get_or_none(Competencia.id == competencia_id)
+    if comp is None:
+        raise NotFound("La competencia %s no existe." % competencia_id, "competition_not_found")
+    return comp
+
+
+def start_competition(competencia_id):
+    comp = _competencia(competencia_id)
+    if comp.estado == ESTADO_EN_CURSO:
+        raise Conflict("La carrera ya está en curso.", "race_already_running")
+    if comp.estado == ESTADO_FINALIZADA:
+        raise Conflict("La carrera ya finalizó; use reiniciar para volver a programarla.",
+                       "race_finished")
+    comp.started_at = utcnow()
+    comp.finished_at = None
+    comp.save()
+    return comp.to_dict()
+
+
+def stop_competition(competencia_id):
+    comp = _competencia(competencia_id)
+    if comp.estado != ESTADO_EN_CURSO:
+        raise Conflict("La carrera no está en curso.", "race_not_running")
+    comp.finished_at = utcnow()
+    comp.save()
+    return comp.to_dict()
+
+
+def reset_competition(competencia_id, force=False):
+    """False start: back to scheduled. Returns (competition dict, changed).
+
+    Refused (Conflict) once records have arrived since started_at, unless forced; a forced reset
+    keeps those records, which carry the race state at their receipt.
+    """
+    comp = _competencia(competencia_id)
+    if comp.estado == ESTADO_PROGRAMADA:
+        return comp.to_dict(), False
+    if not force:
+        received = (RegistroTiempo.select()
+                    .join(Equipo)
+                    .where((Equipo.competencia == comp.id)
+                           & (RegistroTiempo.received_at >= comp.started_at))
+                    .count())
+        if received:
+            raise Conflict(
+                "Ya se recibieron %d registros desde la salida; use force para reiniciar "
+                "igualmente (los registros se conservan)." % received, "records_since_start")
+    comp.started_at = None
+    comp.finished_at = None
+    comp.save()
+    return comp.to_dict(), True
+
+
+# --------------------------------------------------------------------------------------------
+# Reads (run on reader threads).
+# --------------------------------------------------------------------------------------------
+def authenticate(username, password):
+    """The active user with these credentials, or None. Slow (scrypt): never on the loop."""
+    if not isinstance(username, str) or not isinstance(password, str):
+        return None
+    user = User.get_or_none(User.username_key == username_key(username))
+    if user is None:
+        verify_password(password, _dummy_hash())
+        return None
+    if not verify_password(password, user.password_hash) or not user.is_active:
+        return None
+    return user_identity(user.id)
+
+
+def user_identity(user_id):
+    """What a token and ``/api/me/`` say about a user: dict, or None if gone or inactive."""
+    user = User.get_or_none(User.id == user_id)
+    if user is None or not user.is_active:
+        return None
+    juez = Juez.get_or_none(Juez.user == user.id)
+    return {
+        "user": user.to_dict(),
+        "juez_id": juez.id if juez is not None else None,
+        "juez_active": bool(juez is not None and juez.is_active),
+        "competencia_id": juez.competencia_id if juez is not None else None,
+    }
+
+
+def me(user_id):
+    user = User.get_or_none(User.id == user_id)
+    if user is None or not user.is_active:
+        return None
+    juez = Juez.get_or_none(Juez.user == user.id)
+    return {"user": user.to_dict(), "juez": juez.to_dict() if juez is not None else None}
+
+
+def competition_dict(competencia_id):
+    return _competencia(competencia_id).to_dict()
+
+
+def all_competitions():
+    return [c.to_dict() for c in Competencia.select().order_by(Competencia.id)]
+
+
+def competition_judges(competencia_id):
+    comp = _competencia(competencia_id)
+    jueces = (Juez.select(Juez, User).join(User)
+              .where(Juez.competencia == comp.id).order_by(Juez.id))
+    equipos = {}
+    for equipo in Equipo.select().where(Equipo.competencia == comp.id).order_by(Equipo.dorsal):
+        equipos.setdefault(equipo.juez_id, []).append(equipo.to_dict())
+    return comp.to_dict(), [
+        {"id": j.id, "nombre": j.nombre, "username": j.user.username, "activo": j.is_active,
+         "equipos": equipos.get(j.id, [])}
+        for j in jueces
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Administration (the command line; runs in its own process).
+# --------------------------------------------------------------------------------------------
+def create_user(username, password, organizer=False):
+    if not isinstance(username, str) or not username.strip() or len(username) > 150:
+        raise Invalid("El nombre de usuario no es válido.", "invalid_username")
+    key = username_key(username)
+    if User.select().where(User.username_key == key).exists():
+        raise Conflict("El usuario %r ya existe." % username, "username_taken")
+    return User.create(username=username.strip(), username_key=key,
+                       password_hash=hash_password(password), is_organizer=organizer)
+
+
+def create_competition(nombre, fecha_hora=None):
+    if not nombre or not nombre.strip():
+        raise Invalid("El nombre de la competencia no puede estar vacío.", "invalid_name")
+    return Competencia.create(nombre=nombre.strip(), fecha_hora=fecha_hora)
+
+
+def create_judge(username, password, competencia_id, nombre=None):
+    comp = _competencia(competencia_id)
+    with db.atomic():
+        user = create_user(username, password)
+        return Juez.create(user=user, competencia=comp, nombre=(nombre or username).strip())
+
+
+def create_team(nombre, dorsal, juez_id):
+    juez = Juez.get_or_none(Juez.id == juez_id)
+    if juez is None:
+        raise NotFound("El juez %s no existe." % juez_id, "judge_not_found")
+    if not nombre or not nombre.strip():
+        raise Invalid("El nombre del equipo no puede estar vacío.", "invalid_name")
+    if Equipo.select().where((Equipo.competencia == juez.competencia_id)
+                             & (Equipo.dorsal == dorsal)).exists():
+        raise Conflict("El dorsal %d ya existe en esta competencia." % dorsal, "dorsal_taken")
+    return Equipo.create(nombre=nombre.strip(), dorsal=dorsal, juez=juez,
+                         competencia=juez.competencia_id)
+
+
+def set_password(username, password):
+    user = User.get_or_none(User.username_key == username_key(username))
+    if user is None:
+        raise NotFound("El usuario %r no existe." % username, "user_not_found")
+    user.password_hash = hash_password(password)
+    user.save()
+    return user
+
+
+# --------------------------------------------------------------------------------------------
+# The single writer (group commit) and the reader pool.
+# --------------------------------------------------------------------------------------------
+class Writer:
+    """Owns every write. Jobs waiting together are committed in one durable transaction.
+
+    ``submit(fn, *args)`` returns a concurrent.futures.Future answered only after the commit
+    that contains ``fn``'s work is on disk. Each job runs in its own savepoint: an exception
+    rolls back that job alone and is delivered to its future; the others still commit.
+    """
+
+    def __init__(self, database=db, max_batch=512):
+        self.database = database
+        self.max_batch = max_batch
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._stopping = False
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="server5k-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args, **kwargs):
+        future = concurrent.futures.Future()
+        if self._stopping:
+            future.set_exception(RuntimeError("writer stopped"))
+            return future
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def stop(self, timeout=10):
+        """Commit everything already submitted, then close the write connection."""
+        self._stopping = True
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        self.database.connect(reuse_if_open=True)
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                batch = []
+                while True:
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= self.max_batch:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(batch)
+        finally:
+            self.database.close()
+
+    def _commit(self, batch):
+        outcomes = []
+        try:
+            with self.database.atomic():
+                for future, fn, args, kwargs in batch:
+                    if not future.set_running_or_notify_cancel():
+                        outcomes.append(None)
+                        continue
+                    try:
+                        with self.database.savepoint():
+                            outcomes.append((True, fn(*args, **kwargs)))
+                    except Exception as exc:  # one job's failure is that job's answer
+                        outcomes.append((False, exc))
+        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+            log.exception("commit of %d writes failed", len(batch))
+            for future, *_ in batch:
+                if future.running():
+                    future.set_exception(exc)
+            return
+        for (future, *_), outcome in zip(batch, outcomes):
+            if outcome is None:
+                continue
+            ok, value = outcome
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+class Store:
+    """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
+
+    Both return concurrent.futures.Future; the loop awaits them with asyncio.wrap_future.
+    ``hash`` runs password checks on their own threads so logins never queue behind reads.
+    """
+
+    def __init__(self, database=db, readers=4, hashers=2):
+        self.database = database
+        self.writer = Writer(database)
+        self._readers = concurrent.futures.ThreadPoolExecutor(readers, "server5k-reader")
+        self._hashers = concurrent.futures.ThreadPoolExecutor(hashers, "server5k-hash")
+
+    def start(self):
+        self.writer.start()
+
+    def write(self, fn, *args, **kwargs):
+        return self.writer.submit(fn, *args, **kwargs)
+
+    def read(self, fn, *args, **kwargs):
+        return self._readers.submit(self._in_connection, fn, args, kwargs)
+
+    def hash(self, fn, *args, **kwargs):
+        return self._hashers.submit(self._in_connection, fn, args, kwargs)
+
+    def _in_connection(self, fn, args, kwargs):
+        self.database.connect(reuse_if_open=True)
+        return fn(*args, **kwargs)
+
+    def close(self, timeout=10):
+        self._readers.shutdown(wait=True)
+        self._hashers.shutdown(wait=True)
+        self.writer.stop(timeout)
+

@@ -1,0 +1,669 @@
+#!/usr/bin/env python3
+"""Server5K: race timing for team 5K events.
+
+This file is the top floor: configuration, the application factory, and the command line
+(``python server5k.py [--config FILE] COMMAND``). Handlers live in ``handlers/``, data and rules
+in ``models.py``.
+"""
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import secrets
+import signal
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.web
+import yaml
+
+import models
+from handlers.base import NotFoundHandler, log_request
+from handlers.limits import Limits
+from handlers.routes import ROUTES
+from handlers.sockets import MAX_MESSAGE_BYTES, RaceHub
+from handlers.tokens import TokenService
+
+log = logging.getLogger("server5k")
+
+HERE = Path(__file__).resolve().parent
+DEMO_COMPETITION = "Carrera Demo 5K"
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration: one schema, every key typed; unknown keys and wrong types refuse to start.
+# ------------------------------------------------------------------------------------------------
+class ConfigError(Exception):
+    pass
+
+
+def _str(v):
+    return isinstance(v, str) and v != ""
+
+
+def _opt_str(v):
+    return v is None or _str(v)
+
+
+def _int_range(lo, hi):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _positive_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 3600
+
+
+def _bool(v):
+    return isinstance(v, bool)
+
+
+def _str_list(v):
+    return isinstance(v, list) and all(_str(x) for x in v)
+
+
+# section -> key -> (check, expected type in words, default)
+CONFIG_SCHEMA = {
+    "server": {
+        "host": (_str, "a host name or address", "127.0.0.1"),
+        "port": (_int_range(1, 65535), "an integer port 1-65535", 8000),
+        "tls_cert": (_opt_str, "a file path or null", None),
+        "tls_key": (_opt_str, "a file path or null", None),
+        "ws_ping_interval_s": (_positive_number, "seconds (number > 0)", 20),
+        "allowed_origins": (_str_list, "a list of origins ([] = any)", []),
+        "cors_origins": (_str_list, "a list of origins or [\"*\"]", ["*"]),
+    },
+    "database": {
+        "path": (_str, "a file path", "server5k.db"),
+    },
+    "auth": {
+        "access_token_lifetime_s": (_int_range(10, 7 * 86400), "seconds (integer)", 300),
+        "refresh_token_lifetime_s": (_int_range(60, 365 * 86400), "seconds (integer)", 86400),
+        "rotate_refresh_tokens": (_bool, "true or false", False),
+    },
+    "race": {
+        "max_records_per_submission": (_int_range(1, 1000), "an integer 1-1000", 15),
+        "records_scored_per_team": (_int_range(1, 1000), "an integer 1-1000", 15),
+    },
+    "limits": {
+        "login_per_minute": (_int_range(0, 100000), "an integer >= 0 (0 = off)", 20),
+        "submissions_per_minute": (_int_range(0, 100000), "an integer >= 0 (0 = off)", 120),
+    },
+}
+
+
+def default_config_path():
+    return Path(os.environ.get("SERVER5K_CONFIG") or HERE / "config.yaml")
+
+
+def load_config(path=None, overrides=None):
+    """Read and check a config file. Returns a dict of sections with every key filled in.
+
+    Relative file paths in the config are taken relative to the config file's folder.
+    """
+    path = Path(path) if path else default_config_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("%s is not valid YAML: %s" % (path, exc)) from None
+    raw = raw or {}
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    if not isinstance(raw, dict):
+        raise ConfigError("%s: the top level must be a mapping of sections" % path)
+    config = {}
+    for section in raw:
+        if section not in CONFIG_SCHEMA:
+            raise ConfigError("%s: unknown config key %r (known: %s)"
+                              % (path, section, ", ".join(CONFIG_SCHEMA)))
+    for section, keys in CONFIG_SCHEMA.items():
+        given = raw.get(section) or {}
+        if not isinstance(given, dict):
+            raise ConfigError("%s: %s must be a mapping" % (path, section))
+        for key in given:
+            if key not in keys:
+                raise ConfigError("%s: unknown config key '%s.%s'" % (path, section, key))
+        config[section] = {}
+        for key, (check, words, default) in keys.items():
+            value = given.get(key, default)
+            if not check(value):
+                raise ConfigError("%s: config key '%s.%s' must be %s, not %r"
+                                  % (path, section, key, words, value))
+            config[section][key] = value
+    base = path.resolve().parent
+    for section, key in (("database", "path"), ("server", "tls_cert"), ("server", "tls_key")):
+        value = config[section][key]
+        if value is not None and value != ":memory:":
+            config[section][key] = str(base / Path(value).expanduser())
+    if bool(config["server"]["tls_cert"]) != bool(config["server"]["tls_key"]):
+        raise ConfigError("%s: server.tls_cert and server.tls_key go together" % path)
+    config["_path"] = str(path)
+    return config
+
+
+def signing_secret(config):
+    """SERVER5K_SECRET_KEY, or a random secret created once beside the database (mode 0600)."""
+    secret = os.environ.get("SERVER5K_SECRET_KEY")
+    if secret:
+        if len(secret) < 32:
+            raise ConfigError("SERVER5K_SECRET_KEY must be at least 32 characters")
+        return secret
+    path = Path(config["database"]["path"] + ".secret")
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        log.warning("SERVER5K_SECRET_KEY is not set: created a random signing secret in %s "
+                    "(keep it private; tokens stay valid across restarts)", path)
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ConfigError("%s holds a secret shorter than 32 characters" % path)
+    return secret
+
+
+# ------------------------------------------------------------------------------------------------
+# The application
+# ------------------------------------------------------------------------------------------------
+def make_app(config):
+    """Open the database, start the writer, and build the one Tornado application."""
+    models.open_database(config["database"]["path"])
+    store = models.Store()
+    store.start()
+    hub = RaceHub()
+    with models.db.connection_context():
+        hub.load(models.all_competitions())
+    app = tornado.web.Application(
+        ROUTES,
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        websocket_ping_interval=config["server"]["ws_ping_interval_s"],
+        websocket_ping_timeout=config["server"]["ws_ping_interval_s"],
+        websocket_max_message_size=MAX_MESSAGE_BYTES,
+        server5k_config=config,
+        server5k_store=store,
+        server5k_hub=hub,
+        server5k_tokens=TokenService(signing_secret(config),
+                                     config["auth"]["access_token_lifetime_s"],
+                                     config["auth"]["refresh_token_lifetime_s"]),
+        server5k_limits=Limits(config["limits"]["login_per_minute"],
+                               config["limits"]["submissions_per_minute"]),
+    )
+    return app
+
+
+def close_app(app):
+    """Commit what the writer holds and close the database."""
+    app.settings["server5k_store"].close()
+
+
+def ssl_context(config):
+    cert, key = config["server"]["tls_cert"], config["server"]["tls_key"]
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def make_server(app, config):
+    return tornado.httpserver.HTTPServer(
+        app,
+        ssl_options=ssl_context(config),
+        # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
+        max_body_size=4 * 1024 * 1024,
+        idle_connection_timeout=120,
+        body_timeout=30,
+    )
+
+
+async def serve(config, demo=False, ready=None):
+    if demo:
+        print_demo(ensure_demo(config), config)
+    app = make_app(config)
+    server = make_server(app, config)
+    server.listen(config["server"]["port"], config["server"]["host"])
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    log.info("Server5K listening on %s", base_url(config))
+    if ready is not None:
+        ready()
+    await stopping.wait()
+    log.info("stopping: no new connections, finishing in-flight requests")
+    server.stop()
+    app.settings["server5k_hub"].close_all(1001, "El servidor se está deteniendo")
+    await asyncio.sleep(0.2)  # let in-flight handlers hand their writes to the writer
+    await loop.run_in_executor(None, close_app, app)
+    log.info("stopped cleanly")
+
+
+def base_url(config):
+    host = config["server"]["host"]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = "[%s]" % host
+    scheme = "https" if config["server"]["tls_cert"] else "http"
+    return "%s://%s:%d" % (scheme, host, config["server"]["port"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Demo data
+# ------------------------------------------------------------------------------------------------
+def ensure_demo(config):
+    """Create the demo event once (idempotent). Returns its credentials."""
+    path = Path(config["database"]["path"] + ".demo-credentials.json")
+    models.open_database(config["database"]["path"])
+    with models.db.connection_context():
+        if path.exists() and models.Competencia.select().where(
+                models.Competencia.nombre == DEMO_COMPETITION).exists():
+            return json.loads(path.read_text())
+        creds = {"organizador": {"username": "organizador", "password": models.generate_password()},
+                 "jueces": []}
+        with models.db.atomic():
+            comp = models.create_competition(DEMO_COMPETITION, models.utcnow().replace(
+                hour=9, minute=0, second=0, microsecond=0))
+            models.create_user("organizador", creds["organizador"]["password"], organizer=True)
+            dorsal = 1
+            for n in (1, 2):
+                password = models.generate_password()
+                juez = models.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n)
+                creds["jueces"].append({"username": "juez%d" % n, "password": password,
+                                        "juez_id": juez.id, "equipos": []})
+                for letter in "AB":
+                    equipo = models.create_team("Equipo %d%s" % (n, letter), dorsal, juez.id)
+                    creds["jueces"][-1]["equipos"].append(equipo.id)
+                    dorsal += 1
+        creds["competencia_id"] = comp.id
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(creds, handle, indent=2)
+    return creds
+
+
+def print_demo(creds, config):
+    url = base_url(config)
+    lines = ["", "Server5K demo event (competencia %s) at %s" % (creds["competencia_id"], url),
+             "  organizer  %-10s password %s" % (creds["organizador"]["username"],
+                                                 creds["organizador"]["password"])]
+    for juez in creds["jueces"]:
+        lines.append("  judge      %-10s password %s  (juez_id %s, equipos %s)" % (
+            juez["username"], juez["password"], juez["juez_id"],
+            ", ".join(map(str, juez["equipos"]))))
+    lines.append("  start the race:  SERVER5K_USER=organizador SERVER5K_PASSWORD=%s "
+                 "python server5k.py race start %s" % (creds["organizador"]["password"],
+                                                      creds["competencia_id"]))
+    print("\n".join(lines) + "\n", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+class CliError(Exception):
+    pass
+
+
+def emit(args, obj, text):
+    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text)
+
+
+def password_or_generated(args):
+    """The given password, or a generated one (returned with a flag to print it once)."""
+    if args.password:
+        return args.password, False
+    return models.generate_password(), True
+
+
+def cmd_init_db(args, config):
+    models.open_database(config["database"]["path"])
+    print("database ready: %s (schema version %d)" % (config["database"]["path"],
+                                                     models.SCHEMA_VERSION))
+
+
+def cmd_demo(args, config):
+    print_demo(ensure_demo(config), config)
+
+
+def cmd_competition(args, config):
+    if args.action == "add":
+        fecha = None
+        if args.date:
+            try:
+                fecha = models.parse_timestamp(args.date)
+            except ValueError:
+                raise CliError("--date must be ISO 8601, e.g. 2026-12-06T09:00:00Z") from None
+        comp = models.create_competition(args.name, fecha)
+        emit(args, comp.to_dict(), "competition %d created: %s" % (comp.id, comp.nombre))
+    else:
+        rows = models.all_competitions()
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        for c in [] if args.json else rows:
+            print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], c["fecha_hora"] or "-",
+                                          c["nombre"]))
+
+
+def cmd_organizer(args, config):
+    password, generated = password_or_generated(args)
+    user = models.create_user(args.username, password, organizer=True)
+    obj = dict(user.to_dict(), **({"password": password} if generated else {}))
+    emit(args, obj, "organizer %d created: %s%s" % (
+        user.id, user.username, ("\npassword (shown once): %s" % password) if generated else ""))
+
+
+def cmd_judge(args, config):
+    if args.action == "add":
+        password, generated = password_or_generated(args)
+        juez = models.create_judge(args.username, password, args.competition, args.name)
+        obj = {"id": juez.id, "username": juez.user.username, "nombre": juez.nombre,
+               "competencia_id": juez.competencia_id}
+        if generated:
+            obj["password"] = password
+        emit(args, obj, "judge %d created: %s (competition %d)%s" % (
+            juez.id, juez.user.username, juez.competencia_id,
+            ("\npassword (shown once): %s" % password) if generated else ""))
+    elif args.action == "list":
+        query = models.Juez.select(models.Juez, models.User).join(models.User)
+        if args.competition:
+            query = query.where(models.Juez.competencia == args.competition)
+        rows = [{"id": j.id, "username": j.user.username, "nombre": j.nombre,
+                 "competencia_id": j.competencia_id, "activo": j.is_active}
+                for j in query.order_by(models.Juez.id)]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        for r in [] if args.json else rows:
+            print("%4d  %-20s %-25s competition %d%s" % (
+                r["id"], r["username"], r["nombre"], r["competencia_id"],
+                "" if r["activo"] else "  (inactive)"))
+    else:  # passwd
+        if args.password:
+            password, generated = args.password, False
+        elif sys.stdin.isatty():
+            password, generated = getpass.getpass("new password: "), False
+            if not password:
+                raise CliError("empty password")
+        else:
+            password, generated = models.generate_password(), True
+        user = models.set_password(args.username, password)
+        print("password changed for %s%s" % (
+            user.username, ("\nnew password (shown once): %s" % password) if generated else ""))
+
+
+def cmd_team(args, config):
+    if args.action == "add":
+        equipo = models.create_team(args.name, args.dorsal, args.judge)
+        obj = dict(equipo.to_dict(), juez_id=equipo.juez_id, competencia_id=equipo.competencia_id)
+        emit(args, obj, "team %d created: %s (dorsal %d, judge %d)" % (
+            equipo.id, equipo.nombre, equipo.dorsal, equipo.juez_id))
+    else:
+        query = models.Equipo.select()
+        if args.competition:
+            query = query.where(models.Equipo.competencia == args.competition)
+        rows = [dict(e.to_dict(), juez_id=e.juez_id, competencia_id=e.competencia_id)
+                for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        for r in [] if args.json else rows:
+            print("%4d  dorsal %-5d %-30s judge %s  competition %d" % (
+                r["id"], r["dorsal"], r["nombre"], r["juez_id"], r["competencia_id"]))
+
+
+ROSTER_COLUMNS = ("juez_usuario", "juez_nombre", "equipo", "dorsal")
+
+
+def cmd_import(args, config):
+    """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file."""
+    roster = Path(args.roster)
+    creds_path = Path(args.credentials or roster.with_name(roster.stem + "-credenciales.csv"))
+    if creds_path.exists():
+        raise CliError("%s already exists; move it away or pass --credentials" % creds_path)
+    try:
+        with roster.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CliError("cannot read %s: %s" % (roster, exc)) from None
+    if not rows:
+        raise CliError("%s has no rows" % roster)
+    missing = [c for c in ROSTER_COLUMNS if c not in rows[0]]
+    if missing:
+        raise CliError("%s lacks columns: %s (expected %s)" % (
+            roster, ", ".join(missing), ", ".join(ROSTER_COLUMNS)))
+    models._competencia(args.competition)
+    created_creds, judges, teams = [], {}, 0
+    with models.db.atomic():
+        for line, row in enumerate(rows, start=2):
+            username = (row["juez_usuario"] or "").strip()
+            try:
+                dorsal = int(row["dorsal"])
+            except (TypeError, ValueError):
+                raise CliError("%s line %d: dorsal %r is not a number"
+                               % (roster, line, row["dorsal"])) from None
+            if not username or not (row["equipo"] or "").strip():
+                raise CliError("%s line %d: juez_usuario and equipo are required" % (roster, line))
+            juez = judges.get(models.username_key(username))
+            if juez is None:
+                juez = _import_judge(username, row, args.competition, created_creds, roster, line)
+                judges[models.username_key(username)] = juez
+            existing = models.Equipo.get_or_none(
+                (models.Equipo.competencia == args.competition) & (models.Equipo.dorsal == dorsal))
+            if existing is not None:
+                if existing.nombre == row["equipo"].strip() and existing.juez_id == juez.id:
+                    continue  # imported before
+                raise CliError("%s line %d: dorsal %d is already team %r"
+                               % (roster, line, dorsal, existing.nombre))
+            models.create_team(row["equipo"], dorsal, juez.id)
+            teams += 1
+    if created_creds:
+        fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["usuario", "contrasena", "juez_id", "nombre"])
+            writer.writerows(created_creds)
+    print("imported %d judges (%d new) and %d teams into competition %d%s" % (
+        len(judges), len(created_creds), teams, args.competition,
+        ("; new passwords in %s (mode 0600)" % creds_path) if created_creds else ""))
+
+
+def _import_judge(username, row, competencia_id, created_creds, roster, line):
+    user = models.User.get_or_none(models.User.username_key == models.username_key(username))
+    if user is not None:
+        juez = models.Juez.get_or_none(models.Juez.user == user.id)
+        if juez is None or juez.competencia_id != competencia_id:
+            raise CliError("%s line %d: user %r exists but is not a judge of competition %d"
+                           % (roster, line, username, competencia_id))
+        return juez
+    password = models.generate_password()
+    nombre = (row.get("juez_nombre") or "").strip() or username
+    juez = models.create_judge(username, password, competencia_id, nombre)
+    created_creds.append([username, password, juez.id, nombre])
+    return juez
+
+
+# -- race: talks to the running server over HTTP as an organizer ---------------------------------
+def http_json(method, url, body=None, token=None, context=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=15, context=context) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {"detail": exc.reason}
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError("the server at %s is not reachable (%s); is `python server5k.py serve` "
+                       "running?" % (url.split("/api/")[0], reason)) from None
+
+
+def client_context(config):
+    if not config["server"]["tls_cert"]:
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(config["server"]["tls_cert"])
+    context.check_hostname = False  # our own server on this machine, pinned by its certificate
+    return context
+
+
+def cmd_race(args, config):
+    url = (args.url or base_url(config)).rstrip("/")
+    context = client_context(config)
+    user = args.user or os.environ.get("SERVER5K_USER")
+    password = args.password or os.environ.get("SERVER5K_PASSWORD")
+    if not user or not password:
+        raise CliError("organizer credentials needed: --user/--password or "
+                       "SERVER5K_USER/SERVER5K_PASSWORD")
+    status, answer = http_json("POST", url + "/api/token/",
+                               {"username": user, "password": password}, context=context)
+    if status != 200:
+        raise CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
+    token = answer["access"]
+    cid = args.id
+    if args.action == "status":
+        status, answer = http_json("GET", url + "/api/competencias/%d/jueces/" % cid,
+                                   token=token, context=context)
+    else:
+        path = {"start": "iniciar", "stop": "detener", "reset": "reiniciar"}[args.action]
+        body = {"force": True} if getattr(args, "force", False) else None
+        status, answer = http_json("POST", url + "/api/competencias/%d/%s/" % (cid, path),
+                                   body, token=token, context=context)
+    if status != 200:
+        raise CliError("%s failed (%d %s): %s" % (args.action, status, answer.get("code"),
+                                                  answer.get("detail")))
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return
+    comp = answer["competencia"]
+    print("competition %d %s: %s%s" % (comp["id"], comp["nombre"], comp["estado"],
+                                       (" since %s" % comp["started_at"])
+                                       if comp["started_at"] else ""))
+    if args.action == "status":
+        print("judges connected: %d of %d" % (answer["conectados"], len(answer["jueces"])))
+        for juez in answer["jueces"]:
+            print("  %-3s %4d  %-20s %s" % (
+                "OK" if juez["conectado"] else "--", juez["id"], juez["username"],
+                ("%d socket(s), last at %s" % (juez["sockets"], juez["ultima_conexion"]))
+                if juez["conectado"] else "not connected"))
+    else:
+        print("judge sockets notified: %d" % answer["notificados"])
+
+
+def cmd_serve(args, config):
+    asyncio.run(serve(config, demo=args.demo))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="server5k.py", description="Server5K race timing")
+    parser.add_argument("--config", help="config file (default: $SERVER5K_CONFIG or config.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--demo", action="store_true", help="create the demo event and print its logins")
+    p.set_defaults(func=cmd_serve)
+    sub.add_parser("init-db", help="create or migrate the database").set_defaults(func=cmd_init_db)
+    sub.add_parser("demo", help="create the demo event, print its logins").set_defaults(
+        func=cmd_demo)
+
+    comp = sub.add_parser("competition", help="competitions").add_subparsers(
+        dest="action", required=True)
+    p = comp.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("--date", help="ISO 8601 start date and time")
+    p.add_argument("--json", action="store_true")
+    p = comp.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    for p in comp.choices.values():
+        p.set_defaults(func=cmd_competition)
+
+    p = sub.add_parser("organizer", help="organizers").add_subparsers(dest="action", required=True)
+    p = p.add_parser("add")
+    p.add_argument("username")
+    p.add_argument("--password")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_organizer)
+
+    judge = sub.add_parser("judge", help="judges").add_subparsers(dest="action", required=True)
+    p = judge.add_parser("add")
+    p.add_argument("username")
+    p.add_argument("--competition", type=int, required=True)
+    p.add_argument("--name")
+    p.add_argument("--password")
+    p.add_argument("--json", action="store_true")
+    p = judge.add_parser("list")
+    p.add_argument("--competition", type=int)
+    p.add_argument("--json", action="store_true")
+    p = judge.add_parser("passwd")
+    p.add_argument("username")
+    p.add_argument("--password")
+    for p in judge.choices.values():
+        p.set_defaults(func=cmd_judge)
+
+    team = sub.add_parser("team", help="teams").add_subparsers(dest="action", required=True)
+    p = team.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("--dorsal", type=int, required=True)
+    p.add_argument("--judge", type=int, required=True, metavar="JUEZ_ID")
+    p.add_argument("--json", action="store_true")
+    p = team.add_parser("list")
+    p.add_argument("--competition", type=int)
+    p.add_argument("--json", action="store_true")
+    for p in team.choices.values():
+        p.set_defaults(func=cmd_team)
+
+    p = sub.add_parser("import", help="judges and teams from a roster CSV")
+    p.add_argument("roster", metavar="ROSTER.csv")
+    p.add_argument("--competition", type=int, required=True)
+    p.add_argument("--credentials", help="where to write new passwords (CSV, mode 0600)")
+    p.set_defaults(func=cmd_import)
+
+    race = sub.add_parser("race", help="start/stop/reset/status on the running server")
+    race_sub = race.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "status", "reset"):
+        p = race_sub.add_parser(action)
+        p.add_argument("id", type=int, metavar="ID")
+        if action == "reset":
+            p.add_argument("--force", action="store_true",
+                           help="reset even though records arrived (they are kept)")
+        p.add_argument("--user")
+        p.add_argument("--password")
+        p.add_argument("--url", help="server URL (default from the config)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_race)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db):
+            models.open_database(config["database"]["path"])
+        args.func(args, config)
+    except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:
+        print("server5k: error: %s" % (getattr(exc, "detail", None) or exc), file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
