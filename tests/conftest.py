@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 import models  # noqa: E402
 import server5k  # noqa: E402
 
-SECRET = "test-secret-" + "x" * 40
+SECRET = "test-secret-" + "x" * 60
 
 
 @pytest.fixture

@@ -1,0 +1,254 @@
+"""Domain rules without a server: time splitting, validation, idempotent storage, race states."""
+
+import datetime as dt
+import sqlite3
+import uuid
+
+import pytest
+
+import models
+
+
+def test_split_tiempo_and_format():
+    assert models.split_tiempo(0) == (0, 0, 0, 0)
+    assert models.split_tiempo(12345) == (0, 0, 12, 345)
+    assert models.split_tiempo(3_723_004) == (1, 2, 3, 4)
+    assert models.format_ms(3_723_004) == "1:02:03.004"
+    assert models.format_ms(None) is None
+
+
+def test_parse_timestamp_zulu_offset_and_naive_are_utc():
+    expected = dt.datetime(2025, 11, 11, 12, 0, 0)
+    assert models.parse_timestamp("2025-11-11T12:00:00.000Z") == expected
+    assert models.parse_timestamp("2025-11-11T13:00:00+01:00") == expected
+    assert models.parse_timestamp("2025-11-11T12:00:00") == expected
+    for bad in ["", "ayer", "2025-13-01T00:00:00Z", 12345, None, "x" * 100]:
+        with pytest.raises((ValueError, TypeError)):
+            models.parse_timestamp(bad)
+
+
+def test_iso_has_milliseconds_and_z():
+    assert models.iso(dt.datetime(2025, 1, 2, 3, 4, 5, 678999)) == "2025-01-02T03:04:05.678Z"
+    assert models.iso(None) is None
+
+
+def test_validate_submission_keeps_first_n_and_counts_the_rest():
+    body = {"equipo_id": 1, "registros": [
+        {"timestamp": "2025-11-11T12:00:00Z", "tiempo": i} for i in range(17)]}
+    equipo_id, records, ignored = models.validate_submission(body, 15)
+    assert (equipo_id, len(records), ignored) == (1, 15, 2)
+    assert [r["tiempo"] for r in records] == list(range(15))
+
+
+def test_validate_submission_is_all_or_nothing_with_field_paths():
+    body = {"equipo_id": 1, "registros": [
+        {"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1},
+        {"timestamp": "no", "tiempo": 1.5},
+        {"tiempo": True},
+        {"timestamp": "2025-11-11T12:00:00Z", "tiempo": models.MAX_TIEMPO_MS + 1,
+         "id_registro": "not-a-uuid"},
+        "texto",
+    ]}
+    with pytest.raises(models.Invalid) as info:
+        models.validate_submission(body, 15)
+    assert info.value.errors == {
+        "registros.1.timestamp": "Debe ser una fecha ISO 8601.",
+        "registros.1.tiempo": "Debe ser un entero de milisegundos.",
+        "registros.2.tiempo": "Debe ser un entero de milisegundos.",
+        "registros.2.timestamp": "Campo obligatorio.",
+        "registros.3.tiempo": "Debe estar entre 0 y 86400000 ms (24 h).",
+        "registros.3.id_registro": "Debe ser un UUID.",
+        "registros.4": "Cada registro debe ser un objeto.",
+    }
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1}]}, "equipo_id"),
+    ({"equipo_id": "1", "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1}]},
+     "equipo_id"),
+    ({"equipo_id": True, "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1}]},
+     "equipo_id"),
+    ({"equipo_id": 1}, "registros"),
+    ({"equipo_id": 1, "registros": []}, "registros"),
+    ({"equipo_id": 1, "registros": {"a": 1}}, "registros"),
+])
+def test_validate_submission_rejects_bad_top_level(body, field):
+    with pytest.raises(models.Invalid) as info:
+        models.validate_submission(body, 15)
+    assert field in info.value.errors
+
+
+def test_passwords_are_salted_scrypt():
+    first, second = models.hash_password("secreto"), models.hash_password("secreto")
+    assert first != second and first.startswith("scrypt$")
+    assert models.verify_password("secreto", first)
+    assert not models.verify_password("Secreto", first)
+    assert not models.verify_password("secreto", "garbage")
+
+
+@pytest.fixture
+def database(tmp_path):
+    models.open_database(tmp_path / "models.db")
+    models.db.connect(reuse_if_open=True)
+    yield tmp_path / "models.db"
+    models.db.close()
+
+
+@pytest.fixture
+def race(database):
+    comp = models.create_competition("Prueba")
+    juez = models.create_judge("Juez.Uno", "pw", comp.id)
+    otro = models.create_judge("juez.dos", "pw", comp.id)
+    equipo = models.create_team("Equipo", 7, juez.id)
+    return comp, juez, otro, equipo
+
+
+def records(*pairs, ids=None):
+    out = []
+    for index, (stamp, tiempo) in enumerate(pairs):
+        out.append({"timestamp": models.parse_timestamp(stamp), "tiempo": tiempo,
+                    "id_registro": ids[index] if ids else None})
+    return out
+
+
+def test_database_is_wal_with_foreign_keys_and_full_sync(database):
+    assert models.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert models.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert models.db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_schema_is_versioned_and_reopening_keeps_data(database):
+    models.create_competition("Sigue aquí")
+    models.db.close()
+    models.open_database(database)
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION
+    assert models.Competencia.get().nombre == "Sigue aquí"
+
+
+def test_newer_schema_is_refused(database):
+    models.SchemaVersion.update(version=models.SCHEMA_VERSION + 1).execute()
+    models.db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        models.open_database(database)
+
+
+def test_usernames_are_case_insensitive_and_unicode(race):
+    with pytest.raises(models.Conflict):
+        models.create_user("JUEZ.UNO", "x")
+    user = models.create_user("Ñandú Ölçer", "clave")
+    assert models.authenticate("ñandú ölçer", "clave")["user"]["id"] == user.id
+    assert models.authenticate("juez.uno", "pw")["juez_id"] is not None
+    assert models.authenticate("juez.uno", "wrong") is None
+    assert models.authenticate("nadie", "pw") is None
+
+
+def test_store_splits_time_and_keeps_race_state(race):
+    comp, juez, _, equipo = race
+    result = models.store_submission(juez.user_id, equipo.id,
+                                     records(("2025-11-11T12:00:00Z", 3_723_004)))
+    assert len(result["created"]) == 1 and result["duplicates"] == []
+    row = models.RegistroTiempo.get()
+    assert (row.horas, row.minutos, row.segundos, row.milisegundos) == (1, 2, 3, 4)
+    assert row.estado_carrera == "programada"
+    assert row.juez_id == juez.id and str(row.id_registro) == result["created"][0]
+
+
+def test_store_is_idempotent_by_id_and_by_content(race):
+    comp, juez, _, equipo = race
+    rid = uuid.uuid4()
+    first = models.store_submission(juez.user_id, equipo.id, records(
+        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000), ids=[rid, None]))
+    again = models.store_submission(juez.user_id, equipo.id, records(
+        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000),
+        ("2025-11-11T12:00:01Z", 2000)))
+    assert again["created"] == []
+    assert again["duplicates"] == first["created"] + [first["created"][1]]
+    assert models.RegistroTiempo.select().count() == 2
+
+
+def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(race):
+    comp, juez, _, equipo = race
+    rid = uuid.uuid4()
+    models.store_submission(juez.user_id, equipo.id,
+                            records(("2025-11-11T12:00:00Z", 1000), ids=[rid]))
+    with pytest.raises(models.Conflict):
+        with models.db.atomic():
+            models.store_submission(juez.user_id, equipo.id, records(
+                ("2025-11-11T12:00:05Z", 5000), ("2025-11-11T12:00:00Z", 9999),
+                ids=[None, rid]))
+    assert models.RegistroTiempo.select().count() == 1
+
+
+def test_store_checks_judge_team_and_user(race):
+    comp, juez, otro, equipo = race
+    one = records(("2025-11-11T12:00:00Z", 1))
+    with pytest.raises(models.Forbidden, match="no está asignado"):
+        models.store_submission(otro.user_id, equipo.id, one)
+    with pytest.raises(models.NotFound):
+        models.store_submission(juez.user_id, 999, one)
+    organizer = models.create_user("org", "x", organizer=True)
+    with pytest.raises(models.Forbidden, match="perfil de juez"):
+        models.store_submission(organizer.id, equipo.id, one)
+    models.Juez.update(is_active=False).where(models.Juez.id == juez.id).execute()
+    with pytest.raises(models.Forbidden, match="inactivo"):
+        models.store_submission(juez.user_id, equipo.id, one)
+    models.User.update(is_active=False).where(models.User.id == juez.user_id).execute()
+    with pytest.raises(models.Unauthenticated):
+        models.store_submission(juez.user_id, equipo.id, one)
+    assert models.RegistroTiempo.select().count() == 0
+
+
+def test_race_state_changes(race):
+    comp, juez, _, equipo = race
+    started = models.start_competition(comp.id)
+    assert started["estado"] == "en_curso" and started["started_at"].endswith("Z")
+    with pytest.raises(models.Conflict):
+        models.start_competition(comp.id)
+    stopped = models.stop_competition(comp.id)
+    assert stopped["estado"] == "finalizada"
+    with pytest.raises(models.Conflict):
+        models.stop_competition(comp.id)
+    with pytest.raises(models.Conflict):
+        models.start_competition(comp.id)
+    reset, changed = models.reset_competition(comp.id)
+    assert changed and reset["estado"] == "programada" and reset["started_at"] is None
+    again, changed = models.reset_competition(comp.id)
+    assert not changed and again == reset
+    with pytest.raises(models.NotFound):
+        models.start_competition(999)
+
+
+def test_reset_after_records_needs_force_and_keeps_records(race):
+    comp, juez, _, equipo = race
+    models.start_competition(comp.id)
+    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 10)))
+    with pytest.raises(models.Conflict) as info:
+        models.reset_competition(comp.id)
+    assert info.value.code == "records_since_start"
+    reset, changed = models.reset_competition(comp.id, force=True)
+    assert changed and reset["estado"] == "programada"
+    kept = models.RegistroTiempo.get()
+    assert kept.estado_carrera == "en_curso"
+
+
+def test_idempotency_lookup_uses_the_index(race):
+    plan = models.db.execute_sql(
+        "EXPLAIN QUERY PLAN SELECT id_registro FROM registro_tiempo "
+        "WHERE equipo_id = ? AND timestamp = ? AND tiempo = ?", (1, "x", 1)).fetchall()
+    assert any("USING INDEX" in row[-1] for row in plan), plan
+
+
+def test_writer_commits_jobs_in_savepoints(database):
+    models.db.close()
+    writer = models.Writer()
+    writer.start()
+    try:
+        ok = writer.submit(models.create_competition, "Una")
+        bad = writer.submit(models.create_competition, "")
+        assert ok.result(5).nombre == "Una"
+        with pytest.raises(models.Invalid):
+            bad.result(5)
+    finally:
+        writer.stop()
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT nombre FROM competencia").fetchall() == [("Una",)]
