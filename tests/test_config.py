@@ -1,0 +1,94 @@
+"""Configuration: unknown keys and wrong types refuse to start; the secret is handled safely."""
+
+import os
+import stat
+
+import pytest
+
+import server5k
+from helpers import cli, write_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_when_the_file_is_absent(tmp_path):
+    config = server5k.load_config(tmp_path / "none.yaml")
+    assert config["server"]["port"] == 8000 and config["race"]["max_records_per_submission"] == 15
+    assert config["limits"] == {"login_per_minute": 20, "submissions_per_minute": 120}
+    assert config["database"]["path"] == str(tmp_path / "server5k.db")
+
+
+def test_shipped_config_yaml_is_valid_and_complete():
+    config = server5k.load_config(server5k.HERE / "config.yaml")
+    text = (server5k.HERE / "config.yaml").read_text()
+    for section, keys in server5k.CONFIG_SCHEMA.items():
+        for key in keys:
+            assert key + ":" in text, "config.yaml does not document %s.%s" % (section, key)
+            assert config[section][key] is not None or key.startswith("tls")
+
+
+@pytest.mark.parametrize("text, named", [
+    ("servre:\n  port: 1\n", "'servre'"),
+    ("server:\n  prot: 1\n", "'server.prot'"),
+    ("server:\n  port: '8000'\n", "'server.port'"),
+    ("server:\n  port: true\n", "'server.port'"),
+    ("limits:\n  login_per_minute: -1\n", "'limits.login_per_minute'"),
+    ("auth:\n  rotate_refresh_tokens: 'yes'\n", "'auth.rotate_refresh_tokens'"),
+    ("server:\n  cors_origins: '*'\n", "'server.cors_origins'"),
+    ("server: [1, 2]\n", "server must be a mapping"),
+    ("server:\n  tls_cert: a.pem\n", "go together"),
+    ("server: {port: 1\n", "not valid YAML"),
+])
+def test_bad_config_is_refused_naming_the_key(tmp_path, text, named):
+    with pytest.raises(server5k.ConfigError) as info:
+        server5k.load_config(write(tmp_path, text))
+    assert named in str(info.value)
+
+
+def test_serve_refuses_to_start_on_a_bad_key(tmp_path):
+    path = write(tmp_path, "race:\n  max_records: 15\n")
+    result = cli(path, "serve", check=False)
+    assert result.returncode == 2
+    assert "'race.max_records'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_from_environment_variable(tmp_path, monkeypatch):
+    path = write(tmp_path, "server:\n  port: 9123\n")
+    monkeypatch.setenv("SERVER5K_CONFIG", str(path))
+    assert server5k.load_config()["server"]["port"] == 9123
+
+
+def test_secret_from_environment(tmp_path, monkeypatch):
+    config = server5k.load_config(tmp_path / "none.yaml")
+    monkeypatch.setenv("SERVER5K_SECRET_KEY", "k" * 40)
+    assert server5k.signing_secret(config) == "k" * 40
+    assert not os.path.exists(config["database"]["path"] + ".secret")
+    monkeypatch.setenv("SERVER5K_SECRET_KEY", "short")
+    with pytest.raises(server5k.ConfigError):
+        server5k.signing_secret(config)
+
+
+def test_generated_secret_is_private_and_stable(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("SERVER5K_SECRET_KEY", raising=False)
+    config = server5k.load_config(tmp_path / "none.yaml")
+    first = server5k.signing_secret(config)
+    path = config["database"]["path"] + ".secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert server5k.signing_secret(config) == first and len(first) >= 32
+    assert "SERVER5K_SECRET_KEY is not set" in caplog.text
+    assert first not in caplog.text
+
+
+def test_relative_paths_follow_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = write(tmp_path / "sub", "database:\n  path: data/race.db\n")
+    assert server5k.load_config(path)["database"]["path"] == str(tmp_path / "sub/data/race.db")
+
+
+def test_write_config_helper_is_loadable(tmp_path):
+    path, raw = write_config(tmp_path)
+    assert server5k.load_config(path)["server"]["port"] == raw["server"]["port"]
