@@ -301,9 +301,12 @@ def print_demo(creds, config):
         lines.append("  judge      %-10s password %s  (juez_id %s, equipos %s)" % (
             juez["username"], juez["password"], juez["juez_id"],
             ", ".join(map(str, juez["equipos"]))))
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = "python3"
     lines.append("  start the race:  SERVER5K_USER=organizador SERVER5K_PASSWORD=%s "
-                 "python server5k.py race start %s" % (creds["organizador"]["password"],
-                                                      creds["competencia_id"]))
+                 "%s server5k.py race start %s" % (creds["organizador"]["password"], python,
+                                                  creds["competencia_id"]))
     print("\n".join(lines) + "\n", flush=True)
 
 

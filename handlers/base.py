@@ -125,7 +125,8 @@ def dumps(obj):
 
 
 class ServiceMixin:
-    """Shortcuts to the application's services (set up once in server5k.make_app)."""
+    """What every Server5K handler (REST or WebSocket) shares: the application's services
+    (set up once in server5k.make_app) and JSON error answers."""
 
     @property
     def config(self):
@@ -172,6 +173,40 @@ class ServiceMixin:
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         return identity
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, models.DomainError):
+            exc = ApiError.from_domain(exc)
+        if isinstance(exc, ApiError):
+            self.set_status(exc.status_code)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            body = {"detail": exc.detail, "code": exc.code}
+            if exc.errors:
+                body["errors"] = exc.errors
+        else:
+            if status_code >= 500:
+                status_code = 500
+                self.set_status(500)
+            detail = {
+                404: "No existe.",
+                405: "Método %s no permitido aquí." % self.request.method,
+                500: "Error interno del servidor.",
+            }.get(status_code, self._reason)
+            body = {"detail": detail, "code": STATUS_CODES.get(status_code, "error")}
+            if status_code == 405 and hasattr(self, "allowed_methods"):
+                self.set_header("Allow", self.allowed_methods())
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dumps(body))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, (ApiError, models.DomainError)):
+            return  # an answer, not a failure
+        if isinstance(value, tornado.web.HTTPError):
+            return super().log_exception(typ, value, tb)
+        log.error("Uncaught exception %s %s", self.request.method,
+                  redact_uri(self.request.uri), exc_info=(typ, value, tb))
 
 
 @tornado.web.stream_request_body
@@ -287,40 +322,6 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         if not 1 <= number <= 2**62:
             raise ApiError(404, "not_found", "%s %s no existe." % (what, value))
         return number
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, models.DomainError):
-            exc = ApiError.from_domain(exc)
-        if isinstance(exc, ApiError):
-            self.set_status(exc.status_code)
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-            body = {"detail": exc.detail, "code": exc.code}
-            if exc.errors:
-                body["errors"] = exc.errors
-        else:
-            if status_code >= 500:
-                status_code = 500
-                self.set_status(500)
-            detail = {
-                404: "No existe.",
-                405: "Método %s no permitido aquí." % self.request.method,
-                500: "Error interno del servidor.",
-            }.get(status_code, self._reason)
-            body = {"detail": detail, "code": STATUS_CODES.get(status_code, "error")}
-            if status_code == 405:
-                self.set_header("Allow", self.allowed_methods())
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(dumps(body))
-
-    def log_exception(self, typ, value, tb):
-        if isinstance(value, (ApiError, models.DomainError)):
-            return  # an answer, not a failure
-        if isinstance(value, tornado.web.HTTPError):
-            return super().log_exception(typ, value, tb)
-        log.error("Uncaught exception %s %s", self.request.method,
-                  redact_uri(self.request.uri), exc_info=(typ, value, tb))
 
 
 class NotFoundHandler(BaseHandler):

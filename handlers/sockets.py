@@ -10,12 +10,13 @@ it. A socket also remembers which start it was told about, so no path sends it t
 import asyncio
 import gc
 import logging
+import sys
 from collections import defaultdict
 
 import tornado.websocket
 
 import models
-from handlers.base import ApiError, ServiceMixin, dumps, parse_json, redact_uri
+from handlers.base import ApiError, ServiceMixin, dumps, parse_json
 
 log = logging.getLogger("server5k.sockets")
 
@@ -166,9 +167,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
                                "Esta URL es un WebSocket (Upgrade: websocket).")
             comp = await self._authenticate(juez_id)
         except ApiError as exc:
-            self.set_status(exc.status_code)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(dumps({"detail": exc.detail, "code": exc.code}))
+            self.send_error(exc.status_code, exc_info=sys.exc_info())
             return
         self._comp_from_db = comp
         await super().get(juez_id)
@@ -238,9 +237,6 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         if self.juez_id is not None:
             self.hub.remove(self)
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
-
-    def log_exception(self, typ, value, tb):
-        log.error("WebSocket error on %s", redact_uri(self.request.uri), exc_info=(typ, value, tb))
 
 
 routes = [

@@ -267,3 +267,17 @@ async def test_plain_http_get_on_the_socket_url_is_json_400(client, event):
     token = await client.access("juez1", "pass1")
     code, answer = await client.get("/ws/juez/%d/?token=%s" % (event["jueces"][0], token))
     assert code == 400 and answer["code"] == "websocket_expected"
+
+
+@pytest.mark.gen_test
+async def test_a_crash_during_the_handshake_is_json_500(client, event, monkeypatch):
+    token = await client.access("juez1", "pass1")
+
+    def explode(user_id):
+        raise RuntimeError("database on fire")
+    monkeypatch.setattr(models, "user_identity", explode)
+    code, answer, response = await client.request(
+        "GET", "/ws/juez/%d/?token=%s" % (event["jueces"][0], token),
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    assert code == 500 and answer["code"] == "internal_error"
+    assert b"fire" not in response.body
