@@ -727,6 +727,14 @@ class Writer:
                     self._commit(batch)
         finally:
             self.database.close()
+            # Anything that slipped in behind the stop marker is refused, never left hanging.
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item[0].set_running_or_notify_cancel():
+                    item[0].set_exception(RuntimeError("writer stopped"))
 
     def _commit(self, batch):
         outcomes = []
