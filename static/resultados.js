@@ -83,10 +83,15 @@
       if (!r.registros_contados) { tr.className = 'sin-registros'; }
       cell(tr, 'pos', r.posicion === null ? '–' : r.posicion);
       var equipo = cell(tr, 'equipo', r.equipo);
+      // Phones hide the dorsal, best and mean columns and show them here, one per line.
       var detalle = document.createElement('span');
       detalle.className = 'detalle';
-      detalle.textContent = 'Dorsal ' + r.dorsal +
-        (r.mejor ? ' · Mejor ' + r.mejor + ' · Promedio ' + r.promedio : '');
+      [['Dorsal', r.dorsal], ['Mejor', r.mejor], ['Promedio', r.promedio]].forEach(function (pair) {
+        if (pair[1] === null || pair[1] === undefined) { return; }
+        var line = document.createElement('span');
+        line.textContent = pair[0] + ' ' + pair[1];
+        detalle.appendChild(line);
+      });
       equipo.appendChild(detalle);
       if (r.antes_de_salida) {
         var flag = document.createElement('span');
