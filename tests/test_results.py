@@ -309,6 +309,41 @@ async def test_a_burst_of_changes_is_one_query_and_one_message(client, app, even
         ws.close()
 
 
+@pytest.mark.gen_test(timeout=120)
+async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, app, event):
+    cid = event["competencia"]
+    with models.db.connection_context():  # ~350 KB of standings per message
+        models.Equipo.insert_many([{"competencia": cid, "nombre": "Equipo lento %04d" % n,
+                                    "dorsal": 100 + n} for n in range(1000)]).execute()
+    spectators = app.settings["server5k_spectators"]
+    spectators.min_interval = 0  # one push per change, so the flood is as big as it can be
+    hub = app.settings["server5k_hub"]
+    slow, _ = await spectator(client, cid)  # ...and then never reads again
+    fast, _ = await spectator(client, cid)
+    pushes, held_back = 100, 0
+    for _ in range(pushes):
+        hub.records_stored(cid, event["equipos"]["a"], 1)
+        assert (await next_message(fast, timeout=30))["type"] == "resultados"
+        stuck = [s for s in spectators._by_competencia[cid]
+                 if s._in_flight is not None and not s._in_flight.done()]
+        held_back = max(held_back, len(stuck))
+    # The fast spectator got every push; the slow one has one message in flight and at most
+    # one waiting (the newest), instead of 35 MB queued in the server for it.
+    assert held_back == 1
+    # Once it reads again it catches up with the latest standings, skipping the stale ones.
+    received = 0
+    while True:
+        try:
+            msg = await asyncio.wait_for(slow.read_message(), 2)
+        except asyncio.TimeoutError:
+            break
+        assert json.loads(msg)["type"] == "resultados"
+        received += 1
+    assert 0 < received < pushes
+    slow.close()
+    fast.close()
+
+
 @pytest.mark.gen_test
 async def test_a_late_spectator_gets_the_current_standings_at_once(client, event):
     cid, eq = event["competencia"], event["equipos"]
