@@ -151,6 +151,7 @@ class Spectators:
         self._dirty = set()     # competitions whose standings changed since the last query
         self._flushing = set()  # competitions with a flush task running
         self._last = {}         # competition -> loop time of its last query
+        self._changes = defaultdict(int)  # competition -> changes seen (to spot stale reads)
         self._latest = {}       # competition -> last standings message, while still current
 
     def attach(self, hub):
@@ -158,6 +159,7 @@ class Spectators:
 
     def changed(self, competencia_id, what, data):
         """RaceHub listener (on the loop): records stored or race state changed. Cheap."""
+        self._changes[competencia_id] += 1
         self._latest.pop(competencia_id, None)
         if self._by_competencia.get(competencia_id):
             self._schedule(competencia_id)
@@ -202,13 +204,14 @@ class Spectators:
                     await asyncio.sleep(wait)  # changes meanwhile join this one query
                 self._dirty.discard(cid)
                 self._last[cid] = loop.time()
+                changes = self._changes[cid]
                 try:
                     text = await asyncio.wrap_future(
                         self.store.read(standings_message, cid, self.scored_per_team))
                 except Exception:
                     log.exception("standings of competencia %s could not be read", cid)
                     return
-                if cid not in self._dirty:
+                if self._changes[cid] == changes:  # nothing changed during the read
                     self._latest[cid] = text
                 for sock in list(self._by_competencia.get(cid, ())):
                     sock.offer(text)

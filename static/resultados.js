@@ -118,7 +118,8 @@
       fragment.appendChild(empty);
     }
     previous = seen;
-    tbody.replaceChildren(fragment);
+    tbody.textContent = '';
+    tbody.appendChild(fragment);
     actualizadoEl.textContent = 'Actualizado a las ' + new Date().toLocaleTimeString('es');
     root.setAttribute('data-version', String(Number(root.getAttribute('data-version') || 0) + 1));
   }
