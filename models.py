@@ -19,9 +19,11 @@ loop shares the loop thread, so no database work runs there at all:
 
 import base64
 import concurrent.futures
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import io
 import logging
 import os
 import queue
@@ -618,6 +620,118 @@ def competition_judges(competencia_id):
          "equipos": equipos.get(j.id, [])}
         for j in jueces
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Results: the ranking rule (runs on reader threads and in the command line).
+# --------------------------------------------------------------------------------------------
+def arrived_before_start(received_at, estado_carrera, started_at):
+    """Whether a record arrived before the (current) start of its race.
+
+    True when the race has not started, when the record was received before ``started_at``
+    (which also covers records of a false start that was reset and started again), or when the
+    server stored it while the race was still scheduled (robust to a clock stepped backwards).
+    """
+    return (started_at is None or received_at < started_at
+            or estado_carrera == ESTADO_PROGRAMADA)
+
+
+def ranking(competencia_id, scored_per_team=15):
+    """The standings of a competition: ``{"competencia", "registros_por_equipo", "clasificacion"}``.
+
+    The rule (documented for organizers in the README):
+
+    * a team's score counts its best ``scored_per_team`` times (its lowest ``tiempo``);
+    * teams with more counted finishers rank ahead of teams with fewer;
+    * then the lower total of the counted times wins;
+    * equal (counted finishers, total) share a position, and the next position skips: 1, 2, 2, 4;
+    * teams without records come last with ``posicion`` null.
+
+    Teams that share a position, and teams without records, are listed by dorsal. Records that
+    arrived before the start (see :func:`arrived_before_start`) count like any other, because
+    a finish time is never thrown away silently; ``antes_de_salida`` says how many a team has,
+    so the organizer can check them.
+    """
+    if not _is_int(scored_per_team) or scored_per_team < 1:
+        raise ValueError("scored_per_team must be a positive integer")
+    comp = _competencia(competencia_id)
+    teams = list(Equipo.select(Equipo.id, Equipo.nombre, Equipo.dorsal)
+                 .where(Equipo.competencia == comp.id).tuples())
+    times, early = {}, {}
+    records = (RegistroTiempo
+               .select(RegistroTiempo.equipo, RegistroTiempo.tiempo,
+                       RegistroTiempo.received_at, RegistroTiempo.estado_carrera)
+               .join(Equipo)
+               .where(Equipo.competencia == comp.id)
+               .tuples())
+    for equipo_id, tiempo, received_at, estado in records:
+        times.setdefault(equipo_id, []).append(tiempo)
+        if arrived_before_start(received_at, estado, comp.started_at):
+            early[equipo_id] = early.get(equipo_id, 0) + 1
+
+    rows = []
+    for equipo_id, nombre, dorsal in teams:
+        all_times = sorted(times.get(equipo_id, ()))
+        counted = all_times[:scored_per_team]
+        total = sum(counted) if counted else None
+        mean = (total + len(counted) // 2) // len(counted) if counted else None  # half up
+        rows.append({
+            "posicion": None,
+            "equipo_id": equipo_id,
+            "equipo": nombre,
+            "dorsal": dorsal,
+            "registros_contados": len(counted),
+            "registros_recibidos": len(all_times),
+            "tiempo_total_ms": total,
+            "tiempo_total": format_ms(total),
+            "mejor_ms": counted[0] if counted else None,
+            "mejor": format_ms(counted[0]) if counted else None,
+            "promedio_ms": mean,
+            "promedio": format_ms(mean),
+            "antes_de_salida": early.get(equipo_id, 0),
+        })
+    rows.sort(key=lambda r: (r["registros_contados"] == 0, -r["registros_contados"],
+                             r["tiempo_total_ms"] or 0, r["dorsal"]))
+    previous_key = None
+    for index, row in enumerate(rows):
+        if not row["registros_contados"]:
+            break
+        key = (row["registros_contados"], row["tiempo_total_ms"])
+        row["posicion"] = rows[index - 1]["posicion"] if key == previous_key else index + 1
+        previous_key = key
+    return {"competencia": comp.to_dict(), "registros_por_equipo": scored_per_team,
+            "clasificacion": rows}
+
+
+# The CSV export's columns, in order: the ranking rows' keys (a spreadsheet gets both the
+# readable h:mm:ss.mmm text and the exact milliseconds).
+CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "registros_contados",
+               "registros_recibidos", "tiempo_total", "tiempo_total_ms", "mejor", "mejor_ms",
+               "promedio", "promedio_ms", "antes_de_salida")
+
+
+def ranking_csv(result):
+    """A :func:`ranking` result as CSV text: a header row, then one row per team.
+
+    Starts with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
+    empty cells stand for null. Cells that a spreadsheet would run as a formula are quoted
+    with a leading apostrophe (CSV injection).
+    """
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in result["clasificacion"]:
+        writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import yaml
 import models
 from handlers.base import NotFoundHandler, log_request
 from handlers.limits import Limits
+from handlers.results import Spectators
 from handlers.routes import ROUTES
 from handlers.sockets import MAX_MESSAGE_BYTES, RaceHub
 from handlers.tokens import TokenService
@@ -180,6 +181,9 @@ def make_app(config):
     hub = RaceHub()
     with models.db.connection_context():
         hub.load(models.all_competitions())
+    # The results page's sockets: a registry of their own, told of changes by the hub.
+    spectators = Spectators(store, config["race"]["records_scored_per_team"])
+    spectators.attach(hub)
     app = tornado.web.Application(
         ROUTES,
         default_handler_class=NotFoundHandler,
@@ -190,6 +194,7 @@ def make_app(config):
         server5k_config=config,
         server5k_store=store,
         server5k_hub=hub,
+        server5k_spectators=spectators,
         server5k_tokens=TokenService(signing_secret(config),
                                      config["auth"]["access_token_lifetime_s"],
                                      config["auth"]["refresh_token_lifetime_s"]),
@@ -241,6 +246,7 @@ async def serve(config, demo=False, ready=None):
     log.info("stopping: no new connections, finishing in-flight requests")
     server.stop()
     app.settings["server5k_hub"].close_all(1001, "El servidor se está deteniendo")
+    app.settings["server5k_spectators"].close_all(1001, "El servidor se está deteniendo")
     await asyncio.sleep(0.2)  # let in-flight handlers hand their writes to the writer
     await loop.run_in_executor(None, close_app, app)
     log.info("stopped cleanly")
@@ -566,6 +572,43 @@ def cmd_race(args, config):
         print("judge sockets notified: %d" % answer["notificados"])
 
 
+def cmd_results(args, config):
+    """The standings from the database (works while the server runs: WAL readers)."""
+    result = models.ranking(args.id, config["race"]["records_scored_per_team"])
+    if args.csv:
+        Path(args.csv).write_text(models.ranking_csv(result), encoding="utf-8", newline="")
+        print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
+        return
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    print(format_results(result))
+
+
+def format_results(result):
+    """The standings as a plain-text table for a terminal."""
+    comp = result["competencia"]
+    lines = ["%s (competition %d): %s%s; best %d times count" % (
+        comp["nombre"], comp["id"], comp["estado"],
+        (" since %s" % comp["started_at"]) if comp["started_at"] else "",
+        result["registros_por_equipo"])]
+    rows = result["clasificacion"]
+    if not rows:
+        return lines[0] + "\nno teams"
+    width = max(6, max(len(r["equipo"]) for r in rows))
+    header = "%4s %6s  %-*s %8s %13s %13s %13s %6s" % (
+        "pos", "dorsal", width, "equipo", "counted", "total", "best", "mean", "early")
+    lines += [header, "-" * len(header)]
+    for r in rows:
+        lines.append("%4s %6d  %-*s %8d %13s %13s %13s %6s" % (
+            r["posicion"] or "-", r["dorsal"], width, r["equipo"], r["registros_contados"],
+            r["tiempo_total"] or "-", r["mejor"] or "-", r["promedio"] or "-",
+            r["antes_de_salida"] or ""))
+    if any(r["antes_de_salida"] for r in rows):
+        lines.append("early = records received before the start: counted, check them")
+    return "\n".join(lines)
+
+
 def cmd_serve(args, config):
     asyncio.run(serve(config, demo=args.demo))
 
@@ -648,6 +691,12 @@ def build_parser():
         p.add_argument("--url", help="server URL (default from the config)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_race)
+
+    p = sub.add_parser("results", help="the standings of a competition")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_results)
     return parser
 
 

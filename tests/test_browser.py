@@ -1,0 +1,252 @@
+"""The live results page in a real browser: headless Chromium (Debian's ``chromium`` package)
+driven by Playwright, against the real server started as a subprocess on a free port.
+
+The story: a spectator opens the page before the start; the organizer starts the race with the
+real CLI (``server5k.py race start ID --url ...``) and the clock appears; judges submit times
+through the API and the table changes without a reload; the server goes away and the page says
+so, then reconnects by itself when it is back.
+
+Skipped, with the reason, only when Chromium is not installed at /usr/bin/chromium or cannot be
+launched on this machine. Screenshots (phone 390 px and desktop 1280 px wide) are written to the
+test's tmp dir; set SERVER5K_UPDATE_SCREENSHOTS=1 to refresh docs/results-phone.png and
+docs/results-desktop.png with them.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``server5k.py serve`` in a subprocess, on its own port and tmp database."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.config = tmp_path / "config.yaml"
+        self.config.write_text("server: {port: %d, ws_ping_interval_s: 5}\n"
+                               "database: {path: %s}\n" % (self.port, tmp_path / "event.db"))
+        self.env = dict(os.environ, SERVER5K_SECRET_KEY="browser-test-" + "s" * 40,
+                        PYTHONUNBUFFERED="1")
+        self.log = tmp_path / "server.log"
+        self.process = None
+
+    def cli(self, *args, env=None):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config)] + list(args),
+            env=dict(self.env, **(env or {})), capture_output=True, text=True, timeout=60)
+
+    def start(self):
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config),
+                 "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError("server exited:\n" + self.log.read_text())
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2).close()
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        raise AssertionError("server did not answer:\n" + self.log.read_text())
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def api(self, method, path, body=None, token=None):
+        request = urllib.request.Request(self.url + path, method=method,
+                                         data=json.dumps(body).encode() if body else None)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def token(self, username, password):
+        status, body = self.api("POST", "/api/token/", {"username": username,
+                                                        "password": password})
+        assert status == 200, body
+        return body["access"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path)
+    done = srv.cli("demo")
+    assert done.returncode == 0, done.stderr
+    srv.creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed at %s (Debian package 'chromium'; .ci/run "
+                    "installs it when apt-get can)" % CHROMIUM)
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        except PlaywrightError as exc:
+            pytest.skip("Chromium at %s cannot be launched here: %s"
+                        % (CHROMIUM, str(exc).strip().splitlines()[0]))
+        yield chromium
+        chromium.close()
+
+
+def row(page, equipo_id):
+    return page.locator('#clasificacion tbody tr[data-equipo-id="%d"]' % equipo_id)
+
+
+def submit(server, token, equipo_id, *tiempos, minute=0):
+    status, body = server.api("POST", "/api/enviar_tiempos/", {
+        "equipo_id": equipo_id,
+        "registros": [{"timestamp": "2026-12-06T09:%02d:%02d.000Z" % (minute, i), "tiempo": t}
+                      for i, t in enumerate(tiempos)]}, token=token)
+    assert status == 201, body
+
+
+def screenshot(page, tmp_path, name, viewport):
+    page.set_viewport_size(viewport)
+    page.wait_for_timeout(1800)  # let the change highlight fade and the clock tick
+    target = tmp_path / name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+    if os.environ.get("SERVER5K_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(target, ROOT / "docs" / name)
+
+
+def test_live_results_page_follows_the_race(browser, server, tmp_path):
+    cid = server.creds["competencia_id"]
+    juez1, juez2 = server.creds["jueces"]
+    a1, b1 = juez1["equipos"]
+    a2, b2 = juez2["equipos"]
+    token1 = server.token(juez1["username"], juez1["password"])
+    token2 = server.token(juez2["username"], juez2["password"])
+
+    page = browser.new_page(viewport=DESKTOP, locale="es-ES")
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # The index lists the competition and links to its page.
+    page.goto(server.url + "/")
+    expect(page.locator("h1")).to_have_text("Competencias")
+    page.get_by_role("link", name="Carrera Demo 5K").click()
+    page.wait_for_url(server.url + "/competencias/%d/" % cid)
+
+    # Before the start: every team listed without a position, no clock, live connection on.
+    expect(page.locator("#clasificacion tbody tr")).to_have_count(4, timeout=WAIT_MS)
+    expect(row(page, a1).locator("td.pos")).to_have_text("–")
+    expect(page.locator("#estado")).to_have_text("Programada")
+    expect(page.locator("#reloj")).to_be_hidden()
+    expect(page.locator("#resultados")).to_have_attribute("data-conexion", "en-vivo",
+                                                          timeout=WAIT_MS)
+    page.evaluate("window.sinRecargar = true")  # gone if the page reloads
+
+    # A phone that started by hand uploads before the organizer starts: flagged on the page.
+    submit(server, token2, b2, 1_250_000)
+    expect(row(page, b2).locator(".temprano")).to_contain_text("antes de la salida",
+                                                                 timeout=WAIT_MS)
+
+    # The organizer starts the race with the real CLI: state and running clock appear.
+    started = server.cli("race", "start", str(cid), "--url", server.url, env={
+        "SERVER5K_USER": server.creds["organizador"]["username"],
+        "SERVER5K_PASSWORD": server.creds["organizador"]["password"]})
+    assert started.returncode == 0, started.stderr
+    assert "en_curso" in started.stdout
+    expect(page.locator("#estado")).to_have_text("En curso", timeout=WAIT_MS)
+    expect(page.locator("#reloj")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#reloj")).to_have_text(
+        re.compile(r"^0:00:0[0-9]$"), timeout=WAIT_MS)
+    first_tick = page.locator("#reloj").inner_text()
+    expect(page.locator("#reloj")).not_to_have_text(first_tick, timeout=WAIT_MS)  # running
+
+    # Judges submit: the table changes by itself.
+    submit(server, token1, a1, 1_100_000, 1_180_000, 1_320_000)
+    expect(row(page, a1).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    expect(row(page, a1).locator("td.total")).to_have_text("1:00:00.000")
+    expect(row(page, a1).locator("td.contados")).to_have_text("3")
+    expect(row(page, a1).locator("td.mejor")).to_have_text("0:18:20.000")
+    expect(row(page, a1).locator("td.promedio")).to_have_text("0:20:00.000")
+
+    submit(server, token2, a2, 1_050_000, 1_090_000, 1_150_000, 1_400_000, minute=1)
+    expect(row(page, a2).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)  # 4 > 3
+    expect(row(page, a1).locator("td.pos")).to_have_text("2")
+    submit(server, token1, b1, 1_210_000, 1_330_000, minute=2)
+    expect(row(page, b1).locator("td.pos")).to_have_text("3", timeout=WAIT_MS)
+    expect(page.locator("#clasificacion tbody tr td.equipo")).to_have_count(4)
+    first_team = page.locator("#clasificacion tbody tr").first.locator("td.equipo")
+    expect(first_team).to_contain_text("Equipo 2A")
+
+    assert page.evaluate("window.sinRecargar") is True, "the page reloaded"
+    assert errors == []
+
+    screenshot(page, tmp_path, "results-desktop.png", DESKTOP)
+    screenshot(page, tmp_path, "results-phone.png", PHONE)
+    # On a phone the team cell carries dorsal, best and mean; the table still fits the screen.
+    expect(row(page, a1).locator(".detalle")).to_be_visible()
+    expect(row(page, a1).locator(".detalle")).to_contain_text("Mejor 0:18:20.000")
+    expect(row(page, a1).locator("td.mejor")).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_page_shows_a_lost_connection_and_reconnects_by_itself(browser, server):
+    cid = server.creds["competencia_id"]
+    page = browser.new_page(viewport=PHONE, locale="es-ES")
+    page.goto(server.url + "/competencias/%d/" % cid)
+    live = page.locator("#resultados")
+    expect(live).to_have_attribute("data-conexion", "en-vivo", timeout=WAIT_MS)
+    expect(page.locator("#aviso-conexion")).to_be_hidden()
+    page.evaluate("window.sinRecargar = true")
+
+    server.stop()
+    expect(page.locator("#aviso-conexion")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#aviso-conexion")).to_contain_text("Se perdió la conexión en vivo")
+    expect(live).to_have_attribute("data-conexion", "perdida")
+
+    server.start()
+    expect(live).to_have_attribute("data-conexion", "en-vivo", timeout=30_000)
+    expect(page.locator("#aviso-conexion")).to_be_hidden()
+    # And it is live again: a submission after the reconnect shows up.
+    juez = server.creds["jueces"][0]
+    submit(server, server.token(juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    assert page.evaluate("window.sinRecargar") is True

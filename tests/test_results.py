@@ -1,0 +1,474 @@
+"""Results on race day: the standings API (JSON and CSV), the public pages, the spectators'
+live socket (kept apart from the judges'), and ``server5k.py results``."""
+
+import asyncio
+import csv
+import io
+import json
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+import models
+import server5k
+from conftest import next_message
+
+TS = "2026-12-06T09:%02d:00.000Z"
+
+
+async def submit(client, token, equipo_id, *tiempos, minute=0):
+    code, body = await client.post("/api/enviar_tiempos/", {
+        "equipo_id": equipo_id,
+        "registros": [{"timestamp": TS % (minute + i), "tiempo": t}
+                      for i, t in enumerate(tiempos)]}, token=token)
+    assert code == 201, body
+    return body
+
+
+def rows_by_dorsal(result):
+    return {row["dorsal"]: row for row in result["clasificacion"]}
+
+
+async def spectator(client, competencia_id):
+    """Connect a spectator socket; returns it with its first standings."""
+    ws = await tornado.websocket.websocket_connect(
+        client.ws_url("/ws/resultados/%s/" % competencia_id))
+    hello = await next_message(ws)
+    assert hello["type"] == "conexion.establecida"
+    assert hello["data"]["competencia_id"] == competencia_id
+    assert hello["data"]["server_time"].endswith("Z")
+    first = await next_message(ws)
+    assert first["type"] == "resultados", first
+    return ws, first["data"]
+
+
+async def nothing_within(ws, seconds):
+    """True when ``ws`` receives no message for ``seconds`` (and is still open)."""
+    try:
+        msg = await asyncio.wait_for(ws.read_message(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    raise AssertionError("unexpected message: %r" % (msg,))
+
+
+# -- the standings API ------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_results_are_public_and_follow_the_submissions(client, event):
+    cid, eq = event["competencia"], event["equipos"]
+    token1 = await client.access("juez1", "pass1")
+    token2 = await client.access("juez2", "pass2")
+    await submit(client, token1, eq["a"], 1_500_000, 1_400_000)   # before the start
+    code, org = await client.login("org", "org-pass"), None
+    org = code["access"]
+    code, body = await client.post("/api/competencias/%d/iniciar/" % cid, token=org)
+    assert code == 200, body
+    await submit(client, token1, eq["b"], 1_300_000, minute=5)
+    await submit(client, token2, eq["c"], 1_000_000, 1_100_000, minute=10)
+
+    code, result = await client.get("/api/competencias/%d/resultados/" % cid)  # no token
+    assert code == 200, result
+    assert result["competencia"]["id"] == cid
+    assert result["competencia"]["estado"] == "en_curso"
+    assert result["competencia"]["started_at"].endswith("Z")
+    assert result["registros_por_equipo"] == 15
+    assert result["server_time"].endswith("Z")
+    assert [(r["posicion"], r["dorsal"]) for r in result["clasificacion"]] == [
+        (1, 3), (2, 1), (3, 2)]
+    rows = rows_by_dorsal(result)
+    assert rows[3] == {
+        "posicion": 1, "equipo_id": eq["c"], "equipo": "Equipo C", "dorsal": 3,
+        "registros_contados": 2, "registros_recibidos": 2, "tiempo_total_ms": 2_100_000,
+        "tiempo_total": "0:35:00.000", "mejor_ms": 1_000_000, "mejor": "0:16:40.000",
+        "promedio_ms": 1_050_000, "promedio": "0:17:30.000", "antes_de_salida": 0}
+    assert rows[1]["antes_de_salida"] == 2  # flagged...
+    assert rows[1]["registros_contados"] == 2  # ...and counted
+    assert rows[2]["antes_de_salida"] == 0
+    # The other competition's team is not in these standings.
+    assert eq["x"] not in [r["equipo_id"] for r in result["clasificacion"]]
+
+
+@pytest.mark.gen_test
+async def test_records_scored_per_team_comes_from_the_config(config, event):
+    # A second app on the same database with N = 1 (the fixture's app uses the default 15).
+    config["race"]["records_scored_per_team"] = 1
+    app = server5k.make_app(config)
+    try:
+        with models.db.connection_context():
+            user_id = models.Juez.get_by_id(event["jueces"][0]).user_id
+        await asyncio.wrap_future(app.settings["server5k_store"].write(
+            models.store_submission, user_id, event["equipos"]["a"], [
+                {"tiempo": 2000, "timestamp": models.utcnow(), "id_registro": None},
+                {"tiempo": 1000, "timestamp": models.utcnow(), "id_registro": None}]))
+        from handlers.results import results_json
+        text = await asyncio.wrap_future(app.settings["server5k_store"].read(
+            results_json, event["competencia"], app.settings["server5k_config"]["race"][
+                "records_scored_per_team"]))
+    finally:
+        server5k.close_app(app)
+    row = rows_by_dorsal(json.loads(text))[1]
+    assert (row["registros_contados"], row["registros_recibidos"], row["tiempo_total_ms"]) == (
+        1, 2, 1000)
+
+
+@pytest.mark.gen_test
+async def test_results_csv_has_a_header_and_the_same_rows_as_json(client, event):
+    cid, eq = event["competencia"], event["equipos"]
+    token = await client.access("juez1", "pass1")
+    await submit(client, token, eq["a"], 1_234_567)
+    code, result = await client.get("/api/competencias/%d/resultados/" % cid)
+    assert code == 200
+    response = await client.http.fetch(
+        client.base_url + "/api/competencias/%d/resultados/?format=csv" % cid, raise_error=False)
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="resultados-competencia-%d.csv"' % cid)
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    text = response.body.decode("utf-8")
+    assert text.startswith("\ufeff")  # spreadsheets then read the accents right
+    table = list(csv.DictReader(io.StringIO(text[1:])))
+    assert list(table[0].keys()) == list(models.CSV_COLUMNS)
+    assert len(table) == len(result["clasificacion"]) == 3
+    for line, row in zip(table, result["clasificacion"]):
+        for column in models.CSV_COLUMNS:
+            expected = "" if row[column] is None else str(row[column])
+            assert line[column] == expected, column
+    assert table[0]["tiempo_total"] == "0:20:34.567"
+    assert table[0]["posicion"] == "1"
+    assert table[1]["posicion"] == ""
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/api/competencias/999/resultados/",
+                                  "/api/competencias/999/resultados/?format=csv",
+                                  "/api/competencias/abc/resultados/",
+                                  "/api/competencias/0/resultados/"])
+async def test_unknown_competition_is_a_json_404(client, event, path):
+    code, body, response = await client.request("GET", path)
+    assert code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert body["code"] in ("competition_not_found", "not_found")
+    assert body["detail"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("fmt", ["xml", "", "CSV", "html"])
+async def test_unknown_format_is_a_json_400(client, event, fmt):
+    code, body, response = await client.request(
+        "GET", "/api/competencias/%d/resultados/?format=%s" % (event["competencia"], fmt))
+    assert code == 400
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert body["code"] == "invalid_format"
+    assert "format" in body["errors"]
+
+
+@pytest.mark.gen_test
+async def test_results_answer_preflight_and_refuse_writes(client, event):
+    path = "/api/competencias/%d/resultados/" % event["competencia"]
+    code, body, response = await client.request("OPTIONS", path)
+    assert code == 204
+    assert "GET" in response.headers["Access-Control-Allow-Methods"]
+    code, body = await client.post(path, {})
+    assert code == 405
+    assert body["code"] == "method_not_allowed"
+
+
+@pytest.mark.gen_test
+async def test_unknown_api_paths_stay_json_404(client, event):
+    for path in ("/api/nada/", "/api/competencias/1/resultados/extra/"):
+        code, body, response = await client.request("GET", path)
+        assert code == 404
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert body["code"] == "not_found"
+
+
+# -- the pages ------------------------------------------------------------------------------------
+async def fetch_page(client, path):
+    response = await client.http.fetch(client.base_url + path, raise_error=False)
+    return response, response.body.decode("utf-8")
+
+
+@pytest.mark.gen_test
+async def test_index_lists_competitions_with_links(client, event):
+    with models.db.connection_context():
+        models.create_competition('<script>alert("x")</script> & Cía')
+    response, html = await fetch_page(client, "/")
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert '<html lang="es">' in html
+    assert 'href="/competencias/%d/"' % event["competencia"] in html
+    assert 'href="/competencias/%d/"' % event["otra"] in html
+    assert "Carrera de prueba" in html and "Otra carrera" in html
+    assert "Programada" in html
+    # Names are escaped: organizers type them, the page must not run them.
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Cía" in html
+
+
+@pytest.mark.gen_test
+async def test_competition_page_is_html_with_its_script(client, event):
+    cid = event["competencia"]
+    response, html = await fetch_page(client, "/competencias/%d/" % cid)
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert 'data-competencia="%d"' % cid in html
+    assert "Carrera de prueba" in html
+    assert 'id="clasificacion"' in html and 'id="reloj"' in html
+    assert 'id="aviso-conexion"' in html
+    for name in ("resultados.js", "resultados.css"):
+        start = html.index("/static/%s?v=" % name)
+        url = html[start:html.index('"', start)]
+        asset, body = await fetch_page(client, url)
+        assert asset.code == 200, url
+    assert "/ws/resultados/" in body or "/ws/resultados/" in (
+        await fetch_page(client, "/static/resultados.js"))[1]
+    # No fetches from the internet: every src/href is local.
+    assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/competencias/999/", "/competencias/0/"])
+async def test_unknown_competition_page_is_an_html_404(client, event, path):
+    response, html = await fetch_page(client, path)
+    assert response.code == 404
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "No encontrado" in html
+    assert "Traceback" not in html
+
+
+# -- the spectators' socket ------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_spectator_gets_standings_after_a_submission_and_after_start_and_stop(client, event):
+    cid, eq = event["competencia"], event["equipos"]
+    ws, first = await spectator(client, cid)
+    assert first["competencia"]["estado"] == "programada"
+    assert all(r["posicion"] is None for r in first["clasificacion"])
+
+    token = await client.access("juez2", "pass2")
+    await submit(client, token, eq["c"], 1_000_000)
+    update = await next_message(ws)
+    assert update["type"] == "resultados"
+    assert rows_by_dorsal(update["data"])[3]["posicion"] == 1
+    assert rows_by_dorsal(update["data"])[3]["tiempo_total"] == "0:16:40.000"
+
+    org = await client.access("org", "org-pass")
+    code, body = await client.post("/api/competencias/%d/iniciar/" % cid, token=org)
+    assert code == 200
+    update = await next_message(ws)
+    assert update["data"]["competencia"]["estado"] == "en_curso"
+    assert update["data"]["competencia"]["started_at"] == body["competencia"]["started_at"]
+
+    code, body = await client.post("/api/competencias/%d/detener/" % cid, token=org)
+    assert code == 200
+    update = await next_message(ws)
+    assert update["data"]["competencia"]["estado"] == "finalizada"
+    ws.close()
+
+
+@pytest.mark.gen_test
+async def test_spectator_is_told_of_a_false_start_reset(client, event):
+    cid = event["competencia"]
+    org = await client.access("org", "org-pass")
+    await client.post("/api/competencias/%d/iniciar/" % cid, token=org)
+    ws, first = await spectator(client, cid)
+    assert first["competencia"]["estado"] == "en_curso"
+    code, _ = await client.post("/api/competencias/%d/reiniciar/" % cid, token=org)
+    assert code == 200
+    update = await next_message(ws)
+    assert update["data"]["competencia"]["estado"] == "programada"
+    assert update["data"]["competencia"]["started_at"] is None
+    ws.close()
+
+
+@pytest.mark.gen_test
+async def test_spectators_only_hear_about_their_competition(client, event):
+    ws, _ = await spectator(client, event["competencia"])
+    org = await client.access("org", "org-pass")
+    code, _ = await client.post("/api/competencias/%d/iniciar/" % event["otra"], token=org)
+    assert code == 200
+    token = await client.access("juez3", "pass3")
+    await submit(client, token, event["equipos"]["x"], 1000)
+    assert await nothing_within(ws, 0.6)
+    ws.close()
+
+
+@pytest.mark.gen_test
+async def test_a_burst_of_changes_is_one_query_and_one_message(client, app, event):
+    cid = event["competencia"]
+    sockets = [(await spectator(client, cid))[0] for _ in range(3)]
+    hub = app.settings["server5k_hub"]
+    for _ in range(100):  # a hundred accepted submissions in one loop iteration
+        hub.records_stored(cid, event["equipos"]["a"], 1)
+    for ws in sockets:
+        msg = await next_message(ws)
+        assert msg["type"] == "resultados"
+    for ws in sockets:
+        assert await nothing_within(ws, 0.6)
+        ws.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, app, event):
+    cid = event["competencia"]
+    with models.db.connection_context():  # ~350 KB of standings per message
+        models.Equipo.insert_many([{"competencia": cid, "nombre": "Equipo lento %04d" % n,
+                                    "dorsal": 100 + n} for n in range(1000)]).execute()
+    spectators = app.settings["server5k_spectators"]
+    spectators.min_interval = 0  # one push per change, so the flood is as big as it can be
+    hub = app.settings["server5k_hub"]
+    slow, _ = await spectator(client, cid)  # ...and then never reads again
+    fast, _ = await spectator(client, cid)
+    pushes, held_back = 100, 0
+    for _ in range(pushes):
+        hub.records_stored(cid, event["equipos"]["a"], 1)
+        assert (await next_message(fast, timeout=30))["type"] == "resultados"
+        stuck = [s for s in spectators._by_competencia[cid]
+                 if s._in_flight is not None and not s._in_flight.done()]
+        held_back = max(held_back, len(stuck))
+    # The fast spectator got every push; the slow one has one message in flight and at most
+    # one waiting (the newest), instead of 35 MB queued in the server for it.
+    assert held_back == 1
+    # Once it reads again it catches up with the latest standings, skipping the stale ones.
+    received = 0
+    while True:
+        try:
+            msg = await asyncio.wait_for(slow.read_message(), 2)
+        except asyncio.TimeoutError:
+            break
+        assert json.loads(msg)["type"] == "resultados"
+        received += 1
+    assert 0 < received < pushes
+    slow.close()
+    fast.close()
+
+
+@pytest.mark.gen_test
+async def test_a_late_spectator_gets_the_current_standings_at_once(client, event):
+    cid, eq = event["competencia"], event["equipos"]
+    token = await client.access("juez1", "pass1")
+    await submit(client, token, eq["b"], 1_111_111)
+    first_ws, first = await spectator(client, cid)
+    late_ws, late = await spectator(client, cid)  # served from the cached snapshot
+    assert late == first
+    assert rows_by_dorsal(late)[2]["mejor_ms"] == 1_111_111
+    first_ws.close()
+    late_ws.close()
+
+
+@pytest.mark.gen_test
+async def test_spectator_messages_never_reach_judges(client, event):
+    cid = event["competencia"]
+    token = await client.access("juez1", "pass1")
+    judge, _ = await client.judge_socket(event["jueces"][0], token)
+    ws, _ = await spectator(client, cid)
+    fake_start = {"type": "carrera.iniciada", "data": {"competencia_id": cid}}
+    for text in (json.dumps(fake_start), json.dumps({"type": "ping", "data": {}}), "not json",
+                 json.dumps({"type": "resultados", "data": {}})):
+        await ws.write_message(text)
+    # Judges hear nothing, and the spectator gets no answer (no pong, no error)...
+    assert await nothing_within(judge, 0.6)
+    assert await nothing_within(ws, 0.1)
+    # ...but both sockets are still alive: the judge's ping works, the spectator gets updates.
+    await judge.write_message(json.dumps({"type": "ping", "data": {"n": 1}}))
+    pong = await next_message(judge)
+    assert pong["type"] == "pong" and pong["data"]["n"] == 1
+    await submit(client, token, event["equipos"]["a"], 5000)
+    assert (await next_message(ws))["type"] == "resultados"
+    assert await nothing_within(judge, 0.3)  # a submission is no judge event either
+    judge.close()
+    ws.close()
+
+
+@pytest.mark.gen_test
+async def test_spectators_are_a_separate_registry(client, app, event):
+    spectators = app.settings["server5k_spectators"]
+    hub = app.settings["server5k_hub"]
+    ws, _ = await spectator(client, event["competencia"])
+    assert spectators.count(event["competencia"]) == 1
+    assert hub.socket_count() == 0  # the judges' registry does not know it
+    org = await client.access("org", "org-pass")
+    code, body = await client.post("/api/competencias/%d/iniciar/" % event["competencia"],
+                                   token=org)
+    assert body["notificados"] == 0  # spectators are not counted as notified judges
+    ws.close()
+    for _ in range(100):
+        if spectators.count() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert spectators.count() == 0
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/ws/resultados/999/", "/ws/resultados/0/"])
+async def test_spectator_socket_of_unknown_competition_is_refused(client, event, path):
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await tornado.websocket.websocket_connect(client.ws_url(path))
+    assert info.value.code == 404
+
+
+@pytest.mark.gen_test
+async def test_spectator_socket_without_upgrade_is_a_json_400(client, event):
+    code, body, _ = await client.request("GET", "/ws/resultados/%d/" % event["competencia"])
+    assert code == 400
+    assert body["code"] == "websocket_expected"
+
+
+# -- the command line ------------------------------------------------------------------------------
+@pytest.fixture
+def cli(config, event, tmp_path):
+    """``server5k.py --config FILE ...`` run in-process against the event database."""
+    path = tmp_path / "config.yaml"
+    path.write_text("database:\n  path: %s\n" % config["database"]["path"])
+    with models.db.connection_context():
+        for juez, team, tiempos in ((0, "a", [1_500_000, 1_400_000]), (1, "c", [1_000_000])):
+            user_id = models.Juez.get_by_id(event["jueces"][juez]).user_id
+            with models.db.atomic():
+                models.store_submission(user_id, event["equipos"][team], [
+                    {"tiempo": t, "timestamp": models.utcnow(), "id_registro": None}
+                    for t in tiempos])
+
+    def run(*argv):
+        return server5k.main(["--config", str(path)] + list(argv))
+    return run
+
+
+def test_cli_results_prints_a_table(cli, event, capsys):
+    assert cli("results", str(event["competencia"])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Carrera de prueba (competition %d): programada" % event["competencia"])
+    assert out[1].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
+                              "early"]
+    body = [line.split() for line in out[3:]]
+    # Two finishers beat one faster finisher.
+    assert body[0] == ["1", "1", "Equipo", "A", "2", "0:48:20.000", "0:23:20.000",
+                       "0:24:10.000", "2"]
+    assert body[1] == ["2", "3", "Equipo", "C", "1", "0:16:40.000", "0:16:40.000",
+                       "0:16:40.000", "1"]
+    assert body[2] == ["-", "2", "Equipo", "B", "0", "-", "-", "-"]
+    assert "early" in out[-1]  # records before the start are pointed out
+
+
+def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path, capsys):
+    target = tmp_path / "resultados.csv"
+    assert cli("results", str(event["competencia"]), "--csv", str(target)) == 0
+    assert "3 teams written" in capsys.readouterr().out
+    with models.db.connection_context():
+        expected = models.ranking_csv(models.ranking(event["competencia"], 15))
+    assert target.read_bytes() == expected.encode("utf-8")
+    table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    assert table[0] == list(models.CSV_COLUMNS)
+    assert [row[1] for row in table[1:]] == ["1", "3", "2"]
+
+
+def test_cli_results_json(cli, event, capsys):
+    assert cli("results", str(event["competencia"]), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["dorsal"] for r in result["clasificacion"]] == [1, 3, 2]
+
+
+def test_cli_results_of_unknown_competition_fails_clearly(cli, capsys):
+    assert cli("results", "999") == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "server5k: error: La competencia 999 no existe."
