@@ -14,6 +14,7 @@ message is a full snapshot, so skipping one loses nothing).
 
 import asyncio
 import logging
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -247,9 +248,7 @@ class ResultadosSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             if self.hub.competition(cid) is None:
                 await self.db_read(models.competition_dict, cid)
         except ApiError as exc:
-            self.set_status(exc.status_code)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(dumps({"detail": exc.detail, "code": exc.code}))
+            self.send_error(exc.status_code, exc_info=sys.exc_info())
             return
         self.competencia_id = cid
         await super().get(competencia_id)
@@ -289,9 +288,6 @@ class ResultadosSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     def on_close(self):
         if self.competencia_id is not None:
             self.spectators.remove(self)
-
-    def log_exception(self, typ, value, tb):
-        log.error("spectator WebSocket error on %s", self.request.uri, exc_info=(typ, value, tb))
 
 
 routes = [
