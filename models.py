@@ -791,3 +791,13 @@ class Store:
         self._hashers.shutdown(wait=True)
         self.writer.stop(timeout)
 
+
+def checkpoint(database=db):
+    """Copy the WAL into the database file and truncate it: after a clean stop the .db file
+    alone holds everything (a plain file copy is then a complete backup)."""
+    database.connect(reuse_if_open=True)
+    try:
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
+

@@ -1,5 +1,5 @@
 """Every URL Server5K serves, in one list (each module keeps its own routes at its bottom)."""
 
-from handlers import auth, races, sockets, times
+from handlers import auth, openapi, races, sockets, times
 
-ROUTES = auth.routes + times.routes + races.routes + sockets.routes
+ROUTES = auth.routes + times.routes + races.routes + sockets.routes + openapi.routes
