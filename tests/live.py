@@ -61,6 +61,7 @@ class LiveServer:
             timeout=60, **kwargs)
 
     def start(self, timeout=20):
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         argv = [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path)]
         if self.verbose:
@@ -72,7 +73,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError("server exited with %s:\n%s" % (self.process.returncode,
                                                                    self.log()))
-            if "listening on" in self.log():
+            if "listening on" in self.log()[offset:]:
                 return self
             time.sleep(0.05)
         raise RuntimeError("server did not start:\n" + self.log())
@@ -135,10 +136,11 @@ async def fetch(method, url, body=None, token=None, headers=None, raw=None, clie
     if raw is None and method == "POST":
         raw = ""
     client = client or tornado.httpclient.AsyncHTTPClient()
-    response = await client.fetch(url, method=method, body=raw, headers=all_headers,
-                                  raise_error=False, **kw)
-    if response.code == 599:
-        raise ConnectionError(str(response.error))
+    try:
+        response = await client.fetch(url, method=method, body=raw, headers=all_headers,
+                                      raise_error=False, **kw)
+    except tornado.httpclient.HTTPClientError as exc:  # 599: no answer (closed, timed out)
+        raise ConnectionError(str(exc)) from None
     text = response.body.decode() if response.body else ""
     try:
         payload = json.loads(text) if text else None
