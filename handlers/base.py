@@ -96,6 +96,31 @@ def _reject_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400: no JSON number means infinity
+        raise ValueError("number out of range: %s" % text[:40])
+    return value
+
+
+def _check_text(value):
+    """ValueError if any string (key or value) holds a lone surrogate (from a ``\\ud800``
+    escape): such text cannot be stored in SQLite or written back as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text with an unpaired surrogate escape") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _depth(value):
     """Nesting depth of parsed JSON, walked without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -111,13 +136,15 @@ def _depth(value):
 
 
 def parse_json(raw):
-    """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity, bounded depth. ValueError else."""
+    """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity/overflowing numbers, no unpaired
+    surrogates, bounded depth. ValueError else."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
     value = json.loads(raw, object_pairs_hook=_reject_duplicate_keys,
-                       parse_constant=_reject_constant)
+                       parse_constant=_reject_constant, parse_float=_finite_float)
     if _depth(value) > MAX_JSON_DEPTH:
         raise ValueError("JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
+    _check_text(value)
     return value
 
 
