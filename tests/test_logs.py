@@ -4,6 +4,7 @@ real server with debug logging on (failed and successful logins, refresh, socket
 
 import asyncio
 import json
+import signal
 
 import pytest
 import tornado.httpclient
@@ -58,9 +59,8 @@ def test_no_secret_in_any_log_line(spawn, event, config):
             token=tokens["access"])
         assert code == 201
 
-    loop = asyncio.new_event_loop()
-    try:
-        ws1, ws2, tokens = loop.run_until_complete(flow())
+    async def main():
+        ws1, ws2, tokens = await flow()
         cid = str(event["competencia"])
         org_env = {"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"}
         for args, env in ((("race", "status", cid), org_env),
@@ -68,12 +68,14 @@ def test_no_secret_in_any_log_line(spawn, event, config):
                           (("race", "status", cid, "--json"), org_env),
                           (("race", "stop", cid, "--user", "org", "--password", "wrong-password-123"),
                            {})):
-            result = server.cli(*args, env=env)
+            result = await asyncio.to_thread(server.cli, *args, env=env)
             outputs.append(result.stdout + result.stderr)
         assert "login as org failed" in outputs[-1]
-        loop.run_until_complete(after_start(ws1, ws2, tokens))
-    finally:
-        loop.close()
+        await after_start(ws1, ws2, tokens)
+
+    asyncio.run(main())
+    server.signal(signal.SIGTERM)  # and its shutdown lines; also flushes everything
+    assert server.wait(30) == 0
 
     log = server.log()
     # The log really covers the flow (so the search below means something).

@@ -72,31 +72,29 @@ def test_https_wss_and_cli_on_one_tls_port(spawn, event, config, tmp_path):
         assert (await next_message(ws))["type"] == "conexion.establecida"
         return ws, tokens
 
-    async def started(ws):
-        return await next_message(ws)
-
-    loop = asyncio.new_event_loop()
-    try:
-        ws, tokens = loop.run_until_complete(phones())
+    async def organizer_and_race(ws, tokens):
         # The organizer's CLI over HTTPS, pinned to the server's certificate from the config.
-        status = server.cli("race", "status", str(event["competencia"]),
-                            env={"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"})
+        org = {"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"}
+        status = await asyncio.to_thread(server.cli, "race", "status", str(event["competencia"]),
+                                         env=org)
         assert status.returncode == 0, status.stderr
         assert "judges connected: 1 of 2" in status.stdout
-        start = server.cli("race", "start", str(event["competencia"]), "--json",
-                           env={"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"})
+        start = await asyncio.to_thread(server.cli, "race", "start", str(event["competencia"]),
+                                        "--json", env=org)
         assert start.returncode == 0, start.stderr
         answer = json.loads(start.stdout)
         assert answer["notificados"] == 1
-        event_msg = loop.run_until_complete(started(ws))
+        event_msg = await next_message(ws)
         assert event_msg["type"] == "carrera.iniciada"
         assert event_msg["data"]["started_at"] == answer["competencia"]["started_at"]
         ws.close()
-        code, result, _ = loop.run_until_complete(fetch(
-            "POST", server.base_url + "/api/enviar_tiempos/", {
-                "equipo_id": event["equipos"]["a"],
-                "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1500000}]},
-            token=tokens["access"], ssl_options=trusted))
+        code, result, _ = await fetch("POST", server.base_url + "/api/enviar_tiempos/", {
+            "equipo_id": event["equipos"]["a"],
+            "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1500000}]},
+            token=tokens["access"], ssl_options=trusted)
         assert code == 201, result
-    finally:
-        loop.close()
+
+    async def main():
+        await organizer_and_race(*await phones())
+
+    asyncio.run(main())
