@@ -359,6 +359,12 @@ def cmd_init_db(args, config):
                                                      models.SCHEMA_VERSION))
 
 
+def cmd_backup(args, config):
+    """A consistent copy of the event database, safe while the server is running."""
+    records = models.backup(config["database"]["path"], args.file)
+    print("backup written: %s (%d time records)" % (args.file, records))
+
+
 def cmd_demo(args, config):
     print_demo(ensure_demo(config), config)
 
@@ -607,6 +613,9 @@ def build_parser():
     sub.add_parser("init-db", help="create or migrate the database").set_defaults(func=cmd_init_db)
     sub.add_parser("demo", help="create the demo event, print its logins").set_defaults(
         func=cmd_demo)
+    p = sub.add_parser("backup", help="copy the database to FILE (safe while serving)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_backup)
 
     comp = sub.add_parser("competition", help="competitions").add_subparsers(
         dest="action", required=True)
@@ -682,7 +691,7 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db):
+        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:
