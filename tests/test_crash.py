@@ -18,7 +18,7 @@ import tornado.httpclient
 from live import fetch, judge_socket, login, next_message, spawn  # noqa: F401
 
 WORKERS = 6
-ANSWERED_BEFORE_KILL = 60
+ANSWERED_BEFORE_KILL = 150
 
 
 def stored_counts(db_path, ids):
