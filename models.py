@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import secrets
+import sqlite3
 import threading
 import unicodedata
 import uuid
@@ -912,4 +913,39 @@ class Store:
         self._readers.shutdown(wait=True)
         self._hashers.shutdown(wait=True)
         self.writer.stop(timeout)
+
+
+def backup(source_path, target_path):
+    """Copy a live database to ``target_path`` with SQLite's online backup API.
+
+    Safe while the server runs and writes (a plain file copy of a WAL database is not: it can
+    miss the WAL or catch a page mid-write). The copy is a consistent snapshot, checked with
+    ``PRAGMA integrity_check``. Returns how many time records it holds.
+    """
+    source_path, target_path = str(source_path), str(target_path)
+    if not os.path.exists(source_path):
+        raise NotFound("La base de datos %s no existe." % source_path, "database_not_found")
+    if os.path.exists(target_path):
+        raise Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
+    source = sqlite3.connect(source_path, timeout=10)
+    target = sqlite3.connect(target_path)
+    try:
+        source.backup(target, pages=1024)
+        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise Conflict("La copia %s no pasó integrity_check." % target_path, "backup_corrupt")
+        return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
+    finally:
+        target.close()
+        source.close()
+
+
+def checkpoint(database=db):
+    """Copy the WAL into the database file and truncate it: after a clean stop the .db file
+    alone holds everything (a plain file copy is then a complete backup)."""
+    database.connect(reuse_if_open=True)
+    try:
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
 

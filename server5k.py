@@ -27,16 +27,19 @@ import tornado.web
 import yaml
 
 import models
-from handlers.base import NotFoundHandler, log_request
+from handlers.base import InFlight, NotFoundHandler, log_request
 from handlers.limits import Limits
 from handlers.results import Spectators
 from handlers.routes import ROUTES
 from handlers.sockets import MAX_MESSAGE_BYTES, RaceHub
-from handlers.tokens import TokenService
+from handlers.tokens import TokenService, WsTickets
 
 log = logging.getLogger("server5k")
 
 HERE = Path(__file__).resolve().parent
+OPENAPI_PATH = HERE / "docs" / "openapi.yaml"
+# How long a graceful shutdown waits for requests already received to be answered.
+SHUTDOWN_GRACE_S = 10
 DEMO_COMPETITION = "Carrera Demo 5K"
 
 
@@ -200,13 +203,22 @@ def make_app(config):
                                      config["auth"]["refresh_token_lifetime_s"]),
         server5k_limits=Limits(config["limits"]["login_per_minute"],
                                config["limits"]["submissions_per_minute"]),
+        server5k_tickets=WsTickets(),
+        server5k_in_flight=InFlight(),
+        server5k_openapi=load_openapi(),
     )
     return app
 
 
+def load_openapi(path=OPENAPI_PATH):
+    """The OpenAPI description (kept as YAML in the repo), as the JSON text served."""
+    return json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), ensure_ascii=False)
+
+
 def close_app(app):
-    """Commit what the writer holds and close the database."""
+    """Commit what the writer holds, checkpoint the WAL into the database file and close it."""
     app.settings["server5k_store"].close()
+    models.checkpoint()
 
 
 def ssl_context(config):
@@ -218,14 +230,17 @@ def ssl_context(config):
     return context
 
 
-def make_server(app, config):
+def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
+    """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
+    seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
+    cannot hold connections forever)."""
     return tornado.httpserver.HTTPServer(
         app,
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
         max_body_size=4 * 1024 * 1024,
-        idle_connection_timeout=120,
-        body_timeout=30,
+        idle_connection_timeout=idle_connection_timeout,
+        body_timeout=body_timeout,
     )
 
 
@@ -243,12 +258,25 @@ async def serve(config, demo=False, ready=None):
     if ready is not None:
         ready()
     await stopping.wait()
+    await shutdown(app, server)
+
+
+async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
+    """Stop accepting, answer what was already received, close judge sockets, close the database.
+
+    Every submission whose headers arrived before the signal is committed and answered (up to
+    ``grace_s`` seconds); judges' phones get close code 1001 and reconnect to the restarted server.
+    """
     log.info("stopping: no new connections, finishing in-flight requests")
     server.stop()
     app.settings["server5k_hub"].close_all(1001, "El servidor se está deteniendo")
     app.settings["server5k_spectators"].close_all(1001, "El servidor se está deteniendo")
-    await asyncio.sleep(0.2)  # let in-flight handlers hand their writes to the writer
-    await loop.run_in_executor(None, close_app, app)
+    in_flight = app.settings["server5k_in_flight"]
+    if not await in_flight.wait_idle(grace_s):
+        log.warning("stopping with %d requests still unanswered after %d s",
+                    in_flight.count, grace_s)
+    await server.close_all_connections()
+    await asyncio.get_running_loop().run_in_executor(None, close_app, app)
     log.info("stopped cleanly")
 
 
@@ -338,6 +366,12 @@ def cmd_init_db(args, config):
     models.open_database(config["database"]["path"])
     print("database ready: %s (schema version %d)" % (config["database"]["path"],
                                                      models.SCHEMA_VERSION))
+
+
+def cmd_backup(args, config):
+    """A consistent copy of the event database, safe while the server is running."""
+    records = models.backup(config["database"]["path"], args.file)
+    print("backup written: %s (%d time records)" % (args.file, records))
 
 
 def cmd_demo(args, config):
@@ -625,6 +659,9 @@ def build_parser():
     sub.add_parser("init-db", help="create or migrate the database").set_defaults(func=cmd_init_db)
     sub.add_parser("demo", help="create the demo event, print its logins").set_defaults(
         func=cmd_demo)
+    p = sub.add_parser("backup", help="copy the database to FILE (safe while serving)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_backup)
 
     comp = sub.add_parser("competition", help="competitions").add_subparsers(
         dest="action", required=True)
@@ -706,7 +743,7 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db):
+        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 
 import tornado.web
 
@@ -95,6 +96,31 @@ def _reject_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400: no JSON number means infinity
+        raise ValueError("number out of range: %s" % text[:40])
+    return value
+
+
+def _check_text(value):
+    """ValueError if any string (key or value) holds a lone surrogate (from a ``\\ud800``
+    escape): such text cannot be stored in SQLite or written back as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text with an unpaired surrogate escape") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _depth(value):
     """Nesting depth of parsed JSON, walked without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -110,18 +136,40 @@ def _depth(value):
 
 
 def parse_json(raw):
-    """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity, bounded depth. ValueError else."""
+    """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity/overflowing numbers, no unpaired
+    surrogates, bounded depth. ValueError else."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
     value = json.loads(raw, object_pairs_hook=_reject_duplicate_keys,
-                       parse_constant=_reject_constant)
+                       parse_constant=_reject_constant, parse_float=_finite_float)
     if _depth(value) > MAX_JSON_DEPTH:
         raise ValueError("JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
+    _check_text(value)
     return value
 
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class InFlight:
+    """How many API requests are being handled right now (headers read, answer not yet sent).
+
+    A graceful shutdown stops accepting, then waits for this to reach zero so every submission
+    already received is committed and answered before the database closes.
+    """
+
+    def __init__(self):
+        self.count = 0
+
+    async def wait_idle(self, timeout):
+        """True once no request is in flight; False if ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while self.count > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
 
 class ServiceMixin:
@@ -148,6 +196,14 @@ class ServiceMixin:
     def limits(self):
         return self.application.settings["server5k_limits"]
 
+    @property
+    def tickets(self):
+        return self.application.settings["server5k_tickets"]
+
+    @property
+    def in_flight(self):
+        return self.application.settings["server5k_in_flight"]
+
     async def db_read(self, fn, *args):
         """Run a read on a reader thread; domain errors become API errors."""
         return await self._await(self.store.read(fn, *args))
@@ -169,7 +225,11 @@ class ServiceMixin:
     async def identity_from_token(self, token):
         """Decode an access token and check its user is still active. Raises ApiError(401)."""
         claims = self.tokens.decode(token, "access")
-        identity = await self.db_read(models.user_identity, claims["user_id"])
+        return await self.identity_of_user(claims["user_id"])
+
+    async def identity_of_user(self, user_id):
+        """The identity of an active user. Raises ApiError(401) if gone or inactive."""
+        identity = await self.db_read(models.user_identity, user_id)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         return identity
@@ -217,6 +277,7 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         self._body_parts = []
         self._body_size = 0
         self._body_too_large = False
+        self._counted = False
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -250,6 +311,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         return ", ".join(methods + ["OPTIONS"])
 
     def prepare(self):
+        # Counted from the headers on (the body may still be arriving) until the answer is sent
+        # or the client goes away, so a shutdown waits for it.
+        self.in_flight.count += 1
+        self._counted = True
         length = self.request.headers.get("Content-Length")
         if length is not None:
             try:
@@ -289,6 +354,18 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_body", "El cuerpo debe ser un objeto JSON.")
         return body
+
+    def on_finish(self):
+        self._uncount()
+
+    def on_connection_close(self):
+        self._uncount()
+        super().on_connection_close()
+
+    def _uncount(self):
+        if self._counted:
+            self._counted = False
+            self.in_flight.count -= 1
 
     def write_json(self, obj, status=200):
         self.set_status(status)

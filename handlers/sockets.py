@@ -16,7 +16,7 @@ from collections import defaultdict
 import tornado.websocket
 
 import models
-from handlers.base import ApiError, ServiceMixin, dumps, parse_json
+from handlers.base import ApiError, BaseHandler, ServiceMixin, dumps, parse_json
 
 log = logging.getLogger("server5k.sockets")
 
@@ -154,7 +154,8 @@ class RaceHub:
 
 
 class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
-    """``/ws/juez/{juez_id}/?token=ACCESS``: the start notice for one judge's phone."""
+    """``/ws/juez/{juez_id}/?ticket=TICKET`` (or ``?token=ACCESS``): the start notice for one
+    judge's phone."""
 
     juez_id = competencia_id = None
     start_seen = None
@@ -173,10 +174,15 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         await super().get(juez_id)
 
     async def _authenticate(self, juez_id):
+        ticket = self.get_query_argument("ticket", None)
         token = self.get_query_argument("token", None)
-        if not token:
-            raise ApiError(401, "not_authenticated", "Falta ?token=<access>.")
-        identity = await self.identity_from_token(token)
+        if ticket:
+            user_id, _ = self.tickets.redeem(ticket)
+            identity = await self.identity_of_user(user_id)
+        elif token:
+            identity = await self.identity_from_token(token)
+        else:
+            raise ApiError(401, "not_authenticated", "Falta ?ticket=<ticket> o ?token=<access>.")
         if str(identity["juez_id"]) != juez_id:
             raise ApiError(403, "wrong_judge", "El token no pertenece al juez %s." % juez_id)
         if not identity["juez_active"]:
@@ -239,6 +245,21 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
 
 
+class WsTicketHandler(BaseHandler):
+    """POST (access token of a judge) -> {"ticket", "expires_in"}: a single-use ticket for
+    ``/ws/juez/{juez_id}/?ticket=...``, so the long-lived access token never goes into a URL."""
+
+    async def post(self):
+        identity = await self.authenticated()
+        if identity["juez_id"] is None:
+            raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
+        if not identity["juez_active"]:
+            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        ticket = self.tickets.issue(identity["user"]["id"], identity["juez_id"])
+        self.write_json({"ticket": ticket, "expires_in": self.tickets.TTL_S})
+
+
 routes = [
+    (r"/api/ws-ticket/", WsTicketHandler),
     (r"/ws/juez/([0-9]+)/?", JuezSocketHandler),
 ]

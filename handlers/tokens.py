@@ -1,5 +1,6 @@
 """JWT access and refresh tokens: HS256 only, token type checked, every claim required."""
 
+import secrets
 import time
 import uuid
 
@@ -53,3 +54,39 @@ class TokenService:
         if not isinstance(user_id, int) or isinstance(user_id, bool):
             raise ApiError(401, "token_not_valid", "Token no válido.")
         return claims
+
+
+class WsTickets:
+    """Single-use tickets for the judge WebSocket, so access tokens stay out of URLs.
+
+    ``POST /api/ws-ticket/`` trades an access token for a ticket; ``/ws/juez/{id}/?ticket=``
+    spends it. A ticket is bound to its user and judge, valid ``TTL_S`` seconds and usable once
+    (spent even if the handshake then fails). Kept in memory on the event loop: one process
+    serves the event, and a restart only costs the app one more ``POST``.
+    """
+
+    TTL_S = 30
+
+    def __init__(self, clock=time.monotonic, max_tickets=100_000):
+        self._clock = clock
+        self._max_tickets = max_tickets
+        self._tickets = {}
+
+    def issue(self, user_id, juez_id):
+        now = self._clock()
+        if len(self._tickets) >= self._max_tickets:
+            self._tickets = {t: v for t, v in self._tickets.items() if v[2] > now}
+            if len(self._tickets) >= self._max_tickets:  # flooded: drop the oldest half
+                keep = sorted(self._tickets.items(), key=lambda item: item[1][2])
+                self._tickets = dict(keep[len(keep) // 2:])
+        ticket = secrets.token_urlsafe(32)
+        self._tickets[ticket] = (user_id, juez_id, now + self.TTL_S)
+        return ticket
+
+    def redeem(self, ticket):
+        """(user_id, juez_id) of a live ticket, which is spent. ApiError(401) otherwise."""
+        entry = self._tickets.pop(ticket, None) if isinstance(ticket, str) else None
+        if entry is None or entry[2] <= self._clock():
+            raise ApiError(401, "ticket_not_valid",
+                           "Ticket no válido, ya usado o caducado; pida otro en /api/ws-ticket/.")
+        return entry[0], entry[1]

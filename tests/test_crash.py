@@ -1,0 +1,158 @@
+"""Crash durability: the laptop dies (SIGKILL) mid-load and the server restarts on the same file.
+
+Every request answered 201 must be on disk, every submission is all-or-nothing, phones that got
+no answer retry and end up with every record stored exactly once, and the running race is still
+running: judges who reconnect get ``carrera.iniciada`` with the original ``started_at``.
+"""
+
+import asyncio
+import itertools
+import json
+import random
+import signal
+import sqlite3
+import uuid
+
+import tornado.httpclient
+
+from live import fetch, judge_socket, login, next_message, spawn  # noqa: F401
+
+WORKERS = 6
+ANSWERED_BEFORE_KILL = 150
+
+
+def stored_counts(db_path, ids):
+    """How many rows each id_registro has, read straight from the SQLite file."""
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        rows = conn.execute("SELECT id_registro, COUNT(*) FROM registro_tiempo "
+                            "GROUP BY id_registro").fetchall()
+        total = conn.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
+    finally:
+        conn.close()
+    counts = dict(rows)
+    return {rid: counts.get(uuid.UUID(rid).hex, 0) for rid in ids}, total
+
+
+def test_sigkill_mid_load_loses_nothing_answered_and_retries_complete(spawn, event, config):
+    db_path = config["database"]["path"]
+    server = spawn(db_path, limits={"submissions_per_minute": 0}).start()
+    rng = random.Random(5)
+    tiempos = itertools.count(600_000)
+    assignments = [("juez1", "pass1", event["equipos"]["a"]), ("juez1", "pass1", event["equipos"]["b"]),
+                   ("juez2", "pass2", event["equipos"]["c"])]
+    submissions = []  # each: {"body", "ids", "answered": bool}
+
+    def new_submission(equipo):
+        n = rng.randint(1, 15)
+        registros = [{"timestamp": "2025-11-11T12:%02d:%02d.%03dZ" % (
+            rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999)),
+            "tiempo": next(tiempos), "id_registro": str(uuid.uuid4())} for _ in range(n)]
+        sub = {"body": {"equipo_id": equipo, "registros": registros},
+               "ids": [r["id_registro"] for r in registros], "answered": False}
+        submissions.append(sub)
+        return sub
+
+    async def before_crash():
+        org = await login(server.base_url, "org", "org-pass")
+        tokens = {u: (await login(server.base_url, u, p))["access"] for u, p, _ in assignments}
+        sockets = []
+        for juez_id, user in ((event["jueces"][0], "juez1"), (event["jueces"][1], "juez2")):
+            sockets.append((await judge_socket("%s/ws/juez/%d/?token=%s" % (
+                server.ws_base, juez_id, tokens[user])))[0])
+        code, started, _ = await fetch("POST", "%s/api/competencias/%d/iniciar/" % (
+            server.base_url, event["competencia"]), token=org["access"])
+        assert code == 200 and started["notificados"] == 2, started
+        for ws in sockets:
+            assert (await next_message(ws))["type"] == "carrera.iniciada"
+
+        answered = 0
+        killed = asyncio.Event()
+
+        async def worker(n):
+            nonlocal answered
+            user, _, equipo = assignments[n % len(assignments)]
+            http = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+            try:
+                while not killed.is_set():
+                    sub = new_submission(equipo)
+                    try:
+                        code, payload, _ = await fetch(
+                            "POST", server.base_url + "/api/enviar_tiempos/", sub["body"],
+                            token=tokens[user], client=http, request_timeout=30)
+                    except (ConnectionError, OSError):
+                        continue  # no answer: this phone will retry after the restart
+                    assert code == 201, payload
+                    assert sorted(payload["created"]) == sorted(sub["ids"])
+                    sub["answered"] = True
+                    answered += 1
+            finally:
+                http.close()
+
+        # One phone on bad Wi-Fi whose request is certainly mid-air when the power goes.
+        slow = new_submission(event["equipos"]["a"])
+        raw = json.dumps(slow["body"]).encode()
+        _, slow_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        slow_writer.write(("POST /api/enviar_tiempos/ HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                           "Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d"
+                           "\r\n\r\n" % (tokens["juez1"], len(raw))).encode() + raw[:-5])
+        await slow_writer.drain()
+
+        tasks = [asyncio.ensure_future(worker(n)) for n in range(WORKERS)]
+        while answered < ANSWERED_BEFORE_KILL:
+            assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+            await asyncio.sleep(0.01)
+        server.signal(signal.SIGKILL)  # the laptop's battery dies
+        killed.set()
+        await asyncio.gather(*tasks)
+        slow_writer.close()
+        for ws in sockets:
+            assert await asyncio.wait_for(ws.read_message(), 10) is None
+            ws.close()
+        return tokens, started["competencia"]["started_at"]
+
+    tokens, started_at = asyncio.run(before_crash())
+    server.wait(10)
+    answered = [s for s in submissions if s["answered"]]
+    unanswered = [s for s in submissions if not s["answered"]]
+    assert len(answered) >= ANSWERED_BEFORE_KILL and unanswered
+
+    # On disk, before anyone retries: every 201 complete and once; nothing half-written.
+    all_ids = [rid for s in submissions for rid in s["ids"]]
+    counts, total = stored_counts(db_path, all_ids)
+    for sub in answered:
+        assert [counts[rid] for rid in sub["ids"]] == [1] * len(sub["ids"])
+    for sub in submissions:
+        assert {counts[rid] for rid in sub["ids"]} in ({0}, {1}), sub["ids"]
+    assert total == sum(counts.values())  # no stray rows
+
+    server.start()  # same database, same port
+
+    async def after_restart():
+        # The race is still running; reconnecting judges get the original start at once.
+        for juez_id, user in ((event["jueces"][0], "juez1"), (event["jueces"][1], "juez2")):
+            ws, hello = await judge_socket("%s/ws/juez/%d/?token=%s" % (
+                server.ws_base, juez_id, tokens[user]))
+            assert hello["data"]["competencia"]["estado"] == "en_curso"
+            start = await next_message(ws)
+            assert start["type"] == "carrera.iniciada"
+            assert start["data"]["started_at"] == started_at
+            ws.close()
+        # Phones retry what got no answer: 201, each record created or reported duplicate.
+        for sub in unanswered:
+            user = "juez2" if sub["body"]["equipo_id"] == event["equipos"]["c"] else "juez1"
+            code, payload, _ = await fetch("POST", server.base_url + "/api/enviar_tiempos/",
+                                           sub["body"], token=tokens[user])
+            assert code == 201, payload
+            assert sorted(payload["created"] + payload["duplicates"]) == sorted(sub["ids"])
+        # And a second retry of everything changes nothing.
+        for sub in answered[:5]:
+            user = "juez2" if sub["body"]["equipo_id"] == event["equipos"]["c"] else "juez1"
+            code, payload, _ = await fetch("POST", server.base_url + "/api/enviar_tiempos/",
+                                           sub["body"], token=tokens[user])
+            assert code == 201 and payload["created"] == [], payload
+
+    asyncio.run(after_restart())
+    counts, total = stored_counts(db_path, all_ids)
+    assert set(counts.values()) == {1}
+    assert total == len(all_ids)
