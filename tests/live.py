@@ -53,20 +53,28 @@ class LiveServer:
     def env(self):
         return dict(os.environ, SERVER5K_SECRET_KEY=SECRET, PYTHONUNBUFFERED="1")
 
-    def cli(self, *args, **kwargs):
-        """Run a CLI command against this server's config; returns CompletedProcess."""
-        return subprocess.run(
-            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path), *args],
-            env=dict(self.env(), **kwargs.pop("env", {})), capture_output=True, text=True,
-            timeout=60, **kwargs)
+    def cli(self, *args, check=False, env=None, **kwargs):
+        """Run a CLI command with this server's config; returns CompletedProcess.
 
-    def start(self, timeout=20):
+        ``check=True`` fails the test (showing stderr) when the command exits non-zero.
+        """
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path), *args],
+            env=dict(self.env(), **(env or {})), capture_output=True, text=True,
+            timeout=60, **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError("server5k %s failed (%d): %s" % (
+                " ".join(args), result.returncode, result.stderr))
+        return result
+
+    def start(self, *extra, timeout=20):
+        """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         argv = [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path)]
         if self.verbose:
             argv.append("--verbose")
-        self.process = subprocess.Popen(argv + ["serve"], env=self.env(), cwd=str(ROOT),
+        self.process = subprocess.Popen(argv + ["serve", *extra], env=self.env(), cwd=str(ROOT),
                                         stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

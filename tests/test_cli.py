@@ -7,14 +7,17 @@ import stat
 
 import pytest
 
-from helpers import cli, write_config
+from live import LiveServer
 
 
 @pytest.fixture
-def conf(tmp_path, monkeypatch):
-    monkeypatch.setenv("SERVER5K_SECRET_KEY", "s" * 64)
-    path, _ = write_config(tmp_path)
-    return path
+def conf(tmp_path):
+    """The command line of an event whose server is not running."""
+    return LiveServer(tmp_path, tmp_path / "event.db")
+
+
+def cli(server, *args, env=None, check=True):
+    return server.cli(*args, env=env, check=check)
 
 
 def json_line(result):
@@ -113,9 +116,10 @@ def test_race_without_a_running_server_says_so(conf):
     assert "not reachable" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_race_without_credentials_says_so(conf):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVER5K_USER")}
-    result = cli(conf, "race", "status", "1", env=env, check=False)
+def test_race_without_credentials_says_so(conf, monkeypatch):
+    monkeypatch.delenv("SERVER5K_USER", raising=False)
+    monkeypatch.delenv("SERVER5K_PASSWORD", raising=False)
+    result = cli(conf, "race", "status", "1", check=False)
     assert result.returncode != 0 and "credentials" in result.stderr
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import websockets
 
-from helpers import ServerProcess, cli, write_config
+from live import spawn  # noqa: F401  (fixture)
 
 # The guide's "Example: connect with Python (websockets)", unchanged but for the two
 # placeholders and a bounded number of messages (the guide's loop runs forever).
@@ -34,14 +34,14 @@ asyncio.run(run())
 
 
 @pytest.fixture
-def demo_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("SERVER5K_SECRET_KEY", "d" * 64)
-    path, config = write_config(tmp_path)
-    server = ServerProcess(path, config["server"]["port"], "--demo")
-    output = server.output()
-    creds = {m[0]: m[1] for m in re.findall(r"(\S+)\s+password (\S+)", output)}
-    yield server, path, config, creds
-    server.stop()
+def demo_server(spawn, tmp_path):
+    server = spawn(tmp_path / "event.db").start("--demo")
+    creds = {m[0]: m[1] for m in re.findall(r"(\S+)\s+password (\S+)", server.log())}
+    return server, creds
+
+
+def cli(server, *args, **kwargs):
+    return server.cli(*args, check=kwargs.pop("check", True), **kwargs)
 
 
 def post_json(url, body, token=None):
@@ -57,14 +57,14 @@ def post_json(url, body, token=None):
 
 
 def test_demo_prints_credentials(demo_server):
-    server, _, _, creds = demo_server
+    server, creds = demo_server
     assert set(creds) >= {"organizador", "juez1", "juez2"}
-    assert "race start" in server.output()
+    assert "race start" in server.log()
 
 
 def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_path):
-    server, config_path, config, creds = demo_server
-    status, tokens = post_json(server.url + "/api/token/",
+    server, creds = demo_server
+    status, tokens = post_json(server.base_url + "/api/token/",
                                {"username": "juez1", "password": creds["juez1"]})
     assert status == 200
     client_file = tmp_path / "guide_client.py"
@@ -77,7 +77,7 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
         hello = json.loads(judge.stdout.readline().split("Received: ", 1)[1])
         assert hello["type"] == "conexion.establecida"
         # The organizer fires the start from the command line.
-        started = cli(config_path, "race", "start", "1",
+        started = cli(server, "race", "start", "1",
                       env={"SERVER5K_USER": "organizador",
                            "SERVER5K_PASSWORD": creds["organizador"]})
         assert "en_curso" in started.stdout and "judge sockets notified: 1" in started.stdout
@@ -97,59 +97,60 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
                '"tiempo": 12345 } ] }')
     if curl:
         result = subprocess.run(
-            [curl, "-s", "-w", "\n%{http_code}", "-X", "POST", server.url + "/api/enviar_tiempos/",
+            [curl, "-s", "-w", "\n%{http_code}", "-X", "POST",
+             server.base_url + "/api/enviar_tiempos/",
              "-H", "Authorization: Bearer " + tokens["access"],
              "-H", "Content-Type: application/json", "-d", payload],
             capture_output=True, text=True, timeout=20)
         body, code = result.stdout.rsplit("\n", 1)
         status, answer = int(code), json.loads(body)
     else:
-        status, answer = post_json(server.url + "/api/enviar_tiempos/", json.loads(payload),
+        status, answer = post_json(server.base_url + "/api/enviar_tiempos/", json.loads(payload),
                                    tokens["access"])
     assert status == 201 and len(answer["created"]) == 1
 
-    status_out = cli(config_path, "race", "status", "1", "--user", "organizador",
+    status_out = cli(server, "race", "status", "1", "--user", "organizador",
                      "--password", creds["organizador"]).stdout
     assert "en_curso" in status_out and "judges connected: 0 of 2" in status_out
-    with sqlite3.connect(config["database"]["path"]) as conn:
+    with sqlite3.connect(server.db_path) as conn:
         rows = conn.execute("SELECT tiempo, segundos, milisegundos, estado_carrera "
                             "FROM registro_tiempo").fetchall()
     assert rows == [(12345, 12, 345, "en_curso")]
-    assert tokens["access"] not in server.output()
+    assert tokens["access"] not in server.log()
 
 
 def test_race_cli_reports_wrong_credentials_and_conflicts(demo_server):
-    server, config_path, _, creds = demo_server
-    wrong = cli(config_path, "race", "start", "1", "--user", "organizador", "--password", "no",
+    server, creds = demo_server
+    wrong = cli(server, "race", "start", "1", "--user", "organizador", "--password", "no",
                 check=False)
     assert wrong.returncode != 0 and "login as organizador failed (401)" in wrong.stderr
-    judge = cli(config_path, "race", "start", "1", "--user", "juez1",
+    judge = cli(server, "race", "start", "1", "--user", "juez1",
                 "--password", creds["juez1"], check=False)
     assert judge.returncode != 0 and "403" in judge.stderr
     ok = ["--user", "organizador", "--password", creds["organizador"]]
-    cli(config_path, "race", "start", "1", *ok)
-    again = cli(config_path, "race", "start", "1", *ok, check=False)
+    cli(server, "race", "start", "1", *ok)
+    again = cli(server, "race", "start", "1", *ok, check=False)
     assert again.returncode != 0 and "race_already_running" in again.stderr
-    assert "programada" in cli(config_path, "race", "reset", "1", *ok).stdout
-    answer = json.loads(cli(config_path, "race", "status", "1", "--json", *ok).stdout)
+    assert "programada" in cli(server, "race", "reset", "1", *ok).stdout
+    answer = json.loads(cli(server, "race", "status", "1", "--json", *ok).stdout)
     assert answer["competencia"]["estado"] == "programada"
 
 
 def test_two_judges_sockets_via_websockets_library(demo_server):
     """Several judges (and two phones of one judge) on the websockets library all hear the start."""
-    server, config_path, _, creds = demo_server
+    server, creds = demo_server
 
     async def scenario():
         sockets = []
         for username, juez_id in (("juez1", 1), ("juez1", 1), ("juez2", 2)):
-            _, tokens = post_json(server.url + "/api/token/",
+            _, tokens = post_json(server.base_url + "/api/token/",
                                   {"username": username, "password": creds[username]})
             ws = await websockets.connect("ws://127.0.0.1:%d/ws/juez/%d/?token=%s"
                                           % (server.port, juez_id, tokens["access"]))
             assert json.loads(await ws.recv())["type"] == "conexion.establecida"
             sockets.append(ws)
         result = await asyncio.to_thread(
-            cli, config_path, "race", "start", "1", "--user", "organizador",
+            cli, server, "race", "start", "1", "--user", "organizador",
             "--password", creds["organizador"])
         assert "judge sockets notified: 3" in result.stdout
         for ws in sockets:
