@@ -96,16 +96,17 @@ def _reject_constant(name):
 
 
 def _depth(value):
-    """Nesting depth of parsed JSON, walked without recursion."""
-    deepest, stack = 0, [(value, 1)]
+    """Nesting depth of parsed JSON, walked without recursion (only containers are visited)."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, stack = 1, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in item)
+        if depth > deepest:
+            deepest = depth
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return deepest
 
 
