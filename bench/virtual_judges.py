@@ -237,7 +237,8 @@ class VirtualJudge:
             try:
                 response = await self.http.fetch(
                     self.base_url + path, method=method, headers=headers,
-                    body=json.dumps(body) if body is not None else None,
+                    body=json.dumps(body) if body is not None else (
+                        "" if method == "POST" else None),
                     raise_error=False, request_timeout=self.request_timeout,
                     connect_timeout=self.request_timeout, ssl_options=self.ssl_context)
                 status = response.code
@@ -467,7 +468,7 @@ async def simulate(base_url, credentials, competencia_id=None, organizer=None, w
     try:
         arrived = [j for j, ok in zip(judges, await asyncio.gather(*map(arrive, judges))) if ok]
         connected_at_start = stats.connected
-        start_sent = None
+        start_sent = started_cid = None
         if organizer is not None and arrived:
             phase[0] = "starting the race"
             boss = VirtualJudge(base_url, *organizer, stats=stats, http=http,
@@ -478,6 +479,8 @@ async def simulate(base_url, credentials, competencia_id=None, organizer=None, w
             status, answer = await boss._request("POST", "/api/competencias/%s/iniciar/" % cid)
             if status != 200:
                 failures["start refused: %s" % answer.get("code")] += 1
+            else:
+                started_cid = cid
         else:
             phase[0] = "waiting for the start"
         waiters = [asyncio.wait_for(j.started.wait(), wait_start_s) for j in arrived]
@@ -522,6 +525,9 @@ async def simulate(base_url, credentials, competencia_id=None, organizer=None, w
     errors.update(failures)
     lines.append("  errors by code:         %s" % (", ".join(
         "%s %d" % item for item in sorted(errors.items())) or "none"))
+    if started_cid is not None:
+        lines.append("The race of competition %s is now running; after the rehearsal put it back "
+                     "with: python server5k.py race reset %s --force" % (started_cid, started_cid))
     ok = (len(arrived) == len(judges) and stats.start_received == len(arrived)
           and stats.submissions_ok == teams)
     return "\n".join(lines), ok
