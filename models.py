@@ -480,7 +480,8 @@ def store_submission(user_id, equipo_id, records):
     now = RegistroTiempo.received_at.db_value(utcnow())
     to_text = RegistroTiempo.timestamp.db_value
 
-    ids = [r["id_registro"].hex for r in records if r["id_registro"]]
+    given = [r["id_registro"].hex if r["id_registro"] else None for r in records]
+    ids = [h for h in given if h]
     by_id = {}
     if ids:
         by_id = {rid: rest for rid, *rest in
@@ -492,23 +493,22 @@ def store_submission(user_id, equipo_id, records):
         [equipo_id] + stamps + tiempos).fetchall()}
 
     created, duplicates, rows = [], [], []
-    for record, key in zip(records, keys):
-        rid = record["id_registro"]
-        if rid is not None and rid.hex in by_id:
-            if tuple(by_id[rid.hex]) != (equipo_id,) + key:
-                raise Conflict("El id_registro %s ya existe con otros datos." % rid,
+    for rid, key, tiempo in zip(given, keys, (r["tiempo"] for r in records)):
+        if rid is not None and rid in by_id:
+            if tuple(by_id[rid]) != (equipo_id,) + key:
+                raise Conflict("El id_registro %s ya existe con otros datos." % uuid.UUID(rid),
                                "id_registro_conflict")
-            duplicates.append(str(rid))
+            duplicates.append(str(uuid.UUID(rid)))
             continue
         if key in by_pair:  # stored before, or earlier in this same payload
             duplicates.append(str(uuid.UUID(by_pair[key])))
             continue
-        rid = rid or uuid.uuid4()
-        by_pair[key] = rid.hex
-        by_id[rid.hex] = (equipo_id,) + key  # the same id twice with other data: a conflict
-        rows.append((rid.hex, equipo_id, juez_id, record["tiempo"])
-                    + split_tiempo(record["tiempo"]) + (key[0], now, estado))
-        created.append(str(rid))
+        rid = rid or uuid.uuid4().hex
+        by_pair[key] = rid
+        by_id[rid] = (equipo_id,) + key  # the same id twice with other data: a conflict
+        rows.append((rid, equipo_id, juez_id, tiempo) + split_tiempo(tiempo)
+                    + (key[0], now, estado))
+        created.append(str(uuid.UUID(rid)))
     if rows:
         db.cursor().executemany(_INSERT_SQL, rows)
     return {"created": created, "duplicates": duplicates, "competencia_id": competencia_id}
