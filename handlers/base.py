@@ -83,11 +83,13 @@ def log_request(handler):
 
 
 def _reject_duplicate_keys(pairs):
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError("duplicated key %r" % key)
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # a key came twice: name it
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError("duplicated key %r" % key)
+            seen.add(key)
     return obj
 
 
