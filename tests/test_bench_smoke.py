@@ -23,7 +23,7 @@ def test_benchmark_runs_end_to_end_on_tiny_parameters(tmp_path):
     out, raw = tmp_path / "benchmarks.md", tmp_path / "results.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--sockets", "20",
-         "--ingest-seconds", "2", "--connections", "4", "--records", "500",
+         "--ingest-seconds", "2", "--connections", "4", "--records", "500", "--rounds", "1",
          "--out", str(out), "--json", str(raw)],
         capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert done.returncode == 0, done.stderr[-3000:]
