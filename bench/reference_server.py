@@ -6,12 +6,13 @@ on disk), one in-memory set of sockets, the same URLs and payloads. Run by bench
 """
 
 import asyncio
+import base64
 import concurrent.futures
 import datetime as dt
 import hashlib
 import hmac
-import base64
 import json
+import os
 import resource
 import sqlite3
 import sys
@@ -31,13 +32,14 @@ CREATE TABLE IF NOT EXISTS registro (id_registro TEXT PRIMARY KEY, equipo_id INT
     juez_id INTEGER, tiempo INTEGER, timestamp TEXT, received_at TEXT);
 """
 SOCKETS = set()
-HASHERS = concurrent.futures.ThreadPoolExecutor(2)
-SECRET = None
+HASHERS = concurrent.futures.ThreadPoolExecutor(2)  # as many as Server5K's hash threads
+SECRET = os.environ.get("SERVER5K_SECRET_KEY")
 DB = None
 
 
 def now_iso():
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def verify(password, stored):
@@ -49,8 +51,9 @@ def verify(password, stored):
 
 def issue(kind, user_id, juez_id, lifetime):
     now = int(time.time())
-    return jwt.encode({"token_type": kind, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
-                       "user_id": user_id, "juez_id": juez_id}, SECRET, algorithm="HS256")
+    return jwt.encode({"token_type": kind, "iat": now, "exp": now + lifetime,
+                       "jti": uuid.uuid4().hex, "user_id": user_id, "juez_id": juez_id},
+                      SECRET, algorithm="HS256")
 
 
 def claims_of(token):
@@ -98,8 +101,8 @@ class Iniciar(Api):
         started = now_iso()
         with DB:
             DB.execute("UPDATE competencia SET started_at = ? WHERE id = ?", (started, cid))
-        text = json.dumps({"type": "carrera.iniciada", "data": {
-            "mensaje": "La carrera ha iniciado", "competencia_id": int(cid), "started_at": started}})
+        text = json.dumps({"type": "carrera.iniciada", "data": {"mensaje": "La carrera ha iniciado",
+                           "competencia_id": int(cid), "started_at": started}})
         for sock in list(SOCKETS):
             sock.write_message(text)
         self.finish({"competencia": {"id": int(cid), "started_at": started},
@@ -148,9 +151,7 @@ class JuezSocket(tornado.websocket.WebSocketHandler):
 
 
 async def main(path, port):
-    global DB, SECRET
-    import os
-    SECRET = os.environ["SERVER5K_SECRET_KEY"]
+    global DB
     DB = sqlite3.connect(path, isolation_level=None)
     DB.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + SCHEMA)
     DB.isolation_level = "IMMEDIATE"  # `with DB:` = BEGIN IMMEDIATE ... COMMIT

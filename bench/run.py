@@ -129,7 +129,7 @@ def free_port():
 
 
 class Server:
-    """One server subprocess on a free loopback port; ``start()`` returns seconds to first answer."""
+    """A server subprocess on a free loopback port; ``start()`` returns seconds to first answer."""
 
     def __init__(self, kind, workdir, db_path):
         self.kind, self.workdir, self.db_path = kind, Path(workdir), str(db_path)

@@ -93,8 +93,8 @@ class _SocketProtocol(asyncio.Protocol):
                 error = json.loads(body)
             except ValueError:
                 error = {}
-            self.handshake.set_exception(HandshakeError(status, error.get("code", "http_%d" % status),
-                                                        error.get("detail", "")))
+            code = error.get("code", "http_%d" % status)
+            self.handshake.set_exception(HandshakeError(status, code, error.get("detail", "")))
             self.transport.close()
             return False
         expected = base64.b64encode(hashlib.sha1(self._key + WS_GUID).digest()).decode()
