@@ -483,8 +483,8 @@ def store_submission(user_id, equipo_id, records):
     now = RegistroTiempo.received_at.db_value(utcnow())
     to_text = RegistroTiempo.timestamp.db_value
 
-    given = [r["id_registro"].hex if r["id_registro"] else None for r in records]
-    ids = [h for h in given if h]
+    given = [r["id_registro"] for r in records]  # uuid.UUID or None
+    ids = [u.hex for u in given if u]
     by_id = {}
     if ids:
         by_id = {rid: rest for rid, *rest in
@@ -497,21 +497,22 @@ def store_submission(user_id, equipo_id, records):
 
     created, duplicates, rows = [], [], []
     for rid, key, tiempo in zip(given, keys, (r["tiempo"] for r in records)):
-        if rid is not None and rid in by_id:
-            if tuple(by_id[rid]) != (equipo_id,) + key:
-                raise Conflict("El id_registro %s ya existe con otros datos." % uuid.UUID(rid),
+        if rid is not None and rid.hex in by_id:
+            if tuple(by_id[rid.hex]) != (equipo_id,) + key:
+                raise Conflict("El id_registro %s ya existe con otros datos." % rid,
                                "id_registro_conflict")
-            duplicates.append(str(uuid.UUID(rid)))
+            duplicates.append(str(rid))
             continue
         if key in by_pair:  # stored before, or earlier in this same payload
             duplicates.append(str(uuid.UUID(by_pair[key])))
             continue
-        rid = rid or uuid.uuid4().hex
-        by_pair[key] = rid
-        by_id[rid] = (equipo_id,) + key  # the same id twice with other data: a conflict
-        rows.append((rid, equipo_id, juez_id, tiempo) + split_tiempo(tiempo)
+        rid = rid or uuid.uuid4()
+        hex_id = rid.hex
+        by_pair[key] = hex_id
+        by_id[hex_id] = (equipo_id,) + key  # the same id twice with other data: a conflict
+        rows.append((hex_id, equipo_id, juez_id, tiempo) + split_tiempo(tiempo)
                     + (key[0], now, estado))
-        created.append(str(uuid.UUID(rid)))
+        created.append(str(rid))
     if rows:
         db.execute_sql(_INSERT_SQL % ", ".join([_INSERT_ROW] * len(rows)),
                        [value for row in rows for value in row])
