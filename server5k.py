@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import csv
 import datetime as dt
+import gc
 import getpass
 import json
 import logging
 import os
+import resource
 import secrets
 import signal
 import ssl
@@ -244,17 +246,35 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     )
 
 
+def raise_open_file_limit():
+    """Every judge socket is a file descriptor; the usual soft limit of 1,024 would cap an event
+    at about a thousand phones. Raise it to the hard limit this process is allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 async def serve(config, demo=False, ready=None):
     if demo:
         print_demo(ensure_demo(config), config)
+    fd_limit = raise_open_file_limit()
     app = make_app(config)
     server = make_server(app, config)
     server.listen(config["server"]["port"], config["server"]["host"])
+    # Everything built so far (modules, routes, models) lives as long as the process: move it out
+    # of the garbage collector's view, so a full collection (which can come at any allocation,
+    # e.g. mid-request on race day) only walks what was created since.
+    gc.collect()
+    gc.freeze()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    log.info("Server5K listening on %s", base_url(config))
+    log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
     if ready is not None:
         ready()
     await stopping.wait()
@@ -643,6 +663,107 @@ def format_results(result):
     return "\n".join(lines)
 
 
+# -- simulate: rehearse an event with virtual judges against the running server -----------------
+SIMULATION_PREFIX = "simjuez"
+
+
+def simulation_credentials_path(config):
+    return Path(config["database"]["path"] + ".simulate-credentials.csv")
+
+
+def create_simulation_judges(config, judges, competencia_id=None):
+    """Judges simjuez1..N with one team each in the competition (the demo one by default).
+
+    Idempotent: judges already listed in the credentials file are reused; the passwords of new
+    ones (or of rehearsal judges whose password was lost) go to that file, mode 0600.
+    Returns (competencia_id, credentials path).
+    """
+    if competencia_id is None:
+        competencia_id = ensure_demo(config)["competencia_id"]
+    models.open_database(config["database"]["path"])
+    path = simulation_credentials_path(config)
+    known = {}
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as handle:
+            known = {row["usuario"]: row for row in csv.DictReader(handle)}
+    rows = []
+    with models.db.connection_context(), models.db.atomic():
+        models._competencia(competencia_id)
+        dorsal = (models.Equipo.select(models.pw.fn.MAX(models.Equipo.dorsal))
+                  .where(models.Equipo.competencia == competencia_id).scalar() or 0)
+        for n in range(1, judges + 1):
+            username = "%s%d" % (SIMULATION_PREFIX, n)
+            user = models.User.get_or_none(models.User.username_key == username)
+            juez = user and models.Juez.get_or_none(models.Juez.user == user.id)
+            if juez is not None and juez.competencia_id != competencia_id:
+                raise CliError("%s is a judge of competition %d, not %d"
+                               % (username, juez.competencia_id, competencia_id))
+            if juez is not None and username in known:
+                rows.append(known[username])
+                continue
+            password = models.generate_password()
+            if juez is None:
+                juez = models.create_judge(username, password, competencia_id,
+                                           "Juez simulado %d" % n)
+            else:
+                models.set_password(username, password)
+            if not juez.equipos.exists():
+                dorsal += 1
+                models.create_team("Equipo simulado %d" % n, dorsal, juez.id)
+            rows.append({"usuario": username, "contrasena": password, "juez_id": juez.id,
+                         "nombre": juez.nombre})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["usuario", "contrasena", "juez_id", "nombre"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return competencia_id, path
+
+
+def cmd_simulate(args, config):
+    """Rehearse race day: N virtual judges log in, connect, wait for the start, send times."""
+    from bench import virtual_judges  # tooling: loaded only by this command
+
+    url = (args.url or base_url(config)).rstrip("/")
+    competencia_id = args.competition
+    if args.create_demo:
+        print("creating or reusing %d rehearsal judges (%s1..%s%d) ..." % (
+            args.judges, SIMULATION_PREFIX, SIMULATION_PREFIX, args.judges), flush=True)
+        competencia_id, path = create_simulation_judges(config, args.judges, competencia_id)
+        print("competition %d; their passwords are in %s (mode 0600)" % (competencia_id, path))
+    else:
+        path = Path(args.credentials) if args.credentials else simulation_credentials_path(config)
+        if not path.exists():
+            raise CliError("no judge credentials at %s: pass --credentials FILE (the CSV that "
+                           "`import` writes) or --create-demo to create rehearsal judges" % path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            credentials = [(row["usuario"], row["contrasena"]) for row in csv.DictReader(handle)]
+    except (KeyError, csv.Error, UnicodeDecodeError) as exc:
+        raise CliError("%s is not a credentials CSV (usuario,contrasena,...): %s"
+                       % (path, exc)) from None
+    if len(credentials) < args.judges:
+        raise CliError("%s holds %d judges, fewer than --judges %d"
+                       % (path, len(credentials), args.judges))
+    organizer = None
+    if args.start:
+        user = args.user or os.environ.get("SERVER5K_USER")
+        password = args.password or os.environ.get("SERVER5K_PASSWORD")
+        if not user or not password:
+            raise CliError("--start needs organizer credentials: --user/--password or "
+                           "SERVER5K_USER/SERVER5K_PASSWORD")
+        organizer = (user, password)
+    else:
+        print("waiting for the organizer to start the race once the judges are connected, "
+              "e.g. python server5k.py race start %s" % (competencia_id or "ID"), flush=True)
+    summary, ok = asyncio.run(virtual_judges.simulate(
+        url, credentials[:args.judges], competencia_id, organizer, wait_start_s=args.wait,
+        ssl_context=client_context(config)))
+    print(summary)
+    if not ok:
+        raise CliError("the rehearsal did not complete (see the summary above)")
+
+
 def cmd_serve(args, config):
     asyncio.run(serve(config, demo=args.demo))
 
@@ -715,6 +836,27 @@ def build_parser():
     p.add_argument("--credentials", help="where to write new passwords (CSV, mode 0600)")
     p.set_defaults(func=cmd_import)
 
+    p = sub.add_parser("simulate", help="rehearse an event: N virtual judges against the "
+                       "running server")
+    p.add_argument("--judges", type=int, required=True, metavar="N")
+    p.add_argument("--competition", type=int, metavar="ID",
+                   help="the competition (default: the demo one with --create-demo)")
+    p.add_argument("--url", help="server URL (default from the config)")
+    p.add_argument("--create-demo", action="store_true",
+                   help="create rehearsal judges simjuez1..N with a team each in the config's "
+                        "database (nothing is created without this)")
+    p.add_argument("--credentials", metavar="CSV",
+                   help="judges to play (usuario,contrasena columns, as `import` writes them; "
+                        "default: the file --create-demo writes)")
+    p.add_argument("--start", action="store_true",
+                   help="start the race as the organizer once every judge is connected "
+                        "(SERVER5K_USER/SERVER5K_PASSWORD or --user/--password)")
+    p.add_argument("--user")
+    p.add_argument("--password")
+    p.add_argument("--wait", type=float, default=600, metavar="SECONDS",
+                   help="how long to wait for the start (default 600)")
+    p.set_defaults(func=cmd_simulate)
+
     race = sub.add_parser("race", help="start/stop/reset/status on the running server")
     race_sub = race.add_subparsers(dest="action", required=True)
     for action in ("start", "stop", "status", "reset"):
@@ -743,7 +885,8 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup):
+        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
+                             cmd_simulate):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:

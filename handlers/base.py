@@ -84,11 +84,13 @@ def log_request(handler):
 
 
 def _reject_duplicate_keys(pairs):
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError("duplicated key %r" % key)
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # a key came twice: name it
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError("duplicated key %r" % key)
+            seen.add(key)
     return obj
 
 
@@ -122,16 +124,17 @@ def _check_text(value):
 
 
 def _depth(value):
-    """Nesting depth of parsed JSON, walked without recursion."""
-    deepest, stack = 0, [(value, 1)]
+    """Nesting depth of parsed JSON, walked without recursion (only containers are visited)."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, stack = 1, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in item)
+        if depth > deepest:
+            deepest = depth
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return deepest
 
 

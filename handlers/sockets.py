@@ -201,6 +201,9 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         return None
 
     def open(self, juez_id):
+        # Small messages go out at once: Nagle's algorithm would hold a pong (or a start
+        # notice) until the phone acknowledges the previous one, up to its delayed-ACK timeout.
+        self.set_nodelay(True)
         # Register and read the live state in one step (see the module docstring).
         self.hub.add(self)
         comp = self.hub.adopt(self._comp_from_db)

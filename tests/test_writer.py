@@ -1,0 +1,235 @@
+"""The group-commit writer keeps submissions isolated.
+
+Every job waiting in the writer's queue is committed in one transaction, each in its own
+savepoint. These tests hold the writer busy so that many submissions really do share one batch,
+make one of them fail inside the writer, and check that the others are committed, that the failed
+one left nothing behind, and that no stored row belongs to a submission other than its own.
+"""
+
+import asyncio
+import datetime as dt
+import sqlite3
+import threading
+import time
+import uuid
+
+import pytest
+
+import models
+
+TEAMS_PER_JUDGE = 2
+JUDGES = 6
+
+
+@pytest.fixture
+def crowd(config, event):
+    """Six more judges of the race, two teams each: {user_id: (juez_id, [equipo ids])}."""
+    crowd = {}
+    with models.db.connection_context():
+        for n in range(JUDGES):
+            juez = models.create_judge("crowd%d" % n, "crowd-pass", event["competencia"])
+            teams = [models.create_team("Equipo %d-%d" % (n, t), 100 + n * 10 + t, juez.id).id
+                     for t in range(TEAMS_PER_JUDGE)]
+            crowd[juez.user_id] = (juez.id, teams)
+    return crowd
+
+
+def records(equipo_id, count=15, base_ms=1_500_000):
+    """Distinct records for a team (the team id is folded into tiempo so payloads differ)."""
+    start = dt.datetime(2026, 5, 1, 9, 0, 0)
+    return [{"timestamp": start + dt.timedelta(seconds=i), "tiempo": base_ms + equipo_id * 100 + i,
+             "id_registro": uuid.uuid4()} for i in range(count)]
+
+
+def stored(config):
+    """Every stored record as {id_registro hex: (equipo_id, juez_id, tiempo)}, read afresh."""
+    conn = sqlite3.connect(config["database"]["path"])
+    try:
+        return {row[0]: row[1:] for row in conn.execute(
+            "SELECT id_registro, equipo_id, juez_id, tiempo FROM registro_tiempo")}
+    finally:
+        conn.close()
+
+
+class Gate:
+    """A writer job that blocks the writer until opened, so later jobs queue into one batch."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.future = writer.submit(self._hold)
+        assert self.entered.wait(5), "the writer never ran the gate job"
+
+    def _hold(self):
+        self.entered.set()
+        assert self.release.wait(10)
+        return "gate"
+
+    def wait_for_queue(self, jobs, timeout=10):
+        deadline = time.monotonic() + timeout
+        while self.writer._queue.qsize() < jobs:
+            assert time.monotonic() < deadline, "submissions never reached the writer"
+            time.sleep(0.005)
+
+    def open(self):
+        self.release.set()
+
+
+@pytest.fixture
+def store(config, event):
+    models.open_database(config["database"]["path"])
+    store = models.Store()
+    store.start()
+    yield store
+    store.close()
+
+
+def test_one_conflicting_submission_fails_alone_in_a_shared_batch(config, crowd, store):
+    # A record already stored for the first team: reusing its id with other data is a conflict.
+    (first_user, (first_juez, first_teams)) = next(iter(crowd.items()))
+    earlier = records(first_teams[0], count=1)
+    store.write(models.store_submission, first_user, first_teams[0], earlier).result(5)
+
+    gate = Gate(store.writer)
+    jobs = []
+    for user_id, (juez_id, teams) in crowd.items():
+        for equipo_id in teams:
+            payload = records(equipo_id, base_ms=2_000_000)
+            jobs.append((user_id, juez_id, equipo_id, payload,
+                         store.write(models.store_submission, user_id, equipo_id, payload)))
+    # The bad one sits in the middle of the batch: 14 fine records and one conflicting id.
+    bad_payload = records(first_teams[1], base_ms=3_000_000)
+    bad_payload[7] = dict(bad_payload[7], id_registro=earlier[0]["id_registro"])
+    bad = store.write(models.store_submission, first_user, first_teams[1], bad_payload)
+    gate.wait_for_queue(len(jobs) + 1)
+    gate.open()
+
+    with pytest.raises(models.Conflict) as caught:
+        bad.result(10)
+    assert caught.value.code == "id_registro_conflict"
+    results = [(user, juez, team, payload, future.result(10))
+               for user, juez, team, payload, future in jobs]
+
+    rows = stored(config)
+    # Nothing of the failed submission was kept, not even its 14 valid records.
+    for record in bad_payload:
+        if record["id_registro"] != earlier[0]["id_registro"]:
+            assert record["id_registro"].hex not in rows
+    # Every other submission was committed, entirely, and only under its own team and judge.
+    for user_id, juez_id, equipo_id, payload, result in results:
+        assert result["created"] == [str(r["id_registro"]) for r in payload]
+        assert result["duplicates"] == []
+        for record in payload:
+            assert rows[record["id_registro"].hex] == (equipo_id, juez_id, record["tiempo"])
+    assert len(rows) == 1 + sum(len(payload) for *_, payload, _ in results)
+
+
+def test_an_exception_inside_a_job_rolls_back_only_that_job(config, crowd, store):
+    users = list(crowd.items())
+
+    def store_then_fail(user_id, equipo_id, payload):
+        models.store_submission(user_id, equipo_id, payload)  # rows written, then...
+        raise RuntimeError("disk on fire (simulated)")
+
+    gate = Gate(store.writer)
+    good = []
+    for index, (user_id, (juez_id, teams)) in enumerate(users):
+        payload = records(teams[0])
+        fn = store_then_fail if index == 2 else models.store_submission
+        good.append((index, juez_id, teams[0], payload,
+                     store.write(fn, user_id, teams[0], payload)))
+    gate.wait_for_queue(len(good))
+    gate.open()
+
+    rows = None
+    for index, juez_id, equipo_id, payload, future in good:
+        if index == 2:
+            with pytest.raises(RuntimeError):
+                future.result(10)
+            continue
+        future.result(10)
+        # Answered after the commit: another connection sees the rows at once.
+        rows = stored(config) if rows is None else rows
+        assert {r["id_registro"].hex for r in payload} <= set(rows)
+    failed_ids = {r["id_registro"].hex for r in good[2][3]}
+    assert not failed_ids & set(stored(config))
+    assert all(rows[h][0] == equipo_id for _, _, equipo_id, payload, _ in good
+               for h in (r["id_registro"].hex for r in payload) if h in rows)
+
+
+def test_concurrent_identical_retries_store_each_record_once(config, crowd, store):
+    """A phone that retries while its first attempt is still queued: one copy, both answered."""
+    user_id, (juez_id, teams) = next(iter(crowd.items()))
+    payload = records(teams[0])
+    gate = Gate(store.writer)
+    first = store.write(models.store_submission, user_id, teams[0], payload)
+    retry = store.write(models.store_submission, user_id, teams[0], payload)
+    gate.wait_for_queue(2)
+    gate.open()
+    assert len(first.result(10)["created"]) == 15
+    assert retry.result(10)["duplicates"] == [str(r["id_registro"]) for r in payload]
+    assert len(stored(config)) == 15
+
+
+def test_same_id_twice_in_one_payload_with_other_data_is_a_conflict(config, crowd, store):
+    user_id, (juez_id, teams) = next(iter(crowd.items()))
+    payload = records(teams[0], count=3)
+    payload[2] = dict(payload[2], id_registro=payload[0]["id_registro"])
+    with pytest.raises(models.Conflict):
+        store.write(models.store_submission, user_id, teams[0], payload).result(5)
+    assert stored(config) == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# The same through the HTTP API: concurrent judges, one bad submission in the shared batch.
+# ------------------------------------------------------------------------------------------------
+def wire(payload):
+    return [{"timestamp": r["timestamp"].isoformat() + "Z", "tiempo": r["tiempo"],
+             "id_registro": str(r["id_registro"])} for r in payload]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_api_submissions_sharing_a_commit_stay_isolated(app, client, config, crowd):
+    tokens = {}
+    for n, user_id in enumerate(crowd):
+        tokens[user_id] = await client.access("crowd%d" % n, "crowd-pass")
+    store = app.settings["server5k_store"]
+    first_user = next(iter(crowd))
+    first_team = crowd[first_user][1][0]
+    earlier = records(first_team, count=1)
+    code, _ = await client.post("/api/enviar_tiempos/", {"equipo_id": first_team,
+                                                         "registros": wire(earlier)},
+                                token=tokens[first_user])
+    assert code == 201
+
+    gate = await asyncio.get_running_loop().run_in_executor(None, Gate, store.writer)
+    sent = []
+    # One team per judge: seven requests in flight stay under the HTTP client's 10 connections.
+    for user_id, (juez_id, teams) in crowd.items():
+        payload = records(teams[0], base_ms=2_000_000)
+        sent.append((juez_id, teams[0], payload, client.post(
+            "/api/enviar_tiempos/", {"equipo_id": teams[0], "registros": wire(payload)},
+            token=tokens[user_id])))
+    bad_payload = records(crowd[first_user][1][1], base_ms=4_000_000)
+    bad_payload[3] = dict(bad_payload[3], id_registro=earlier[0]["id_registro"])
+    bad = client.post("/api/enviar_tiempos/", {"equipo_id": crowd[first_user][1][1],
+                                               "registros": wire(bad_payload)},
+                      token=tokens[first_user])
+    tasks = [asyncio.ensure_future(c) for *_, c in sent] + [asyncio.ensure_future(bad)]
+    # Wait (off the loop) until every request is queued behind the gate, then let them commit.
+    await asyncio.get_running_loop().run_in_executor(None, gate.wait_for_queue, len(tasks))
+    gate.open()
+    answers = await asyncio.gather(*tasks)
+
+    bad_code, bad_body = answers[-1]
+    assert bad_code == 409 and bad_body["code"] == "id_registro_conflict"
+    rows = stored(config)
+    for record in bad_payload[:3] + bad_payload[4:]:
+        assert record["id_registro"].hex not in rows
+    for (juez_id, equipo_id, payload, _), (code, body) in zip(sent, answers):
+        assert code == 201, body
+        assert body["created"] == [str(r["id_registro"]) for r in payload]
+        for record in payload:
+            assert rows[record["id_registro"].hex] == (equipo_id, juez_id, record["tiempo"])
+    assert len(rows) == 1 + 15 * len(sent)
