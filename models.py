@@ -34,11 +34,11 @@ import unicodedata
 import uuid
 
 import peewee as pw
-from playhouse.migrate import SqliteMigrator, migrate  # noqa: F401  (used by MIGRATIONS)
+from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -301,8 +301,10 @@ class RegistroTiempo(BaseModel):
     """One finish time. Never updated or deleted once stored."""
 
     id_registro = pw.UUIDField(unique=True)
-    equipo = pw.ForeignKeyField(Equipo, backref="registros", on_delete="RESTRICT")
-    juez = pw.ForeignKeyField(Juez, backref="registros", on_delete="RESTRICT")
+    # No single-column indexes on these two: the composite indexes below start with equipo, and
+    # judges are never deleted. Every index is written on each insert, on race day's hot path.
+    equipo = pw.ForeignKeyField(Equipo, backref="registros", on_delete="RESTRICT", index=False)
+    juez = pw.ForeignKeyField(Juez, backref="registros", on_delete="RESTRICT", index=False)
     tiempo = pw.IntegerField()
     horas = pw.IntegerField()
     minutos = pw.IntegerField()
@@ -326,7 +328,13 @@ MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo]
 
 # Migrations from version N-1 to N: functions of a SqliteMigrator, run inside one transaction.
 # Version 1 is the initial schema created by create_tables.
-MIGRATIONS = {}
+def _v2_drop_redundant_indexes(migrator):
+    """Version 2: registro_tiempo loses its single-column equipo_id and juez_id indexes."""
+    migrate(migrator.drop_index("registro_tiempo", "registrotiempo_equipo_id"),
+            migrator.drop_index("registro_tiempo", "registrotiempo_juez_id"))
+
+
+MIGRATIONS = {2: _v2_drop_redundant_indexes}
 
 
 def open_database(path):

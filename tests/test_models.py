@@ -252,3 +252,26 @@ def test_writer_commits_jobs_in_savepoints(database):
         writer.stop()
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT nombre FROM competencia").fetchall() == [("Una",)]
+
+
+def test_version_1_database_is_migrated_keeping_its_records(race):
+    comp, juez, _, equipo = race
+    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 42)))
+    # Make this a version-1 event database: the two single-column indexes it had.
+    models.db.execute_sql('CREATE INDEX "registrotiempo_equipo_id" ON "registro_tiempo" '
+                          '("equipo_id")')
+    models.db.execute_sql('CREATE INDEX "registrotiempo_juez_id" ON "registro_tiempo" '
+                          '("juez_id")')
+    models.SchemaVersion.update(version=1).execute()
+    path = models.db.database
+    models.db.close()
+    models.open_database(path)
+    models.db.connect(reuse_if_open=True)
+    indexes = {row[0] for row in models.db.execute_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'registro_tiempo'")}
+    assert "registrotiempo_equipo_id" not in indexes
+    assert "registrotiempo_juez_id" not in indexes
+    assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
+    assert models.SchemaVersion.get().version == 2
+    assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
