@@ -9,7 +9,6 @@ in ``models.py``.
 import argparse
 import asyncio
 import csv
-import datetime as dt
 import gc
 import getpass
 import json

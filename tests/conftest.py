@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
 import server5k  # noqa: E402
+from live import spawn  # noqa: E402,F401  (the subprocess-server fixture, for every module)
 
 SECRET = "test-secret-" + "x" * 60
 

@@ -12,7 +12,6 @@ import urllib.request
 import pytest
 import websockets
 
-from live import spawn  # noqa: F401  (fixture)
 
 # The guide's "Example: connect with Python (websockets)", unchanged but for the two
 # placeholders and a bounded number of messages (the guide's loop runs forever).

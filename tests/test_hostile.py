@@ -5,11 +5,9 @@ Every refusal is a clear JSON error and stores nothing."""
 import asyncio
 import json
 import time
-import uuid
 from urllib.parse import urlsplit
 
 import pytest
-import tornado.websocket
 
 import models
 import server5k

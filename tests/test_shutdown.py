@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from live import accepts_connections, fetch, judge_socket, login, spawn  # noqa: F401
+from live import accepts_connections, judge_socket, login
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
