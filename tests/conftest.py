@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
 import server5k  # noqa: E402
-from live import spawn  # noqa: E402,F401  (the subprocess-server fixture, for every module)
+from live import fetch, spawn  # noqa: E402,F401  (spawn: the subprocess-server fixture)
 
 SECRET = "test-secret-" + "x" * 60
 
@@ -63,20 +63,12 @@ class Client:
         self.http = tornado.httpclient.AsyncHTTPClient()
 
     async def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        all_headers = {"Content-Type": "application/json"}
-        if token:
-            all_headers["Authorization"] = "Bearer " + token
-        all_headers.update(headers or {})
-        if raw is None and body is not None:
-            raw = json.dumps(body)
-        if raw is None and method in ("POST", "PUT", "PATCH"):
-            raw = ""
-        response = await self.http.fetch(self.base_url + path, method=method, body=raw,
-                                          headers=all_headers, raise_error=False,
-                                          allow_nonstandard_methods=True)
-        text = response.body.decode() if response.body else ""
-        payload = json.loads(text) if text else None
-        return response.code, payload, response
+        code, payload, response = await fetch(method, self.base_url + path, body, token,
+                                              headers, raw, client=self.http,
+                                              allow_nonstandard_methods=True)
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            assert not isinstance(payload, str), "not JSON: %r" % payload[:200]
+        return code, payload, response
 
     async def post(self, path, body=None, token=None, **kw):
         code, payload, _ = await self.request("POST", path, body, token, **kw)
