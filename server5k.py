@@ -231,6 +231,9 @@ def ssl_context(config):
     return context
 
 
+LISTEN_BACKLOG = 1024
+
+
 def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
     seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
@@ -263,7 +266,9 @@ async def serve(config, demo=False, ready=None):
     fd_limit = raise_open_file_limit()
     app = make_app(config)
     server = make_server(app, config)
-    server.listen(config["server"]["port"], config["server"]["host"])
+    # A venue's phones reconnect together after a Wi-Fi drop: a deep accept queue (Tornado's
+    # default is 128) keeps their connection attempts from being dropped and retried seconds later.
+    server.listen(config["server"]["port"], config["server"]["host"], backlog=LISTEN_BACKLOG)
     # Everything built so far (modules, routes, models) lives as long as the process: move it out
     # of the garbage collector's view, so a full collection (which can come at any allocation,
     # e.g. mid-request on race day) only walks what was created since.
