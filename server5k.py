@@ -154,6 +154,17 @@ def load_config(path=None, overrides=None):
     return config
 
 
+def write_private(path, write, exclusive=False):
+    """Create ``path`` readable by its owner only (mode 0600) and fill it with ``write(handle)``.
+
+    Secrets and generated passwords go through here and nowhere else. ``exclusive`` refuses to
+    replace an existing file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags, 0o600), "w", newline="", encoding="utf-8") as handle:
+        write(handle)
+
+
 def signing_secret(config):
     """SERVER5K_SECRET_KEY, or a random secret created once beside the database (mode 0600)."""
     secret = os.environ.get("SERVER5K_SECRET_KEY")
@@ -163,9 +174,8 @@ def signing_secret(config):
         return secret
     path = Path(config["database"]["path"] + ".secret")
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
+        write_private(path, lambda handle: handle.write(secrets.token_urlsafe(48)),
+                      exclusive=True)
         log.warning("SERVER5K_SECRET_KEY is not set: created a random signing secret in %s "
                     "(keep it private; tokens stay valid across restarts)", path)
     secret = path.read_text().strip()
@@ -344,9 +354,7 @@ def ensure_demo(config):
                     creds["jueces"][-1]["equipos"].append(equipo.id)
                     dorsal += 1
         creds["competencia_id"] = comp.id
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(creds, handle, indent=2)
+    write_private(path, lambda handle: json.dump(creds, handle, indent=2))
     return creds
 
 
@@ -487,6 +495,14 @@ def cmd_team(args, config):
 
 
 ROSTER_COLUMNS = ("juez_usuario", "juez_nombre", "equipo", "dorsal")
+CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
+
+
+def write_credentials(handle, rows):
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back)."""
+    writer = csv.writer(handle)
+    writer.writerow(CREDENTIAL_COLUMNS)
+    writer.writerows(rows)
 
 
 def cmd_import(args, config):
@@ -532,11 +548,8 @@ def cmd_import(args, config):
             models.create_team(row["equipo"], dorsal, juez.id)
             teams += 1
     if created_creds:
-        fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["usuario", "contrasena", "juez_id", "nombre"])
-            writer.writerows(created_creds)
+        write_private(creds_path, lambda handle: write_credentials(handle, created_creds),
+                      exclusive=True)
     print("imported %d judges (%d new) and %d teams into competition %d%s" % (
         len(judges), len(created_creds), teams, args.competition,
         ("; new passwords in %s (mode 0600)" % creds_path) if created_creds else ""))
@@ -716,11 +729,8 @@ def create_simulation_judges(config, judges, competencia_id=None):
                 models.create_team("Equipo simulado %d" % n, dorsal, juez.id)
             rows.append({"usuario": username, "contrasena": password, "juez_id": juez.id,
                          "nombre": juez.nombre})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["usuario", "contrasena", "juez_id", "nombre"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_private(path, lambda handle: write_credentials(
+        handle, [[r["usuario"], r["contrasena"], r["juez_id"], r["nombre"]] for r in rows]))
     return competencia_id, path
 
 

@@ -225,6 +225,17 @@ class ServiceMixin:
         except models.DomainError as exc:
             raise ApiError.from_domain(exc) from None
 
+    async def competition(self, competencia_id):
+        """The competition's dict: the live one on the hub, else read (ApiError 404 if none)."""
+        return self.hub.competition(competencia_id) or await self.db_read(
+            models.competition_dict, competencia_id)
+
+    def require_websocket_upgrade(self):
+        """A plain GET on a WebSocket URL gets a JSON 400 rather than Tornado's text one."""
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(400, "websocket_expected",
+                           "Esta URL es un WebSocket (Upgrade: websocket).")
+
     async def identity_from_token(self, token):
         """Decode an access token and check its user is still active. Raises ApiError(401)."""
         claims = self.tokens.decode(token, "access")

@@ -9,8 +9,7 @@ class CompetenciaHandler(BaseHandler):
 
     async def get(self, competencia_id):
         cid = self.path_int(competencia_id, "La competencia")
-        comp = self.hub.competition(cid) or await self.db_read(models.competition_dict, cid)
-        self.write_json(comp)
+        self.write_json(await self.competition(cid))
 
 
 class RaceActionHandler(BaseHandler):

@@ -122,7 +122,7 @@ class IndexPageHandler(PageHandler):
     """``/``: every competition with its state and a link to its live results."""
 
     async def get(self):
-        competencias = await asyncio.wrap_future(self.store.read(models.all_competitions))
+        competencias = await self.db_read(models.all_competitions)
         self.render("index.html", competencias=competencias)
 
 
@@ -130,14 +130,7 @@ class CompetenciaPageHandler(PageHandler):
     """``/competencias/{id}/``: the live results page (the script fills in the standings)."""
 
     async def get(self, competencia_id):
-        cid = int(competencia_id)
-        comp = self.hub.competition(cid)
-        if comp is None:
-            try:
-                comp = await asyncio.wrap_future(self.store.read(models.competition_dict, cid))
-            except models.NotFound:
-                raise tornado.web.HTTPError(404) from None
-        self.render("competencia.html", comp=comp)
+        self.render("competencia.html", comp=await self.competition(int(competencia_id)))
 
 
 # -- spectators ------------------------------------------------------------------------------------
@@ -238,15 +231,12 @@ class ResultadosSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
 
     async def get(self, competencia_id):
         try:
-            if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                raise ApiError(400, "websocket_expected",
-                               "Esta URL es un WebSocket (Upgrade: websocket).")
+            self.require_websocket_upgrade()
             cid = int(competencia_id)
             if not 1 <= cid <= 2**62:
                 raise ApiError(404, "competition_not_found",
                                "La competencia %s no existe." % competencia_id)
-            if self.hub.competition(cid) is None:
-                await self.db_read(models.competition_dict, cid)
+            await self.competition(cid)
         except ApiError as exc:
             self.send_error(exc.status_code, exc_info=sys.exc_info())
             return

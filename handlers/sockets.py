@@ -163,9 +163,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     async def get(self, juez_id):
         # open() runs after the 101; refusing with 401/403 has to happen here, before upgrade.
         try:
-            if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                raise ApiError(400, "websocket_expected",
-                               "Esta URL es un WebSocket (Upgrade: websocket).")
+            self.require_websocket_upgrade()
             comp = await self._authenticate(juez_id)
         except ApiError as exc:
             self.send_error(exc.status_code, exc_info=sys.exc_info())
@@ -189,8 +187,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             raise ApiError(403, "inactive_judge", "El juez está inactivo.")
         self.juez_id = identity["juez_id"]
         self.competencia_id = identity["competencia_id"]
-        return self.hub.competition(self.competencia_id) or await self.db_read(
-            models.competition_dict, self.competencia_id)
+        return await self.competition(self.competencia_id)
 
     def check_origin(self, origin):
         # Authenticated by token, not cookie: any Origin unless the organizer restricts it.
