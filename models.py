@@ -12,13 +12,16 @@ loop shares the loop thread, so no database work runs there at all:
 * all writes go through one :class:`Writer` thread that owns the write connection. It takes every
   job waiting in its queue, runs each in its own savepoint inside one ``BEGIN IMMEDIATE``
   transaction, commits once (``synchronous=FULL`` in WAL mode: the commit is on disk) and only then
-  answers each job. One failing job rolls back to its savepoint and fails alone.
+  answers each job. One failing job rolls back to its savepoint and fails alone. Consecutive
+  submissions run together through :func:`store_submissions`, which judges each one on its own
+  but reads and writes for all of them in a few statements.
 * reads run on a small pool of reader threads, each with its own connection (WAL lets them read
   while the writer writes).
 """
 
 import base64
 import concurrent.futures
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -27,6 +30,7 @@ import io
 import logging
 import os
 import queue
+import re
 import secrets
 import sqlite3
 import threading
@@ -116,6 +120,21 @@ def parse_timestamp(text):
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return value
+
+
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def uuid_hex(text):
+    """A UUID's 32 lowercase hex digits (how id_registro is stored). ValueError if not a UUID.
+
+    The usual 8-4-4-4-12 form is read without building a uuid.UUID (the hot path reads 15 per
+    request); the other spellings uuid.UUID accepts (braces, ``urn:uuid:``, no dashes) still work.
+    """
+    if len(text) == 36 and _CANONICAL_UUID.fullmatch(text):
+        return text.replace("-", "").lower()
+    return uuid.UUID(text).hex
 
 
 def split_tiempo(tiempo_ms):
@@ -432,7 +451,7 @@ def _validate_record(raw, path, errors):
         try:
             if not isinstance(raw["id_registro"], str):
                 raise ValueError
-            id_registro = uuid.UUID(raw["id_registro"])
+            id_registro = uuid_hex(raw["id_registro"])
         except ValueError:
             errors[path + ".id_registro"] = "Debe ser un UUID."
             ok = False
@@ -442,92 +461,164 @@ def _validate_record(raw, path, errors):
 
 
 # The submission path is the hot path of race day (benchmarked in bench/run.py), so it speaks
-# plain SQL on the writer's connection: Peewee spends ~0.3 ms building each query, more than
-# SQLite spends running it. Four statements per submission, each on an index.
-_SUBMITTER_SQL = (
-    'SELECT u.is_active, j.id, j.is_active, e.id, e.juez_id, c.id, c.started_at, c.finished_at '
-    'FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id '
-    'LEFT JOIN equipo AS e ON e.id = ? LEFT JOIN competencia AS c ON c.id = e.competencia_id '
-    'WHERE u.id = ?')
+# plain SQL on the writer's connection, and the writer stores every submission waiting in its
+# queue with the same few statements (store_submissions). Each statement is a point where the
+# writer thread gives up the GIL and must win it back from the event loop, so a batch costs a
+# handful of statements, not a handful per submission.
+#
+# Who submits, for which team: one row per (user, team) asked about.
+_SUBMITTERS_SQL = (
+    'WITH req(uid, eid) AS (VALUES %s) '
+    'SELECT req.uid, req.eid, u.is_active, j.id, j.is_active, e.id, e.juez_id, c.id, '
+    'c.started_at, c.finished_at '
+    'FROM req LEFT JOIN "user" AS u ON u.id = req.uid LEFT JOIN juez AS j ON j.user_id = u.id '
+    'LEFT JOIN equipo AS e ON e.id = req.eid LEFT JOIN competencia AS c ON c.id = e.competencia_id')
 # id_registro is unique across all teams: a known id with other data is a conflict.
 _BY_ID_SQL = ("SELECT id_registro, equipo_id, timestamp, tiempo FROM registro_tiempo "
               "WHERE id_registro IN (%s)")
-# Same team, same timestamp, same tiempo. Both IN lists stay on the (equipo, timestamp, tiempo)
-# index; the pairs are matched exactly below. (A row-value ``(timestamp, tiempo) IN (VALUES ...)``
-# would be neater but SQLite 3.40 then scans the team's rows instead of using that index.)
-_BY_PAIR_SQL = ("SELECT timestamp, tiempo, id_registro FROM registro_tiempo "
-                "WHERE equipo_id = ? AND timestamp IN (%s) AND tiempo IN (%s)")
-# One multi-row INSERT rather than executemany: one step into SQLite instead of one per record,
-# so the writer gives up and takes back the GIL (which the event loop holds) once, not 15 times.
+# Same team, same timestamp, same tiempo: one probe of the (equipo, timestamp, tiempo) index per
+# record. The join keeps the VALUES list as the outer loop; a row-value
+# ``(equipo_id, timestamp, tiempo) IN (VALUES ...)`` makes SQLite 3.40 scan instead
+# (tests/test_models.py checks the plans).
+_BY_KEY_SQL = ("WITH k(e, ts, t) AS (VALUES %s) "
+               "SELECT r.equipo_id, r.timestamp, r.tiempo, r.id_registro "
+               "FROM k CROSS JOIN registro_tiempo AS r "
+               "ON r.equipo_id = k.e AND r.timestamp = k.ts AND r.tiempo = k.t")
+# One multi-row INSERT rather than executemany: one step into SQLite instead of one per record.
 _INSERT_SQL = ("INSERT INTO registro_tiempo (id_registro, equipo_id, juez_id, tiempo, horas, "
                "minutos, segundos, milisegundos, timestamp, received_at, estado_carrera) "
                "VALUES %s")
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROWS = 500  # rows per INSERT: 5,500 parameters, far below SQLite's 32,766
 
 
 def _marks(n):
     return ", ".join("?" * n)
 
 
-def store_submission(user_id, equipo_id, records):
-    """Store validated records for a judge's team. Runs in the writer, inside a savepoint.
+def _chunks(items, size):
+    return (items[start:start + size] for start in range(0, len(items), size))
 
-    Returns {"created": [...], "duplicates": [...]} (id_registro strings in payload order).
-    A record is a duplicate when its id_registro is already stored for this team, or when the
-    team already has a record with the same timestamp and tiempo. Raises NotFound/Forbidden/
-    Conflict; nothing is written then.
-    """
-    row = db.execute_sql(_SUBMITTER_SQL, (equipo_id, user_id)).fetchone()
-    if row is None or not row[0]:
-        raise Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
-    _, juez_id, juez_active, found_equipo, equipo_juez, competencia_id, started, finished = row
+
+def _uuid_text(hex_id):
+    return "%s-%s-%s-%s-%s" % (hex_id[:8], hex_id[8:12], hex_id[12:16], hex_id[16:20],
+                               hex_id[20:])
+
+
+def _submitter_error(row, equipo_id):
+    """The DomainError refusing this (user, team) submission, or None if it may store."""
+    _, _, user_active, juez_id, juez_active, found_equipo, equipo_juez = row[:7]
+    if not user_active:
+        return Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
     if juez_id is None:
-        raise Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
+        return Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
     if not juez_active:
-        raise Forbidden("El juez está inactivo.", "inactive_judge")
+        return Forbidden("El juez está inactivo.", "inactive_judge")
     if found_equipo is None:
-        raise NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
+        return NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
     if equipo_juez != juez_id:
-        raise Forbidden("El equipo %d no está asignado a este juez." % equipo_id,
-                        "team_not_assigned")
-    estado = estado_de(started, finished)
-    now = RegistroTiempo.received_at.db_value(utcnow())
+        return Forbidden("El equipo %d no está asignado a este juez." % equipo_id,
+                         "team_not_assigned")
+    return None
+
+
+def store_submissions(jobs):
+    """Store validated submissions, as if one after another. Runs in the writer.
+
+    ``jobs`` is a list of (user_id, equipo_id, records) with records as validate_submission
+    returns them. Returns one (True, {"created": [...], "duplicates": [...], "competencia_id":
+    id}) or (False, DomainError) per job, in order. A refused job writes nothing; the others are
+    unaffected by it. A record is a duplicate when its id_registro is already stored (or stored by
+    an earlier job or record here) for this team with the same data, or when the team already has
+    a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
+    caller rolls back everything this call wrote.
+    """
+    execute = db.execute_sql
+    pairs = list({(user_id, equipo_id) for user_id, equipo_id, _ in jobs})
+    submitters = {}
+    for chunk in _chunks(pairs, 400):
+        for row in execute(_SUBMITTERS_SQL % ", ".join(["(?, ?)"] * len(chunk)),
+                           [value for pair in chunk for value in pair]).fetchall():
+            submitters[row[0], row[1]] = row
+
     to_text = RegistroTiempo.timestamp.db_value
+    keyed = []  # per job: its records as (hex id or None, (timestamp text, tiempo))
+    ids, keys = set(), set()
+    for user_id, equipo_id, records in jobs:
+        mine = [(r["id_registro"], (to_text(r["timestamp"]), r["tiempo"])) for r in records]
+        keyed.append(mine)
+        for hex_id, key in mine:
+            if hex_id:
+                ids.add(hex_id)
+            keys.add((equipo_id,) + key)
+    by_id = {}  # hex id -> (equipo_id, timestamp, tiempo)
+    for chunk in _chunks(list(ids), 500):
+        for hex_id, *data in execute(_BY_ID_SQL % _marks(len(chunk)), chunk).fetchall():
+            by_id[hex_id] = tuple(data)
+    by_key = {}  # (equipo_id, timestamp, tiempo) -> hex id
+    for chunk in _chunks(list(keys), 300):
+        for equipo_id, stamp, tiempo, hex_id in execute(
+                _BY_KEY_SQL % ", ".join(["(?, ?, ?)"] * len(chunk)),
+                [value for key in chunk for value in key]).fetchall():
+            by_key[equipo_id, stamp, tiempo] = hex_id
 
-    given = [r["id_registro"] for r in records]  # uuid.UUID or None
-    ids = [u.hex for u in given if u]
-    by_id = {}
-    if ids:
-        by_id = {rid: rest for rid, *rest in
-                 db.execute_sql(_BY_ID_SQL % _marks(len(ids)), ids).fetchall()}
-    keys = [(to_text(r["timestamp"]), r["tiempo"]) for r in records]
-    stamps, tiempos = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
-    by_pair = {(ts, t): rid for ts, t, rid in db.execute_sql(
-        _BY_PAIR_SQL % (_marks(len(stamps)), _marks(len(tiempos))),
-        [equipo_id] + stamps + tiempos).fetchall()}
+    now = RegistroTiempo.received_at.db_value(utcnow())
+    outcomes, rows = [], []
+    for (user_id, equipo_id, _), mine in zip(jobs, keyed):
+        row = submitters.get((user_id, equipo_id))
+        error = _submitter_error(row, equipo_id) if row else Unauthenticated(
+            "El usuario no existe o está inactivo.", "user_inactive")
+        if error is not None:
+            outcomes.append((False, error))
+            continue
+        juez_id, competencia_id, started, finished = row[3], row[7], row[8], row[9]
+        estado = estado_de(started, finished)
+        # This job's additions are kept apart until the whole job is accepted.
+        new_ids, new_keys, job_rows, created, duplicates = {}, {}, [], [], []
+        for hex_id, key in mine:
+            full_key = (equipo_id,) + key
+            known = (new_ids.get(hex_id) or by_id.get(hex_id)) if hex_id else None
+            if known is not None:
+                if known != full_key:
+                    error = Conflict("El id_registro %s ya existe con otros datos."
+                                     % _uuid_text(hex_id), "id_registro_conflict")
+                    break
+                duplicates.append(_uuid_text(hex_id))
+                continue
+            stored_id = new_keys.get(full_key) or by_key.get(full_key)
+            if stored_id is not None:  # stored before, or earlier in this same payload
+                duplicates.append(_uuid_text(stored_id))
+                continue
+            hex_id = hex_id or uuid.uuid4().hex
+            new_ids[hex_id] = full_key  # the same id again with other data: a conflict
+            new_keys[full_key] = hex_id
+            job_rows.append((hex_id, equipo_id, juez_id, key[1]) + split_tiempo(key[1])
+                            + (key[0], now, estado))
+            created.append(_uuid_text(hex_id))
+        if error is not None:
+            outcomes.append((False, error))
+            continue
+        by_id.update(new_ids)
+        by_key.update(new_keys)
+        rows.extend(job_rows)
+        outcomes.append((True, {"created": created, "duplicates": duplicates,
+                                "competencia_id": competencia_id}))
+    for chunk in _chunks(rows, _INSERT_ROWS):
+        execute(_INSERT_SQL % ", ".join([_INSERT_ROW] * len(chunk)),
+                [value for row in chunk for value in row])
+    return outcomes
 
-    created, duplicates, rows = [], [], []
-    for rid, key, tiempo in zip(given, keys, (r["tiempo"] for r in records)):
-        if rid is not None and rid.hex in by_id:
-            if tuple(by_id[rid.hex]) != (equipo_id,) + key:
-                raise Conflict("El id_registro %s ya existe con otros datos." % rid,
-                               "id_registro_conflict")
-            duplicates.append(str(rid))
-            continue
-        if key in by_pair:  # stored before, or earlier in this same payload
-            duplicates.append(str(uuid.UUID(by_pair[key])))
-            continue
-        rid = rid or uuid.uuid4()
-        hex_id = rid.hex
-        by_pair[key] = hex_id
-        by_id[hex_id] = (equipo_id,) + key  # the same id twice with other data: a conflict
-        rows.append((hex_id, equipo_id, juez_id, tiempo) + split_tiempo(tiempo)
-                    + (key[0], now, estado))
-        created.append(str(rid))
-    if rows:
-        db.execute_sql(_INSERT_SQL % ", ".join([_INSERT_ROW] * len(rows)),
-                       [value for row in rows for value in row])
-    return {"created": created, "duplicates": duplicates, "competencia_id": competencia_id}
+
+def store_submission(user_id, equipo_id, records):
+    """Store one validated submission (see store_submissions). Raises its DomainError."""
+    ok, value = store_submissions([(user_id, equipo_id, records)])[0]
+    if not ok:
+        raise value
+    return value
+
+
+# The writer runs consecutive store_submission jobs together through store_submissions.
+store_submission.batch = store_submissions
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,32 +967,75 @@ class Writer:
                     item[0].set_exception(RuntimeError("writer stopped"))
 
     def _commit(self, batch):
+        live = [job for job in batch if job[0].set_running_or_notify_cancel()]
         outcomes = []
         try:
             with self.database.atomic():
-                for future, fn, args, kwargs in batch:
-                    if not future.set_running_or_notify_cancel():
-                        outcomes.append(None)
-                        continue
-                    try:
-                        with self.database.savepoint():
-                            outcomes.append((True, fn(*args, **kwargs)))
-                    except Exception as exc:  # one job's failure is that job's answer
-                        outcomes.append((False, exc))
+                for run in _runs(live):
+                    outcomes.extend(self._run_jobs(run))
         except Exception as exc:  # the commit itself failed: nothing of the batch is stored
-            log.exception("commit of %d writes failed", len(batch))
-            for future, *_ in batch:
-                if future.running():
-                    future.set_exception(exc)
+            log.exception("commit of %d writes failed", len(live))
+            for future, *_ in live:
+                future.set_exception(exc)
             return
-        for (future, *_), outcome in zip(batch, outcomes):
-            if outcome is None:
-                continue
-            ok, value = outcome
+        for (future, *_), (ok, value) in zip(live, outcomes):
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _run_jobs(self, run):
+        """[(ok, result or exception)] for consecutive jobs of one function.
+
+        A function with a ``batch`` form (store_submission) runs all of them in one call and one
+        savepoint; should that call raise, its writes are rolled back and the jobs run one by
+        one. Otherwise each job runs in its own savepoint, so a failure undoes that job alone.
+        """
+        fn = run[0][1]
+        many = getattr(fn, "batch", None)
+        if many is not None and len(run) > 1 and not any(kwargs for *_, kwargs in run):
+            try:
+                with savepoint(self.database, "batch"):
+                    return many([args for _, _, args, _ in run])
+            except Exception:  # noqa: BLE001  (each job's own run below reports it)
+                log.warning("batch of %d %s jobs failed; running them one by one",
+                            len(run), fn.__name__, exc_info=True)
+        outcomes = []
+        for _, fn, args, kwargs in run:
+            try:
+                with savepoint(self.database, "job"):
+                    outcomes.append((True, fn(*args, **kwargs)))
+            except Exception as exc:  # one job's failure is that job's answer
+                outcomes.append((False, exc))
+        return outcomes
+
+
+@contextlib.contextmanager
+def savepoint(database, name):
+    """A named savepoint: released on success, rolled back and released on an exception.
+
+    (Peewee's names each savepoint afresh, so SQLite prepares its SQL anew every time.)
+    """
+    database.execute_sql('SAVEPOINT "%s"' % name)
+    try:
+        yield
+    except BaseException:
+        database.execute_sql('ROLLBACK TO SAVEPOINT "%s"' % name)
+        database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
+        raise
+    database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
+
+
+def _runs(jobs):
+    """Split jobs into runs of consecutive jobs with the same function (order is kept)."""
+    run = []
+    for job in jobs:
+        if run and job[1] is not run[0][1]:
+            yield run
+            run = []
+        run.append(job)
+    if run:
+        yield run
 
 
 class Store:

@@ -155,7 +155,7 @@ def test_store_splits_time_and_keeps_race_state(race):
 
 def test_store_is_idempotent_by_id_and_by_content(race):
     comp, juez, _, equipo = race
-    rid = uuid.uuid4()
+    rid = uuid.uuid4().hex
     first = models.store_submission(juez.user_id, equipo.id, records(
         ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000), ids=[rid, None]))
     again = models.store_submission(juez.user_id, equipo.id, records(
@@ -168,7 +168,7 @@ def test_store_is_idempotent_by_id_and_by_content(race):
 
 def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(race):
     comp, juez, _, equipo = race
-    rid = uuid.uuid4()
+    rid = uuid.uuid4().hex
     models.store_submission(juez.user_id, equipo.id,
                             records(("2025-11-11T12:00:00Z", 1000), ids=[rid]))
     with pytest.raises(models.Conflict):
@@ -231,11 +231,18 @@ def test_reset_after_records_needs_force_and_keeps_records(race):
     assert kept.estado_carrera == "en_curso"
 
 
-def test_idempotency_lookup_uses_the_index(race):
-    plan = models.db.execute_sql(
-        "EXPLAIN QUERY PLAN SELECT id_registro FROM registro_tiempo "
-        "WHERE equipo_id = ? AND timestamp = ? AND tiempo = ?", (1, "x", 1)).fetchall()
-    assert any("USING INDEX" in row[-1] for row in plan), plan
+@pytest.mark.parametrize("sql, params", [
+    (models._BY_KEY_SQL % "(?, ?, ?), (?, ?, ?)", (1, "x", 1, 2, "y", 2)),
+    (models._BY_ID_SQL % "?, ?", ("a" * 32, "b" * 32)),
+    (models._SUBMITTERS_SQL % "(?, ?), (?, ?)", (1, 2, 3, 4)),
+])
+def test_submission_lookups_search_indexes_never_scan_tables(race, sql, params):
+    plan = [row[-1] for row in models.db.execute_sql("EXPLAIN QUERY PLAN " + sql,
+                                                     params).fetchall()]
+    scans = [step for step in plan if step.startswith("SCAN")
+             and not step.startswith(("SCAN k", "SCAN req")) and "CONSTANT ROWS" not in step]
+    assert not scans, plan
+    assert any(step.startswith("SEARCH") for step in plan), plan
 
 
 def test_writer_commits_jobs_in_savepoints(database):

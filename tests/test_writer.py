@@ -1,9 +1,11 @@
 """The group-commit writer keeps submissions isolated.
 
-Every job waiting in the writer's queue is committed in one transaction, each in its own
-savepoint. These tests hold the writer busy so that many submissions really do share one batch,
-make one of them fail inside the writer, and check that the others are committed, that the failed
-one left nothing behind, and that no stored row belongs to a submission other than its own.
+Every job waiting in the writer's queue is committed in one transaction. Submissions that wait
+together are stored by one store_submissions call that judges each on its own; other jobs run in
+their own savepoints. These tests hold the writer busy so that many submissions really do share
+one batch, make one of them fail inside the writer, and check that the others are committed, that
+the failed one left nothing behind, and that no stored row belongs to a submission other than its
+own.
 """
 
 import asyncio
@@ -38,7 +40,7 @@ def records(equipo_id, count=15, base_ms=1_500_000):
     """Distinct records for a team (the team id is folded into tiempo so payloads differ)."""
     start = dt.datetime(2026, 5, 1, 9, 0, 0)
     return [{"timestamp": start + dt.timedelta(seconds=i), "tiempo": base_ms + equipo_id * 100 + i,
-             "id_registro": uuid.uuid4()} for i in range(count)]
+             "id_registro": uuid.uuid4().hex} for i in range(count)]
 
 
 def stored(config):
@@ -115,13 +117,13 @@ def test_one_conflicting_submission_fails_alone_in_a_shared_batch(config, crowd,
     # Nothing of the failed submission was kept, not even its 14 valid records.
     for record in bad_payload:
         if record["id_registro"] != earlier[0]["id_registro"]:
-            assert record["id_registro"].hex not in rows
+            assert record["id_registro"] not in rows
     # Every other submission was committed, entirely, and only under its own team and judge.
     for user_id, juez_id, equipo_id, payload, result in results:
-        assert result["created"] == [str(r["id_registro"]) for r in payload]
+        assert result["created"] == [str(uuid.UUID(r["id_registro"])) for r in payload]
         assert result["duplicates"] == []
         for record in payload:
-            assert rows[record["id_registro"].hex] == (equipo_id, juez_id, record["tiempo"])
+            assert rows[record["id_registro"]] == (equipo_id, juez_id, record["tiempo"])
     assert len(rows) == 1 + sum(len(payload) for *_, payload, _ in results)
 
 
@@ -151,11 +153,11 @@ def test_an_exception_inside_a_job_rolls_back_only_that_job(config, crowd, store
         future.result(10)
         # Answered after the commit: another connection sees the rows at once.
         rows = stored(config) if rows is None else rows
-        assert {r["id_registro"].hex for r in payload} <= set(rows)
-    failed_ids = {r["id_registro"].hex for r in good[2][3]}
+        assert {r["id_registro"] for r in payload} <= set(rows)
+    failed_ids = {r["id_registro"] for r in good[2][3]}
     assert not failed_ids & set(stored(config))
     assert all(rows[h][0] == equipo_id for _, _, equipo_id, payload, _ in good
-               for h in (r["id_registro"].hex for r in payload) if h in rows)
+               for h in (r["id_registro"] for r in payload) if h in rows)
 
 
 def test_concurrent_identical_retries_store_each_record_once(config, crowd, store):
@@ -168,7 +170,7 @@ def test_concurrent_identical_retries_store_each_record_once(config, crowd, stor
     gate.wait_for_queue(2)
     gate.open()
     assert len(first.result(10)["created"]) == 15
-    assert retry.result(10)["duplicates"] == [str(r["id_registro"]) for r in payload]
+    assert retry.result(10)["duplicates"] == [str(uuid.UUID(r["id_registro"])) for r in payload]
     assert len(stored(config)) == 15
 
 
@@ -181,12 +183,67 @@ def test_same_id_twice_in_one_payload_with_other_data_is_a_conflict(config, crow
     assert stored(config) == {}
 
 
+def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, crowd, store):
+    """Submissions in one batch are judged in order, and a refused one leaves no trace."""
+    (user_id, (juez_id, teams)), (other_user, _) = list(crowd.items())[:2]
+    earlier = records(teams[1], count=1)
+    store.write(models.store_submission, user_id, teams[1], earlier).result(5)
+    original = records(teams[0], count=3)
+    refused = [dict(original[0], id_registro=uuid.uuid4().hex),
+               dict(original[1], id_registro=earlier[0]["id_registro"])]  # reused id: conflict
+    same_content = [dict(r, id_registro=uuid.uuid4().hex) for r in original]  # phone lost ids
+
+    gate = Gate(store.writer)
+    first = store.write(models.store_submission, user_id, teams[0], refused)
+    wrong_team = store.write(models.store_submission, other_user, teams[0], original)
+    second = store.write(models.store_submission, user_id, teams[0], original)
+    retry = store.write(models.store_submission, user_id, teams[0], same_content)
+    gate.wait_for_queue(4)
+    gate.open()
+
+    with pytest.raises(models.Conflict):
+        first.result(10)
+    with pytest.raises(models.Forbidden):
+        wrong_team.result(10)
+    # The refused job's first record was never stored, so the next job creates it.
+    assert second.result(10)["created"] == [str(uuid.UUID(r["id_registro"])) for r in original]
+    # Same team, timestamp and tiempo as records stored earlier in the batch: duplicates of them.
+    assert retry.result(10) == {"created": [], "competencia_id": retry.result()["competencia_id"],
+                                "duplicates": second.result()["created"]}
+    rows = stored(config)
+    assert set(rows) == {earlier[0]["id_registro"]} | {r["id_registro"] for r in original}
+
+
+def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crowd, store,
+                                                                     monkeypatch):
+    batch = models.store_submission.batch
+    calls = []
+
+    def write_then_fail(jobs):
+        calls.append(len(jobs))
+        batch(jobs)  # rows of every job written, then SQLite (say) fails
+        raise sqlite3.OperationalError("simulated failure after the insert")
+
+    monkeypatch.setattr(models.store_submission, "batch", write_then_fail)
+    gate = Gate(store.writer)
+    jobs = []
+    for user_id, (juez_id, teams) in crowd.items():
+        payload = records(teams[0])
+        jobs.append((payload, store.write(models.store_submission, user_id, teams[0], payload)))
+    gate.wait_for_queue(len(jobs))
+    gate.open()
+    for payload, future in jobs:
+        assert future.result(10)["created"] == [str(uuid.UUID(r["id_registro"])) for r in payload]
+    assert calls == [len(jobs)]  # they did share one batch, and it was abandoned
+    assert len(stored(config)) == 15 * len(jobs)  # stored once each, by the one-by-one runs
+
+
 # ------------------------------------------------------------------------------------------------
 # The same through the HTTP API: concurrent judges, one bad submission in the shared batch.
 # ------------------------------------------------------------------------------------------------
 def wire(payload):
     return [{"timestamp": r["timestamp"].isoformat() + "Z", "tiempo": r["tiempo"],
-             "id_registro": str(r["id_registro"])} for r in payload]
+             "id_registro": str(uuid.UUID(r["id_registro"]))} for r in payload]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -226,10 +283,10 @@ async def test_api_submissions_sharing_a_commit_stay_isolated(app, client, confi
     assert bad_code == 409 and bad_body["code"] == "id_registro_conflict"
     rows = stored(config)
     for record in bad_payload[:3] + bad_payload[4:]:
-        assert record["id_registro"].hex not in rows
+        assert record["id_registro"] not in rows
     for (juez_id, equipo_id, payload, _), (code, body) in zip(sent, answers):
         assert code == 201, body
-        assert body["created"] == [str(r["id_registro"]) for r in payload]
+        assert body["created"] == [str(uuid.UUID(r["id_registro"])) for r in payload]
         for record in payload:
-            assert rows[record["id_registro"].hex] == (equipo_id, juez_id, record["tiempo"])
+            assert rows[record["id_registro"]] == (equipo_id, juez_id, record["tiempo"])
     assert len(rows) == 1 + 15 * len(sent)
