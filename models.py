@@ -19,6 +19,7 @@ loop shares the loop thread, so no database work runs there at all:
   while the writer writes).
 """
 
+import asyncio
 import base64
 import concurrent.futures
 import contextlib
@@ -112,13 +113,19 @@ def iso(value):
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (value.microsecond // 1000)
 
 
+_ZULU_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+
+
 def parse_timestamp(text):
     """Parse an ISO 8601 timestamp to naive UTC. ``Z`` or an offset; naive means UTC."""
     if not isinstance(text, str) or not 10 <= len(text) <= 40:
         raise ValueError("not an ISO 8601 timestamp")
+    if _ZULU_TIMESTAMP.fullmatch(text):  # the app's own form, UTC: no time zone arithmetic
+        return dt.datetime.fromisoformat(text[:-1])
     value = dt.datetime.fromisoformat(text)
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    offset = value.utcoffset()
+    if offset is not None:
+        value = value.replace(tzinfo=None) - offset
     return value
 
 
@@ -422,6 +429,15 @@ def _is_int(value):
 
 
 def _validate_record(raw, path, errors):
+    if isinstance(raw, dict):  # the usual, valid record: checked once, without error paths
+        tiempo, stamp, given = raw.get("tiempo"), raw.get("timestamp"), raw.get("id_registro")
+        if (type(tiempo) is int and 0 <= tiempo <= MAX_TIEMPO_MS and type(stamp) is str
+                and (given is None or type(given) is str)):
+            try:
+                return {"tiempo": tiempo, "timestamp": parse_timestamp(stamp),
+                        "id_registro": uuid_hex(given) if given is not None else None}
+            except (ValueError, TypeError, OverflowError):
+                pass  # said precisely below
     if not isinstance(raw, dict):
         errors[path] = "Cada registro debe ser un objeto."
         return None
@@ -904,9 +920,9 @@ def set_password(username, password):
 class Writer:
     """Owns every write. Jobs waiting together are committed in one durable transaction.
 
-    ``submit(fn, *args)`` returns a concurrent.futures.Future answered only after the commit
-    that contains ``fn``'s work is on disk. Each job runs in its own savepoint: an exception
-    rolls back that job alone and is delivered to its future; the others still commit.
+    ``submit(fn, *args)`` returns a concurrent.futures.Future (``submit_from_loop`` an asyncio
+    one) answered only after the commit that contains ``fn``'s work is on disk. A job's
+    exception rolls back that job alone and is delivered to its future; the others still commit.
     """
 
     def __init__(self, database=db, max_batch=512):
@@ -921,12 +937,22 @@ class Writer:
         self._thread.start()
 
     def submit(self, fn, *args, **kwargs):
-        future = concurrent.futures.Future()
+        return self._enqueue(concurrent.futures.Future(), fn, args, kwargs)
+
+    def submit_from_loop(self, fn, *args, **kwargs):
+        """Like submit, called on a running asyncio loop: returns an asyncio future of that loop.
+
+        The writer settles every such future of a batch in one call_soon_threadsafe, so the loop
+        wakes once per commit rather than once per job.
+        """
+        return self._enqueue(LoopReply(asyncio.get_running_loop()), fn, args, kwargs).future
+
+    def _enqueue(self, reply, fn, args, kwargs):
         if self._stopping:
-            future.set_exception(RuntimeError("writer stopped"))
-            return future
-        self._queue.put((future, fn, args, kwargs))
-        return future
+            reply.set_exception(RuntimeError("writer stopped"))
+        else:
+            self._queue.put((reply, fn, args, kwargs))
+        return reply
 
     def stop(self, timeout=10):
         """Commit everything already submitted, then close the write connection."""
@@ -964,7 +990,7 @@ class Writer:
                 except queue.Empty:
                     break
                 if item is not None and item[0].set_running_or_notify_cancel():
-                    item[0].set_exception(RuntimeError("writer stopped"))
+                    _answer([(item[0], (False, RuntimeError("writer stopped")))])
 
     def _commit(self, batch):
         live = [job for job in batch if job[0].set_running_or_notify_cancel()]
@@ -975,14 +1001,8 @@ class Writer:
                     outcomes.extend(self._run_jobs(run))
         except Exception as exc:  # the commit itself failed: nothing of the batch is stored
             log.exception("commit of %d writes failed", len(live))
-            for future, *_ in live:
-                future.set_exception(exc)
-            return
-        for (future, *_), (ok, value) in zip(live, outcomes):
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            outcomes = [(False, exc)] * len(live)
+        _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
 
     def _run_jobs(self, run):
         """[(ok, result or exception)] for consecutive jobs of one function.
@@ -1008,6 +1028,47 @@ class Writer:
             except Exception as exc:  # one job's failure is that job's answer
                 outcomes.append((False, exc))
         return outcomes
+
+
+class LoopReply:
+    """Where the writer answers a job submitted from an asyncio loop: ``future``, of that loop."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.future = loop.create_future()
+
+    def set_running_or_notify_cancel(self):
+        return not self.future.cancelled()  # a late cancel is handled when settling
+
+    def set_exception(self, exc):  # only before the job is queued, on the loop itself
+        self.future.set_exception(exc)
+
+
+def _answer(answers):
+    """Deliver [(future or LoopReply, (ok, value))]: each loop's replies in one callback."""
+    to_loops = {}
+    for future, outcome in answers:
+        if isinstance(future, LoopReply):
+            to_loops.setdefault(future.loop, []).append((future.future, outcome))
+        elif outcome[0]:
+            future.set_result(outcome[1])
+        else:
+            future.set_exception(outcome[1])
+    for loop, replies in to_loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, replies)
+        except RuntimeError:  # that loop is closed: nobody is waiting for these any more
+            pass
+
+
+def _settle(replies):
+    for future, (ok, value) in replies:
+        if future.done():  # cancelled while the writer worked
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 @contextlib.contextmanager
@@ -1041,8 +1102,8 @@ def _runs(jobs):
 class Store:
     """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
 
-    Both return concurrent.futures.Future; the loop awaits them with asyncio.wrap_future.
-    ``hash`` runs password checks on their own threads so logins never queue behind reads.
+    Both return concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
+    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash`` runs password checks on their own threads so logins never queue behind reads.
     """
 
     def __init__(self, database=db, readers=4, hashers=2):
@@ -1056,6 +1117,10 @@ class Store:
 
     def write(self, fn, *args, **kwargs):
         return self.writer.submit(fn, *args, **kwargs)
+
+    def write_from_loop(self, fn, *args, **kwargs):
+        """``write`` for code on the asyncio loop: an asyncio future, settled once per commit."""
+        return self.writer.submit_from_loop(fn, *args, **kwargs)
 
     def read(self, fn, *args, **kwargs):
         return self._readers.submit(self._in_connection, fn, args, kwargs)

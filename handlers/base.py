@@ -138,16 +138,24 @@ def _depth(value):
     return deepest
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys,
+                            parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(raw):
     """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity/overflowing numbers, no unpaired
     surrogates, bounded depth. ValueError else."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    value = json.loads(raw, object_pairs_hook=_reject_duplicate_keys,
-                       parse_constant=_reject_constant, parse_float=_finite_float)
-    if _depth(value) > MAX_JSON_DEPTH:
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    if text.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM")
+    value = _DECODER.decode(text)
+    # The walks below are only needed when the text could hold what they look for: nesting
+    # deeper than the number of brackets cannot be, and bytes that decoded as UTF-8 hold no lone
+    # surrogate unless a \u escape made one.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise ValueError("JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
-    _check_text(value)
+    if "\\u" in text or text is raw:
+        _check_text(value)
     return value
 
 
@@ -213,7 +221,7 @@ class ServiceMixin:
 
     async def db_write(self, fn, *args):
         """Run a write on the writer; returns once it is committed to disk."""
-        return await self._await(self.store.write(fn, *args))
+        return await self._await(self.store.write_from_loop(fn, *args))
 
     async def db_hash(self, fn, *args):
         return await self._await(self.store.hash(fn, *args))
@@ -221,7 +229,7 @@ class ServiceMixin:
     @staticmethod
     async def _await(future):
         try:
-            return await asyncio.wrap_future(future)
+            return await (future if asyncio.isfuture(future) else asyncio.wrap_future(future))
         except models.DomainError as exc:
             raise ApiError.from_domain(exc) from None
 

@@ -274,3 +274,35 @@ async def test_idle_and_slow_clients_are_disconnected(app, config, event, io_loo
     finally:
         server.stop()
         await server.close_all_connections()
+
+
+# ------------------------------------------------------------------------------------------------
+# parse_json skips its walks when the text cannot need them; the answers must not change.
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, ok", [
+    ("[" * 32 + "]" * 32, True),  # 32 levels: the limit
+    ("[" * 33 + "]" * 33, False),
+    ('{"a": ' * 20 + "1" + "}" * 20, True),
+    ('{"a": ' * 40 + "1" + "}" * 40, False),
+    ('{"brackets in text": "' + "[{" * 50 + '"}', True),  # many brackets, depth 1
+    ('{"t": "\\ud800"}', False), ('{"t": "\\uDFFF"}', False), ('{"\\ud83d": 1}', False),
+    ('{"t": "\\ud83d\\ude00"}', True),  # a proper pair is an emoji
+    ('{"t": "\\\\ud800"}', True),  # an escaped backslash, then plain text "ud800"
+    ('{"t": "\\u00e9"}', True),
+])
+def test_parse_json_limits_hold_with_and_without_the_walks(text, ok):
+    from handlers.base import parse_json
+    for raw in (text, text.encode("utf-8")):
+        if ok:
+            assert parse_json(raw) == json.loads(text)
+        else:
+            with pytest.raises(ValueError):
+                parse_json(raw)
+
+
+def test_parse_json_refuses_a_lone_surrogate_already_in_a_str():
+    from handlers.base import parse_json
+    with pytest.raises(ValueError):
+        parse_json('{"t": "\ud800"}')  # no escape: only a str (never decoded bytes) holds this
+    with pytest.raises(ValueError):
+        parse_json(b"\xef\xbb\xbf{}")  # a UTF-8 BOM, as json.loads refuses it

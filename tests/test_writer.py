@@ -238,6 +238,39 @@ def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crow
     assert len(stored(config)) == 15 * len(jobs)  # stored once each, by the one-by-one runs
 
 
+def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, store):
+    """Jobs submitted from the event loop get asyncio futures, all settled by one callback."""
+    users = list(crowd.items())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a, **k: (wakeups.append(a[0]), real(*a, **k))[1]
+        gate = await loop.run_in_executor(None, Gate, store.writer)
+        futures = [store.write_from_loop(models.store_submission, user_id, teams[0],
+                                         records(teams[0])) for user_id, (_, teams) in users]
+        other_team = users[1][1][1][0]  # assigned to another judge
+        refused = store.write_from_loop(models.store_submission, users[0][0], other_team,
+                                        records(other_team))
+        cancelled = store.write_from_loop(models.store_submission, users[0][0],
+                                          users[0][1][1][1], records(users[0][1][1][1]))
+        cancelled.cancel()  # e.g. its request went away: the others must not care
+        await loop.run_in_executor(None, gate.wait_for_queue, len(futures) + 2)
+        gate.open()
+        answers = await asyncio.gather(*futures)
+        with pytest.raises(models.Forbidden):
+            await refused
+        await asyncio.sleep(0.05)
+        return wakeups, answers
+
+    wakeups, answers = asyncio.run(main())
+    assert [len(answer["created"]) for answer in answers] == [15] * len(crowd)
+    # The gate's own future is a concurrent one; every loop job came back in a single callback.
+    assert wakeups.count(models._settle) == 1
+    assert len(stored(config)) == 15 * len(crowd)
+
+
 # ------------------------------------------------------------------------------------------------
 # The same through the HTTP API: concurrent judges, one bad submission in the shared batch.
 # ------------------------------------------------------------------------------------------------
