@@ -43,7 +43,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -344,8 +344,8 @@ class RegistroTiempo(BaseModel):
     class Meta:
         table_name = "registro_tiempo"
         indexes = (
-            (("equipo", "tiempo"), False),
-            # The idempotency lookup: same team, same timestamp, same tiempo.
+            # The idempotency lookup (same team, same timestamp, same tiempo); it also finds a
+            # team's records for the results, so no other index on equipo is needed.
             (("equipo", "timestamp", "tiempo"), False),
         )
 
@@ -360,7 +360,13 @@ def _v2_drop_redundant_indexes(migrator):
             migrator.drop_index("registro_tiempo", "registrotiempo_juez_id"))
 
 
-MIGRATIONS = {2: _v2_drop_redundant_indexes}
+def _v3_drop_equipo_tiempo_index(migrator):
+    """Version 3: registro_tiempo loses its (equipo_id, tiempo) index; the results read a team's
+    records through (equipo_id, timestamp, tiempo), and every index costs each insert."""
+    migrator.database.execute_sql('DROP INDEX IF EXISTS "registrotiempo_equipo_id_tiempo"')
+
+
+MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index}
 
 
 def open_database(path):

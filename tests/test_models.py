@@ -264,7 +264,9 @@ def test_writer_commits_jobs_in_savepoints(database):
 def test_version_1_database_is_migrated_keeping_its_records(race):
     comp, juez, _, equipo = race
     models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 42)))
-    # Make this a version-1 event database: the two single-column indexes it had.
+    # Make this a version-1 event database: the indexes it had that later versions dropped.
+    models.db.execute_sql('CREATE INDEX "registrotiempo_equipo_id_tiempo" ON "registro_tiempo" '
+                          '("equipo_id", "tiempo")')
     models.db.execute_sql('CREATE INDEX "registrotiempo_equipo_id" ON "registro_tiempo" '
                           '("equipo_id")')
     models.db.execute_sql('CREATE INDEX "registrotiempo_juez_id" ON "registro_tiempo" '
@@ -279,6 +281,15 @@ def test_version_1_database_is_migrated_keeping_its_records(race):
         "AND tbl_name = 'registro_tiempo'")}
     assert "registrotiempo_equipo_id" not in indexes
     assert "registrotiempo_juez_id" not in indexes
+    assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == 2
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 3
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
+
+
+def test_results_read_a_teams_records_through_an_index(race):
+    comp, juez, _, equipo = race
+    plan = [row[-1] for row in models.db.execute_sql(
+        "EXPLAIN QUERY PLAN SELECT r.equipo_id, r.tiempo FROM registro_tiempo AS r "
+        "JOIN equipo AS e ON e.id = r.equipo_id WHERE e.competencia_id = ?", (comp.id,))]
+    assert not any(step.startswith("SCAN r") for step in plan), plan
