@@ -500,6 +500,7 @@ def median_ingest(rounds):
     for key in ("non2xx", "lost", "acked", "stored"):
         merged[key] = sum(r[key] for r in rounds)
     merged["rounds_rps"] = [r["rps"] for r in rounds]
+    merged["rounds_p99_ms"] = [r["p99_ms"] for r in rounds]
     return merged
 
 
@@ -600,6 +601,9 @@ def report(results, args, command, wrk_missing):
         details.append("Ingest requests/s of each round: Server5K %s; reference %s." % (
             ", ".join("%.0f" % v for v in s["ingest"]["rounds_rps"]),
             ", ".join("%.0f" % v for v in r["ingest"]["rounds_rps"])))
+        details.append("Ingest latency p99 of each round (ms): Server5K %s; reference %s." % (
+            ", ".join("%.1f" % v for v in s["ingest"]["rounds_p99_ms"]),
+            ", ".join("%.1f" % v for v in r["ingest"]["rounds_p99_ms"])))
     elif wrk_missing:
         details.append("Ingest not measured: %s." % wrk_missing)
     for count in args.sockets:
