@@ -1005,9 +1005,13 @@ class Writer:
             with self.database.atomic():
                 for run in _runs(live):
                     outcomes.extend(self._run_jobs(run))
+                self._check_transaction()
         except Exception as exc:  # the commit itself failed: nothing of the batch is stored
             log.exception("commit of %d writes failed", len(live))
-            outcomes = [(False, exc)] * len(live)
+            lost = exc  # (Peewee's rollback of a lost transaction fails too: say what happened)
+            while lost is not None and not isinstance(lost, TransactionLost):
+                lost = lost.__context__
+            outcomes = [(False, lost or exc)] * len(live)
         _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
 
     def _run_jobs(self, run):
@@ -1024,6 +1028,7 @@ class Writer:
                 with savepoint(self.database, "batch"):
                     return many([args for _, _, args, _ in run])
             except Exception:  # noqa: BLE001  (each job's own run below reports it)
+                self._check_transaction()
                 log.warning("batch of %d %s jobs failed; running them one by one",
                             len(run), fn.__name__, exc_info=True)
         outcomes = []
@@ -1032,8 +1037,24 @@ class Writer:
                 with savepoint(self.database, "job"):
                     outcomes.append((True, fn(*args, **kwargs)))
             except Exception as exc:  # one job's failure is that job's answer
+                self._check_transaction()
                 outcomes.append((False, exc))
         return outcomes
+
+    def _check_transaction(self):
+        """Raise if SQLite has rolled the batch's transaction back by itself.
+
+        It does so on some errors (a full disk, an I/O error). Every job run so far is then lost,
+        and going on would run the later jobs outside any transaction, each statement committed
+        on its own, half-writing jobs that are then told the batch failed. Raising stops there
+        and fails them all with this error, which says what happened.
+        """
+        if not self.database.connection().in_transaction:
+            raise TransactionLost("SQLite rolled back the transaction; nothing was stored")
+
+
+class TransactionLost(sqlite3.OperationalError):
+    """SQLite rolled back the writer's transaction by itself: the whole batch failed."""
 
 
 class LoopReply:
@@ -1087,8 +1108,9 @@ def savepoint(database, name):
     try:
         yield
     except BaseException:
-        database.execute_sql('ROLLBACK TO SAVEPOINT "%s"' % name)
-        database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
+        if database.connection().in_transaction:  # else SQLite already rolled everything back
+            database.execute_sql('ROLLBACK TO SAVEPOINT "%s"' % name)
+            database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
         raise
     database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
 

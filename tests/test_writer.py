@@ -271,6 +271,39 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
     assert len(stored(config)) == 15 * len(crowd)
 
 
+@pytest.mark.parametrize("failing", ["first", "middle", "last"])
+def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, crowd, store,
+                                                                      failing):
+    """A full disk or an I/O error makes SQLite roll back the transaction by itself."""
+    users = list(crowd.items())
+
+    def store_then_lose_transaction(user_id, equipo_id, payload):
+        models.store_submission(user_id, equipo_id, payload)
+        models.db.execute_sql("ROLLBACK")  # what SQLite does on SQLITE_FULL or SQLITE_IOERR
+        raise sqlite3.OperationalError("database or disk is full (simulated)")
+
+    position = {"first": 0, "middle": len(users) // 2, "last": len(users) - 1}[failing]
+    gate = Gate(store.writer)
+    futures = []
+    for index, (user_id, (juez_id, teams)) in enumerate(users):
+        fn = store_then_lose_transaction if index == position else models.store_submission
+        # A create_team between submissions splits them into separate runs of jobs.
+        if index % 2:
+            futures.append(store.write(models.create_team, "Extra %d" % index, 900 + index,
+                                       juez_id))
+        futures.append(store.write(fn, user_id, teams[0], records(teams[0])))
+    gate.wait_for_queue(len(futures))
+    gate.open()
+    for future in futures:
+        with pytest.raises(models.TransactionLost):
+            future.result(10)
+    assert stored(config) == {}
+    # The writer goes on: the next submission is stored.
+    user_id, (juez_id, teams) = users[0]
+    assert len(store.write(models.store_submission, user_id, teams[1],
+                           records(teams[1])).result(10)["created"]) == 15
+
+
 # ------------------------------------------------------------------------------------------------
 # The same through the HTTP API: concurrent judges, one bad submission in the shared batch.
 # ------------------------------------------------------------------------------------------------
