@@ -937,6 +937,7 @@ class Writer:
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._stopping = False
+        self._lock = threading.Lock()  # no job is queued behind the stop marker
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="server5k-writer", daemon=True)
@@ -954,16 +955,18 @@ class Writer:
         return self._enqueue(LoopReply(asyncio.get_running_loop()), fn, args, kwargs).future
 
     def _enqueue(self, reply, fn, args, kwargs):
-        if self._stopping:
-            reply.set_exception(RuntimeError("writer stopped"))
-        else:
-            self._queue.put((reply, fn, args, kwargs))
+        with self._lock:
+            if not self._stopping:
+                self._queue.put((reply, fn, args, kwargs))
+                return reply
+        reply.set_exception(RuntimeError("writer stopped"))
         return reply
 
     def stop(self, timeout=10):
         """Commit everything already submitted, then close the write connection."""
-        self._stopping = True
-        self._queue.put(None)
+        with self._lock:
+            self._stopping = True
+            self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -988,8 +991,10 @@ class Writer:
                 if batch:
                     self._commit(batch)
         finally:
+            with self._lock:  # also when the thread dies: later jobs are refused at once
+                self._stopping = True
             self.database.close()
-            # Anything that slipped in behind the stop marker is refused, never left hanging.
+            # Anything still queued is refused, never left hanging.
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -1006,12 +1011,15 @@ class Writer:
                 for run in _runs(live):
                     outcomes.extend(self._run_jobs(run))
                 self._check_transaction()
-        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+        except BaseException as exc:  # the commit itself failed: nothing of the batch is stored
             log.exception("commit of %d writes failed", len(live))
             lost = exc  # (Peewee's rollback of a lost transaction fails too: say what happened)
             while lost is not None and not isinstance(lost, TransactionLost):
                 lost = lost.__context__
             outcomes = [(False, lost or exc)] * len(live)
+            if not isinstance(exc, Exception):  # SystemExit and the like end the writer...
+                _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
+                raise  # ...but only after every job of the batch has its answer
         _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
 
     def _run_jobs(self, run):

@@ -304,6 +304,32 @@ def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, cr
                            records(teams[1])).result(10)["created"]) == 15
 
 
+class Fatal(BaseException):
+    """Not an Exception: what a SystemExit raised inside a job would be."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_job_that_ends_the_writer_leaves_no_caller_waiting(config, crowd, store):
+    def fatal():
+        raise Fatal("the writer thread ends here")
+
+    user_id, (juez_id, teams) = next(iter(crowd.items()))
+    gate = Gate(store.writer)
+    before = store.write(models.store_submission, user_id, teams[0], records(teams[0]))
+    dying = store.write(fatal)
+    gate.wait_for_queue(2)
+    gate.open()
+    with pytest.raises(Fatal):
+        dying.result(10)
+    with pytest.raises(Fatal):  # its batch was rolled back with it, and says so
+        before.result(10)
+    store.writer._thread.join(10)
+    later = store.write(models.store_submission, user_id, teams[1], records(teams[1]))
+    with pytest.raises(RuntimeError, match="writer stopped"):
+        later.result(0)  # refused at once, not queued for a writer that is gone
+    assert stored(config) == {}
+
+
 # ------------------------------------------------------------------------------------------------
 # The same through the HTTP API: concurrent judges, one bad submission in the shared batch.
 # ------------------------------------------------------------------------------------------------
