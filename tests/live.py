@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,21 @@ def spawn(tmp_path):
     yield factory
     for server in started:
         server.stop()
+
+
+def request_json(method, url, body=None, token=None, timeout=15):
+    """One blocking HTTP request with a JSON body (for sync code such as Playwright tests):
+    (status, parsed JSON answer)."""
+    request = urllib.request.Request(url, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 async def fetch(method, url, body=None, token=None, headers=None, raw=None, client=None, **kw):

@@ -17,104 +17,34 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
+from live import ROOT, request_json
+
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``server5k.py serve`` in a subprocess, on its own port and tmp database."""
-
-    def __init__(self, tmp_path):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.config = tmp_path / "config.yaml"
-        self.config.write_text("server: {port: %d, ws_ping_interval_s: 5}\n"
-                               "database: {path: %s}\n" % (self.port, tmp_path / "event.db"))
-        self.env = dict(os.environ, SERVER5K_SECRET_KEY="browser-test-" + "s" * 40,
-                        PYTHONUNBUFFERED="1")
-        self.log = tmp_path / "server.log"
-        self.process = None
-
-    def cli(self, *args, env=None):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config)] + list(args),
-            env=dict(self.env, **(env or {})), capture_output=True, text=True, timeout=60)
-
-    def start(self):
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config),
-                 "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError("server exited:\n" + self.log.read_text())
-            try:
-                urllib.request.urlopen(self.url + "/", timeout=2).close()
-                return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise AssertionError("server did not answer:\n" + self.log.read_text())
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def api(self, method, path, body=None, token=None):
-        request = urllib.request.Request(self.url + path, method=method,
-                                         data=json.dumps(body).encode() if body else None)
-        request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", "Bearer " + token)
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def token(self, username, password):
-        status, body = self.api("POST", "/api/token/", {"username": username,
-                                                        "password": password})
-        assert status == 200, body
-        return body["access"]
-
-
 @pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path)
-    done = srv.cli("demo")
-    assert done.returncode == 0, done.stderr
+def server(spawn, tmp_path):
+    """The demo event served by ``server5k.py serve`` in a subprocess (tests/live.py)."""
+    srv = spawn(tmp_path / "event.db")
+    srv.cli("demo", check=True)
     srv.creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())
-    srv.start()
-    yield srv
-    srv.stop()
+    return srv.start()
+
+
+def token(server, username, password):
+    status, body = request_json("POST", server.base_url + "/api/token/",
+                                {"username": username, "password": password})
+    assert status == 200, body
+    return body["access"]
 
 
 @pytest.fixture
@@ -137,7 +67,7 @@ def row(page, equipo_id):
 
 
 def submit(server, token, equipo_id, *tiempos, minute=0):
-    status, body = server.api("POST", "/api/enviar_tiempos/", {
+    status, body = request_json("POST", server.base_url + "/api/enviar_tiempos/", {
         "equipo_id": equipo_id,
         "registros": [{"timestamp": "2026-12-06T09:%02d:%02d.000Z" % (minute, i), "tiempo": t}
                       for i, t in enumerate(tiempos)]}, token=token)
@@ -159,18 +89,18 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
     juez1, juez2 = server.creds["jueces"]
     a1, b1 = juez1["equipos"]
     a2, b2 = juez2["equipos"]
-    token1 = server.token(juez1["username"], juez1["password"])
-    token2 = server.token(juez2["username"], juez2["password"])
+    token1 = token(server, juez1["username"], juez1["password"])
+    token2 = token(server, juez2["username"], juez2["password"])
 
     page = browser.new_page(viewport=DESKTOP, locale="es-ES")
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     # The index lists the competition and links to its page.
-    page.goto(server.url + "/")
+    page.goto(server.base_url + "/")
     expect(page.locator("h1")).to_have_text("Competencias")
     page.get_by_role("link", name="Carrera Demo 5K").click()
-    page.wait_for_url(server.url + "/competencias/%d/" % cid)
+    page.wait_for_url(server.base_url + "/competencias/%d/" % cid)
 
     # Before the start: every team listed without a position, no clock, live connection on.
     expect(page.locator("#clasificacion tbody tr")).to_have_count(4, timeout=WAIT_MS)
@@ -187,7 +117,7 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
                                                                  timeout=WAIT_MS)
 
     # The organizer starts the race with the real CLI: state and running clock appear.
-    started = server.cli("race", "start", str(cid), "--url", server.url, env={
+    started = server.cli("race", "start", str(cid), "--url", server.base_url, env={
         "SERVER5K_USER": server.creds["organizador"]["username"],
         "SERVER5K_PASSWORD": server.creds["organizador"]["password"]})
     assert started.returncode == 0, started.stderr
@@ -231,13 +161,14 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
 def test_page_shows_a_lost_connection_and_reconnects_by_itself(browser, server):
     cid = server.creds["competencia_id"]
     page = browser.new_page(viewport=PHONE, locale="es-ES")
-    page.goto(server.url + "/competencias/%d/" % cid)
+    page.goto(server.base_url + "/competencias/%d/" % cid)
     live = page.locator("#resultados")
     expect(live).to_have_attribute("data-conexion", "en-vivo", timeout=WAIT_MS)
     expect(page.locator("#aviso-conexion")).to_be_hidden()
     page.evaluate("window.sinRecargar = true")
 
-    server.stop()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
     expect(page.locator("#aviso-conexion")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#aviso-conexion")).to_contain_text("Se perdió la conexión en vivo")
     expect(live).to_have_attribute("data-conexion", "perdida")
@@ -247,6 +178,6 @@ def test_page_shows_a_lost_connection_and_reconnects_by_itself(browser, server):
     expect(page.locator("#aviso-conexion")).to_be_hidden()
     # And it is live again: a submission after the reconnect shows up.
     juez = server.creds["jueces"][0]
-    submit(server, server.token(juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    submit(server, token(server, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
     expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     assert page.evaluate("window.sinRecargar") is True

@@ -7,10 +7,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 import websockets
+
+from live import request_json
 
 
 # The guide's "Example: connect with Python (websockets)", unchanged but for the two
@@ -43,18 +44,6 @@ def cli(server, *args, **kwargs):
     return server.cli(*args, check=kwargs.pop("check", True), **kwargs)
 
 
-def post_json(url, body, token=None):
-    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_demo_prints_credentials(demo_server):
     server, creds = demo_server
     assert set(creds) >= {"organizador", "juez1", "juez2"}
@@ -63,7 +52,7 @@ def test_demo_prints_credentials(demo_server):
 
 def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_path):
     server, creds = demo_server
-    status, tokens = post_json(server.base_url + "/api/token/",
+    status, tokens = request_json("POST", server.base_url + "/api/token/",
                                {"username": "juez1", "password": creds["juez1"]})
     assert status == 200
     client_file = tmp_path / "guide_client.py"
@@ -104,7 +93,7 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
         body, code = result.stdout.rsplit("\n", 1)
         status, answer = int(code), json.loads(body)
     else:
-        status, answer = post_json(server.base_url + "/api/enviar_tiempos/", json.loads(payload),
+        status, answer = request_json("POST", server.base_url + "/api/enviar_tiempos/", json.loads(payload),
                                    tokens["access"])
     assert status == 201 and len(answer["created"]) == 1
 
@@ -142,7 +131,7 @@ def test_two_judges_sockets_via_websockets_library(demo_server):
     async def scenario():
         sockets = []
         for username, juez_id in (("juez1", 1), ("juez1", 1), ("juez2", 2)):
-            _, tokens = post_json(server.base_url + "/api/token/",
+            _, tokens = request_json("POST", server.base_url + "/api/token/",
                                   {"username": username, "password": creds[username]})
             ws = await websockets.connect("ws://127.0.0.1:%d/ws/juez/%d/?token=%s"
                                           % (server.port, juez_id, tokens["access"]))
