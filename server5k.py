@@ -745,7 +745,7 @@ def create_simulation_judges(config, judges, competencia_id=None):
 
 def cmd_simulate(args, config):
     """Rehearse race day: N virtual judges log in, connect, wait for the start, send times."""
-    from bench import virtual_judges  # tooling: loaded only by this command
+    import rehearsal  # the virtual judges: loaded only by this command
 
     url = (args.url or base_url(config)).rstrip("/")
     competencia_id = args.competition
@@ -779,7 +779,7 @@ def cmd_simulate(args, config):
     else:
         print("waiting for the organizer to start the race once the judges are connected, "
               "e.g. python server5k.py race start %s" % (competencia_id or "ID"), flush=True)
-    summary, ok = asyncio.run(virtual_judges.simulate(
+    summary, ok = asyncio.run(rehearsal.simulate(
         url, credentials[:args.judges], competencia_id, organizer, wait_start_s=args.wait,
         ssl_context=client_context(config)))
     print(summary)

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from bench import reference_server, virtual_judges as vj  # noqa: E402
+import rehearsal as vj  # noqa: E402
+from bench import reference_server  # noqa: E402
 from handlers.tokens import TokenService  # noqa: E402
 
 SECRET = "bench-secret-" + "s" * 40
@@ -633,7 +634,7 @@ def report(results, args, command, wrk_missing):
         "- **Start-up**: from spawning the server process to its first answered request",
         "  (`GET /api/competencias/1/`), on an event database with 1,000 judges and %d records."
         % args.records,
-        "- **Fan-out**: virtual judges (`bench/virtual_judges.py`) in %d client processes open N"
+        "- **Fan-out**: virtual judges (`rehearsal.py`) in %d client processes open N"
         % args.client_procs,
         "  judge sockets; the race is started with `POST /api/competencias/1/iniciar/` as the",
         "  organizer; delay is from just before that request to each socket's receipt of",
