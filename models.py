@@ -1,28 +1,15 @@
-"""Server5K data, write path and domain rules.
+"""Server5K data and domain rules: the tables, their migrations, and the rules of the race.
 
 This module knows nothing of Tornado or HTTP: the rules here (time splitting, submission
 validation, idempotency, race state changes, ranking) are plain functions over Peewee models,
 so they can be tested without a server and reused by the command line.
 
-Concurrency model
------------------
-Peewee keeps one connection (and one transaction) per thread. Every coroutine on the Tornado
-loop shares the loop thread, so no database work runs there at all:
-
-* all writes go through one :class:`Writer` thread that owns the write connection. It takes every
-  job waiting in its queue, runs each in its own savepoint inside one ``BEGIN IMMEDIATE``
-  transaction, commits once (``synchronous=FULL`` in WAL mode: the commit is on disk) and only then
-  answers each job. One failing job rolls back to its savepoint and fails alone. Consecutive
-  submissions run together through :func:`store_submissions`, which judges each one on its own
-  but reads and writes for all of them in a few statements.
-* reads run on a small pool of reader threads, each with its own connection (WAL lets them read
-  while the writer writes).
+Functions that write are run by the one writer thread (``store.py``), each inside its
+transaction; functions that only read run on reader threads or in the command line's process.
+Nothing here opens a transaction of its own on the server's behalf.
 """
 
-import asyncio
 import base64
-import concurrent.futures
-import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -30,11 +17,8 @@ import hmac
 import io
 import logging
 import os
-import queue
 import re
 import secrets
-import sqlite3
-import threading
 import unicodedata
 import uuid
 
@@ -391,6 +375,14 @@ def open_database(path):
                 SchemaVersion.update(version=SCHEMA_VERSION).execute()
 
 
+def get_competencia(competencia_id):
+    """The competition row; NotFound (``competition_not_found``) if there is none."""
+    comp = Competencia.get_or_none(Competencia.id == competencia_id)
+    if comp is None:
+        raise NotFound("La competencia %s no existe." % competencia_id, "competition_not_found")
+    return comp
+
+
 # --------------------------------------------------------------------------------------------
 # Submissions: validation (pure) and storage (runs in the writer).
 # --------------------------------------------------------------------------------------------
@@ -421,8 +413,10 @@ def validate_submission(body, max_records):
         considered = registros[:max_records]
         ignored = len(registros) - len(considered)
         for index, raw in enumerate(considered):
-            record = _validate_record(raw, "registros.%d" % index, errors)
-            if record is not None:
+            record = parse_record(raw)
+            if record is None:
+                errors.update(record_errors(raw, "registros.%d" % index))
+            else:
                 records.append(record)
     if errors:
         raise Invalid("Los datos enviados no son válidos; no se guardó nada.",
@@ -434,52 +428,52 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_record(raw, path, errors):
-    if isinstance(raw, dict):  # the usual, valid record: checked once, without error paths
-        tiempo, stamp, given = raw.get("tiempo"), raw.get("timestamp"), raw.get("id_registro")
-        if (type(tiempo) is int and 0 <= tiempo <= MAX_TIEMPO_MS and type(stamp) is str
-                and (given is None or type(given) is str)):
-            try:
-                return {"tiempo": tiempo, "timestamp": parse_timestamp(stamp),
-                        "id_registro": uuid_hex(given) if given is not None else None}
-            except (ValueError, TypeError, OverflowError):
-                pass  # said precisely below
+def parse_record(raw):
+    """The rules of one record, in one place: its stored form, or None if it is not valid.
+
+    ``{"tiempo": int ms 0..24 h, "timestamp": ISO 8601, "id_registro"?: UUID or null}``;
+    returns ``{"tiempo", "timestamp" (naive UTC), "id_registro" (32 hex digits or None)}``.
+    Other keys are ignored. Runs fifteen times per submission on the event loop: one pass.
+    """
+    if type(raw) is not dict:
+        return None
+    tiempo, stamp, given = raw.get("tiempo"), raw.get("timestamp"), raw.get("id_registro")
+    if (type(tiempo) is not int or not 0 <= tiempo <= MAX_TIEMPO_MS or type(stamp) is not str
+            or (given is not None and type(given) is not str)):
+        return None
+    try:
+        return {"tiempo": tiempo, "timestamp": parse_timestamp(stamp),
+                "id_registro": uuid_hex(given) if given is not None else None}
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+# A valid record: record_errors tries each field of a refused one alone against these others.
+_VALID_RECORD = {"tiempo": 0, "timestamp": "2000-01-01T00:00:00Z"}
+
+
+def record_errors(raw, path):
+    """Why :func:`parse_record` refused ``raw``: {field path: message}. Only builds messages;
+    each field is judged by parse_record itself, beside fields known to be valid."""
     if not isinstance(raw, dict):
-        errors[path] = "Cada registro debe ser un objeto."
-        return None
-    ok = True
-    tiempo = raw.get("tiempo")
-    if "tiempo" not in raw:
-        errors[path + ".tiempo"] = "Campo obligatorio."
-        ok = False
-    elif not _is_int(tiempo):
-        errors[path + ".tiempo"] = "Debe ser un entero de milisegundos."
-        ok = False
-    elif not 0 <= tiempo <= MAX_TIEMPO_MS:
-        errors[path + ".tiempo"] = "Debe estar entre 0 y %d ms (24 h)." % MAX_TIEMPO_MS
-        ok = False
-    timestamp = None
-    if "timestamp" not in raw:
-        errors[path + ".timestamp"] = "Campo obligatorio."
-        ok = False
-    else:
-        try:
-            timestamp = parse_timestamp(raw["timestamp"])
-        except (ValueError, TypeError, OverflowError):
+        return {path: "Cada registro debe ser un objeto."}
+    errors = {}
+    for field in ("tiempo", "timestamp", "id_registro"):
+        if field not in raw:
+            if field != "id_registro":
+                errors[path + "." + field] = "Campo obligatorio."
+            continue
+        if parse_record(dict(_VALID_RECORD, **{field: raw[field]})) is not None:
+            continue
+        if field == "tiempo":
+            errors[path + ".tiempo"] = (
+                "Debe estar entre 0 y %d ms (24 h)." % MAX_TIEMPO_MS if _is_int(raw["tiempo"])
+                else "Debe ser un entero de milisegundos.")
+        elif field == "timestamp":
             errors[path + ".timestamp"] = "Debe ser una fecha ISO 8601."
-            ok = False
-    id_registro = None
-    if raw.get("id_registro") is not None:
-        try:
-            if not isinstance(raw["id_registro"], str):
-                raise ValueError
-            id_registro = uuid_hex(raw["id_registro"])
-        except ValueError:
+        else:
             errors[path + ".id_registro"] = "Debe ser un UUID."
-            ok = False
-    if not ok:
-        return None
-    return {"tiempo": tiempo, "timestamp": timestamp, "id_registro": id_registro}
+    return errors or {path: "Registro no válido."}  # (never empty: a refused record is named)
 
 
 # The submission path is the hot path of race day (benchmarked in bench/run.py), so it speaks
@@ -639,22 +633,12 @@ def store_submission(user_id, equipo_id, records):
     return value
 
 
-# The writer runs consecutive store_submission jobs together through store_submissions.
-store_submission.batch = store_submissions
-
 
 # --------------------------------------------------------------------------------------------
 # Race state changes (run in the writer). Each returns the competition's new dict.
 # --------------------------------------------------------------------------------------------
-def _competencia(competencia_id):
-    comp = Competencia.get_or_none(Competencia.id == competencia_id)
-    if comp is None:
-        raise NotFound("La competencia %s no existe." % competencia_id, "competition_not_found")
-    return comp
-
-
 def start_competition(competencia_id):
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     if comp.estado == ESTADO_EN_CURSO:
         raise Conflict("La carrera ya está en curso.", "race_already_running")
     if comp.estado == ESTADO_FINALIZADA:
@@ -667,7 +651,7 @@ def start_competition(competencia_id):
 
 
 def stop_competition(competencia_id):
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     if comp.estado != ESTADO_EN_CURSO:
         raise Conflict("La carrera no está en curso.", "race_not_running")
     comp.finished_at = utcnow()
@@ -681,7 +665,7 @@ def reset_competition(competencia_id, force=False):
     Refused (Conflict) once records have arrived since started_at, unless forced; a forced reset
     keeps those records, which carry the race state at their receipt.
     """
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     if comp.estado == ESTADO_PROGRAMADA:
         return comp.to_dict(), False
     if not force:
@@ -739,7 +723,7 @@ def me(user_id):
 
 
 def competition_dict(competencia_id):
-    return _competencia(competencia_id).to_dict()
+    return get_competencia(competencia_id).to_dict()
 
 
 def all_competitions():
@@ -747,7 +731,7 @@ def all_competitions():
 
 
 def competition_judges(competencia_id):
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     jueces = (Juez.select(Juez, User).join(User)
               .where(Juez.competencia == comp.id).order_by(Juez.id))
     equipos = {}
@@ -792,7 +776,7 @@ def ranking(competencia_id, scored_per_team=15):
     """
     if not _is_int(scored_per_team) or scored_per_team < 1:
         raise ValueError("scored_per_team must be a positive integer")
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     teams = list(Equipo.select(Equipo.id, Equipo.nombre, Equipo.dorsal)
                  .where(Equipo.competencia == comp.id).tuples())
     times, early = {}, {}
@@ -892,7 +876,7 @@ def create_competition(nombre, fecha_hora=None):
 
 
 def create_judge(username, password, competencia_id, nombre=None):
-    comp = _competencia(competencia_id)
+    comp = get_competencia(competencia_id)
     with db.atomic():
         user = create_user(username, password)
         return Juez.create(user=user, competencia=comp, nombre=(nombre or username).strip())
@@ -918,293 +902,3 @@ def set_password(username, password):
     user.password_hash = hash_password(password)
     user.save()
     return user
-
-
-# --------------------------------------------------------------------------------------------
-# The single writer (group commit) and the reader pool.
-# --------------------------------------------------------------------------------------------
-class Writer:
-    """Owns every write. Jobs waiting together are committed in one durable transaction.
-
-    ``submit(fn, *args)`` returns a concurrent.futures.Future (``submit_from_loop`` an asyncio
-    one) answered only after the commit that contains ``fn``'s work is on disk. A job's
-    exception rolls back that job alone and is delivered to its future; the others still commit.
-    """
-
-    def __init__(self, database=db, max_batch=512):
-        self.database = database
-        self.max_batch = max_batch
-        self._queue = queue.SimpleQueue()
-        self._thread = None
-        self._stopping = False
-        self._lock = threading.Lock()  # no job is queued behind the stop marker
-
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name="server5k-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn, *args, **kwargs):
-        return self._enqueue(concurrent.futures.Future(), fn, args, kwargs)
-
-    def submit_from_loop(self, fn, *args, **kwargs):
-        """Like submit, called on a running asyncio loop: returns an asyncio future of that loop.
-
-        The writer settles every such future of a batch in one call_soon_threadsafe, so the loop
-        wakes once per commit rather than once per job.
-        """
-        return self._enqueue(LoopReply(asyncio.get_running_loop()), fn, args, kwargs).future
-
-    def _enqueue(self, reply, fn, args, kwargs):
-        with self._lock:
-            if not self._stopping:
-                self._queue.put((reply, fn, args, kwargs))
-                return reply
-        reply.set_exception(RuntimeError("writer stopped"))
-        return reply
-
-    def stop(self, timeout=10):
-        """Commit everything already submitted, then close the write connection."""
-        with self._lock:
-            self._stopping = True
-            self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self):
-        self.database.connect(reuse_if_open=True)
-        try:
-            stop = False
-            while not stop:
-                item = self._queue.get()
-                batch = []
-                while True:
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= self.max_batch:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._commit(batch)
-        finally:
-            with self._lock:  # also when the thread dies: later jobs are refused at once
-                self._stopping = True
-            self.database.close()
-            # Anything still queued is refused, never left hanging.
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None and item[0].set_running_or_notify_cancel():
-                    _answer([(item[0], (False, RuntimeError("writer stopped")))])
-
-    def _commit(self, batch):
-        live = [job for job in batch if job[0].set_running_or_notify_cancel()]
-        outcomes = []
-        try:
-            with self.database.atomic():
-                for run in _runs(live):
-                    outcomes.extend(self._run_jobs(run))
-                self._check_transaction()
-        except BaseException as exc:  # the commit itself failed: nothing of the batch is stored
-            log.exception("commit of %d writes failed", len(live))
-            lost = exc  # (Peewee's rollback of a lost transaction fails too: say what happened)
-            while lost is not None and not isinstance(lost, TransactionLost):
-                lost = lost.__context__
-            outcomes = [(False, lost or exc)] * len(live)
-            if not isinstance(exc, Exception):  # SystemExit and the like end the writer...
-                _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
-                raise  # ...but only after every job of the batch has its answer
-        _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
-
-    def _run_jobs(self, run):
-        """[(ok, result or exception)] for consecutive jobs of one function.
-
-        A function with a ``batch`` form (store_submission) runs all of them in one call and one
-        savepoint; should that call raise, its writes are rolled back and the jobs run one by
-        one. Otherwise each job runs in its own savepoint, so a failure undoes that job alone.
-        """
-        fn = run[0][1]
-        many = getattr(fn, "batch", None)
-        if many is not None and len(run) > 1 and not any(kwargs for *_, kwargs in run):
-            try:
-                with savepoint(self.database, "batch"):
-                    return many([args for _, _, args, _ in run])
-            except Exception:  # noqa: BLE001  (each job's own run below reports it)
-                self._check_transaction()
-                log.warning("batch of %d %s jobs failed; running them one by one",
-                            len(run), fn.__name__, exc_info=True)
-        outcomes = []
-        for _, fn, args, kwargs in run:
-            try:
-                with savepoint(self.database, "job"):
-                    outcomes.append((True, fn(*args, **kwargs)))
-            except Exception as exc:  # one job's failure is that job's answer
-                self._check_transaction()
-                outcomes.append((False, exc))
-        return outcomes
-
-    def _check_transaction(self):
-        """Raise if SQLite has rolled the batch's transaction back by itself.
-
-        It does so on some errors (a full disk, an I/O error). Every job run so far is then lost,
-        and going on would run the later jobs outside any transaction, each statement committed
-        on its own, half-writing jobs that are then told the batch failed. Raising stops there
-        and fails them all with this error, which says what happened.
-        """
-        if not self.database.connection().in_transaction:
-            raise TransactionLost("SQLite rolled back the transaction; nothing was stored")
-
-
-class TransactionLost(sqlite3.OperationalError):
-    """SQLite rolled back the writer's transaction by itself: the whole batch failed."""
-
-
-class LoopReply:
-    """Where the writer answers a job submitted from an asyncio loop: ``future``, of that loop."""
-
-    def __init__(self, loop):
-        self.loop = loop
-        self.future = loop.create_future()
-
-    def set_running_or_notify_cancel(self):
-        return not self.future.cancelled()  # a late cancel is handled when settling
-
-    def set_exception(self, exc):  # only before the job is queued, on the loop itself
-        self.future.set_exception(exc)
-
-
-def _answer(answers):
-    """Deliver [(future or LoopReply, (ok, value))]: each loop's replies in one callback."""
-    to_loops = {}
-    for future, outcome in answers:
-        if isinstance(future, LoopReply):
-            to_loops.setdefault(future.loop, []).append((future.future, outcome))
-        elif outcome[0]:
-            future.set_result(outcome[1])
-        else:
-            future.set_exception(outcome[1])
-    for loop, replies in to_loops.items():
-        try:
-            loop.call_soon_threadsafe(_settle, replies)
-        except RuntimeError:  # that loop is closed: nobody is waiting for these any more
-            pass
-
-
-def _settle(replies):
-    for future, (ok, value) in replies:
-        if future.done():  # cancelled while the writer worked
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-@contextlib.contextmanager
-def savepoint(database, name):
-    """A named savepoint: released on success, rolled back and released on an exception.
-
-    (Peewee's names each savepoint afresh, so SQLite prepares its SQL anew every time.)
-    """
-    database.execute_sql('SAVEPOINT "%s"' % name)
-    try:
-        yield
-    except BaseException:
-        if database.connection().in_transaction:  # else SQLite already rolled everything back
-            database.execute_sql('ROLLBACK TO SAVEPOINT "%s"' % name)
-            database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
-        raise
-    database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
-
-
-def _runs(jobs):
-    """Split jobs into runs of consecutive jobs with the same function (order is kept)."""
-    run = []
-    for job in jobs:
-        if run and job[1] is not run[0][1]:
-            yield run
-            run = []
-        run.append(job)
-    if run:
-        yield run
-
-
-class Store:
-    """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
-
-    Both return concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
-    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash`` runs password checks on their own threads so logins never queue behind reads.
-    """
-
-    def __init__(self, database=db, readers=4, hashers=2):
-        self.database = database
-        self.writer = Writer(database)
-        self._readers = concurrent.futures.ThreadPoolExecutor(readers, "server5k-reader")
-        self._hashers = concurrent.futures.ThreadPoolExecutor(hashers, "server5k-hash")
-
-    def start(self):
-        self.writer.start()
-
-    def write(self, fn, *args, **kwargs):
-        return self.writer.submit(fn, *args, **kwargs)
-
-    def write_from_loop(self, fn, *args, **kwargs):
-        """``write`` for code on the asyncio loop: an asyncio future, settled once per commit."""
-        return self.writer.submit_from_loop(fn, *args, **kwargs)
-
-    def read(self, fn, *args, **kwargs):
-        return self._readers.submit(self._in_connection, fn, args, kwargs)
-
-    def hash(self, fn, *args, **kwargs):
-        return self._hashers.submit(self._in_connection, fn, args, kwargs)
-
-    def _in_connection(self, fn, args, kwargs):
-        self.database.connect(reuse_if_open=True)
-        return fn(*args, **kwargs)
-
-    def close(self, timeout=10):
-        self._readers.shutdown(wait=True)
-        self._hashers.shutdown(wait=True)
-        self.writer.stop(timeout)
-
-
-def backup(source_path, target_path):
-    """Copy a live database to ``target_path`` with SQLite's online backup API.
-
-    Safe while the server runs and writes (a plain file copy of a WAL database is not: it can
-    miss the WAL or catch a page mid-write). The copy is a consistent snapshot, checked with
-    ``PRAGMA integrity_check``. Returns how many time records it holds.
-    """
-    source_path, target_path = str(source_path), str(target_path)
-    if not os.path.exists(source_path):
-        raise NotFound("La base de datos %s no existe." % source_path, "database_not_found")
-    if os.path.exists(target_path):
-        raise Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
-    source = sqlite3.connect(source_path, timeout=10)
-    target = sqlite3.connect(target_path)
-    try:
-        source.backup(target, pages=1024)
-        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise Conflict("La copia %s no pasó integrity_check." % target_path, "backup_corrupt")
-        return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
-    finally:
-        target.close()
-        source.close()
-
-
-def checkpoint(database=db):
-    """Copy the WAL into the database file and truncate it: after a clean stop the .db file
-    alone holds everything (a plain file copy is then a complete backup)."""
-    database.connect(reuse_if_open=True)
-    try:
-        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        database.close()
-

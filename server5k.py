@@ -2,8 +2,9 @@
 """Server5K: race timing for team 5K events.
 
 This file is the top floor: configuration, the application factory, and the command line
-(``python server5k.py [--config FILE] COMMAND``). Handlers live in ``handlers/``, data and rules
-in ``models.py``.
+(``python server5k.py [--config FILE] COMMAND``). It only speaks: every command calls domain
+functions below it (``models.py``, ``roster.py``, ``store.py``) or, for what changes a running
+race, the server's own API; then prints. Handlers live in ``handlers/``.
 """
 
 import argparse
@@ -28,11 +29,16 @@ import tornado.web
 import yaml
 
 import models
-from handlers.base import InFlight, NotFoundHandler, log_request
+import rehearsal
+import roster
+import store
+from handlers.access import InFlight, log_request
+from handlers.base import NotFoundHandler
+from handlers.hub import RaceHub
 from handlers.limits import Limits
-from handlers.results import Spectators
 from handlers.routes import ROUTES
-from handlers.sockets import MAX_MESSAGE_BYTES, RaceHub
+from handlers.sockets import MAX_MESSAGE_BYTES
+from handlers.spectators import Spectators
 from handlers.tokens import TokenService, WsTickets
 
 log = logging.getLogger("server5k")
@@ -41,7 +47,6 @@ HERE = Path(__file__).resolve().parent
 OPENAPI_PATH = HERE / "docs" / "openapi.yaml"
 # How long a graceful shutdown waits for requests already received to be answered.
 SHUTDOWN_GRACE_S = 10
-DEMO_COMPETITION = "Carrera Demo 5K"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,13 +204,13 @@ def signing_secret(config):
 def make_app(config):
     """Open the database, start the writer, and build the one Tornado application."""
     models.open_database(config["database"]["path"])
-    store = models.Store()
-    store.start()
+    stores = store.Store()
+    stores.start()
     hub = RaceHub()
     with models.db.connection_context():
         hub.load(models.all_competitions())
     # The results page's sockets: a registry of their own, told of changes by the hub.
-    spectators = Spectators(store, config["race"]["records_scored_per_team"])
+    spectators = Spectators(stores, config["race"]["records_scored_per_team"])
     spectators.attach(hub)
     app = tornado.web.Application(
         ROUTES,
@@ -215,7 +220,7 @@ def make_app(config):
         websocket_ping_timeout=config["server"]["ws_ping_interval_s"],
         websocket_max_message_size=MAX_MESSAGE_BYTES,
         server5k_config=config,
-        server5k_store=store,
+        server5k_store=stores,
         server5k_hub=hub,
         server5k_spectators=spectators,
         server5k_tokens=TokenService(signing_secret(config),
@@ -238,7 +243,7 @@ def load_openapi(path=OPENAPI_PATH):
 def close_app(app):
     """Commit what the writer holds, checkpoint the WAL into the database file and close it."""
     app.settings["server5k_store"].close()
-    models.checkpoint()
+    store.checkpoint()
 
 
 def ssl_context(config):
@@ -339,30 +344,13 @@ def base_url(config):
 # Demo data
 # ------------------------------------------------------------------------------------------------
 def ensure_demo(config):
-    """Create the demo event once (idempotent). Returns its credentials."""
+    """Create the demo event once (idempotent): its credentials, kept beside the database."""
     path = Path(config["database"]["path"] + ".demo-credentials.json")
     models.open_database(config["database"]["path"])
     with models.db.connection_context():
-        if path.exists() and models.Competencia.select().where(
-                models.Competencia.nombre == DEMO_COMPETITION).exists():
+        if path.exists() and roster.demo_competition_id() is not None:
             return json.loads(path.read_text())
-        creds = {"organizador": {"username": "organizador", "password": models.generate_password()},
-                 "jueces": []}
-        with models.db.atomic():
-            comp = models.create_competition(DEMO_COMPETITION, models.utcnow().replace(
-                hour=9, minute=0, second=0, microsecond=0))
-            models.create_user("organizador", creds["organizador"]["password"], organizer=True)
-            dorsal = 1
-            for n in (1, 2):
-                password = models.generate_password()
-                juez = models.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n)
-                creds["jueces"].append({"username": "juez%d" % n, "password": password,
-                                        "juez_id": juez.id, "equipos": []})
-                for letter in "AB":
-                    equipo = models.create_team("Equipo %d%s" % (n, letter), dorsal, juez.id)
-                    creds["jueces"][-1]["equipos"].append(equipo.id)
-                    dorsal += 1
-        creds["competencia_id"] = comp.id
+        creds = roster.create_demo_event()
     write_private(path, lambda handle: json.dump(creds, handle, indent=2))
     return creds
 
@@ -411,7 +399,7 @@ def cmd_init_db(args, config):
 
 def cmd_backup(args, config):
     """A consistent copy of the event database, safe while the server is running."""
-    records = models.backup(config["database"]["path"], args.file)
+    records = store.backup(config["database"]["path"], args.file)
     print("backup written: %s (%d time records)" % (args.file, records))
 
 
@@ -458,12 +446,7 @@ def cmd_judge(args, config):
             juez.id, juez.user.username, juez.competencia_id,
             ("\npassword (shown once): %s" % password) if generated else ""))
     elif args.action == "list":
-        query = models.Juez.select(models.Juez, models.User).join(models.User)
-        if args.competition:
-            query = query.where(models.Juez.competencia == args.competition)
-        rows = [{"id": j.id, "username": j.user.username, "nombre": j.nombre,
-                 "competencia_id": j.competencia_id, "activo": j.is_active}
-                for j in query.order_by(models.Juez.id)]
+        rows = roster.list_judges(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for r in [] if args.json else rows:
@@ -491,11 +474,7 @@ def cmd_team(args, config):
         emit(args, obj, "team %d created: %s (dorsal %d, judge %d)" % (
             equipo.id, equipo.nombre, equipo.dorsal, equipo.juez_id))
     else:
-        query = models.Equipo.select()
-        if args.competition:
-            query = query.where(models.Equipo.competencia == args.competition)
-        rows = [dict(e.to_dict(), juez_id=e.juez_id, competencia_id=e.competencia_id)
-                for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
+        rows = roster.list_teams(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for r in [] if args.json else rows:
@@ -503,7 +482,6 @@ def cmd_team(args, config):
                 r["id"], r["dorsal"], r["nombre"], r["juez_id"], r["competencia_id"]))
 
 
-ROSTER_COLUMNS = ("juez_usuario", "juez_nombre", "equipo", "dorsal")
 CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
@@ -516,67 +494,17 @@ def write_credentials(handle, rows):
 
 def cmd_import(args, config):
     """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file."""
-    roster = Path(args.roster)
-    creds_path = Path(args.credentials or roster.with_name(roster.stem + "-credenciales.csv"))
+    path = Path(args.roster)
+    creds_path = Path(args.credentials or path.with_name(path.stem + "-credenciales.csv"))
     if creds_path.exists():
         raise CliError("%s already exists; move it away or pass --credentials" % creds_path)
-    try:
-        with roster.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CliError("cannot read %s: %s" % (roster, exc)) from None
-    if not rows:
-        raise CliError("%s has no rows" % roster)
-    missing = [c for c in ROSTER_COLUMNS if c not in rows[0]]
-    if missing:
-        raise CliError("%s lacks columns: %s (expected %s)" % (
-            roster, ", ".join(missing), ", ".join(ROSTER_COLUMNS)))
-    models._competencia(args.competition)
-    created_creds, judges, teams = [], {}, 0
-    with models.db.atomic():
-        for line, row in enumerate(rows, start=2):
-            username = (row["juez_usuario"] or "").strip()
-            try:
-                dorsal = int(row["dorsal"])
-            except (TypeError, ValueError):
-                raise CliError("%s line %d: dorsal %r is not a number"
-                               % (roster, line, row["dorsal"])) from None
-            if not username or not (row["equipo"] or "").strip():
-                raise CliError("%s line %d: juez_usuario and equipo are required" % (roster, line))
-            juez = judges.get(models.username_key(username))
-            if juez is None:
-                juez = _import_judge(username, row, args.competition, created_creds, roster, line)
-                judges[models.username_key(username)] = juez
-            existing = models.Equipo.get_or_none(
-                (models.Equipo.competencia == args.competition) & (models.Equipo.dorsal == dorsal))
-            if existing is not None:
-                if existing.nombre == row["equipo"].strip() and existing.juez_id == juez.id:
-                    continue  # imported before
-                raise CliError("%s line %d: dorsal %d is already team %r"
-                               % (roster, line, dorsal, existing.nombre))
-            models.create_team(row["equipo"], dorsal, juez.id)
-            teams += 1
-    if created_creds:
-        write_private(creds_path, lambda handle: write_credentials(handle, created_creds),
+    result = roster.import_roster(roster.read_roster(path), args.competition, source=str(path))
+    if result["credenciales"]:
+        write_private(creds_path, lambda handle: write_credentials(handle, result["credenciales"]),
                       exclusive=True)
     print("imported %d judges (%d new) and %d teams into competition %d%s" % (
-        len(judges), len(created_creds), teams, args.competition,
-        ("; new passwords in %s (mode 0600)" % creds_path) if created_creds else ""))
-
-
-def _import_judge(username, row, competencia_id, created_creds, roster, line):
-    user = models.User.get_or_none(models.User.username_key == models.username_key(username))
-    if user is not None:
-        juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        if juez is None or juez.competencia_id != competencia_id:
-            raise CliError("%s line %d: user %r exists but is not a judge of competition %d"
-                           % (roster, line, username, competencia_id))
-        return juez
-    password = models.generate_password()
-    nombre = (row.get("juez_nombre") or "").strip() or username
-    juez = models.create_judge(username, password, competencia_id, nombre)
-    created_creds.append([username, password, juez.id, nombre])
-    return juez
+        result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
+        ("; new passwords in %s (mode 0600)" % creds_path) if result["credenciales"] else ""))
 
 
 # -- race: talks to the running server over HTTP as an organizer ---------------------------------
@@ -690,20 +618,14 @@ def format_results(result):
 
 
 # -- simulate: rehearse an event with virtual judges against the running server -----------------
-SIMULATION_PREFIX = "simjuez"
-
-
 def simulation_credentials_path(config):
     return Path(config["database"]["path"] + ".simulate-credentials.csv")
 
 
 def create_simulation_judges(config, judges, competencia_id=None):
-    """Judges simjuez1..N with one team each in the competition (the demo one by default).
-
-    Idempotent: judges already listed in the credentials file are reused; the passwords of new
-    ones (or of rehearsal judges whose password was lost) go to that file, mode 0600.
-    Returns (competencia_id, credentials path).
-    """
+    """Rehearsal judges simjuez1..N (roster.rehearsal_judges) in the competition (the demo one
+    by default); passwords of new ones go to the credentials file, mode 0600.
+    Returns (competencia_id, credentials path)."""
     if competencia_id is None:
         competencia_id = ensure_demo(config)["competencia_id"]
     models.open_database(config["database"]["path"])
@@ -712,32 +634,8 @@ def create_simulation_judges(config, judges, competencia_id=None):
     if path.exists():
         with path.open(newline="", encoding="utf-8") as handle:
             known = {row["usuario"]: row for row in csv.DictReader(handle)}
-    rows = []
-    with models.db.connection_context(), models.db.atomic():
-        models._competencia(competencia_id)
-        dorsal = (models.Equipo.select(models.pw.fn.MAX(models.Equipo.dorsal))
-                  .where(models.Equipo.competencia == competencia_id).scalar() or 0)
-        for n in range(1, judges + 1):
-            username = "%s%d" % (SIMULATION_PREFIX, n)
-            user = models.User.get_or_none(models.User.username_key == username)
-            juez = user and models.Juez.get_or_none(models.Juez.user == user.id)
-            if juez is not None and juez.competencia_id != competencia_id:
-                raise CliError("%s is a judge of competition %d, not %d"
-                               % (username, juez.competencia_id, competencia_id))
-            if juez is not None and username in known:
-                rows.append(known[username])
-                continue
-            password = models.generate_password()
-            if juez is None:
-                juez = models.create_judge(username, password, competencia_id,
-                                           "Juez simulado %d" % n)
-            else:
-                models.set_password(username, password)
-            if not juez.equipos.exists():
-                dorsal += 1
-                models.create_team("Equipo simulado %d" % n, dorsal, juez.id)
-            rows.append({"usuario": username, "contrasena": password, "juez_id": juez.id,
-                         "nombre": juez.nombre})
+    with models.db.connection_context():
+        rows = roster.rehearsal_judges(competencia_id, judges, known)
     write_private(path, lambda handle: write_credentials(
         handle, [[r["usuario"], r["contrasena"], r["juez_id"], r["nombre"]] for r in rows]))
     return competencia_id, path
@@ -745,13 +643,11 @@ def create_simulation_judges(config, judges, competencia_id=None):
 
 def cmd_simulate(args, config):
     """Rehearse race day: N virtual judges log in, connect, wait for the start, send times."""
-    import rehearsal  # the virtual judges: loaded only by this command
-
     url = (args.url or base_url(config)).rstrip("/")
     competencia_id = args.competition
     if args.create_demo:
         print("creating or reusing %d rehearsal judges (%s1..%s%d) ..." % (
-            args.judges, SIMULATION_PREFIX, SIMULATION_PREFIX, args.judges), flush=True)
+            args.judges, roster.REHEARSAL_PREFIX, roster.REHEARSAL_PREFIX, args.judges), flush=True)
         competencia_id, path = create_simulation_judges(config, args.judges, competencia_id)
         print("competition %d; their passwords are in %s (mode 0600)" % (competencia_id, path))
     else:

@@ -1,7 +1,9 @@
-"""Tokens and identity: ``/api/token/``, ``/api/token/refresh/``, ``/api/me/``."""
+"""Tokens and identity: ``/api/token/``, ``/api/token/refresh/``, ``/api/me/`` and the
+single-use socket tickets of ``/api/ws-ticket/``."""
 
 import models
-from handlers.base import ApiError, BaseHandler
+from handlers.base import BaseHandler
+from handlers.errors import ApiError, too_many
 
 
 class TokenHandler(BaseHandler):
@@ -21,9 +23,8 @@ class TokenHandler(BaseHandler):
         key = (self.request.remote_ip, models.username_key(username))
         retry_after = self.limits.login.hit(key)
         if retry_after:
-            raise ApiError(429, "rate_limited",
-                           "Demasiados intentos de inicio de sesión; espere %d s." % retry_after,
-                           headers={"Retry-After": str(retry_after)})
+            raise too_many("Demasiados intentos de inicio de sesión; espere %d s." % retry_after,
+                           retry_after)
         identity = await self.db_hash(models.authenticate, username, password)
         if identity is None:
             raise ApiError(401, "invalid_credentials",
@@ -61,8 +62,16 @@ class MeHandler(BaseHandler):
         self.write_json(answer)
 
 
-routes = [
-    (r"/api/token/", TokenHandler),
-    (r"/api/token/refresh/", RefreshHandler),
-    (r"/api/me/", MeHandler),
-]
+
+class WsTicketHandler(BaseHandler):
+    """POST (access token of a judge) -> {"ticket", "expires_in"}: a single-use ticket for
+    ``/ws/juez/{juez_id}/?ticket=...``, so the long-lived access token never goes into a URL."""
+
+    async def post(self):
+        identity = await self.authenticated()
+        if identity["juez_id"] is None:
+            raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
+        if not identity["juez_active"]:
+            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        ticket = self.tickets.issue(identity["user"]["id"], identity["juez_id"])
+        self.write_json({"ticket": ticket, "expires_in": self.tickets.TTL_S})

@@ -1,4 +1,5 @@
-"""What every Server5K handler shares: JSON errors, JSON bodies, authentication, CORS, logging.
+"""What every Server5K handler shares: the application's services, JSON error answers, JSON
+bodies, authentication and CORS.
 
 Errors are answered in one place (``write_error``) as
 ``{"detail": ..., "code": ..., ["errors": {...}]}`` with ``Content-Type: application/json``:
@@ -6,181 +7,22 @@ never HTML, never a traceback.
 """
 
 import asyncio
-import json
 import logging
-import re
-import time
 
 import tornado.web
 
 import models
+from handlers.access import redact_uri
+from handlers.errors import ApiError, as_api_error
+from handlers.wire import dumps, parse_json
 
 log = logging.getLogger("server5k")
-access_log = logging.getLogger("tornado.access")
 
 # Bodies larger than this are refused with 413 before they are read. Fifteen records are about
 # 2 KiB; an app that sends a few hundred (extras are ignored) still fits.
 MAX_BODY_BYTES = 256 * 1024
-# Deeper JSON than this is not a submission: refuse it before it costs anything.
-MAX_JSON_DEPTH = 32
 
-DOMAIN_STATUS = {
-    models.Unauthenticated: 401,
-    models.Invalid: 400,
-    models.NotFound: 404,
-    models.Forbidden: 403,
-    models.Conflict: 409,
-}
-
-STATUS_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "body_too_large",
-    429: "rate_limited",
-    500: "internal_error",
-}
-
-
-class ApiError(tornado.web.HTTPError):
-    """An answer other than success. Raised anywhere in a handler; rendered by write_error."""
-
-    def __init__(self, status, code, detail, errors=None, headers=None):
-        super().__init__(status)
-        self.code = code
-        self.detail = detail
-        self.errors = errors
-        self.headers = headers or {}
-
-    @classmethod
-    def from_domain(cls, exc):
-        status = next((s for kind, s in DOMAIN_STATUS.items() if isinstance(exc, kind)), 400)
-        return cls(status, exc.code, exc.detail, exc.errors)
-
-
-_TOKEN_IN_URI = re.compile(r"([?&](?:token|ticket)=)[^&#]*", re.IGNORECASE)
-
-
-def redact_uri(uri):
-    """The URI with token and ticket query values replaced, for logs."""
-    return _TOKEN_IN_URI.sub(r"\1[redacted]", uri)
-
-
-def log_request(handler):
-    """Tornado's access log line, with tokens taken out of the URI."""
-    status = handler.get_status()
-    if status < 400:
-        log_method = access_log.info
-    elif status < 500:
-        log_method = access_log.warning
-    else:
-        log_method = access_log.error
-    request = handler.request
-    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri),
-               request.remote_ip, 1000.0 * request.request_time())
-
-
-def _reject_duplicate_keys(pairs):
-    obj = dict(pairs)
-    if len(obj) != len(pairs):  # a key came twice: name it
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError("duplicated key %r" % key)
-            seen.add(key)
-    return obj
-
-
-def _reject_constant(name):
-    raise ValueError("%s is not valid JSON" % name)
-
-
-def _finite_float(text):
-    value = float(text)
-    if value in (float("inf"), float("-inf")):  # 1e400: no JSON number means infinity
-        raise ValueError("number out of range: %s" % text[:40])
-    return value
-
-
-def _check_text(value):
-    """ValueError if any string (key or value) holds a lone surrogate (from a ``\\ud800``
-    escape): such text cannot be stored in SQLite or written back as UTF-8."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("text with an unpaired surrogate escape") from None
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def _depth(value):
-    """Nesting depth of parsed JSON, walked without recursion (only containers are visited)."""
-    if not isinstance(value, (dict, list)):
-        return 0
-    deepest, stack = 1, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-    return deepest
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys,
-                            parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def parse_json(raw):
-    """Strict JSON: UTF-8, no duplicated keys, no NaN/Infinity/overflowing numbers, no unpaired
-    surrogates, bounded depth. ValueError else."""
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    if text.startswith("\ufeff"):
-        raise ValueError("Unexpected UTF-8 BOM")
-    value = _DECODER.decode(text)
-    # The walks below are only needed when the text could hold what they look for: nesting
-    # deeper than the number of brackets cannot be, and bytes that decoded as UTF-8 hold no lone
-    # surrogate unless a \u escape made one.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
-        raise ValueError("JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
-    if "\\u" in text or text is raw:
-        _check_text(value)
-    return value
-
-
-def dumps(obj):
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-class InFlight:
-    """How many API requests are being handled right now (headers read, answer not yet sent).
-
-    A graceful shutdown stops accepting, then waits for this to reach zero so every submission
-    already received is committed and answered before the database closes.
-    """
-
-    def __init__(self):
-        self.count = 0
-
-    async def wait_idle(self, timeout):
-        """True once no request is in flight; False if ``timeout`` seconds pass first."""
-        deadline = time.monotonic() + timeout
-        while self.count > 0:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
+_BEARER = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
 class ServiceMixin:
@@ -198,6 +40,10 @@ class ServiceMixin:
     @property
     def hub(self):
         return self.application.settings["server5k_hub"]
+
+    @property
+    def spectators(self):
+        return self.application.settings["server5k_spectators"]
 
     @property
     def tokens(self):
@@ -258,29 +104,18 @@ class ServiceMixin:
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, models.DomainError):
-            exc = ApiError.from_domain(exc)
-        if isinstance(exc, ApiError):
-            self.set_status(exc.status_code)
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-            body = {"detail": exc.detail, "code": exc.code}
-            if exc.errors:
-                body["errors"] = exc.errors
-        else:
-            if status_code >= 500:
-                status_code = 500
-                self.set_status(500)
-            detail = {
-                404: "No existe.",
-                405: "Método %s no permitido aquí." % self.request.method,
-                500: "Error interno del servidor.",
-            }.get(status_code, self._reason)
-            body = {"detail": detail, "code": STATUS_CODES.get(status_code, "error")}
-            if status_code == 405 and hasattr(self, "allowed_methods"):
+        if status_code == 405 and not isinstance(exc, ApiError):
+            reason = "Método %s no permitido aquí." % self.request.method
+            if hasattr(self, "allowed_methods"):
                 self.set_header("Allow", self.allowed_methods())
+        else:
+            reason = self._reason
+        error = as_api_error(exc, status_code, reason)
+        self.set_status(error.status_code)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(dumps(body))
+        self.finish(dumps(error.body()))
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, (ApiError, models.DomainError)):
@@ -357,6 +192,9 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         else:
             self._body_parts.append(chunk)
 
+    def has_body(self):
+        return any(part.strip() for part in self._body_parts)
+
     def json_body(self):
         """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
         if self._body_too_large:
@@ -393,34 +231,32 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(dumps(obj))
 
-    async def authenticated(self):
-        """The caller's identity from ``Authorization: Bearer <access>``. Raises 401."""
+    def access_claims(self):
+        """The claims of the caller's ``Authorization: Bearer <access>`` token. Raises 401.
+
+        Every authenticated handler starts here; it checks the token only (no database), so
+        the submission path can leave the user's checks to the writer's transaction.
+        """
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
             raise ApiError(401, "not_authenticated",
-                           "Falta la cabecera Authorization: Bearer <access>.",
-                           headers={"WWW-Authenticate": 'Bearer realm="api"'})
+                           "Falta la cabecera Authorization: Bearer <access>.", headers=_BEARER)
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "bad_authorization_header",
                            "La cabecera Authorization debe ser 'Bearer <access>'.",
-                           headers={"WWW-Authenticate": 'Bearer realm="api"'})
-        return await self.identity_from_token(token.strip())
+                           headers=_BEARER)
+        return self.tokens.decode(token.strip(), "access")
+
+    async def authenticated(self):
+        """The caller's identity (token checked, user still active). Raises 401."""
+        return await self.identity_of_user(self.access_claims()["user_id"])
 
     async def organizer(self):
         identity = await self.authenticated()
         if not identity["user"]["organizador"]:
             raise ApiError(403, "organizer_only", "Solo un organizador puede hacer esto.")
         return identity
-
-    def path_int(self, value, what):
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            number = 0
-        if not 1 <= number <= 2**62:
-            raise ApiError(404, "not_found", "%s %s no existe." % (what, value))
-        return number
 
 
 class NotFoundHandler(BaseHandler):

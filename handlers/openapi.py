@@ -10,7 +10,3 @@ class OpenApiHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.finish(self.application.settings["server5k_openapi"])
 
-
-routes = [
-    (r"/api/openapi.json", OpenApiHandler),
-]

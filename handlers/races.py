@@ -1,15 +1,15 @@
 """Competitions: the public object, the organizer's start/stop/reset, and who is connected."""
 
 import models
-from handlers.base import ApiError, BaseHandler
+from handlers.base import BaseHandler
+from handlers.errors import ApiError
 
 
 class CompetenciaHandler(BaseHandler):
     """GET -> the competition object (public, read-only)."""
 
     async def get(self, competencia_id):
-        cid = self.path_int(competencia_id, "La competencia")
-        self.write_json(await self.competition(cid))
+        self.write_json(await self.competition(int(competencia_id)))
 
 
 class RaceActionHandler(BaseHandler):
@@ -21,7 +21,7 @@ class RaceActionHandler(BaseHandler):
 
     async def post(self, competencia_id, action):
         await self.organizer()
-        cid = self.path_int(competencia_id, "La competencia")
+        cid = int(competencia_id)
         force = self._force() if action == "reiniciar" else False
         async with self.hub.lock(cid):
             if action == "iniciar":
@@ -34,7 +34,7 @@ class RaceActionHandler(BaseHandler):
         self.write_json({"competencia": comp, "notificados": notified})
 
     def _force(self):
-        if not b"".join(self._body_parts).strip():
+        if not self.has_body():
             return False
         force = self.json_body().get("force", False)
         if not isinstance(force, bool):
@@ -48,7 +48,7 @@ class JuecesHandler(BaseHandler):
 
     async def get(self, competencia_id):
         await self.organizer()
-        cid = self.path_int(competencia_id, "La competencia")
+        cid = int(competencia_id)
         comp, jueces = await self.db_read(models.competition_judges, cid)
         comp = self.hub.competition(cid) or comp
         for juez in jueces:
@@ -57,10 +57,3 @@ class JuecesHandler(BaseHandler):
             juez["ultima_conexion"] = models.iso(self.hub.last_connected(juez["id"]))
         self.write_json({"competencia": comp, "jueces": jueces,
                          "conectados": sum(1 for j in jueces if j["conectado"])})
-
-
-routes = [
-    (r"/api/competencias/([^/]+)/", CompetenciaHandler),
-    (r"/api/competencias/([^/]+)/(iniciar|detener|reiniciar)/", RaceActionHandler),
-    (r"/api/competencias/([^/]+)/jueces/", JuecesHandler),
-]

@@ -6,7 +6,7 @@ import uuid
 
 import jwt
 
-from handlers.base import ApiError
+from handlers.errors import ApiError
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "jti", "token_type", "user_id"]

@@ -291,7 +291,7 @@ async def test_idle_and_slow_clients_are_disconnected(app, config, event, io_loo
     ('{"t": "\\u00e9"}', True),
 ])
 def test_parse_json_limits_hold_with_and_without_the_walks(text, ok):
-    from handlers.base import parse_json
+    from handlers.wire import parse_json
     for raw in (text, text.encode("utf-8")):
         if ok:
             assert parse_json(raw) == json.loads(text)
@@ -301,7 +301,7 @@ def test_parse_json_limits_hold_with_and_without_the_walks(text, ok):
 
 
 def test_parse_json_refuses_a_lone_surrogate_already_in_a_str():
-    from handlers.base import parse_json
+    from handlers.wire import parse_json
     with pytest.raises(ValueError):
         parse_json('{"t": "\ud800"}')  # no escape: only a str (never decoded bytes) holds this
     with pytest.raises(ValueError):

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 import models
+import store
 
 
 def test_split_tiempo_and_format():
@@ -247,7 +248,7 @@ def test_submission_lookups_search_indexes_never_scan_tables(race, sql, params):
 
 def test_writer_commits_jobs_in_savepoints(database):
     models.db.close()
-    writer = models.Writer()
+    writer = store.Writer()
     writer.start()
     try:
         ok = writer.submit(models.create_competition, "Una")

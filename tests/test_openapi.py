@@ -12,7 +12,7 @@ import pytest
 import tornado.web
 import yaml
 
-from handlers.routes import ROUTES
+from handlers.routes import ID, ROUTES
 from live import ROOT, login
 
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
@@ -20,13 +20,13 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def described_paths(pattern):
-    """The concrete OpenAPI paths a route regex serves ("([^/]+)" is the id)."""
+    """The concrete OpenAPI paths a route regex serves (routes.ID is the id)."""
     alternatives = re.search(r"\(([a-z|]+)\)", pattern)
     paths = [pattern]
     if alternatives:
         paths = [pattern.replace(alternatives.group(0), word)
                  for word in alternatives.group(1).split("|")]
-    return [p.replace("([^/]+)", "{id}").replace("\\", "") for p in paths]
+    return [p.replace(ID, "{id}").replace("\\", "") for p in paths]
 
 
 def test_every_rest_route_and_method_is_described_with_its_errors():

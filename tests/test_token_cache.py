@@ -3,7 +3,7 @@
 import pytest
 
 from handlers import tokens as tokens_module
-from handlers.base import ApiError
+from handlers.errors import ApiError
 from handlers.tokens import TokenService
 
 SECRET = "cache-secret-" + "c" * 40

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 import models
+import store as store_module
 
 TEAMS_PER_JUDGE = 2
 JUDGES = 6
@@ -81,7 +82,7 @@ class Gate:
 @pytest.fixture
 def store(config, event):
     models.open_database(config["database"]["path"])
-    store = models.Store()
+    store = store_module.Store()
     store.start()
     yield store
     store.close()
@@ -216,7 +217,7 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
 
 def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crowd, store,
                                                                      monkeypatch):
-    batch = models.store_submission.batch
+    batch = store_module.BATCHED[models.store_submission]
     calls = []
 
     def write_then_fail(jobs):
@@ -224,7 +225,7 @@ def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crow
         batch(jobs)  # rows of every job written, then SQLite (say) fails
         raise sqlite3.OperationalError("simulated failure after the insert")
 
-    monkeypatch.setattr(models.store_submission, "batch", write_then_fail)
+    monkeypatch.setitem(store_module.BATCHED, models.store_submission, write_then_fail)
     gate = Gate(store.writer)
     jobs = []
     for user_id, (juez_id, teams) in crowd.items():
@@ -267,7 +268,7 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
     wakeups, answers = asyncio.run(main())
     assert [len(answer["created"]) for answer in answers] == [15] * len(crowd)
     # The gate's own future is a concurrent one; every loop job came back in a single callback.
-    assert wakeups.count(models._settle) == 1
+    assert wakeups.count(store_module._settle) == 1
     assert len(stored(config)) == 15 * len(crowd)
 
 
@@ -295,7 +296,7 @@ def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, cr
     gate.wait_for_queue(len(futures))
     gate.open()
     for future in futures:
-        with pytest.raises(models.TransactionLost):
+        with pytest.raises(store_module.TransactionLost):
             future.result(10)
     assert stored(config) == {}
     # The writer goes on: the next submission is stored.

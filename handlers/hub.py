@@ -1,0 +1,148 @@
+"""The live race hub: each competition's live state and the registry of open judge sockets.
+
+Live race state is kept here, on the event loop, and changed in the same synchronous step that
+broadcasts the change. A judge socket registers and reads that state in one synchronous step in
+its ``open()``. So a judge who connects while a start is being committed gets the start exactly
+once: either the broadcast finds its socket registered, or ``open()`` finds the race running and
+replays it. A socket also remembers which start it was told about, so no path sends it twice.
+
+The hub knows sockets only as objects with ``juez_id``, ``competencia_id``, ``start_seen``,
+``send_text(text)`` and ``close(code, reason)``; listeners (the spectators' registry) hear of
+every change through :meth:`RaceHub.subscribe`.
+"""
+
+import asyncio
+import gc
+import logging
+from collections import defaultdict
+
+import models
+from handlers.wire import message
+
+log = logging.getLogger("server5k.hub")
+
+
+class RaceHub:
+    """Every open judge socket, by judge and by competition, and each competition's live state."""
+
+    def __init__(self):
+        self._competitions = {}
+        self._by_juez = defaultdict(set)
+        self._by_competencia = defaultdict(set)
+        self._last_connected = {}
+        self._locks = defaultdict(asyncio.Lock)
+        self._listeners = []
+
+    # -- live state ----------------------------------------------------------------------------
+    def load(self, competitions):
+        for comp in competitions:
+            self._competitions[comp["id"]] = comp
+
+    def competition(self, competencia_id):
+        return self._competitions.get(competencia_id)
+
+    def adopt(self, comp):
+        """Learn a competition read from the database, unless the hub already knows it better."""
+        return self._competitions.setdefault(comp["id"], comp)
+
+    def lock(self, competencia_id):
+        """Serialises an organizer's state changes of one competition (commit, then broadcast)."""
+        return self._locks[competencia_id]
+
+    def change_state(self, comp):
+        """Apply a committed state change and tell every judge socket of the competition.
+
+        Returns how many sockets were sent the event. Synchronous on purpose: no socket can
+        register between the state change and the broadcast.
+        """
+        previous = self._competitions.get(comp["id"])
+        self._competitions[comp["id"]] = comp
+        if comp["estado"] == models.ESTADO_EN_CURSO:
+            kind = "carrera.iniciada"
+        elif comp["estado"] == models.ESTADO_FINALIZADA:
+            kind = "carrera.finalizada"
+        else:
+            kind = "carrera.cancelada"
+        sockets = list(self._by_competencia.get(comp["id"], ()))
+        if kind == "carrera.iniciada":
+            sockets = [s for s in sockets if s.start_seen != comp["started_at"]]
+        notified = self._send_all(sockets, kind, self.event_data(kind, comp))
+        for sock in sockets:
+            sock.start_seen = comp["started_at"]
+        self._notify_listeners(comp["id"], "estado", comp)
+        log.info("competencia %s: %s -> %s, %d sockets notified", comp["id"],
+                 previous and previous["estado"], comp["estado"], notified)
+        return notified
+
+    @staticmethod
+    def event_data(kind, comp):
+        data = {"competencia_id": comp["id"], "competencia": comp,
+                "server_time": models.iso(models.utcnow())}
+        if kind == "carrera.iniciada":
+            data.update(mensaje="La carrera ha iniciado", started_at=comp["started_at"])
+        elif kind == "carrera.finalizada":
+            data.update(mensaje="La carrera ha finalizado", finished_at=comp["finished_at"])
+        else:
+            data.update(mensaje="Salida en falso: la carrera vuelve a estar programada")
+        return data
+
+    def _send_all(self, sockets, kind, data):
+        """Send one serialised message to many sockets; a dead one never stops the rest."""
+        text = message(kind, data)
+        sent = 0
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # a full collection mid-broadcast would stall every later socket
+        try:
+            for sock in sockets:
+                if sock.send_text(text):
+                    sent += 1
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return sent
+
+    # -- registry --------------------------------------------------------------------------------
+    def add(self, sock):
+        self._by_juez[sock.juez_id].add(sock)
+        self._by_competencia[sock.competencia_id].add(sock)
+        self._last_connected[sock.juez_id] = models.utcnow()
+
+    def remove(self, sock):
+        for index, key in ((self._by_juez, sock.juez_id),
+                           (self._by_competencia, sock.competencia_id)):
+            group = index.get(key)
+            if group is not None:
+                group.discard(sock)
+                if not group:
+                    del index[key]
+
+    def sockets_of(self, juez_id):
+        return len(self._by_juez.get(juez_id, ()))
+
+    def last_connected(self, juez_id):
+        return self._last_connected.get(juez_id)
+
+    def socket_count(self):
+        return sum(len(group) for group in self._by_juez.values())
+
+    def close_all(self, code, reason):
+        for group in list(self._by_juez.values()):
+            for sock in list(group):
+                sock.close(code, reason)
+
+    # -- listeners (the results page subscribes here) ---------------------------------------------
+    def subscribe(self, listener):
+        """``listener(competencia_id, what, data)`` is called on the loop after each change."""
+        self._listeners.append(listener)
+
+    def records_stored(self, competencia_id, equipo_id, created):
+        if created:
+            self._notify_listeners(competencia_id, "registros",
+                                   {"equipo_id": equipo_id, "created": created})
+
+    def _notify_listeners(self, competencia_id, what, data):
+        for listener in self._listeners:
+            try:
+                listener(competencia_id, what, data)
+            except Exception:
+                log.exception("results listener failed")

@@ -1,0 +1,326 @@
+"""The write path: the one writer thread (group commit), the reader and hashing threads, and
+consistent copies of the database (backup, checkpoint).
+
+Peewee keeps one connection (and one transaction) per thread. Every coroutine on the Tornado
+loop shares the loop thread, so no database work runs there at all:
+
+* all writes go through one :class:`Writer` thread that owns the write connection. It takes every
+  job waiting in its queue, runs each in its own savepoint inside one ``BEGIN IMMEDIATE``
+  transaction, commits once (``synchronous=FULL`` in WAL mode: the commit is on disk) and only then
+  answers each job. One failing job rolls back to its savepoint and fails alone. Consecutive jobs
+  of a function listed in :data:`BATCHED` run together through its batched form, which judges
+  each job on its own but reads and writes for all of them in a few statements.
+* reads run on a small pool of reader threads, each with its own connection (WAL lets them read
+  while the writer writes); password hashing has threads of its own.
+
+Nothing here knows of Tornado: a job is any function of the models, and an answer is a
+``concurrent.futures.Future`` or, for a caller on an asyncio loop, an asyncio future.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+
+import models
+from models import db
+
+log = logging.getLogger("server5k.store")
+
+# Functions whose consecutive jobs the writer runs in one call of their batched form:
+# fn -> batched(list of each job's args) -> [(ok, result or DomainError)] in job order.
+# Submissions are race day's hot path; batching them costs a few statements per commit instead
+# of a few per submission (docs/performance.md).
+BATCHED = {models.store_submission: models.store_submissions}
+
+
+class Writer:
+    """Owns every write. Jobs waiting together are committed in one durable transaction.
+
+    ``submit(fn, *args)`` returns a concurrent.futures.Future (``submit_from_loop`` an asyncio
+    one) answered only after the commit that contains ``fn``'s work is on disk. A job's
+    exception rolls back that job alone and is delivered to its future; the others still commit.
+    """
+
+    def __init__(self, database=db, max_batch=512, batched=None):
+        self.database = database
+        self.max_batch = max_batch
+        self.batched = BATCHED if batched is None else batched
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._stopping = False
+        self._lock = threading.Lock()  # no job is queued behind the stop marker
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="server5k-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args, **kwargs):
+        return self._enqueue(concurrent.futures.Future(), fn, args, kwargs)
+
+    def submit_from_loop(self, fn, *args, **kwargs):
+        """Like submit, called on a running asyncio loop: returns an asyncio future of that loop.
+
+        The writer settles every such future of a batch in one call_soon_threadsafe, so the loop
+        wakes once per commit rather than once per job.
+        """
+        return self._enqueue(LoopReply(asyncio.get_running_loop()), fn, args, kwargs).future
+
+    def _enqueue(self, reply, fn, args, kwargs):
+        with self._lock:
+            if not self._stopping:
+                self._queue.put((reply, fn, args, kwargs))
+                return reply
+        reply.set_exception(RuntimeError("writer stopped"))
+        return reply
+
+    def stop(self, timeout=10):
+        """Commit everything already submitted, then close the write connection."""
+        with self._lock:
+            self._stopping = True
+            self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        self.database.connect(reuse_if_open=True)
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                batch = []
+                while True:
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= self.max_batch:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(batch)
+        finally:
+            with self._lock:  # also when the thread dies: later jobs are refused at once
+                self._stopping = True
+            self.database.close()
+            # Anything still queued is refused, never left hanging.
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item[0].set_running_or_notify_cancel():
+                    _answer([(item[0], (False, RuntimeError("writer stopped")))])
+
+    def _commit(self, batch):
+        live = [job for job in batch if job[0].set_running_or_notify_cancel()]
+        outcomes = []
+        try:
+            with self.database.atomic():
+                for run in _runs(live):
+                    outcomes.extend(self._run_jobs(run))
+                self._check_transaction()
+        except BaseException as exc:  # the commit itself failed: nothing of the batch is stored
+            log.exception("commit of %d writes failed", len(live))
+            lost = exc  # (Peewee's rollback of a lost transaction fails too: say what happened)
+            while lost is not None and not isinstance(lost, TransactionLost):
+                lost = lost.__context__
+            outcomes = [(False, lost or exc)] * len(live)
+            if not isinstance(exc, Exception):  # SystemExit and the like end the writer...
+                _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
+                raise  # ...but only after every job of the batch has its answer
+        _answer([(job[0], outcome) for job, outcome in zip(live, outcomes)])
+
+    def _run_jobs(self, run):
+        """[(ok, result or exception)] for consecutive jobs of one function.
+
+        A function with a batched form (``self.batched``) runs all of them in one call and one
+        savepoint; should that call raise, its writes are rolled back and the jobs run one by
+        one. Otherwise each job runs in its own savepoint, so a failure undoes that job alone.
+        """
+        fn = run[0][1]
+        many = self.batched.get(fn)
+        if many is not None and len(run) > 1 and not any(kwargs for *_, kwargs in run):
+            try:
+                with savepoint(self.database, "batch"):
+                    return many([args for _, _, args, _ in run])
+            except Exception:  # noqa: BLE001  (each job's own run below reports it)
+                self._check_transaction()
+                log.warning("batch of %d %s jobs failed; running them one by one",
+                            len(run), fn.__name__, exc_info=True)
+        outcomes = []
+        for _, fn, args, kwargs in run:
+            try:
+                with savepoint(self.database, "job"):
+                    outcomes.append((True, fn(*args, **kwargs)))
+            except Exception as exc:  # one job's failure is that job's answer
+                self._check_transaction()
+                outcomes.append((False, exc))
+        return outcomes
+
+    def _check_transaction(self):
+        """Raise if SQLite has rolled the batch's transaction back by itself.
+
+        It does so on some errors (a full disk, an I/O error). Every job run so far is then lost,
+        and going on would run the later jobs outside any transaction, each statement committed
+        on its own, half-writing jobs that are then told the batch failed. Raising stops there
+        and fails them all with this error, which says what happened.
+        """
+        if not self.database.connection().in_transaction:
+            raise TransactionLost("SQLite rolled back the transaction; nothing was stored")
+
+
+class TransactionLost(sqlite3.OperationalError):
+    """SQLite rolled back the writer's transaction by itself: the whole batch failed."""
+
+
+class LoopReply:
+    """Where the writer answers a job submitted from an asyncio loop: ``future``, of that loop."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.future = loop.create_future()
+
+    def set_running_or_notify_cancel(self):
+        return not self.future.cancelled()  # a late cancel is handled when settling
+
+    def set_exception(self, exc):  # only before the job is queued, on the loop itself
+        self.future.set_exception(exc)
+
+
+def _answer(answers):
+    """Deliver [(future or LoopReply, (ok, value))]: each loop's replies in one callback."""
+    to_loops = {}
+    for future, outcome in answers:
+        if isinstance(future, LoopReply):
+            to_loops.setdefault(future.loop, []).append((future.future, outcome))
+        elif outcome[0]:
+            future.set_result(outcome[1])
+        else:
+            future.set_exception(outcome[1])
+    for loop, replies in to_loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, replies)
+        except RuntimeError:  # that loop is closed: nobody is waiting for these any more
+            pass
+
+
+def _settle(replies):
+    for future, (ok, value) in replies:
+        if future.done():  # cancelled while the writer worked
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+@contextlib.contextmanager
+def savepoint(database, name):
+    """A named savepoint: released on success, rolled back and released on an exception.
+
+    (Peewee's names each savepoint afresh, so SQLite prepares its SQL anew every time.)
+    """
+    database.execute_sql('SAVEPOINT "%s"' % name)
+    try:
+        yield
+    except BaseException:
+        if database.connection().in_transaction:  # else SQLite already rolled everything back
+            database.execute_sql('ROLLBACK TO SAVEPOINT "%s"' % name)
+            database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
+        raise
+    database.execute_sql('RELEASE SAVEPOINT "%s"' % name)
+
+
+def _runs(jobs):
+    """Split jobs into runs of consecutive jobs with the same function (order is kept)."""
+    run = []
+    for job in jobs:
+        if run and job[1] is not run[0][1]:
+            yield run
+            run = []
+        run.append(job)
+    if run:
+        yield run
+
+
+class Store:
+    """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
+
+    Both return concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
+    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash`` runs password checks on their own threads so logins never queue behind reads.
+    """
+
+    def __init__(self, database=db, readers=4, hashers=2):
+        self.database = database
+        self.writer = Writer(database)
+        self._readers = concurrent.futures.ThreadPoolExecutor(readers, "server5k-reader")
+        self._hashers = concurrent.futures.ThreadPoolExecutor(hashers, "server5k-hash")
+
+    def start(self):
+        self.writer.start()
+
+    def write(self, fn, *args, **kwargs):
+        return self.writer.submit(fn, *args, **kwargs)
+
+    def write_from_loop(self, fn, *args, **kwargs):
+        """``write`` for code on the asyncio loop: an asyncio future, settled once per commit."""
+        return self.writer.submit_from_loop(fn, *args, **kwargs)
+
+    def read(self, fn, *args, **kwargs):
+        return self._readers.submit(self._in_connection, fn, args, kwargs)
+
+    def hash(self, fn, *args, **kwargs):
+        return self._hashers.submit(self._in_connection, fn, args, kwargs)
+
+    def _in_connection(self, fn, args, kwargs):
+        self.database.connect(reuse_if_open=True)
+        return fn(*args, **kwargs)
+
+    def close(self, timeout=10):
+        self._readers.shutdown(wait=True)
+        self._hashers.shutdown(wait=True)
+        self.writer.stop(timeout)
+
+
+def backup(source_path, target_path):
+    """Copy a live database to ``target_path`` with SQLite's online backup API.
+
+    Safe while the server runs and writes (a plain file copy of a WAL database is not: it can
+    miss the WAL or catch a page mid-write). The copy is a consistent snapshot, checked with
+    ``PRAGMA integrity_check``. Returns how many time records it holds.
+    """
+    source_path, target_path = str(source_path), str(target_path)
+    if not os.path.exists(source_path):
+        raise models.NotFound("La base de datos %s no existe." % source_path, "database_not_found")
+    if os.path.exists(target_path):
+        raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
+    source = sqlite3.connect(source_path, timeout=10)
+    target = sqlite3.connect(target_path)
+    try:
+        source.backup(target, pages=1024)
+        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise models.Conflict("La copia %s no pasó integrity_check." % target_path, "backup_corrupt")
+        return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
+    finally:
+        target.close()
+        source.close()
+
+
+def checkpoint(database=db):
+    """Copy the WAL into the database file and truncate it: after a clean stop the .db file
+    alone holds everything (a plain file copy is then a complete backup)."""
+    database.connect(reuse_if_open=True)
+    try:
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
+
