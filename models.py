@@ -15,19 +15,21 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import json
 import logging
 import os
 import re
 import secrets
 import unicodedata
 import uuid
+from collections import defaultdict
 
 import peewee as pw
 from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -45,6 +47,13 @@ MAX_TIEMPO_MS = 24 * 60 * 60 * 1000
 ESTADO_PROGRAMADA = "programada"
 ESTADO_EN_CURSO = "en_curso"
 ESTADO_FINALIZADA = "finalizada"
+
+ORIGEN_APP = "app"        # sent by a judge's phone
+ORIGEN_MANUAL = "manual"  # a paper time typed in by an organizer
+
+# A team's standing besides its times: ok, did not start, did not finish, disqualified.
+ESTADOS_EQUIPO = ("ok", "dns", "dnf", "dsq")
+MAX_MOTIVO = 500
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +151,31 @@ def format_ms(tiempo_ms):
         return None
     hours, minutes, seconds, ms = split_tiempo(int(tiempo_ms))
     return "%d:%02d:%02d.%03d" % (hours, minutes, seconds, ms)
+
+
+_DURATION = re.compile(
+    r"(?P<sign>[+-])?(?:(?P<ms>[0-9]+)(?:ms)?|(?P<secs>[0-9]+(?:\.[0-9]{1,3})?)s|"
+    r"(?:(?P<h>[0-9]+):)?(?P<m>[0-9]{1,2}):(?P<s>[0-9]{1,2}(?:\.[0-9]{1,3})?))")
+
+
+def parse_duration(text, signed=False):
+    """Milliseconds from what an organizer types: ``1185200`` (ms), ``250ms``, ``+20s``,
+    ``-1.5s``, ``19:45.2`` (m:ss.f) or ``0:19:45.200`` (h:mm:ss.mmm). A sign only when
+    ``signed``. ValueError with a plain message otherwise."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or (match["sign"] and not signed):
+        raise ValueError("%r is not a time: use milliseconds or clock text such as 19:45.2, "
+                         "0:19:45.200%s" % (text, ", +20s or -1.5s" if signed else ""))
+    if match["ms"] is not None:
+        value = int(match["ms"])
+    elif match["secs"] is not None:
+        value = round(float(match["secs"]) * 1000)
+    else:
+        if match["h"] is not None and int(match["m"]) > 59 or float(match["s"]) >= 60:
+            raise ValueError("%r is not a time: minutes and seconds go up to 59" % text)
+        value = (int(match["h"] or 0) * 3600 + int(match["m"]) * 60) * 1000 + round(
+            float(match["s"]) * 1000)
+    return -value if match["sign"] == "-" else value
 
 
 class UtcDateTimeField(pw.Field):
@@ -243,6 +277,9 @@ class Competencia(BaseModel):
     fecha_hora = UtcDateTimeField(null=True)
     started_at = UtcDateTimeField(null=True)
     finished_at = UtcDateTimeField(null=True)
+    # When the results were made official (null: provisional). Like started_at, the current
+    # state; every change of it is an Accion row saying who, when, why, before and after.
+    oficial_en = UtcDateTimeField(null=True)
 
     class Meta:
         table_name = "competencia"
@@ -259,6 +296,8 @@ class Competencia(BaseModel):
             "estado": self.estado,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
+            "oficial": self.oficial_en is not None,
+            "oficial_en": iso(self.oficial_en),
         }
 
 
@@ -308,13 +347,16 @@ class Equipo(BaseModel):
 
 
 class RegistroTiempo(BaseModel):
-    """One finish time. Never updated or deleted once stored."""
+    """One finish time as it arrived. Never updated or deleted once stored: corrections are
+    Accion rows, applied on top of it by :func:`competition_state`."""
 
     id_registro = pw.UUIDField(unique=True)
     # No single-column indexes on these two: the composite indexes below start with equipo, and
     # judges are never deleted. Every index is written on each insert, on race day's hot path.
     equipo = pw.ForeignKeyField(Equipo, backref="registros", on_delete="RESTRICT", index=False)
-    juez = pw.ForeignKeyField(Juez, backref="registros", on_delete="RESTRICT", index=False)
+    # The judge who sent it; null for a paper time typed in by an organizer (origen manual).
+    juez = pw.ForeignKeyField(Juez, backref="registros", on_delete="RESTRICT", index=False,
+                              null=True)
     tiempo = pw.IntegerField()
     horas = pw.IntegerField()
     minutos = pw.IntegerField()
@@ -324,6 +366,9 @@ class RegistroTiempo(BaseModel):
     received_at = UtcDateTimeField()
     # The race state when the server received the record: results flag early records.
     estado_carrera = pw.CharField(max_length=16)
+    origen = pw.CharField(max_length=8, default=ORIGEN_APP)
+    # Received while the results were official: it waits (pendiente) until an organizer accepts.
+    oficial_al_recibir = pw.BooleanField(default=False)
 
     class Meta:
         table_name = "registro_tiempo"
@@ -334,7 +379,44 @@ class RegistroTiempo(BaseModel):
         )
 
 
-MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo]
+class Accion(BaseModel):
+    """One change an organizer made to a competition: its history entry (who, when, why, the
+    state before and after) and, for corrections, the correction itself.
+
+    Corrections are data: the standings, the records lists and the team pages apply these rows,
+    in order, on top of the records as they arrived (:func:`competition_state`). A correction
+    and its history entry are one row, so neither can exist without the other. Rows are only
+    ever added. The ``*_id`` columns are plain integers (no foreign keys): history outlives a
+    removed test team, and a table rebuild never has to touch it.
+    """
+
+    competencia = pw.ForeignKeyField(Competencia, backref="acciones", on_delete="RESTRICT",
+                                     index=False)
+    # anular, restaurar, mover, corregir, aceptar, manual, ajustar, estado, penalizacion,
+    # oficializar, reabrir, iniciar, detener, reiniciar (and the roster's own actions).
+    accion = pw.CharField(max_length=32)
+    objeto = pw.CharField(max_length=16)        # registro, equipo, competencia, juez
+    objeto_id = pw.CharField(max_length=64)     # a record's UUID, else the object's id
+    registro_id = pw.IntegerField(null=True)    # registro_tiempo row of a record correction
+    equipo_id = pw.IntegerField(null=True)      # target team of mover; team of estado/penalizacion
+    juez_id = pw.IntegerField(null=True)        # ajustar: only this judge's records
+    valor = pw.IntegerField(null=True)          # corregir: ms; ajustar: delta ms; penalizacion: ms
+    texto = pw.CharField(max_length=16, null=True)  # estado: ok, dns, dnf, dsq
+    usuario = pw.ForeignKeyField(User, null=True, on_delete="RESTRICT", index=False)
+    en = UtcDateTimeField(default=utcnow)
+    motivo = pw.TextField(null=True)
+    antes = pw.TextField(null=True)             # JSON
+    despues = pw.TextField(null=True)           # JSON
+
+    class Meta:
+        table_name = "accion"
+        indexes = (
+            (("competencia", "id"), False),     # a competition's history, in order
+            (("registro_id",), False),          # a record's history
+        )
+
+
+MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo, Accion]
 
 # Migrations from version N-1 to N: functions of a SqliteMigrator, run inside one transaction.
 # Version 1 is the initial schema created by create_tables.
@@ -350,7 +432,44 @@ def _v3_drop_equipo_tiempo_index(migrator):
     migrator.database.execute_sql('DROP INDEX IF EXISTS "registrotiempo_equipo_id_tiempo"')
 
 
-MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index}
+# Version 4's registro_tiempo, as create_tables makes it (tests/test_models.py compares).
+_V4_REGISTRO_TIEMPO = (
+    'CREATE TABLE "registro_tiempo_v4" ("id" INTEGER NOT NULL PRIMARY KEY, '
+    '"id_registro" TEXT NOT NULL, "equipo_id" INTEGER NOT NULL, "juez_id" INTEGER, '
+    '"tiempo" INTEGER NOT NULL, "horas" INTEGER NOT NULL, "minutos" INTEGER NOT NULL, '
+    '"segundos" INTEGER NOT NULL, "milisegundos" INTEGER NOT NULL, "timestamp" TEXT NOT NULL, '
+    '"received_at" TEXT NOT NULL, "estado_carrera" VARCHAR(16) NOT NULL, '
+    '"origen" VARCHAR(8) NOT NULL, "oficial_al_recibir" INTEGER NOT NULL, '
+    'FOREIGN KEY ("equipo_id") REFERENCES "equipo" ("id") ON DELETE RESTRICT, '
+    'FOREIGN KEY ("juez_id") REFERENCES "juez" ("id") ON DELETE RESTRICT)')
+_V3_COLUMNS = ("id, id_registro, equipo_id, juez_id, tiempo, horas, minutos, segundos, "
+               "milisegundos, timestamp, received_at, estado_carrera")
+
+
+def _v4_corrections(migrator):
+    """Version 4: corrections. registro_tiempo gains ``origen`` and ``oficial_al_recibir`` and
+    its juez_id may be null (paper times), which SQLite can only do by rebuilding the table:
+    every row is copied as it is; competencia gains ``oficial_en``; the accion table is new
+    (made by create_tables)."""
+    database = migrator.database
+    columns = {c.name for c in database.get_columns("registro_tiempo")}
+    if "origen" not in columns:
+        database.execute_sql(_V4_REGISTRO_TIEMPO)
+        database.execute_sql('INSERT INTO "registro_tiempo_v4" (%s, origen, oficial_al_recibir) '
+                             'SELECT %s, ?, 0 FROM "registro_tiempo"' % (_V3_COLUMNS, _V3_COLUMNS),
+                             [ORIGEN_APP])
+        database.execute_sql('DROP TABLE "registro_tiempo"')
+        database.execute_sql('ALTER TABLE "registro_tiempo_v4" RENAME TO "registro_tiempo"')
+        database.execute_sql('CREATE UNIQUE INDEX "registrotiempo_id_registro" '
+                             'ON "registro_tiempo" ("id_registro")')
+        database.execute_sql('CREATE INDEX "registrotiempo_equipo_id_timestamp_tiempo" '
+                             'ON "registro_tiempo" ("equipo_id", "timestamp", "tiempo")')
+    if "oficial_en" not in {c.name for c in database.get_columns("competencia")}:
+        database.execute_sql('ALTER TABLE "competencia" ADD COLUMN "oficial_en" TEXT')
+
+
+MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
+              4: _v4_corrections}
 
 
 def open_database(path):
@@ -358,20 +477,23 @@ def open_database(path):
     db.init(str(path), pragmas=PRAGMAS)
     with db.connection_context():
         with db.atomic():
+            # An existing database is migrated first, so create_tables below only adds the
+            # tables (and indexes) a version introduced, never meets a table of an older shape.
+            row = (SchemaVersion.select().first()
+                   if db.table_exists(SchemaVersion._meta.table_name) else None)
+            if row is not None:
+                if row.version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        "database schema version %d is newer than this Server5K (%d)"
+                        % (row.version, SCHEMA_VERSION))
+                migrator = SqliteMigrator(db)
+                for version in range(row.version + 1, SCHEMA_VERSION + 1):
+                    log.warning("migrating database schema to version %d", version)
+                    MIGRATIONS[version](migrator)
             db.create_tables(MODELS, safe=True)
-            row = SchemaVersion.select().first()
             if row is None:
                 SchemaVersion.create(version=SCHEMA_VERSION)
-                return
-            if row.version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    "database schema version %d is newer than this Server5K (%d)"
-                    % (row.version, SCHEMA_VERSION))
-            migrator = SqliteMigrator(db)
-            for version in range(row.version + 1, SCHEMA_VERSION + 1):
-                log.warning("migrating database schema to version %d", version)
-                MIGRATIONS[version](migrator)
-            if row.version != SCHEMA_VERSION:
+            elif row.version != SCHEMA_VERSION:
                 SchemaVersion.update(version=SCHEMA_VERSION).execute()
 
 
@@ -486,26 +608,28 @@ def record_errors(raw, path):
 _SUBMITTERS_SQL = (
     'WITH req(uid, eid) AS (VALUES %s) '
     'SELECT req.uid, req.eid, u.is_active, j.id, j.is_active, e.id, e.juez_id, c.id, '
-    'c.started_at, c.finished_at '
+    'c.started_at, c.finished_at, c.oficial_en '
     'FROM req LEFT JOIN "user" AS u ON u.id = req.uid LEFT JOIN juez AS j ON j.user_id = u.id '
     'LEFT JOIN equipo AS e ON e.id = req.eid LEFT JOIN competencia AS c ON c.id = e.competencia_id')
 # id_registro is unique across all teams: a known id with other data is a conflict.
 _BY_ID_SQL = ("SELECT id_registro, equipo_id, timestamp, tiempo FROM registro_tiempo "
               "WHERE id_registro IN (%s)")
-# Same team, same timestamp, same tiempo: one probe of the (equipo, timestamp, tiempo) index per
-# record. The join keeps the VALUES list as the outer loop; a row-value
-# ``(equipo_id, timestamp, tiempo) IN (VALUES ...)`` makes SQLite 3.40 scan instead
-# (tests/test_models.py checks the plans).
+# Same team, same timestamp, same tiempo, sent by an app: one probe of the (equipo, timestamp,
+# tiempo) index per record (a paper time typed in by an organizer is never the phone's copy).
+# The join keeps the VALUES list as the outer loop; a row-value ``(equipo_id, timestamp,
+# tiempo) IN (VALUES ...)`` makes SQLite 3.40 scan instead (tests/test_models.py checks the
+# plans).
 _BY_KEY_SQL = ("WITH k(e, ts, t) AS (VALUES %s) "
                "SELECT r.equipo_id, r.timestamp, r.tiempo, r.id_registro "
                "FROM k CROSS JOIN registro_tiempo AS r "
-               "ON r.equipo_id = k.e AND r.timestamp = k.ts AND r.tiempo = k.t")
+               "ON r.equipo_id = k.e AND r.timestamp = k.ts AND r.tiempo = k.t "
+               "AND r.origen = 'app'")
 # One multi-row INSERT rather than executemany: one step into SQLite instead of one per record.
 _INSERT_SQL = ("INSERT INTO registro_tiempo (id_registro, equipo_id, juez_id, tiempo, horas, "
-               "minutos, segundos, milisegundos, timestamp, received_at, estado_carrera) "
-               "VALUES %s")
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_ROWS = 500  # rows per INSERT: 5,500 parameters, far below SQLite's 32,766
+               "minutos, segundos, milisegundos, timestamp, received_at, estado_carrera, origen, "
+               "oficial_al_recibir) VALUES %s")
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'app', ?)"
+_INSERT_ROWS = 500  # rows per INSERT: 6,000 parameters, far below SQLite's 32,766
 
 
 def _marks(n):
@@ -589,6 +713,7 @@ def store_submissions(jobs):
             continue
         juez_id, competencia_id, started, finished = row[3], row[7], row[8], row[9]
         estado = estado_de(started, finished)
+        oficial = row[10] is not None  # results official: the record waits for acceptance
         # This job's additions are kept apart until the whole job is accepted.
         new_ids, new_keys, job_rows, created, duplicates = {}, {}, [], [], []
         for hex_id, key in mine:
@@ -609,7 +734,7 @@ def store_submissions(jobs):
             new_ids[hex_id] = full_key  # the same id again with other data: a conflict
             new_keys[full_key] = hex_id
             job_rows.append((hex_id, equipo_id, juez_id, key[1]) + split_tiempo(key[1])
-                            + (key[0], now, estado))
+                            + (key[0], now, estado, oficial))
             created.append(_uuid_text(hex_id))
         if error is not None:
             outcomes.append((False, error))
@@ -637,29 +762,50 @@ def store_submission(user_id, equipo_id, records):
 # --------------------------------------------------------------------------------------------
 # Race state changes (run in the writer). Each returns the competition's new dict.
 # --------------------------------------------------------------------------------------------
-def start_competition(competencia_id):
+def _history(comp, accion, objeto, objeto_id, user_id, motivo=None, antes=None, despues=None,
+             **payload):
+    """Add the Accion row of a change (run by the writer, inside the change's transaction)."""
+    return Accion.create(competencia=comp if isinstance(comp, int) else comp.id, accion=accion,
+                         objeto=objeto, objeto_id=str(objeto_id), usuario=user_id, en=utcnow(),
+                         motivo=motivo, antes=_json(antes), despues=_json(despues), **payload)
+
+
+def _json(value):
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _race_state(comp):
+    return {"estado": comp.estado, "started_at": iso(comp.started_at),
+            "finished_at": iso(comp.finished_at)}
+
+
+def start_competition(competencia_id, user_id=None):
     comp = get_competencia(competencia_id)
     if comp.estado == ESTADO_EN_CURSO:
         raise Conflict("La carrera ya está en curso.", "race_already_running")
     if comp.estado == ESTADO_FINALIZADA:
         raise Conflict("La carrera ya finalizó; use reiniciar para volver a programarla.",
                        "race_finished")
+    before = _race_state(comp)
     comp.started_at = utcnow()
     comp.finished_at = None
     comp.save()
+    _history(comp, "iniciar", "competencia", comp.id, user_id, None, before, _race_state(comp))
     return comp.to_dict()
 
 
-def stop_competition(competencia_id):
+def stop_competition(competencia_id, user_id=None):
     comp = get_competencia(competencia_id)
     if comp.estado != ESTADO_EN_CURSO:
         raise Conflict("La carrera no está en curso.", "race_not_running")
+    before = _race_state(comp)
     comp.finished_at = utcnow()
     comp.save()
+    _history(comp, "detener", "competencia", comp.id, user_id, None, before, _race_state(comp))
     return comp.to_dict()
 
 
-def reset_competition(competencia_id, force=False):
+def reset_competition(competencia_id, force=False, user_id=None):
     """False start: back to scheduled. Returns (competition dict, changed).
 
     Refused (Conflict) once records have arrived since started_at, unless forced; a forced reset
@@ -668,6 +814,9 @@ def reset_competition(competencia_id, force=False):
     comp = get_competencia(competencia_id)
     if comp.estado == ESTADO_PROGRAMADA:
         return comp.to_dict(), False
+    if comp.oficial_en is not None:
+        raise Conflict("Los resultados son oficiales; reábralos antes de reiniciar la carrera.",
+                       "results_official")
     if not force:
         received = (RegistroTiempo.select()
                     .join(Equipo)
@@ -678,10 +827,469 @@ def reset_competition(competencia_id, force=False):
             raise Conflict(
                 "Ya se recibieron %d registros desde la salida; use force para reiniciar "
                 "igualmente (los registros se conservan)." % received, "records_since_start")
+    before = _race_state(comp)
     comp.started_at = None
     comp.finished_at = None
     comp.save()
+    _history(comp, "reiniciar", "competencia", comp.id, user_id, None, before,
+             dict(_race_state(comp), forzado=bool(force)))
     return comp.to_dict(), True
+
+
+# --------------------------------------------------------------------------------------------
+# Corrections (run in the writer). Records are never changed: each correction is an Accion row,
+# applied on top by competition_state(). Each returns what its answer shows.
+# --------------------------------------------------------------------------------------------
+def check_motivo(motivo, required=True):
+    """A correction's reason: non-empty text of at most MAX_MOTIVO characters. Invalid else."""
+    if motivo is None and not required:
+        return None
+    if not isinstance(motivo, str) or not motivo.strip():
+        raise Invalid("Falta el motivo de la corrección.", "validation_error",
+                      {"motivo": "Obligatorio: diga por qué (texto, hasta %d caracteres)."
+                       % MAX_MOTIVO})
+    if len(motivo) > MAX_MOTIVO:
+        raise Invalid("El motivo es demasiado largo.", "validation_error",
+                      {"motivo": "Hasta %d caracteres." % MAX_MOTIVO})
+    return motivo.strip()
+
+
+def check_tiempo(value, field="tiempo"):
+    """A time in ms as stored: a JSON integer 0..24 h. Invalid else."""
+    if not _is_int(value) or not 0 <= value <= MAX_TIEMPO_MS:
+        raise Invalid("El tiempo no es válido.", "validation_error",
+                      {field: "Debe ser un entero de milisegundos entre 0 y %d (24 h)."
+                       % MAX_TIEMPO_MS})
+    return value
+
+
+def get_registro(id_registro):
+    """The stored record with this UUID (text); NotFound (``record_not_found``) otherwise."""
+    try:
+        hex_id = uuid_hex(id_registro) if isinstance(id_registro, str) else None
+    except ValueError:
+        hex_id = None
+    row = hex_id and RegistroTiempo.get_or_none(RegistroTiempo.id_registro == hex_id)
+    if not row:
+        raise NotFound("El registro %s no existe." % str(id_registro)[:64], "record_not_found")
+    return row
+
+
+def _team_of_competition(equipo_id, competencia_id, field="equipo_id"):
+    if not _is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
+        raise Invalid("El equipo no es válido.", "validation_error",
+                      {field: "Debe ser el id (entero) de un equipo."})
+    equipo = Equipo.get_or_none(Equipo.id == equipo_id)
+    if equipo is None:
+        raise NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
+    if equipo.competencia_id != competencia_id:
+        raise Invalid("El equipo %d es de otra competencia." % equipo_id,
+                      "team_other_competition",
+                      {field: "Debe ser un equipo de esta competencia."})
+    return equipo
+
+
+def _record_change(accion, user_id, id_registro, motivo, change):
+    """Apply one record correction: ``change(record object, competencia_id)`` returns the
+    Accion payload, or None when there is nothing to change (a no-op: no history entry).
+    Returns (competencia_id, the record object after)."""
+    motivo = check_motivo(motivo)
+    row = get_registro(id_registro)
+    competencia_id = Equipo.get_by_id(row.equipo_id).competencia_id
+    before = record_view(row)
+    payload = change(before, competencia_id)
+    if payload is None:
+        return competencia_id, before
+    entry = _history(competencia_id, accion, "registro", before["id"], user_id, motivo,
+                     _record_summary(before), None, registro_id=row.id, **payload)
+    after = record_view(row)
+    # The state after is the fold with this very row, so it is filled in once the row exists,
+    # before the transaction commits: no one ever sees the entry without it.
+    entry.despues = _json(_record_summary(after))
+    entry.save()
+    return competencia_id, after
+
+
+def _record_summary(record):
+    """What a record's history shows before and after a change."""
+    return {key: record[key] for key in ("equipo_id", "tiempo", "anulado", "pendiente", "cuenta")}
+
+
+def void_record(user_id, id_registro, motivo):
+    """Void a record (it stays stored, it no longer counts). Voiding a voided one: no-op."""
+    return _record_change("anular", user_id, id_registro, motivo,
+                          lambda rec, cid: None if rec["anulado"] else {})
+
+
+def restore_record(user_id, id_registro, motivo):
+    """Undo a void. Restoring a record that is not voided: no-op."""
+    return _record_change("restaurar", user_id, id_registro, motivo,
+                          lambda rec, cid: {} if rec["anulado"] else None)
+
+
+def accept_record(user_id, id_registro, motivo):
+    """A record received while the results were official now counts."""
+    def change(rec, competencia_id):
+        if not rec["pendiente"]:
+            raise Conflict("El registro no está pendiente.", "record_not_pending")
+        return {}
+    return _record_change("aceptar", user_id, id_registro, motivo, change)
+
+
+def edit_record(user_id, id_registro, motivo, equipo_id=None, tiempo=None):
+    """Move a record to another team of its competition and/or correct the time that counts.
+
+    ``tiempo`` is the time that counts from now on (adjustments made later still add to it).
+    Both changes in one call are two history entries (mover, then corregir). Returns
+    (competencia_id, the record object after).
+    """
+    if equipo_id is None and tiempo is None:
+        raise Invalid("Nada que cambiar: indique equipo_id y/o tiempo.", "validation_error",
+                      {"equipo_id": "equipo_id o tiempo obligatorio.",
+                       "tiempo": "equipo_id o tiempo obligatorio."})
+    if tiempo is not None:
+        check_tiempo(tiempo)
+    check_motivo(motivo)
+    result = None
+    if equipo_id is not None:
+        def move(rec, competencia_id):
+            _team_of_competition(equipo_id, competencia_id)
+            return None if rec["equipo_id"] == equipo_id else {"equipo_id": equipo_id}
+        result = _record_change("mover", user_id, id_registro, motivo, move)
+    if tiempo is not None:
+        result = _record_change("corregir", user_id, id_registro, motivo,
+                                lambda rec, cid: None if rec["tiempo"] == tiempo
+                                else {"valor": tiempo})
+    return result
+
+
+def add_manual_record(user_id, competencia_id, equipo_id, tiempo, motivo, timestamp=None):
+    """A paper time typed in by an organizer: a record of its own (origen manual, no judge).
+
+    ``timestamp`` (naive UTC) defaults to the start plus ``tiempo``, else now. It counts at
+    once, also while the results are official (an organizer's own correction). Two equal
+    entries are two records. Returns (competencia_id, the record object).
+    """
+    comp = get_competencia(competencia_id)
+    check_tiempo(tiempo)
+    motivo = check_motivo(motivo)
+    equipo = _team_of_competition(equipo_id, comp.id)
+    if timestamp is None:
+        timestamp = (comp.started_at + dt.timedelta(milliseconds=tiempo)
+                     if comp.started_at is not None else utcnow())
+    row = RegistroTiempo.create(
+        id_registro=uuid.uuid4(), equipo=equipo.id, juez=None, tiempo=tiempo,
+        **dict(zip(("horas", "minutos", "segundos", "milisegundos"), split_tiempo(tiempo))),
+        timestamp=timestamp, received_at=utcnow(), estado_carrera=comp.estado,
+        origen=ORIGEN_MANUAL, oficial_al_recibir=False)
+    record = record_view(row)
+    _history(comp, "manual", "registro", record["id"], user_id, motivo, None,
+             _record_summary(record), registro_id=row.id, equipo_id=equipo.id, valor=tiempo)
+    return comp.id, record
+
+
+def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
+    """Add ``delta_ms`` to the counted time of every record of the competition (or of one
+    judge's), stored and still to come. Without a judge it is a late or early start, so
+    started_at moves back by ``delta_ms`` too. Returns (competition dict, records affected).
+    """
+    comp = get_competencia(competencia_id)
+    if not _is_int(delta_ms) or delta_ms == 0 or abs(delta_ms) > MAX_TIEMPO_MS:
+        raise Invalid("El ajuste no es válido.", "validation_error",
+                      {"delta_ms": "Un entero de milisegundos distinto de 0, hasta 24 h."})
+    motivo = check_motivo(motivo)
+    if juez_id is not None:
+        juez = Juez.get_or_none(Juez.id == juez_id) if _is_int(juez_id) else None
+        if juez is None or juez.competencia_id != comp.id:
+            raise NotFound("El juez %s no es de esta competencia." % juez_id, "judge_not_found")
+    records = competition_state(comp.id)["records"]
+    affected = [r for r in records if juez_id is None or r.juez_id == juez_id]
+    negative = [r for r in affected if not r.ausente and r.tiempo + delta_ms < 0]
+    if negative:
+        raise Conflict("El ajuste dejaría %d tiempos en negativo (p. ej. el registro %s)."
+                       % (len(negative), _uuid_text(negative[0].hex_id)), "negative_time")
+    before = after = None
+    if juez_id is None:
+        if comp.started_at is None:
+            raise Conflict("La carrera no ha salido: no hay salida que ajustar.",
+                           "race_not_started")
+        new_start = comp.started_at - dt.timedelta(milliseconds=delta_ms)
+        if new_start > (comp.finished_at or utcnow()):
+            raise Conflict("La salida quedaría después del final (o en el futuro).",
+                           "start_after_end")
+        before = {"started_at": iso(comp.started_at)}
+        comp.started_at = new_start
+        comp.save()
+        after = {"started_at": iso(comp.started_at)}
+    _history(comp, "ajustar", "juez" if juez_id is not None else "competencia",
+             juez_id if juez_id is not None else comp.id, user_id, motivo,
+             dict(before or {}, delta_ms=0), dict(after or {}, delta_ms=delta_ms),
+             juez_id=juez_id, valor=delta_ms)
+    return comp.to_dict(), len(affected)
+
+
+def set_team_status(user_id, equipo_id, estado, motivo):
+    """A team's estado: ok, dns, dnf or dsq (the last three are listed unranked)."""
+    if estado not in ESTADOS_EQUIPO:
+        raise Invalid("Estado de equipo desconocido.", "validation_error",
+                      {"estado": "Debe ser uno de: %s." % ", ".join(ESTADOS_EQUIPO)})
+    return _team_change("estado", user_id, equipo_id, motivo, "estado", estado, texto=estado)
+
+
+def set_team_penalty(user_id, equipo_id, ms, motivo):
+    """A time penalty (signed ms, 0 clears) added to the team's total."""
+    if not _is_int(ms) or abs(ms) > MAX_TIEMPO_MS:
+        raise Invalid("La penalización no es válida.", "validation_error",
+                      {"ms": "Un entero de milisegundos (con signo; 0 la quita), hasta 24 h."})
+    return _team_change("penalizacion", user_id, equipo_id, motivo, "penalizacion_ms", ms,
+                        valor=ms)
+
+
+def _team_change(accion, user_id, equipo_id, motivo, key, value, **payload):
+    motivo = check_motivo(motivo)
+    equipo = Equipo.get_or_none(Equipo.id == equipo_id)
+    if equipo is None:
+        raise NotFound("El equipo %s no existe." % equipo_id, "team_not_found")
+    before = team_view(equipo)
+    if before[key] == value:
+        return before
+    _history(equipo.competencia_id, accion, "equipo", equipo.id, user_id, motivo,
+             {key: before[key]}, {key: value}, equipo_id=equipo.id, **payload)
+    return team_view(equipo)
+
+
+def make_official(user_id, competencia_id, motivo=None):
+    """Freeze what counts: later arrivals are stored but wait (pendiente). Already official:
+    no-op. Returns (competition dict, changed)."""
+    comp = get_competencia(competencia_id)
+    motivo = check_motivo(motivo, required=False)
+    if comp.oficial_en is not None:
+        return comp.to_dict(), False
+    if comp.estado != ESTADO_FINALIZADA:
+        raise Conflict("Detenga la carrera antes de oficializar los resultados.",
+                       "race_not_finished")
+    comp.oficial_en = utcnow()
+    comp.save()
+    _history(comp, "oficializar", "competencia", comp.id, user_id, motivo, {"oficial": False},
+             {"oficial": True, "oficial_en": iso(comp.oficial_en)})
+    return comp.to_dict(), True
+
+
+def reopen_results(user_id, competencia_id, motivo):
+    """Back to provisional results (records that waited stay pending until accepted). Not
+    official: no-op. Returns (competition dict, changed)."""
+    comp = get_competencia(competencia_id)
+    motivo = check_motivo(motivo)
+    if comp.oficial_en is None:
+        return comp.to_dict(), False
+    before = {"oficial": True, "oficial_en": iso(comp.oficial_en)}
+    comp.oficial_en = None
+    comp.save()
+    _history(comp, "reabrir", "competencia", comp.id, user_id, motivo, before, {"oficial": False})
+    return comp.to_dict(), True
+
+
+# --------------------------------------------------------------------------------------------
+# The records as the organizer sees them: raw records plus corrections, folded in one place.
+# --------------------------------------------------------------------------------------------
+_ROWS_SQL = ("SELECT r.id, r.id_registro, r.equipo_id, r.juez_id, r.tiempo, r.timestamp, "
+             "r.received_at, r.estado_carrera, r.origen, r.oficial_al_recibir "
+             "FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
+             "WHERE e.competencia_id = ?")
+_ACCIONES_SQL = ("SELECT id, accion, registro_id, equipo_id, juez_id, valor, texto FROM accion "
+                 "WHERE competencia_id = ? AND accion IN ('anular', 'restaurar', 'mover', "
+                 "'corregir', 'aceptar', 'ajustar', 'estado', 'penalizacion') ORDER BY id")
+
+# Server-wide defaults (config.yaml ``race.*``), set once by the server and the command line.
+# ``contados``: how many of a team's best times count. ``tolerancia_ms``: a counted time longer
+# than the race had been running when it arrived, by more than this, is flagged
+# ``tiempo_imposible`` for the organizer (it still counts: a person decides). Network delay only
+# ever makes the server's elapsed time longer than the phone's stopwatch, so the tolerance only
+# absorbs clock granularity and a judge who started the stopwatch by hand.
+DEFAULTS = {"contados": 15, "tolerancia_ms": 5000}
+
+
+
+class _CompetitionRule:
+    def __repr__(self):
+        return "COMPETITION_RULE"
+
+
+# "Count as the competition's rule says": the default of every function that takes a count.
+COMPETITION_RULE = _CompetitionRule()
+
+
+def configure(contados=15, tolerancia_ms=5000):
+    DEFAULTS.update(contados=contados, tolerancia_ms=tolerancia_ms)
+
+
+class _Record:
+    """One stored record with its corrections applied (see competition_state)."""
+
+    __slots__ = ("row_id", "hex_id", "equipo_recibido", "juez_id", "tiempo_recibido",
+                 "timestamp", "received_at", "estado_carrera", "origen", "oficial_al_recibir",
+                 "equipo_id", "anulado", "base", "base_seq", "aceptado", "tiempo", "cuenta",
+                 "antes_de_salida", "imposible")
+
+    def __init__(self, row):
+        (self.row_id, self.hex_id, self.equipo_recibido, self.juez_id, self.tiempo_recibido,
+         self.timestamp, self.received_at, self.estado_carrera, self.origen,
+         oficial) = row
+        self.oficial_al_recibir = bool(oficial)
+        self.equipo_id = self.equipo_recibido
+        self.anulado = self.aceptado = self.cuenta = False
+        self.base, self.base_seq = self.tiempo_recibido, 0
+
+    @property
+    def ausente(self):  # a 0 means an absent runner, never a finish, whatever the adjustments
+        return self.base == 0
+
+    @property
+    def pendiente(self):
+        return self.oficial_al_recibir and not self.aceptado
+
+    def view(self):
+        """The record object of ORGANIZER.md."""
+        return {
+            "id": _uuid_text(self.hex_id), "equipo_id": self.equipo_id, "juez_id": self.juez_id,
+            "timestamp": iso(dt.datetime.fromisoformat(self.timestamp)),
+            "tiempo": self.tiempo, "tiempo_recibido": self.tiempo_recibido,
+            "recibido_en": iso(dt.datetime.fromisoformat(self.received_at)),
+            "estado_carrera": self.estado_carrera, "origen": self.origen,
+            "anulado": self.anulado, "ausente": self.ausente,
+            "antes_de_salida": self.antes_de_salida, "pendiente": self.pendiente,
+            "cuenta": self.cuenta, "tiempo_imposible": self.imposible,
+            "equipo_recibido_id": self.equipo_recibido,
+        }
+
+
+def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_id=None):
+    """Every stored record of a competition (or only those now on team ``equipo_id``) with
+    every correction applied, in arrival order, and each team's status and penalty.
+
+    The one place corrections take effect: the standings, the records lists, the team pages and
+    the corrections' own checks all read it. Returns ``{"competencia": Competencia,
+    "equipos": {id: {"estado", "penalizacion_ms"}}, "records": [_Record]}``. Rules:
+
+    * ``anular``/``restaurar`` void and restore; ``mover`` puts a record on another team;
+      ``corregir`` sets the time that counts from then on; ``aceptar`` counts a pending record;
+    * ``ajustar`` adds its delta to every record (or one judge's) that is not absent, unless a
+      later ``corregir`` of that record set its time since;
+    * a record counts (``cuenta``) when it is not voided, absent, pending or negative, its
+      team's estado is ok, and it is among the team's ``scored_per_team`` best times.
+    """
+    comp = get_competencia(competencia_id)
+    if scored_per_team is COMPETITION_RULE:
+        scored_per_team = DEFAULTS["contados"]
+    tolerance_ms = DEFAULTS["tolerancia_ms"]
+    execute = db.execute_sql
+    acciones = execute(_ACCIONES_SQL, (comp.id,)).fetchall()
+    moved = {}
+    for _, accion, registro_id, target, *_ in acciones:
+        if accion == "mover":
+            moved[registro_id] = target
+    if equipo_id is None:
+        rows = execute(_ROWS_SQL, (comp.id,)).fetchall()
+    else:
+        ids = [rid for rid, target in moved.items() if target == equipo_id]
+        rows = execute(_ROWS_SQL + " AND (r.equipo_id = ? OR r.id IN (%s))" % _marks(len(ids))
+                       if ids else _ROWS_SQL + " AND r.equipo_id = ?",
+                       [comp.id, equipo_id] + ids).fetchall()
+    records = [_Record(row) for row in sorted(rows)]
+    by_id = {record.row_id: record for record in records}
+    teams = defaultdict(_team_state)
+    shifts = []  # (seq, juez_id or None, delta)
+    for seq, accion, registro_id, target, juez_id, valor, texto in acciones:
+        if accion == "ajustar":
+            shifts.append((seq, juez_id, valor))
+        elif accion in TEAM_ACCIONES:
+            _apply_team(teams[target], accion, valor, texto)
+        else:
+            record = by_id.get(registro_id)
+            if record is None:
+                continue
+            if accion == "anular":
+                record.anulado = True
+            elif accion == "restaurar":
+                record.anulado = False
+            elif accion == "mover":
+                record.equipo_id = target
+            elif accion == "corregir":
+                record.base, record.base_seq = valor, seq
+            elif accion == "aceptar":
+                record.aceptado = True
+    if equipo_id is not None:
+        records = [r for r in records if r.equipo_id == equipo_id]
+    started = db_text(comp.started_at)
+    best = defaultdict(list)
+    for record in records:
+        record.tiempo = 0 if record.ausente else record.base + sum(
+            delta for seq, juez, delta in shifts
+            if seq > record.base_seq and (juez is None or juez == record.juez_id))
+        record.antes_de_salida = arrived_before_start(record.received_at,
+                                                      record.estado_carrera, started)
+        record.imposible = record.tiempo < 0 or (
+            not record.antes_de_salida and not record.ausente
+            and record.tiempo > _elapsed_ms(comp.started_at, record.received_at) + tolerance_ms)
+        if not (record.anulado or record.ausente or record.pendiente or record.tiempo < 0
+                or teams[record.equipo_id]["estado"] != "ok"):
+            best[record.equipo_id].append(record)
+    for team_records in best.values():
+        team_records.sort(key=lambda r: (r.tiempo, r.row_id))
+        for record in team_records[:scored_per_team]:
+            record.cuenta = True
+    return {"competencia": comp, "equipos": teams, "records": records}
+
+
+def db_text(value):
+    """A datetime as the database stores it (text order is time order), or None."""
+    return None if value is None else RegistroTiempo.received_at.db_value(value)
+
+
+def _elapsed_ms(since, text):
+    return (dt.datetime.fromisoformat(text) - since) // dt.timedelta(milliseconds=1)
+
+
+def record_view(row):
+    """The record object of one stored record (a RegistroTiempo), corrections applied."""
+    equipo_now = _current_team(row)
+    state = competition_state(Equipo.get_by_id(equipo_now).competencia_id, equipo_id=equipo_now)
+    return next(r.view() for r in state["records"] if r.row_id == row.id)
+
+
+def _current_team(row):
+    last_move = (Accion.select(Accion.equipo_id)
+                 .where((Accion.registro_id == row.id) & (Accion.accion == "mover"))
+                 .order_by(Accion.id.desc()).first())
+    return last_move.equipo_id if last_move else row.equipo_id
+
+
+TEAM_ACCIONES = ("estado", "penalizacion")
+
+
+def _team_state():
+    return {"estado": "ok", "penalizacion_ms": 0}
+
+
+def _apply_team(state, accion, valor, texto):
+    if accion == "estado":
+        state["estado"] = texto
+    else:
+        state["penalizacion_ms"] = valor
+
+
+def team_view(equipo, state=None):
+    """The team object plus its estado and penalty (after corrections) and its judge."""
+    if state is None:
+        state = _team_state()
+        for accion, valor, texto in (
+                Accion.select(Accion.accion, Accion.valor, Accion.texto)
+                .where((Accion.competencia == equipo.competencia_id)
+                       & (Accion.equipo_id == equipo.id) & Accion.accion.in_(TEAM_ACCIONES))
+                .order_by(Accion.id).tuples()):
+            _apply_team(state, accion, valor, texto)
+    return dict(equipo.to_dict(), estado=state["estado"], penalizacion_ms=state["penalizacion_ms"],
+                juez_id=equipo.juez_id, competencia_id=equipo.competencia_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,70 +1361,84 @@ def arrived_before_start(received_at, estado_carrera, started_at):
     True when the race has not started, when the record was received before ``started_at``
     (which also covers records of a false start that was reset and started again), or when the
     server stored it while the race was still scheduled (robust to a clock stepped backwards).
+    Times are datetimes, or both the database's text form (whose order is time order).
     """
     return (started_at is None or received_at < started_at
             or estado_carrera == ESTADO_PROGRAMADA)
 
 
-def ranking(competencia_id, scored_per_team=15):
+def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
     """The standings of a competition: ``{"competencia", "registros_por_equipo", "clasificacion"}``.
 
-    The rule (documented for organizers in the README):
+    The rule (documented for organizers in the README), on the records with every correction
+    applied (:func:`competition_state`):
 
-    * a team's score counts its best ``scored_per_team`` times (its lowest ``tiempo``);
+    * a team's score counts its best ``scored_per_team`` times (its lowest ``tiempo``); voided,
+      absent (``tiempo`` 0) and pending records never count;
     * teams with more counted finishers rank ahead of teams with fewer;
-    * then the lower total of the counted times wins;
+    * then the lower total of the counted times plus the team's penalty wins;
     * equal (counted finishers, total) share a position, and the next position skips: 1, 2, 2, 4;
-    * teams without records come last with ``posicion`` null.
+    * teams without counted times, and teams whose estado is dns, dnf or dsq, come after every
+      ranked team with ``posicion`` null (teams without times first, then dnf, dns, dsq).
 
-    Teams that share a position, and teams without records, are listed by dorsal. Records that
-    arrived before the start (see :func:`arrived_before_start`) count like any other, because
-    a finish time is never thrown away silently; ``antes_de_salida`` says how many a team has,
-    so the organizer can check them.
+    Teams that share a position, and unranked teams of one kind, are listed by dorsal. Records
+    that arrived before the start count like any other, because a finish time is never thrown
+    away silently; ``antes_de_salida`` says how many a team has, so the organizer can check them.
     """
+    if scored_per_team is COMPETITION_RULE:
+        scored_per_team = DEFAULTS["contados"]
     if not _is_int(scored_per_team) or scored_per_team < 1:
         raise ValueError("scored_per_team must be a positive integer")
-    comp = get_competencia(competencia_id)
+    state = competition_state(competencia_id, scored_per_team)
+    comp = state["competencia"]
     teams = list(Equipo.select(Equipo.id, Equipo.nombre, Equipo.dorsal)
                  .where(Equipo.competencia == comp.id).tuples())
-    times, early = {}, {}
-    records = (RegistroTiempo
-               .select(RegistroTiempo.equipo, RegistroTiempo.tiempo,
-                       RegistroTiempo.received_at, RegistroTiempo.estado_carrera)
-               .join(Equipo)
-               .where(Equipo.competencia == comp.id)
-               .tuples())
-    for equipo_id, tiempo, received_at, estado in records:
-        times.setdefault(equipo_id, []).append(tiempo)
-        if arrived_before_start(received_at, estado, comp.started_at):
-            early[equipo_id] = early.get(equipo_id, 0) + 1
-
+    counted, kept, early, absent, pending = (defaultdict(list), defaultdict(int),
+                                             defaultdict(int), defaultdict(int), defaultdict(int))
+    for record in state["records"]:
+        if record.anulado:
+            continue
+        team = record.equipo_id
+        kept[team] += 1
+        early[team] += record.antes_de_salida
+        absent[team] += record.ausente
+        pending[team] += record.pendiente
+        if record.cuenta:
+            counted[team].append(record.tiempo)
     rows = []
     for equipo_id, nombre, dorsal in teams:
-        all_times = sorted(times.get(equipo_id, ()))
-        counted = all_times[:scored_per_team]
-        total = sum(counted) if counted else None
-        mean = (total + len(counted) // 2) // len(counted) if counted else None  # half up
+        times = sorted(counted.get(equipo_id, ()))
+        team = state["equipos"][equipo_id]
+        penalty = team["penalizacion_ms"]
+        total = sum(times) + penalty if times else None
+        mean = (sum(times) + len(times) // 2) // len(times) if times else None  # half up
         rows.append({
             "posicion": None,
             "equipo_id": equipo_id,
             "equipo": nombre,
             "dorsal": dorsal,
-            "registros_contados": len(counted),
-            "registros_recibidos": len(all_times),
+            "estado": team["estado"],
+            "registros_contados": len(times),
+            "registros_recibidos": kept[equipo_id],
             "tiempo_total_ms": total,
             "tiempo_total": format_ms(total),
-            "mejor_ms": counted[0] if counted else None,
-            "mejor": format_ms(counted[0]) if counted else None,
+            "penalizacion_ms": penalty,
+            "mejor_ms": times[0] if times else None,
+            "mejor": format_ms(times[0]) if times else None,
             "promedio_ms": mean,
             "promedio": format_ms(mean),
-            "antes_de_salida": early.get(equipo_id, 0),
+            "antes_de_salida": early[equipo_id],
+            "ausentes": absent[equipo_id],
+            "pendientes": pending[equipo_id],
         })
-    rows.sort(key=lambda r: (r["registros_contados"] == 0, -r["registros_contados"],
-                             r["tiempo_total_ms"] or 0, r["dorsal"]))
+    unranked_order = {"ok": 0, "dnf": 1, "dns": 2, "dsq": 3}
+    rows.sort(key=lambda r: (
+        (1 + unranked_order[r["estado"]], 0, 0, r["dorsal"])
+        if r["estado"] != "ok" or not r["registros_contados"]
+        else (0, -r["registros_contados"], r["tiempo_total_ms"], r["dorsal"])))
     previous_key = None
     for index, row in enumerate(rows):
-        if not row["registros_contados"]:
+        if row["estado"] != "ok" or not row["registros_contados"]:
             break
         key = (row["registros_contados"], row["tiempo_total_ms"])
         row["posicion"] = rows[index - 1]["posicion"] if key == previous_key else index + 1
@@ -827,13 +1449,19 @@ def ranking(competencia_id, scored_per_team=15):
 
 # The CSV export's columns, in order: the ranking rows' keys (a spreadsheet gets both the
 # readable h:mm:ss.mmm text and the exact milliseconds).
-CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "registros_contados",
-               "registros_recibidos", "tiempo_total", "tiempo_total_ms", "mejor", "mejor_ms",
-               "promedio", "promedio_ms", "antes_de_salida")
+CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros_contados",
+               "registros_recibidos", "tiempo_total", "tiempo_total_ms", "penalizacion_ms",
+               "mejor", "mejor_ms", "promedio", "promedio_ms", "antes_de_salida", "ausentes",
+               "pendientes")
 
 
 def ranking_csv(result):
-    """A :func:`ranking` result as CSV text: a header row, then one row per team.
+    """A :func:`ranking` result as CSV text: a header row, then one row per team."""
+    return _csv(CSV_COLUMNS, ([row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]))
+
+
+def _csv(columns, rows):
+    """CSV text: a header row, then the rows.
 
     Starts with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
     empty cells stand for null. Cells that a spreadsheet would run as a formula are quoted
@@ -842,9 +1470,9 @@ def ranking_csv(result):
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in result["clasificacion"]:
-        writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(value) for value in row])
     return out.getvalue()
 
 
@@ -854,6 +1482,115 @@ def _csv_cell(value):
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def competition_records(competencia_id, equipo_id=None, juez_id=None,
+                        scored_per_team=COMPETITION_RULE):
+    """``{"competencia", "registros"}``: the records of a competition as the organizer sees them
+    (ORGANIZER.md record objects), oldest first, optionally of one team (now) or one judge."""
+    state = competition_state(competencia_id, scored_per_team, equipo_id=equipo_id)
+    records = [r.view() for r in state["records"]
+               if juez_id is None or r.juez_id == juez_id]
+    return {"competencia": state["competencia"].to_dict(), "registros": records}
+
+
+def _usernames(ids):
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    return dict(User.select(User.id, User.username).where(User.id.in_(list(ids))).tuples())
+
+
+def _entries(acciones):
+    names = _usernames(a.usuario_id for a in acciones)
+    return [{"id": a.id, "accion": a.accion, "objeto": a.objeto, "objeto_id": a.objeto_id,
+             "usuario": names.get(a.usuario_id), "en": iso(a.en), "motivo": a.motivo,
+             "antes": json.loads(a.antes) if a.antes else None,
+             "despues": json.loads(a.despues) if a.despues else None} for a in acciones]
+
+
+def record_history(id_registro):
+    """``{"registro", "historial"}``: a record now, and every change that touched it, oldest
+    first: its own corrections and the time adjustments that applied to it."""
+    row = get_registro(id_registro)
+    record = record_view(row)
+    competencia_id = Equipo.get_by_id(record["equipo_id"]).competencia_id
+    touching = (Accion.registro_id == row.id) | (
+        (Accion.competencia == competencia_id) & (Accion.accion == "ajustar")
+        & (Accion.juez_id.is_null() | (Accion.juez_id == row.juez_id)))
+    entries = _entries(list(Accion.select().where(touching).order_by(Accion.id)))
+    return {"registro": record,
+            "historial": [{k: e[k] for k in ("accion", "usuario", "en", "motivo", "antes",
+                                              "despues")} for e in entries]}
+
+
+def audit_log(competencia_id):
+    """``{"competencia", "acciones"}``: the competition's whole history, oldest first."""
+    comp = get_competencia(competencia_id)
+    acciones = list(Accion.select().where(Accion.competencia == comp.id).order_by(Accion.id))
+    return {"competencia": comp.to_dict(), "acciones": _entries(acciones)}
+
+
+AUDIT_CSV_COLUMNS = ("id", "en", "usuario", "accion", "objeto", "objeto_id", "motivo", "antes",
+                     "despues")
+
+
+def audit_csv(result):
+    """The audit log as CSV (UTF-8 with BOM; before/after as JSON text)."""
+    return _csv(AUDIT_CSV_COLUMNS, (
+        [_json(a[c]) if c in ("antes", "despues") else a[c] for c in AUDIT_CSV_COLUMNS]
+        for a in result["acciones"]))
+
+
+RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "recibido_en",
+                       "estado_carrera", "tiempo_recibido", "tiempo", "cuenta", "anulado",
+                       "ausente", "pendiente", "antes_de_salida", "tiempo_imposible")
+
+
+def records_csv(result):
+    """The organizer's records list as CSV, flags included."""
+    return _csv(RECORDS_CSV_COLUMNS,
+                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]))
+
+
+PUBLIC_RECORD_KEYS = ("id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_salida",
+                      "pendiente", "origen")
+
+
+def team_detail(competencia_id, equipo_id, scored_per_team=COMPETITION_RULE):
+    """Public: ``{"competencia", "equipo", "registros"}`` with no reasons and no judges."""
+    comp = get_competencia(competencia_id)
+    equipo = Equipo.get_or_none((Equipo.id == equipo_id) & (Equipo.competencia == comp.id))
+    if equipo is None:
+        raise NotFound("El equipo %s no es de esta competencia." % equipo_id, "team_not_found")
+    state = competition_state(comp.id, scored_per_team, equipo_id=equipo.id)
+    view = team_view(equipo, state["equipos"][equipo.id])
+    return {"competencia": comp.to_dict(),
+            "equipo": {k: view[k] for k in ("id", "nombre", "dorsal", "estado",
+                                            "penalizacion_ms")},
+            "registros": [{k: v for k, v in r.view().items() if k in PUBLIC_RECORD_KEYS}
+                          for r in state["records"]]}
+
+
+def team_records(user_id, equipo_id, scored_per_team=COMPETITION_RULE):
+    """The judge read-back: a team's records as stored and counted, for its assigned judge or
+    an organizer. ``{"equipo", "registros"}``."""
+    user = User.get_or_none(User.id == user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    equipo = Equipo.get_or_none(Equipo.id == equipo_id)
+    if equipo is None:
+        raise NotFound("El equipo %s no existe." % equipo_id, "team_not_found")
+    if not user.is_organizer:
+        juez = Juez.get_or_none(Juez.user == user.id)
+        if juez is None:
+            raise Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
+        if equipo.juez_id != juez.id:
+            raise Forbidden("El equipo %d no está asignado a este juez." % equipo.id,
+                            "team_not_assigned")
+    state = competition_state(equipo.competencia_id, scored_per_team, equipo_id=equipo.id)
+    return {"equipo": team_view(equipo, state["equipos"][equipo.id]),
+            "registros": [r.view() for r in state["records"]]}
 
 
 # --------------------------------------------------------------------------------------------

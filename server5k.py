@@ -102,6 +102,8 @@ CONFIG_SCHEMA = {
     "race": {
         "max_records_per_submission": (_int_range(1, 1000), "an integer 1-1000", 15),
         "records_scored_per_team": (_int_range(1, 1000), "an integer 1-1000", 15),
+        "impossible_time_tolerance_ms": (_int_range(0, 3_600_000),
+                                         "milliseconds 0-3600000", 5000),
     },
     "limits": {
         "login_per_minute": (_int_range(0, 100000), "an integer >= 0 (0 = off)", 20),
@@ -204,6 +206,8 @@ def signing_secret(config):
 def make_app(config):
     """Open the database, start the writer, and build the one Tornado application."""
     models.open_database(config["database"]["path"])
+    models.configure(contados=config["race"]["records_scored_per_team"],
+                     tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
     stores = store.Store()
     stores.start()
     hub = RaceHub()
@@ -537,38 +541,75 @@ def client_context(config):
     return context
 
 
+class ServerSession:
+    """The command line as an organizer of the running server: logs in once, then calls the
+    same API the console uses. Errors become one-line CliErrors."""
+
+    def __init__(self, args, config):
+        self.url = (getattr(args, "url", None) or base_url(config)).rstrip("/")
+        self.context = client_context(config)
+        user = getattr(args, "user", None) or os.environ.get("SERVER5K_USER")
+        password = getattr(args, "password", None) or os.environ.get("SERVER5K_PASSWORD")
+        if not user or not password:
+            raise CliError("organizer credentials needed: --user/--password or "
+                           "SERVER5K_USER/SERVER5K_PASSWORD")
+        status, answer = http_json("POST", self.url + "/api/token/",
+                                   {"username": user, "password": password},
+                                   context=self.context)
+        if status != 200:
+            raise CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
+        self.token = answer["access"]
+
+    def call(self, method, path, body=None, what=None):
+        """The answer of a 2xx; a CliError naming ``what`` (or the path) otherwise."""
+        status, answer = http_json(method, self.url + path, body, token=self.token,
+                                   context=self.context)
+        if status >= 300:
+            raise CliError("%s failed (%d %s): %s" % (what or path, status, answer.get("code"),
+                                                      answer.get("detail")))
+        return answer
+
+    def text(self, path, what=None):
+        """A non-JSON answer (CSV) as text."""
+        request = urllib.request.Request(self.url + path)
+        request.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
+                return response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            raise CliError("%s failed (%d)" % (what or path, exc.code)) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise CliError("the server at %s is not reachable (%s)" % (
+                self.url, getattr(exc, "reason", exc))) from None
+
+
+def race_line(comp):
+    return "competition %d %s: %s%s" % (comp["id"], comp["nombre"], comp["estado"],
+                                        (" since %s" % comp["started_at"])
+                                        if comp["started_at"] else "")
+
+
 def cmd_race(args, config):
-    url = (args.url or base_url(config)).rstrip("/")
-    context = client_context(config)
-    user = args.user or os.environ.get("SERVER5K_USER")
-    password = args.password or os.environ.get("SERVER5K_PASSWORD")
-    if not user or not password:
-        raise CliError("organizer credentials needed: --user/--password or "
-                       "SERVER5K_USER/SERVER5K_PASSWORD")
-    status, answer = http_json("POST", url + "/api/token/",
-                               {"username": user, "password": password}, context=context)
-    if status != 200:
-        raise CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
-    token = answer["access"]
+    session = ServerSession(args, config)
     cid = args.id
     if args.action == "status":
-        status, answer = http_json("GET", url + "/api/competencias/%d/jueces/" % cid,
-                                   token=token, context=context)
+        answer = session.call("GET", "/api/competencias/%d/jueces/" % cid, what="status")
+    elif args.action == "shift":
+        body = {"delta_ms": duration(args.by, signed=True), "motivo": args.reason}
+        if args.judge is not None:
+            body["juez_id"] = args.judge
+        answer = session.call("POST", "/api/competencias/%d/ajustar_tiempos/" % cid, body,
+                              what="shift")
     else:
         path = {"start": "iniciar", "stop": "detener", "reset": "reiniciar"}[args.action]
         body = {"force": True} if getattr(args, "force", False) else None
-        status, answer = http_json("POST", url + "/api/competencias/%d/%s/" % (cid, path),
-                                   body, token=token, context=context)
-    if status != 200:
-        raise CliError("%s failed (%d %s): %s" % (args.action, status, answer.get("code"),
-                                                  answer.get("detail")))
+        answer = session.call("POST", "/api/competencias/%d/%s/" % (cid, path), body,
+                              what=args.action)
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return
     comp = answer["competencia"]
-    print("competition %d %s: %s%s" % (comp["id"], comp["nombre"], comp["estado"],
-                                       (" since %s" % comp["started_at"])
-                                       if comp["started_at"] else ""))
+    print(race_line(comp))
     if args.action == "status":
         print("judges connected: %d of %d" % (answer["conectados"], len(answer["jueces"])))
         for juez in answer["jueces"]:
@@ -576,13 +617,126 @@ def cmd_race(args, config):
                 "OK" if juez["conectado"] else "--", juez["id"], juez["username"],
                 ("%d socket(s), last at %s" % (juez["sockets"], juez["ultima_conexion"]))
                 if juez["conectado"] else "not connected"))
+    elif args.action == "shift":
+        print("%s ms added to %d records%s" % (
+            "%+d" % body["delta_ms"], answer["registros_afectados"],
+            "" if args.judge is not None else "; the start is now %s" % comp["started_at"]))
     else:
         print("judge sockets notified: %d" % answer["notificados"])
 
 
+def duration(text, signed=False):
+    """A time typed on the command line (milliseconds or clock text), as ms."""
+    try:
+        return models.parse_duration(text, signed=signed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def record_line(r):
+    flags = [name for name, on in (("void", r["anulado"]), ("absent", r["ausente"]),
+                                   ("pending", r["pendiente"]), ("early", r["antes_de_salida"]),
+                                   ("impossible", r.get("tiempo_imposible")),
+                                   ("manual", r["origen"] == "manual")) if on]
+    return "%s  team %-5d judge %-5s %13s %s%s" % (
+        r["id"], r["equipo_id"], r["juez_id"] if r["juez_id"] is not None else "-",
+        models.format_ms(r["tiempo"]), "counts" if r["cuenta"] else "-",
+        ("  [%s]" % ", ".join(flags)) if flags else "")
+
+
+def cmd_records(args, config):
+    """The organizer's records and their corrections, on the running server."""
+    session = ServerSession(args, config)
+    if args.action == "list":
+        query = "?equipo_id=%d" % args.team if args.team else ""
+        answer = session.call("GET", "/api/competencias/%d/registros/%s" % (args.id, query),
+                              what="records list")
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False))
+            return
+        print("%d records of competition %d %s" % (len(answer["registros"]), args.id,
+                                                  answer["competencia"]["nombre"]))
+        for r in answer["registros"]:
+            print(record_line(r))
+        return
+    if args.action == "history":
+        answer = session.call("GET", "/api/registros/%s/historial/" % args.rid,
+                              what="records history")
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False))
+            return
+        print(record_line(answer["registro"]))
+        for entry in answer["historial"]:
+            print("  %s  %-12s %-12s %s -> %s  %s" % (
+                entry["en"], entry["accion"], entry["usuario"] or "-",
+                json.dumps(entry["antes"], ensure_ascii=False),
+                json.dumps(entry["despues"], ensure_ascii=False), entry["motivo"] or ""))
+        return
+    if args.action == "add":
+        body = {"equipo_id": args.team, "tiempo": duration(args.tiempo), "motivo": args.reason}
+        if args.timestamp:
+            body["timestamp"] = args.timestamp
+        record = session.call("POST", "/api/competencias/%d/registros/" % args.id, body,
+                              what="records add")
+    elif args.action == "edit":
+        body = {"motivo": args.reason}
+        if args.team is not None:
+            body["equipo_id"] = args.team
+        if args.tiempo is not None:
+            body["tiempo"] = duration(args.tiempo)
+        record = session.call("PATCH", "/api/registros/%s/" % args.rid, body, what="records edit")
+    else:
+        path = {"void": "anular", "restore": "restaurar", "accept": "aceptar"}[args.action]
+        record = session.call("POST", "/api/registros/%s/%s/" % (args.rid, path),
+                              {"motivo": args.reason}, what="records " + args.action)
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print(record_line(record))
+
+
+def cmd_team_correction(args, config):
+    """``team status`` and ``team penalty`` on the running server."""
+    session = ServerSession(args, config)
+    if args.action == "status":
+        body, path = {"estado": args.estado, "motivo": args.reason}, "estado"
+    else:
+        body, path = {"ms": duration(args.ms, signed=True), "motivo": args.reason}, "penalizacion"
+    team = session.call("POST", "/api/equipos/%d/%s/" % (args.eid, path), body,
+                        what="team " + args.action)
+    emit(args, team, "team %d %s: estado %s, penalty %s ms" % (
+        team["id"], team["nombre"], team["estado"], team["penalizacion_ms"]))
+
+
+def cmd_audit(args, config):
+    """The competition's history, from the running server."""
+    session = ServerSession(args, config)
+    if args.csv:
+        text = session.text("/api/competencias/%d/auditoria/?format=csv" % args.id, "audit")
+        Path(args.csv).write_text(text, encoding="utf-8", newline="")
+        print("history of competition %d written to %s" % (args.id, args.csv))
+        return
+    answer = session.call("GET", "/api/competencias/%d/auditoria/" % args.id, what="audit")
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return
+    for a in answer["acciones"]:
+        print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
+            a["id"], a["en"], a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
+            a["motivo"] or ""))
+
+
 def cmd_results(args, config):
-    """The standings from the database (works while the server runs: WAL readers)."""
-    result = models.ranking(args.id, config["race"]["records_scored_per_team"])
+    """The standings from the database (works while the server runs: WAL readers), or
+    ``results official|reopen ID`` on the running server."""
+    if args.what in ("official", "reopen"):
+        return results_official(args, config)
+    try:
+        args.id = int(args.what)
+    except ValueError:
+        raise CliError("results takes a competition ID (or official ID, reopen ID)") from None
+    models.open_database(config["database"]["path"])
+    result = models.ranking(args.id)
     if args.csv:
         Path(args.csv).write_text(models.ranking_csv(result), encoding="utf-8", newline="")
         print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
@@ -591,6 +745,20 @@ def cmd_results(args, config):
         print(json.dumps(result, ensure_ascii=False))
         return
     print(format_results(result))
+
+
+def results_official(args, config):
+    if args.id is None:
+        raise CliError("results %s needs the competition ID" % args.what)
+    if args.what == "reopen" and not args.reason:
+        raise CliError("results reopen needs --reason")
+    session = ServerSession(args, config)
+    path = "oficializar" if args.what == "official" else "reabrir"
+    body = {"motivo": args.reason} if args.reason else None
+    comp = session.call("POST", "/api/competencias/%d/%s/" % (args.id, path), body,
+                        what="results " + args.what)
+    emit(args, comp, "competition %d %s: results %s" % (
+        comp["id"], comp["nombre"], "official" if comp["oficial"] else "provisional"))
 
 
 def format_results(result):
@@ -748,6 +916,55 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     for p in team.choices.values():
         p.set_defaults(func=cmd_team)
+    p = team.add_parser("status", help="ok, dns, dnf or dsq (on the running server)")
+    p.add_argument("eid", type=int, metavar="EID")
+    p.add_argument("estado", choices=models.ESTADOS_EQUIPO)
+    p.add_argument("--reason", required=True, help="why (kept in the history)")
+    add_session_arguments(p)
+    p.set_defaults(func=cmd_team_correction)
+    p = team.add_parser("penalty", help="a time penalty added to the team's total (on the "
+                        "running server)")
+    p.add_argument("eid", type=int, metavar="EID")
+    p.add_argument("ms", metavar="D", help="milliseconds or clock text: 20s, -1.5s, 1:00; 0 "
+                   "clears it")
+    p.add_argument("--reason", required=True, help="why (kept in the history)")
+    add_session_arguments(p)
+    p.set_defaults(func=cmd_team_correction)
+
+    records = sub.add_parser("records", help="records and their corrections (on the running "
+                             "server)").add_subparsers(dest="action", required=True)
+    p = records.add_parser("list", help="a competition's records, oldest first")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--team", type=int, metavar="EID")
+    p = records.add_parser("add", help="a paper time")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--team", type=int, metavar="EID", required=True)
+    p.add_argument("--tiempo", required=True, metavar="T",
+                   help="milliseconds or clock text: 19:45.2, 0:19:45.200")
+    p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T)")
+    p.add_argument("--reason", required=True, help="why (kept in the history)")
+    for action, words in (("void", "void a record (it stays stored)"),
+                          ("restore", "undo a void"),
+                          ("accept", "count a record received while the results were official"),
+                          ("history", "a record's history")):
+        p = records.add_parser(action, help=words)
+        p.add_argument("rid", metavar="RID", help="the record's id (UUID)")
+        if action != "history":
+            p.add_argument("--reason", required=True, help="why (kept in the history)")
+    p = records.add_parser("edit", help="move a record to another team and/or fix its time")
+    p.add_argument("rid", metavar="RID", help="the record's id (UUID)")
+    p.add_argument("--team", type=int, metavar="EID")
+    p.add_argument("--tiempo", metavar="T", help="the time that counts: ms or clock text")
+    p.add_argument("--reason", required=True, help="why (kept in the history)")
+    for p in records.choices.values():
+        add_session_arguments(p)
+        p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser("audit", help="a competition's history (from the running server)")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--csv", metavar="FILE", help="write it as CSV to FILE")
+    add_session_arguments(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("import", help="judges and teams from a roster CSV")
     p.add_argument("roster", metavar="ROSTER.csv")
@@ -776,26 +993,40 @@ def build_parser():
                    help="how long to wait for the start (default 600)")
     p.set_defaults(func=cmd_simulate)
 
-    race = sub.add_parser("race", help="start/stop/reset/status on the running server")
+    race = sub.add_parser("race", help="start/stop/reset/status/shift on the running server")
     race_sub = race.add_subparsers(dest="action", required=True)
-    for action in ("start", "stop", "status", "reset"):
+    for action in ("start", "stop", "status", "reset", "shift"):
         p = race_sub.add_parser(action)
         p.add_argument("id", type=int, metavar="ID")
         if action == "reset":
             p.add_argument("--force", action="store_true",
                            help="reset even though records arrived (they are kept)")
-        p.add_argument("--user")
-        p.add_argument("--password")
-        p.add_argument("--url", help="server URL (default from the config)")
-        p.add_argument("--json", action="store_true")
+        if action == "shift":
+            p.add_argument("--by", required=True, metavar="D",
+                           help="add D to every counted time (ms or +20s, -1.5s); without "
+                                "--judge the start moves back by D too")
+            p.add_argument("--judge", type=int, metavar="JID", help="only this judge's records")
+            p.add_argument("--reason", required=True, help="why (kept in the history)")
+        add_session_arguments(p)
         p.set_defaults(func=cmd_race)
 
-    p = sub.add_parser("results", help="the standings of a competition")
-    p.add_argument("id", type=int, metavar="ID")
+    p = sub.add_parser("results", help="the standings of a competition; `results official ID` "
+                       "and `results reopen ID --reason R` on the running server")
+    p.add_argument("what", metavar="ID", help="the competition, or official / reopen")
+    p.add_argument("id", nargs="?", type=int, help=argparse.SUPPRESS)
     p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--reason", help="why (results official/reopen; kept in the history)")
+    add_session_arguments(p)
     p.set_defaults(func=cmd_results)
     return parser
+
+
+def add_session_arguments(p):
+    """How a command reaches the running server as an organizer (and --json output)."""
+    p.add_argument("--user", help="organizer username (default $SERVER5K_USER)")
+    p.add_argument("--password", help="organizer password (default $SERVER5K_PASSWORD)")
+    p.add_argument("--url", help="server URL (default from the config)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 
 def main(argv=None):
@@ -804,8 +1035,11 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
+        models.configure(contados=config["race"]["records_scored_per_team"],
+                         tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
         if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
-                             cmd_simulate):
+                             cmd_simulate, cmd_records, cmd_team_correction, cmd_audit,
+                             cmd_results):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:

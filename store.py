@@ -255,7 +255,8 @@ class Store:
     """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
 
     Both return concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
-    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash`` runs password checks on their own threads so logins never queue behind reads.
+    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash``
+    runs password checks on their own threads so logins never queue behind reads.
     """
 
     def __init__(self, database=db, readers=4, hashers=2):
@@ -299,7 +300,8 @@ def backup(source_path, target_path):
     """
     source_path, target_path = str(source_path), str(target_path)
     if not os.path.exists(source_path):
-        raise models.NotFound("La base de datos %s no existe." % source_path, "database_not_found")
+        raise models.NotFound("La base de datos %s no existe." % source_path,
+                              "database_not_found")
     if os.path.exists(target_path):
         raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
     source = sqlite3.connect(source_path, timeout=10)
@@ -308,7 +310,8 @@ def backup(source_path, target_path):
         source.backup(target, pages=1024)
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise models.Conflict("La copia %s no pasó integrity_check." % target_path, "backup_corrupt")
+            raise models.Conflict("La copia %s no pasó integrity_check." % target_path,
+                                  "backup_corrupt")
         return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
     finally:
         target.close()

@@ -259,6 +259,34 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         return identity
 
 
+class OrganizerHandler(BaseHandler):
+    """An organizer-only endpoint: the caller is checked as soon as the headers arrive, before
+    any body is read; ``self.user_id`` is the organizer's, for the history."""
+
+    user_id = None
+
+    async def prepare(self):
+        super().prepare()
+        method = self.request.method
+        if method == "OPTIONS":  # a CORS preflight carries no credentials
+            return
+        if method not in self.allowed_methods().split(", "):
+            raise tornado.web.HTTPError(405)  # the wrong method is told before credentials
+        self.user_id = (await self.organizer())["user"]["id"]
+
+    def send_csv(self, text, filename):
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", 'attachment; filename="%s"' % filename)
+        self.finish(text.encode("utf-8"))
+
+    def csv_requested(self):
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ApiError(400, "invalid_format", "Formato desconocido: use json o csv.",
+                           {"format": "Debe ser json o csv."})
+        return fmt == "csv"
+
+
 class NotFoundHandler(BaseHandler):
     """Every path nobody serves answers 404 JSON (OPTIONS on /api/ paths still answers 204)."""
 

@@ -45,6 +45,13 @@ class RaceHub:
         """Learn a competition read from the database, unless the hub already knows it better."""
         return self._competitions.setdefault(comp["id"], comp)
 
+    def update(self, comp):
+        """Apply a committed change that is not a start, stop or reset (official results, a
+        start adjustment): the live state changes, judges' phones are not told (their stopwatch
+        must not restart); a judge who connects later is replayed the new ``started_at``."""
+        self._competitions[comp["id"]] = comp
+        self._notify_listeners(comp["id"], "estado", comp)
+
     def lock(self, competencia_id):
         """Serialises an organizer's state changes of one competition (commit, then broadcast)."""
         return self._locks[competencia_id]
@@ -139,6 +146,10 @@ class RaceHub:
         if created:
             self._notify_listeners(competencia_id, "registros",
                                    {"equipo_id": equipo_id, "created": created})
+
+    def corrected(self, competencia_id, what, data):
+        """A committed correction (records or teams): the results listeners recompute."""
+        self._notify_listeners(competencia_id, what, data)
 
     def _notify_listeners(self, competencia_id, what, data):
         for listener in self._listeners:

@@ -68,3 +68,11 @@ class CompetenciaPageHandler(PageHandler):
 
     async def get(self, competencia_id):
         self.render("competencia.html", comp=await self.competition(int(competencia_id)))
+
+
+class EquipoPageHandler(PageHandler):
+    """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
+
+    async def get(self, competencia_id, equipo_id):
+        detail = await self.db_read(models.team_detail, int(competencia_id), int(equipo_id))
+        self.render("equipo.html", detail=detail, format_ms=models.format_ms)

@@ -1,7 +1,7 @@
 """Competitions: the public object, the organizer's start/stop/reset, and who is connected."""
 
 import models
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, OrganizerHandler
 from handlers.errors import ApiError
 
 
@@ -12,7 +12,7 @@ class CompetenciaHandler(BaseHandler):
         self.write_json(await self.competition(int(competencia_id)))
 
 
-class RaceActionHandler(BaseHandler):
+class RaceActionHandler(OrganizerHandler):
     """POST .../iniciar|detener|reiniciar/ (organizer) -> {competencia, notificados}.
 
     The state change is committed first, then applied to the live hub and broadcast in one
@@ -20,16 +20,18 @@ class RaceActionHandler(BaseHandler):
     """
 
     async def post(self, competencia_id, action):
-        await self.organizer()
         cid = int(competencia_id)
         force = self._force() if action == "reiniciar" else False
         async with self.hub.lock(cid):
             if action == "iniciar":
-                comp, changed = await self.db_write(models.start_competition, cid), True
+                comp = await self.db_write(models.start_competition, cid, self.user_id)
+                changed = True
             elif action == "detener":
-                comp, changed = await self.db_write(models.stop_competition, cid), True
+                comp = await self.db_write(models.stop_competition, cid, self.user_id)
+                changed = True
             else:
-                comp, changed = await self.db_write(models.reset_competition, cid, force)
+                comp, changed = await self.db_write(models.reset_competition, cid, force,
+                                                    self.user_id)
             notified = self.hub.change_state(comp) if changed else 0
         self.write_json({"competencia": comp, "notificados": notified})
 
@@ -43,11 +45,10 @@ class RaceActionHandler(BaseHandler):
         return force
 
 
-class JuecesHandler(BaseHandler):
+class JuecesHandler(OrganizerHandler):
     """GET (organizer) -> the competition's judges with whether their app is connected now."""
 
     async def get(self, competencia_id):
-        await self.organizer()
         cid = int(competencia_id)
         comp, jueces = await self.db_read(models.competition_judges, cid)
         comp = self.hub.competition(cid) or comp

@@ -41,3 +41,12 @@ class ResultadosHandler(BaseHandler):
             self.finish(text.encode("utf-8"))
         else:
             self.finish(await self.db_read(results_json, cid, scored))
+
+
+class EquipoResultadoHandler(BaseHandler):
+    """GET (public) /api/competencias/{cid}/equipos/{eid}/ -> {"competencia", "equipo",
+    "registros"}: a team's records as they count, without reasons or judges."""
+
+    async def get(self, competencia_id, equipo_id):
+        self.write_json(await self.db_read(models.team_detail, int(competencia_id),
+                                           int(equipo_id)))

@@ -1,18 +1,23 @@
-"""Every URL Server5K serves, in one list. Ids in paths are decimal, at most 18 digits
-(anything else is a 404 from the default handler); handlers take them with ``int()``."""
+"""Every URL Server5K serves, in one list. Ids in paths are decimal, at most 18 digits, and
+record ids are UUIDs (anything else is a 404 from the default handler); handlers take ids with
+``int()`` and record ids as text."""
 
 import tornado.web
 
 from handlers.auth import MeHandler, RefreshHandler, TokenHandler, WsTicketHandler
+from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
+                                  EquipoCorrectionHandler, HistorialHandler, OficialHandler,
+                                  RegistroActionHandler, RegistroHandler, RegistrosHandler)
 from handlers.openapi import OpenApiHandler
-from handlers.pages import STATIC, CompetenciaPageHandler, IndexPageHandler
+from handlers.pages import STATIC, CompetenciaPageHandler, EquipoPageHandler, IndexPageHandler
 from handlers.races import CompetenciaHandler, JuecesHandler, RaceActionHandler
-from handlers.results import ResultadosHandler
+from handlers.results import EquipoResultadoHandler, ResultadosHandler
 from handlers.sockets import JuezSocketHandler
 from handlers.spectators import ResultadosSocketHandler
-from handlers.times import EnviarTiemposHandler
+from handlers.times import EnviarTiemposHandler, EquipoRegistrosHandler
 
 ID = r"([0-9]{1,18})"
+RID = r"([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
 ROUTES = [
     # Accounts and tokens (handlers/auth.py)
@@ -20,13 +25,24 @@ ROUTES = [
     (r"/api/token/refresh/", RefreshHandler),
     (r"/api/me/", MeHandler),
     (r"/api/ws-ticket/", WsTicketHandler),
-    # A judge's finish times (handlers/times.py)
+    # A judge's finish times and their read-back (handlers/times.py)
     (r"/api/enviar_tiempos/", EnviarTiemposHandler),
+    (r"/api/equipos/%s/registros/" % ID, EquipoRegistrosHandler),
     # Competitions and race control (handlers/races.py), standings (handlers/results.py)
     (r"/api/competencias/%s/" % ID, CompetenciaHandler),
     (r"/api/competencias/%s/(iniciar|detener|reiniciar)/" % ID, RaceActionHandler),
     (r"/api/competencias/%s/jueces/" % ID, JuecesHandler),
     (r"/api/competencias/%s/resultados/" % ID, ResultadosHandler),
+    (r"/api/competencias/%s/equipos/%s/" % (ID, ID), EquipoResultadoHandler),
+    # Corrections and the history (handlers/corrections.py)
+    (r"/api/competencias/%s/registros/" % ID, RegistrosHandler),
+    (r"/api/registros/%s/" % RID, RegistroHandler),
+    (r"/api/registros/%s/(anular|restaurar|aceptar)/" % RID, RegistroActionHandler),
+    (r"/api/registros/%s/historial/" % RID, HistorialHandler),
+    (r"/api/competencias/%s/ajustar_tiempos/" % ID, AjustarTiemposHandler),
+    (r"/api/equipos/%s/(estado|penalizacion)/" % ID, EquipoCorrectionHandler),
+    (r"/api/competencias/%s/(oficializar|reabrir)/" % ID, OficialHandler),
+    (r"/api/competencias/%s/auditoria/" % ID, AuditoriaHandler),
     (r"/api/openapi.json", OpenApiHandler),
     # WebSockets: the judge's phone (handlers/sockets.py), the results page (handlers/spectators.py)
     (r"/ws/juez/%s/?" % ID, JuezSocketHandler),
@@ -34,5 +50,6 @@ ROUTES = [
     # Pages for people (handlers/pages.py)
     (r"/", IndexPageHandler),
     (r"/competencias/%s/?" % ID, CompetenciaPageHandler),
+    (r"/competencias/%s/equipos/%s/?" % (ID, ID), EquipoPageHandler),
     (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
 ]

@@ -24,3 +24,13 @@ class EnviarTiemposHandler(BaseHandler):
         self.hub.records_stored(result["competencia_id"], equipo_id, len(result["created"]))
         self.write_json({"created": result["created"], "duplicates": result["duplicates"],
                          "ignored": ignored}, status=201)
+
+
+class EquipoRegistrosHandler(BaseHandler):
+    """GET /api/equipos/{eid}/registros/ (the team's judge, or an organizer) -> {"equipo",
+    "registros"}: the team's records as stored and counted, so an app can confirm what
+    arrived."""
+
+    async def get(self, equipo_id):
+        user_id = self.access_claims()["user_id"]
+        self.write_json(await self.db_read(models.team_records, user_id, int(equipo_id)))

@@ -26,6 +26,7 @@
   var reintentoEl = document.getElementById('aviso-reintento');
   var actualizadoEl = document.getElementById('actualizado');
   var reglaEl = document.getElementById('regla');
+  var oficialEl = document.getElementById('oficial');
 
   var competencia = null;
   var offsetMs = 0;        // server clock minus this device's clock
@@ -40,6 +41,10 @@
   }
 
   function pad(n) { return (n < 10 ? '0' : '') + n; }
+
+  function clockMs(ms) {  // h:mm:ss.mmm, as the API writes times
+    return clockText(ms) + '.' + ('00' + (ms % 1000)).slice(-3);
+  }
 
   function clockText(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
@@ -71,6 +76,8 @@
     document.title = competencia.nombre + ' · Resultados';
     estadoEl.textContent = ESTADOS[competencia.estado] || competencia.estado;
     estadoEl.className = 'estado estado-' + competencia.estado;
+    oficialEl.textContent = competencia.oficial ? 'Resultados oficiales' : 'Resultados provisionales';
+    oficialEl.className = 'oficial' + (competencia.oficial ? ' es-oficial' : '');
     reglaEl.textContent = 'Puntúan los ' + data.registros_por_equipo + ' mejores tiempos de cada ' +
       'equipo: primero quien tenga más llegadas, luego el menor tiempo total; igual total, igual puesto.';
     tickClock();
@@ -81,8 +88,13 @@
       var tr = document.createElement('tr');
       tr.setAttribute('data-equipo-id', r.equipo_id);
       if (!r.registros_contados) { tr.className = 'sin-registros'; }
-      cell(tr, 'pos', r.posicion === null ? '–' : r.posicion);
-      var equipo = cell(tr, 'equipo', r.equipo);
+      var estadoEquipo = r.estado && r.estado !== 'ok' ? r.estado.toUpperCase() : null;
+      cell(tr, 'pos', estadoEquipo || (r.posicion === null ? '–' : r.posicion));
+      var equipo = cell(tr, 'equipo', '');
+      var enlace = document.createElement('a');
+      enlace.href = '/competencias/' + competenciaId + '/equipos/' + r.equipo_id + '/';
+      enlace.textContent = r.equipo;
+      equipo.appendChild(enlace);
       // Phones hide the dorsal, best and mean columns and show them here, one per line.
       var detalle = document.createElement('span');
       detalle.className = 'detalle';
@@ -93,19 +105,19 @@
         detalle.appendChild(line);
       });
       equipo.appendChild(detalle);
-      if (r.antes_de_salida) {
-        var flag = document.createElement('span');
-        flag.className = 'temprano';
-        flag.textContent = '⚠ ' + r.antes_de_salida +
-          (r.antes_de_salida === 1 ? ' tiempo recibido' : ' tiempos recibidos') + ' antes de la salida';
-        equipo.appendChild(flag);
+      if (r.penalizacion_ms) {
+        var pen = document.createElement('span');
+        pen.className = 'penalizacion';
+        pen.textContent = 'Penalización ' + (r.penalizacion_ms > 0 ? '+' : '−') +
+          clockMs(Math.abs(r.penalizacion_ms));
+        equipo.appendChild(pen);
       }
       cell(tr, 'dorsal', r.dorsal);
       cell(tr, 'contados', r.registros_contados);
       cell(tr, 'total', r.tiempo_total);
       cell(tr, 'mejor', r.mejor);
       cell(tr, 'promedio', r.promedio);
-      var signature = [r.posicion, r.registros_contados, r.tiempo_total_ms, r.antes_de_salida].join('|');
+      var signature = [r.posicion, r.registros_contados, r.tiempo_total_ms, r.estado].join('|');
       if (previous[r.equipo_id] !== undefined && previous[r.equipo_id] !== signature) {
         tr.classList.add('cambio');
       }

@@ -111,10 +111,12 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
                                                           timeout=WAIT_MS)
     page.evaluate("window.sinRecargar = true")  # gone if the page reloads
 
-    # A phone that started by hand uploads before the organizer starts: flagged on the page.
+    # A phone that started by hand uploads before the organizer starts: the public page shows
+    # the time, not a warning (the organizer's views flag it: issue 12).
     submit(server, token2, b2, 1_250_000)
-    expect(row(page, b2).locator(".temprano")).to_contain_text("antes de la salida",
-                                                                 timeout=WAIT_MS)
+    expect(row(page, b2).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    expect(row(page, b2)).not_to_contain_text("antes de la salida")
+    expect(page.locator("#oficial")).to_have_text("Resultados provisionales")
 
     # The organizer starts the race with the real CLI: state and running clock appear.
     started = server.cli("race", "start", str(cid), "--url", server.base_url, env={

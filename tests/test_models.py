@@ -284,7 +284,7 @@ def test_version_1_database_is_migrated_keeping_its_records(race):
     assert "registrotiempo_juez_id" not in indexes
     assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 3
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 4
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 

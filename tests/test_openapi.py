@@ -12,7 +12,7 @@ import pytest
 import tornado.web
 import yaml
 
-from handlers.routes import ID, ROUTES
+from handlers.routes import ID, RID, ROUTES
 from live import ROOT, login
 
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
@@ -26,7 +26,8 @@ def described_paths(pattern):
     if alternatives:
         paths = [pattern.replace(alternatives.group(0), word)
                  for word in alternatives.group(1).split("|")]
-    return [p.replace(ID, "{id}").replace("\\", "") for p in paths]
+    return [p.replace(ID, "{id}", 1).replace(ID, "{eid}").replace(RID, "{rid}").replace("\\", "")
+            for p in paths]
 
 
 def test_every_rest_route_and_method_is_described_with_its_errors():

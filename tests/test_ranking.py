@@ -64,9 +64,10 @@ def test_no_records_every_team_listed_unranked_by_dorsal(race):
     row = result["clasificacion"][0]
     assert row == {
         "posicion": None, "equipo_id": race["equipos"][1], "equipo": "Equipo 1", "dorsal": 1,
-        "registros_contados": 0, "registros_recibidos": 0, "tiempo_total_ms": None,
-        "tiempo_total": None, "mejor_ms": None, "mejor": None, "promedio_ms": None,
-        "promedio": None, "antes_de_salida": 0,
+        "estado": "ok", "registros_contados": 0, "registros_recibidos": 0,
+        "tiempo_total_ms": None, "tiempo_total": None, "penalizacion_ms": 0, "mejor_ms": None,
+        "mejor": None, "promedio_ms": None, "promedio": None, "antes_de_salida": 0,
+        "ausentes": 0, "pendientes": 0,
     }
 
 
@@ -154,13 +155,27 @@ def test_equal_totals_with_different_counts_do_not_tie(race):
     assert order(models.ranking(race["id"], 2))[:2] == [(1, 1), (2, 2)]
 
 
-def test_tie_at_the_top_and_zero_times(race):
+def test_tie_at_the_top(race):
     start(race)
-    add(race, 2, 0)
-    add(race, 4, 0)
-    add(race, 1, 1)
+    add(race, 2, 5)
+    add(race, 4, 5)
+    add(race, 1, 6)
     assert order(models.ranking(race["id"], 1)) == [
         (1, 2), (1, 4), (3, 1), (None, 3), (None, 5)]
+
+
+def test_a_zero_time_is_an_absent_runner_never_a_finish(race):
+    # Issue 12: a tiempo of 0 used to rank as the team's best time.
+    start(race)
+    add(race, 2, 0, 0)
+    add(race, 4, 0, 600_000)
+    add(race, 1, 700_000)
+    result = models.ranking(race["id"], 15)
+    assert order(result) == [(1, 4), (2, 1), (None, 2), (None, 3), (None, 5)]
+    rows = by_dorsal(result)
+    assert rows[2]["registros_contados"] == 0 and rows[2]["ausentes"] == 2
+    assert rows[4]["registros_contados"] == 1 and rows[4]["ausentes"] == 1
+    assert rows[4]["mejor_ms"] == 600_000
 
 
 def test_other_competitions_records_do_not_count(race):
@@ -240,15 +255,17 @@ def test_csv_has_a_header_and_the_same_rows(race):
     result = models.ranking(race["id"], 15)
     rows = read_csv(models.ranking_csv(result))
     assert rows[0] == list(models.CSV_COLUMNS)
-    assert rows[0] == ["posicion", "dorsal", "equipo", "equipo_id", "registros_contados",
-                       "registros_recibidos", "tiempo_total", "tiempo_total_ms", "mejor",
-                       "mejor_ms", "promedio", "promedio_ms", "antes_de_salida"]
+    assert rows[0] == ["posicion", "dorsal", "equipo", "equipo_id", "estado",
+                       "registros_contados", "registros_recibidos", "tiempo_total",
+                       "tiempo_total_ms", "penalizacion_ms", "mejor", "mejor_ms", "promedio",
+                       "promedio_ms", "antes_de_salida", "ausentes", "pendientes"]
     assert len(rows) == 1 + 5
-    assert rows[1] == ["1", "2", "Equipo 2", str(race["equipos"][2]), "2", "2", "0:37:14.567",
-                       "2234567", "0:16:40.000", "1000000", "0:18:37.284", "1117284", "0"]
+    assert rows[1] == ["1", "2", "Equipo 2", str(race["equipos"][2]), "ok", "2", "2",
+                       "0:37:14.567", "2234567", "0", "0:16:40.000", "1000000", "0:18:37.284",
+                       "1117284", "0", "0", "0"]
     # Unranked teams: empty cells, not "None".
-    assert rows[2] == ["", "1", "Equipo 1", str(race["equipos"][1]), "0", "0", "", "", "", "",
-                       "", "", "0"]
+    assert rows[2] == ["", "1", "Equipo 1", str(race["equipos"][1]), "ok", "0", "0", "", "",
+                       "0", "", "", "", "", "0", "0", "0"]
 
 
 def test_csv_keeps_accents_and_defuses_formulas(race):

@@ -78,9 +78,10 @@ async def test_results_are_public_and_follow_the_submissions(client, event):
     rows = rows_by_dorsal(result)
     assert rows[3] == {
         "posicion": 1, "equipo_id": eq["c"], "equipo": "Equipo C", "dorsal": 3,
-        "registros_contados": 2, "registros_recibidos": 2, "tiempo_total_ms": 2_100_000,
-        "tiempo_total": "0:35:00.000", "mejor_ms": 1_000_000, "mejor": "0:16:40.000",
-        "promedio_ms": 1_050_000, "promedio": "0:17:30.000", "antes_de_salida": 0}
+        "estado": "ok", "registros_contados": 2, "registros_recibidos": 2,
+        "tiempo_total_ms": 2_100_000, "tiempo_total": "0:35:00.000", "penalizacion_ms": 0,
+        "mejor_ms": 1_000_000, "mejor": "0:16:40.000", "promedio_ms": 1_050_000,
+        "promedio": "0:17:30.000", "antes_de_salida": 0, "ausentes": 0, "pendientes": 0}
     assert rows[1]["antes_de_salida"] == 2  # flagged...
     assert rows[1]["registros_contados"] == 2  # ...and counted
     assert rows[2]["antes_de_salida"] == 0

@@ -1,0 +1,467 @@
+"""Race-day corrections (issue 12, ORGANIZER.md): every mistake fixed by one request, the raw
+records never touched, every change in the history exactly once, and a phone's retry changing
+nothing. The real app, a real SQLite file, real HTTP."""
+
+import json
+import sqlite3
+import uuid
+
+import pytest
+
+TS = "2026-12-06T09:%02d:%02d.000Z"
+
+
+async def org(client):
+    return await client.access("org", "org-pass")
+
+
+async def send(client, token, equipo_id, *tiempos, ids=None, minute=0):
+    """A judge's submission; returns the ids of the records it created (in order)."""
+    registros = [{"timestamp": TS % (minute, i), "tiempo": t} for i, t in enumerate(tiempos)]
+    for record, rid in zip(registros, ids or ()):
+        record["id_registro"] = rid
+    code, body = await client.post("/api/enviar_tiempos/", {"equipo_id": equipo_id,
+                                                            "registros": registros}, token=token)
+    assert code == 201, body
+    return body
+
+
+async def start(client, cid, token):
+    code, body = await client.post("/api/competencias/%d/iniciar/" % cid, token=token)
+    assert code == 200, body
+    return body["competencia"]
+
+
+async def standings(client, cid):
+    code, result = await client.get("/api/competencias/%d/resultados/" % cid)
+    assert code == 200, result
+    return {row["equipo_id"]: row for row in result["clasificacion"]}, result
+
+
+async def records(client, cid, token, **query):
+    path = "/api/competencias/%d/registros/" % cid
+    if query:
+        path += "?" + "&".join("%s=%s" % item for item in query.items())
+    code, body = await client.get(path, token=token)
+    assert code == 200, body
+    return body["registros"]
+
+
+async def audit(client, cid, token):
+    code, body = await client.get("/api/competencias/%d/auditoria/" % cid, token=token)
+    assert code == 200, body
+    return body["acciones"]
+
+
+async def act(client, token, rid, action, motivo="revisado", status=200):
+    code, body = await client.post("/api/registros/%s/%s/" % (rid, action), {"motivo": motivo},
+                                   token=token)
+    assert code == status, body
+    return body
+
+
+async def patch(client, token, rid, status=200, **body):
+    code, answer, _ = await client.request("PATCH", "/api/registros/%s/" % rid, body, token)
+    assert code == status, answer
+    return answer
+
+
+def raw_rows(config):
+    """registro_tiempo read with a separate connection: what the app sent, as stored."""
+    with sqlite3.connect(config["database"]["path"]) as conn:
+        return conn.execute("SELECT id_registro, equipo_id, juez_id, tiempo, origen FROM "
+                            "registro_tiempo ORDER BY id").fetchall()
+
+
+async def started(client, event):
+    """The event's race started, with juez1's team A holding two times and B one."""
+    token, judge = await org(client), await client.access("juez1", "pass1")
+    await start(client, event["competencia"], token)
+    a = await send(client, judge, event["equipos"]["a"], 1_200_000, 1_300_000)
+    b = await send(client, judge, event["equipos"]["b"], 1_250_000, minute=1)
+    return {"org": token, "judge": judge, "a": a["created"], "b": b["created"],
+            "cid": event["competencia"], "eq": event["equipos"]}
+
+
+# -- each correction changes the standings as the rules say ---------------------------------
+@pytest.mark.gen_test
+async def test_void_and_restore_a_stray_tap(client, event, config):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    before = raw_rows(config)
+    voided = await act(client, race["org"], race["a"][0], "anular", "toque por error")
+    assert voided["anulado"] is True and voided["cuenta"] is False
+    rows, _ = await standings(client, cid)
+    assert rows[eq["a"]]["registros_contados"] == 1
+    assert rows[eq["a"]]["tiempo_total_ms"] == 1_300_000
+    # Voiding a voided record is a no-op: same answer, no second history entry.
+    entries = len(await audit(client, cid, race["org"]))
+    assert (await act(client, race["org"], race["a"][0], "anular"))["anulado"] is True
+    assert len(await audit(client, cid, race["org"])) == entries
+    restored = await act(client, race["org"], race["a"][0], "restaurar", "era bueno")
+    assert restored["anulado"] is False and restored["cuenta"] is True
+    rows, _ = await standings(client, cid)
+    assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000
+    assert raw_rows(config) == before  # the stored records never changed
+
+
+@pytest.mark.gen_test
+async def test_move_a_record_to_the_right_team(client, event, config):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    moved = await patch(client, race["org"], race["a"][1], equipo_id=eq["b"],
+                        motivo="el juez tocó el equipo equivocado")
+    assert moved["equipo_id"] == eq["b"] and moved["equipo_recibido_id"] == eq["a"]
+    rows, _ = await standings(client, cid)
+    assert rows[eq["a"]]["registros_contados"] == 1
+    assert rows[eq["b"]]["registros_contados"] == 2
+    assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000 + 1_300_000
+    listed = await records(client, cid, race["org"], equipo_id=eq["b"])
+    assert sorted(r["id"] for r in listed) == sorted([race["b"][0], race["a"][1]])
+    # The raw record still names the team it was sent for.
+    assert [r for r in raw_rows(config) if r[0] == race["a"][1].replace("-", "")][0][1] == eq["a"]
+
+
+@pytest.mark.gen_test
+async def test_fix_a_time_keeps_the_time_as_received(client, event):
+    race = await started(client, event)
+    fixed = await patch(client, race["org"], race["a"][0], tiempo=1_185_200,
+                        motivo="hoja de papel: 19:45.2")
+    assert fixed["tiempo"] == 1_185_200 and fixed["tiempo_recibido"] == 1_200_000
+    rows, _ = await standings(client, race["cid"])
+    assert rows[race["eq"]["a"]]["mejor_ms"] == 1_185_200
+
+
+@pytest.mark.gen_test
+async def test_paper_time_for_a_phone_that_died(client, event, config):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    code, record = await client.post("/api/competencias/%d/registros/" % cid, {
+        "equipo_id": eq["c"], "tiempo": 1_500_000, "motivo": "el móvil de juez2 murió"},
+        token=race["org"])
+    assert code == 201, record
+    assert record["origen"] == "manual" and record["juez_id"] is None and record["cuenta"]
+    # Two equal entries are two records (two runners with the same time on paper).
+    code, second = await client.post("/api/competencias/%d/registros/" % cid, {
+        "equipo_id": eq["c"], "tiempo": 1_500_000, "motivo": "segundo corredor"},
+        token=race["org"])
+    assert code == 201 and second["id"] != record["id"]
+    rows, _ = await standings(client, cid)
+    assert rows[eq["c"]]["registros_contados"] == 2
+    assert [r[4] for r in raw_rows(config)].count("manual") == 2
+
+
+@pytest.mark.gen_test
+async def test_a_late_start_moves_every_time_and_the_start(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    _, before = await standings(client, cid)
+    code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
+        "delta_ms": 20_000, "motivo": "race start se lanzó 20 s tarde"}, token=race["org"])
+    assert code == 200, body
+    assert body["registros_afectados"] == 3
+    old = before["competencia"]["started_at"]
+    assert body["competencia"]["started_at"] < old  # 20 s earlier
+    rows, after = await standings(client, cid)
+    assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000 + 2 * 20_000
+    assert after["competencia"]["started_at"] == body["competencia"]["started_at"]
+    # The live competition (what late judges are replayed) follows at once.
+    code, comp = await client.get("/api/competencias/%d/" % cid)
+    assert comp["started_at"] == body["competencia"]["started_at"]
+    # A correction made after it sets the time that counts; adjustments made later add to it.
+    await patch(client, race["org"], race["a"][0], tiempo=1_000_000, motivo="papel")
+    await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
+        "delta_ms": -5_000, "motivo": "eran 15 s"}, token=race["org"])
+    listed = {r["id"]: r for r in await records(client, cid, race["org"])}
+    assert listed[race["a"][0]]["tiempo"] == 995_000
+    assert listed[race["a"][1]]["tiempo"] == 1_300_000 + 15_000
+
+
+@pytest.mark.gen_test
+async def test_one_judges_adjustment_leaves_the_others(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    judge2 = await client.access("juez2", "pass2")
+    await send(client, judge2, eq["c"], 1_400_000)
+    code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
+        "delta_ms": 30_000, "juez_id": event["jueces"][1],
+        "motivo": "su app oyó la salida 30 s tarde"}, token=race["org"])
+    assert code == 200 and body["registros_afectados"] == 1
+    rows, _ = await standings(client, cid)
+    assert rows[eq["c"]]["tiempo_total_ms"] == 1_430_000
+    assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000
+    # A record that judge sends later is adjusted too ("those still to come").
+    await send(client, judge2, eq["c"], 1_100_000, minute=2)
+    rows, _ = await standings(client, cid)
+    assert rows[eq["c"]]["tiempo_total_ms"] == 1_430_000 + 1_130_000
+
+
+@pytest.mark.gen_test
+async def test_team_status_and_penalty(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    code, team = await client.post("/api/equipos/%d/penalizacion/" % eq["b"], {
+        "ms": 120_000, "motivo": "atajo"}, token=race["org"])
+    assert code == 200 and team["penalizacion_ms"] == 120_000
+    rows, _ = await standings(client, cid)
+    assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000 + 120_000
+    assert rows[eq["b"]]["penalizacion_ms"] == 120_000
+    code, team = await client.post("/api/equipos/%d/estado/" % eq["a"], {
+        "estado": "dsq", "motivo": "corredor sin dorsal"}, token=race["org"])
+    assert code == 200 and team["estado"] == "dsq"
+    rows, result = await standings(client, cid)
+    order = [(r["posicion"], r["equipo_id"], r["estado"]) for r in result["clasificacion"]]
+    assert order[0] == (1, eq["b"], "ok")
+    assert (None, eq["a"], "dsq") == order[-1]  # listed after every ranked team
+    listed = await records(client, cid, race["org"], equipo_id=eq["a"])
+    assert not any(r["cuenta"] for r in listed)
+    # Penalty 0 clears it.
+    await client.post("/api/equipos/%d/penalizacion/" % eq["b"], {"ms": 0, "motivo": "revisado"},
+                      token=race["org"])
+    rows, _ = await standings(client, cid)
+    assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000
+
+
+@pytest.mark.gen_test
+async def test_official_results_freeze_what_counts(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    code, body = await client.post("/api/competencias/%d/oficializar/" % cid, token=race["org"])
+    assert code == 409 and body["code"] == "race_not_finished"
+    await client.post("/api/competencias/%d/detener/" % cid, token=race["org"])
+    code, comp = await client.post("/api/competencias/%d/oficializar/" % cid, token=race["org"])
+    assert code == 200 and comp["oficial"] is True and comp["oficial_en"].endswith("Z")
+    _, frozen = await standings(client, cid)
+    assert frozen["competencia"]["oficial"] is True
+    # A late upload is answered 201 as always, and waits.
+    late = await send(client, race["judge"], eq["b"], 1_000_000, minute=3)
+    rows, _ = await standings(client, cid)
+    assert rows[eq["b"]]["registros_contados"] == 1 and rows[eq["b"]]["pendientes"] == 1
+    assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000  # the podium did not move
+    [pending] = [r for r in await records(client, cid, race["org"]) if r["pendiente"]]
+    assert pending["id"] == late["created"][0] and not pending["cuenta"]
+    accepted = await act(client, race["org"], pending["id"], "aceptar", "protesta aceptada")
+    assert accepted["pendiente"] is False and accepted["cuenta"] is True
+    await act(client, race["org"], pending["id"], "aceptar", status=409)  # not pending any more
+    code, comp = await client.post("/api/competencias/%d/reabrir/" % cid,
+                                   {"motivo": "revisión"}, token=race["org"])
+    assert code == 200 and comp["oficial"] is False
+
+
+@pytest.mark.gen_test
+async def test_a_zero_is_an_absent_runner(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    await send(client, race["judge"], eq["b"], 0, minute=4)
+    rows, _ = await standings(client, cid)
+    assert rows[eq["b"]]["ausentes"] == 1 and rows[eq["b"]]["registros_contados"] == 1
+    # Adjustments never make an absent runner a finisher.
+    await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
+        "delta_ms": 5_000, "motivo": "salida"}, token=race["org"])
+    [absent] = [r for r in await records(client, cid, race["org"]) if r["ausente"]]
+    assert absent["tiempo"] == 0 and not absent["cuenta"]
+
+
+# -- the history ------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_every_change_has_exactly_one_history_entry(client, event):
+    race = await started(client, event)
+    cid, eq, token = race["cid"], race["eq"], race["org"]
+    first = await audit(client, cid, token)
+    assert [a["accion"] for a in first] == ["iniciar"]
+    assert first[0]["usuario"] == "org"
+    changes = [
+        lambda: act(client, token, race["a"][0], "anular", "uno"),
+        lambda: act(client, token, race["a"][0], "restaurar", "dos"),
+        lambda: patch(client, token, race["a"][1], equipo_id=eq["b"], motivo="tres"),
+        lambda: patch(client, token, race["a"][1], tiempo=1_299_000, motivo="cuatro"),
+        lambda: client.post("/api/competencias/%d/registros/" % cid,
+                            {"equipo_id": eq["a"], "tiempo": 1_700_000, "motivo": "cinco"},
+                            token=token),
+        lambda: client.post("/api/competencias/%d/ajustar_tiempos/" % cid,
+                            {"delta_ms": 1_000, "motivo": "seis"}, token=token),
+        lambda: client.post("/api/equipos/%d/estado/" % eq["c"],
+                            {"estado": "dns", "motivo": "siete"}, token=token),
+        lambda: client.post("/api/equipos/%d/penalizacion/" % eq["b"],
+                            {"ms": 10_000, "motivo": "ocho"}, token=token),
+        lambda: client.post("/api/competencias/%d/detener/" % cid, token=token),
+        lambda: client.post("/api/competencias/%d/oficializar/" % cid, {"motivo": "nueve"},
+                            token=token),
+        lambda: client.post("/api/competencias/%d/reabrir/" % cid, {"motivo": "diez"},
+                            token=token),
+    ]
+    for n, change in enumerate(changes, start=2):
+        await change()
+        assert len(await audit(client, cid, token)) == n
+    entries = await audit(client, cid, token)
+    assert [a["accion"] for a in entries] == [
+        "iniciar", "anular", "restaurar", "mover", "corregir", "manual", "ajustar", "estado",
+        "penalizacion", "detener", "oficializar", "reabrir"]
+    assert all(a["usuario"] == "org" and a["en"].endswith("Z") for a in entries)
+    assert [a["motivo"] for a in entries[1:9]] == [
+        "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho"]
+    mover = entries[3]
+    assert mover["antes"]["equipo_id"] == eq["a"] and mover["despues"]["equipo_id"] == eq["b"]
+    # A record's own history: its corrections and the adjustment that touched it.
+    code, history = await client.get("/api/registros/%s/historial/" % race["a"][1], token=token)
+    assert code == 200
+    assert [h["accion"] for h in history["historial"]] == ["mover", "corregir", "ajustar"]
+    assert history["registro"]["tiempo"] == 1_300_000
+    # And the CSV export of the whole history.
+    code, text, response = await client.request(
+        "GET", "/api/competencias/%d/auditoria/?format=csv" % cid, token=token)
+    assert code == 200 and response.headers["Content-Type"].startswith("text/csv")
+    lines = text.lstrip("\ufeff").strip().splitlines()
+    assert lines[0].startswith("id,en,usuario,accion") and len(lines) == 1 + len(entries)
+
+
+# -- a phone's retry changes nothing ----------------------------------------------------------
+@pytest.mark.gen_test
+async def test_retries_never_revive_a_voided_record_nor_recreate_a_moved_one(client, event, config):
+    race = await started(client, event)
+    cid, eq, judge = race["cid"], race["eq"], race["judge"]
+    rid = str(uuid.uuid4())
+    sent = await send(client, judge, eq["a"], 1_111_000, ids=[rid], minute=5)
+    assert sent["created"] == [rid]
+    await act(client, race["org"], rid, "anular", "duplicado")
+    await patch(client, race["org"], race["a"][0], equipo_id=eq["b"], motivo="otro equipo")
+    rows_before = raw_rows(config)
+    # The same requests again: by id_registro, and by team + timestamp + tiempo.
+    again = await send(client, judge, eq["a"], 1_111_000, ids=[rid], minute=5)
+    assert again == {"created": [], "duplicates": [rid], "ignored": 0}
+    again = await send(client, judge, eq["a"], 1_200_000, 1_300_000)
+    assert again["created"] == [] and again["duplicates"] == race["a"]
+    assert raw_rows(config) == rows_before
+    listed = {r["id"]: r for r in await records(client, cid, race["org"])}
+    assert listed[rid]["anulado"] is True
+    assert listed[race["a"][0]]["equipo_id"] == eq["b"]
+    rows, _ = await standings(client, cid)
+    assert rows[eq["a"]]["registros_contados"] == 1  # only the record never moved
+
+
+@pytest.mark.gen_test
+async def test_a_paper_time_is_never_taken_for_a_phones_copy(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    code, paper = await client.post("/api/competencias/%d/registros/" % cid, {
+        "equipo_id": eq["a"], "tiempo": 1_400_000, "timestamp": TS % (6, 0),
+        "motivo": "papel"}, token=race["org"])
+    assert code == 201
+    # The phone later uploads the same team, timestamp and time: a record of its own.
+    sent = await send(client, race["judge"], eq["a"], 1_400_000, minute=6)
+    assert len(sent["created"]) == 1 and sent["created"][0] != paper["id"]
+
+
+# -- bad input: a JSON error each, nothing written --------------------------------------------
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method,path,body,status,code", [
+    ("POST", "/api/registros/%s/anular/" % uuid.uuid4(), {"motivo": "x"}, 404,
+     "record_not_found"),
+    ("POST", "/api/registros/{a0}/anular/", {}, 400, "validation_error"),
+    ("POST", "/api/registros/{a0}/anular/", {"motivo": "   "}, 400, "validation_error"),
+    ("POST", "/api/registros/{a0}/anular/", {"motivo": "x" * 501}, 400, "validation_error"),
+    ("PATCH", "/api/registros/{a0}/", {"equipo_id": "{x}", "motivo": "x"}, 400,
+     "team_other_competition"),
+    ("PATCH", "/api/registros/{a0}/", {"equipo_id": 999, "motivo": "x"}, 404, "team_not_found"),
+    ("PATCH", "/api/registros/{a0}/", {"motivo": "x"}, 400, "validation_error"),
+    ("PATCH", "/api/registros/{a0}/", {"tiempo": -1, "motivo": "x"}, 400, "validation_error"),
+    ("PATCH", "/api/registros/{a0}/", {"tiempo": 1.5, "motivo": "x"}, 400, "validation_error"),
+    ("POST", "/api/competencias/{cid}/registros/", {"equipo_id": "{x}", "tiempo": 1,
+                                                    "motivo": "x"}, 400,
+     "team_other_competition"),
+    ("POST", "/api/competencias/{cid}/registros/", {"equipo_id": "{a}", "tiempo": 1,
+                                                    "timestamp": "ayer", "motivo": "x"}, 400,
+     "validation_error"),
+    ("POST", "/api/competencias/{cid}/ajustar_tiempos/", {"delta_ms": -1_250_001,
+                                                          "motivo": "x"}, 409, "negative_time"),
+    ("POST", "/api/competencias/{cid}/ajustar_tiempos/", {"delta_ms": 0, "motivo": "x"}, 400,
+     "validation_error"),
+    ("POST", "/api/competencias/{cid}/ajustar_tiempos/", {"delta_ms": 1, "juez_id": 999,
+                                                          "motivo": "x"}, 404,
+     "judge_not_found"),
+    ("POST", "/api/equipos/{a}/estado/", {"estado": "retirado", "motivo": "x"}, 400,
+     "validation_error"),
+    ("POST", "/api/equipos/{a}/penalizacion/", {"ms": "20s", "motivo": "x"}, 400,
+     "validation_error"),
+    ("POST", "/api/equipos/999/estado/", {"estado": "dns", "motivo": "x"}, 404,
+     "team_not_found"),
+    ("POST", "/api/competencias/{cid}/reabrir/", {}, 400, "validation_error"),
+    ("GET", "/api/competencias/{cid}/registros/?equipo_id=abc", None, 400, "validation_error"),
+    ("GET", "/api/competencias/999/registros/", None, 404, "competition_not_found"),
+    ("GET", "/api/registros/%s/historial/" % uuid.uuid4(), None, 404, "record_not_found"),
+])
+async def test_bad_corrections_are_refused_and_write_nothing(client, event, config, method, path, body, status, code):
+    race = await started(client, event)
+    names = {"a0": race["a"][0], "cid": race["cid"], "a": race["eq"]["a"], "x": race["eq"]["x"]}
+    path = path.format(**names)
+    if body:
+        body = json.loads(json.dumps(body).replace('"{x}"', str(names["x"]))
+                          .replace('"{a}"', str(names["a"])))
+    entries = len(await audit(client, race["cid"], race["org"]))
+    rows = raw_rows(config)
+    got, answer, response = await client.request(method, path, body, race["org"])
+    assert (got, answer["code"]) == (status, code), answer
+    assert answer["detail"]
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert len(await audit(client, race["cid"], race["org"])) == entries
+    assert raw_rows(config) == rows
+
+
+@pytest.mark.gen_test
+async def test_a_judge_token_is_refused_everywhere_here(client, event):
+    race = await started(client, event)
+    rid, cid, a = race["a"][0], race["cid"], race["eq"]["a"]
+    for method, path, body in [
+            ("GET", "/api/competencias/%d/registros/" % cid, None),
+            ("POST", "/api/competencias/%d/registros/" % cid,
+             {"equipo_id": a, "tiempo": 1, "motivo": "x"}),
+            ("POST", "/api/registros/%s/anular/" % rid, {"motivo": "x"}),
+            ("POST", "/api/registros/%s/restaurar/" % rid, {"motivo": "x"}),
+            ("POST", "/api/registros/%s/aceptar/" % rid, {"motivo": "x"}),
+            ("PATCH", "/api/registros/%s/" % rid, {"tiempo": 1, "motivo": "x"}),
+            ("GET", "/api/registros/%s/historial/" % rid, None),
+            ("POST", "/api/competencias/%d/ajustar_tiempos/" % cid, {"delta_ms": 1,
+                                                                     "motivo": "x"}),
+            ("POST", "/api/equipos/%d/estado/" % a, {"estado": "dns", "motivo": "x"}),
+            ("POST", "/api/equipos/%d/penalizacion/" % a, {"ms": 1, "motivo": "x"}),
+            ("POST", "/api/competencias/%d/oficializar/" % cid, {}),
+            ("POST", "/api/competencias/%d/reabrir/" % cid, {"motivo": "x"}),
+            ("GET", "/api/competencias/%d/auditoria/" % cid, None)]:
+        code, answer, _ = await client.request(method, path, body, race["judge"])
+        assert (code, answer["code"]) == (403, "organizer_only"), (method, path, answer)
+        code, answer, _ = await client.request(method, path, body, None)
+        assert code == 401, (method, path, answer)
+    assert len(await audit(client, cid, race["org"])) == 1  # only the start
+
+
+# -- what the public and the judge see --------------------------------------------------------
+@pytest.mark.gen_test
+async def test_the_public_team_page_and_the_judges_read_back(client, event):
+    race = await started(client, event)
+    cid, eq = race["cid"], race["eq"]
+    await act(client, race["org"], race["a"][0], "anular", "motivo privado")
+    code, detail = await client.get("/api/competencias/%d/equipos/%d/" % (cid, eq["a"]))
+    assert code == 200
+    assert detail["equipo"]["nombre"] == "Equipo A"
+    assert [set(r) for r in detail["registros"]] == [
+        {"id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_salida", "pendiente",
+         "origen"}] * 2
+    assert "motivo privado" not in json.dumps(detail)
+    assert [r["anulado"] for r in detail["registros"]] == [True, False]
+    code, _ = await client.get("/api/competencias/%d/equipos/%d/" % (cid, eq["x"]))
+    assert code == 404  # a team of another competition
+    # The judge reads back what arrived; another judge may not; the organizer may.
+    code, mine = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["judge"])
+    assert code == 200 and [r["id"] for r in mine["registros"]] == race["a"]
+    other = await client.access("juez2", "pass2")
+    code, answer = await client.get("/api/equipos/%d/registros/" % eq["a"], token=other)
+    assert (code, answer["code"]) == (403, "team_not_assigned")
+    code, _ = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["org"])
+    assert code == 200
+    code, _ = await client.get("/api/equipos/%d/registros/" % eq["a"])
+    assert code == 401
+    # The HTML page of the team, linked from the results page.
+    code, html, response = await client.request("GET", "/competencias/%d/equipos/%d/"
+                                                % (cid, eq["a"]))
+    assert code == 200 and "Equipo A" in html and "anulado" in html
+    assert "motivo privado" not in html
