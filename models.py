@@ -473,8 +473,24 @@ MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
 
 
 def open_database(path):
-    """Point the models at ``path`` and bring its schema to SCHEMA_VERSION."""
-    db.init(str(path), pragmas=PRAGMAS)
+    """Point the models at ``path`` and bring its schema to SCHEMA_VERSION.
+
+    A folder that does not exist, or a file SQLite cannot open, is an Invalid naming the path
+    (the command line prints it as one line)."""
+    path = str(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if path != ":memory:" and not os.path.isdir(folder):
+        raise Invalid("database.path %s: the folder %s does not exist; create it or choose "
+                      "another path" % (path, folder), "database_folder_missing")
+    db.init(path, pragmas=PRAGMAS)
+    try:
+        _open_schema()
+    except pw.OperationalError as exc:
+        raise Invalid("cannot open the database %s: %s" % (path, exc),
+                      "database_unusable") from None
+
+
+def _open_schema():
     with db.connection_context():
         with db.atomic():
             # An existing database is migrated first, so create_tables below only adds the
@@ -1338,18 +1354,57 @@ def all_competitions():
     return [c.to_dict() for c in Competencia.select().order_by(Competencia.id)]
 
 
+_ARRIVALS_SQL = ("SELECT r.equipo_id, COUNT(*) FROM registro_tiempo AS r "
+                 "JOIN equipo AS e ON e.id = r.equipo_id WHERE e.competencia_id = ? "
+                 "GROUP BY r.equipo_id")
+# Each app record's implied start on the phone's clock (timestamp - tiempo) minus the server's
+# started_at, in ms, for the records received since the current start.
+_IMPLIED_START_SQL = (
+    "SELECT r.juez_id, CAST(ROUND((julianday(r.timestamp) - julianday(?)) * 86400000) AS INTEGER)"
+    " - r.tiempo FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
+    "WHERE e.competencia_id = ? AND r.origen = 'app' AND r.received_at >= ? AND r.tiempo > 0")
+
+
 def competition_judges(competencia_id):
+    """The judges board, as far as the database knows it: ``{"competencia", "jueces",
+    "registros_tras_final"}``. Each judge: id, nombre, username, activo, its teams each with
+    ``registros`` (records that arrived for it) and ``inicio_implicito_ms``: the median over
+    its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
+    phone's clock (null without records since the current start). ``registros_tras_final``
+    counts records received after the race was stopped (they are stored, and count unless
+    the results were official)."""
     comp = get_competencia(competencia_id)
     jueces = (Juez.select(Juez, User).join(User)
               .where(Juez.competencia == comp.id).order_by(Juez.id))
+    arrivals = dict(db.execute_sql(_ARRIVALS_SQL, (comp.id,)).fetchall())
     equipos = {}
     for equipo in Equipo.select().where(Equipo.competencia == comp.id).order_by(Equipo.dorsal):
-        equipos.setdefault(equipo.juez_id, []).append(equipo.to_dict())
-    return comp.to_dict(), [
+        equipos.setdefault(equipo.juez_id, []).append(
+            dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0)))
+    implied = defaultdict(list)
+    late = 0
+    if comp.started_at is not None:
+        started = db_text(comp.started_at)
+        for juez_id, lag in db.execute_sql(_IMPLIED_START_SQL, (started, comp.id, started)):
+            implied[juez_id].append(lag)
+        if comp.finished_at is not None:
+            late = db.execute_sql(
+                "SELECT COUNT(*) FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id"
+                " WHERE e.competencia_id = ? AND r.received_at > ?",
+                (comp.id, db_text(comp.finished_at))).fetchone()[0]
+    return {"competencia": comp.to_dict(), "registros_tras_final": late, "jueces": [
         {"id": j.id, "nombre": j.nombre, "username": j.user.username, "activo": j.is_active,
-         "equipos": equipos.get(j.id, [])}
-        for j in jueces
-    ]
+         "equipos": equipos.get(j.id, []),
+         "inicio_implicito_ms": _median(implied.get(j.id))}
+        for j in jueces]}
+
+
+def _median(values):
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) // 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -1443,8 +1498,10 @@ def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
         key = (row["registros_contados"], row["tiempo_total_ms"])
         row["posicion"] = rows[index - 1]["posicion"] if key == previous_key else index + 1
         previous_key = key
+    finished = db_text(comp.finished_at)
+    late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished)
     return {"competencia": comp.to_dict(), "registros_por_equipo": scored_per_team,
-            "clasificacion": rows}
+            "registros_tras_final": late, "clasificacion": rows}
 
 
 # The CSV export's columns, in order: the ranking rows' keys (a spreadsheet gets both the

@@ -17,24 +17,80 @@ ROSTER_COLUMNS = ("juez_usuario", "juez_nombre", "equipo", "dorsal")
 
 
 # -- the roster CSV ------------------------------------------------------------------------------
+ROSTER_OPTIONAL = ("categoria",)
+MAX_ROSTER_BYTES = 2 * 1024 * 1024
+
+
 def read_roster(path):
-    """The rows of a roster CSV file (dicts by column). Invalid if it cannot be used."""
+    """The roster CSV file at ``path``: see :func:`parse_roster`."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise models.Invalid("cannot read %s: %s" % (path, exc), "invalid_roster") from None
-    if not rows:
-        raise models.Invalid("%s has no rows" % path, "invalid_roster")
-    missing = [c for c in ROSTER_COLUMNS if c not in rows[0]]
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ROSTER_BYTES + 1)
+    except OSError as exc:
+        raise models.Invalid("cannot read %s: %s" % (path, exc.strerror or exc),
+                             "invalid_roster") from None
+    return parse_roster(data, str(path))
+
+
+def _header_name(text):
+    return "_".join(text.replace("\ufeff", "").strip().lower().replace("-", " ").split())
+
+
+def parse_roster(data, source="roster"):
+    """Rows of a roster CSV as spreadsheets save it: ``,`` or ``;`` (detected from the header),
+    UTF-8 with or without BOM, or Windows-1252 (Spanish Excel's own), headers in any case and
+    with spaces (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows are dicts
+    with ``line`` (the file's line number) and the columns; notes say what was assumed.
+    Invalid, saying exactly what is wrong, when it cannot be used."""
+    if len(data) > MAX_ROSTER_BYTES:
+        raise models.Invalid("%s is larger than %d MiB: not a roster" % (
+            source, MAX_ROSTER_BYTES // 2**20), "invalid_roster")
+    notes = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+        notes.append("%s is not UTF-8: read as Windows-1252 (Excel's encoding); check the "
+                     "accents of the names" % source)
+    lines = text.splitlines()
+    header = next((line for line in lines if line.strip()), "")
+    if not header:
+        raise models.Invalid("%s is empty" % source, "invalid_roster")
+    delimiter = ";" if header.count(";") > header.count(",") else ","
+    try:
+        table = list(csv.reader(lines, delimiter=delimiter))
+    except csv.Error as exc:
+        raise models.Invalid("%s is not a CSV file: %s" % (source, exc), "invalid_roster") from None
+    names = []
+    start = next(i for i, row in enumerate(table) if any(cell.strip() for cell in row))
+    names = [_header_name(cell) for cell in table[start]]
+    missing = [c for c in ROSTER_COLUMNS if c not in names]
     if missing:
-        raise models.Invalid("%s lacks columns: %s (expected %s)" % (
-            path, ", ".join(missing), ", ".join(ROSTER_COLUMNS)), "invalid_roster")
-    return rows
+        raise models.Invalid("%s lacks columns: %s (its header has: %s; separated by %r; "
+                             "expected %s)" % (source, ", ".join(missing),
+                                               ", ".join(n or "(empty)" for n in names),
+                                               delimiter, ", ".join(ROSTER_COLUMNS)),
+                             "invalid_roster")
+    rows = []
+    for number, cells in enumerate(table[start + 1:], start=start + 2):
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines spreadsheets leave at the end
+        if len(cells) > len(names) and any(cell.strip() for cell in cells[len(names):]):
+            raise models.Invalid("%s line %d has %d cells, the header %d (a %r inside a name? "
+                                 "quote it)" % (source, number, len(cells), len(names),
+                                                delimiter), "invalid_roster")
+        row = {name: (cells[i].strip() if i < len(cells) else "")
+               for i, name in enumerate(names) if name}
+        row["line"] = number
+        rows.append(row)
+    if not rows:
+        raise models.Invalid("%s has a header but no rows" % source, "invalid_roster")
+    return rows, notes
 
 
 def import_roster(rows, competencia_id, source="roster"):
-    """Judges and teams from roster rows into a competition, all or nothing.
+    """Judges and teams from roster rows (:func:`parse_roster`) into a competition, all or
+    nothing.
 
     A judge already in the competition is reused; a team already there with the same dorsal,
     name and judge is skipped, so importing the same roster again adds nothing. Returns
@@ -42,31 +98,42 @@ def import_roster(rows, competencia_id, source="roster"):
     nombre], ...]}`` with a generated password for each new judge (shown to nobody else).
     """
     models.get_competencia(competencia_id)
-    credentials, judges, teams = [], {}, 0
+    credentials, judges, teams, dorsals = [], {}, 0, {}
     with models.db.atomic():
-        for line, row in enumerate(rows, start=2):
-            username = (row["juez_usuario"] or "").strip()
+        for row in rows:
+            line = row.get("line", "?")
+            where = "%s line %s" % (source, line)
+            username = (row.get("juez_usuario") or "").strip()
+            nombre_equipo = (row.get("equipo") or "").strip()
+            for column, value in (("juez_usuario", username), ("equipo", nombre_equipo),
+                                  ("dorsal", (row.get("dorsal") or "").strip())):
+                if not value:
+                    raise models.Invalid("%s: %s is empty" % (where, column), "invalid_roster")
             try:
                 dorsal = int(row["dorsal"])
             except (TypeError, ValueError):
-                raise models.Invalid("%s line %d: dorsal %r is not a number"
-                                     % (source, line, row["dorsal"]), "invalid_roster") from None
-            if not username or not (row["equipo"] or "").strip():
-                raise models.Invalid("%s line %d: juez_usuario and equipo are required"
-                                     % (source, line), "invalid_roster")
+                raise models.Invalid("%s: dorsal %r is not a number" % (where, row["dorsal"]),
+                                     "invalid_roster") from None
+            if not 1 <= dorsal <= 10**9:
+                raise models.Invalid("%s: dorsal %d must be a positive number" % (where, dorsal),
+                                     "invalid_roster")
+            if dorsal in dorsals:
+                raise models.Invalid("%s: dorsal %d is also on line %s" % (
+                    where, dorsal, dorsals[dorsal]), "invalid_roster")
+            dorsals[dorsal] = line
             key = models.username_key(username)
             juez = judges.get(key)
             if juez is None:
                 juez = judges[key] = _roster_judge(username, row, competencia_id, credentials,
-                                                   "%s line %d" % (source, line))
+                                                   where)
             existing = models.Equipo.get_or_none(
                 (models.Equipo.competencia == competencia_id) & (models.Equipo.dorsal == dorsal))
             if existing is not None:
-                if existing.nombre == row["equipo"].strip() and existing.juez_id == juez.id:
+                if existing.nombre == nombre_equipo and existing.juez_id == juez.id:
                     continue  # imported before
-                raise models.Conflict("%s line %d: dorsal %d is already team %r"
-                                      % (source, line, dorsal, existing.nombre), "dorsal_taken")
-            models.create_team(row["equipo"], dorsal, juez.id)
+                raise models.Conflict("%s: dorsal %d is already team %r of this competition"
+                                      % (where, dorsal, existing.nombre), "dorsal_taken")
+            models.create_team(nombre_equipo, dorsal, juez.id)
             teams += 1
     return {"jueces": len(judges), "equipos_nuevos": teams, "credenciales": credentials}
 
@@ -170,10 +237,28 @@ def list_judges(competencia_id=None):
 
 
 def list_teams(competencia_id=None):
-    """Every team (of one competition, or all): the team object plus "juez_id" and
-    "competencia_id", by competition and dorsal."""
+    """Every team (of one competition, or all): the team object plus "juez_id",
+    "juez_usuario" and "competencia_id", by competition and dorsal."""
+    names = dict(models.Juez.select(models.Juez.id, models.User.username)
+                 .join(models.User).tuples())
     query = models.Equipo.select()
     if competencia_id:
         query = query.where(models.Equipo.competencia == competencia_id)
-    return [dict(e.to_dict(), juez_id=e.juez_id, competencia_id=e.competencia_id)
+    return [dict(e.to_dict(), juez_id=e.juez_id, juez_usuario=names.get(e.juez_id),
+                 competencia_id=e.competencia_id)
             for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
+
+
+def find_judge(reference):
+    """A judge by username (case-insensitive) or by id; NotFound naming what was asked."""
+    juez = None
+    text = str(reference).strip()
+    user = models.User.get_or_none(models.User.username_key == models.username_key(text))
+    if user is not None:
+        juez = models.Juez.get_or_none(models.Juez.user == user.id)
+    if juez is None and text.isdigit():
+        juez = models.Juez.get_or_none(models.Juez.id == int(text))
+    if juez is None:
+        raise models.NotFound("no judge %r: give a username or an id from `judge list`" % text,
+                              "judge_not_found")
+    return juez

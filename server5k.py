@@ -10,6 +10,7 @@ race, the server's own API; then prints. Handlers live in ``handlers/``.
 import argparse
 import asyncio
 import csv
+import errno
 import gc
 import getpass
 import json
@@ -56,58 +57,76 @@ class ConfigError(Exception):
     pass
 
 
-def _str(v):
-    return isinstance(v, str) and v != ""
+class CliError(Exception):
+    """A command could not do what was asked: one line on stderr, exit status 1."""
 
 
-def _opt_str(v):
-    return v is None or _str(v)
+class Key:
+    """One config key: its default, and the rule its value must follow, stated in words so that
+    every refusal says exactly what is accepted (ranges included)."""
+
+    def __init__(self, default, words, check):
+        self.default, self.words, self.check = default, words, check
 
 
-def _int_range(lo, hi):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _positive_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 3600
+def Int(default, lo, hi, unit="", zero=None):
+    words = "an integer %d-%d%s%s" % (lo, hi, unit and " " + unit,
+                                      " (0 = %s)" % zero if zero else "")
+    return Key(default, words, lambda v: _is_int(v) and lo <= v <= hi)
 
 
-def _bool(v):
-    return isinstance(v, bool)
+def Number(default, lo, hi, unit=""):
+    words = "a number over %g and up to %g%s" % (lo, hi, unit and " " + unit)
+    return Key(default, words,
+               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo < v <= hi)
 
 
-def _str_list(v):
-    return isinstance(v, list) and all(_str(x) for x in v)
+def Text(default, words, optional=False):
+    return Key(default, words + (" or null" if optional else ""),
+               lambda v: (optional and v is None) or (isinstance(v, str) and v != ""))
 
 
-# section -> key -> (check, expected type in words, default)
+def Flag(default):
+    return Key(default, "true or false", lambda v: isinstance(v, bool))
+
+
+def TextList(default, words):
+    return Key(default, words, lambda v: isinstance(v, list) and all(
+        isinstance(x, str) and x for x in v))
+
+
+# section -> key -> Key. Every key is optional; config.yaml documents each with its default.
 CONFIG_SCHEMA = {
     "server": {
-        "host": (_str, "a host name or address", "127.0.0.1"),
-        "port": (_int_range(1, 65535), "an integer port 1-65535", 8000),
-        "tls_cert": (_opt_str, "a file path or null", None),
-        "tls_key": (_opt_str, "a file path or null", None),
-        "ws_ping_interval_s": (_positive_number, "seconds (number > 0)", 20),
-        "allowed_origins": (_str_list, "a list of origins ([] = any)", []),
-        "cors_origins": (_str_list, "a list of origins or [\"*\"]", ["*"]),
+        "host": Text("127.0.0.1", "a host name or address"),
+        "port": Int(8000, 1, 65535),
+        "tls_cert": Text(None, "a PEM file path", optional=True),
+        "tls_key": Text(None, "a PEM file path", optional=True),
+        "ws_ping_interval_s": Number(20, 0, 3600, "seconds"),
+        "allowed_origins": TextList([], "a list of origins ([] = any)"),
+        "cors_origins": TextList(["*"], 'a list of origins or ["*"]'),
     },
     "database": {
-        "path": (_str, "a file path", "server5k.db"),
+        "path": Text("server5k.db", "a file path"),
     },
     "auth": {
-        "access_token_lifetime_s": (_int_range(10, 7 * 86400), "seconds (integer)", 300),
-        "refresh_token_lifetime_s": (_int_range(60, 365 * 86400), "seconds (integer)", 86400),
-        "rotate_refresh_tokens": (_bool, "true or false", False),
+        "access_token_lifetime_s": Int(300, 10, 7 * 86400, "seconds"),
+        "refresh_token_lifetime_s": Int(86400, 60, 365 * 86400, "seconds"),
+        "rotate_refresh_tokens": Flag(False),
     },
     "race": {
-        "max_records_per_submission": (_int_range(1, 1000), "an integer 1-1000", 15),
-        "records_scored_per_team": (_int_range(1, 1000), "an integer 1-1000", 15),
-        "impossible_time_tolerance_ms": (_int_range(0, 3_600_000),
-                                         "milliseconds 0-3600000", 5000),
+        "max_records_per_submission": Int(15, 1, 1000),
+        "records_scored_per_team": Int(15, 1, 1000),
+        "impossible_time_tolerance_ms": Int(5000, 0, 3_600_000, "ms"),
+        "start_lag_alert_ms": Int(2000, 0, 3_600_000, "ms"),
     },
     "limits": {
-        "login_per_minute": (_int_range(0, 100000), "an integer >= 0 (0 = off)", 20),
-        "submissions_per_minute": (_int_range(0, 100000), "an integer >= 0 (0 = off)", 120),
+        "login_per_minute": Int(20, 0, 100000, zero="off"),
+        "submissions_per_minute": Int(120, 0, 100000, zero="off"),
     },
 }
 
@@ -121,20 +140,33 @@ def read_yaml(text):
     return yaml.load(text, Loader=_YAML_LOADER)
 
 
-def default_config_path():
-    return Path(os.environ.get("SERVER5K_CONFIG") or HERE / "config.yaml")
+DEFAULT_CONFIG = HERE / "config.yaml"
+
+
+def config_path(given=None):
+    """The config file: ``--config``, else $SERVER5K_CONFIG, else config.yaml here."""
+    return Path(given or os.environ.get("SERVER5K_CONFIG") or DEFAULT_CONFIG)
 
 
 def load_config(path=None, overrides=None):
     """Read and check a config file. Returns a dict of sections with every key filled in.
 
-    Relative file paths in the config are taken relative to the config file's folder.
+    A file named by ``--config`` or $SERVER5K_CONFIG must exist (a typo must never serve an
+    empty event on defaults); only the shipped config.yaml may be absent. Relative file paths
+    in the config are taken relative to the config file's folder.
     """
-    path = Path(path) if path else default_config_path()
+    where = "--config" if path else "$SERVER5K_CONFIG"
+    path = config_path(path)
+    if not path.is_file() and path != DEFAULT_CONFIG:
+        raise ConfigError("config file %s (from %s) does not exist; check the name, or copy "
+                          "config.yaml there" % (path, where))
     try:
         raw = read_yaml(path.read_text(encoding="utf-8")) if path.exists() else {}
     except yaml.YAMLError as exc:
-        raise ConfigError("%s is not valid YAML: %s" % (path, exc)) from None
+        raise ConfigError("%s is not valid YAML: %s" % (
+            path, " ".join(str(exc).split()))) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("cannot read config file %s: %s" % (path, exc)) from None
     raw = raw or {}
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
@@ -153,11 +185,11 @@ def load_config(path=None, overrides=None):
             if key not in keys:
                 raise ConfigError("%s: unknown config key '%s.%s'" % (path, section, key))
         config[section] = {}
-        for key, (check, words, default) in keys.items():
-            value = given.get(key, default)
-            if not check(value):
+        for key, rule in keys.items():
+            value = given.get(key, rule.default)
+            if not rule.check(value):
                 raise ConfigError("%s: config key '%s.%s' must be %s, not %r"
-                                  % (path, section, key, words, value))
+                                  % (path, section, key, rule.words, value))
             config[section][key] = value
     base = path.resolve().parent
     for section, key in (("database", "path"), ("server", "tls_cert"), ("server", "tls_key")):
@@ -296,7 +328,17 @@ async def serve(config, demo=False, ready=None):
     server = make_server(app, config)
     # A venue's phones reconnect together after a Wi-Fi drop: a deep accept queue (Tornado's
     # default is 128) keeps their connection attempts from being dropped and retried seconds later.
-    server.listen(config["server"]["port"], config["server"]["host"], backlog=LISTEN_BACKLOG)
+    try:
+        server.listen(config["server"]["port"], config["server"]["host"],
+                      backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        close_app(app)
+        busy = exc.errno == errno.EADDRINUSE
+        raise CliError("cannot listen on %s:%d: %s%s" % (
+            config["server"]["host"], config["server"]["port"],
+            "the address is already in use" if busy else exc.strerror or exc,
+            " (is another `serve` running? stop it, or set server.port)" if busy else ""))
+
     # Everything built so far (modules, routes, models) lives as long as the process: move it out
     # of the garbage collector's view, so a full collection (which can come at any allocation,
     # e.g. mid-request on race day) only walks what was created since.
@@ -380,10 +422,6 @@ def print_demo(creds, config):
 # ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
-class CliError(Exception):
-    pass
-
-
 def emit(args, obj, text):
     print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text)
 
@@ -473,17 +511,18 @@ def cmd_judge(args, config):
 
 def cmd_team(args, config):
     if args.action == "add":
-        equipo = models.create_team(args.name, args.dorsal, args.judge)
+        juez = roster.find_judge(args.judge)
+        equipo = models.create_team(args.name, args.dorsal, juez.id)
         obj = dict(equipo.to_dict(), juez_id=equipo.juez_id, competencia_id=equipo.competencia_id)
-        emit(args, obj, "team %d created: %s (dorsal %d, judge %d)" % (
-            equipo.id, equipo.nombre, equipo.dorsal, equipo.juez_id))
+        emit(args, obj, "team %d created: %s (dorsal %d, judge %s, competition %d)" % (
+            equipo.id, equipo.nombre, equipo.dorsal, juez.user.username, equipo.competencia_id))
     else:
         rows = roster.list_teams(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for r in [] if args.json else rows:
-            print("%4d  dorsal %-5d %-30s judge %s  competition %d" % (
-                r["id"], r["dorsal"], r["nombre"], r["juez_id"], r["competencia_id"]))
+            print("%4d  dorsal %-5d %-30s judge %-20s competition %d" % (
+                r["id"], r["dorsal"], r["nombre"], r["juez_usuario"] or "-", r["competencia_id"]))
 
 
 CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
@@ -499,16 +538,35 @@ def write_credentials(handle, rows):
 def cmd_import(args, config):
     """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file."""
     path = Path(args.roster)
-    creds_path = Path(args.credentials or path.with_name(path.stem + "-credenciales.csv"))
-    if creds_path.exists():
-        raise CliError("%s already exists; move it away or pass --credentials" % creds_path)
-    result = roster.import_roster(roster.read_roster(path), args.competition, source=str(path))
+    rows, notes = roster.read_roster(path)
+    for note in notes:
+        print("note: %s" % note)
+    with models.db.connection_context():
+        result = roster.import_roster(rows, args.competition, source=str(path))
+    creds_path = None
     if result["credenciales"]:
+        creds_path = credentials_file(args.credentials, path)
         write_private(creds_path, lambda handle: write_credentials(handle, result["credenciales"]),
                       exclusive=True)
     print("imported %d judges (%d new) and %d teams into competition %d%s" % (
         result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
-        ("; new passwords in %s (mode 0600)" % creds_path) if result["credenciales"] else ""))
+        ("; new passwords in %s (mode 0600)" % creds_path) if creds_path else ""))
+
+
+def credentials_file(given, roster_path):
+    """Where new judges' passwords go: ``--credentials``, else ROSTER-credenciales.csv beside
+    the roster, or -2, -3... when that exists (a file of passwords is never overwritten)."""
+    if given:
+        if Path(given).exists():
+            raise CliError("%s already exists; passwords are never written over a file: pass "
+                           "another --credentials" % given)
+        return Path(given)
+    for n in range(1, 1000):
+        candidate = roster_path.with_name("%s-credenciales%s.csv" % (
+            roster_path.stem, "" if n == 1 else "-%d" % n))
+        if not candidate.exists():
+            return candidate
+    raise CliError("too many credentials files beside %s; pass --credentials" % roster_path)
 
 
 # -- race: talks to the running server over HTTP as an organizer ---------------------------------
@@ -546,7 +604,7 @@ class ServerSession:
     same API the console uses. Errors become one-line CliErrors."""
 
     def __init__(self, args, config):
-        self.url = (getattr(args, "url", None) or base_url(config)).rstrip("/")
+        self.url = server_url(getattr(args, "url", None), config)
         self.context = client_context(config)
         user = getattr(args, "user", None) or os.environ.get("SERVER5K_USER")
         password = getattr(args, "password", None) or os.environ.get("SERVER5K_PASSWORD")
@@ -565,9 +623,17 @@ class ServerSession:
         status, answer = http_json(method, self.url + path, body, token=self.token,
                                    context=self.context)
         if status >= 300:
-            raise CliError("%s failed (%d %s): %s" % (what or path, status, answer.get("code"),
-                                                      answer.get("detail")))
+            code = answer.get("code")
+            words = CLI_WORDS.get(code)
+            raise CliError("%s failed (%d %s): %s" % (
+                what or path, status, code,
+                words.format(id=self.id_in(path)) if words else answer.get("detail")))
         return answer
+
+    @staticmethod
+    def id_in(path):
+        parts = [part for part in path.split("/") if part.isdigit()]
+        return parts[0] if parts else "ID"
 
     def text(self, path, what=None):
         """A non-JSON answer (CSV) as text."""
@@ -583,10 +649,45 @@ class ServerSession:
                 self.url, getattr(exc, "reason", exc))) from None
 
 
+# What the command line says for a server's error code, in its own words (the server's detail
+# speaks of the API: "use force" means `--force` here).
+CLI_WORDS = {
+    "race_already_running": "the race is already running",
+    "race_finished": "the race has finished; `race reset {id}` puts it back to scheduled "
+                     "before starting it again",
+    "race_not_running": "the race is not running",
+    "records_since_start": "times have arrived since the start; `race reset {id} --force` "
+                           "resets anyway (every record is kept)",
+    "results_official": "the results are official; `results reopen {id} --reason R` first",
+    "race_not_finished": "stop the race first: `race stop {id}`",
+    "race_not_started": "the race has not started: there is no start to shift",
+    "organizer_only": "that user is not an organizer (`organizer add USERNAME` makes one)",
+    "token_expired": "the login expired; run the command again",
+}
+
+
+def server_url(given, config):
+    """The running server's base URL: ``--url`` (``http://`` assumed when it has no scheme),
+    else the config's own address."""
+    url = (given or base_url(config)).strip().rstrip("/")
+    if "://" not in url:
+        url = ("https://" if config["server"]["tls_cert"] else "http://") + url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise CliError("--url must start with http:// or https://, not %s://" % scheme)
+    return url
+
+
 def race_line(comp):
-    return "competition %d %s: %s%s" % (comp["id"], comp["nombre"], comp["estado"],
-                                        (" since %s" % comp["started_at"])
-                                        if comp["started_at"] else "")
+    """One line for a competition's race state, with the moments that matter in it."""
+    if comp["estado"] == models.ESTADO_FINALIZADA:
+        when = " at %s (started %s)" % (comp["finished_at"], comp["started_at"])
+    elif comp["started_at"]:
+        when = " since %s" % comp["started_at"]
+    else:
+        when = ""
+    return "competition %d %s: %s%s%s" % (comp["id"], comp["nombre"], comp["estado"], when,
+                                          "; results official" if comp.get("oficial") else "")
 
 
 def cmd_race(args, config):
@@ -611,18 +712,38 @@ def cmd_race(args, config):
     comp = answer["competencia"]
     print(race_line(comp))
     if args.action == "status":
-        print("judges connected: %d of %d" % (answer["conectados"], len(answer["jueces"])))
-        for juez in answer["jueces"]:
-            print("  %-3s %4d  %-20s %s" % (
-                "OK" if juez["conectado"] else "--", juez["id"], juez["username"],
-                ("%d socket(s), last at %s" % (juez["sockets"], juez["ultima_conexion"]))
-                if juez["conectado"] else "not connected"))
+        print(format_board(answer))
     elif args.action == "shift":
         print("%s ms added to %d records%s" % (
             "%+d" % body["delta_ms"], answer["registros_afectados"],
             "" if args.judge is not None else "; the start is now %s" % comp["started_at"]))
     else:
         print("judge sockets notified: %d" % answer["notificados"])
+
+
+def format_board(board):
+    """``race status``: who is connected and, once started, who heard the start when."""
+    started = board["competencia"]["started_at"] is not None
+    lines = ["judges connected: %d of %d" % (board["conectados"], len(board["jueces"]))]
+    for juez in board["jueces"]:
+        line = "  %-3s %4d  %-20s %s" % (
+            "OK" if juez["conectado"] else "--", juez["id"], juez["username"],
+            ("%d socket(s), last at %s" % (juez["sockets"], juez["ultima_conexion"]))
+            if juez["conectado"] else "not connected")
+        if started:
+            heard, implied = juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]
+            line += "; heard the start %s; records imply a stopwatch %s" % (
+                "%+.1f s after it" % (heard / 1000.0) if heard is not None else "never",
+                "%+.1f s off" % (implied / 1000.0) if implied is not None else "(no records)")
+            if juez["alerta"]:
+                line += "  ALERT: check it (race shift ID --by D --judge %d --reason R)" % (
+                    juez["id"])
+        lines.append(line)
+    if board.get("registros_tras_final"):
+        lines.append("%d records arrived after the stop (stored, and counted unless the results "
+                     "are official: results official ID freezes them)"
+                     % board["registros_tras_final"])
+    return "\n".join(lines)
 
 
 def duration(text, signed=False):
@@ -764,10 +885,7 @@ def results_official(args, config):
 def format_results(result):
     """The standings as a plain-text table for a terminal."""
     comp = result["competencia"]
-    lines = ["%s (competition %d): %s%s; best %d times count" % (
-        comp["nombre"], comp["id"], comp["estado"],
-        (" since %s" % comp["started_at"]) if comp["started_at"] else "",
-        result["registros_por_equipo"])]
+    lines = ["%s; best %d times count" % (race_line(comp), result["registros_por_equipo"])]
     rows = result["clasificacion"]
     if not rows:
         return lines[0] + "\nno teams"
@@ -811,7 +929,7 @@ def create_simulation_judges(config, judges, competencia_id=None):
 
 def cmd_simulate(args, config):
     """Rehearse race day: N virtual judges log in, connect, wait for the start, send times."""
-    url = (args.url or base_url(config)).rstrip("/")
+    url = server_url(args.url, config)
     competencia_id = args.competition
     if args.create_demo:
         print("creating or reusing %d rehearsal judges (%s1..%s%d) ..." % (
@@ -855,75 +973,97 @@ def cmd_serve(args, config):
     asyncio.run(serve(config, demo=args.demo))
 
 
+ENV_HELP = ("Commands marked (server) talk to the running server as an organizer: "
+            "--user/--password, or SERVER5K_USER and SERVER5K_PASSWORD in the environment; the "
+            "address comes from the config (--url to override). The others work on the "
+            "database directly, with or without a running server.")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="server5k.py", description="Server5K race timing")
-    parser.add_argument("--config", help="config file (default: $SERVER5K_CONFIG or config.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="server5k.py", description="Server5K race timing. " + ENV_HELP,
+        epilog="python server5k.py COMMAND --help tells more about each command.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file (default: $SERVER5K_CONFIG, else config.yaml beside "
+                             "server5k.py); a file named here must exist")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the server")
-    p.add_argument("--demo", action="store_true", help="create the demo event and print its logins")
+    p = sub.add_parser("serve", help="run the server (Ctrl-C stops it gracefully)")
+    p.add_argument("--demo", action="store_true",
+                   help="create the demo event (once) and print its logins")
     p.set_defaults(func=cmd_serve)
-    sub.add_parser("init-db", help="create or migrate the database").set_defaults(func=cmd_init_db)
-    sub.add_parser("demo", help="create the demo event, print its logins").set_defaults(
-        func=cmd_demo)
-    p = sub.add_parser("backup", help="copy the database to FILE (safe while serving)")
-    p.add_argument("file", metavar="FILE")
+    sub.add_parser("init-db", help="create or migrate the database, and its signing secret "
+                   "unless SERVER5K_SECRET_KEY is set").set_defaults(func=cmd_init_db)
+    sub.add_parser("demo", help="create the demo event (once) and print its logins, without "
+                   "serving").set_defaults(func=cmd_demo)
+    p = sub.add_parser("backup", help="a consistent copy of the database in FILE (safe while "
+                       "the server runs)")
+    p.add_argument("file", metavar="FILE", help="where to write the copy (must not exist)")
     p.set_defaults(func=cmd_backup)
 
-    comp = sub.add_parser("competition", help="competitions").add_subparsers(
-        dest="action", required=True)
-    p = comp.add_parser("add")
-    p.add_argument("name")
-    p.add_argument("--date", help="ISO 8601 start date and time")
-    p.add_argument("--json", action="store_true")
-    p = comp.add_parser("list")
-    p.add_argument("--json", action="store_true")
+    comp = sub.add_parser("competition", help="create and list competitions").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = comp.add_parser("add", help="a new competition")
+    p.add_argument("name", help="its name, as the results page shows it")
+    p.add_argument("--date", metavar="ISO",
+                   help="the scheduled start, ISO 8601: 2026-12-20T09:00:00+01:00")
+    p.add_argument("--json", action="store_true", help="print it as one JSON line")
+    p = comp.add_parser("list", help="every competition")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
     for p in comp.choices.values():
         p.set_defaults(func=cmd_competition)
 
-    p = sub.add_parser("organizer", help="organizers").add_subparsers(dest="action", required=True)
-    p = p.add_parser("add")
+    p = sub.add_parser("organizer", help="organizer accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = p.add_parser("add", help="a new organizer (may start, stop and correct races)")
     p.add_argument("username")
-    p.add_argument("--password")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--password", help="at least 8 characters (default: generated and printed "
+                   "once)")
+    p.add_argument("--json", action="store_true", help="print it as one JSON line")
     p.set_defaults(func=cmd_organizer)
 
-    judge = sub.add_parser("judge", help="judges").add_subparsers(dest="action", required=True)
-    p = judge.add_parser("add")
+    judge = sub.add_parser("judge", help="judge accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = judge.add_parser("add", help="a new judge of a competition")
+    p.add_argument("username", help="what the judge types to log in (case-insensitive)")
+    p.add_argument("--competition", type=int, required=True, metavar="ID",
+                   help="the competition's id (competition list)")
+    p.add_argument("--name", help="the judge's name (default: the username)")
+    p.add_argument("--password", help="at least 8 characters (default: generated and printed "
+                   "once)")
+    p.add_argument("--json", action="store_true", help="print it as one JSON line")
+    p = judge.add_parser("list", help="judges, with their usernames and competitions")
+    p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
+    p = judge.add_parser("passwd", help="a new password for any user")
     p.add_argument("username")
-    p.add_argument("--competition", type=int, required=True)
-    p.add_argument("--name")
-    p.add_argument("--password")
-    p.add_argument("--json", action="store_true")
-    p = judge.add_parser("list")
-    p.add_argument("--competition", type=int)
-    p.add_argument("--json", action="store_true")
-    p = judge.add_parser("passwd")
-    p.add_argument("username")
-    p.add_argument("--password")
+    p.add_argument("--password", help="default: asked on a terminal, else generated and "
+                   "printed once")
     for p in judge.choices.values():
         p.set_defaults(func=cmd_judge)
 
-    team = sub.add_parser("team", help="teams").add_subparsers(dest="action", required=True)
-    p = team.add_parser("add")
-    p.add_argument("name")
-    p.add_argument("--dorsal", type=int, required=True)
-    p.add_argument("--judge", type=int, required=True, metavar="JUEZ_ID")
-    p.add_argument("--json", action="store_true")
-    p = team.add_parser("list")
-    p.add_argument("--competition", type=int)
-    p.add_argument("--json", action="store_true")
+    team = sub.add_parser("team", help="teams, their status and penalties").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = team.add_parser("add", help="a new team, timed by one judge")
+    p.add_argument("name", help="the team's name")
+    p.add_argument("--dorsal", type=int, required=True, metavar="N",
+                   help="its number, unique in the competition")
+    p.add_argument("--judge", required=True, metavar="JUDGE",
+                   help="the judge who times it: username or id (judge list)")
+    p.add_argument("--json", action="store_true", help="print it as one JSON line")
+    p = team.add_parser("list", help="teams with their judges")
+    p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
     for p in team.choices.values():
         p.set_defaults(func=cmd_team)
-    p = team.add_parser("status", help="ok, dns, dnf or dsq (on the running server)")
+    p = team.add_parser("status", help="(server) ok, dns, dnf or dsq")
     p.add_argument("eid", type=int, metavar="EID")
     p.add_argument("estado", choices=models.ESTADOS_EQUIPO)
     p.add_argument("--reason", required=True, help="why (kept in the history)")
     add_session_arguments(p)
     p.set_defaults(func=cmd_team_correction)
-    p = team.add_parser("penalty", help="a time penalty added to the team's total (on the "
-                        "running server)")
+    p = team.add_parser("penalty", help="(server) a time penalty added to the team's total")
     p.add_argument("eid", type=int, metavar="EID")
     p.add_argument("ms", metavar="D", help="milliseconds or clock text: 20s, -1.5s, 1:00; 0 "
                    "clears it")
@@ -931,13 +1071,15 @@ def build_parser():
     add_session_arguments(p)
     p.set_defaults(func=cmd_team_correction)
 
-    records = sub.add_parser("records", help="records and their corrections (on the running "
-                             "server)").add_subparsers(dest="action", required=True)
+    records = sub.add_parser("records", help="(server) records and their corrections",
+                             description="Records and their corrections on the running "
+                                         "server. " + ENV_HELP).add_subparsers(
+        dest="action", required=True, metavar="ACTION")
     p = records.add_parser("list", help="a competition's records, oldest first")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
     p.add_argument("--team", type=int, metavar="EID")
     p = records.add_parser("add", help="a paper time")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
     p.add_argument("--team", type=int, metavar="EID", required=True)
     p.add_argument("--tiempo", required=True, metavar="T",
                    help="milliseconds or clock text: 19:45.2, 0:19:45.200")
@@ -960,20 +1102,26 @@ def build_parser():
         add_session_arguments(p)
         p.set_defaults(func=cmd_records)
 
-    p = sub.add_parser("audit", help="a competition's history (from the running server)")
-    p.add_argument("id", type=int, metavar="ID")
+    p = sub.add_parser("audit", help="(server) a competition's history: who, when, why")
+    p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
     p.add_argument("--csv", metavar="FILE", help="write it as CSV to FILE")
     add_session_arguments(p)
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("import", help="judges and teams from a roster CSV")
+    p = sub.add_parser("import", help="judges and teams from a roster CSV (all or nothing)",
+                       description="Columns juez_usuario, juez_nombre, equipo, dorsal (and "
+                       "optionally categoria), one row per team; separated by , or ; "
+                       "(detected); UTF-8 or Windows-1252; headers in any case. Importing the "
+                       "same roster again adds nothing.")
     p.add_argument("roster", metavar="ROSTER.csv")
-    p.add_argument("--competition", type=int, required=True)
-    p.add_argument("--credentials", help="where to write new passwords (CSV, mode 0600)")
+    p.add_argument("--competition", type=int, required=True, metavar="ID",
+                   help="the competition's id (competition list)")
+    p.add_argument("--credentials", metavar="FILE",
+                   help="where to write new judges' passwords (CSV, mode 0600; default "
+                        "ROSTER-credenciales.csv beside the roster, never overwritten)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("simulate", help="rehearse an event: N virtual judges against the "
-                       "running server")
+    p = sub.add_parser("simulate", help="(server) rehearse an event: N virtual judges")
     p.add_argument("--judges", type=int, required=True, metavar="N")
     p.add_argument("--competition", type=int, metavar="ID",
                    help="the competition (default: the demo one with --create-demo)")
@@ -993,11 +1141,17 @@ def build_parser():
                    help="how long to wait for the start (default 600)")
     p.set_defaults(func=cmd_simulate)
 
-    race = sub.add_parser("race", help="start/stop/reset/status/shift on the running server")
-    race_sub = race.add_subparsers(dest="action", required=True)
-    for action in ("start", "stop", "status", "reset", "shift"):
-        p = race_sub.add_parser(action)
-        p.add_argument("id", type=int, metavar="ID")
+    race = sub.add_parser("race", help="(server) start, stop, reset, shift, status",
+                          description="Race control on the running server. " + ENV_HELP)
+    race_sub = race.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, words in (
+            ("start", "start the race: every judge's phone hears carrera.iniciada"),
+            ("stop", "end the race (carrera.finalizada); later times are still stored"),
+            ("status", "who is connected, before you fire the start"),
+            ("reset", "a false start: back to scheduled (carrera.cancelada)"),
+            ("shift", "a late or early start: add D to the times (and move the start)")):
+        p = race_sub.add_parser(action, help=words, description=words + ". " + ENV_HELP)
+        p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
         if action == "reset":
             p.add_argument("--force", action="store_true",
                            help="reset even though records arrived (they are kept)")
@@ -1010,11 +1164,15 @@ def build_parser():
         add_session_arguments(p)
         p.set_defaults(func=cmd_race)
 
-    p = sub.add_parser("results", help="the standings of a competition; `results official ID` "
-                       "and `results reopen ID --reason R` on the running server")
+    p = sub.add_parser("results", help="the standings; (server) results official ID, results "
+                       "reopen ID --reason R",
+                       description="results ID prints the standings (or --csv FILE, --json); "
+                       "results official ID freezes them for the awards and results reopen ID "
+                       "--reason R reopens them, on the running server. " + ENV_HELP)
     p.add_argument("what", metavar="ID", help="the competition, or official / reopen")
     p.add_argument("id", nargs="?", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE")
+    p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE (the same "
+                   "file as the page's download)")
     p.add_argument("--reason", help="why (results official/reopen; kept in the history)")
     add_session_arguments(p)
     p.set_defaults(func=cmd_results)

@@ -30,6 +30,9 @@ class RaceHub:
         self._by_juez = defaultdict(set)
         self._by_competencia = defaultdict(set)
         self._last_connected = {}
+        # competition -> {juez_id: when the server first handed one of the judge's sockets
+        # carrera.iniciada for the current start (broadcast or replay on connect)}
+        self._heard_start = defaultdict(dict)
         self._locks = defaultdict(asyncio.Lock)
         self._listeners = []
 
@@ -73,13 +76,26 @@ class RaceHub:
         sockets = list(self._by_competencia.get(comp["id"], ()))
         if kind == "carrera.iniciada":
             sockets = [s for s in sockets if s.start_seen != comp["started_at"]]
+        if kind != "carrera.finalizada":  # a new start, or none: nobody has heard it yet
+            self._heard_start.pop(comp["id"], None)
         notified = self._send_all(sockets, kind, self.event_data(kind, comp))
         for sock in sockets:
             sock.start_seen = comp["started_at"]
+            if kind == "carrera.iniciada":
+                self.heard_start(sock)
         self._notify_listeners(comp["id"], "estado", comp)
         log.info("competencia %s: %s -> %s, %d sockets notified", comp["id"],
                  previous and previous["estado"], comp["estado"], notified)
         return notified
+
+    def heard_start(self, sock):
+        """Note that ``sock`` was handed the current start (the first time counts)."""
+        self._heard_start[sock.competencia_id].setdefault(sock.juez_id, models.utcnow())
+
+    def start_heard_at(self, competencia_id, juez_id):
+        """When a judge's app was first handed the current start, or None (since this process
+        started: a restart forgets, and replays the start to whoever reconnects)."""
+        return self._heard_start.get(competencia_id, {}).get(juez_id)
 
     @staticmethod
     def event_data(kind, comp):

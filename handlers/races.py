@@ -46,15 +46,25 @@ class RaceActionHandler(OrganizerHandler):
 
 
 class JuecesHandler(OrganizerHandler):
-    """GET (organizer) -> the competition's judges with whether their app is connected now."""
+    """GET (organizer) -> the judges board: each judge's app connected now or not, and, for the
+    current start, when it heard ``carrera.iniciada`` and how late its stopwatch started."""
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
-        comp, jueces = await self.db_read(models.competition_judges, cid)
-        comp = self.hub.competition(cid) or comp
-        for juez in jueces:
+        board = await self.db_read(models.competition_judges, cid)
+        comp = self.hub.competition(cid) or board["competencia"]
+        started = models.parse_timestamp(comp["started_at"]) if comp["started_at"] else None
+        alert_ms = self.config["race"]["start_lag_alert_ms"]
+        for juez in board["jueces"]:
             juez["sockets"] = self.hub.sockets_of(juez["id"])
             juez["conectado"] = juez["sockets"] > 0
             juez["ultima_conexion"] = models.iso(self.hub.last_connected(juez["id"]))
-        self.write_json({"competencia": comp, "jueces": jueces,
-                         "conectados": sum(1 for j in jueces if j["conectado"])})
+            heard = self.hub.start_heard_at(cid, juez["id"]) if started else None
+            juez["inicio_notificado_en"] = models.iso(heard)
+            juez["retraso_inicio_ms"] = (
+                (heard - started) // models.dt.timedelta(milliseconds=1) if heard else None)
+            juez["alerta"] = any(lag is not None and lag > alert_ms for lag in (
+                juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]))
+        board["competencia"] = comp
+        board["conectados"] = sum(1 for j in board["jueces"] if j["conectado"])
+        self.write_json(board)

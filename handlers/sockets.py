@@ -75,6 +75,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         if comp["estado"] == models.ESTADO_EN_CURSO:
             self.send("carrera.iniciada", self.hub.event_data("carrera.iniciada", comp))
             self.start_seen = comp["started_at"]
+            self.hub.heard_start(self)
         log.info("juez %s connected (%d sockets)", self.juez_id, self.hub.sockets_of(self.juez_id))
 
     def on_message(self, text):

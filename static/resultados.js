@@ -27,6 +27,7 @@
   var actualizadoEl = document.getElementById('actualizado');
   var reglaEl = document.getElementById('regla');
   var oficialEl = document.getElementById('oficial');
+  var trasFinalEl = document.getElementById('tras-final');
 
   var competencia = null;
   var offsetMs = 0;        // server clock minus this device's clock
@@ -78,6 +79,10 @@
     estadoEl.className = 'estado estado-' + competencia.estado;
     oficialEl.textContent = competencia.oficial ? 'Resultados oficiales' : 'Resultados provisionales';
     oficialEl.className = 'oficial' + (competencia.oficial ? ' es-oficial' : '');
+    var late = data.registros_tras_final || 0;
+    trasFinalEl.hidden = !late;
+    trasFinalEl.textContent = late === 1 ? '1 tiempo llegó después del final' :
+      late + ' tiempos llegaron después del final';
     reglaEl.textContent = 'Puntúan los ' + data.registros_por_equipo + ' mejores tiempos de cada ' +
       'equipo: primero quien tenga más llegadas, luego el menor tiempo total; igual total, igual puesto.';
     tickClock();

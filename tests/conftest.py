@@ -21,7 +21,8 @@ SECRET = "test-secret-" + "x" * 60
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVER5K_SECRET_KEY", SECRET)
-    return server5k.load_config(tmp_path / "absent.yaml", {
+    (tmp_path / "empty.yaml").write_text("")
+    return server5k.load_config(tmp_path / "empty.yaml", {
         "database": {"path": str(tmp_path / "event.db")},
         "server": {"ws_ping_interval_s": 5},
     })

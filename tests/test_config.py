@@ -16,8 +16,8 @@ def write(tmp_path, text):
     return path
 
 
-def test_defaults_when_the_file_is_absent(tmp_path):
-    config = server5k.load_config(tmp_path / "none.yaml")
+def test_defaults_when_the_file_is_empty(tmp_path):
+    config = server5k.load_config(write(tmp_path, ""))
     assert config["server"]["port"] == 8000 and config["race"]["max_records_per_submission"] == 15
     assert config["limits"] == {"login_per_minute": 20, "submissions_per_minute": 120}
     assert config["database"]["path"] == str(tmp_path / "server5k.db")
@@ -65,7 +65,7 @@ def test_config_from_environment_variable(tmp_path, monkeypatch):
 
 
 def test_secret_from_environment(tmp_path, monkeypatch):
-    config = server5k.load_config(tmp_path / "none.yaml")
+    config = server5k.load_config(write(tmp_path, ""))
     monkeypatch.setenv("SERVER5K_SECRET_KEY", "k" * 40)
     assert server5k.signing_secret(config) == "k" * 40
     assert not os.path.exists(config["database"]["path"] + ".secret")
@@ -76,7 +76,7 @@ def test_secret_from_environment(tmp_path, monkeypatch):
 
 def test_generated_secret_is_private_and_stable(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("SERVER5K_SECRET_KEY", raising=False)
-    config = server5k.load_config(tmp_path / "none.yaml")
+    config = server5k.load_config(write(tmp_path, ""))
     first = server5k.signing_secret(config)
     path = config["database"]["path"] + ".secret"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
