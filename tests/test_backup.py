@@ -4,7 +4,7 @@ import asyncio
 import sqlite3
 import uuid
 
-from live import fetch, login
+from helpers import fetch, login
 
 
 def records_in(path):

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from live import ROOT, request_json
+from helpers import ROOT, request_json
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -33,7 +33,7 @@ WAIT_MS = 10_000  # generous: the page updates within a second, the machine may 
 
 @pytest.fixture
 def server(spawn, tmp_path):
-    """The demo event served by ``server5k.py serve`` in a subprocess (tests/live.py)."""
+    """The demo event served by ``server5k.py serve`` in a subprocess (helpers.LiveServer)."""
     srv = spawn(tmp_path / "event.db")
     srv.cli("demo", check=True)
     srv.creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from live import LiveServer
+from helpers import LiveServer
 
 
 @pytest.fixture

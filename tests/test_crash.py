@@ -15,7 +15,7 @@ import uuid
 
 import tornado.httpclient
 
-from live import fetch, judge_socket, login, next_message
+from helpers import fetch, judge_socket, login, next_message
 
 WORKERS = 6
 ANSWERED_BEFORE_KILL = 150

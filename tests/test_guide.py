@@ -11,7 +11,7 @@ import sys
 import pytest
 import websockets
 
-from live import request_json
+from helpers import request_json
 
 
 # The guide's "Example: connect with Python (websockets)", unchanged but for the two

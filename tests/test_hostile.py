@@ -11,8 +11,7 @@ import pytest
 
 import models
 import server5k
-from conftest import next_message
-from live import free_port
+from helpers import free_port, next_message
 
 KIB = 1024
 

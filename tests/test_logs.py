@@ -10,7 +10,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from live import fetch, judge_socket, login, next_message
+from helpers import fetch, judge_socket, login, next_message
 
 
 def test_no_secret_in_any_log_line(spawn, event, config):

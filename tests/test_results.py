@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from conftest import next_message
+from helpers import next_message
 
 TS = "2026-12-06T09:%02d:00.000Z"
 

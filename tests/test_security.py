@@ -14,7 +14,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
-from conftest import SECRET
+from helpers import SECRET
 
 
 def b64(obj):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from live import accepts_connections, judge_socket, login
+from helpers import accepts_connections, judge_socket, login
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

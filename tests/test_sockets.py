@@ -8,7 +8,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
-from conftest import next_message
+from helpers import next_message
 
 
 async def start(client, cid, token, action="iniciar", body=None):

@@ -8,8 +8,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from conftest import next_message
 from handlers.tokens import WsTickets
+from helpers import next_message
 
 
 async def ticket_for(client, token):

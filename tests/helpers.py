@@ -1,0 +1,229 @@
+"""What the tests share, apart from fixtures (those are in conftest.py): HTTP and WebSocket clients
+for the in-process app and for the real server, and the real server as a subprocess
+(``python server5k.py --config FILE serve``) for tests that kill it, signal it or point outside
+tools at it; its log goes to a file the test can read.
+
+Every test file imports what it needs from here; none imports conftest.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import tornado.httpclient
+import tornado.websocket
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# The signing secret of the in-process app (the ``config`` fixture puts it in the environment)...
+SECRET = "test-secret-" + "x" * 60
+# ...and of the real server started as a subprocess (LiveServer.env()).
+LIVE_SECRET = "live-secret-" + "y" * 40
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+async def fetch(method, url, body=None, token=None, headers=None, raw=None, client=None, **kw):
+    """One HTTP request from outside the server: (status, parsed JSON or None, response)."""
+    all_headers = {"Content-Type": "application/json"}
+    if token:
+        all_headers["Authorization"] = "Bearer " + token
+    all_headers.update(headers or {})
+    if raw is None and body is not None:
+        raw = json.dumps(body)
+    if raw is None and method == "POST":
+        raw = ""
+    client = client or tornado.httpclient.AsyncHTTPClient()
+    try:
+        response = await client.fetch(url, method=method, body=raw, headers=all_headers,
+                                      raise_error=False, **kw)
+    except tornado.httpclient.HTTPClientError as exc:  # 599: no answer (closed, timed out)
+        raise ConnectionError(str(exc)) from None
+    text = response.body.decode() if response.body else ""
+    try:
+        payload = json.loads(text) if text else None
+    except ValueError:
+        payload = text
+    return response.code, payload, response
+
+
+def request_json(method, url, body=None, token=None, timeout=15):
+    """One blocking HTTP request with a JSON body (for sync code such as Playwright tests):
+    (status, parsed JSON answer)."""
+    request = urllib.request.Request(url, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def login(base_url, username, password, **kw):
+    """``POST /api/token/`` that must succeed: {"access", "refresh"}."""
+    code, payload, _ = await fetch("POST", base_url + "/api/token/",
+                                   {"username": username, "password": password}, **kw)
+    assert code == 200, payload
+    return payload
+
+
+# -- WebSockets -----------------------------------------------------------------------------------
+async def judge_socket(url, **kw):
+    """Open a judge socket and read its conexion.establecida: (socket, that message)."""
+    ws = await tornado.websocket.websocket_connect(url, **kw)
+    hello = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+    assert hello["type"] == "conexion.establecida", hello
+    return ws, hello
+
+
+async def next_message(ws, timeout=10):
+    """The next message as JSON, or None once the server has closed the socket."""
+    text = await asyncio.wait_for(ws.read_message(), timeout)
+    return None if text is None else json.loads(text)
+
+
+# -- the in-process app ---------------------------------------------------------------------------
+class Client:
+    """Small helper around Tornado's HTTP client: JSON in, (status, json) out."""
+
+    def __init__(self, base_url):
+        self.base_url = base_url
+        self.http = tornado.httpclient.AsyncHTTPClient()
+
+    async def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        code, payload, response = await fetch(method, self.base_url + path, body, token,
+                                              headers, raw, client=self.http,
+                                              allow_nonstandard_methods=True)
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            assert not isinstance(payload, str), "not JSON: %r" % payload[:200]
+        return code, payload, response
+
+    async def post(self, path, body=None, token=None, **kw):
+        code, payload, _ = await self.request("POST", path, body, token, **kw)
+        return code, payload
+
+    async def get(self, path, token=None, **kw):
+        code, payload, _ = await self.request("GET", path, None, token, **kw)
+        return code, payload
+
+    async def login(self, username, password):
+        return await login(self.base_url, username, password, client=self.http)
+
+    async def access(self, username, password):
+        return (await self.login(username, password))["access"]
+
+    def ws_url(self, path):
+        return "ws" + self.base_url[len("http"):] + path
+
+    async def judge_socket(self, juez_id, token, **kw):
+        """Connect a judge socket and read its conexion.establecida."""
+        return await judge_socket(self.ws_url("/ws/juez/%s/?token=%s" % (juez_id, token)), **kw)
+
+
+# -- the real server as a subprocess ---------------------------------------------------------------
+def free_port(host="127.0.0.1"):
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def accepts_connections(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class LiveServer:
+    def __init__(self, tmp_path, db_path, port=None, verbose=False, **sections):
+        self.port = port or free_port()
+        self.db_path = str(db_path)
+        self.config_path = Path(tmp_path) / ("live-%d.yaml" % self.port)
+        self.log_path = Path(tmp_path) / ("live-%d.log" % self.port)
+        config = {"server": {"host": "127.0.0.1", "port": self.port, "ws_ping_interval_s": 5},
+                  "database": {"path": self.db_path}}
+        for section, values in sections.items():
+            config.setdefault(section, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.tls = bool(config["server"].get("tls_cert"))
+        self.verbose = verbose
+        self.process = None
+        self._log = None
+
+    @property
+    def base_url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
+
+    @property
+    def ws_base(self):
+        return "%s://127.0.0.1:%d" % ("wss" if self.tls else "ws", self.port)
+
+    def env(self):
+        return dict(os.environ, SERVER5K_SECRET_KEY=LIVE_SECRET, PYTHONUNBUFFERED="1")
+
+    def cli(self, *args, check=False, env=None, **kwargs):
+        """Run a CLI command with this server's config; returns CompletedProcess.
+
+        ``check=True`` fails the test (showing stderr) when the command exits non-zero.
+        """
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path), *args],
+            env=dict(self.env(), **(env or {})), capture_output=True, text=True,
+            timeout=60, **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError("server5k %s failed (%d): %s" % (
+                " ".join(args), result.returncode, result.stderr))
+        return result
+
+    def start(self, *extra, timeout=20):
+        """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log = open(self.log_path, "ab")
+        argv = [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path)]
+        if self.verbose:
+            argv.append("--verbose")
+        self.process = subprocess.Popen(argv + ["serve", *extra], env=self.env(), cwd=str(ROOT),
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("server exited with %s:\n%s" % (self.process.returncode,
+                                                                   self.log()))
+            if "listening on" in self.log()[offset:]:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.log())
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig):
+        self.process.send_signal(sig)
+
+    def wait(self, timeout=30):
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
+
+    def stop(self):
+        """Make sure the process is gone (test teardown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        if self._log:
+            self._log.close()
+            self._log = None
