@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import tornado.httpclient
 import tornado.websocket
 import yaml
@@ -78,12 +79,30 @@ async def login(base_url, username, password, **kw):
 
 
 # -- WebSockets -----------------------------------------------------------------------------------
+def judge_path(juez_id, token=None, ticket=None):
+    """The judge socket's path, authenticated by ``?token=`` or ``?ticket=`` (or neither)."""
+    path = "/ws/juez/%s/" % juez_id
+    if ticket is not None:
+        return path + "?ticket=%s" % ticket
+    return path if token is None else path + "?token=%s" % token
+
+
 async def judge_socket(url, **kw):
     """Open a judge socket and read its conexion.establecida: (socket, that message)."""
     ws = await tornado.websocket.websocket_connect(url, **kw)
     hello = json.loads(await asyncio.wait_for(ws.read_message(), 10))
     assert hello["type"] == "conexion.establecida", hello
     return ws, hello
+
+
+async def handshake_status(url, **headers):
+    """The HTTP status of a WebSocket handshake the server refuses (before the upgrade); fails the
+    test if the socket opens."""
+    request = tornado.httpclient.HTTPRequest(url, headers=headers)
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        ws = await tornado.websocket.websocket_connect(request)
+        ws.close()
+    return refused.value.code
 
 
 async def next_message(ws, timeout=10):
@@ -125,12 +144,16 @@ class Client:
     def ws_url(self, path):
         return "ws" + self.base_url[len("http"):] + path
 
-    async def judge_socket(self, juez_id, token, **kw):
-        """Connect a judge socket and read its conexion.establecida."""
-        return await judge_socket(self.ws_url("/ws/juez/%s/?token=%s" % (juez_id, token)), **kw)
+    async def judge_socket(self, juez_id, token=None, ticket=None, **kw):
+        """Connect a judge socket (by token or ticket) and read its conexion.establecida."""
+        return await judge_socket(self.ws_url(judge_path(juez_id, token, ticket)), **kw)
+
+    async def handshake_status(self, path, **headers):
+        """The HTTP status of a refused WebSocket handshake on ``path``."""
+        return await handshake_status(self.ws_url(path), **headers)
 
 
-# -- the real server as a subprocess ---------------------------------------------------------------
+# -- the real server as a subprocess --------------------------------------------------------------
 def free_port(host="127.0.0.1"):
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -17,14 +17,6 @@ async def start(client, cid, token, action="iniciar", body=None):
     return answer
 
 
-async def handshake_error(client, path, **headers):
-    """The HTTP status and JSON of a refused handshake (refused before the upgrade)."""
-    request = tornado.httpclient.HTTPRequest(client.ws_url(path), headers=headers)
-    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
-        await tornado.websocket.websocket_connect(request)
-    return info.value.code
-
-
 async def no_message(ws, wait=0.3):
     try:
         message = await asyncio.wait_for(ws.read_message(), wait)
@@ -50,14 +42,14 @@ async def test_connect_gets_conexion_establecida(client, event):
 async def test_handshake_refusals(client, event):
     juez1 = event["jueces"][0]
     tokens = await client.login("juez1", "pass1")
-    assert await handshake_error(client, "/ws/juez/%d/" % juez1) == 401
-    assert await handshake_error(client, "/ws/juez/%d/?token=basura" % juez1) == 401
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (juez1, tokens["refresh"])) == 401
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (event["jueces"][1], tokens["access"])) == 403
+    assert await client.handshake_status("/ws/juez/%d/" % juez1) == 401
+    assert await client.handshake_status("/ws/juez/%d/?token=basura" % juez1) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (juez1, tokens["refresh"])) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (event["jueces"][1], tokens["access"])) == 403
     organizer = await client.access("org", "org-pass")
-    assert await handshake_error(client, "/ws/juez/%d/?token=%s" % (juez1, organizer)) == 403
+    assert await client.handshake_status("/ws/juez/%d/?token=%s" % (juez1, organizer)) == 403
 
 
 @pytest.mark.gen_test
@@ -72,8 +64,8 @@ async def test_inactive_judge_cannot_connect(client, event):
     token = await client.access("juez1", "pass1")
     with models.db.connection_context():
         models.Juez.update(is_active=False).where(models.Juez.id == event["jueces"][0]).execute()
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)) == 403
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)) == 403
 
 
 @pytest.mark.gen_test
@@ -97,7 +89,7 @@ def restricted_origins(config):
 async def test_allowed_origins_restricts(restricted_origins, client, event):
     token = await client.access("juez1", "pass1")
     path = "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)
-    assert await handshake_error(client, path, Origin="https://evil.example") == 403
+    assert await client.handshake_status(path, Origin="https://evil.example") == 403
     request = tornado.httpclient.HTTPRequest(client.ws_url(path),
                                              headers={"Origin": "https://app.example"})
     ws = await tornado.websocket.websocket_connect(request)
