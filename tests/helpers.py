@@ -7,6 +7,7 @@ Every test file imports what it needs from here; none imports conftest.
 """
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,49 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-" + "x" * 60
 # ...and of the real server started as a subprocess (LiveServer.env()).
 LIVE_SECRET = "live-secret-" + "y" * 40
+
+
+# -- records --------------------------------------------------------------------------------------
+T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
+
+
+def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=False,
+              validated=False, **fields):
+    """The records of one submission, one per tiempo.
+
+    ``tiempos``: the ms of each record, or a count n: n tiempos from ``start_ms``, ``step_ms`` apart.
+    ``at``: the first record's timestamp (ISO text or naive UTC datetime); each next one
+    ``every_s`` seconds later (0: all the same).
+    ``ids``: False (no id_registro), True (a new UUID each) or a list (one per record, None: none).
+    ``validated``: the form models.validate_submission gives and models.store_submission takes
+    (naive UTC datetimes, 32-hex ids, id_registro always present) instead of the wire form (ISO
+    text with milliseconds and Z, UUID text).
+    ``fields``: set on every record as given, e.g. a value the server must refuse.
+    """
+    if isinstance(tiempos, int):
+        tiempos = [start_ms + i * step_ms for i in range(tiempos)]
+    tiempos = list(tiempos)
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+        if at.tzinfo is not None:
+            at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if ids is True:
+        ids = [uuid.uuid4() for _ in tiempos]
+    out = []
+    for i, tiempo in enumerate(tiempos):
+        stamp = at + dt.timedelta(seconds=i * every_s)
+        given = ids[i] if ids else None
+        if validated:
+            record = {"timestamp": stamp, "tiempo": tiempo,
+                      "id_registro": given.hex if isinstance(given, uuid.UUID) else given}
+        else:
+            record = {"timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.")
+                      + "%03dZ" % (stamp.microsecond // 1000), "tiempo": tiempo}
+            if given is not None:
+                record["id_registro"] = str(given)
+        record.update(fields)
+        out.append(record)
+    return out
 
 
 # -- HTTP -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from helpers import ROOT, request_json
+from helpers import ROOT, registros, request_json
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -69,8 +69,7 @@ def row(page, equipo_id):
 def submit(server, token, equipo_id, *tiempos, minute=0):
     status, body = request_json("POST", server.base_url + "/api/enviar_tiempos/", {
         "equipo_id": equipo_id,
-        "registros": [{"timestamp": "2026-12-06T09:%02d:%02d.000Z" % (minute, i), "tiempo": t}
-                      for i, t in enumerate(tiempos)]}, token=token)
+        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
     assert status == 201, body
 
 

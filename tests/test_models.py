@@ -8,6 +8,7 @@ import pytest
 
 import models
 import store
+from helpers import registros
 
 
 def test_split_tiempo_and_format():
@@ -104,14 +105,6 @@ def race(database):
     return comp, juez, otro, equipo
 
 
-def records(*pairs, ids=None):
-    out = []
-    for index, (stamp, tiempo) in enumerate(pairs):
-        out.append({"timestamp": models.parse_timestamp(stamp), "tiempo": tiempo,
-                    "id_registro": ids[index] if ids else None})
-    return out
-
-
 def test_database_is_wal_with_foreign_keys_and_full_sync(database):
     assert models.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert models.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -146,7 +139,7 @@ def test_usernames_are_case_insensitive_and_unicode(race):
 def test_store_splits_time_and_keeps_race_state(race):
     comp, juez, _, equipo = race
     result = models.store_submission(juez.user_id, equipo.id,
-                                     records(("2025-11-11T12:00:00Z", 3_723_004)))
+                                     registros([3_723_004], validated=True))
     assert len(result["created"]) == 1 and result["duplicates"] == []
     row = models.RegistroTiempo.get()
     assert (row.horas, row.minutos, row.segundos, row.milisegundos) == (1, 2, 3, 4)
@@ -157,11 +150,11 @@ def test_store_splits_time_and_keeps_race_state(race):
 def test_store_is_idempotent_by_id_and_by_content(race):
     comp, juez, _, equipo = race
     rid = uuid.uuid4().hex
-    first = models.store_submission(juez.user_id, equipo.id, records(
-        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000), ids=[rid, None]))
-    again = models.store_submission(juez.user_id, equipo.id, records(
-        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000),
-        ("2025-11-11T12:00:01Z", 2000)))
+    first = models.store_submission(juez.user_id, equipo.id, registros(
+        [1000, 2000], ids=[rid, None], validated=True))
+    again = models.store_submission(  # both again (12:00:00, 12:00:01), then the second once more
+        juez.user_id, equipo.id, registros([1000, 2000], validated=True)
+        + registros([2000], at="2025-11-11T12:00:01Z", validated=True))
     assert again["created"] == []
     assert again["duplicates"] == first["created"] + [first["created"][1]]
     assert models.RegistroTiempo.select().count() == 2
@@ -171,18 +164,19 @@ def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(race):
     comp, juez, _, equipo = race
     rid = uuid.uuid4().hex
     models.store_submission(juez.user_id, equipo.id,
-                            records(("2025-11-11T12:00:00Z", 1000), ids=[rid]))
+                            registros([1000], ids=[rid], validated=True))
     with pytest.raises(models.Conflict):
         with models.db.atomic():
-            models.store_submission(juez.user_id, equipo.id, records(
-                ("2025-11-11T12:00:05Z", 5000), ("2025-11-11T12:00:00Z", 9999),
-                ids=[None, rid]))
+            models.store_submission(
+                juez.user_id, equipo.id,
+                registros([5000], at="2025-11-11T12:00:05Z", validated=True)
+                + registros([9999], ids=[rid], validated=True))  # rid at 12:00:00, other tiempo
     assert models.RegistroTiempo.select().count() == 1
 
 
 def test_store_checks_judge_team_and_user(race):
     comp, juez, otro, equipo = race
-    one = records(("2025-11-11T12:00:00Z", 1))
+    one = registros([1], validated=True)
     with pytest.raises(models.Forbidden, match="no está asignado"):
         models.store_submission(otro.user_id, equipo.id, one)
     with pytest.raises(models.NotFound):
@@ -222,7 +216,7 @@ def test_race_state_changes(race):
 def test_reset_after_records_needs_force_and_keeps_records(race):
     comp, juez, _, equipo = race
     models.start_competition(comp.id)
-    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 10)))
+    models.store_submission(juez.user_id, equipo.id, registros([10], validated=True))
     with pytest.raises(models.Conflict) as info:
         models.reset_competition(comp.id)
     assert info.value.code == "records_since_start"
@@ -264,7 +258,7 @@ def test_writer_commits_jobs_in_savepoints(database):
 
 def test_version_1_database_is_migrated_keeping_its_records(race):
     comp, juez, _, equipo = race
-    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 42)))
+    models.store_submission(juez.user_id, equipo.id, registros([42], validated=True))
     # Make this a version-1 event database: the indexes it had that later versions dropped.
     models.db.execute_sql('CREATE INDEX "registrotiempo_equipo_id_tiempo" ON "registro_tiempo" '
                           '("equipo_id", "tiempo")')

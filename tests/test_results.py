@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from helpers import next_message
+from helpers import next_message, registros
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -20,8 +20,7 @@ TS = "2026-12-06T09:%02d:00.000Z"
 async def submit(client, token, equipo_id, *tiempos, minute=0):
     code, body = await client.post("/api/enviar_tiempos/", {
         "equipo_id": equipo_id,
-        "registros": [{"timestamp": TS % (minute + i), "tiempo": t}
-                      for i, t in enumerate(tiempos)]}, token=token)
+        "registros": registros(tiempos, at=TS % minute, every_s=60)}, token=token)
     assert code == 201, body
     return body
 

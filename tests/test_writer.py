@@ -19,6 +19,7 @@ import pytest
 
 import models
 import store as store_module
+from helpers import registros
 
 TEAMS_PER_JUDGE = 2
 JUDGES = 6
@@ -39,9 +40,8 @@ def crowd(config, event):
 
 def records(equipo_id, count=15, base_ms=1_500_000):
     """Distinct records for a team (the team id is folded into tiempo so payloads differ)."""
-    start = dt.datetime(2026, 5, 1, 9, 0, 0)
-    return [{"timestamp": start + dt.timedelta(seconds=i), "tiempo": base_ms + equipo_id * 100 + i,
-             "id_registro": uuid.uuid4().hex} for i in range(count)]
+    return registros(count, start_ms=base_ms + equipo_id * 100, step_ms=1,
+                     at=dt.datetime(2026, 5, 1, 9, 0, 0), ids=True, validated=True)
 
 
 def stored(config):
