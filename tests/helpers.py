@@ -7,7 +7,9 @@ Every test file imports what it needs from here; none imports conftest.
 """
 
 import asyncio
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -213,6 +215,35 @@ def accepts_connections(port, host="127.0.0.1"):
         return False
 
 
+def run_cli(config_path, *args, env=None, check=True, in_process=False, timeout=60):
+    """``python server5k.py --config CONFIG_PATH ARGS...``: a CompletedProcess (returncode,
+    stdout, stderr).
+
+    In a subprocess by default: the real command line, with its own environment (``env``, else
+    this one) and exit status. ``in_process=True`` calls ``server5k.main`` here instead, capturing
+    what it prints (quicker; it opens the database in this process, as the fixtures do).
+    ``check=True`` fails the test, showing stderr, when the command exits non-zero.
+    """
+    argv = ["--config", str(config_path), *args]
+    if in_process:
+        assert env is None, "an in-process run shares this process's environment"
+        import server5k
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = server5k.main(argv)
+            except SystemExit as exc:  # argparse refusing the arguments
+                code = exc.code if isinstance(exc.code, int) else 1
+        result = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    else:
+        result = subprocess.run([sys.executable, str(ROOT / "server5k.py"), *argv], env=env,
+                                capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError("server5k %s failed (%d): %s" % (
+            " ".join(args), result.returncode, result.stderr))
+    return result
+
+
 class LiveServer:
     def __init__(self, tmp_path, db_path, port=None, verbose=False, **sections):
         self.port = port or free_port()
@@ -240,19 +271,9 @@ class LiveServer:
     def env(self):
         return dict(os.environ, SERVER5K_SECRET_KEY=LIVE_SECRET, PYTHONUNBUFFERED="1")
 
-    def cli(self, *args, check=False, env=None, **kwargs):
-        """Run a CLI command with this server's config; returns CompletedProcess.
-
-        ``check=True`` fails the test (showing stderr) when the command exits non-zero.
-        """
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path), *args],
-            env=dict(self.env(), **(env or {})), capture_output=True, text=True,
-            timeout=60, **kwargs)
-        if check and result.returncode != 0:
-            raise AssertionError("server5k %s failed (%d): %s" % (
-                " ".join(args), result.returncode, result.stderr))
-        return result
+    def cli(self, *args, env=None, check=True):
+        """``run_cli`` with this server's config and environment (plus ``env``)."""
+        return run_cli(self.config_path, *args, env=dict(self.env(), **(env or {})), check=check)
 
     def start(self, *extra, timeout=20):
         """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens."""

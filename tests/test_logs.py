@@ -62,7 +62,7 @@ def test_no_secret_in_any_log_line(spawn, event, config):
                           (("race", "status", cid, "--json"), org_env),
                           (("race", "stop", cid, "--user", "org", "--password", "wrong-password-123"),
                            {})):
-            result = await asyncio.to_thread(server.cli, *args, env=env)
+            result = await asyncio.to_thread(server.cli, *args, env=env, check=False)
             outputs.append(result.stdout + result.stderr)
         assert "login as org failed" in outputs[-1]
         await after_start(ws1, ws2, tokens)

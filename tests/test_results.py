@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from helpers import next_message, registros
+from helpers import next_message, registros, run_cli
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -430,13 +430,14 @@ def cli(config, event, tmp_path):
                     for t in tiempos])
 
     def run(*argv):
-        return server5k.main(["--config", str(path)] + list(argv))
+        return run_cli(path, *argv, in_process=True, check=False)
     return run
 
 
-def test_cli_results_prints_a_table(cli, event, capsys):
-    assert cli("results", str(event["competencia"])) == 0
-    out = capsys.readouterr().out.splitlines()
+def test_cli_results_prints_a_table(cli, event):
+    result = cli("results", str(event["competencia"]))
+    assert result.returncode == 0
+    out = result.stdout.splitlines()
     assert out[0].startswith("Carrera de prueba (competition %d): programada" % event["competencia"])
     assert out[1].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
                               "early"]
@@ -450,10 +451,11 @@ def test_cli_results_prints_a_table(cli, event, capsys):
     assert "early" in out[-1]  # records before the start are pointed out
 
 
-def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path, capsys):
+def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path):
     target = tmp_path / "resultados.csv"
-    assert cli("results", str(event["competencia"]), "--csv", str(target)) == 0
-    assert "3 teams written" in capsys.readouterr().out
+    result = cli("results", str(event["competencia"]), "--csv", str(target))
+    assert result.returncode == 0
+    assert "3 teams written" in result.stdout
     with models.db.connection_context():
         expected = models.ranking_csv(models.ranking(event["competencia"], 15))
     assert target.read_bytes() == expected.encode("utf-8")
@@ -462,13 +464,15 @@ def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path, capsys):
     assert [row[1] for row in table[1:]] == ["1", "3", "2"]
 
 
-def test_cli_results_json(cli, event, capsys):
-    assert cli("results", str(event["competencia"]), "--json") == 0
-    result = json.loads(capsys.readouterr().out)
+def test_cli_results_json(cli, event):
+    run = cli("results", str(event["competencia"]), "--json")
+    assert run.returncode == 0
+    result = json.loads(run.stdout)
     assert [r["dorsal"] for r in result["clasificacion"]] == [1, 3, 2]
 
 
-def test_cli_results_of_unknown_competition_fails_clearly(cli, capsys):
-    assert cli("results", "999") == 1
-    err = capsys.readouterr().err
+def test_cli_results_of_unknown_competition_fails_clearly(cli):
+    result = cli("results", "999")
+    assert result.returncode == 1
+    err = result.stderr
     assert err.strip() == "server5k: error: La competencia 999 no existe."
