@@ -34,6 +34,38 @@ SECRET = "test-secret-" + "x" * 60
 LIVE_SECRET = "live-secret-" + "y" * 40
 
 
+# -- waiting --------------------------------------------------------------------------------------
+def wait_for(condition, timeout=10, interval=0.01, what=None):
+    """Poll ``condition()`` until it gives a true value, and return that value; fail the test
+    (AssertionError naming ``what``) once ``timeout`` seconds pass first.
+
+    For tests that wait for something to have happened: never a fixed sleep, which is too short
+    on a busy machine and too long everywhere else.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("gave up after %s s waiting for %s" % (
+                timeout, what or getattr(condition, "__name__", "the condition")))
+        time.sleep(interval)
+
+
+async def wait_for_async(condition, timeout=10, interval=0.01, what=None):
+    """``wait_for`` on an asyncio loop: the loop keeps running between polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("gave up after %s s waiting for %s" % (
+                timeout, what or getattr(condition, "__name__", "the condition")))
+        await asyncio.sleep(interval)
+
+
 # -- records --------------------------------------------------------------------------------------
 T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
 
@@ -285,7 +317,7 @@ class LiveServer:
         self.process = subprocess.Popen(argv + ["serve", *extra], env=self.env(), cwd=str(ROOT),
                                         stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until its log says it listens (or it exits)
             if self.process.poll() is not None:
                 raise RuntimeError("server exited with %s:\n%s" % (self.process.returncode,
                                                                    self.log()))

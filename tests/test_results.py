@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from helpers import next_message, registros, run_cli
+from helpers import next_message, registros, run_cli, wait_for_async
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -393,10 +393,8 @@ async def test_spectators_are_a_separate_registry(client, app, event):
                                    token=org)
     assert body["notificados"] == 0  # spectators are not counted as notified judges
     ws.close()
-    for _ in range(100):
-        if spectators.count() == 0:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: spectators.count() == 0, timeout=2,
+                         what="the closed spectator socket to leave its registry")
     assert spectators.count() == 0
 
 

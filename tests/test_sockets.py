@@ -8,7 +8,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
-from helpers import next_message
+from helpers import next_message, wait_for_async
 
 
 async def start(client, cid, token, action="iniciar", body=None):
@@ -226,10 +226,8 @@ async def test_closed_sockets_leave_the_registry(client, app, event):
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     assert hub.sockets_of(event["jueces"][0]) == 1
     ws.close()
-    for _ in range(50):
-        if hub.sockets_of(event["jueces"][0]) == 0:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: hub.sockets_of(event["jueces"][0]) == 0, timeout=1,
+                         what="the closed socket to leave the registry")
     assert hub.sockets_of(event["jueces"][0]) == 0
     organizer = await client.access("org", "org-pass")
     answer = await start(client, event["competencia"], organizer)
