@@ -12,14 +12,13 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
-import time
 import uuid
 
 import pytest
 
 import models
 import store as store_module
-from helpers import registros
+from helpers import registros, wait_for
 
 TEAMS_PER_JUDGE = 2
 JUDGES = 6
@@ -70,10 +69,8 @@ class Gate:
         return "gate"
 
     def wait_for_queue(self, jobs, timeout=10):
-        deadline = time.monotonic() + timeout
-        while self.writer._queue.qsize() < jobs:
-            assert time.monotonic() < deadline, "submissions never reached the writer"
-            time.sleep(0.005)
+        wait_for(lambda: self.writer._queue.qsize() >= jobs, timeout, interval=0.005,
+                 what="%d submissions to reach the writer" % jobs)
 
     def open(self):
         self.release.set()
@@ -262,7 +259,8 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
         answers = await asyncio.gather(*futures)
         with pytest.raises(models.Forbidden):
             await refused
-        await asyncio.sleep(0.05)
+        # The writer has posted every reply of that commit once a job queued after it has run.
+        await loop.run_in_executor(None, lambda: store.write(lambda: None).result(10))
         return wakeups, answers
 
     wakeups, answers = asyncio.run(main())
