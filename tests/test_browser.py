@@ -75,7 +75,11 @@ def submit(server, token, equipo_id, *tiempos, minute=0):
 
 def screenshot(page, tmp_path, name, viewport):
     page.set_viewport_size(viewport)
-    page.wait_for_timeout(1800)  # let the change highlight fade and the clock tick
+    # A steady picture: wait for the change highlights to fade and for the clock to tick.
+    page.evaluate("Promise.allSettled(document.getAnimations().map(a => a.finished))"
+                  ".then(() => true)")
+    clock = page.locator("#reloj")
+    expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
     target = tmp_path / name
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
