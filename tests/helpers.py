@@ -184,6 +184,16 @@ async def handshake_status(url, **headers):
     return refused.value.code
 
 
+async def nothing_within(ws, seconds):
+    """True when ``ws`` receives no message for ``seconds`` (and is still open); fails the test
+    otherwise. Silence can only be checked over some time: ``seconds`` is that time."""
+    try:
+        message = await asyncio.wait_for(ws.read_message(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    raise AssertionError("unexpected message: %r" % (message,))
+
+
 async def next_message(ws, timeout=10):
     """The next message as JSON, or None once the server has closed the socket."""
     text = await asyncio.wait_for(ws.read_message(), timeout)

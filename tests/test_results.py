@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from helpers import next_message, registros, run_cli, wait_for_async
+from helpers import next_message, nothing_within, registros, run_cli, wait_for_async
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -40,15 +40,6 @@ async def spectator(client, competencia_id):
     first = await next_message(ws)
     assert first["type"] == "resultados", first
     return ws, first["data"]
-
-
-async def nothing_within(ws, seconds):
-    """True when ``ws`` receives no message for ``seconds`` (and is still open)."""
-    try:
-        msg = await asyncio.wait_for(ws.read_message(), seconds)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError("unexpected message: %r" % (msg,))
 
 
 # -- the standings API ------------------------------------------------------------------------

@@ -8,21 +8,13 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
-from helpers import next_message, wait_for_async
+from helpers import next_message, nothing_within, wait_for_async
 
 
 async def start(client, cid, token, action="iniciar", body=None):
     code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), body, token)
     assert code == 200, answer
     return answer
-
-
-async def no_message(ws, wait=0.3):
-    try:
-        message = await asyncio.wait_for(ws.read_message(), wait)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError("unexpected message %r" % message)
 
 
 @pytest.mark.gen_test
@@ -34,7 +26,7 @@ async def test_connect_gets_conexion_establecida(client, event):
     assert data["competencia"]["id"] == event["competencia"]
     assert data["competencia"]["estado"] == "programada"
     assert data["server_time"].endswith("Z")
-    await no_message(ws)
+    await nothing_within(ws, 0.3)
     ws.close()
 
 
@@ -119,8 +111,8 @@ async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(cli
         assert data["started_at"] == answer["competencia"]["started_at"]
         assert data["competencia"]["estado"] == "en_curso"
         assert data["server_time"].endswith("Z")
-        await no_message(ws, 0.1)
-    await no_message(other_race)
+        await nothing_within(ws, 0.1)
+    await nothing_within(other_race, 0.3)
     for ws in (phone_a, phone_b, other_judge, other_race):
         ws.close()
 
@@ -135,7 +127,7 @@ async def test_late_joiner_gets_the_start_replayed_once(client, event):
     replay = await next_message(ws)
     assert replay["type"] == "carrera.iniciada"
     assert replay["data"]["started_at"] == answer["competencia"]["started_at"]
-    await no_message(ws)
+    await nothing_within(ws, 0.3)
     ws.close()
 
 
