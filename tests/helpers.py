@@ -43,27 +43,25 @@ def wait_for(condition, timeout=10, interval=0.01, what=None):
     on a busy machine and too long everywhere else.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("gave up after %s s waiting for %s" % (
-                timeout, what or getattr(condition, "__name__", "the condition")))
+    while not (value := _poll(condition, deadline, timeout, what)):
         time.sleep(interval)
+    return value
 
 
 async def wait_for_async(condition, timeout=10, interval=0.01, what=None):
     """``wait_for`` on an asyncio loop: the loop keeps running between polls."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("gave up after %s s waiting for %s" % (
-                timeout, what or getattr(condition, "__name__", "the condition")))
+    while not (value := _poll(condition, deadline, timeout, what)):
         await asyncio.sleep(interval)
+    return value
+
+
+def _poll(condition, deadline, timeout, what):
+    value = condition()
+    if not value and time.monotonic() >= deadline:
+        raise AssertionError("gave up after %s s waiting for %s" % (
+            timeout, what or getattr(condition, "__name__", "").strip("<>") or "the condition"))
+    return value
 
 
 # -- records --------------------------------------------------------------------------------------
