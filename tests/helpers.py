@@ -1,7 +1,14 @@
-"""What the tests share, apart from fixtures (those are in conftest.py): HTTP and WebSocket clients
-for the in-process app and for the real server, and the real server as a subprocess
-(``python server5k.py --config FILE serve``) for tests that kill it, signal it or point outside
-tools at it; its log goes to a file the test can read.
+"""What the tests share, apart from fixtures (those are in conftest.py):
+
+* waits on a condition with a deadline (``wait_for``, ``wait_for_async``), never fixed sleeps;
+* ``registros``, the records of a submission, in the wire form or the validated form;
+* HTTP (``fetch``, ``request_json``, ``login``) and the judge socket (``judge_path``,
+  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``);
+* ``Client``, the same for the in-process app (the ``client`` fixture);
+* ``run_cli``, the command line in a subprocess or in-process;
+* ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
+  for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
+  log goes to a file the test can read.
 
 Every test file imports what it needs from here; none imports conftest.
 """
@@ -72,7 +79,8 @@ def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=Fals
               validated=False, **fields):
     """The records of one submission, one per tiempo.
 
-    ``tiempos``: the ms of each record, or a count n: n tiempos from ``start_ms``, ``step_ms`` apart.
+    ``tiempos``: the ms of each record, or a count n: n tiempos from ``start_ms``, ``step_ms``
+    apart.
     ``at``: the first record's timestamp (ISO text or naive UTC datetime); each next one
     ``every_s`` seconds later (0: all the same).
     ``ids``: False (no id_registro), True (a new UUID each) or a list (one per record, None: none).
