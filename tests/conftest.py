@@ -1,21 +1,16 @@
-"""Fixtures: the real app on a real SQLite file in a tmp dir, real HTTP and WebSocket clients."""
+"""Fixtures: the real app on a real SQLite file in a tmp dir, real HTTP and WebSocket clients, and
+the real server as a subprocess. Helpers the tests share are in helpers.py, not here."""
 
-import json
 import sys
-from pathlib import Path
 
 import pytest
-import tornado.httpclient
-import tornado.websocket
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, SECRET, Client, LiveServer
+
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
 import server5k  # noqa: E402
-from live import fetch, spawn  # noqa: E402,F401  (spawn: the subprocess-server fixture)
-
-SECRET = "test-secret-" + "x" * 60
 
 
 @pytest.fixture
@@ -56,56 +51,21 @@ def app(config, event):
     server5k.close_app(application)
 
 
-class Client:
-    """Small helper around Tornado's HTTP client: JSON in, (status, json) out."""
-
-    def __init__(self, base_url):
-        self.base_url = base_url
-        self.http = tornado.httpclient.AsyncHTTPClient()
-
-    async def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        code, payload, response = await fetch(method, self.base_url + path, body, token,
-                                              headers, raw, client=self.http,
-                                              allow_nonstandard_methods=True)
-        if response.headers.get("Content-Type", "").startswith("application/json"):
-            assert not isinstance(payload, str), "not JSON: %r" % payload[:200]
-        return code, payload, response
-
-    async def post(self, path, body=None, token=None, **kw):
-        code, payload, _ = await self.request("POST", path, body, token, **kw)
-        return code, payload
-
-    async def get(self, path, token=None, **kw):
-        code, payload, _ = await self.request("GET", path, None, token, **kw)
-        return code, payload
-
-    async def login(self, username, password):
-        code, payload = await self.post("/api/token/", {"username": username,
-                                                         "password": password})
-        assert code == 200, payload
-        return payload
-
-    async def access(self, username, password):
-        return (await self.login(username, password))["access"]
-
-    def ws_url(self, path):
-        return "ws" + self.base_url[len("http"):] + path
-
-    async def judge_socket(self, juez_id, token, **kw):
-        """Connect a judge socket and read its conexion.establecida."""
-        ws = await tornado.websocket.websocket_connect(
-            self.ws_url("/ws/juez/%s/?token=%s" % (juez_id, token)), **kw)
-        hello = json.loads(await ws.read_message())
-        assert hello["type"] == "conexion.establecida", hello
-        return ws, hello
-
-
 @pytest.fixture
 def client(http_server, base_url):
     return Client(base_url)
 
 
-async def next_message(ws, timeout=5):
-    import asyncio
-    text = await asyncio.wait_for(ws.read_message(), timeout)
-    return None if text is None else json.loads(text)
+@pytest.fixture
+def spawn(tmp_path):
+    """``spawn(db_path, **config_sections)`` -> a LiveServer (not started); all are killed after."""
+    started = []
+
+    def factory(db_path, **kwargs):
+        server = LiveServer(tmp_path, db_path, **kwargs)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 import models
-from conftest import SECRET
+from helpers import SECRET
 
 
 @pytest.mark.gen_test

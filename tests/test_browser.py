@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from live import ROOT, request_json
+from helpers import ROOT, registros, request_json
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -33,9 +33,9 @@ WAIT_MS = 10_000  # generous: the page updates within a second, the machine may 
 
 @pytest.fixture
 def server(spawn, tmp_path):
-    """The demo event served by ``server5k.py serve`` in a subprocess (tests/live.py)."""
+    """The demo event served by ``server5k.py serve`` in a subprocess (helpers.LiveServer)."""
     srv = spawn(tmp_path / "event.db")
-    srv.cli("demo", check=True)
+    srv.cli("demo")
     srv.creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())
     return srv.start()
 
@@ -69,14 +69,17 @@ def row(page, equipo_id):
 def submit(server, token, equipo_id, *tiempos, minute=0):
     status, body = request_json("POST", server.base_url + "/api/enviar_tiempos/", {
         "equipo_id": equipo_id,
-        "registros": [{"timestamp": "2026-12-06T09:%02d:%02d.000Z" % (minute, i), "tiempo": t}
-                      for i, t in enumerate(tiempos)]}, token=token)
+        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
     assert status == 201, body
 
 
 def screenshot(page, tmp_path, name, viewport):
     page.set_viewport_size(viewport)
-    page.wait_for_timeout(1800)  # let the change highlight fade and the clock tick
+    # A steady picture: wait for the change highlights to fade and for the clock to tick.
+    page.evaluate("Promise.allSettled(document.getAnimations().map(a => a.finished))"
+                  ".then(() => true)")
+    clock = page.locator("#reloj")
+    expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
     target = tmp_path / name
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from live import LiveServer
+from helpers import LiveServer
 
 
 @pytest.fixture
@@ -16,67 +16,63 @@ def conf(tmp_path):
     return LiveServer(tmp_path, tmp_path / "event.db")
 
 
-def cli(server, *args, env=None, check=True):
-    return server.cli(*args, env=env, check=check)
-
-
 def json_line(result):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_setting_up_an_event_with_json_output(conf):
-    comp = json_line(cli(conf, "competition", "add", "5K Navidad", "--date",
-                         "2026-12-20T09:00:00+01:00", "--json"))
+    comp = json_line(conf.cli("competition", "add", "5K Navidad", "--date",
+                        "2026-12-20T09:00:00+01:00", "--json"))
     assert comp["id"] == 1 and comp["fecha_hora"] == "2026-12-20T08:00:00.000Z"
     assert comp["estado"] == "programada"
-    org = json_line(cli(conf, "organizer", "add", "Ana", "--json"))
+    org = json_line(conf.cli("organizer", "add", "Ana", "--json"))
     assert org["organizador"] is True and len(org["password"]) >= 10  # generated, shown once
-    judge = json_line(cli(conf, "judge", "add", "pedro", "--competition", "1", "--name",
-                          "Pedro Pérez", "--password", "clave-larga", "--json"))
+    judge = json_line(conf.cli("judge", "add", "pedro", "--competition", "1", "--name",
+                         "Pedro Pérez", "--password", "clave-larga", "--json"))
     assert judge["nombre"] == "Pedro Pérez" and "password" not in judge
-    team = json_line(cli(conf, "team", "add", "Los Rápidos", "--dorsal", "7", "--judge",
-                         str(judge["id"]), "--json"))
+    team = json_line(conf.cli("team", "add", "Los Rápidos", "--dorsal", "7", "--judge",
+                        str(judge["id"]), "--json"))
     assert team == {"id": 1, "nombre": "Los Rápidos", "dorsal": 7, "juez_id": judge["id"],
                     "competencia_id": 1}
-    listing = cli(conf, "team", "list").stdout
+    listing = conf.cli("team", "list").stdout
     assert "Los Rápidos" in listing and "dorsal 7" in listing
-    assert "pedro" in cli(conf, "judge", "list").stdout
-    assert "5K Navidad" in cli(conf, "competition", "list").stdout
-    assert json.loads(cli(conf, "competition", "list", "--json").stdout)[0]["id"] == 1
+    assert "pedro" in conf.cli("judge", "list").stdout
+    assert "5K Navidad" in conf.cli("competition", "list").stdout
+    assert json.loads(conf.cli("competition", "list", "--json").stdout)[0]["id"] == 1
 
 
 def test_errors_exit_non_zero_with_one_line(conf):
-    cli(conf, "competition", "add", "Una")
-    cli(conf, "judge", "add", "pedro", "--competition", "1", "--password", "x")
+    conf.cli("competition", "add", "Una")
+    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "x")
     for args in (["judge", "add", "PEDRO", "--competition", "1", "--password", "x"],
                  ["judge", "add", "otro", "--competition", "99", "--password", "x"],
                  ["team", "add", "A", "--dorsal", "1", "--judge", "99"],
                  ["competition", "add", "x", "--date", "mañana"],
                  ["judge", "passwd", "nadie", "--password", "x"]):
-        result = cli(conf, *args, check=False)
+        result = conf.cli(*args, check=False)
         assert result.returncode != 0, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("server5k: error:")
-    cli(conf, "team", "add", "A", "--dorsal", "1", "--judge", "1")
-    dup = cli(conf, "team", "add", "B", "--dorsal", "1", "--judge", "1", check=False)
+    conf.cli("team", "add", "A", "--dorsal", "1", "--judge", "1")
+    dup = conf.cli("team", "add", "B", "--dorsal", "1", "--judge", "1", check=False)
     assert dup.returncode != 0 and "dorsal" in dup.stderr
 
 
 def test_judge_passwd_generates_and_prints_once(conf):
-    cli(conf, "competition", "add", "Una")
-    cli(conf, "judge", "add", "pedro", "--competition", "1", "--password", "vieja")
-    out = cli(conf, "judge", "passwd", "pedro").stdout
+    conf.cli("competition", "add", "Una")
+    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "vieja")
+    out = conf.cli("judge", "passwd", "pedro").stdout
     assert "new password (shown once):" in out
 
 
 def test_import_roster(conf, tmp_path):
-    cli(conf, "competition", "add", "Con roster")
+    conf.cli("competition", "add", "Con roster")
     roster = tmp_path / "roster.csv"
     roster.write_text("juez_usuario,juez_nombre,equipo,dorsal\n"
                       "maria,María López,Tortugas,1\n"
                       "maria,María López,Liebres,2\n"
                       "jose,José Ruiz,Gacelas,3\n", encoding="utf-8")
-    result = cli(conf, "import", str(roster), "--competition", "1")
+    result = conf.cli("import", str(roster), "--competition", "1")
     assert "imported 2 judges (2 new) and 3 teams" in result.stdout
     creds_path = tmp_path / "roster-credenciales.csv"
     assert stat.S_IMODE(os.stat(creds_path).st_mode) == 0o600
@@ -85,33 +81,33 @@ def test_import_roster(conf, tmp_path):
     assert [c["usuario"] for c in creds] == ["maria", "jose"]
     for c in creds:  # passwords are never echoed
         assert c["contrasena"] not in result.stdout + result.stderr
-    teams = json.loads(cli(conf, "team", "list", "--json").stdout)
+    teams = json.loads(conf.cli("team", "list", "--json").stdout)
     assert [(t["nombre"], t["dorsal"]) for t in teams] == [
         ("Tortugas", 1), ("Liebres", 2), ("Gacelas", 3)]
     # A second import of the same roster adds nothing and needs no new credentials file.
     creds_path.rename(tmp_path / "kept.csv")
-    again = cli(conf, "import", str(roster), "--competition", "1")
+    again = conf.cli("import", str(roster), "--competition", "1")
     assert "imported 2 judges (0 new) and 0 teams" in again.stdout
 
 
 def test_import_is_all_or_nothing(conf, tmp_path):
-    cli(conf, "competition", "add", "Con roster")
+    conf.cli("competition", "add", "Con roster")
     roster = tmp_path / "bad.csv"
     roster.write_text("juez_usuario,juez_nombre,equipo,dorsal\n"
                       "maria,María,Tortugas,1\n"
                       "jose,José,Gacelas,uno\n", encoding="utf-8")
-    result = cli(conf, "import", str(roster), "--competition", "1", check=False)
+    result = conf.cli("import", str(roster), "--competition", "1", check=False)
     assert result.returncode != 0 and "line 3" in result.stderr
-    assert json.loads(cli(conf, "judge", "list", "--json").stdout) == []
+    assert json.loads(conf.cli("judge", "list", "--json").stdout) == []
     assert not (tmp_path / "bad-credenciales.csv").exists()
     missing = tmp_path / "cols.csv"
     missing.write_text("usuario,equipo\nx,y\n")
-    result = cli(conf, "import", str(missing), "--competition", "1", check=False)
+    result = conf.cli("import", str(missing), "--competition", "1", check=False)
     assert result.returncode != 0 and "lacks columns" in result.stderr
 
 
 def test_race_without_a_running_server_says_so(conf):
-    result = cli(conf, "race", "start", "1", "--user", "a", "--password", "b", check=False)
+    result = conf.cli("race", "start", "1", "--user", "a", "--password", "b", check=False)
     assert result.returncode != 0
     assert "not reachable" in result.stderr and "Traceback" not in result.stderr
 
@@ -119,13 +115,13 @@ def test_race_without_a_running_server_says_so(conf):
 def test_race_without_credentials_says_so(conf, monkeypatch):
     monkeypatch.delenv("SERVER5K_USER", raising=False)
     monkeypatch.delenv("SERVER5K_PASSWORD", raising=False)
-    result = cli(conf, "race", "status", "1", check=False)
+    result = conf.cli("race", "status", "1", check=False)
     assert result.returncode != 0 and "credentials" in result.stderr
 
 
 def test_init_db_and_demo_are_idempotent(conf):
-    assert "schema version" in cli(conf, "init-db").stdout
-    first = cli(conf, "demo").stdout
-    second = cli(conf, "demo").stdout
+    assert "schema version" in conf.cli("init-db").stdout
+    first = conf.cli("demo").stdout
+    second = conf.cli("demo").stdout
     assert first == second and "juez1" in first and "organizador" in first
-    assert len(json.loads(cli(conf, "competition", "list", "--json").stdout)) == 1
+    assert len(json.loads(conf.cli("competition", "list", "--json").stdout)) == 1

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from helpers import registros
+
 TS = "2026-12-06T09:%02d:%02d.000Z"
 
 
@@ -17,11 +19,9 @@ async def org(client):
 
 async def send(client, token, equipo_id, *tiempos, ids=None, minute=0):
     """A judge's submission; returns the ids of the records it created (in order)."""
-    registros = [{"timestamp": TS % (minute, i), "tiempo": t} for i, t in enumerate(tiempos)]
-    for record, rid in zip(registros, ids or ()):
-        record["id_registro"] = rid
-    code, body = await client.post("/api/enviar_tiempos/", {"equipo_id": equipo_id,
-                                                            "registros": registros}, token=token)
+    code, body = await client.post("/api/enviar_tiempos/", {
+        "equipo_id": equipo_id, "registros": registros(tiempos, at=TS % (minute, 0), ids=ids)},
+        token=token)
     assert code == 201, body
     return body
 

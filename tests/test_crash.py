@@ -15,7 +15,7 @@ import uuid
 
 import tornado.httpclient
 
-from live import fetch, judge_socket, login, next_message
+from helpers import fetch, judge_socket, login, next_message, wait_for_async
 
 WORKERS = 6
 ANSWERED_BEFORE_KILL = 150
@@ -99,9 +99,12 @@ def test_sigkill_mid_load_loses_nothing_answered_and_retries_complete(spawn, eve
         await slow_writer.drain()
 
         tasks = [asyncio.ensure_future(worker(n)) for n in range(WORKERS)]
-        while answered < ANSWERED_BEFORE_KILL:
+
+        def enough_answered():
             assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
-            await asyncio.sleep(0.01)
+            return answered >= ANSWERED_BEFORE_KILL
+        await wait_for_async(enough_answered, timeout=60,
+                             what="%d submissions answered" % ANSWERED_BEFORE_KILL)
         server.signal(signal.SIGKILL)  # the laptop's battery dies
         killed.set()
         await asyncio.gather(*tasks)

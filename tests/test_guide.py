@@ -11,7 +11,7 @@ import sys
 import pytest
 import websockets
 
-from live import request_json
+from helpers import request_json
 
 
 # The guide's "Example: connect with Python (websockets)", unchanged but for the two
@@ -40,10 +40,6 @@ def demo_server(spawn, tmp_path):
     return server, creds
 
 
-def cli(server, *args, **kwargs):
-    return server.cli(*args, check=kwargs.pop("check", True), **kwargs)
-
-
 def test_demo_prints_credentials(demo_server):
     server, creds = demo_server
     assert set(creds) >= {"organizador", "juez1", "juez2"}
@@ -65,9 +61,9 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
         hello = json.loads(judge.stdout.readline().split("Received: ", 1)[1])
         assert hello["type"] == "conexion.establecida"
         # The organizer fires the start from the command line.
-        started = cli(server, "race", "start", "1",
-                      env={"SERVER5K_USER": "organizador",
-                           "SERVER5K_PASSWORD": creds["organizador"]})
+        started = server.cli("race", "start", "1",
+                     env={"SERVER5K_USER": "organizador",
+                          "SERVER5K_PASSWORD": creds["organizador"]})
         assert "en_curso" in started.stdout and "judge sockets notified: 1" in started.stdout
         message = json.loads(judge.stdout.readline().split("Received: ", 1)[1])
         assert message["type"] == "carrera.iniciada"
@@ -97,8 +93,8 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
                                    tokens["access"])
     assert status == 201 and len(answer["created"]) == 1
 
-    status_out = cli(server, "race", "status", "1", "--user", "organizador",
-                     "--password", creds["organizador"]).stdout
+    status_out = server.cli("race", "status", "1", "--user", "organizador",
+                    "--password", creds["organizador"]).stdout
     assert "en_curso" in status_out and "judges connected: 0 of 2" in status_out
     with sqlite3.connect(server.db_path) as conn:
         rows = conn.execute("SELECT tiempo, segundos, milisegundos, estado_carrera "
@@ -109,18 +105,18 @@ def test_guide_flow_with_its_python_client_curl_and_the_cli(demo_server, tmp_pat
 
 def test_race_cli_reports_wrong_credentials_and_conflicts(demo_server):
     server, creds = demo_server
-    wrong = cli(server, "race", "start", "1", "--user", "organizador", "--password", "no",
-                check=False)
+    wrong = server.cli("race", "start", "1", "--user", "organizador", "--password", "no",
+               check=False)
     assert wrong.returncode != 0 and "login as organizador failed (401)" in wrong.stderr
-    judge = cli(server, "race", "start", "1", "--user", "juez1",
-                "--password", creds["juez1"], check=False)
+    judge = server.cli("race", "start", "1", "--user", "juez1",
+               "--password", creds["juez1"], check=False)
     assert judge.returncode != 0 and "403" in judge.stderr
     ok = ["--user", "organizador", "--password", creds["organizador"]]
-    cli(server, "race", "start", "1", *ok)
-    again = cli(server, "race", "start", "1", *ok, check=False)
+    server.cli("race", "start", "1", *ok)
+    again = server.cli("race", "start", "1", *ok, check=False)
     assert again.returncode != 0 and "race_already_running" in again.stderr
-    assert "programada" in cli(server, "race", "reset", "1", *ok).stdout
-    answer = json.loads(cli(server, "race", "status", "1", "--json", *ok).stdout)
+    assert "programada" in server.cli("race", "reset", "1", *ok).stdout
+    answer = json.loads(server.cli("race", "status", "1", "--json", *ok).stdout)
     assert answer["competencia"]["estado"] == "programada"
 
 
@@ -138,7 +134,7 @@ def test_two_judges_sockets_via_websockets_library(demo_server):
             assert json.loads(await ws.recv())["type"] == "conexion.establecida"
             sockets.append(ws)
         result = await asyncio.to_thread(
-            cli, server, "race", "start", "1", "--user", "organizador",
+            server.cli, "race", "start", "1", "--user", "organizador",
             "--password", creds["organizador"])
         assert "judge sockets notified: 3" in result.stdout
         for ws in sockets:

@@ -11,14 +11,9 @@ import pytest
 
 import models
 import server5k
-from conftest import next_message
-from live import free_port
+from helpers import free_port, next_message, registros
 
 KIB = 1024
-
-
-def record(tiempo=61_000, timestamp="2025-11-11T12:00:00.000Z", **extra):
-    return dict({"timestamp": timestamp, "tiempo": tiempo}, **extra)
 
 
 def stored():
@@ -52,7 +47,7 @@ def post_head(path, token, extra):
 async def test_bodies_over_256_kib_get_413_json_by_length_and_chunked(client, event, base_url):
     token = await client.access("juez1", "pass1")
     big = json.dumps({"equipo_id": event["equipos"]["a"],
-                      "registros": [record(i) for i in range(8000)]}).encode()
+                      "registros": registros(range(8000), every_s=0)}).encode()
     assert len(big) > 256 * KIB
     code, answer, response = await client.request("POST", "/api/enviar_tiempos/", raw=big,
                                                   token=token)
@@ -70,7 +65,8 @@ async def test_bodies_over_256_kib_get_413_json_by_length_and_chunked(client, ev
         + chunks)
     assert (status, answer["code"]) == (413, "body_too_large")
     # A chunked body under the limit is fine.
-    small = json.dumps({"equipo_id": event["equipos"]["a"], "registros": [record()]}).encode()
+    small = json.dumps({"equipo_id": event["equipos"]["a"],
+                        "registros": registros([61_000])}).encode()
     status, head, answer = await raw_request(
         base_url, post_head("/api/enviar_tiempos/", token, "Transfer-Encoding: chunked\r\n")
         + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
@@ -125,38 +121,42 @@ async def test_malformed_json_is_400_json_and_stores_nothing(client, event):
 async def test_invalid_values_are_400_with_field_errors_and_store_nothing(client, event):
     token = await client.access("juez1", "pass1")
     a = event["equipos"]["a"]
+    one = registros([61_000])
     cases = {
-        "equipo_id huge": ({"equipo_id": 10**30, "registros": [record()]}, "equipo_id"),
-        "equipo_id float": ({"equipo_id": float(a), "registros": [record()]}, "equipo_id"),
-        "equipo_id text": ({"equipo_id": str(a), "registros": [record()]}, "equipo_id"),
-        "equipo_id bool": ({"equipo_id": True, "registros": [record()]}, "equipo_id"),
-        "equipo_id missing": ({"registros": [record()]}, "equipo_id"),
+        "equipo_id huge": ({"equipo_id": 10**30, "registros": one}, "equipo_id"),
+        "equipo_id float": ({"equipo_id": float(a), "registros": one}, "equipo_id"),
+        "equipo_id text": ({"equipo_id": str(a), "registros": one}, "equipo_id"),
+        "equipo_id bool": ({"equipo_id": True, "registros": one}, "equipo_id"),
+        "equipo_id missing": ({"registros": one}, "equipo_id"),
         "registros missing": ({"equipo_id": a}, "registros"),
         "registros empty": ({"equipo_id": a, "registros": []}, "registros"),
-        "registros object": ({"equipo_id": a, "registros": {"0": record()}}, "registros"),
-        "tiempo float": ({"equipo_id": a, "registros": [record(1000.0)]}, "registros.0.tiempo"),
-        "tiempo fraction": ({"equipo_id": a, "registros": [record(1000.5)]}, "registros.0.tiempo"),
-        "tiempo huge": ({"equipo_id": a, "registros": [record(10**30)]}, "registros.0.tiempo"),
-        "tiempo negative": ({"equipo_id": a, "registros": [record(-1)]}, "registros.0.tiempo"),
-        "tiempo over 24 h": ({"equipo_id": a, "registros": [record(86_400_001)]},
+        "registros object": ({"equipo_id": a, "registros": {"0": one[0]}}, "registros"),
+        "tiempo float": ({"equipo_id": a, "registros": registros([1000.0])}, "registros.0.tiempo"),
+        "tiempo fraction": ({"equipo_id": a, "registros": registros([1000.5])},
+                            "registros.0.tiempo"),
+        "tiempo huge": ({"equipo_id": a, "registros": registros([10**30])}, "registros.0.tiempo"),
+        "tiempo negative": ({"equipo_id": a, "registros": registros([-1])}, "registros.0.tiempo"),
+        "tiempo over 24 h": ({"equipo_id": a, "registros": registros([86_400_001])},
                              "registros.0.tiempo"),
-        "tiempo text": ({"equipo_id": a, "registros": [record("61000")]}, "registros.0.tiempo"),
-        "tiempo bool": ({"equipo_id": a, "registros": [record(True)]}, "registros.0.tiempo"),
+        "tiempo text": ({"equipo_id": a, "registros": registros(["61000"])}, "registros.0.tiempo"),
+        "tiempo bool": ({"equipo_id": a, "registros": registros([True])}, "registros.0.tiempo"),
         "tiempo missing": ({"equipo_id": a, "registros": [{"timestamp": "2025-11-11T12:00:00Z"}]},
                            "registros.0.tiempo"),
-        "timestamp garbage": ({"equipo_id": a, "registros": [record(timestamp="ayer")]},
+        "timestamp garbage": ({"equipo_id": a, "registros": registros([61_000], timestamp="ayer")},
                               "registros.0.timestamp"),
-        "timestamp number": ({"equipo_id": a, "registros": [record(timestamp=1731326400)]},
+        "timestamp number": ({"equipo_id": a,
+                              "registros": registros([61_000], timestamp=1731326400)},
                              "registros.0.timestamp"),
         "timestamp missing": ({"equipo_id": a, "registros": [{"tiempo": 1}]},
                               "registros.0.timestamp"),
-        "id_registro not uuid": ({"equipo_id": a, "registros": [record(id_registro="x")]},
+        "id_registro not uuid": ({"equipo_id": a,
+                                  "registros": registros([61_000], id_registro="x")},
                                  "registros.0.id_registro"),
-        "id_registro number": ({"equipo_id": a, "registros": [record(id_registro=10**40)]},
+        "id_registro number": ({"equipo_id": a,
+                                "registros": registros([61_000], id_registro=10**40)},
                                "registros.0.id_registro"),
         # One bad record among good ones: all-or-nothing.
-        "third of three bad": ({"equipo_id": a, "registros": [record(1), record(2),
-                                                                record(3.5)]},
+        "third of three bad": ({"equipo_id": a, "registros": registros([1, 2, 3.5], every_s=0)},
                                "registros.2.tiempo"),
     }
     for what, (body, field) in cases.items():
@@ -166,7 +166,7 @@ async def test_invalid_values_are_400_with_field_errors_and_store_nothing(client
     assert stored() == 0
     # Records past the 15th are ignored, even when they are invalid.
     code, answer = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": a, "registros": [record(i) for i in range(15)] + ["junk"] * 2000},
+        "equipo_id": a, "registros": registros(range(15), every_s=0) + ["junk"] * 2000},
         token=token)
     assert code == 201 and answer["ignored"] == 2000 and len(answer["created"]) == 15, answer
 
@@ -174,7 +174,7 @@ async def test_invalid_values_are_400_with_field_errors_and_store_nothing(client
 @pytest.mark.gen_test
 async def test_wrong_content_type_is_400(client, event):
     token = await client.access("juez1", "pass1")
-    body = json.dumps({"equipo_id": event["equipos"]["a"], "registros": [record()]})
+    body = json.dumps({"equipo_id": event["equipos"]["a"], "registros": registros([61_000])})
     for content_type in ("text/plain", "application/x-www-form-urlencoded",
                          "multipart/form-data; boundary=x", "application/xml"):
         code, answer, _ = await client.request("POST", "/api/enviar_tiempos/", raw=body,

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from live import fetch
+from helpers import fetch
 
 
 @pytest.fixture

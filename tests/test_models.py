@@ -8,6 +8,7 @@ import pytest
 
 import models
 import store
+from helpers import registros
 
 
 def test_split_tiempo_and_format():
@@ -96,20 +97,13 @@ def database(tmp_path):
 
 
 @pytest.fixture
-def race(database):
+def one_team_race(database):
+    """(competition, judge, a second judge with no team, the first judge's one team)."""
     comp = models.create_competition("Prueba")
     juez = models.create_judge("Juez.Uno", "pw", comp.id)
     otro = models.create_judge("juez.dos", "pw", comp.id)
     equipo = models.create_team("Equipo", 7, juez.id)
     return comp, juez, otro, equipo
-
-
-def records(*pairs, ids=None):
-    out = []
-    for index, (stamp, tiempo) in enumerate(pairs):
-        out.append({"timestamp": models.parse_timestamp(stamp), "tiempo": tiempo,
-                    "id_registro": ids[index] if ids else None})
-    return out
 
 
 def test_database_is_wal_with_foreign_keys_and_full_sync(database):
@@ -133,7 +127,7 @@ def test_newer_schema_is_refused(database):
         models.open_database(database)
 
 
-def test_usernames_are_case_insensitive_and_unicode(race):
+def test_usernames_are_case_insensitive_and_unicode(one_team_race):
     with pytest.raises(models.Conflict):
         models.create_user("JUEZ.UNO", "x")
     user = models.create_user("Ñandú Ölçer", "clave")
@@ -143,10 +137,10 @@ def test_usernames_are_case_insensitive_and_unicode(race):
     assert models.authenticate("nadie", "pw") is None
 
 
-def test_store_splits_time_and_keeps_race_state(race):
-    comp, juez, _, equipo = race
+def test_store_splits_time_and_keeps_race_state(one_team_race):
+    comp, juez, _, equipo = one_team_race
     result = models.store_submission(juez.user_id, equipo.id,
-                                     records(("2025-11-11T12:00:00Z", 3_723_004)))
+                                     registros([3_723_004], validated=True))
     assert len(result["created"]) == 1 and result["duplicates"] == []
     row = models.RegistroTiempo.get()
     assert (row.horas, row.minutos, row.segundos, row.milisegundos) == (1, 2, 3, 4)
@@ -154,35 +148,36 @@ def test_store_splits_time_and_keeps_race_state(race):
     assert row.juez_id == juez.id and str(row.id_registro) == result["created"][0]
 
 
-def test_store_is_idempotent_by_id_and_by_content(race):
-    comp, juez, _, equipo = race
+def test_store_is_idempotent_by_id_and_by_content(one_team_race):
+    comp, juez, _, equipo = one_team_race
     rid = uuid.uuid4().hex
-    first = models.store_submission(juez.user_id, equipo.id, records(
-        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000), ids=[rid, None]))
-    again = models.store_submission(juez.user_id, equipo.id, records(
-        ("2025-11-11T12:00:00Z", 1000), ("2025-11-11T12:00:01Z", 2000),
-        ("2025-11-11T12:00:01Z", 2000)))
+    first = models.store_submission(juez.user_id, equipo.id, registros(
+        [1000, 2000], ids=[rid, None], validated=True))
+    again = models.store_submission(  # both again (12:00:00, 12:00:01), then the second once more
+        juez.user_id, equipo.id, registros([1000, 2000], validated=True)
+        + registros([2000], at="2025-11-11T12:00:01Z", validated=True))
     assert again["created"] == []
     assert again["duplicates"] == first["created"] + [first["created"][1]]
     assert models.RegistroTiempo.select().count() == 2
 
 
-def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(race):
-    comp, juez, _, equipo = race
+def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(one_team_race):
+    comp, juez, _, equipo = one_team_race
     rid = uuid.uuid4().hex
     models.store_submission(juez.user_id, equipo.id,
-                            records(("2025-11-11T12:00:00Z", 1000), ids=[rid]))
+                            registros([1000], ids=[rid], validated=True))
     with pytest.raises(models.Conflict):
         with models.db.atomic():
-            models.store_submission(juez.user_id, equipo.id, records(
-                ("2025-11-11T12:00:05Z", 5000), ("2025-11-11T12:00:00Z", 9999),
-                ids=[None, rid]))
+            models.store_submission(
+                juez.user_id, equipo.id,
+                registros([5000], at="2025-11-11T12:00:05Z", validated=True)
+                + registros([9999], ids=[rid], validated=True))  # rid at 12:00:00, other tiempo
     assert models.RegistroTiempo.select().count() == 1
 
 
-def test_store_checks_judge_team_and_user(race):
-    comp, juez, otro, equipo = race
-    one = records(("2025-11-11T12:00:00Z", 1))
+def test_store_checks_judge_team_and_user(one_team_race):
+    comp, juez, otro, equipo = one_team_race
+    one = registros([1], validated=True)
     with pytest.raises(models.Forbidden, match="no está asignado"):
         models.store_submission(otro.user_id, equipo.id, one)
     with pytest.raises(models.NotFound):
@@ -199,8 +194,8 @@ def test_store_checks_judge_team_and_user(race):
     assert models.RegistroTiempo.select().count() == 0
 
 
-def test_race_state_changes(race):
-    comp, juez, _, equipo = race
+def test_race_state_changes(one_team_race):
+    comp, juez, _, equipo = one_team_race
     started = models.start_competition(comp.id)
     assert started["estado"] == "en_curso" and started["started_at"].endswith("Z")
     with pytest.raises(models.Conflict):
@@ -219,10 +214,10 @@ def test_race_state_changes(race):
         models.start_competition(999)
 
 
-def test_reset_after_records_needs_force_and_keeps_records(race):
-    comp, juez, _, equipo = race
+def test_reset_after_records_needs_force_and_keeps_records(one_team_race):
+    comp, juez, _, equipo = one_team_race
     models.start_competition(comp.id)
-    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 10)))
+    models.store_submission(juez.user_id, equipo.id, registros([10], validated=True))
     with pytest.raises(models.Conflict) as info:
         models.reset_competition(comp.id)
     assert info.value.code == "records_since_start"
@@ -237,7 +232,7 @@ def test_reset_after_records_needs_force_and_keeps_records(race):
     (models._BY_ID_SQL % "?, ?", ("a" * 32, "b" * 32)),
     (models._SUBMITTERS_SQL % "(?, ?), (?, ?)", (1, 2, 3, 4)),
 ])
-def test_submission_lookups_search_indexes_never_scan_tables(race, sql, params):
+def test_submission_lookups_search_indexes_never_scan_tables(one_team_race, sql, params):
     plan = [row[-1] for row in models.db.execute_sql("EXPLAIN QUERY PLAN " + sql,
                                                      params).fetchall()]
     scans = [step for step in plan if step.startswith("SCAN")
@@ -262,9 +257,9 @@ def test_writer_commits_jobs_in_savepoints(database):
         assert conn.execute("SELECT nombre FROM competencia").fetchall() == [("Una",)]
 
 
-def test_version_1_database_is_migrated_keeping_its_records(race):
-    comp, juez, _, equipo = race
-    models.store_submission(juez.user_id, equipo.id, records(("2025-11-11T12:00:00Z", 42)))
+def test_version_1_database_is_migrated_keeping_its_records(one_team_race):
+    comp, juez, _, equipo = one_team_race
+    models.store_submission(juez.user_id, equipo.id, registros([42], validated=True))
     # Make this a version-1 event database: the indexes it had that later versions dropped.
     models.db.execute_sql('CREATE INDEX "registrotiempo_equipo_id_tiempo" ON "registro_tiempo" '
                           '("equipo_id", "tiempo")')
@@ -288,8 +283,8 @@ def test_version_1_database_is_migrated_keeping_its_records(race):
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 
-def test_results_read_a_teams_records_through_an_index(race):
-    comp, juez, _, equipo = race
+def test_results_read_a_teams_records_through_an_index(one_team_race):
+    comp, juez, _, equipo = one_team_race
     plan = [row[-1] for row in models.db.execute_sql(
         "EXPLAIN QUERY PLAN SELECT r.equipo_id, r.tiempo FROM registro_tiempo AS r "
         "JOIN equipo AS e ON e.id = r.equipo_id WHERE e.competencia_id = ?", (comp.id,))]

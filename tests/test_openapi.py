@@ -13,7 +13,7 @@ import tornado.web
 import yaml
 
 from handlers.routes import ID, RID, ROUTES
-from live import ROOT, login
+from helpers import ROOT, login
 
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -12,7 +12,7 @@ import tornado.websocket
 
 import models
 import server5k
-from conftest import next_message
+from helpers import next_message, nothing_within, registros, run_cli, wait_for_async
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -20,8 +20,7 @@ TS = "2026-12-06T09:%02d:00.000Z"
 async def submit(client, token, equipo_id, *tiempos, minute=0):
     code, body = await client.post("/api/enviar_tiempos/", {
         "equipo_id": equipo_id,
-        "registros": [{"timestamp": TS % (minute + i), "tiempo": t}
-                      for i, t in enumerate(tiempos)]}, token=token)
+        "registros": registros(tiempos, at=TS % minute, every_s=60)}, token=token)
     assert code == 201, body
     return body
 
@@ -41,15 +40,6 @@ async def spectator(client, competencia_id):
     first = await next_message(ws)
     assert first["type"] == "resultados", first
     return ws, first["data"]
-
-
-async def nothing_within(ws, seconds):
-    """True when ``ws`` receives no message for ``seconds`` (and is still open)."""
-    try:
-        msg = await asyncio.wait_for(ws.read_message(), seconds)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError("unexpected message: %r" % (msg,))
 
 
 # -- the standings API ------------------------------------------------------------------------
@@ -394,10 +384,8 @@ async def test_spectators_are_a_separate_registry(client, app, event):
                                    token=org)
     assert body["notificados"] == 0  # spectators are not counted as notified judges
     ws.close()
-    for _ in range(100):
-        if spectators.count() == 0:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: spectators.count() == 0, timeout=2,
+                         what="the closed spectator socket to leave its registry")
     assert spectators.count() == 0
 
 
@@ -431,13 +419,14 @@ def cli(config, event, tmp_path):
                     for t in tiempos])
 
     def run(*argv):
-        return server5k.main(["--config", str(path)] + list(argv))
+        return run_cli(path, *argv, in_process=True, check=False)
     return run
 
 
-def test_cli_results_prints_a_table(cli, event, capsys):
-    assert cli("results", str(event["competencia"])) == 0
-    out = capsys.readouterr().out.splitlines()
+def test_cli_results_prints_a_table(cli, event):
+    result = cli("results", str(event["competencia"]))
+    assert result.returncode == 0
+    out = result.stdout.splitlines()
     assert out[0].startswith("Carrera de prueba (competition %d): programada" % event["competencia"])
     assert out[1].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
                               "early"]
@@ -451,10 +440,11 @@ def test_cli_results_prints_a_table(cli, event, capsys):
     assert "early" in out[-1]  # records before the start are pointed out
 
 
-def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path, capsys):
+def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path):
     target = tmp_path / "resultados.csv"
-    assert cli("results", str(event["competencia"]), "--csv", str(target)) == 0
-    assert "3 teams written" in capsys.readouterr().out
+    result = cli("results", str(event["competencia"]), "--csv", str(target))
+    assert result.returncode == 0
+    assert "3 teams written" in result.stdout
     with models.db.connection_context():
         expected = models.ranking_csv(models.ranking(event["competencia"], 15))
     assert target.read_bytes() == expected.encode("utf-8")
@@ -463,13 +453,15 @@ def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path, capsys):
     assert [row[1] for row in table[1:]] == ["1", "3", "2"]
 
 
-def test_cli_results_json(cli, event, capsys):
-    assert cli("results", str(event["competencia"]), "--json") == 0
-    result = json.loads(capsys.readouterr().out)
+def test_cli_results_json(cli, event):
+    run = cli("results", str(event["competencia"]), "--json")
+    assert run.returncode == 0
+    result = json.loads(run.stdout)
     assert [r["dorsal"] for r in result["clasificacion"]] == [1, 3, 2]
 
 
-def test_cli_results_of_unknown_competition_fails_clearly(cli, capsys):
-    assert cli("results", "999") == 1
-    err = capsys.readouterr().err
+def test_cli_results_of_unknown_competition_fails_clearly(cli):
+    result = cli("results", "999")
+    assert result.returncode == 1
+    err = result.stderr
     assert err.strip() == "server5k: error: La competencia 999 no existe."

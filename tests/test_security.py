@@ -10,11 +10,9 @@ import uuid
 
 import jwt
 import pytest
-import tornado.httpclient
-import tornado.websocket
 
 import models
-from conftest import SECRET
+from helpers import SECRET, judge_path
 
 
 def b64(obj):
@@ -60,14 +58,6 @@ def forged_tokens(user_id, juez_id):
     }
 
 
-async def ws_status(client, juez_id, token):
-    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-        ws = await tornado.websocket.websocket_connect(
-            client.ws_url("/ws/juez/%s/?token=%s" % (juez_id, token)))
-        ws.close()
-    return refused.value.code
-
-
 def judge_user_id(username):
     with models.db.connection_context():
         return models.User.get(models.User.username_key == username).id
@@ -89,7 +79,7 @@ async def test_forged_and_wrong_tokens_are_401_everywhere(client, event):
             code, answer, _ = await client.request(method, path, data, token=token)
             assert code == 401, (what, path, answer)
             assert answer["code"] in ("token_not_valid", "token_expired", "wrong_token_type")
-        assert await ws_status(client, juez_id, token) == 401, what
+        assert await client.handshake_status(judge_path(juez_id, token)) == 401, what
     # Control: the same hand-made construction with HS256 and the real key is accepted, so the
     # refusals above are about the algorithm, key, claims or type, not the test's encoding.
     control = hmac_token("HS256", hashlib.sha256, claims(user_id, juez_id=juez_id))
@@ -106,7 +96,7 @@ async def test_token_types_are_not_interchangeable(client, event):
     assert (code, answer["code"]) == (401, "wrong_token_type")
     code, answer = await client.get("/api/me/", token=tokens["refresh"])
     assert (code, answer["code"]) == (401, "wrong_token_type")
-    assert await ws_status(client, event["jueces"][0], tokens["refresh"]) == 401
+    assert await client.handshake_status(judge_path(event["jueces"][0], tokens["refresh"])) == 401
     expired = jwt.encode(claims(judge_user_id("juez1"), "refresh", exp=int(time.time()) - 1),
                          SECRET, algorithm="HS256")
     code, answer = await client.post("/api/token/refresh/", {"refresh": expired})
@@ -123,8 +113,10 @@ async def test_a_judge_cannot_act_as_organizer_or_as_another_judge(client, event
         assert (code, answer["code"]) == (403, "organizer_only"), action
     code, answer = await client.get("/api/competencias/%d/jueces/" % cid, token=token)
     assert (code, answer["code"]) == (403, "organizer_only")
-    assert await ws_status(client, event["jueces"][1], token) == 403  # same race, other judge
-    assert await ws_status(client, event["jueces"][2], token) == 403  # other race
+    assert await client.handshake_status(
+        judge_path(event["jueces"][1], token)) == 403  # same race, other judge
+    assert await client.handshake_status(
+        judge_path(event["jueces"][2], token)) == 403  # other race
     code, answer = await client.post("/api/enviar_tiempos/", {
         "equipo_id": event["equipos"]["c"],
         "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1}]}, token=token)
@@ -144,7 +136,7 @@ async def test_an_inactive_judge_with_a_valid_token_is_refused_403(client, event
     assert (code, answer["code"]) == (403, "inactive_judge")
     code, answer = await client.post("/api/ws-ticket/", token=token)
     assert (code, answer["code"]) == (403, "inactive_judge")
-    assert await ws_status(client, event["jueces"][0], token) == 403
+    assert await client.handshake_status(judge_path(event["jueces"][0], token)) == 403
     with models.db.connection_context():
         assert models.RegistroTiempo.select().count() == 0
 
@@ -162,4 +154,4 @@ async def test_an_inactive_user_is_refused_401_even_with_valid_tokens(client, ev
         "equipo_id": event["equipos"]["a"],
         "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1}]}, token=tokens["access"])
     assert code == 401
-    assert await ws_status(client, event["jueces"][0], tokens["access"]) == 401
+    assert await client.handshake_status(judge_path(event["jueces"][0], tokens["access"])) == 401

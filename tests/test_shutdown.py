@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from live import accepts_connections, judge_socket, login
+from helpers import accepts_connections, judge_socket, login, wait_for_async
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -26,14 +26,18 @@ def test_signal_lets_in_flight_submission_commit_then_exits_cleanly(sig, spawn, 
         tokens = await login(server.base_url, "juez1", "pass1")
         ws, _ = await judge_socket("%s/ws/juez/%d/?token=%s" % (
             server.ws_base, event["jueces"][0], tokens["access"]))
-        # A phone on slow Wi-Fi: headers and half the body are in when the signal arrives.
+        # A phone on slow Wi-Fi: headers and half the body are in when the signal arrives. It
+        # asks for "100 Continue", which the server sends once it has read the headers and counts
+        # the request in flight: the signal comes after that, never on a guess.
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(("POST /api/enviar_tiempos/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                      "Expect: 100-continue\r\n"
                       "Content-Length: %d\r\n\r\n" % (tokens["access"], len(body))).encode())
         writer.write(body[:20])
         await writer.drain()
-        await asyncio.sleep(0.5)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100"), interim  # (what the wait waited for)
         server.signal(sig)
 
         assert await asyncio.wait_for(ws.read_message(), 10) is None
@@ -41,14 +45,13 @@ def test_signal_lets_in_flight_submission_commit_then_exits_cleanly(sig, spawn, 
         assert ws.close_reason  # a reason the app can show
         ws.close()
 
-        for _ in range(100):  # the listening socket closes first thing
-            if not accepts_connections(server.port):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("server still accepts new connections after the signal")
+        await wait_for_async(  # the listening socket closes first thing
+            lambda: not accepts_connections(server.port), timeout=2,
+            what="the server to stop accepting new connections after the signal")
 
-        await asyncio.sleep(1.0)  # the rest of the body is slow too
+        # Not a wait: the scenario. The rest of the body is slow too, arriving well after the
+        # server began stopping (the socket and the listener are already closed, above).
+        await asyncio.sleep(1.0)
         writer.write(body[20:])
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)

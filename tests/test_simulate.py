@@ -10,6 +10,7 @@ import pytest
 import models
 import server5k
 import rehearsal
+from helpers import run_cli
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -73,9 +74,10 @@ def test_create_demo_judges_once_with_private_credentials(config, event):
         assert models.authenticate("simjuez2", second[1]["contrasena"]) is not None
 
 
-def test_simulate_without_credentials_says_what_to_do(config, capsys, tmp_path):
+def test_simulate_without_credentials_says_what_to_do(config, tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("database:\n  path: %s\n" % config["database"]["path"])
-    assert server5k.main(["--config", str(config_file), "simulate", "--judges", "5"]) == 1
-    err = capsys.readouterr().err
+    result = run_cli(config_file, "simulate", "--judges", "5", in_process=True, check=False)
+    assert result.returncode == 1
+    err = result.stderr
     assert "--create-demo" in err and "--credentials" in err

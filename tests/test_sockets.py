@@ -8,29 +8,13 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
-from conftest import next_message
+from helpers import next_message, nothing_within, wait_for_async
 
 
 async def start(client, cid, token, action="iniciar", body=None):
     code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), body, token)
     assert code == 200, answer
     return answer
-
-
-async def handshake_error(client, path, **headers):
-    """The HTTP status and JSON of a refused handshake (refused before the upgrade)."""
-    request = tornado.httpclient.HTTPRequest(client.ws_url(path), headers=headers)
-    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
-        await tornado.websocket.websocket_connect(request)
-    return info.value.code
-
-
-async def no_message(ws, wait=0.3):
-    try:
-        message = await asyncio.wait_for(ws.read_message(), wait)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError("unexpected message %r" % message)
 
 
 @pytest.mark.gen_test
@@ -42,7 +26,7 @@ async def test_connect_gets_conexion_establecida(client, event):
     assert data["competencia"]["id"] == event["competencia"]
     assert data["competencia"]["estado"] == "programada"
     assert data["server_time"].endswith("Z")
-    await no_message(ws)
+    await nothing_within(ws, 0.3)
     ws.close()
 
 
@@ -50,14 +34,14 @@ async def test_connect_gets_conexion_establecida(client, event):
 async def test_handshake_refusals(client, event):
     juez1 = event["jueces"][0]
     tokens = await client.login("juez1", "pass1")
-    assert await handshake_error(client, "/ws/juez/%d/" % juez1) == 401
-    assert await handshake_error(client, "/ws/juez/%d/?token=basura" % juez1) == 401
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (juez1, tokens["refresh"])) == 401
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (event["jueces"][1], tokens["access"])) == 403
+    assert await client.handshake_status("/ws/juez/%d/" % juez1) == 401
+    assert await client.handshake_status("/ws/juez/%d/?token=basura" % juez1) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (juez1, tokens["refresh"])) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (event["jueces"][1], tokens["access"])) == 403
     organizer = await client.access("org", "org-pass")
-    assert await handshake_error(client, "/ws/juez/%d/?token=%s" % (juez1, organizer)) == 403
+    assert await client.handshake_status("/ws/juez/%d/?token=%s" % (juez1, organizer)) == 403
 
 
 @pytest.mark.gen_test
@@ -72,8 +56,8 @@ async def test_inactive_judge_cannot_connect(client, event):
     token = await client.access("juez1", "pass1")
     with models.db.connection_context():
         models.Juez.update(is_active=False).where(models.Juez.id == event["jueces"][0]).execute()
-    assert await handshake_error(
-        client, "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)) == 403
+    assert await client.handshake_status(
+        "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)) == 403
 
 
 @pytest.mark.gen_test
@@ -97,7 +81,7 @@ def restricted_origins(config):
 async def test_allowed_origins_restricts(restricted_origins, client, event):
     token = await client.access("juez1", "pass1")
     path = "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)
-    assert await handshake_error(client, path, Origin="https://evil.example") == 403
+    assert await client.handshake_status(path, Origin="https://evil.example") == 403
     request = tornado.httpclient.HTTPRequest(client.ws_url(path),
                                              headers={"Origin": "https://app.example"})
     ws = await tornado.websocket.websocket_connect(request)
@@ -127,8 +111,8 @@ async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(cli
         assert data["started_at"] == answer["competencia"]["started_at"]
         assert data["competencia"]["estado"] == "en_curso"
         assert data["server_time"].endswith("Z")
-        await no_message(ws, 0.1)
-    await no_message(other_race)
+        await nothing_within(ws, 0.1)
+    await nothing_within(other_race, 0.3)
     for ws in (phone_a, phone_b, other_judge, other_race):
         ws.close()
 
@@ -143,7 +127,7 @@ async def test_late_joiner_gets_the_start_replayed_once(client, event):
     replay = await next_message(ws)
     assert replay["type"] == "carrera.iniciada"
     assert replay["data"]["started_at"] == answer["competencia"]["started_at"]
-    await no_message(ws)
+    await nothing_within(ws, 0.3)
     ws.close()
 
 
@@ -234,10 +218,8 @@ async def test_closed_sockets_leave_the_registry(client, app, event):
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     assert hub.sockets_of(event["jueces"][0]) == 1
     ws.close()
-    for _ in range(50):
-        if hub.sockets_of(event["jueces"][0]) == 0:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: hub.sockets_of(event["jueces"][0]) == 0, timeout=1,
+                         what="the closed socket to leave the registry")
     assert hub.sockets_of(event["jueces"][0]) == 0
     organizer = await client.access("org", "org-pass")
     answer = await start(client, event["competencia"], organizer)

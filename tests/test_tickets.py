@@ -1,15 +1,12 @@
 """Tokens out of URLs: ``POST /api/ws-ticket/`` gives a single-use, 30-second ticket that the judge
 socket accepts as ``?ticket=``; ``?token=`` keeps working; logs never show either value."""
 
-import json
 import logging
 
 import pytest
-import tornado.httpclient
-import tornado.websocket
 
-from conftest import next_message
 from handlers.tokens import WsTickets
+from helpers import next_message
 
 
 async def ticket_for(client, token):
@@ -19,36 +16,20 @@ async def ticket_for(client, token):
     return payload["ticket"]
 
 
-async def handshake_status(client, path):
-    """The HTTP status a refused WebSocket handshake got (fails if it was accepted)."""
-    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-        ws = await tornado.websocket.websocket_connect(client.ws_url(path))
-        ws.close()
-    return refused.value.code
-
-
-async def ticket_socket(client, juez_id, ticket):
-    ws = await tornado.websocket.websocket_connect(
-        client.ws_url("/ws/juez/%s/?ticket=%s" % (juez_id, ticket)))
-    hello = json.loads(await ws.read_message())
-    assert hello["type"] == "conexion.establecida"
-    return ws, hello
-
-
 @pytest.mark.gen_test
 async def test_ticket_opens_the_judge_socket_once_and_the_start_arrives(client, event, caplog):
     caplog.set_level(logging.DEBUG)
     juez1 = await client.login("juez1", "pass1")
     org = await client.access("org", "org-pass")
     ticket = await ticket_for(client, juez1["access"])
-    ws, hello = await ticket_socket(client, event["jueces"][0], ticket)
+    ws, hello = await client.judge_socket(event["jueces"][0], ticket=ticket)
     assert hello["data"]["juez_id"] == event["jueces"][0]
     code, _ = await client.post("/api/competencias/%d/iniciar/" % event["competencia"], token=org)
     assert code == 200
     assert (await next_message(ws))["type"] == "carrera.iniciada"
     # Single use: the same ticket again is refused at the handshake.
-    assert await handshake_status(
-        client, "/ws/juez/%d/?ticket=%s" % (event["jueces"][0], ticket)) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?ticket=%s" % (event["jueces"][0], ticket)) == 401
     # ?token= keeps working for apps written against the guide.
     ws2, _ = await client.judge_socket(event["jueces"][0], juez1["access"])
     assert (await next_message(ws2))["type"] == "carrera.iniciada"
@@ -64,10 +45,10 @@ async def test_ticket_opens_the_judge_socket_once_and_the_start_arrives(client, 
 @pytest.mark.gen_test
 async def test_ticket_is_bound_to_its_judge_and_spent_by_a_wrong_try(client, event):
     ticket = await ticket_for(client, await client.access("juez1", "pass1"))
-    assert await handshake_status(
-        client, "/ws/juez/%d/?ticket=%s" % (event["jueces"][1], ticket)) == 403
-    assert await handshake_status(
-        client, "/ws/juez/%d/?ticket=%s" % (event["jueces"][0], ticket)) == 401
+    assert await client.handshake_status(
+        "/ws/juez/%d/?ticket=%s" % (event["jueces"][1], ticket)) == 403
+    assert await client.handshake_status(
+        "/ws/juez/%d/?ticket=%s" % (event["jueces"][0], ticket)) == 401
 
 
 @pytest.mark.gen_test
@@ -80,10 +61,10 @@ async def test_expired_and_made_up_tickets_are_refused(client, event, app):
     fresh = await ticket_for(client, token)
     now[0] += 0.2  # old is now 30.1 s old, fresh 0.2 s
     path = "/ws/juez/%d/?ticket=%%s" % event["jueces"][0]
-    assert await handshake_status(client, path % old) == 401
-    assert await handshake_status(client, path % "made-up-ticket") == 401
-    assert await handshake_status(client, "/ws/juez/%d/?ticket=" % event["jueces"][0]) == 401
-    ws, _ = await ticket_socket(client, event["jueces"][0], fresh)
+    assert await client.handshake_status(path % old) == 401
+    assert await client.handshake_status(path % "made-up-ticket") == 401
+    assert await client.handshake_status("/ws/juez/%d/?ticket=" % event["jueces"][0]) == 401
+    ws, _ = await client.judge_socket(event["jueces"][0], ticket=fresh)
     ws.close()
 
 

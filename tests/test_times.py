@@ -6,19 +6,9 @@ import uuid
 import pytest
 
 import models
+from helpers import registros
 
 URL = "/api/enviar_tiempos/"
-
-
-def registros(n, start_ms=60_000, ids=False):
-    out = []
-    for i in range(n):
-        record = {"timestamp": "2025-11-11T12:%02d:%02d.000Z" % (i // 60, i % 60),
-                  "tiempo": start_ms + i * 1000}
-        if ids:
-            record["id_registro"] = str(uuid.uuid4())
-        out.append(record)
-    return out
 
 
 def stored_rows(config, equipo_id=None):

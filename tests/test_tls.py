@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from live import fetch, next_message
+from helpers import fetch, next_message
 
 
 def self_signed(tmp_path):

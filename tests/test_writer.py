@@ -12,13 +12,13 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
-import time
 import uuid
 
 import pytest
 
 import models
 import store as store_module
+from helpers import registros, wait_for
 
 TEAMS_PER_JUDGE = 2
 JUDGES = 6
@@ -39,9 +39,8 @@ def crowd(config, event):
 
 def records(equipo_id, count=15, base_ms=1_500_000):
     """Distinct records for a team (the team id is folded into tiempo so payloads differ)."""
-    start = dt.datetime(2026, 5, 1, 9, 0, 0)
-    return [{"timestamp": start + dt.timedelta(seconds=i), "tiempo": base_ms + equipo_id * 100 + i,
-             "id_registro": uuid.uuid4().hex} for i in range(count)]
+    return registros(count, start_ms=base_ms + equipo_id * 100, step_ms=1,
+                     at=dt.datetime(2026, 5, 1, 9, 0, 0), ids=True, validated=True)
 
 
 def stored(config):
@@ -70,10 +69,8 @@ class Gate:
         return "gate"
 
     def wait_for_queue(self, jobs, timeout=10):
-        deadline = time.monotonic() + timeout
-        while self.writer._queue.qsize() < jobs:
-            assert time.monotonic() < deadline, "submissions never reached the writer"
-            time.sleep(0.005)
+        wait_for(lambda: self.writer._queue.qsize() >= jobs, timeout, interval=0.005,
+                 what="%d submissions to reach the writer" % jobs)
 
     def open(self):
         self.release.set()
@@ -262,7 +259,8 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
         answers = await asyncio.gather(*futures)
         with pytest.raises(models.Forbidden):
             await refused
-        await asyncio.sleep(0.05)
+        # The writer has posted every reply of that commit once a job queued after it has run.
+        await loop.run_in_executor(None, lambda: store.write(lambda: None).result(10))
         return wakeups, answers
 
     wakeups, answers = asyncio.run(main())

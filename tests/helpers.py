@@ -1,0 +1,366 @@
+"""What the tests share, apart from fixtures (those are in conftest.py):
+
+* waits on a condition with a deadline (``wait_for``, ``wait_for_async``), never fixed sleeps;
+* ``registros``, the records of a submission, in the wire form or the validated form;
+* HTTP (``fetch``, ``request_json``, ``login``) and the judge socket (``judge_path``,
+  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``);
+* ``Client``, the same for the in-process app (the ``client`` fixture);
+* ``run_cli``, the command line in a subprocess or in-process;
+* ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
+  for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
+  log goes to a file the test can read.
+
+Every test file imports what it needs from here; none imports conftest.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# The signing secret of the in-process app (the ``config`` fixture puts it in the environment)...
+SECRET = "test-secret-" + "x" * 60
+# ...and of the real server started as a subprocess (LiveServer.env()).
+LIVE_SECRET = "live-secret-" + "y" * 40
+
+
+# -- waiting --------------------------------------------------------------------------------------
+def wait_for(condition, timeout=10, interval=0.01, what=None):
+    """Poll ``condition()`` until it gives a true value, and return that value; fail the test
+    (AssertionError naming ``what``) once ``timeout`` seconds pass first.
+
+    For tests that wait for something to have happened: never a fixed sleep, which is too short
+    on a busy machine and too long everywhere else.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := _poll(condition, deadline, timeout, what)):
+        time.sleep(interval)
+    return value
+
+
+async def wait_for_async(condition, timeout=10, interval=0.01, what=None):
+    """``wait_for`` on an asyncio loop: the loop keeps running between polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := _poll(condition, deadline, timeout, what)):
+        await asyncio.sleep(interval)
+    return value
+
+
+def _poll(condition, deadline, timeout, what):
+    value = condition()
+    if not value and time.monotonic() >= deadline:
+        raise AssertionError("gave up after %s s waiting for %s" % (
+            timeout, what or getattr(condition, "__name__", "").strip("<>") or "the condition"))
+    return value
+
+
+# -- records --------------------------------------------------------------------------------------
+T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
+
+
+def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=False,
+              validated=False, **fields):
+    """The records of one submission, one per tiempo.
+
+    ``tiempos``: the ms of each record, or a count n: n tiempos from ``start_ms``, ``step_ms``
+    apart.
+    ``at``: the first record's timestamp (ISO text or naive UTC datetime); each next one
+    ``every_s`` seconds later (0: all the same).
+    ``ids``: False (no id_registro), True (a new UUID each) or a list (one per record, None: none).
+    ``validated``: the form models.validate_submission gives and models.store_submission takes
+    (naive UTC datetimes, 32-hex ids, id_registro always present) instead of the wire form (ISO
+    text with milliseconds and Z, UUID text).
+    ``fields``: set on every record as given, e.g. a value the server must refuse.
+    """
+    if isinstance(tiempos, int):
+        tiempos = [start_ms + i * step_ms for i in range(tiempos)]
+    tiempos = list(tiempos)
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+        if at.tzinfo is not None:
+            at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if ids is True:
+        ids = [uuid.uuid4() for _ in tiempos]
+    out = []
+    for i, tiempo in enumerate(tiempos):
+        stamp = at + dt.timedelta(seconds=i * every_s)
+        given = ids[i] if ids else None
+        if validated:
+            record = {"timestamp": stamp, "tiempo": tiempo,
+                      "id_registro": given.hex if isinstance(given, uuid.UUID) else given}
+        else:
+            record = {"timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.")
+                      + "%03dZ" % (stamp.microsecond // 1000), "tiempo": tiempo}
+            if given is not None:
+                record["id_registro"] = str(given)
+        record.update(fields)
+        out.append(record)
+    return out
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+async def fetch(method, url, body=None, token=None, headers=None, raw=None, client=None, **kw):
+    """One HTTP request from outside the server: (status, parsed JSON or None, response)."""
+    all_headers = {"Content-Type": "application/json"}
+    if token:
+        all_headers["Authorization"] = "Bearer " + token
+    all_headers.update(headers or {})
+    if raw is None and body is not None:
+        raw = json.dumps(body)
+    if raw is None and method == "POST":
+        raw = ""
+    client = client or tornado.httpclient.AsyncHTTPClient()
+    try:
+        response = await client.fetch(url, method=method, body=raw, headers=all_headers,
+                                      raise_error=False, **kw)
+    except tornado.httpclient.HTTPClientError as exc:  # 599: no answer (closed, timed out)
+        raise ConnectionError(str(exc)) from None
+    text = response.body.decode() if response.body else ""
+    try:
+        payload = json.loads(text) if text else None
+    except ValueError:
+        payload = text
+    return response.code, payload, response
+
+
+def request_json(method, url, body=None, token=None, timeout=15):
+    """One blocking HTTP request with a JSON body (for sync code such as Playwright tests):
+    (status, parsed JSON answer)."""
+    request = urllib.request.Request(url, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def login(base_url, username, password, **kw):
+    """``POST /api/token/`` that must succeed: {"access", "refresh"}."""
+    code, payload, _ = await fetch("POST", base_url + "/api/token/",
+                                   {"username": username, "password": password}, **kw)
+    assert code == 200, payload
+    return payload
+
+
+# -- WebSockets -----------------------------------------------------------------------------------
+def judge_path(juez_id, token=None, ticket=None):
+    """The judge socket's path, authenticated by ``?token=`` or ``?ticket=`` (or neither)."""
+    path = "/ws/juez/%s/" % juez_id
+    if ticket is not None:
+        return path + "?ticket=%s" % ticket
+    return path if token is None else path + "?token=%s" % token
+
+
+async def judge_socket(url, **kw):
+    """Open a judge socket and read its conexion.establecida: (socket, that message)."""
+    ws = await tornado.websocket.websocket_connect(url, **kw)
+    hello = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+    assert hello["type"] == "conexion.establecida", hello
+    return ws, hello
+
+
+async def handshake_status(url, **headers):
+    """The HTTP status of a WebSocket handshake the server refuses (before the upgrade); fails the
+    test if the socket opens."""
+    request = tornado.httpclient.HTTPRequest(url, headers=headers)
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        ws = await tornado.websocket.websocket_connect(request)
+        ws.close()
+    return refused.value.code
+
+
+async def nothing_within(ws, seconds):
+    """True when ``ws`` receives no message for ``seconds`` (and is still open); fails the test
+    otherwise. Silence can only be checked over some time: ``seconds`` is that time."""
+    try:
+        message = await asyncio.wait_for(ws.read_message(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    raise AssertionError("unexpected message: %r" % (message,))
+
+
+async def next_message(ws, timeout=10):
+    """The next message as JSON, or None once the server has closed the socket."""
+    text = await asyncio.wait_for(ws.read_message(), timeout)
+    return None if text is None else json.loads(text)
+
+
+# -- the in-process app ---------------------------------------------------------------------------
+class Client:
+    """Small helper around Tornado's HTTP client: JSON in, (status, json) out."""
+
+    def __init__(self, base_url):
+        self.base_url = base_url
+        self.http = tornado.httpclient.AsyncHTTPClient()
+
+    async def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        code, payload, response = await fetch(method, self.base_url + path, body, token,
+                                              headers, raw, client=self.http,
+                                              allow_nonstandard_methods=True)
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            assert not isinstance(payload, str), "not JSON: %r" % payload[:200]
+        return code, payload, response
+
+    async def post(self, path, body=None, token=None, **kw):
+        code, payload, _ = await self.request("POST", path, body, token, **kw)
+        return code, payload
+
+    async def get(self, path, token=None, **kw):
+        code, payload, _ = await self.request("GET", path, None, token, **kw)
+        return code, payload
+
+    async def login(self, username, password):
+        return await login(self.base_url, username, password, client=self.http)
+
+    async def access(self, username, password):
+        return (await self.login(username, password))["access"]
+
+    def ws_url(self, path):
+        return "ws" + self.base_url[len("http"):] + path
+
+    async def judge_socket(self, juez_id, token=None, ticket=None, **kw):
+        """Connect a judge socket (by token or ticket) and read its conexion.establecida."""
+        return await judge_socket(self.ws_url(judge_path(juez_id, token, ticket)), **kw)
+
+    async def handshake_status(self, path, **headers):
+        """The HTTP status of a refused WebSocket handshake on ``path``."""
+        return await handshake_status(self.ws_url(path), **headers)
+
+
+# -- the real server as a subprocess --------------------------------------------------------------
+def free_port(host="127.0.0.1"):
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def accepts_connections(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run_cli(config_path, *args, env=None, check=True, in_process=False, timeout=60):
+    """``python server5k.py --config CONFIG_PATH ARGS...``: a CompletedProcess (returncode,
+    stdout, stderr).
+
+    In a subprocess by default: the real command line, with its own environment (``env``, else
+    this one) and exit status. ``in_process=True`` calls ``server5k.main`` here instead, capturing
+    what it prints (quicker; it opens the database in this process, as the fixtures do).
+    ``check=True`` fails the test, showing stderr, when the command exits non-zero.
+    """
+    argv = ["--config", str(config_path), *args]
+    if in_process:
+        assert env is None, "an in-process run shares this process's environment"
+        import server5k
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = server5k.main(argv)
+            except SystemExit as exc:  # argparse refusing the arguments
+                code = exc.code if isinstance(exc.code, int) else 1
+        result = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    else:
+        result = subprocess.run([sys.executable, str(ROOT / "server5k.py"), *argv], env=env,
+                                capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError("server5k %s failed (%d): %s" % (
+            " ".join(args), result.returncode, result.stderr))
+    return result
+
+
+class LiveServer:
+    def __init__(self, tmp_path, db_path, port=None, verbose=False, **sections):
+        self.port = port or free_port()
+        self.db_path = str(db_path)
+        self.config_path = Path(tmp_path) / ("live-%d.yaml" % self.port)
+        self.log_path = Path(tmp_path) / ("live-%d.log" % self.port)
+        config = {"server": {"host": "127.0.0.1", "port": self.port, "ws_ping_interval_s": 5},
+                  "database": {"path": self.db_path}}
+        for section, values in sections.items():
+            config.setdefault(section, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.tls = bool(config["server"].get("tls_cert"))
+        self.verbose = verbose
+        self.process = None
+        self._log = None
+
+    @property
+    def base_url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
+
+    @property
+    def ws_base(self):
+        return "%s://127.0.0.1:%d" % ("wss" if self.tls else "ws", self.port)
+
+    def env(self):
+        return dict(os.environ, SERVER5K_SECRET_KEY=LIVE_SECRET, PYTHONUNBUFFERED="1")
+
+    def cli(self, *args, env=None, check=True):
+        """``run_cli`` with this server's config and environment (plus ``env``)."""
+        return run_cli(self.config_path, *args, env=dict(self.env(), **(env or {})), check=check)
+
+    def start(self, *extra, timeout=20):
+        """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log = open(self.log_path, "ab")
+        argv = [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path)]
+        if self.verbose:
+            argv.append("--verbose")
+        self.process = subprocess.Popen(argv + ["serve", *extra], env=self.env(), cwd=str(ROOT),
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # until its log says it listens (or it exits)
+            if self.process.poll() is not None:
+                raise RuntimeError("server exited with %s:\n%s" % (self.process.returncode,
+                                                                   self.log()))
+            if "listening on" in self.log()[offset:]:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.log())
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig):
+        self.process.send_signal(sig)
+
+    def wait(self, timeout=30):
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
+
+    def stop(self):
+        """Make sure the process is gone (test teardown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        if self._log:
+            self._log.close()
+            self._log = None
