@@ -427,7 +427,7 @@ def test_cli_results_prints_a_table(cli, event):
     result = cli("results", str(event["competencia"]))
     assert result.returncode == 0
     out = result.stdout.splitlines()
-    assert out[0].startswith("Carrera de prueba (competition %d): programada" % event["competencia"])
+    assert out[0].startswith("competition %d Carrera de prueba: programada" % event["competencia"])
     assert out[1].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
                               "early"]
     body = [line.split() for line in out[3:]]
