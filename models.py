@@ -264,6 +264,9 @@ class User(BaseModel):
     is_active = pw.BooleanField(default=True)
     is_organizer = pw.BooleanField(default=False)
     created_at = UtcDateTimeField(default=utcnow)
+    # Tokens carry the generation they were issued in; a password change or a deactivation
+    # moves it on, so every token issued before is refused at once.
+    token_gen = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "user"
@@ -280,6 +283,11 @@ class Competencia(BaseModel):
     # When the results were made official (null: provisional). Like started_at, the current
     # state; every change of it is an Accion row saying who, when, why, before and after.
     oficial_en = UtcDateTimeField(null=True)
+    # The event's scoring rule: suma, promedio or puntos; how many times count (null: the
+    # server's race.records_scored_per_team); how many finishers a team needs to be ranked.
+    regla = pw.CharField(max_length=16, default="suma", constraints=[pw.SQL("DEFAULT 'suma'")])
+    contados = pw.IntegerField(null=True)
+    minimo = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
 
     class Meta:
         table_name = "competencia"
@@ -337,6 +345,7 @@ class Equipo(BaseModel):
     nombre = pw.CharField(max_length=200)
     dorsal = pw.IntegerField()
     juez = pw.ForeignKeyField(Juez, backref="equipos", null=True, on_delete="SET NULL")
+    categoria = pw.CharField(max_length=100, null=True)  # optional: standings per category
 
     class Meta:
         table_name = "equipo"
@@ -447,9 +456,10 @@ _V3_COLUMNS = ("id, id_registro, equipo_id, juez_id, tiempo, horas, minutos, seg
 
 
 def _v4_corrections(migrator):
-    """Version 4: corrections. registro_tiempo gains ``origen`` and ``oficial_al_recibir`` and
-    its juez_id may be null (paper times), which SQLite can only do by rebuilding the table:
-    every row is copied as it is; competencia gains ``oficial_en``; the accion table is new
+    """Version 4: corrections, roster and scoring rules. registro_tiempo gains ``origen`` and
+    ``oficial_al_recibir`` and its juez_id may be null (paper times), which SQLite can only do
+    by rebuilding the table: every row is copied as it is; competencia gains ``oficial_en`` and
+    its scoring rule, equipo its ``categoria``, user its ``token_gen``; the accion table is new
     (made by create_tables)."""
     database = migrator.database
     columns = {c.name for c in database.get_columns("registro_tiempo")}
@@ -464,8 +474,15 @@ def _v4_corrections(migrator):
                              'ON "registro_tiempo" ("id_registro")')
         database.execute_sql('CREATE INDEX "registrotiempo_equipo_id_timestamp_tiempo" '
                              'ON "registro_tiempo" ("equipo_id", "timestamp", "tiempo")')
-    if "oficial_en" not in {c.name for c in database.get_columns("competencia")}:
-        database.execute_sql('ALTER TABLE "competencia" ADD COLUMN "oficial_en" TEXT')
+    for table, column, ddl in (
+            ("competencia", "oficial_en", "TEXT"),
+            ("competencia", "regla", "VARCHAR(16) NOT NULL DEFAULT 'suma'"),
+            ("competencia", "contados", "INTEGER"),
+            ("competencia", "minimo", "INTEGER NOT NULL DEFAULT 1"),
+            ("equipo", "categoria", "VARCHAR(100)"),
+            ("user", "token_gen", "INTEGER NOT NULL DEFAULT 0")):
+        if column not in {c.name for c in database.get_columns(table)}:
+            database.execute_sql('ALTER TABLE "%s" ADD COLUMN "%s" %s' % (table, column, ddl))
 
 
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,

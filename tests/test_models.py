@@ -289,3 +289,83 @@ def test_results_read_a_teams_records_through_an_index(one_team_race):
         "EXPLAIN QUERY PLAN SELECT r.equipo_id, r.tiempo FROM registro_tiempo AS r "
         "JOIN equipo AS e ON e.id = r.equipo_id WHERE e.competencia_id = ?", (comp.id,))]
     assert not any(step.startswith("SCAN r") for step in plan), plan
+
+
+V3_SCHEMA = [
+    'CREATE TABLE "competencia" ("id" INTEGER NOT NULL PRIMARY KEY, "nombre" VARCHAR(200) NOT '
+    'NULL, "fecha_hora" TEXT, "started_at" TEXT, "finished_at" TEXT)',
+    'CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "username" VARCHAR(150) NOT NULL, '
+    '"username_key" VARCHAR(150) NOT NULL, "password_hash" VARCHAR(255) NOT NULL, "is_active" '
+    'INTEGER NOT NULL, "is_organizer" INTEGER NOT NULL, "created_at" TEXT NOT NULL)',
+    'CREATE UNIQUE INDEX "user_username_key" ON "user" ("username_key")',
+    'CREATE TABLE "juez" ("id" INTEGER NOT NULL PRIMARY KEY, "user_id" INTEGER NOT NULL, '
+    '"competencia_id" INTEGER NOT NULL, "nombre" VARCHAR(200) NOT NULL, "is_active" INTEGER NOT '
+    'NULL, FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE, FOREIGN KEY '
+    '("competencia_id") REFERENCES "competencia" ("id") ON DELETE CASCADE)',
+    'CREATE UNIQUE INDEX "juez_user_id" ON "juez" ("user_id")',
+    'CREATE INDEX "juez_competencia_id" ON "juez" ("competencia_id")',
+    'CREATE TABLE "equipo" ("id" INTEGER NOT NULL PRIMARY KEY, "competencia_id" INTEGER NOT '
+    'NULL, "nombre" VARCHAR(200) NOT NULL, "dorsal" INTEGER NOT NULL, "juez_id" INTEGER, '
+    'FOREIGN KEY ("competencia_id") REFERENCES "competencia" ("id") ON DELETE CASCADE, FOREIGN '
+    'KEY ("juez_id") REFERENCES "juez" ("id") ON DELETE SET NULL)',
+    'CREATE INDEX "equipo_competencia_id" ON "equipo" ("competencia_id")',
+    'CREATE INDEX "equipo_juez_id" ON "equipo" ("juez_id")',
+    'CREATE UNIQUE INDEX "equipo_competencia_id_dorsal" ON "equipo" ("competencia_id", "dorsal")',
+    'CREATE TABLE "registro_tiempo" ("id" INTEGER NOT NULL PRIMARY KEY, "id_registro" TEXT NOT '
+    'NULL, "equipo_id" INTEGER NOT NULL, "juez_id" INTEGER NOT NULL, "tiempo" INTEGER NOT NULL, '
+    '"horas" INTEGER NOT NULL, "minutos" INTEGER NOT NULL, "segundos" INTEGER NOT NULL, '
+    '"milisegundos" INTEGER NOT NULL, "timestamp" TEXT NOT NULL, "received_at" TEXT NOT NULL, '
+    '"estado_carrera" VARCHAR(16) NOT NULL, FOREIGN KEY ("equipo_id") REFERENCES "equipo" '
+    '("id") ON DELETE RESTRICT, FOREIGN KEY ("juez_id") REFERENCES "juez" ("id") ON DELETE '
+    'RESTRICT)',
+    'CREATE UNIQUE INDEX "registrotiempo_id_registro" ON "registro_tiempo" ("id_registro")',
+    'CREATE INDEX "registrotiempo_equipo_id_timestamp_tiempo" ON "registro_tiempo" '
+    '("equipo_id", "timestamp", "tiempo")',
+    'CREATE TABLE "schema_version" ("id" INTEGER NOT NULL PRIMARY KEY, "version" INTEGER NOT '
+    'NULL)',
+]
+
+
+def _shape(path):
+    """Every table's columns (name, type, not null, default) and every index, by name."""
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {table: ([row[1:5] for row in conn.execute('PRAGMA table_info("%s")' % table)],
+                        sorted(row[1:3] for row in conn.execute('PRAGMA index_list("%s")'
+                                                                % table)),
+                        [row[2:] for row in conn.execute('PRAGMA foreign_key_list("%s")'
+                                                         % table)])
+                for table in tables}
+
+
+def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
+    old = tmp_path / "v3.db"
+    with sqlite3.connect(old) as conn:
+        for statement in V3_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (3)")
+        conn.execute("INSERT INTO competencia (nombre, started_at) VALUES ('Vieja', "
+                     "'2026-01-01 09:00:00.000000')")
+        conn.execute("INSERT INTO user (username, username_key, password_hash, is_active, "
+                     "is_organizer, created_at) VALUES ('j', 'j', 'x', 1, 0, '2026-01-01')")
+        conn.execute("INSERT INTO juez (user_id, competencia_id, nombre, is_active) "
+                     "VALUES (1, 1, 'J', 1)")
+        conn.execute("INSERT INTO equipo (competencia_id, nombre, dorsal, juez_id) "
+                     "VALUES (1, 'E', 1, 1)")
+        conn.execute("INSERT INTO registro_tiempo VALUES (1, '%s', 1, 1, 61000, 0, 1, 1, 0, "
+                     "'2026-01-01 09:01:01.000000', '2026-01-01 09:02:00.000000', 'en_curso')"
+                     % uuid.UUID(int=7).hex)
+    models.open_database(old)
+    fresh = tmp_path / "fresh.db"
+    models.open_database(fresh)
+    assert _shape(old) == _shape(fresh)
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir "
+                            "FROM registro_tiempo").fetchall() == [
+            (uuid.UUID(int=7).hex, 1, 61000, "app", 0)]
+        assert conn.execute("SELECT regla, contados, minimo, oficial_en FROM competencia"
+                            ).fetchall() == [("suma", None, 1, None)]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
