@@ -16,6 +16,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import resource
 import secrets
 import signal
@@ -979,8 +980,21 @@ ENV_HELP = ("Commands marked (server) talk to the running server as an organizer
             "database directly, with or without a running server.")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line is one line on stderr (the usage is in --help),
+    and a negative time such as ``--by -1.5s`` or ``-0:20`` is a value, not an option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-[0-9]+(\.[0-9]+)?(ms|s)?$|^-[0-9]+(:[0-9]+)+(\.[0-9]+)?$")
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="server5k.py", description="Server5K race timing. " + ENV_HELP,
         epilog="python server5k.py COMMAND --help tells more about each command.")
     parser.add_argument("--config", metavar="FILE",

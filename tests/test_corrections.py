@@ -2,13 +2,16 @@
 records never touched, every change in the history exactly once, and a phone's retry changing
 nothing. The real app, a real SQLite file, real HTTP."""
 
+import asyncio
 import json
+import signal
 import sqlite3
 import uuid
 
 import pytest
+import tornado.websocket
 
-from helpers import registros
+from helpers import fetch, login, next_message, nothing_within, registros
 
 TS = "2026-12-06T09:%02d:%02d.000Z"
 
@@ -465,3 +468,153 @@ async def test_the_public_team_page_and_the_judges_read_back(client, event):
                                                 % (cid, eq["a"]))
     assert code == 200 and "Equipo A" in html and "anulado" in html
     assert "motivo privado" not in html
+
+
+# -- live state and crashes -------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_a_start_adjustment_moves_the_live_race_at_once(client, event):
+    """The hub, a late judge's replay and the page follow the adjusted start, without a
+    restart; the judges already counting are not told again (their stopwatch must not reset)."""
+    race = await started(client, event)
+    cid = race["cid"]
+    early, _ = await client.judge_socket(event["jueces"][1], await client.access("juez2",
+                                                                                  "pass2"))
+    assert (await next_message(early))["type"] == "carrera.iniciada"
+    page = await tornado.websocket.websocket_connect(client.ws_url("/ws/resultados/%d/" % cid))
+    assert (await next_message(page))["type"] == "conexion.establecida"
+    assert (await next_message(page))["type"] == "resultados"
+    code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
+        "delta_ms": 20_000, "motivo": "salida 20 s tarde"}, token=race["org"])
+    assert code == 200
+    moved = body["competencia"]["started_at"]
+    update = await next_message(page)  # the page: new clock start and new totals
+    assert update["type"] == "resultados"
+    assert update["data"]["competencia"]["started_at"] == moved
+    late, hello = await client.judge_socket(event["jueces"][1], await client.access("juez2",
+                                                                                     "pass2"))
+    assert hello["data"]["competencia"]["started_at"] == moved
+    replay = await next_message(late)
+    assert replay["type"] == "carrera.iniciada" and replay["data"]["started_at"] == moved
+    assert await nothing_within(early, 0.3)  # no second start for the phone already counting
+    for ws in (early, late, page):
+        ws.close()
+
+
+def test_corrections_answered_200_survive_sigkill(spawn, event, config):
+    server = spawn(config["database"]["path"]).start()
+    base = server.base_url
+    cid, eq = event["competencia"], event["equipos"]
+
+    async def correct():
+        org = (await login(base, "org", "org-pass"))["access"]
+        judge = (await login(base, "juez1", "pass1"))["access"]
+        await fetch("POST", "%s/api/competencias/%d/iniciar/" % (base, cid), token=org)
+        code, sent, _ = await fetch("POST", base + "/api/enviar_tiempos/", {
+            "equipo_id": eq["a"], "registros": registros([1_200_000, 1_300_000])}, token=judge)
+        assert code == 201
+        a0, a1 = sent["created"]
+        steps = [
+            ("POST", "/api/registros/%s/anular/" % a0, {"motivo": "uno"}),
+            ("PATCH", "/api/registros/%s/" % a1, {"equipo_id": eq["b"], "motivo": "dos"}),
+            ("POST", "/api/competencias/%d/registros/" % cid,
+             {"equipo_id": eq["c"], "tiempo": 1_500_000, "motivo": "tres"}),
+            ("POST", "/api/competencias/%d/ajustar_tiempos/" % cid,
+             {"delta_ms": 20_000, "motivo": "cuatro"}),
+            ("POST", "/api/equipos/%d/penalizacion/" % eq["b"], {"ms": 5_000, "motivo": "cinco"}),
+        ]
+        answers = []
+        for method, path, body in steps:
+            code, answer, _ = await fetch(method, base + path, body, token=org)
+            assert code in (200, 201), answer
+            answers.append(answer)
+        server.signal(signal.SIGKILL)  # right after the last 200: the laptop dies
+        return org, a0, a1, answers
+
+    org, a0, a1, answers = asyncio.run(correct())
+    server.wait(10)
+    server.start()
+
+    async def after():
+        token = (await login(base, "org", "org-pass"))["access"]
+        code, history, _ = await fetch("GET", "%s/api/competencias/%d/auditoria/" % (base, cid),
+                                       token=token)
+        assert [a["accion"] for a in history["acciones"]] == [
+            "iniciar", "anular", "mover", "manual", "ajustar", "penalizacion"]
+        code, listed, _ = await fetch("GET", "%s/api/competencias/%d/registros/" % (base, cid),
+                                      token=token)
+        by_id = {r["id"]: r for r in listed["registros"]}
+        assert by_id[a0]["anulado"] is True
+        assert by_id[a1]["equipo_id"] == eq["b"] and by_id[a1]["tiempo"] == 1_320_000
+        assert by_id[answers[2]["id"]]["origen"] == "manual"
+        code, comp, _ = await fetch("GET", "%s/api/competencias/%d/" % (base, cid))
+        assert comp["started_at"] == answers[3]["competencia"]["started_at"]
+        code, result, _ = await fetch("GET", "%s/api/competencias/%d/resultados/" % (base, cid))
+        row_b = [r for r in result["clasificacion"] if r["equipo_id"] == eq["b"]][0]
+        assert row_b["tiempo_total_ms"] == 1_320_000 + 5_000
+
+    asyncio.run(after())
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_the_six_mistakes_fixed_from_the_command_line(spawn, event, config, tmp_path):
+    """README "Fixing mistakes on race day", command by command, against the real server."""
+    server = spawn(config["database"]["path"]).start()
+    as_org = {"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"}
+    cid, eq = str(event["competencia"]), event["equipos"]
+
+    def cli(*args, check=True):
+        return server.cli(*args, env=as_org, check=check)
+
+    def lines(result):
+        return result.stdout.strip().splitlines()
+
+    cli("race", "start", cid)
+    judge = asyncio.run(login(server.base_url, "juez1", "pass1"))["access"]
+    code, sent, _ = asyncio.run(fetch("POST", server.base_url + "/api/enviar_tiempos/", {
+        "equipo_id": eq["a"], "registros": registros([1_200_000, 1_300_000, 1_400_000])},
+        token=judge))
+    assert code == 201
+    a0, a1, a2 = sent["created"]
+    listing = cli("records", "list", cid, "--team", str(eq["a"]))
+    assert lines(listing)[0].startswith("3 records of competition")
+    assert all(rid in listing.stdout for rid in (a0, a1, a2))
+    # 1. the wrong team; 2. a paper time; 3. a late start; 4. one judge late; 5. a stray tap;
+    # 6. a team disqualified and one penalised; then official results for the awards.
+    assert "team %-5d" % eq["b"] in cli("records", "edit", a0, "--team", str(eq["b"]),
+                                        "--reason", "equipo equivocado").stdout
+    paper = cli("records", "add", cid, "--team", str(eq["c"]), "--tiempo", "19:45.2",
+                "--reason", "hoja de papel", "--json")
+    assert json.loads(paper.stdout)["tiempo"] == 1_185_200
+    shifted = cli("race", "shift", cid, "--by", "+20s", "--reason", "salida tarde")
+    assert "+20000 ms added to 4 records" in shifted.stdout
+    cli("race", "shift", cid, "--by", "-1.5s", "--judge", str(event["jueces"][0]),
+        "--reason", "su app")
+    voided = cli("records", "void", a1, "--reason", "toque por error").stdout
+    assert "[void, impossible]" in voided  # 21 min, sent seconds after the start: flagged
+    assert "estado dsq" in cli("team", "status", str(eq["c"]), "dsq", "--reason", "x").stdout
+    assert "penalty 120000" in cli("team", "penalty", str(eq["b"]), "2:00.0",
+                                   "--reason", "atajo").stdout
+    cli("race", "stop", cid)
+    assert "results official" in cli("results", "official", cid).stdout
+    table = cli("results", cid)
+    assert "results official" in lines(table)[0]
+    history = cli("records", "history", a0)
+    assert [line.split()[1] for line in lines(history)[1:]] == ["mover", "ajustar", "ajustar"]
+    audit_csv = tmp_path / "auditoria.csv"
+    cli("audit", cid, "--csv", str(audit_csv))
+    rows = audit_csv.read_text(encoding="utf-8-sig").strip().splitlines()
+    assert [row.split(",")[3] for row in rows[1:]] == [
+        "iniciar", "mover", "manual", "ajustar", "ajustar", "anular", "estado", "penalizacion",
+        "detener", "oficializar"]
+    # Errors: one line on stderr, non-zero exit, in the command line's own words.
+    for args, words in ((["records", "void", a1], "--reason"),
+                        (["records", "add", cid, "--team", str(eq["a"]), "--tiempo", "diez",
+                          "--reason", "x"], "not a time"),
+                        (["race", "shift", cid, "--by", "-99:00", "--reason", "x"],
+                         "negative_time"),
+                        (["results", "reopen", cid], "--reason"),
+                        (["race", "start", cid], "race reset %s" % cid)):
+        result = cli(*args, check=False)
+        assert result.returncode != 0, args
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert words in result.stderr, result.stderr

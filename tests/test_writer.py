@@ -381,3 +381,53 @@ async def test_api_submissions_sharing_a_commit_stay_isolated(app, client, confi
         for record in payload:
             assert rows[record["id_registro"]] == (equipo_id, juez_id, record["tiempo"])
     assert len(rows) == 1 + 15 * len(sent)
+
+
+def config_competition(equipo_id):
+    with models.db.connection_context():
+        return models.Equipo.get_by_id(equipo_id).competencia_id
+
+
+def test_corrections_and_submissions_sharing_a_batch_stay_consistent(config, crowd, store):
+    """Issue 12: corrections queue between submissions in one writer batch; each sees exactly
+    what the jobs before it committed, and the history has one entry per correction."""
+    (user_a, (_, (team_a, team_b))), (user_c, (_, (team_c, _))) = list(crowd.items())[:2]
+    first = records(team_a, count=3)
+    store.write(models.store_submission, user_a, team_a, first).result(5)
+    cid = store.write(models.start_competition, config_competition(team_a)).result(5)["id"]
+    ids = [str(uuid.UUID(r["id_registro"])) for r in first]
+    later = records(team_c, count=2, base_ms=2_000_000)
+
+    gate = Gate(store.writer)
+    jobs = [
+        store.write(models.void_record, None, ids[0], "toque por error"),
+        # The phone retries its first submission: all duplicates, the voided one stays voided.
+        store.write(models.store_submission, user_a, team_a, first),
+        store.write(models.edit_record, None, ids[1], "equipo equivocado", team_b),
+        store.write(models.store_submission, user_c, team_c, later),
+        store.write(models.shift_times, None, cid, 1_000, "salida tarde"),
+        # Queued after the adjustment: a submission whose records the adjustment covers too.
+        store.write(models.store_submission, user_a, team_b, records(team_b, count=1,
+                                                                     base_ms=3_000_000)),
+    ]
+    gate.wait_for_queue(len(jobs))
+    gate.open()
+    voided = jobs[0].result(10)[1]
+    assert voided["anulado"] is True
+    assert jobs[1].result(10)["duplicates"] == ids and jobs[1].result()["created"] == []
+    assert jobs[2].result(10)[1]["equipo_id"] == team_b
+    assert len(jobs[3].result(10)["created"]) == 2
+    comp, affected = jobs[4].result(10)
+    assert affected == 3 + 2  # every record stored by then, voided one included
+    assert len(jobs[5].result(10)["created"]) == 1
+
+    with models.db.connection_context():
+        state = models.competition_state(cid)
+        by_id = {models._uuid_text(r.hex_id): r for r in state["records"]}
+        assert by_id[ids[0]].anulado and not by_id[ids[0]].cuenta
+        assert by_id[ids[1]].equipo_id == team_b
+        assert all(r.tiempo == r.tiempo_recibido + 1_000 for r in state["records"])
+        kinds = [a.accion for a in models.Accion.select().where(models.Accion.competencia == cid)
+                 .order_by(models.Accion.id)]
+    assert kinds == ["iniciar", "anular", "mover", "ajustar"]
+    assert len(stored(config)) == 3 + 2 + 1  # the retry stored nothing
