@@ -393,7 +393,8 @@ async def test_a_paper_time_is_never_taken_for_a_phones_copy(client, event):
     ("GET", "/api/competencias/999/registros/", None, 404, "competition_not_found"),
     ("GET", "/api/registros/%s/historial/" % uuid.uuid4(), None, 404, "record_not_found"),
 ])
-async def test_bad_corrections_are_refused_and_write_nothing(client, event, config, method, path, body, status, code):
+async def test_bad_corrections_are_refused_and_write_nothing(client, event, config, method, path,
+                                                             body, status, code):
     race = await started(client, event)
     names = {"a0": race["a"][0], "cid": race["cid"], "a": race["eq"]["a"], "x": race["eq"]["x"]}
     path = path.format(**names)
