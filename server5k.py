@@ -214,14 +214,28 @@ def write_private(path, write, exclusive=False):
         write(handle)
 
 
+def secret_file(config):
+    return Path(config["database"]["path"] + ".secret")
+
+
+def secret_source(config):
+    """Where the signing secret comes from, in words (never the secret itself)."""
+    if os.environ.get("SERVER5K_SECRET_KEY"):
+        return "SERVER5K_SECRET_KEY"
+    return "%s (mode 0600)" % secret_file(config)
+
+
 def signing_secret(config):
-    """SERVER5K_SECRET_KEY, or a random secret created once beside the database (mode 0600)."""
+    """SERVER5K_SECRET_KEY, or a random secret created once beside the database (mode 0600).
+
+    The same secret must sign and check every token for as long as they live: a new one logs
+    every phone out. The file survives restarts and reboots; a second machine needs a copy."""
     secret = os.environ.get("SERVER5K_SECRET_KEY")
     if secret:
         if len(secret) < 32:
             raise ConfigError("SERVER5K_SECRET_KEY must be at least 32 characters")
         return secret
-    path = Path(config["database"]["path"] + ".secret")
+    path = secret_file(config)
     if not path.exists():
         write_private(path, lambda handle: handle.write(secrets.token_urlsafe(48)),
                       exclusive=True)
@@ -275,6 +289,18 @@ def make_app(config):
 def load_openapi(path=OPENAPI_PATH):
     """The OpenAPI description (kept as YAML in the repo), as the JSON text served."""
     return json.dumps(read_yaml(path.read_text(encoding="utf-8")), ensure_ascii=False)
+
+
+def event_summary(app):
+    """What the server is about to serve, in words: an empty event is visible at once."""
+    competitions = app.settings["server5k_hub"].competitions()
+    with models.db.connection_context():
+        records = models.RegistroTiempo.select().count()
+    if not competitions:
+        return "no competitions yet (an empty event: is this the right database?)"
+    return "%d competition(s) (%s), %d time records" % (
+        len(competitions), ", ".join("%d %s" % (c["id"], c["nombre"]) for c in competitions[:5]),
+        records)
 
 
 def close_app(app):
@@ -349,6 +375,8 @@ async def serve(config, demo=False, ready=None):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    log.info("serving %s (config %s): %s; signing secret from %s", config["database"]["path"],
+             config["_path"], event_summary(app), secret_source(config))
     log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
     if ready is not None:
         ready()
@@ -436,8 +464,11 @@ def password_or_generated(args):
 
 def cmd_init_db(args, config):
     models.open_database(config["database"]["path"])
+    signing_secret(config)
     print("database ready: %s (schema version %d)" % (config["database"]["path"],
                                                      models.SCHEMA_VERSION))
+    print("signing secret: %s; keep it: the same secret keeps every phone logged in across "
+          "restarts, and a second machine needs a copy" % secret_source(config))
 
 
 def cmd_backup(args, config):
@@ -1031,7 +1062,7 @@ def build_parser():
     p = sub.add_parser("organizer", help="organizer accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = p.add_parser("add", help="a new organizer (may start, stop and correct races)")
-    p.add_argument("username")
+    p.add_argument("username", help="what the organizer types to log in (case-insensitive)")
     p.add_argument("--password", help="at least 8 characters (default: generated and printed "
                    "once)")
     p.add_argument("--json", action="store_true", help="print it as one JSON line")
@@ -1051,7 +1082,7 @@ def build_parser():
     p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p = judge.add_parser("passwd", help="a new password for any user")
-    p.add_argument("username")
+    p.add_argument("username", help="whose password (judge or organizer)")
     p.add_argument("--password", help="default: asked on a terminal, else generated and "
                    "printed once")
     for p in judge.choices.values():
@@ -1072,13 +1103,14 @@ def build_parser():
     for p in team.choices.values():
         p.set_defaults(func=cmd_team)
     p = team.add_parser("status", help="(server) ok, dns, dnf or dsq")
-    p.add_argument("eid", type=int, metavar="EID")
-    p.add_argument("estado", choices=models.ESTADOS_EQUIPO)
+    p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")
+    p.add_argument("estado", choices=models.ESTADOS_EQUIPO,
+                   help="ok, dns (did not start), dnf (did not finish), dsq (disqualified)")
     p.add_argument("--reason", required=True, help="why (kept in the history)")
     add_session_arguments(p)
     p.set_defaults(func=cmd_team_correction)
     p = team.add_parser("penalty", help="(server) a time penalty added to the team's total")
-    p.add_argument("eid", type=int, metavar="EID")
+    p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")
     p.add_argument("ms", metavar="D", help="milliseconds or clock text: 20s, -1.5s, 1:00; 0 "
                    "clears it")
     p.add_argument("--reason", required=True, help="why (kept in the history)")
@@ -1091,10 +1123,11 @@ def build_parser():
         dest="action", required=True, metavar="ACTION")
     p = records.add_parser("list", help="a competition's records, oldest first")
     p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
-    p.add_argument("--team", type=int, metavar="EID")
+    p.add_argument("--team", type=int, metavar="EID", help="the team's id (team list)")
     p = records.add_parser("add", help="a paper time")
     p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
-    p.add_argument("--team", type=int, metavar="EID", required=True)
+    p.add_argument("--team", type=int, metavar="EID", required=True,
+                   help="the team's id (team list)")
     p.add_argument("--tiempo", required=True, metavar="T",
                    help="milliseconds or clock text: 19:45.2, 0:19:45.200")
     p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T)")
@@ -1109,7 +1142,7 @@ def build_parser():
             p.add_argument("--reason", required=True, help="why (kept in the history)")
     p = records.add_parser("edit", help="move a record to another team and/or fix its time")
     p.add_argument("rid", metavar="RID", help="the record's id (UUID)")
-    p.add_argument("--team", type=int, metavar="EID")
+    p.add_argument("--team", type=int, metavar="EID", help="the team's id (team list)")
     p.add_argument("--tiempo", metavar="T", help="the time that counts: ms or clock text")
     p.add_argument("--reason", required=True, help="why (kept in the history)")
     for p in records.choices.values():
@@ -1127,7 +1160,7 @@ def build_parser():
                        "optionally categoria), one row per team; separated by , or ; "
                        "(detected); UTF-8 or Windows-1252; headers in any case. Importing the "
                        "same roster again adds nothing.")
-    p.add_argument("roster", metavar="ROSTER.csv")
+    p.add_argument("roster", metavar="ROSTER.csv", help="the roster saved from a spreadsheet")
     p.add_argument("--competition", type=int, required=True, metavar="ID",
                    help="the competition's id (competition list)")
     p.add_argument("--credentials", metavar="FILE",
@@ -1136,7 +1169,8 @@ def build_parser():
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("simulate", help="(server) rehearse an event: N virtual judges")
-    p.add_argument("--judges", type=int, required=True, metavar="N")
+    p.add_argument("--judges", type=int, required=True, metavar="N",
+                   help="how many virtual judges (phones) to play")
     p.add_argument("--competition", type=int, metavar="ID",
                    help="the competition (default: the demo one with --create-demo)")
     p.add_argument("--url", help="server URL (default from the config)")
@@ -1149,8 +1183,8 @@ def build_parser():
     p.add_argument("--start", action="store_true",
                    help="start the race as the organizer once every judge is connected "
                         "(SERVER5K_USER/SERVER5K_PASSWORD or --user/--password)")
-    p.add_argument("--user")
-    p.add_argument("--password")
+    p.add_argument("--user", help="organizer username for --start (default $SERVER5K_USER)")
+    p.add_argument("--password", help="organizer password for --start (default $SERVER5K_PASSWORD)")
     p.add_argument("--wait", type=float, default=600, metavar="SECONDS",
                    help="how long to wait for the start (default 600)")
     p.set_defaults(func=cmd_simulate)

@@ -44,6 +44,9 @@ class RaceHub:
     def competition(self, competencia_id):
         return self._competitions.get(competencia_id)
 
+    def competitions(self):
+        return [self._competitions[cid] for cid in sorted(self._competitions)]
+
     def adopt(self, comp):
         """Learn a competition read from the database, unless the hub already knows it better."""
         return self._competitions.setdefault(comp["id"], comp)

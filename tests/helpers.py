@@ -293,7 +293,21 @@ def run_cli(config_path, *args, env=None, check=True, in_process=False, timeout=
 
 
 class LiveServer:
-    def __init__(self, tmp_path, db_path, port=None, verbose=False, **sections):
+    def __init__(self, tmp_path, db_path, port=None, verbose=False, secret=LIVE_SECRET,
+                 config_path=None, **sections):
+        """A server on ``db_path`` with a config written for it (``sections`` added), or, with
+        ``config_path``, the organizer's own config file as it is (its port is read from it).
+        ``secret``: SERVER5K_SECRET_KEY in its environment; None leaves it unset (the server
+        keeps its secret in a file beside the database)."""
+        self.secret = secret
+        if config_path is not None:
+            config = yaml.safe_load(Path(config_path).read_text()) or {}
+            self.port = config.get("server", {}).get("port", 8000)
+            self.config_path = Path(config_path)
+            self.db_path = str(db_path)
+            self.log_path = Path(tmp_path) / ("live-%d.log" % self.port)
+            self.tls, self.verbose, self.process, self._log = False, verbose, None, None
+            return
         self.port = port or free_port()
         self.db_path = str(db_path)
         self.config_path = Path(tmp_path) / ("live-%d.yaml" % self.port)
@@ -317,7 +331,11 @@ class LiveServer:
         return "%s://127.0.0.1:%d" % ("wss" if self.tls else "ws", self.port)
 
     def env(self):
-        return dict(os.environ, SERVER5K_SECRET_KEY=LIVE_SECRET, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("SERVER5K_SECRET_KEY", None)
+        if self.secret is not None:
+            env["SERVER5K_SECRET_KEY"] = self.secret
+        return env
 
     def cli(self, *args, env=None, check=True):
         """``run_cli`` with this server's config and environment (plus ``env``)."""
