@@ -526,3 +526,36 @@ def test_daemon_lag_for_remote_replicas_via_the_control_socket(event_db, tmp_pat
 
     status = asyncio.run(main())
     assert status["method"] == "daemon" and status["copied_until"] is not None
+
+
+@needs_litestream
+def test_file_lag_is_exactly_zero_when_idle_and_grows_while_litestream_is_down(event_db,
+                                                                               tmp_path):
+    db, equipo_id, juez_id = event_db
+    rep = replica.Replicator(db, file_url(tmp_path / "copy"))
+    conn = connect(db)
+
+    async def main():
+        await rep.start()
+        try:
+            insert_record(conn, equipo_id, juez_id, 1)
+            await until(lambda: rep.lag() == 0.0, 5, "lag 0 after the copy took the row")
+            idle = []
+            for _ in range(25):  # 2.5 s of quiet, more than two sync intervals
+                idle.append(rep.lag())
+                await asyncio.sleep(0.1)
+        finally:
+            await rep.stop()
+        return idle
+
+    idle = asyncio.run(main())
+    assert idle == [0.0] * len(idle)
+    # Litestream is down: a new commit is not in the copy, and the lag (read from the replica
+    # folder and the WAL alone) says so, growing.
+    insert_record(conn, equipo_id, juez_id, 2)
+    conn.close()
+    first = rep.lag()
+    time.sleep(0.3)
+    second = rep.lag()
+    assert first is not None and second > first + 0.25
+    assert rep.status()["running"] is False
