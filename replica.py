@@ -472,7 +472,8 @@ class Replicator:
         self._ready = None
         self._wake = None
         self._fatal = None  # the last "Error: ..." line on stderr
-        self._last_sync_at = None  # from the control socket, kept when it goes away
+        self._spawned_at = None
+        self._daemon_safe = None  # from the control socket; kept while it is silent
 
     # -- life cycle ---------------------------------------------------------------------------
     @property
@@ -559,6 +560,7 @@ class Replicator:
         except OSError as exc:
             raise ReplicaError("cannot run %s: %s" % (self.binary, exc)) from None
         self._proc = proc
+        self._spawned_at = time.time()
         _write_private(self.pid_path, "%d\n" % proc.pid)
         return proc
 
@@ -670,9 +672,9 @@ class Replicator:
           copy ends and when it was read; nothing past it in the WAL means lag 0 (see
           :func:`file_replica_lag`; works even while Litestream is down);
         * remote replica: Litestream's ``last_sync_at`` (its last successful upload, every
-          sync interval even when idle), less one ``monitor-interval`` (how old the data of
-          that upload could be). The daemon's word, kept from the last answer while it is
-          down.
+          sync interval or two even when idle), less two intervals (how old the data of that
+          upload could be; see :meth:`_note_daemon_sync`). The daemon's word, kept from its
+          last answer while it is down. An upper bound: about 2 intervals while healthy.
         """
         info = {"url": redact_url(self.url), "running": self.running, "pid": self.pid,
                 "restarts": self.restarts, "last_error": self.last_error,
@@ -695,11 +697,23 @@ class Replicator:
             for entry in daemon_databases(self.socket_path, timeout=0.5):
                 if os.path.abspath(entry.get("path", "")) == self.db_path \
                         and entry.get("last_sync_at"):
-                    self._last_sync_at = parse_go_time(entry["last_sync_at"])
-        if self._last_sync_at is None:
-            return None, None, None
-        safe = self._last_sync_at - self.interval_s
-        return compute_lag(safe, last_change(self.db_path), now), None, safe
+                    self._note_daemon_sync(parse_go_time(entry["last_sync_at"]))
+        return compute_lag(self._daemon_safe, last_change(self.db_path), now), None, \
+            self._daemon_safe
+
+    def _note_daemon_sync(self, synced_at):
+        """What a successful upload at ``synced_at`` proves: the data it sent was read from
+        the WAL at one of the reads every interval before it began, so every commit older than
+        two intervals before its end is copied. A Litestream just (re)started first "syncs"
+        what its files beside the database held, before it has read the WAL once: only uploads
+        two intervals after its start count (measured: counting them understated the lag by
+        up to 1.6 s after a SIGKILL)."""
+        two = 2 * self.interval_s
+        if self._spawned_at is None or synced_at < self._spawned_at + two:
+            return
+        safe = synced_at - two
+        if self._daemon_safe is None or safe > self._daemon_safe:
+            self._daemon_safe = safe
 
 
 def _is_our_litestream(pid, config):
