@@ -174,7 +174,7 @@ def socket_path(db_path):
 
 
 def write_config(db_path, replica_url, sync_interval_s=DEFAULT_SYNC_INTERVAL_S, options=None,
-                 socket=True):
+                 socket=True, path=None):
     """Write Litestream's config for one database to ``DB.litestream.yml`` (mode 0600).
 
     The copy lags by up to about one interval: Litestream reads the WAL every
@@ -198,7 +198,7 @@ def write_config(db_path, replica_url, sync_interval_s=DEFAULT_SYNC_INTERVAL_S, 
     conf = {"dbs": [entry]}
     if socket:
         conf["socket"] = {"enabled": True, "path": str(socket_path(db_path))}
-    path = config_path(db_path)
+    path = Path(path) if path else config_path(db_path)
     _write_private(path, json.dumps(conf, indent=2) + "\n")
     return path
 
@@ -448,7 +448,7 @@ class Replicator:
 
     def __init__(self, db_path, replica_url, sync_interval_s=DEFAULT_SYNC_INTERVAL_S,
                  options=None, binary=None, logger=None, max_backoff_s=30.0,
-                 stop_timeout_s=10.0, start_timeout_s=10.0):
+                 stop_timeout_s=10.0, start_timeout_s=10.0, retry_after_errors_s=30.0):
         check_url(replica_url)
         self.db_path = os.path.abspath(str(db_path))
         self.url = replica_url
@@ -459,6 +459,7 @@ class Replicator:
         self.max_backoff_s = max_backoff_s
         self.stop_timeout_s = stop_timeout_s
         self.start_timeout_s = start_timeout_s
+        self.retry_after_errors_s = retry_after_errors_s
         self.config_path = config_path(self.db_path)
         self.pid_path = pid_path(self.db_path)
         self.socket_path = socket_path(self.db_path)
@@ -473,6 +474,10 @@ class Replicator:
         self._wake = None
         self._fatal = None  # the last "Error: ..." line on stderr
         self._spawned_at = None
+        self._kicking = False
+        self._watchdog = None
+        self._error_streak = None  # (first, last) time of Litestream's current run of errors
+        self._last_kick = 0.0
         self._daemon_safe = None  # from the control socket; kept while it is silent
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -498,6 +503,7 @@ class Replicator:
         first = await self._spawn()
         ready = self._ready
         self._task = asyncio.ensure_future(self._supervise(first))
+        self._watchdog = asyncio.ensure_future(self._watch_errors())
         try:
             error = await asyncio.wait_for(asyncio.shield(ready), self.start_timeout_s)
         except asyncio.TimeoutError:
@@ -532,6 +538,11 @@ class Replicator:
             # new process (terminated on the next turn) or return.
             await asyncio.wait({task}, timeout=0.1)
         self._task = None
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         if task is not None and not task.cancelled() and task.exception() is not None:
             self.log.error("the Litestream supervisor failed: %s", task.exception())
         with contextlib.suppress(FileNotFoundError):
@@ -580,6 +591,16 @@ class Replicator:
             if self._stopping:
                 self.log.info("Litestream stopped (exit code %s)", code)
                 return
+            if self._kicking:
+                self._kicking = False
+                try:
+                    proc = await self._spawn()
+                except ReplicaError as exc:
+                    self.log.error("%s", exc)
+                    self._note_error(str(exc))
+                else:
+                    self.restarts += 1
+                    continue
             if time.monotonic() - started > 60:
                 backoff = 1.0
             self.log.error("Litestream exited unexpectedly (code %s)%s; restarting it in %.0f s",
@@ -598,6 +619,32 @@ class Replicator:
                     self.log.error("%s; retrying in %.0f s", exc, backoff)
                     self._note_error(str(exc))
             self.restarts += 1
+
+    # Litestream logs a run of sync errors at most every 30 s; an error within this long of the
+    # previous one belongs to the same run.
+    _ERROR_RUN_GAP_S = 40.0
+
+    async def _watch_errors(self):
+        """After an outage of the copy's destination (USB stick pulled, Wi-Fi gone) Litestream
+        retries with a backoff doubling up to 5 min: measured, a 70 s outage left the copy
+        stale 59 s more after the destination was back. While Litestream keeps logging errors,
+        restart it every ``retry_after_errors_s``: a new one retries at once."""
+        if not self.retry_after_errors_s:
+            return
+        while True:
+            await asyncio.sleep(1.0)
+            streak, now = self._error_streak, time.time()
+            if (streak is None or now - streak[1] > self._ERROR_RUN_GAP_S
+                    or now - streak[0] < self.retry_after_errors_s
+                    or now - self._last_kick < self.retry_after_errors_s
+                    or self._stopping or not self.running):
+                continue
+            self._last_kick = now
+            self._kicking = True
+            self.log.warning("Litestream has been failing to copy for %.0f s (%s); restarting it"
+                             " so it retries now", now - streak[0], self.last_error)
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
 
     async def _pump(self, stream, name):
         while True:
@@ -628,8 +675,15 @@ class Replicator:
         elif level >= logging.ERROR:
             detail = fields.get("error") or ""
             self._note_error(message + (": " + detail if detail else ""))
-        elif message == "replica sync recovered":
+            now = time.time()
+            streak = self._error_streak
+            if streak is None or now - streak[1] > self._ERROR_RUN_GAP_S:
+                self._error_streak = (now, now)
+            else:
+                self._error_streak = (streak[0], now)
+        elif message in ("replica sync recovered", "sync recovered"):
             self.last_error = None
+            self._error_streak = None
         if message == "replicating to" and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
         extra = format_fields(fields)
@@ -734,11 +788,12 @@ def _is_our_litestream(pid, config):
 # --------------------------------------------------------------------------------------------
 # Restore
 # --------------------------------------------------------------------------------------------
-def replica_timeline(replica_url, binary=None, timeout=120):
+def replica_timeline(replica_url, binary=None, timeout=120, source=None):
     """[(max txid, capture Unix time)] of a replica's LTX files over every level.
 
     File replicas are read directly (millisecond times); others through
     ``litestream ltx -json -level all URL`` (whole-second times, one listing request).
+    ``source`` replaces the URL argument (``-config FILE DB``, for replica options).
     """
     folder = file_replica_dir(replica_url)
     if folder is not None:
@@ -750,8 +805,9 @@ def replica_timeline(replica_url, binary=None, timeout=120):
                     with contextlib.suppress(FileNotFoundError):
                         out.append((int(m.group(2), 16), path.stat().st_mtime))
         return out
-    result = _run([binary or find_litestream(), "ltx", "-json", "-level", "all", replica_url],
-                  timeout, "list the copy at %s" % redact_url(replica_url))
+    result = _run([binary or find_litestream(), "ltx", "-no-expand-env", "-json", "-level", "all"]
+                  + (source or [replica_url]), timeout,
+                  "list the copy at %s" % redact_url(replica_url))
     try:
         return [(int(f["max_txid"], 16), parse_go_time(f["timestamp"]))
                 for f in json.loads(result.stdout or "[]")]
@@ -778,7 +834,8 @@ def _run(argv, timeout, doing):
 
 
 def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AGE_S,
-            timestamp=None, allow_older=False, binary=None, timeout=600, now=None):
+            timestamp=None, allow_older=False, options=None, binary=None, timeout=600,
+            now=None):
     """Bring the latest copy (or the one at ``timestamp``) from ``replica_url`` to
     ``target_path``, check it, and only then put it there.
 
@@ -787,7 +844,9 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
     or whose schema is not ``expected_version`` (newer: made by a newer Server5K; older:
     refused unless ``allow_older``, ``serve`` then migrates it), and a copy whose newest
     change is older than ``max_age_s`` (None: any age). The copy is restored beside the
-    target under a temporary name and linked into place, so a refused copy leaves nothing.
+    target under a temporary name and moved into place, so a refused copy leaves nothing.
+    ``options`` are the replica settings a URL cannot carry (sftp ``key-path`` and
+    ``host-key``, as for :func:`write_config`); they go through a temporary 0600 config.
 
     Returns {"path", "schema_version", "records", "newest_received_at", "copied_at",
     "age_s", "txid"}: ``copied_at`` (ISO UTC) is when Litestream captured the newest change in
@@ -803,9 +862,13 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
     binary = binary or find_litestream()
     tmp = target.parent / (".%s.restoring-%d" % (target.name, os.getpid()))
     leftovers = [tmp] + [Path(str(tmp) + s) for s in (".tmp", "-wal", "-shm")]
+    conf = Path(str(tmp) + ".litestream.yml")
+    leftovers.append(conf)
     for path in leftovers:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    # A URL alone cannot carry an sftp key: options go through a private config naming tmp.
+    source = ["-config", str(conf), str(tmp)] if options else [replica_url]
     argv = [binary, "restore", "-no-expand-env", "-json", "-o", str(tmp)]
     if timestamp is not None:
         if isinstance(timestamp, dt.datetime):
@@ -813,15 +876,17 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
                 raise ReplicaError("restore timestamp must carry its time zone")
             timestamp = timestamp.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         argv += ["-timestamp", str(timestamp)]
-    argv.append(replica_url)
+    argv += source
     try:
+        if options:
+            write_config(tmp, replica_url, None, options, socket=False, path=conf)
         result = _run(argv, timeout, "restore from %s" % redact_url(replica_url))
         try:
             txid = int(json.loads(result.stdout)["txid"], 16)
         except (ValueError, KeyError, TypeError):
             txid = None
         info = check_copy(tmp, expected_version, allow_older)
-        times = [t for x, t in replica_timeline(replica_url, binary) if txid is None or x <= txid]
+        times = [t for x, t in replica_timeline(replica_url, binary, source=source) if txid is None or x <= txid]
         copied_at = max(times) if times else None
         now = time.time() if now is None else now
         age = None if copied_at is None else max(0.0, now - copied_at)

@@ -499,7 +499,7 @@ def test_a_leftover_litestream_of_a_killed_server_is_stopped_first(event_db, tmp
 def test_daemon_lag_for_remote_replicas_via_the_control_socket(event_db, tmp_path):
     """The method used for sftp:// and s3:// copies, checked here on a file copy."""
     db, equipo_id, juez_id = event_db
-    rep = replica.Replicator(db, file_url(tmp_path / "copy"))
+    rep = replica.Replicator(db, file_url(tmp_path / "copy"), sync_interval_s=0.5)
     rep.replica_dir = None  # as for a remote URL: ask the daemon
 
     async def main():
@@ -559,3 +559,33 @@ def test_file_lag_is_exactly_zero_when_idle_and_grows_while_litestream_is_down(e
     second = rep.lag()
     assert first is not None and second > first + 0.25
     assert rep.status()["running"] is False
+
+
+@needs_litestream
+def test_a_copy_destination_back_after_an_outage_is_used_again_soon(event_db, tmp_path, caplog):
+    """Litestream's own retry backs off up to 5 minutes; the supervisor restarts a Litestream
+    that keeps failing, so a destination that is back is used within seconds."""
+    db, equipo_id, juez_id = event_db
+    blocked = tmp_path / "stick"
+    blocked.write_text("a file where the copy's folder should be: every upload fails")
+    url = file_url(blocked)
+    rep = replica.Replicator(db, url, retry_after_errors_s=2)
+    caplog.set_level(logging.INFO, logger="server5k.replica")
+
+    async def main():
+        await rep.start()
+        try:
+            await until(lambda: rep.last_error, 5, "an error")
+            await until(lambda: rep.restarts >= 1, 6, "a restart to retry now")
+            blocked.unlink()  # the stick is back
+            conn = connect(db)
+            rid = insert_record(conn, equipo_id, juez_id, 1)
+            conn.close()
+            await until(lambda: rid in restored_ids(url, tmp_path), 8, "the row in the copy")
+            await until(lambda: rep.lag() == 0.0, 5, "lag 0")
+        finally:
+            await rep.stop()
+
+    asyncio.run(main())
+    assert any("failing to copy" in r.getMessage() and "restarting it so it retries now"
+               in r.getMessage() for r in caplog.records)
