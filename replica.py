@@ -223,6 +223,10 @@ def _write_private(path, text):
 # Litestream's log lines
 # --------------------------------------------------------------------------------------------
 _LOGFMT = re.compile(r'([A-Za-z0-9_.\-]+)=("(?:[^"\\]|\\.)*"|\S*)')
+# Routine INFO lines of Litestream's that would fill the server log (compaction runs every
+# 30 s while the race is on; each start names its five monitors): logged at DEBUG.
+ROUTINE = {"starting compaction monitor", "starting L0 retention monitor", "compaction complete",
+           "control socket listening", "initialized db"}
 LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
           "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
@@ -686,6 +690,8 @@ class Replicator:
             self._error_streak = None
         if message == "replicating to" and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
+        if level == logging.INFO and message in ROUTINE:
+            level = logging.DEBUG
         extra = format_fields(fields)
         self.log.log(level, "litestream: %s%s", message, (" " + extra) if extra else "")
 

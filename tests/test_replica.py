@@ -589,3 +589,76 @@ def test_a_copy_destination_back_after_an_outage_is_used_again_soon(event_db, tm
     asyncio.run(main())
     assert any("failing to copy" in r.getMessage() and "restarting it so it retries now"
                in r.getMessage() for r in caplog.records)
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+@pytest.fixture
+def sftp_server(tmp_path):
+    """A throwaway sshd on 127.0.0.1 with its own host key and one authorized client key."""
+    import shutil
+    import socket
+    if not (os.path.exists(SSHD) and shutil.which("ssh-keygen")):
+        pytest.skip("no sshd (Debian openssh-server) to test an sftp copy against")
+    if os.geteuid() != 0:
+        pytest.skip("the throwaway sshd needs root (privilege separation dir)")
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
+                       check=True)
+    (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = keys / "sshd_config"
+    conf.write_text("\n".join([
+        "Port %d" % port, "ListenAddress 127.0.0.1", "HostKey %s" % (keys / "host"),
+        "AuthorizedKeysFile %s" % (keys / "authorized_keys"), "PasswordAuthentication no",
+        "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+        "Subsystem sftp internal-sftp", "PidFile %s" % (keys / "sshd.pid"), ""]))
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(conf)], stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 5
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip("sshd did not start: %s" % proc.stderr.read()[-300:])
+        time.sleep(0.05)
+    (tmp_path / "srv").mkdir()
+    yield {"url": "sftp://%s@127.0.0.1:%d%s" % ("root", port, tmp_path / "srv" / "event"),
+           "options": {"key-path": str(keys / "client"),
+                       "host-key": (keys / "host.pub").read_text().strip()}}
+    proc.terminate()
+    proc.wait(5)
+    proc.stderr.close()
+
+
+@needs_litestream
+def test_an_sftp_copy_round_trip(event_db, tmp_path, sftp_server):
+    db, equipo_id, juez_id = event_db
+    rep = replica.Replicator(db, sftp_server["url"], sync_interval_s=0.5,
+                             options=sftp_server["options"])
+
+    async def main():
+        await rep.start()
+        try:
+            conn = connect(db)
+            insert_record(conn, equipo_id, juez_id, 1)
+            conn.close()
+            await until(lambda: rep.lag() == 0.0, 8, "the daemon saying all is copied")
+        finally:
+            await rep.stop()
+
+    asyncio.run(main())
+    with pytest.raises(replica.ReplicaError, match="unable to authenticate"):
+        replica.restore(sftp_server["url"], tmp_path / "nokey.db", models.SCHEMA_VERSION)
+    info = replica.restore(sftp_server["url"], tmp_path / "second.db", models.SCHEMA_VERSION,
+                           options=sftp_server["options"])
+    assert info["records"] == 1 and info["age_s"] < 60
+    assert sorted(p.name for p in tmp_path.iterdir() if "second" in p.name) == ["second.db"]
