@@ -13,7 +13,8 @@ Facts this relies on (Litestream 0.5.17, measured on this code's tests and in
 * Litestream logs on **stdout** in slog text form (``time=… level=INFO msg="…" key=value``);
   ``Error: …`` lines on stderr come only from a fatal start-up error, after which it exits 1.
 * A replica that cannot be written is *not* fatal: it logs ``level=ERROR`` lines and retries
-  with a backoff that doubles up to 5 minutes, while the process keeps running.
+  with a backoff that doubles up to 5 minutes, while the process keeps running (so the
+  supervisor restarts a Litestream that keeps failing).
 * SIGTERM makes it sync what it has and exit 0 within milliseconds; a SIGKILLed one restarted
   later catches up from its files beside the database (``.NAME-litestream/``).
 * It holds a read transaction on the database the whole time it runs, so a
@@ -446,8 +447,11 @@ class Replicator:
     errors as errors. When it exits on its own it is started again, after 1 s, then 2, 4, …
     up to ``max_backoff_s`` (back to 1 s after a run of a minute). ``await stop()`` sends
     SIGTERM, which makes it copy what it has, waits, and SIGKILLs it after ``stop_timeout_s``.
+    While it keeps logging errors (destination unreachable) it is restarted every
+    ``retry_after_errors_s``, because its own retry backs off to 5 minutes.
 
-    :meth:`lag` and :meth:`status` are plain methods, safe to call from any thread.
+    :meth:`lag` and :meth:`status` are plain methods, safe to call from any thread (a few
+    hundred microseconds for a file replica, about a millisecond through the control socket).
     """
 
     def __init__(self, db_path, replica_url, sync_interval_s=DEFAULT_SYNC_INTERVAL_S,
