@@ -32,6 +32,7 @@ import yaml
 
 import models
 import rehearsal
+import replica
 import roster
 import store
 from handlers.access import InFlight, log_request
@@ -125,6 +126,11 @@ CONFIG_SCHEMA = {
         "impossible_time_tolerance_ms": Int(5000, 0, 3_600_000, "ms"),
         "start_lag_alert_ms": Int(2000, 0, 3_600_000, "ms"),
     },
+    "replica": {
+        "url": Text(None, "a Litestream replica URL (file:///..., sftp://..., s3://...)",
+                    optional=True),
+        "sync_interval_s": Number(1, 0, 3600, "seconds"),
+    },
     "limits": {
         "login_per_minute": Int(20, 0, 100000, zero="off"),
         "submissions_per_minute": Int(120, 0, 100000, zero="off"),
@@ -199,6 +205,11 @@ def load_config(path=None, overrides=None):
             config[section][key] = str(base / Path(value).expanduser())
     if bool(config["server"]["tls_cert"]) != bool(config["server"]["tls_key"]):
         raise ConfigError("%s: server.tls_cert and server.tls_key go together" % path)
+    if config["replica"]["url"] is not None:
+        try:
+            replica.check_url(config["replica"]["url"])
+        except replica.ReplicaError as exc:
+            raise ConfigError("%s: config key 'replica.url': %s" % (path, exc)) from None
     config["_path"] = str(path)
     return config
 
@@ -282,8 +293,18 @@ def make_app(config):
         server5k_tickets=WsTickets(),
         server5k_in_flight=InFlight(),
         server5k_openapi=load_openapi(),
+        server5k_replica=make_replicator(config),
     )
     return app
+
+
+def make_replicator(config):
+    """The live copy off the laptop (replica.url), or None. ``serve`` starts and stops it."""
+    url = config["replica"]["url"]
+    if url is None:
+        return None
+    return replica.Replicator(config["database"]["path"], url, config["replica"]["sync_interval_s"],
+                              logger=logging.getLogger("server5k.replica"))
 
 
 def load_openapi(path=OPENAPI_PATH):
@@ -304,7 +325,9 @@ def event_summary(app):
 
 
 def close_app(app):
-    """Commit what the writer holds, checkpoint the WAL into the database file and close it."""
+    """Commit what the writer holds, checkpoint the WAL into the database file and close it.
+    (``serve`` stops the live copy between the two: Litestream's read lock would make the
+    checkpoint wait, and its last upload must carry the last commits.)"""
     app.settings["server5k_store"].close()
     store.checkpoint()
 
@@ -352,6 +375,13 @@ async def serve(config, demo=False, ready=None):
         print_demo(ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
     app = make_app(config)
+    replicator = app.settings["server5k_replica"]
+    if replicator is not None:  # the copy runs before the first record is accepted
+        try:
+            await replicator.start()
+        except replica.ReplicaError as exc:
+            close_app(app)
+            raise CliError("replica.url is set but the live copy cannot start: %s" % exc)
     server = make_server(app, config)
     # A venue's phones reconnect together after a Wi-Fi drop: a deep accept queue (Tornado's
     # default is 128) keeps their connection attempts from being dropped and retried seconds later.
@@ -359,6 +389,8 @@ async def serve(config, demo=False, ready=None):
         server.listen(config["server"]["port"], config["server"]["host"],
                       backlog=LISTEN_BACKLOG)
     except OSError as exc:
+        if replicator is not None:
+            await replicator.stop()
         close_app(app)
         busy = exc.errno == errno.EADDRINUSE
         raise CliError("cannot listen on %s:%d: %s%s" % (
@@ -377,6 +409,9 @@ async def serve(config, demo=False, ready=None):
         loop.add_signal_handler(sig, stopping.set)
     log.info("serving %s (config %s): %s; signing secret from %s", config["database"]["path"],
              config["_path"], event_summary(app), secret_source(config))
+    log.info("live copy: %s", "to %s, every %g s (Litestream; race status shows how far "
+             "behind)" % (replica.redact_url(replicator.url), replicator.interval_s)
+             if replicator is not None else "none (set replica.url to keep one off this laptop)")
     log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
     if ready is not None:
         ready()
@@ -399,7 +434,12 @@ async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
         log.warning("stopping with %d requests still unanswered after %d s",
                     in_flight.count, grace_s)
     await server.close_all_connections()
-    await asyncio.get_running_loop().run_in_executor(None, close_app, app)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, app.settings["server5k_store"].close)
+    replicator = app.settings["server5k_replica"]
+    if replicator is not None:
+        await replicator.stop()  # SIGTERM: Litestream uploads the last commits, then exits
+    await loop.run_in_executor(None, store.checkpoint)
     log.info("stopped cleanly")
 
 
@@ -771,6 +811,15 @@ def format_board(board):
                 line += "  ALERT: check it (race shift ID --by D --judge %d --reason R)" % (
                     juez["id"])
         lines.append(line)
+    copy = board.get("replica")
+    if copy is not None:
+        lag = copy.get("lag_s")
+        lines.append("live copy to %s: %s%s" % (
+            copy["url"], "running" if copy["running"] else "NOT RUNNING",
+            (", %.1f s behind" % lag) if lag is not None else ", lag unknown"))
+        if copy.get("last_error"):
+            lines.append("  last Litestream error (%s): %s" % (copy.get("last_error_at"),
+                                                              copy["last_error"]))
     if board.get("registros_tras_final"):
         lines.append("%d records arrived after the stop (stored, and counted unless the results "
                      "are official: results official ID freezes them)"
@@ -1001,6 +1050,23 @@ def cmd_simulate(args, config):
         raise CliError("the rehearsal did not complete (see the summary above)")
 
 
+def cmd_restore(args, config):
+    """The latest live copy (replica.url, or --from URL) into a new database file, checked."""
+    url = args.source or config["replica"]["url"]
+    if not url:
+        raise CliError("no copy to restore from: pass --from URL or set replica.url")
+    info = replica.restore(url, args.to, models.SCHEMA_VERSION,
+                           max_age_s=None if args.any_age else replica.DEFAULT_MAX_AGE_S)
+    print("restored %s from %s: %d time records, the newest received %s; the copy's newest "
+          "change is %s old (%s)" % (
+              info["path"], replica.redact_url(url), info["records"],
+              info["newest_received_at"] or "-",
+              "%.1f s" % info["age_s"] if info["age_s"] is not None else "an unknown time",
+              info["copied_at"] or "-"))
+    print("next: point database.path at it, use the same signing secret (copy %s) and serve; "
+          "set replica.url to a NEW location on this machine" % secret_file(config))
+
+
 def cmd_serve(args, config):
     asyncio.run(serve(config, demo=args.demo))
 
@@ -1042,6 +1108,16 @@ def build_parser():
                    "unless SERVER5K_SECRET_KEY is set").set_defaults(func=cmd_init_db)
     sub.add_parser("demo", help="create the demo event (once) and print its logins, without "
                    "serving").set_defaults(func=cmd_demo)
+    p = sub.add_parser("restore", help="bring back the live copy (replica.url) into a new file",
+                       description="The latest copy from replica.url (or --from URL) restored to "
+                       "PATH, checked (integrity, Server5K schema, age) before it is put there.")
+    p.add_argument("--to", required=True, metavar="PATH", help="the new database file (must not "
+                   "exist)")
+    p.add_argument("--from", dest="source", metavar="URL", help="the replica URL (default: "
+                   "replica.url of the config)")
+    p.add_argument("--any-age", action="store_true", help="accept a copy older than %d h "
+                   "(default: refused as stale)" % (replica.DEFAULT_MAX_AGE_S // 3600))
+    p.set_defaults(func=cmd_restore)
     p = sub.add_parser("backup", help="a consistent copy of the database in FILE (safe while "
                        "the server runs)")
     p.add_argument("file", metavar="FILE", help="where to write the copy (must not exist)")
@@ -1245,10 +1321,11 @@ def main(argv=None):
                          tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
         if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
                              cmd_simulate, cmd_records, cmd_team_correction, cmd_audit,
-                             cmd_results):
+                             cmd_results, cmd_restore):
             models.open_database(config["database"]["path"])
         args.func(args, config)
-    except (ConfigError, CliError, models.DomainError, OSError, ssl.SSLError) as exc:
+    except (ConfigError, CliError, models.DomainError, replica.ReplicaError, OSError,
+            ssl.SSLError) as exc:
         print("server5k: error: %s" % (getattr(exc, "detail", None) or exc), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:

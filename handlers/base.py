@@ -46,6 +46,11 @@ class ServiceMixin:
         return self.application.settings["server5k_spectators"]
 
     @property
+    def replica(self):
+        """The live copy's supervisor (replica.Replicator), or None."""
+        return self.application.settings.get("server5k_replica")
+
+    @property
     def tokens(self):
         return self.application.settings["server5k_tokens"]
 

@@ -1,5 +1,7 @@
 """Competitions: the public object, the organizer's start/stop/reset, and who is connected."""
 
+import asyncio
+
 import models
 from handlers.base import BaseHandler, OrganizerHandler
 from handlers.errors import ApiError
@@ -67,4 +69,7 @@ class JuecesHandler(OrganizerHandler):
                 juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]))
         board["competencia"] = comp
         board["conectados"] = sum(1 for j in board["jueces"] if j["conectado"])
+        if self.replica is not None:  # how far behind the live copy is (file reads: off the loop)
+            board["replica"] = await asyncio.get_running_loop().run_in_executor(
+                None, self.replica.status)
         self.write_json(board)

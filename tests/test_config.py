@@ -29,7 +29,7 @@ def test_shipped_config_yaml_is_valid_and_complete():
     for section, keys in server5k.CONFIG_SCHEMA.items():
         for key in keys:
             assert key + ":" in text, "config.yaml does not document %s.%s" % (section, key)
-            assert config[section][key] is not None or key.startswith("tls")
+            assert config[section][key] is not None or keys[key].default is None
 
 
 @pytest.mark.parametrize("text, named", [

@@ -69,8 +69,8 @@ def insert_record(conn, equipo_id, juez_id, tiempo):
     conn.execute("BEGIN IMMEDIATE")
     cur = conn.execute(
         "INSERT INTO registro_tiempo (id_registro, equipo_id, juez_id, tiempo, horas, minutos,"
-        " segundos, milisegundos, timestamp, received_at, estado_carrera)"
-        " VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?, 'en_curso')",
+        " segundos, milisegundos, timestamp, received_at, estado_carrera, origen,"
+        " oficial_al_recibir) VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?, 'en_curso', 'app', 0)",
         (uuid.uuid4().hex, equipo_id, juez_id, tiempo, now, now))
     conn.execute("COMMIT")
     return cur.lastrowid
