@@ -109,6 +109,11 @@ CONFIG_SCHEMA = {
         "tls_cert": Text(None, "a PEM file path", optional=True),
         "tls_key": Text(None, "a PEM file path", optional=True),
         "ws_ping_interval_s": Number(20, 0, 3600, "seconds"),
+        "ws_ping_timeout_s": Key(None, "a number of seconds over 0 and up to the ping interval, "
+                                 "or null (half the interval)",
+                                 lambda v: v is None or (isinstance(v, (int, float))
+                                                         and not isinstance(v, bool)
+                                                         and 0 < v <= 3600)),
         "allowed_origins": TextList([], "a list of origins ([] = any)"),
         "cors_origins": TextList(["*"], 'a list of origins or ["*"]'),
     },
@@ -205,6 +210,11 @@ def load_config(path=None, overrides=None):
             config[section][key] = str(base / Path(value).expanduser())
     if bool(config["server"]["tls_cert"]) != bool(config["server"]["tls_key"]):
         raise ConfigError("%s: server.tls_cert and server.tls_key go together" % path)
+    timeout = config["server"]["ws_ping_timeout_s"]
+    if timeout is not None and timeout > config["server"]["ws_ping_interval_s"]:
+        raise ConfigError("%s: config key 'server.ws_ping_timeout_s' must be at most "
+                          "server.ws_ping_interval_s (%g), not %g" % (
+                              path, config["server"]["ws_ping_interval_s"], timeout))
     if config["replica"]["url"] is not None:
         try:
             replica.check_url(config["replica"]["url"])
@@ -279,7 +289,7 @@ def make_app(config):
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         websocket_ping_interval=config["server"]["ws_ping_interval_s"],
-        websocket_ping_timeout=config["server"]["ws_ping_interval_s"],
+        websocket_ping_timeout=ping_timeout(config),
         websocket_max_message_size=MAX_MESSAGE_BYTES,
         server5k_config=config,
         server5k_store=stores,
@@ -296,6 +306,14 @@ def make_app(config):
         server5k_replica=make_replicator(config),
     )
     return app
+
+
+def ping_timeout(config):
+    """How long a phone has to answer a protocol ping: server.ws_ping_timeout_s, else half the
+    interval. A phone gone silent is dropped within interval + timeout (1.5 intervals by
+    default) and counts as not connected from then on."""
+    timeout = config["server"]["ws_ping_timeout_s"]
+    return config["server"]["ws_ping_interval_s"] / 2 if timeout is None else timeout
 
 
 def make_replicator(config):

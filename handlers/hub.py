@@ -143,7 +143,9 @@ class RaceHub:
                     del index[key]
 
     def sockets_of(self, juez_id):
-        return len(self._by_juez.get(juez_id, ()))
+        """The judge's sockets that are alive: one whose phone stopped answering pings is
+        closing (Tornado waits up to 5 s more for its close handshake) and no longer counts."""
+        return sum(1 for sock in self._by_juez.get(juez_id, ()) if sock.alive)
 
     def last_connected(self, juez_id):
         return self._last_connected.get(juez_id)

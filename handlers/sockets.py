@@ -5,6 +5,7 @@ synchronous step that reads the race state, so a start is never missed nor told 
 """
 
 import logging
+import socket
 import sys
 
 import tornado.websocket
@@ -17,6 +18,22 @@ from handlers.wire import message, parse_json
 log = logging.getLogger("server5k.sockets")
 
 MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def keep_alive(sock, idle_s):
+    """TCP keepalive on a judge's connection: a phone that walked out of range (no FIN, no RST)
+    is dropped by the kernel after ``idle_s`` of silence plus three probes 5 s apart, even where
+    protocol pings cannot be sent (a send queue stuck behind a dead link)."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", max(1, int(idle_s))), ("TCP_KEEPINTVL", 5),
+                            ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):  # Linux; macOS has TCP_KEEPALIVE for the idle time
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError:  # not a TCP socket (a test's socketpair): pings still detect it
+        pass
 
 
 class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
@@ -63,10 +80,17 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     def get_compression_options(self):
         return None
 
+    @property
+    def alive(self):
+        """Open and not closing (a ping timeout starts closing at once)."""
+        connection = self.ws_connection
+        return connection is not None and not connection.is_closing()
+
     def open(self, juez_id):
         # Small messages go out at once: Nagle's algorithm would hold a pong (or a start
         # notice) until the phone acknowledges the previous one, up to its delayed-ACK timeout.
         self.set_nodelay(True)
+        keep_alive(self.ws_connection.stream.socket, self.ping_interval or 20)
         # Register and read the live state in one step (see handlers/hub.py).
         self.hub.add(self)
         comp = self.hub.adopt(self._comp_from_db)

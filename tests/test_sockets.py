@@ -263,3 +263,44 @@ async def test_a_crash_during_the_handshake_is_json_500(client, event, monkeypat
         headers={"Upgrade": "websocket", "Connection": "Upgrade"})
     assert code == 500 and answer["code"] == "internal_error"
     assert b"fire" not in response.body
+
+
+def test_a_phone_gone_silent_shows_as_not_connected_within_two_ping_intervals(spawn, event,
+                                                                              config):
+    """Issue 15: a half-open socket (the phone walked out of range: no FIN, no RST, no pongs)
+    is dropped, and the judges board says not connected, within interval + timeout."""
+    import asyncio
+    import base64
+    import os
+    import time
+
+    from helpers import fetch, login
+    interval = 1.0
+    server = spawn(config["database"]["path"], server={"ws_ping_interval_s": interval}).start()
+
+    async def silent_phone():
+        token = (await login(server.base_url, "juez1", "pass1"))["access"]
+        org = (await login(server.base_url, "org", "org-pass"))["access"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(("GET /ws/juez/%d/?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n" % (event["jueces"][0], token, key))
+                     .encode())
+        assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+        board_url = "%s/api/competencias/%d/jueces/" % (server.base_url, event["competencia"])
+
+        async def connected():
+            _, board, _ = await fetch("GET", board_url, token=org)
+            return board["jueces"][0]["conectado"]
+
+        try:
+            assert await connected()
+            deadline = time.monotonic() + 2 * interval  # the phone never reads nor answers
+            while await connected():
+                assert time.monotonic() < deadline, "still connected after two ping intervals"
+                await asyncio.sleep(0.05)  # (polling the board, as the console does)
+        finally:
+            writer.close()
+
+    asyncio.run(silent_phone())
