@@ -169,6 +169,27 @@ def proc_status(pid):
     return values
 
 
+class RssWatch(threading.Thread):
+    """The server's VmRSS every ``every`` seconds."""
+
+    def __init__(self, pid, every=0.5):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.samples = pid, every, []
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.wait(self.every):
+            try:
+                self.samples.append((time.monotonic(), proc_status(self.pid)["VmRSS"]))
+            except OSError:
+                return
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(5)
+        return self.samples
+
+
 class SendQueueWatch:
     """Samples the server's kernel send queue towards one address (``ss`` in its namespace)."""
 
@@ -201,10 +222,11 @@ class SendQueueWatch:
 class Run:
     """Everything one scenario needs: event, lab, server, agents; and what they saw."""
 
-    def __init__(self, name, judges, workdir, ping_interval, slow=0, alt_addresses=False):
+    def __init__(self, name, judges, workdir, ping_interval, alt_addresses=False,
+                 judge_options=None):
         self.name, self.judges, self.workdir = name, judges, Path(workdir)
         self.ping_interval = ping_interval
-        self.slow = slow
+        self.judge_options = dict(judge_options or {})
         self.db_path = self.workdir / "event.db"
         self.phases = []          # (name, monotonic start)
         self.marks = {}
@@ -217,7 +239,7 @@ class Run:
 
     def phase(self, name):
         self.phases.append((name, time.monotonic()))
-        say("  [%s] %s" % (self.name, name))
+        say("  [%s] %5.1f s  %s" % (self.name, time.monotonic() - self.phases[0][1], name))
 
     @property
     def base_url(self):
@@ -268,15 +290,23 @@ class Run:
 
     def start_crowd(self, count, **options):
         self.crowd = Agent(self.lab, self.lab.cli, "judges", dict(
-            options, base_url=self.base_url,
+            self.judge_options, **options, base_url=self.base_url,
             judges=[self.judge_spec(i) for i in range(count)]), self.workdir, "judges")
         return self.crowd
+
+    def start_single(self, index, name, **options):
+        """One more judge (``index``) in the client namespace, in a process of its own."""
+        agent = Agent(self.lab, self.lab.cli, "judges", dict(
+            self.judge_options, **dict(options, base_url=self.base_url,
+                                       judges=[self.judge_spec(index)])), self.workdir, name)
+        self.slow_agents.append(agent)
+        return agent
 
     def start_slow(self, index, rate="1kbit", **options):
         link = self.lab.add_slow_link(rate)
         self.slow_links.append(link)
         agent = Agent(self.lab, link.ns, "judges", dict(
-            options, base_url=self.base_url, request_timeout=120,
+            self.judge_options, **options, base_url=self.base_url, request_timeout=120,
             judges=[self.judge_spec(index, link.address)]), self.workdir,
             "slow%d" % len(self.slow_agents))
         self.slow_agents.append(agent)
@@ -556,6 +586,7 @@ def slowjudge(run, size):
             "told_after_start_s": _r(slow_report["start_mono"] - run.marks["start"])
             if slow_report["start_mono"] else None,
             "uploaded": slow_report["uploaded"],
+            "upload_s": _r(slow_report["upload_s"]),
         },
         "slow_qdisc": {k: " ".join(v.split()) for k, v in qdisc.items()},
         "send_queue_samples": [(_r(t - run.marks["start"]), q) for t, q in queue_samples][::4],
@@ -624,6 +655,55 @@ def storm500(run, size):
     })
 
 
+def deafjudge(run, size):
+    """Not one of the issue's five: a judge whose app stops reading its socket (frozen) and
+    keeps sending 60 kB clock-sync pings, 20 a second, while the race starts for the others.
+    The server's pongs (which echo the ping) must go somewhere: this shows where, and what it
+    costs the others."""
+    seconds = 30 if size == "full" else 12
+    crowd = run.start_crowd(run.judges - 1)
+    deaf = run.start_single(run.judges - 1, "deaf")
+    address = run.lab.judge_address(run.judges - 1)
+    for agent in (crowd, deaf):
+        _arrive(run, agent, spread=2.0)
+    time.sleep(1.0)
+    rss = RssWatch(run.server.pid)
+    rss.start()
+    watch = SendQueueWatch(run.lab, address).start()
+    run.phase("deaf judge flooding")
+    t_deaf = time.monotonic()
+    deaf.call("deaf", seconds=seconds, size=60000, every=0.05)
+    time.sleep(max(0, seconds - 3))
+    run.phase("start")
+    run.fire_start()
+    _wait_started(run, [crowd], 60)
+    _wait_started(run, [deaf], 180)
+    _upload(run, [crowd, deaf])
+    rss_samples, queue_samples = rss.stop(), watch.stop()
+    reports, probe = run.finish()
+    deaf_report = reports[-1]["judges"][0]
+    during = [kib for t, kib in rss_samples if t_deaf <= t <= t_deaf + seconds]
+
+    def reference(j):
+        if j["username"] == deaf_report["username"]:
+            return run.marks["start"], "the deaf judge, from the start request"
+        return run.marks["start"], "the others, from the start request"
+
+    return figures(run, reports, probe, reference, {
+        "deaf_judge": {
+            "flood_s": seconds, "pings_sent": deaf_report["pings_sent"],
+            "ping_bytes": 60000, "pongs_received": deaf_report["messages"].get("pong", 0),
+            "server_rss_max_during_flood_kib": max(during, default=None),
+            "server_rss_at_flood_start_kib": during[0] if during else None,
+            "server_kernel_send_queue_max_bytes": max((q for _, q in queue_samples),
+                                                      default=None),
+            "told_after_start_s": _r(deaf_report["start_mono"] - run.marks["start"])
+            if deaf_report["start_mono"] else None,
+        },
+        "rss_samples_kib": [(_r(t - run.marks["start"]), kib) for t, kib in rss_samples][::4],
+    })
+
+
 SCENARIOS = {
     # name: (function, judges full, judges short)
     "loss10": (loss10, 200, 40),
@@ -631,10 +711,12 @@ SCENARIOS = {
     "linkdown5": (linkdown5, 200, 40),
     "slowjudge": (slowjudge, 200, 20),
     "storm500": (storm500, 500, 100),
+    "deafjudge": (deafjudge, 200, 20),
 }
+ISSUE_SCENARIOS = ("loss10", "blackhole30", "linkdown5", "slowjudge", "storm500")
 
 
-def run_scenario(name, short=False, keep=False, ping_interval=None):
+def run_scenario(name, short=False, keep=False, ping_interval=None, heartbeat=0):
     fn, full_n, short_n = SCENARIOS[name]
     judges = short_n if short else full_n
     interval = ping_interval or (5 if short else 20)
@@ -643,10 +725,13 @@ def run_scenario(name, short=False, keep=False, ping_interval=None):
     began = time.monotonic()
     ok = False
     try:
-        with Run(name, judges, workdir, interval, alt_addresses=(name == "storm500")) as run:
+        options = {"heartbeat_s": heartbeat} if heartbeat else {}
+        with Run(name, judges, workdir, interval, alt_addresses=(name == "storm500"),
+                 judge_options=options) as run:
             run.start()
             result = fn(run, "short" if short else "full")
         result["seconds"] = round(time.monotonic() - began, 1)
+        result["app_heartbeat_s"] = heartbeat or None
         result["workdir"] = str(workdir) if keep else None
         ok = True
         return result
@@ -675,8 +760,10 @@ def verdict(result):
 
 
 def format_result(r):
-    lines = ["== %s: %d judges (server pings every %s s), %.0f s" % (
-        r["scenario"], r["judges"], r["ws_ping_interval_s"], r["seconds"])]
+    lines = ["== %s: %d judges (server pings every %s s%s), %.0f s" % (
+        r["scenario"], r["judges"], r["ws_ping_interval_s"],
+        "; app heartbeat %s s" % r["app_heartbeat_s"] if r.get("app_heartbeat_s") else "",
+        r["seconds"])]
     lines.append("  told of the start:  %d / %d (broadcast reached %s sockets; start request %s ms)"
                  % (r["told_of_start"], r["judges"], r["notified_by_broadcast"],
                     r["start_request_ms"]))
@@ -705,7 +792,7 @@ def format_result(r):
         r["server_log"].items())))
     lines.append("  client loop lag: judges %s; probe %s" % (
         r["client_loop_lag"], r["stall"]["probe_client_loop_lag"]))
-    for key in ("slow_judge", "storm_steps_after_link_back", "storm_all_reconnected_s",
+    for key in ("slow_judge", "deaf_judge", "storm_steps_after_link_back", "storm_all_reconnected_s",
                 "half_open", "board_before", "slow_qdisc"):
         if key in r:
             value = r[key]
@@ -721,13 +808,18 @@ def format_result(r):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", default="all", choices=["all"] + list(SCENARIOS))
+    parser.add_argument("--scenario", default="all", metavar="NAME[,NAME...]|all",
+                        help="one of %s, several with commas, or all (default)"
+                             % ", ".join(SCENARIOS))
     parser.add_argument("--short", action="store_true",
                         help="fewer judges, shorter outages, 5 s server pings (CI)")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's work dir")
     parser.add_argument("--ping-interval", type=float,
                         help="server.ws_ping_interval_s (default 20, or 5 with --short)")
+    parser.add_argument("--app-heartbeat", type=float, default=0, metavar="S",
+                        help="judges also ping every S s and reconnect after 2S+1 s of "
+                             "silence (what a careful app does; default: off, TCP only)")
     parser.add_argument("--cleanup", action="store_true",
                         help="only remove namespaces left by crashed runs, then exit")
     return parser.parse_args(argv)
@@ -735,6 +827,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    unknown = [n for n in args.scenario.split(",") if n not in SCENARIOS and n != "all"]
+    if unknown:
+        print("bench/venue.py: unknown scenario %s (known: %s)" % (
+            ", ".join(unknown), ", ".join(SCENARIOS)), file=sys.stderr)
+        return 2
     netlab.interrupt_on_sigterm()
     if args.cleanup:
         print("removed: %s" % (", ".join(netlab.cleanup()) or "nothing"))
@@ -746,12 +843,19 @@ def main(argv=None):
     leftovers = netlab.cleanup()
     if leftovers:
         say("removed leftovers of crashed runs: %s" % ", ".join(leftovers))
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     results, ok = [], True
     command = "python bench/venue.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         for name in names:
-            result = run_scenario(name, args.short, args.keep, args.ping_interval)
+            try:
+                result = run_scenario(name, args.short, args.keep, args.ping_interval,
+                                      args.app_heartbeat)
+            except (RuntimeError, OSError, netlab.LabError, subprocess.SubprocessError) as exc:
+                say("%s could not run: %s" % (name, exc))
+                results.append({"scenario": name, "error": str(exc)})
+                ok = False
+                continue
             results.append(result)
             print(format_result(result), flush=True)
             ok &= verdict(result)[0]

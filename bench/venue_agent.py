@@ -70,13 +70,17 @@ class AppJudge(rehearsal.VirtualJudge):
         self.acked = set()             # id_registro (hex) answered 201 (created or duplicate)
         self.unacked = set()           # sent, never acknowledged
         self.submit_tries = 0
+        self.upload_s = None
         self.uploaded = False
         self.storm = {}                # the AP-reboot reconnection: times of each step
         self.pings_sent = 0
+        self.last_heard = None         # monotonic time of the last message from the server
+        self.heartbeat_drops = 0
 
     async def connect(self, timeout=10.0):
         await super().connect(timeout)
         now = time.monotonic()
+        self.last_heard = now
         self.opened.append(now)
         if self.arrived_mono is None:
             self.arrived_mono = now
@@ -84,6 +88,37 @@ class AppJudge(rehearsal.VirtualJudge):
     def _on_close(self):
         self.closed_at.append(time.monotonic())
         super()._on_close()
+
+    def _on_message(self, text):
+        self.last_heard = time.monotonic()
+        super()._on_message(text)
+
+    async def heartbeat(self, every, dead_after):
+        """What a careful app adds: a ping every ``every`` s, and a socket from which nothing
+        came for ``dead_after`` s is given up (the persistent judge then reconnects)."""
+        while not self._closing:
+            await asyncio.sleep(every)
+            if not self.is_connected:
+                continue
+            if time.monotonic() - self.last_heard > dead_after:
+                self.heartbeat_drops += 1
+                self.stats.errors["ws_heartbeat_timeout"] += 1
+                self.socket.transport.abort()
+            else:
+                self.socket.send(json.dumps({"type": "ping", "data": {"hb": True}}))
+
+    async def deaf(self, seconds, size, every):
+        """A phone that stops reading its socket (app frozen) while it still sends pings of
+        ``size`` bytes every ``every`` s: the server's pongs pile up somewhere."""
+        self.socket.transport.pause_reading()
+        filler = "x" * size
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.is_connected:
+            self.socket.send(json.dumps({"type": "ping", "data": {"pad": filler}}))
+            self.pings_sent += 1
+            await asyncio.sleep(every)
+        if self.is_connected:
+            self.socket.transport.resume_reading()
 
     @property
     def is_connected(self):
@@ -99,6 +134,7 @@ class AppJudge(rehearsal.VirtualJudge):
 
     async def upload(self, deadline):
         """Every team's 15 records, retried with the same ids until a 201 (as the app does)."""
+        began = time.monotonic()
         for equipo_id in self.equipos:
             records = self.records_for(equipo_id)
             ids = {uuid.UUID(r["id_registro"]).hex for r in records}
@@ -119,6 +155,7 @@ class AppJudge(rehearsal.VirtualJudge):
                     return
                 await asyncio.sleep(rehearsal._backoff(3))
         self.uploaded = not self.unacked
+        self.upload_s = time.monotonic() - began
 
     async def reboot_reconnect(self, delay, relogin=True):
         """The AP came back: the phone forgets its socket without a word (its old address is
@@ -162,7 +199,9 @@ class AppJudge(rehearsal.VirtualJudge):
                 "opened": self.opened, "closed": self.closed_at, "failed": self.failed,
                 "connected": self.is_connected, "acked": sorted(self.acked),
                 "unacked": sorted(self.unacked), "submit_tries": self.submit_tries,
+                "upload_s": self.upload_s,
                 "uploaded": self.uploaded, "storm": self.storm, "pings_sent": self.pings_sent,
+                "heartbeat_drops": self.heartbeat_drops,
                 "messages": dict(self.messages)}
 
 
@@ -208,8 +247,11 @@ class JudgesAgent:
         name = cmd["cmd"]
         if name == "arrive":
             spread = cmd.get("spread_s", 2.0)
+            heartbeat = self.spec.get("heartbeat_s")
             for judge in self.judges:
                 self.spawn(self._later(random.uniform(0, spread), judge.arrive()))
+                if heartbeat:
+                    self.spawn(judge.heartbeat(heartbeat, 2 * heartbeat + 1))
             return {"ok": True}
         if name == "wait":
             return await self.wait(cmd["what"], cmd.get("timeout", 60))
@@ -218,6 +260,10 @@ class JudgesAgent:
         if name == "ping_loop":
             for judge in self.judges:
                 self.spawn(judge.ping_loop(cmd.get("every", 0.5)))
+            return {"ok": True}
+        if name == "deaf":
+            judge = self.judges[cmd.get("index", 0)]
+            self.spawn(judge.deaf(cmd["seconds"], cmd.get("size", 60000), cmd.get("every", 0.05)))
             return {"ok": True}
         if name == "upload":
             deadline = time.monotonic() + cmd.get("deadline_s", 240)
