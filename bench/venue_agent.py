@@ -314,16 +314,24 @@ class ControlAgent:
     def _on_probe_message(self, text):
         msg = json.loads(text)
         if msg.get("type") == "pong":
-            sent = self.sent.pop(msg["data"].get("seq"), None)
+            data = msg["data"]
+            sent = self.sent.pop(data.get("seq"), None)
             if sent is not None:
-                self.samples.append([round(sent, 4), round((time.monotonic() - sent) * 1000, 2)])
+                # One way: from our send (wall clock) to the server's server_time (the same
+                # machine's clock, to the millisecond) is how long the server's loop took to
+                # get to the ping; unlike the round trip, it does not include this process
+                # being late to read the pong.
+                one_way = rehearsal._parse_iso(data["server_time"]) - data["t"]
+                self.samples.append([round(sent, 4), round((time.monotonic() - sent) * 1000, 2),
+                                     round(one_way * 1000, 1)])
 
     async def _probe(self, every):
         seq = 0
         while True:
             seq += 1
             self.sent[seq] = time.monotonic()
-            self.probe_socket.send(json.dumps({"type": "ping", "data": {"seq": seq}}))
+            self.probe_socket.send(json.dumps({"type": "ping", "data": {
+                "seq": seq, "t": time.time()}}))
             await asyncio.sleep(every)
 
     async def _board(self, every):
@@ -361,7 +369,8 @@ class ControlAgent:
                 self.probe_task.cancel()
             await asyncio.sleep(0.3)
             now = time.monotonic()
-            unanswered = [[round(t, 4), round((now - t) * 1000, 2)] for t in self.sent.values()]
+            unanswered = [[round(t, 4), round((now - t) * 1000, 2), round((now - t) * 1000, 2)]
+                          for t in self.sent.values()]
             return {"samples": self.samples, "unanswered": unanswered,
                     "loop_lag": self.lag.summary()}
         if name == "start":
