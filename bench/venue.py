@@ -759,6 +759,7 @@ def run_scenario(name, short=False, keep=False, ping_interval=None, heartbeat=0)
     workdir = Path(tempfile.mkdtemp(prefix="s5k-venue-%s-" % name))
     say("%s: %d judges, ws_ping_interval_s %s, work dir %s" % (name, judges, interval, workdir))
     began = time.monotonic()
+    load_start = round(os.getloadavg()[0], 2)
     ok = False
     try:
         options = {"heartbeat_s": heartbeat} if heartbeat else {}
@@ -767,6 +768,9 @@ def run_scenario(name, short=False, keep=False, ping_interval=None, heartbeat=0)
             run.start()
             result = fn(run, "short" if short else "full")
         result["seconds"] = round(time.monotonic() - began, 1)
+        # The figures are timing on a shared machine: say how busy it was.
+        result["loadavg_start"], result["loadavg_end"] = load_start, round(os.getloadavg()[0], 2)
+        result["goals_missed"] = goals_missed(result)
         result["app_heartbeat_s"] = heartbeat or None
         result["cpus"] = {k: sorted(v) if v else None for k, v in PINNING.items()}
         result["workdir"] = str(workdir) if keep else None
@@ -782,6 +786,23 @@ def run_scenario(name, short=False, keep=False, ping_interval=None, heartbeat=0)
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
+GOAL_DELAY_S = 5.0      # "learned of the start within a few seconds"
+GOAL_STALL_MS = 25.0    # "the loop never stalled past 25 ms outside the reconnect storm"
+
+
+def goals_missed(result):
+    """The issue's targets this run missed (reported; only verdict() fails a run)."""
+    missed = []
+    for group, d in result["start_delay"].items():
+        if d["max_ms"] is not None and d["max_ms"] > GOAL_DELAY_S * 1000:
+            missed.append("start delay %s: max %.1f s > %.0f s" % (
+                group, d["max_ms"] / 1000, GOAL_DELAY_S))
+    for phase, v in result["stall"]["by_phase"].items():
+        if phase != "storm" and v["max_ms"] is not None and v["max_ms"] > GOAL_STALL_MS:
+            missed.append("stall in %s: %.0f ms > %.0f ms" % (phase, v["max_ms"], GOAL_STALL_MS))
+    return missed
+
+
 def verdict(result):
     """The issue's 'done when', per scenario: (ok, [problems])."""
     problems = []
@@ -838,6 +859,10 @@ def format_result(r):
             lines.append("  %s: %s" % (key, json.dumps(value)))
     if r["judges_failed"]:
         lines.append("  judges failed: %s" % r["judges_failed"])
+    lines.append("  machine load average (1 min) at start/end: %s / %s" % (
+        r.get("loadavg_start"), r.get("loadavg_end")))
+    missed = goals_missed(r)
+    lines.append("  issue goals missed: %s" % ("; ".join(missed) or "none"))
     ok, problems = verdict(r)
     lines.append("  verdict: %s" % ("ok" if ok else "; ".join(problems)))
     return "\n".join(lines)

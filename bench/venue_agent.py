@@ -269,8 +269,9 @@ class JudgesAgent:
             deadline = time.monotonic() + cmd.get("deadline_s", 240)
             spread = cmd.get("spread_s", 5.0)
             for judge in self.judges:
-                if judge.started.is_set() and not judge.failed:
-                    self.spawn(self._later(random.uniform(0, spread), judge.upload(deadline)))
+                if not judge.failed:
+                    self.spawn(self._upload_once_started(judge, random.uniform(0, spread),
+                                                         deadline))
             return {"ok": True}
         if name == "storm":
             spread = cmd.get("spread_s", 1.0)
@@ -285,6 +286,16 @@ class JudgesAgent:
                 judge.close()
             return {"ok": True}
         return {"error": "unknown command %r" % name}
+
+    @staticmethod
+    async def _upload_once_started(judge, delay, deadline):
+        """An app times the race from the start notice: a judge told late uploads late."""
+        try:
+            await asyncio.wait_for(judge.started.wait(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return
+        await asyncio.sleep(delay)
+        await judge.upload(deadline)
 
     @staticmethod
     async def _later(delay, coro):
