@@ -13,13 +13,12 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import rehearsal
-from live import fetch
+from helpers import fetch, wait_for_async
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,13 +34,6 @@ ALONGSIDE = ["slowjudge"]
 # ------------------------------------------------------------------------------------------------
 # The rehearsal client's additions (no namespaces needed)
 # ------------------------------------------------------------------------------------------------
-async def _until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.gen_test(timeout=60)
 async def test_a_persistent_judge_connects_from_its_address_and_reconnects_after_the_start(
         app, http_server, base_url):
@@ -63,12 +55,14 @@ async def test_a_persistent_judge_connects_from_its_address_and_reconnects_after
         code, answer, _ = await fetch("POST", base_url + "/api/competencias/%d/iniciar/"
                                       % judge.competencia_id, token=org)
         assert code == 200, answer
-        await _until(lambda: judge.started.is_set() and plain.started.is_set())
+        await wait_for_async(lambda: judge.started.is_set() and plain.started.is_set(),
+                             what="both judges told of the start")
         # The server drops every socket (a restart, a dead Wi-Fi): only the persistent judge
         # comes back once the race is running.
         first = judge.socket
         hub.close_all(1001, "test")
-        await _until(lambda: judge.socket is not first and not judge.socket.closed)
+        await wait_for_async(lambda: judge.socket is not first and not judge.socket.closed,
+                             what="the persistent judge back")
         await asyncio.sleep(1.0)
         assert hub.sockets_of(judge.juez_id) == 1
         assert hub.sockets_of(plain.juez_id) == 0
