@@ -155,9 +155,11 @@ class _SocketProtocol(asyncio.Protocol):
         self.transport.write(header + mask + masked)
 
 
-async def open_socket(url, on_message, on_close=None, ssl_context=None, timeout=10.0):
+async def open_socket(url, on_message, on_close=None, ssl_context=None, timeout=10.0,
+                      local_addr=None):
     """Connect a WebSocket at ``ws://`` or ``wss://`` URL. Returns the protocol (``.send``).
 
+    ``local_addr``: the source address to connect from (None: the kernel's choice).
     Raises HandshakeError when the server refuses, OSError/TimeoutError when unreachable.
     """
     parts = urlsplit(url)
@@ -169,7 +171,8 @@ async def open_socket(url, on_message, on_close=None, ssl_context=None, timeout=
     protocol = _SocketProtocol(key, on_message, on_close)
     loop = asyncio.get_running_loop()
     transport, _ = await asyncio.wait_for(loop.create_connection(
-        lambda: protocol, parts.hostname, port, ssl=ssl_context if secure else None), timeout)
+        lambda: protocol, parts.hostname, port, ssl=ssl_context if secure else None,
+        local_addr=(local_addr, 0) if local_addr else None), timeout)
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
     transport.write((
         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -200,15 +203,20 @@ class Stats:
 
 
 def _backoff(attempt):
-    return min(5.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
+    return min(5.0, 0.25 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)
 
 
 class VirtualJudge:
-    """A judge's phone. Give it credentials (it logs in) or a token and juez_id (the bench)."""
+    """A judge's phone. Give it credentials (it logs in) or a token and juez_id (the bench).
+
+    ``local_addr``: the source address of all its connections (one per judge, so a network
+    test can cut off one phone). ``persistent``: keep the socket open for the whole race, as an
+    app does: reconnect after the start too, and never give up reconnecting until ``close()``.
+    """
 
     def __init__(self, base_url, username=None, password=None, token=None, juez_id=None,
                  equipos=None, stats=None, http=None, ssl_context=None, attempts=6,
-                 request_timeout=15.0):
+                 request_timeout=15.0, local_addr=None, persistent=False):
         self.base_url = base_url.rstrip("/")
         self.username, self.password = username, password
         self.access, self.refresh_token = token, None
@@ -219,6 +227,8 @@ class VirtualJudge:
         self.ssl_context = ssl_context
         self.attempts = attempts
         self.request_timeout = request_timeout
+        self.local_addr = local_addr
+        self.persistent = persistent
         self.socket = None
         self.started = asyncio.Event()
         self.start_info = None       # the carrera.iniciada data
@@ -240,7 +250,8 @@ class VirtualJudge:
                     body=json.dumps(body) if body is not None else (
                         "" if method == "POST" else None),
                     raise_error=False, request_timeout=self.request_timeout,
-                    connect_timeout=self.request_timeout, ssl_options=self.ssl_context)
+                    connect_timeout=self.request_timeout, ssl_options=self.ssl_context,
+                    network_interface=self.local_addr)
                 status = response.code
                 try:
                     answer = json.loads(response.body) if response.body else {}
@@ -304,11 +315,12 @@ class VirtualJudge:
     async def connect(self, timeout=10.0):
         """Open the judge socket (the server answers conexion.establecida first)."""
         self.socket = await open_socket(self.ws_url(), self._on_message, self._on_close,
-                                        self.ssl_context, timeout)
+                                        self.ssl_context, timeout, self.local_addr)
         self.stats.connected += 1
 
     async def connect_with_retry(self):
-        for attempt in range(self.attempts):
+        attempt = 0
+        while attempt < self.attempts or (self.persistent and not self._closing):
             try:
                 return await self.connect()
             except HandshakeError as exc:
@@ -320,6 +332,7 @@ class VirtualJudge:
             except (OSError, asyncio.TimeoutError):
                 self.stats.errors["ws_connection_error"] += 1
             await asyncio.sleep(_backoff(attempt))
+            attempt += 1
         raise RuntimeError("juez %s could not connect its socket" % self.juez_id)
 
     def _on_message(self, text):
@@ -334,7 +347,7 @@ class VirtualJudge:
 
     def _on_close(self):
         self.stats.connected -= 1
-        if not self._closing and not self.started.is_set():
+        if not self._closing and (self.persistent or not self.started.is_set()):
             # A phone on bad Wi-Fi reconnects; the server replays a start it missed.
             asyncio.get_running_loop().create_task(self._reconnect())
 
