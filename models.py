@@ -1032,7 +1032,8 @@ def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
                       {"delta_ms": "Un entero de milisegundos distinto de 0, hasta 24 h."})
     motivo = check_motivo(motivo)
     if juez_id is not None:
-        juez = Juez.get_or_none(Juez.id == juez_id) if _is_int(juez_id) else None
+        juez = (Juez.get_or_none(Juez.id == juez_id)
+                if _is_int(juez_id) and 1 <= juez_id <= 2**62 else None)  # SQLite: 64-bit ids
         if juez is None or juez.competencia_id != comp.id:
             raise NotFound("El juez %s no es de esta competencia." % juez_id, "judge_not_found")
     records = competition_state(comp.id)["records"]
