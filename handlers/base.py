@@ -91,13 +91,15 @@ class ServiceMixin:
                            "Esta URL es un WebSocket (Upgrade: websocket).")
 
     async def identity_from_token(self, token):
-        """Decode an access token and check its user is still active. Raises ApiError(401)."""
+        """Decode an access token and check its user is still active and the token not revoked.
+        Raises ApiError(401)."""
         claims = self.tokens.decode(token, "access")
-        return await self.identity_of_user(claims["user_id"])
+        return await self.identity_of_user(claims["user_id"], claims["gen"])
 
-    async def identity_of_user(self, user_id):
-        """The identity of an active user. Raises ApiError(401) if gone or inactive."""
-        identity = await self.db_read(models.user_identity, user_id)
+    async def identity_of_user(self, user_id, token_gen):
+        """The identity of an active user whose tokens of generation ``token_gen`` still hold.
+        Raises ApiError(401) if gone, inactive or revoked (``token_revoked``)."""
+        identity = await self.db_read(models.user_identity, user_id, token_gen)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         return identity
@@ -249,8 +251,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         return self.tokens.decode(token.strip(), "access")
 
     async def authenticated(self):
-        """The caller's identity (token checked, user still active). Raises 401."""
-        return await self.identity_of_user(self.access_claims()["user_id"])
+        """The caller's identity (token checked, user still active, token not revoked).
+        Raises 401."""
+        claims = self.access_claims()
+        return await self.identity_of_user(claims["user_id"], claims["gen"])
 
     async def organizer(self):
         identity = await self.authenticated()

@@ -24,6 +24,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     judge's phone."""
 
     juez_id = competencia_id = None
+    user_id = token_gen = None  # whose tokens opened it (handlers/sessions.py checks them)
     start_seen = None
 
     async def get(self, juez_id):
@@ -41,8 +42,8 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         ticket = self.get_query_argument("ticket", None)
         token = self.get_query_argument("token", None)
         if ticket:
-            user_id, _ = self.tickets.redeem(ticket)
-            identity = await self.identity_of_user(user_id)
+            user_id, _, token_gen = self.tickets.redeem(ticket)
+            identity = await self.identity_of_user(user_id, token_gen)
         elif token:
             identity = await self.identity_from_token(token)
         else:
@@ -53,6 +54,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             raise ApiError(403, "inactive_judge", "El juez está inactivo.")
         self.juez_id = identity["juez_id"]
         self.competencia_id = identity["competencia_id"]
+        self.user_id, self.token_gen = identity["user"]["id"], identity["gen"]
         return await self.competition(self.competencia_id)
 
     def check_origin(self, origin):

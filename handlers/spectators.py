@@ -56,6 +56,8 @@ class Spectators:
 
     def changed(self, competencia_id, what, data):
         """RaceHub listener (on the loop): records stored or race state changed. Cheap."""
+        if what == "conexiones":
+            return  # who is connected is not in the standings
         self._changes[competencia_id] += 1
         self._latest.pop(competencia_id, None)
         if self._by_competencia.get(competencia_id):

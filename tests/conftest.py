@@ -31,9 +31,9 @@ def event(config):
         comp = models.create_competition("Carrera de prueba")
         other = models.create_competition("Otra carrera")
         models.create_user("org", "org-pass", organizer=True)
-        j1 = models.create_judge("juez1", "pass1", comp.id, "Juez Uno")
-        j2 = models.create_judge("juez2", "pass2", comp.id, "Juez Dos")
-        j3 = models.create_judge("juez3", "pass3", other.id, "Juez Otra")
+        j1 = models.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno")
+        j2 = models.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos")
+        j3 = models.create_judge("juez3", "pass-juez3", other.id, "Juez Otra")
         teams = {
             "a": models.create_team("Equipo A", 1, j1.id).id,
             "b": models.create_team("Equipo B", 2, j1.id).id,

@@ -24,7 +24,7 @@ async def test_race_day(client, event):
 
     # 1. The judge's phone logs in (test_auth.py: tokens and their claims; test_security.py:
     #    forged and wrong tokens; test_limits.py: password guessing).
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     assert tokens["access"] and tokens["refresh"]
 
     # 2. It asks who it is: its judge id, its competition and its teams (test_auth.py).

@@ -75,7 +75,7 @@ def raw_rows(config):
 
 async def started(client, event):
     """The event's race started, with juez1's team A holding two times and B one."""
-    token, judge = await org(client), await client.access("juez1", "pass1")
+    token, judge = await org(client), await client.access("juez1", "pass-juez1")
     await start(client, event["competencia"], token)
     a = await send(client, judge, event["equipos"]["a"], 1_200_000, 1_300_000)
     b = await send(client, judge, event["equipos"]["b"], 1_250_000, minute=1)
@@ -181,7 +181,7 @@ async def test_a_late_start_moves_every_time_and_the_start(client, event):
 async def test_one_judges_adjustment_leaves_the_others(client, event):
     race = await started(client, event)
     cid, eq = race["cid"], race["eq"]
-    judge2 = await client.access("juez2", "pass2")
+    judge2 = await client.access("juez2", "pass-juez2")
     await send(client, judge2, eq["c"], 1_400_000)
     code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
         "delta_ms": 30_000, "juez_id": event["jueces"][1],
@@ -456,7 +456,7 @@ async def test_the_public_team_page_and_the_judges_read_back(client, event):
     # The judge reads back what arrived; another judge may not; the organizer may.
     code, mine = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["judge"])
     assert code == 200 and [r["id"] for r in mine["registros"]] == race["a"]
-    other = await client.access("juez2", "pass2")
+    other = await client.access("juez2", "pass-juez2")
     code, answer = await client.get("/api/equipos/%d/registros/" % eq["a"], token=other)
     assert (code, answer["code"]) == (403, "team_not_assigned")
     code, _ = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["org"])
