@@ -46,6 +46,10 @@ class ServiceMixin:
         return self.application.settings["server5k_spectators"]
 
     @property
+    def consoles(self):
+        return self.application.settings["server5k_consoles"]
+
+    @property
     def tokens(self):
         return self.application.settings["server5k_tokens"]
 
@@ -197,15 +201,19 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
     def has_body(self):
         return any(part.strip() for part in self._body_parts)
 
-    def json_body(self):
-        """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
+    def body_bytes(self):
+        """The request body as received. Raises ApiError(413) if it was too large."""
         if self._body_too_large:
             raise ApiError(413, "body_too_large", "El cuerpo supera %d bytes." % MAX_BODY_BYTES)
+        return b"".join(self._body_parts)
+
+    def json_body(self):
+        """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
+        raw = self.body_bytes()
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
             raise ApiError(400, "unsupported_content_type",
                            "Se espera Content-Type: application/json.")
-        raw = b"".join(self._body_parts)
         if not raw.strip():
             raise ApiError(400, "empty_body", "El cuerpo está vacío; se espera un objeto JSON.")
         try:
@@ -265,9 +273,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
 
 class OrganizerHandler(BaseHandler):
     """An organizer-only endpoint: the caller is checked as soon as the headers arrive, before
-    any body is read; ``self.user_id`` is the organizer's, for the history."""
+    any body is read; ``self.user_id`` is the organizer's, for the history (``self.identity``
+    the whole identity)."""
 
-    user_id = None
+    user_id = identity = None
 
     async def prepare(self):
         super().prepare()
@@ -276,7 +285,8 @@ class OrganizerHandler(BaseHandler):
             return
         if method not in self.allowed_methods().split(", "):
             raise tornado.web.HTTPError(405)  # the wrong method is told before credentials
-        self.user_id = (await self.organizer())["user"]["id"]
+        self.identity = await self.organizer()
+        self.user_id = self.identity["user"]["id"]
 
     def send_csv(self, text, filename):
         self.set_header("Content-Type", "text/csv; charset=utf-8")

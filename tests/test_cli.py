@@ -100,13 +100,13 @@ def test_import_is_all_or_nothing(conf, tmp_path):
                       "maria,María,Tortugas,1\n"
                       "jose,José,Gacelas,uno\n", encoding="utf-8")
     result = conf.cli("import", str(roster), "--competition", "1", check=False)
-    assert result.returncode != 0 and "line 3" in result.stderr
+    assert result.returncode != 0 and "línea 3" in result.stderr
     assert json.loads(conf.cli("judge", "list", "--json").stdout) == []
     assert not (tmp_path / "bad-credenciales.csv").exists()
     missing = tmp_path / "cols.csv"
     missing.write_text("usuario,equipo\nx,y\n")
     result = conf.cli("import", str(missing), "--competition", "1", check=False)
-    assert result.returncode != 0 and "lacks columns" in result.stderr
+    assert result.returncode != 0 and "faltan columnas" in result.stderr
 
 
 def test_race_without_a_running_server_says_so(conf):

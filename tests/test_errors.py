@@ -9,7 +9,7 @@ import models
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("method, url", [("GET", "/api/nada/"), ("POST", "/api/nada/"),
-                                         ("GET", "/api/competencias/"), ("GET", "/nada")])
+                                         ("GET", "/api/competencias/1/nada/"), ("GET", "/nada")])
 async def test_unknown_paths_are_json_404(client, method, url):
     code, answer, response = await client.request(method, url)
     assert code == 404 and answer["code"] == "not_found"
