@@ -1450,8 +1450,8 @@ _IMPLIED_START_SQL = (
 def competition_judges(competencia_id):
     """The judges board, as far as the database knows it: ``{"competencia", "jueces",
     "registros_tras_final"}``. Each judge: id, nombre, username, activo, its teams each with
-    ``registros`` (records that arrived for it) and ``inicio_implicito_ms``: the median over
-    its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
+    ``registros`` (records that arrived for it) and ``categoria``, and ``inicio_implicito_ms``:
+    the median over its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
     phone's clock (null without records since the current start). ``registros_tras_final``
     counts records received after the race was stopped (they are stored, and count unless
     the results were official)."""
@@ -1462,7 +1462,8 @@ def competition_judges(competencia_id):
     equipos = {}
     for equipo in Equipo.select().where(Equipo.competencia == comp.id).order_by(Equipo.dorsal):
         equipos.setdefault(equipo.juez_id, []).append(
-            dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0)))
+            dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0),
+                 categoria=equipo.categoria))
     implied = defaultdict(list)
     late = 0
     if comp.started_at is not None:

@@ -12,7 +12,8 @@ from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
                                   EquipoCorrectionHandler, HistorialHandler, OficialHandler,
                                   RegistroActionHandler, RegistroHandler, RegistrosHandler)
 from handlers.openapi import OpenApiHandler
-from handlers.pages import STATIC, CompetenciaPageHandler, EquipoPageHandler, IndexPageHandler
+from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
+                            IndexPageHandler)
 from handlers.races import CompetenciaHandler, RaceActionHandler
 from handlers.results import EquipoResultadoHandler, ResultadosHandler
 from handlers.sockets import JuezSocketHandler
@@ -66,5 +67,6 @@ ROUTES = [
     (r"/", IndexPageHandler),
     (r"/competencias/%s/?" % ID, CompetenciaPageHandler),
     (r"/competencias/%s/equipos/%s/?" % (ID, ID), EquipoPageHandler),
+    (r"/organizador/?", ConsolePageHandler),
     (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
 ]

@@ -4,6 +4,7 @@ within a second, and its page served with a strict Content-Security-Policy and n
 script."""
 
 import asyncio
+import re
 
 import pytest
 import tornado.websocket
@@ -103,3 +104,25 @@ async def test_a_console_closes_when_its_organizers_password_changes(client, eve
         pass
     assert ws.close_code == 1008
     ws.close()
+
+
+@pytest.mark.gen_test
+async def test_the_console_page_sends_a_strict_csp_and_runs_no_inline_script(client, event):
+    code, html, response = await client.request("GET", "/organizador/")
+    assert code == 200 and response.headers["Content-Type"].startswith("text/html")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["Cache-Control"] == "no-store"
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert len(scripts) == 1 and not scripts[0][1].strip()
+    assert re.search(r'src="/static/organizador\.js\?v=[0-9a-f]+"', scripts[0][0])
+    assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
+    assert "style=" not in html and "http://" not in html and "https://" not in html
+    code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', scripts[0][0])[1])
+    assert code == 200
+    # Values are written as text: the script never parses markup nor runs strings.
+    for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                   "new Function"):
+        assert unsafe not in script, unsafe
+    assert "localStorage" not in script and "sessionStorage.setItem" in script
