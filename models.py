@@ -726,10 +726,10 @@ def store_submissions(jobs):
     validate_submission returns them and token_gen the generation of the caller's token (a
     job of an earlier generation than the user's is refused: token_revoked; without it the
     caller vouches for the user). Returns one (True, {"created": [...], "duplicates": [...],
-    "competencia_id": id}) or (False, DomainError) per job, in order. A refused job writes nothing; the others are
-    unaffected by it. A record is a duplicate when its id_registro is already stored (or stored by
-    an earlier job or record here) for this team with the same data, or when the team already has
-    a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
+    "competencia_id": id}) or (False, DomainError) per job, in order. A refused job writes
+    nothing; the others are unaffected by it. A record is a duplicate when its id_registro is
+    already stored (or stored by an earlier job or record here) for this team with the same
+    data, or when the team already has a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
     caller rolls back everything this call wrote.
     """
     execute = db.execute_sql
@@ -1358,29 +1358,6 @@ def team_view(equipo, state=None):
                 categoria=equipo.categoria)
 
 
-TOKEN_REVOKED = ("La sesión ya no vale (cambió la contraseña o se desactivó el juez): inicie "
-                 "sesión de nuevo.")
-
-
-def revoke_tokens(user_id):
-    """Refuse every token issued so far to this user (run by the writer, inside the change's
-    transaction): tokens carry the generation they were issued in."""
-    User.update(token_gen=User.token_gen + 1).where(User.id == user_id).execute()
-
-
-def token_generations(user_ids):
-    """{user_id: token generation} of those users that are active (and, for a judge, whose
-    judge is active): a socket opened by a user missing here, or with another generation, no
-    longer has a valid session."""
-    found = {}
-    for chunk in _chunks(list(user_ids), 500):
-        found.update(db.execute_sql(
-            'SELECT u.id, u.token_gen FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id '
-            "WHERE u.id IN (%s) AND u.is_active AND (j.id IS NULL OR j.is_active)"
-            % _marks(len(chunk)), chunk).fetchall())
-    return found
-
-
 # --------------------------------------------------------------------------------------------
 # Reads (run on reader threads).
 # --------------------------------------------------------------------------------------------
@@ -1418,6 +1395,23 @@ def user_identity(user_id, token_gen=None):
         "juez_active": bool(juez is not None and juez.is_active),
         "competencia_id": juez.competencia_id if juez is not None else None,
     }
+
+
+TOKEN_REVOKED = ("La sesión ya no vale (cambió la contraseña o se desactivó el juez): inicie "
+                 "sesión de nuevo.")
+
+
+def token_generations(user_ids):
+    """{user_id: token generation} of those users that are active (and, for a judge, whose
+    judge is active): a socket opened by a user missing here, or with another generation, no
+    longer has a valid session."""
+    found = {}
+    for chunk in _chunks(list(user_ids), 500):
+        found.update(db.execute_sql(
+            'SELECT u.id, u.token_gen FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id '
+            "WHERE u.id IN (%s) AND u.is_active AND (j.id IS NULL OR j.is_active)"
+            % _marks(len(chunk)), chunk).fetchall())
+    return found
 
 
 def me(user_id):
@@ -1776,18 +1770,30 @@ def create_team(nombre, dorsal, juez_id, categoria=None):
                          competencia=juez.competencia_id, categoria=categoria or None)
 
 
-def set_password(username, password, user_id=None):
-    """A new password for any user; every token issued before is refused from now on, also by
-    a server running in another process (token checks read the generation from here). For a
-    judge, the change is in its competition's history (never the password)."""
+def set_password(username, password):
+    """A new password for any user (:func:`replace_password`). Returns the user."""
     user = User.get_or_none(User.username_key == username_key(username))
     if user is None:
         raise NotFound("El usuario %r no existe." % username, "user_not_found")
     password_hash = new_password_hash(password)
     with db.atomic():
-        User.update(password_hash=password_hash).where(User.id == user.id).execute()
-        revoke_tokens(user.id)
-        juez = Juez.get_or_none(Juez.user == user.id)
-        if juez is not None:
-            _history(juez.competencia_id, "contrasena", "juez", juez.id, user_id)
+        replace_password(user.id, password_hash)
     return User.get_by_id(user.id)
+
+
+def replace_password(user_id, password_hash, by=None):
+    """Store a user's new password (its hash, from new_password_hash) and refuse every token
+    issued before, also by a server running in another process (token checks read the
+    generation from the database). For a judge, a history row of ``by`` in its competition
+    (never the password). Runs inside the caller's transaction."""
+    User.update(password_hash=password_hash).where(User.id == user_id).execute()
+    revoke_tokens(user_id)
+    juez = Juez.get_or_none(Juez.user == user_id)
+    if juez is not None:
+        _history(juez.competencia_id, "contrasena", "juez", juez.id, by)
+
+
+def revoke_tokens(user_id):
+    """Refuse every token issued so far to this user (inside the change's transaction): tokens
+    carry the generation they were issued in, and this moves the user's on."""
+    User.update(token_gen=User.token_gen + 1).where(User.id == user_id).execute()

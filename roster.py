@@ -295,14 +295,12 @@ def add_competition(user_id, nombre, fecha_hora=None):
     """A new competition. ``fecha_hora``: when it is scheduled (naive UTC, or ISO 8601 text).
     Returns the competition object."""
     nombre = _text(nombre, "nombre", 200)
-    if isinstance(fecha_hora, str):
-        try:
-            fecha_hora = models.parse_timestamp(fecha_hora)
-        except (ValueError, TypeError, OverflowError):
-            fecha_hora = 0  # refused just below
     if fecha_hora is not None and not isinstance(fecha_hora, models.dt.datetime):
-        raise models.Invalid("La fecha no es válida.", "validation_error",
-                             {"fecha_hora": "Debe ser una fecha ISO 8601."})
+        try:
+            fecha_hora = models.parse_timestamp(fecha_hora)  # (anything but text: ValueError)
+        except (ValueError, TypeError, OverflowError):
+            raise models.Invalid("La fecha no es válida.", "validation_error",
+                                 {"fecha_hora": "Debe ser una fecha ISO 8601."}) from None
     with models.db.atomic():
         comp = models.create_competition(nombre, fecha_hora)
         models._history(comp, "crear", "competencia", comp.id, user_id, None, None,
@@ -415,13 +413,11 @@ def edit_judge(user_id, juez_id, changes, password_hash=None):
             juez.is_active = activo
             revoked = not activo
         juez.save()
-        if password_hash is not None:
-            models.User.update(password_hash=password_hash).where(
-                models.User.id == juez.user_id).execute()
-            models._history(juez.competencia_id, "contrasena", "juez", juez.id, user_id)
-            revoked = True
         if revoked:
             models.revoke_tokens(juez.user_id)
+        if password_hash is not None:
+            models.replace_password(juez.user_id, password_hash, user_id)
+            revoked = True
     return judge_view(juez), revoked
 
 

@@ -22,6 +22,7 @@ import tornado.websocket
 import models
 from handlers.base import OrganizerHandler, ServiceMixin
 from handlers.errors import ApiError
+from handlers.sockets import JuezSocketHandler
 from handlers.wire import message
 
 # At most one message per competition this often (the console reads again on each).
@@ -127,12 +128,7 @@ class ConsoleSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, text):
         """The console has nothing to say here (it acts through the REST API)."""
 
-    def send_text(self, text):
-        try:
-            self.write_message(text)
-            return True
-        except tornado.websocket.WebSocketClosedError:
-            return False
+    send_text = JuezSocketHandler.send_text  # the same write: never waits, False once gone
 
     def on_close(self):
         if self.competencia_id is not None:
