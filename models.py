@@ -234,8 +234,13 @@ def _dummy_hash():
 
 
 def generate_password():
-    """12 random characters: longer than any password a person must choose (MIN_PASSWORD)."""
-    return secrets.token_urlsafe(9)
+    """12 random characters: longer than any password a person must choose (MIN_PASSWORD).
+    Never starting with ``-``, which spreadsheets opening a credentials file read as a
+    formula (and CSV exports guard with a leading apostrophe)."""
+    while True:
+        password = secrets.token_urlsafe(9)
+        if password[0] != "-":
+            return password
 
 
 MIN_PASSWORD = 8   # a password set by hand (API, command line) is at least this long

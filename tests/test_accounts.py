@@ -452,3 +452,9 @@ def test_cli_team_edit_and_judge_deactivate_reach_the_running_server(spawn, even
     asyncio.run(story())
     assert "closed 1 sockets of revoked sessions" in wait_for(
         lambda: server.log() if "revoked sessions" in server.log() else "")
+
+
+def test_generated_passwords_never_start_like_a_spreadsheet_formula(monkeypatch):
+    draws = iter(["-starts-bad", "_fine-12345"])
+    monkeypatch.setattr(models.secrets, "token_urlsafe", lambda n: next(draws))
+    assert models.generate_password() == "_fine-12345"
