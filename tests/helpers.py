@@ -23,9 +23,9 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import threading

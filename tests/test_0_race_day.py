@@ -10,7 +10,9 @@ Around the day, outside the story: test_config.py (config.yaml and the secret), 
 (JSON errors everywhere, CORS), test_openapi.py (the API description, schemathesis), test_tls.py
 (HTTPS and WSS), test_logs.py (no secret in any log line), test_backup.py (a copy while judges
 submit), test_simulate.py (the organizer's rehearsal), test_serve.py, test_socket_nodelay.py and
-test_token_cache.py (serving details), test_bench_smoke.py (the benchmark still runs).
+test_token_cache.py (serving details), test_bench_smoke.py (the benchmark still runs). The
+organizer's side: test_corrections.py (fixing mistakes, the history), test_accounts.py (the roster
+and accounts, locking a judge out), test_console.py and test_console_browser.py (the console).
 """
 
 import pytest
