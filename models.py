@@ -234,7 +234,34 @@ def _dummy_hash():
 
 
 def generate_password():
-    return secrets.token_urlsafe(9)
+    """12 random characters: longer than any password a person must choose (MIN_PASSWORD).
+    Never starting with ``-``, which spreadsheets opening a credentials file read as a
+    formula (and CSV exports guard with a leading apostrophe)."""
+    while True:
+        password = secrets.token_urlsafe(9)
+        if password[0] != "-":
+            return password
+
+
+MIN_PASSWORD = 8   # a password set by hand (API, command line) is at least this long
+MAX_PASSWORD = 1024
+
+
+def check_password(password, field="password"):
+    """A password chosen by a person: text of MIN_PASSWORD to MAX_PASSWORD characters, not
+    only spaces. Invalid (``validation_error``, 400) else."""
+    if (not isinstance(password, str) or len(password) < MIN_PASSWORD
+            or len(password) > MAX_PASSWORD or not password.strip()):
+        raise Invalid("La contraseña debe tener entre %d y %d caracteres." % (
+            MIN_PASSWORD, MAX_PASSWORD), "validation_error",
+            {field: "Al menos %d caracteres." % MIN_PASSWORD})
+    return password
+
+
+def new_password_hash(password):
+    """The stored form of a new password, once it passed :func:`check_password`. Slow (scrypt):
+    the server runs it on its hashing threads, before the writer job that stores it."""
+    return hash_password(check_password(password))
 
 
 def username_key(username):
@@ -641,7 +668,7 @@ def record_errors(raw, path):
 _SUBMITTERS_SQL = (
     'WITH req(uid, eid) AS (VALUES %s) '
     'SELECT req.uid, req.eid, u.is_active, j.id, j.is_active, e.id, e.juez_id, c.id, '
-    'c.started_at, c.finished_at, c.oficial_en '
+    'c.started_at, c.finished_at, c.oficial_en, u.token_gen '
     'FROM req LEFT JOIN "user" AS u ON u.id = req.uid LEFT JOIN juez AS j ON j.user_id = u.id '
     'LEFT JOIN equipo AS e ON e.id = req.eid LEFT JOIN competencia AS c ON c.id = e.competencia_id')
 # id_registro is unique across all teams: a known id with other data is a conflict.
@@ -678,11 +705,13 @@ def _uuid_text(hex_id):
                                hex_id[20:])
 
 
-def _submitter_error(row, equipo_id):
+def _submitter_error(row, equipo_id, token_gen):
     """The DomainError refusing this (user, team) submission, or None if it may store."""
     _, _, user_active, juez_id, juez_active, found_equipo, equipo_juez = row[:7]
     if not user_active:
         return Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    if token_gen is not None and token_gen != row[11]:
+        return Unauthenticated(TOKEN_REVOKED, "token_revoked")
     if juez_id is None:
         return Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
     if not juez_active:
@@ -698,16 +727,18 @@ def _submitter_error(row, equipo_id):
 def store_submissions(jobs):
     """Store validated submissions, as if one after another. Runs in the writer.
 
-    ``jobs`` is a list of (user_id, equipo_id, records) with records as validate_submission
-    returns them. Returns one (True, {"created": [...], "duplicates": [...], "competencia_id":
-    id}) or (False, DomainError) per job, in order. A refused job writes nothing; the others are
-    unaffected by it. A record is a duplicate when its id_registro is already stored (or stored by
-    an earlier job or record here) for this team with the same data, or when the team already has
-    a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
+    ``jobs`` is a list of (user_id, equipo_id, records[, token_gen]) with records as
+    validate_submission returns them and token_gen the generation of the caller's token (a
+    job of an earlier generation than the user's is refused: token_revoked; without it the
+    caller vouches for the user). Returns one (True, {"created": [...], "duplicates": [...],
+    "competencia_id": id}) or (False, DomainError) per job, in order. A refused job writes
+    nothing; the others are unaffected by it. A record is a duplicate when its id_registro is
+    already stored (or stored by an earlier job or record here) for this team with the same
+    data, or when the team already has a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
     caller rolls back everything this call wrote.
     """
     execute = db.execute_sql
-    pairs = list({(user_id, equipo_id) for user_id, equipo_id, _ in jobs})
+    pairs = list({(job[0], job[1]) for job in jobs})
     submitters = {}
     for chunk in _chunks(pairs, 400):
         for row in execute(_SUBMITTERS_SQL % ", ".join(["(?, ?)"] * len(chunk)),
@@ -717,7 +748,7 @@ def store_submissions(jobs):
     to_text = RegistroTiempo.timestamp.db_value
     keyed = []  # per job: its records as (hex id or None, (timestamp text, tiempo))
     ids, keys = set(), set()
-    for user_id, equipo_id, records in jobs:
+    for user_id, equipo_id, records, *_ in jobs:
         mine = [(r["id_registro"], (to_text(r["timestamp"]), r["tiempo"])) for r in records]
         keyed.append(mine)
         for hex_id, key in mine:
@@ -737,9 +768,11 @@ def store_submissions(jobs):
 
     now = RegistroTiempo.received_at.db_value(utcnow())
     outcomes, rows = [], []
-    for (user_id, equipo_id, _), mine in zip(jobs, keyed):
+    for job, mine in zip(jobs, keyed):
+        user_id, equipo_id = job[0], job[1]
+        token_gen = job[3] if len(job) > 3 else None
         row = submitters.get((user_id, equipo_id))
-        error = _submitter_error(row, equipo_id) if row else Unauthenticated(
+        error = _submitter_error(row, equipo_id, token_gen) if row else Unauthenticated(
             "El usuario no existe o está inactivo.", "user_inactive")
         if error is not None:
             outcomes.append((False, error))
@@ -783,9 +816,11 @@ def store_submissions(jobs):
     return outcomes
 
 
-def store_submission(user_id, equipo_id, records):
+def store_submission(user_id, equipo_id, records, token_gen=None):
     """Store one validated submission (see store_submissions). Raises its DomainError."""
-    ok, value = store_submissions([(user_id, equipo_id, records)])[0]
+    job = (user_id, equipo_id, records) if token_gen is None else (
+        user_id, equipo_id, records, token_gen)
+    ok, value = store_submissions([job])[0]
     if not ok:
         raise value
     return value
@@ -1032,7 +1067,8 @@ def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
                       {"delta_ms": "Un entero de milisegundos distinto de 0, hasta 24 h."})
     motivo = check_motivo(motivo)
     if juez_id is not None:
-        juez = Juez.get_or_none(Juez.id == juez_id) if _is_int(juez_id) else None
+        juez = (Juez.get_or_none(Juez.id == juez_id)
+                if _is_int(juez_id) and 1 <= juez_id <= 2**62 else None)  # SQLite: 64-bit ids
         if juez is None or juez.competencia_id != comp.id:
             raise NotFound("El juez %s no es de esta competencia." % juez_id, "judge_not_found")
     records = competition_state(comp.id)["records"]
@@ -1312,7 +1348,8 @@ def _apply_team(state, accion, valor, texto):
 
 
 def team_view(equipo, state=None):
-    """The team object plus its estado and penalty (after corrections) and its judge."""
+    """The team object plus its estado and penalty (after corrections), its judge and its
+    category."""
     if state is None:
         state = _team_state()
         for accion, valor, texto in (
@@ -1322,7 +1359,8 @@ def team_view(equipo, state=None):
                 .order_by(Accion.id).tuples()):
             _apply_team(state, accion, valor, texto)
     return dict(equipo.to_dict(), estado=state["estado"], penalizacion_ms=state["penalizacion_ms"],
-                juez_id=equipo.juez_id, competencia_id=equipo.competencia_id)
+                juez_id=equipo.juez_id, competencia_id=equipo.competencia_id,
+                categoria=equipo.categoria)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1341,18 +1379,44 @@ def authenticate(username, password):
     return user_identity(user.id)
 
 
-def user_identity(user_id):
-    """What a token and ``/api/me/`` say about a user: dict, or None if gone or inactive."""
+def user_identity(user_id, token_gen=None):
+    """What a token and ``/api/me/`` say about a user: dict, or None if gone or inactive.
+
+    ``token_gen``: the generation a token carries (its ``gen`` claim); a token of an earlier
+    generation than the user's (a password change or a deactivation since) is refused with
+    Unauthenticated ``token_revoked``. Read from the database every time, so a change made by
+    another process (the command line) counts at once.
+    """
     user = User.get_or_none(User.id == user_id)
     if user is None or not user.is_active:
         return None
+    if token_gen is not None and token_gen != user.token_gen:
+        raise Unauthenticated(TOKEN_REVOKED, "token_revoked")
     juez = Juez.get_or_none(Juez.user == user.id)
     return {
         "user": user.to_dict(),
+        "gen": user.token_gen,
         "juez_id": juez.id if juez is not None else None,
         "juez_active": bool(juez is not None and juez.is_active),
         "competencia_id": juez.competencia_id if juez is not None else None,
     }
+
+
+TOKEN_REVOKED = ("La sesión ya no vale (cambió la contraseña o se desactivó el juez): inicie "
+                 "sesión de nuevo.")
+
+
+def token_generations(user_ids):
+    """{user_id: token generation} of those users that are active (and, for a judge, whose
+    judge is active): a socket opened by a user missing here, or with another generation, no
+    longer has a valid session."""
+    found = {}
+    for chunk in _chunks(list(user_ids), 500):
+        found.update(db.execute_sql(
+            'SELECT u.id, u.token_gen FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id '
+            "WHERE u.id IN (%s) AND u.is_active AND (j.id IS NULL OR j.is_active)"
+            % _marks(len(chunk)), chunk).fetchall())
+    return found
 
 
 def me(user_id):
@@ -1385,8 +1449,8 @@ _IMPLIED_START_SQL = (
 def competition_judges(competencia_id):
     """The judges board, as far as the database knows it: ``{"competencia", "jueces",
     "registros_tras_final"}``. Each judge: id, nombre, username, activo, its teams each with
-    ``registros`` (records that arrived for it) and ``inicio_implicito_ms``: the median over
-    its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
+    ``registros`` (records that arrived for it) and ``categoria``, and ``inicio_implicito_ms``:
+    the median over its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
     phone's clock (null without records since the current start). ``registros_tras_final``
     counts records received after the race was stopped (they are stored, and count unless
     the results were official)."""
@@ -1397,7 +1461,8 @@ def competition_judges(competencia_id):
     equipos = {}
     for equipo in Equipo.select().where(Equipo.competencia == comp.id).order_by(Equipo.dorsal):
         equipos.setdefault(equipo.juez_id, []).append(
-            dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0)))
+            dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0),
+                 categoria=equipo.categoria))
     implied = defaultdict(list)
     late = 0
     if comp.started_at is not None:
@@ -1670,14 +1735,18 @@ def team_records(user_id, equipo_id, scored_per_team=COMPETITION_RULE):
 # --------------------------------------------------------------------------------------------
 # Administration (the command line; runs in its own process).
 # --------------------------------------------------------------------------------------------
-def create_user(username, password, organizer=False):
+def create_user(username, password, organizer=False, password_hash=None):
+    """A new login. ``password`` must pass :func:`check_password`; ``password_hash`` is its
+    hash made beforehand (:func:`new_password_hash`, off the server's writer), else it is made
+    here."""
     if not isinstance(username, str) or not username.strip() or len(username) > 150:
         raise Invalid("El nombre de usuario no es válido.", "invalid_username")
     key = username_key(username)
     if User.select().where(User.username_key == key).exists():
         raise Conflict("El usuario %r ya existe." % username, "username_taken")
     return User.create(username=username.strip(), username_key=key,
-                       password_hash=hash_password(password), is_organizer=organizer)
+                       password_hash=password_hash or new_password_hash(password),
+                       is_organizer=organizer)
 
 
 def create_competition(nombre, fecha_hora=None):
@@ -1686,14 +1755,14 @@ def create_competition(nombre, fecha_hora=None):
     return Competencia.create(nombre=nombre.strip(), fecha_hora=fecha_hora)
 
 
-def create_judge(username, password, competencia_id, nombre=None):
+def create_judge(username, password, competencia_id, nombre=None, password_hash=None):
     comp = get_competencia(competencia_id)
     with db.atomic():
-        user = create_user(username, password)
+        user = create_user(username, password, password_hash=password_hash)
         return Juez.create(user=user, competencia=comp, nombre=(nombre or username).strip())
 
 
-def create_team(nombre, dorsal, juez_id):
+def create_team(nombre, dorsal, juez_id, categoria=None):
     juez = Juez.get_or_none(Juez.id == juez_id)
     if juez is None:
         raise NotFound("El juez %s no existe." % juez_id, "judge_not_found")
@@ -1703,13 +1772,33 @@ def create_team(nombre, dorsal, juez_id):
                              & (Equipo.dorsal == dorsal)).exists():
         raise Conflict("El dorsal %d ya existe en esta competencia." % dorsal, "dorsal_taken")
     return Equipo.create(nombre=nombre.strip(), dorsal=dorsal, juez=juez,
-                         competencia=juez.competencia_id)
+                         competencia=juez.competencia_id, categoria=categoria or None)
 
 
 def set_password(username, password):
+    """A new password for any user (:func:`replace_password`). Returns the user."""
     user = User.get_or_none(User.username_key == username_key(username))
     if user is None:
         raise NotFound("El usuario %r no existe." % username, "user_not_found")
-    user.password_hash = hash_password(password)
-    user.save()
-    return user
+    password_hash = new_password_hash(password)
+    with db.atomic():
+        replace_password(user.id, password_hash)
+    return User.get_by_id(user.id)
+
+
+def replace_password(user_id, password_hash, by=None):
+    """Store a user's new password (its hash, from new_password_hash) and refuse every token
+    issued before, also by a server running in another process (token checks read the
+    generation from the database). For a judge, a history row of ``by`` in its competition
+    (never the password). Runs inside the caller's transaction."""
+    User.update(password_hash=password_hash).where(User.id == user_id).execute()
+    revoke_tokens(user_id)
+    juez = Juez.get_or_none(Juez.user == user_id)
+    if juez is not None:
+        _history(juez.competencia_id, "contrasena", "juez", juez.id, by)
+
+
+def revoke_tokens(user_id):
+    """Refuse every token issued so far to this user (inside the change's transaction): tokens
+    carry the generation they were issued in, and this moves the user's on."""
+    User.update(token_gen=User.token_gen + 1).where(User.id == user_id).execute()

@@ -37,9 +37,11 @@ import roster
 import store
 from handlers.access import InFlight, log_request
 from handlers.base import NotFoundHandler
+from handlers.console import Consoles
 from handlers.hub import RaceHub
 from handlers.limits import Limits
 from handlers.routes import ROUTES
+from handlers.sessions import SocketGuard
 from handlers.sockets import MAX_MESSAGE_BYTES
 from handlers.spectators import Spectators
 from handlers.tokens import TokenService, WsTickets
@@ -109,8 +111,8 @@ CONFIG_SCHEMA = {
         "tls_cert": Text(None, "a PEM file path", optional=True),
         "tls_key": Text(None, "a PEM file path", optional=True),
         "ws_ping_interval_s": Number(20, 0, 3600, "seconds"),
-        "ws_ping_timeout_s": Key(None, "a number of seconds over 0 and up to the ping interval, "
-                                 "or null (half the interval)",
+        "ws_ping_timeout_s": Key(None, "a number over 0 and up to 3600 seconds, at most "
+                                 "server.ws_ping_interval_s, or null (half the interval)",
                                  lambda v: v is None or (isinstance(v, (int, float))
                                                          and not isinstance(v, bool)
                                                          and 0 < v <= 3600)),
@@ -284,6 +286,8 @@ def make_app(config):
     # The results page's sockets: a registry of their own, told of changes by the hub.
     spectators = Spectators(stores, config["race"]["records_scored_per_team"])
     spectators.attach(hub)
+    consoles = Consoles()  # the organizers' consoles, told of changes the same way
+    consoles.attach(hub)
     app = tornado.web.Application(
         ROUTES,
         default_handler_class=NotFoundHandler,
@@ -295,6 +299,10 @@ def make_app(config):
         server5k_store=stores,
         server5k_hub=hub,
         server5k_spectators=spectators,
+        server5k_consoles=consoles,
+        # Closes sockets whose tokens were revoked, also by another process (judge passwd).
+        server5k_guard=SocketGuard(stores, [hub, consoles],
+                                   config["server"]["ws_ping_interval_s"]),
         server5k_tokens=TokenService(signing_secret(config),
                                      config["auth"]["access_token_lifetime_s"],
                                      config["auth"]["refresh_token_lifetime_s"]),
@@ -421,6 +429,7 @@ async def serve(config, demo=False, ready=None):
     # e.g. mid-request on race day) only walks what was created since.
     gc.collect()
     gc.freeze()
+    app.settings["server5k_guard"].start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -447,6 +456,8 @@ async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
     server.stop()
     app.settings["server5k_hub"].close_all(1001, "El servidor se está deteniendo")
     app.settings["server5k_spectators"].close_all(1001, "El servidor se está deteniendo")
+    app.settings["server5k_consoles"].close_all(1001, "El servidor se está deteniendo")
+    app.settings["server5k_guard"].stop()
     in_flight = app.settings["server5k_in_flight"]
     if not await in_flight.wait_idle(grace_s):
         log.warning("stopping with %d requests still unanswered after %d s",
@@ -547,8 +558,8 @@ def cmd_competition(args, config):
                 fecha = models.parse_timestamp(args.date)
             except ValueError:
                 raise CliError("--date must be ISO 8601, e.g. 2026-12-06T09:00:00Z") from None
-        comp = models.create_competition(args.name, fecha)
-        emit(args, comp.to_dict(), "competition %d created: %s" % (comp.id, comp.nombre))
+        comp = roster.add_competition(None, args.name, fecha)
+        emit(args, comp, "competition %d created: %s" % (comp["id"], comp["nombre"]))
     else:
         rows = models.all_competitions()
         if args.json:
@@ -569,13 +580,13 @@ def cmd_organizer(args, config):
 def cmd_judge(args, config):
     if args.action == "add":
         password, generated = password_or_generated(args)
-        juez = models.create_judge(args.username, password, args.competition, args.name)
-        obj = {"id": juez.id, "username": juez.user.username, "nombre": juez.nombre,
-               "competencia_id": juez.competencia_id}
+        juez = roster.add_judge(None, args.competition, args.username, args.name, password)
+        obj = {"id": juez["id"], "username": juez["username"], "nombre": juez["nombre"],
+               "competencia_id": juez["competencia"]["id"]}
         if generated:
             obj["password"] = password
         emit(args, obj, "judge %d created: %s (competition %d)%s" % (
-            juez.id, juez.user.username, juez.competencia_id,
+            obj["id"], obj["username"], obj["competencia_id"],
             ("\npassword (shown once): %s" % password) if generated else ""))
     elif args.action == "list":
         rows = roster.list_judges(args.competition)
@@ -594,18 +605,22 @@ def cmd_judge(args, config):
                 raise CliError("empty password")
         else:
             password, generated = models.generate_password(), True
+        # Written to the database directly, with or without a running server: the server
+        # refuses the user's earlier tokens at their next use (every token check reads the
+        # generation this moves on) and closes its sockets within server.ws_ping_interval_s.
         user = models.set_password(args.username, password)
-        print("password changed for %s%s" % (
+        print("password changed for %s; every token issued before is refused%s" % (
             user.username, ("\nnew password (shown once): %s" % password) if generated else ""))
 
 
 def cmd_team(args, config):
     if args.action == "add":
         juez = roster.find_judge(args.judge)
-        equipo = models.create_team(args.name, args.dorsal, juez.id)
-        obj = dict(equipo.to_dict(), juez_id=equipo.juez_id, competencia_id=equipo.competencia_id)
+        team = roster.add_team(None, juez.competencia_id, args.name, args.dorsal, juez.id)
+        obj = {key: team[key] for key in ("id", "nombre", "dorsal", "juez_id", "competencia_id")}
         emit(args, obj, "team %d created: %s (dorsal %d, judge %s, competition %d)" % (
-            equipo.id, equipo.nombre, equipo.dorsal, juez.user.username, equipo.competencia_id))
+            team["id"], team["nombre"], team["dorsal"], juez.user.username,
+            team["competencia_id"]))
     else:
         rows = roster.list_teams(args.competition)
         if args.json:
@@ -928,6 +943,47 @@ def cmd_team_correction(args, config):
         team["id"], team["nombre"], team["estado"], team["penalizacion_ms"]))
 
 
+def judge_id(session, reference):
+    """A judge's id on the running server, by username (case-insensitive) or id."""
+    judges = session.call("GET", "/api/jueces/", what="judge list")["jueces"]
+    key = models.username_key(reference)
+    for juez in judges:
+        if models.username_key(juez["username"]) == key or str(juez["id"]) == reference.strip():
+            return juez["id"]
+    raise CliError("no judge %r on the server: give a username or an id (judge list)"
+                   % reference)
+
+
+def cmd_judge_active(args, config):
+    """``judge deactivate|activate USERNAME`` on the running server."""
+    session = ServerSession(args, config)
+    juez = session.call("PATCH", "/api/jueces/%d/" % judge_id(session, args.username),
+                        {"activo": args.action == "activate"}, what="judge " + args.action)
+    emit(args, juez, "judge %d %s: %s" % (
+        juez["id"], juez["username"], "active" if juez["activo"] else
+        "inactive; its tokens are refused and its sockets closed"))
+
+
+def cmd_team_edit(args, config):
+    """``team edit EID [--name N] [--dorsal N] [--judge J] [--category C]`` on the running
+    server."""
+    session = ServerSession(args, config)
+    body = {}
+    if args.name is not None:
+        body["nombre"] = args.name
+    if args.dorsal is not None:
+        body["dorsal"] = args.dorsal
+    if args.judge is not None:
+        body["juez_id"] = judge_id(session, args.judge)
+    if args.category is not None:
+        body["categoria"] = args.category or None
+    if not body:
+        raise CliError("team edit needs --name, --dorsal, --judge or --category")
+    team = session.call("PATCH", "/api/equipos/%d/" % args.eid, body, what="team edit")
+    emit(args, team, "team %d %s: dorsal %d, judge %s, category %s" % (
+        team["id"], team["nombre"], team["dorsal"], team["juez_id"], team["categoria"] or "-"))
+
+
 def cmd_audit(args, config):
     """The competition's history, from the running server."""
     session = ServerSession(args, config)
@@ -1181,6 +1237,13 @@ def build_parser():
                    "printed once")
     for p in judge.choices.values():
         p.set_defaults(func=cmd_judge)
+    for action, words in (("deactivate", "(server) lock a judge out at once: its tokens are "
+                                         "refused and its open sockets closed"),
+                          ("activate", "(server) let a deactivated judge log in and work again")):
+        p = judge.add_parser(action, help=words)
+        p.add_argument("username", metavar="USERNAME", help="the judge's username (or id)")
+        add_session_arguments(p)
+        p.set_defaults(func=cmd_judge_active)
 
     team = sub.add_parser("team", help="teams, their status and penalties").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -1196,6 +1259,17 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print them as JSON")
     for p in team.choices.values():
         p.set_defaults(func=cmd_team)
+    p = team.add_parser("edit", help="(server) rename a team, change its dorsal or category, "
+                        "or give it to another judge")
+    p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")
+    p.add_argument("--name", metavar="N", help="its new name")
+    p.add_argument("--dorsal", type=int, metavar="N", help="its new dorsal (unique in the "
+                   "competition)")
+    p.add_argument("--judge", metavar="JID", help="the judge who times it from now on: id or "
+                   "username (its records so far keep the judge who sent them)")
+    p.add_argument("--category", metavar="C", help='its category ("" clears it)')
+    add_session_arguments(p)
+    p.set_defaults(func=cmd_team_edit)
     p = team.add_parser("status", help="(server) ok, dns, dnf or dsq")
     p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")
     p.add_argument("estado", choices=models.ESTADOS_EQUIPO,
@@ -1339,7 +1413,7 @@ def main(argv=None):
                          tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
         if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
                              cmd_simulate, cmd_records, cmd_team_correction, cmd_audit,
-                             cmd_results, cmd_restore):
+                             cmd_results, cmd_restore, cmd_judge_active, cmd_team_edit):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, replica.ReplicaError, OSError,

@@ -122,7 +122,7 @@ def prepare(db_path, judges):
         comp = models.create_competition("Bench 5K")
         models.create_user("org", "org-pass", organizer=True)
         for n in range(judges):
-            juez = models.create_judge("juez%d" % n, "pass", comp.id)
+            juez = models.create_judge("juez%d" % n, "pass-juez", comp.id)
             models.create_team("Equipo %d" % n, n + 1, juez.id)
         return comp.id
 
@@ -188,7 +188,7 @@ async def bench(args):
         judge_sockets = []
         for n in range(args.judges):
             answer = await loop.run_in_executor(None, http, "POST", base + "/api/token/",
-                                                {"username": "juez%d" % n, "password": "pass"})
+                                                {"username": "juez%d" % n, "password": "pass-juez"})
             ws = await connect("%s/ws/juez/%d/?token=%s" % (ws_base, n + 1, answer["access"]))
             assert json.loads(await ws.recv())["type"] == "conexion.establecida"
             judge_sockets.append(ws)

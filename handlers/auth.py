@@ -42,9 +42,7 @@ class RefreshHandler(BaseHandler):
             raise ApiError(400, "validation_error", "Falta el token de refresco.",
                            {"refresh": "Campo obligatorio (texto)."})
         claims = self.tokens.decode(token, "refresh")
-        identity = await self.db_read(models.user_identity, claims["user_id"])
-        if identity is None:
-            raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+        identity = await self.identity_of_user(claims["user_id"], claims["gen"])
         answer = {"access": self.tokens.issue("access", identity)}
         if self.config["auth"]["rotate_refresh_tokens"]:
             answer["refresh"] = self.tokens.issue("refresh", identity)
@@ -73,5 +71,5 @@ class WsTicketHandler(BaseHandler):
             raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
         if not identity["juez_active"]:
             raise ApiError(403, "inactive_judge", "El juez está inactivo.")
-        ticket = self.tickets.issue(identity["user"]["id"], identity["juez_id"])
+        ticket = self.tickets.issue(identity["user"]["id"], identity["juez_id"], identity["gen"])
         self.write_json({"ticket": ticket, "expires_in": self.tickets.TTL_S})

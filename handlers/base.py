@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 import tornado.web
+import tornado.websocket
 
 import models
 from handlers.access import redact_uri
@@ -49,6 +50,10 @@ class ServiceMixin:
     def replica(self):
         """The live copy's supervisor (replica.Replicator), or None."""
         return self.application.settings.get("server5k_replica")
+
+    @property
+    def consoles(self):
+        return self.application.settings["server5k_consoles"]
 
     @property
     def tokens(self):
@@ -96,13 +101,15 @@ class ServiceMixin:
                            "Esta URL es un WebSocket (Upgrade: websocket).")
 
     async def identity_from_token(self, token):
-        """Decode an access token and check its user is still active. Raises ApiError(401)."""
+        """Decode an access token and check its user is still active and the token not revoked.
+        Raises ApiError(401)."""
         claims = self.tokens.decode(token, "access")
-        return await self.identity_of_user(claims["user_id"])
+        return await self.identity_of_user(claims["user_id"], claims["gen"])
 
-    async def identity_of_user(self, user_id):
-        """The identity of an active user. Raises ApiError(401) if gone or inactive."""
-        identity = await self.db_read(models.user_identity, user_id)
+    async def identity_of_user(self, user_id, token_gen):
+        """The identity of an active user whose tokens of generation ``token_gen`` still hold.
+        Raises ApiError(401) if gone, inactive or revoked (``token_revoked``)."""
+        identity = await self.db_read(models.user_identity, user_id, token_gen)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         return identity
@@ -129,6 +136,18 @@ class ServiceMixin:
             return super().log_exception(typ, value, tb)
         log.error("Uncaught exception %s %s", self.request.method,
                   redact_uri(self.request.uri), exc_info=(typ, value, tb))
+
+
+class SocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
+    """What the server's WebSockets (judges', spectators', consoles') share."""
+
+    @property
+    def alive(self):
+        """Open and not closing. A ping timeout or a revocation starts closing at once, but
+        Tornado tells ``on_close`` only after the close handshake (up to 5 s): registries count
+        and sweep only the sockets that are alive."""
+        connection = self.ws_connection
+        return connection is not None and not connection.is_closing()
 
 
 @tornado.web.stream_request_body
@@ -200,15 +219,19 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
     def has_body(self):
         return any(part.strip() for part in self._body_parts)
 
-    def json_body(self):
-        """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
+    def body_bytes(self):
+        """The request body as received. Raises ApiError(413) if it was too large."""
         if self._body_too_large:
             raise ApiError(413, "body_too_large", "El cuerpo supera %d bytes." % MAX_BODY_BYTES)
+        return b"".join(self._body_parts)
+
+    def json_body(self):
+        """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
+        raw = self.body_bytes()
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
             raise ApiError(400, "unsupported_content_type",
                            "Se espera Content-Type: application/json.")
-        raw = b"".join(self._body_parts)
         if not raw.strip():
             raise ApiError(400, "empty_body", "El cuerpo está vacío; se espera un objeto JSON.")
         try:
@@ -254,8 +277,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         return self.tokens.decode(token.strip(), "access")
 
     async def authenticated(self):
-        """The caller's identity (token checked, user still active). Raises 401."""
-        return await self.identity_of_user(self.access_claims()["user_id"])
+        """The caller's identity (token checked, user still active, token not revoked).
+        Raises 401."""
+        claims = self.access_claims()
+        return await self.identity_of_user(claims["user_id"], claims["gen"])
 
     async def organizer(self):
         identity = await self.authenticated()
@@ -266,9 +291,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
 
 class OrganizerHandler(BaseHandler):
     """An organizer-only endpoint: the caller is checked as soon as the headers arrive, before
-    any body is read; ``self.user_id`` is the organizer's, for the history."""
+    any body is read; ``self.user_id`` is the organizer's, for the history (``self.identity``
+    the whole identity)."""
 
-    user_id = None
+    user_id = identity = None
 
     async def prepare(self):
         super().prepare()
@@ -277,7 +303,8 @@ class OrganizerHandler(BaseHandler):
             return
         if method not in self.allowed_methods().split(", "):
             raise tornado.web.HTTPError(405)  # the wrong method is told before credentials
-        self.user_id = (await self.organizer())["user"]["id"]
+        self.identity = await self.organizer()
+        self.user_id = self.identity["user"]["id"]
 
     def send_csv(self, text, filename):
         self.set_header("Content-Type", "text/csv; charset=utf-8")

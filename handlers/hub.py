@@ -7,8 +7,8 @@ once: either the broadcast finds its socket registered, or ``open()`` finds the 
 replays it. A socket also remembers which start it was told about, so no path sends it twice.
 
 The hub knows sockets only as objects with ``juez_id``, ``competencia_id``, ``start_seen``,
-``send_text(text)`` and ``close(code, reason)``; listeners (the spectators' registry) hear of
-every change through :meth:`RaceHub.subscribe`.
+``send_text(text)`` and ``close(code, reason)``; listeners (the spectators' registry, the
+organizers' consoles) hear of every change through :meth:`RaceHub.subscribe`.
 """
 
 import asyncio
@@ -132,6 +132,7 @@ class RaceHub:
         self._by_juez[sock.juez_id].add(sock)
         self._by_competencia[sock.competencia_id].add(sock)
         self._last_connected[sock.juez_id] = models.utcnow()
+        self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
 
     def remove(self, sock):
         for index, key in ((self._by_juez, sock.juez_id),
@@ -141,6 +142,16 @@ class RaceHub:
                 group.discard(sock)
                 if not group:
                     del index[key]
+        self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
+
+    def sockets(self):
+        """Every judge socket that is alive (a list: closing them while iterating is safe)."""
+        return [sock for group in self._by_juez.values() for sock in group if sock.alive]
+
+    def close_juez(self, juez_id, code, reason):
+        """Close every open socket of one judge (deactivated, or its tokens revoked)."""
+        for sock in list(self._by_juez.get(juez_id, ())):
+            sock.close(code, reason)
 
     def sockets_of(self, juez_id):
         """The judge's sockets that are alive: one whose phone stopped answering pings is
@@ -154,13 +165,15 @@ class RaceHub:
         return sum(len(group) for group in self._by_juez.values())
 
     def close_all(self, code, reason):
-        for group in list(self._by_juez.values()):
-            for sock in list(group):
-                sock.close(code, reason)
+        for sock in self.sockets():
+            sock.close(code, reason)
 
-    # -- listeners (the results page subscribes here) ---------------------------------------------
+    # -- listeners (the results page and the organizer's console subscribe here) -----------------
     def subscribe(self, listener):
-        """``listener(competencia_id, what, data)`` is called on the loop after each change."""
+        """``listener(competencia_id, what, data)`` is called on the loop after each change.
+        ``what``: ``estado`` (race state, official results, start adjustment), ``registros``
+        (records stored or corrected), ``equipos`` and ``jueces`` (the roster, team status and
+        penalty), ``conexiones`` (a judge socket opened or closed: not a change of data)."""
         self._listeners.append(listener)
 
     def records_stored(self, competencia_id, equipo_id, created):
@@ -169,7 +182,8 @@ class RaceHub:
                                    {"equipo_id": equipo_id, "created": created})
 
     def corrected(self, competencia_id, what, data):
-        """A committed correction (records or teams): the results listeners recompute."""
+        """A committed correction or roster change (records, teams, judges): the listeners
+        recompute."""
         self._notify_listeners(competencia_id, what, data)
 
     def _notify_listeners(self, competencia_id, what, data):

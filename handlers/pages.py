@@ -76,3 +76,11 @@ class EquipoPageHandler(PageHandler):
     async def get(self, competencia_id, equipo_id):
         detail = await self.db_read(models.team_detail, int(competencia_id), int(equipo_id))
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
+
+
+class ConsolePageHandler(PageHandler):
+    """``/organizador/``: the organizer's console. The page is the same for everyone; its script
+    signs in and reads everything through the API (templates/organizador.html)."""
+
+    def get(self):
+        self.render("organizador.html")

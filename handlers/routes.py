@@ -4,13 +4,17 @@ record ids are UUIDs (anything else is a 404 from the default handler); handlers
 
 import tornado.web
 
+from handlers.accounts import (CompetenciasHandler, CompetitionJudgesHandler, EquipoHandler,
+                               EquiposHandler, ImportarHandler, JuecesListHandler, JuezHandler)
 from handlers.auth import MeHandler, RefreshHandler, TokenHandler, WsTicketHandler
+from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
                                   EquipoCorrectionHandler, HistorialHandler, OficialHandler,
                                   RegistroActionHandler, RegistroHandler, RegistrosHandler)
 from handlers.openapi import OpenApiHandler
-from handlers.pages import STATIC, CompetenciaPageHandler, EquipoPageHandler, IndexPageHandler
-from handlers.races import CompetenciaHandler, JuecesHandler, RaceActionHandler
+from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
+                            IndexPageHandler)
+from handlers.races import CompetenciaHandler, RaceActionHandler
 from handlers.results import EquipoResultadoHandler, ResultadosHandler
 from handlers.sockets import JuezSocketHandler
 from handlers.spectators import ResultadosSocketHandler
@@ -31,7 +35,8 @@ ROUTES = [
     # Competitions and race control (handlers/races.py), standings (handlers/results.py)
     (r"/api/competencias/%s/" % ID, CompetenciaHandler),
     (r"/api/competencias/%s/(iniciar|detener|reiniciar)/" % ID, RaceActionHandler),
-    (r"/api/competencias/%s/jueces/" % ID, JuecesHandler),
+    # (GET: the judges board of races.py; POST: a new judge, handlers/accounts.py)
+    (r"/api/competencias/%s/jueces/" % ID, CompetitionJudgesHandler),
     (r"/api/competencias/%s/resultados/" % ID, ResultadosHandler),
     (r"/api/competencias/%s/equipos/%s/" % (ID, ID), EquipoResultadoHandler),
     # Corrections and the history (handlers/corrections.py)
@@ -43,13 +48,25 @@ ROUTES = [
     (r"/api/equipos/%s/(estado|penalizacion)/" % ID, EquipoCorrectionHandler),
     (r"/api/competencias/%s/(oficializar|reabrir)/" % ID, OficialHandler),
     (r"/api/competencias/%s/auditoria/" % ID, AuditoriaHandler),
+    # The roster and accounts (handlers/accounts.py)
+    (r"/api/competencias/", CompetenciasHandler),
+    (r"/api/competencias/%s/equipos/" % ID, EquiposHandler),
+    (r"/api/competencias/%s/importar/" % ID, ImportarHandler),
+    (r"/api/equipos/%s/" % ID, EquipoHandler),
+    (r"/api/jueces/", JuecesListHandler),
+    (r"/api/jueces/%s/" % ID, JuezHandler),
+    # The organizer's console live channel (handlers/console.py)
+    (r"/api/organizador/ws-ticket/", ConsoleTicketHandler),
     (r"/api/openapi.json", OpenApiHandler),
-    # WebSockets: the judge's phone (handlers/sockets.py), the results page (handlers/spectators.py)
+    # WebSockets: the judge's phone (handlers/sockets.py), the results page
+    # (handlers/spectators.py), the organizer's console (handlers/console.py)
     (r"/ws/juez/%s/?" % ID, JuezSocketHandler),
     (r"/ws/resultados/%s/?" % ID, ResultadosSocketHandler),
+    (r"/ws/organizador/%s/?" % ID, ConsoleSocketHandler),
     # Pages for people (handlers/pages.py)
     (r"/", IndexPageHandler),
     (r"/competencias/%s/?" % ID, CompetenciaPageHandler),
     (r"/competencias/%s/equipos/%s/?" % (ID, ID), EquipoPageHandler),
+    (r"/organizador/?", ConsolePageHandler),
     (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
 ]

@@ -11,7 +11,7 @@ import sys
 import tornado.websocket
 
 import models
-from handlers.base import ServiceMixin
+from handlers.base import SocketHandler
 from handlers.errors import ApiError
 from handlers.wire import message, parse_json
 
@@ -36,11 +36,12 @@ def keep_alive(sock, idle_s):
         pass
 
 
-class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
+class JuezSocketHandler(SocketHandler):
     """``/ws/juez/{juez_id}/?ticket=TICKET`` (or ``?token=ACCESS``): the start notice for one
     judge's phone."""
 
     juez_id = competencia_id = None
+    user_id = token_gen = None  # whose tokens opened it (handlers/sessions.py checks them)
     start_seen = None
 
     async def get(self, juez_id):
@@ -58,8 +59,8 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         ticket = self.get_query_argument("ticket", None)
         token = self.get_query_argument("token", None)
         if ticket:
-            user_id, _ = self.tickets.redeem(ticket)
-            identity = await self.identity_of_user(user_id)
+            user_id, _, token_gen = self.tickets.redeem(ticket)
+            identity = await self.identity_of_user(user_id, token_gen)
         elif token:
             identity = await self.identity_from_token(token)
         else:
@@ -70,6 +71,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             raise ApiError(403, "inactive_judge", "El juez está inactivo.")
         self.juez_id = identity["juez_id"]
         self.competencia_id = identity["competencia_id"]
+        self.user_id, self.token_gen = identity["user"]["id"], identity["gen"]
         return await self.competition(self.competencia_id)
 
     def check_origin(self, origin):
@@ -79,12 +81,6 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
 
     def get_compression_options(self):
         return None
-
-    @property
-    def alive(self):
-        """Open and not closing (a ping timeout starts closing at once)."""
-        connection = self.ws_connection
-        return connection is not None and not connection.is_closing()
 
     def open(self, juez_id):
         # Small messages go out at once: Nagle's algorithm would hold a pong (or a start

@@ -21,7 +21,7 @@ import tornado.ioloop
 import tornado.websocket
 
 import models
-from handlers.base import ServiceMixin
+from handlers.base import SocketHandler
 from handlers.errors import ApiError
 from handlers.wire import message
 
@@ -56,6 +56,8 @@ class Spectators:
 
     def changed(self, competencia_id, what, data):
         """RaceHub listener (on the loop): records stored or race state changed. Cheap."""
+        if what == "conexiones":
+            return  # who is connected is not in the standings
         self._changes[competencia_id] += 1
         self._latest.pop(competencia_id, None)
         if self._by_competencia.get(competencia_id):
@@ -116,7 +118,7 @@ class Spectators:
             self._flushing.discard(cid)
 
 
-class ResultadosSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
+class ResultadosSocketHandler(SocketHandler):
     """``/ws/resultados/{id}/``: public, read-only. Server -> page only.
 
     On accept: ``conexion.establecida`` ``{"competencia_id", "server_time"}`` (for the page's

@@ -9,18 +9,21 @@ class EnviarTiemposHandler(BaseHandler):
     """201 means every created record is committed to disk (the writer answers after fsync).
 
     Retries are safe: records already stored come back under ``duplicates``. Only the token is
-    checked here; the writer checks the user, the judge and the team inside its transaction.
+    checked here; the writer checks the user (and that the token's generation still holds), the
+    judge and the team inside its transaction.
     """
 
     async def post(self):
-        user_id = self.access_claims()["user_id"]
+        claims = self.access_claims()
+        user_id = claims["user_id"]
         retry_after = self.limits.submissions.hit(user_id)
         if retry_after:
             raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
                            retry_after)
         equipo_id, records, ignored = models.validate_submission(
             self.json_body(), self.config["race"]["max_records_per_submission"])
-        result = await self.db_write(models.store_submission, user_id, equipo_id, records)
+        result = await self.db_write(models.store_submission, user_id, equipo_id, records,
+                                     claims["gen"])
         self.hub.records_stored(result["competencia_id"], equipo_id, len(result["created"]))
         self.write_json({"created": result["created"], "duplicates": result["duplicates"],
                          "ignored": ignored}, status=201)
@@ -32,5 +35,5 @@ class EquipoRegistrosHandler(BaseHandler):
     arrived."""
 
     async def get(self, equipo_id):
-        user_id = self.access_claims()["user_id"]
+        user_id = (await self.authenticated())["user"]["id"]
         self.write_json(await self.db_read(models.team_records, user_id, int(equipo_id)))

@@ -1,4 +1,12 @@
-"""JWT access and refresh tokens: HS256 only, token type checked, every claim required."""
+"""JWT access and refresh tokens: HS256 only, token type checked, every claim required.
+
+Tokens carry ``gen``, their user's token generation when they were issued (an extension claim:
+a token without it is of generation 0). A password change or a deactivation moves the user's
+generation on, and every place that accepts a token compares the two against the database
+(``models.user_identity``, the writer's submission check), so older tokens are refused at
+once. Verified tokens are remembered here by their text; that memory only spares the
+signature check, never the generation's.
+"""
 
 import secrets
 import time
@@ -31,6 +39,7 @@ class TokenService:
             "exp": now + self.lifetimes[token_type],
             "jti": uuid.uuid4().hex,
             "user_id": identity["user"]["id"],
+            "gen": identity.get("gen", 0),
         }
         if identity.get("juez_id") is not None:
             claims["juez_id"] = identity["juez_id"]
@@ -75,6 +84,9 @@ class TokenService:
             raise ApiError(401, "token_not_valid", "Token no válido.")
         if not isinstance(claims.get("exp"), (int, float)):
             raise ApiError(401, "token_not_valid", "Token no válido.")
+        gen = claims.setdefault("gen", 0)  # issued before generations existed: generation 0
+        if not isinstance(gen, int) or isinstance(gen, bool):
+            raise ApiError(401, "token_not_valid", "Token no válido.")
         return claims
 
 
@@ -82,8 +94,9 @@ class WsTickets:
     """Single-use tickets for the judge WebSocket, so access tokens stay out of URLs.
 
     ``POST /api/ws-ticket/`` trades an access token for a ticket; ``/ws/juez/{id}/?ticket=``
-    spends it. A ticket is bound to its user and judge, valid ``TTL_S`` seconds and usable once
-    (spent even if the handshake then fails). Kept in memory on the event loop: one process
+    spends it (the organizer's console likewise, through ``/api/organizador/ws-ticket/``). A
+    ticket is bound to its user, judge and token generation, valid ``TTL_S`` seconds and usable
+    once (spent even if the handshake then fails). Kept in memory on the event loop: one process
     serves the event, and a restart only costs the app one more ``POST``.
     """
 
@@ -94,7 +107,7 @@ class WsTickets:
         self._max_tickets = max_tickets
         self._tickets = {}
 
-    def issue(self, user_id, juez_id):
+    def issue(self, user_id, juez_id, token_gen=0):
         now = self._clock()
         if len(self._tickets) >= self._max_tickets:
             self._tickets = {t: v for t, v in self._tickets.items() if v[2] > now}
@@ -102,13 +115,14 @@ class WsTickets:
                 keep = sorted(self._tickets.items(), key=lambda item: item[1][2])
                 self._tickets = dict(keep[len(keep) // 2:])
         ticket = secrets.token_urlsafe(32)
-        self._tickets[ticket] = (user_id, juez_id, now + self.TTL_S)
+        self._tickets[ticket] = (user_id, juez_id, now + self.TTL_S, token_gen)
         return ticket
 
     def redeem(self, ticket):
-        """(user_id, juez_id) of a live ticket, which is spent. ApiError(401) otherwise."""
+        """(user_id, juez_id, token_gen) of a live ticket, which is spent. ApiError(401)
+        otherwise."""
         entry = self._tickets.pop(ticket, None) if isinstance(ticket, str) else None
         if entry is None or entry[2] <= self._clock():
             raise ApiError(401, "ticket_not_valid",
                            "Ticket no válido, ya usado o caducado; pida otro en /api/ws-ticket/.")
-        return entry[0], entry[1]
+        return entry[0], entry[1], entry[3]

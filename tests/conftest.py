@@ -2,10 +2,11 @@
 the real server as a subprocess. Helpers the tests share are in helpers.py, not here."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SECRET, Client, LiveServer
+from helpers import CHROMIUM, ROOT, SECRET, Client, LiveServer
 
 sys.path.insert(0, str(ROOT))
 
@@ -31,9 +32,9 @@ def event(config):
         comp = models.create_competition("Carrera de prueba")
         other = models.create_competition("Otra carrera")
         models.create_user("org", "org-pass", organizer=True)
-        j1 = models.create_judge("juez1", "pass1", comp.id, "Juez Uno")
-        j2 = models.create_judge("juez2", "pass2", comp.id, "Juez Dos")
-        j3 = models.create_judge("juez3", "pass3", other.id, "Juez Otra")
+        j1 = models.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno")
+        j2 = models.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos")
+        j3 = models.create_judge("juez3", "pass-juez3", other.id, "Juez Otra")
         teams = {
             "a": models.create_team("Equipo A", 1, j1.id).id,
             "b": models.create_team("Equipo B", 2, j1.id).id,
@@ -69,3 +70,22 @@ def spawn(tmp_path):
     yield factory
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; the test is skipped,
+    saying why, only when it is not installed or cannot be launched here."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed at %s (Debian package 'chromium'; .ci/run "
+                    "installs it when apt-get can)" % CHROMIUM)
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        except PlaywrightError as exc:
+            pytest.skip("Chromium at %s cannot be launched here: %s"
+                        % (CHROMIUM, str(exc).strip().splitlines()[0]))
+        yield chromium
+        chromium.close()

@@ -8,7 +8,11 @@
 * ``run_cli``, the command line in a subprocess or in-process;
 * ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
   for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
-  log goes to a file the test can read.
+  log goes to a file the test can read;
+* ``LoopThread``, an asyncio loop on a thread of its own, so a synchronous test (Playwright's)
+  keeps judges' sockets open meanwhile;
+* the browser tests' viewports (``PHONE``, ``DESKTOP``) and ``save_screenshot`` (the
+  ``browser`` fixture is in conftest.py).
 
 Every test file imports what it needs from here; none imports conftest.
 """
@@ -19,10 +23,12 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -382,3 +388,39 @@ class LiveServer:
         if self._log:
             self._log.close()
             self._log = None
+
+
+class LoopThread:
+    """An asyncio loop running on a thread of its own: ``run(coroutine)`` runs it there and
+    returns its result. For synchronous tests (Playwright's) that need clients that stay
+    connected meanwhile, such as virtual judges' sockets."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine, timeout=30):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+# -- browser tests --------------------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (never `playwright install`)
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def save_screenshot(page, folder, name):
+    """A full-page screenshot ``folder/name``; with SERVER5K_UPDATE_SCREENSHOTS=1 it also
+    replaces ``docs/name``, the picture the README shows."""
+    target = Path(folder) / name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+    if os.environ.get("SERVER5K_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(target, ROOT / "docs" / name)
+    return target

@@ -10,7 +10,9 @@ Around the day, outside the story: test_config.py (config.yaml and the secret), 
 (JSON errors everywhere, CORS), test_openapi.py (the API description, schemathesis), test_tls.py
 (HTTPS and WSS), test_logs.py (no secret in any log line), test_backup.py (a copy while judges
 submit), test_simulate.py (the organizer's rehearsal), test_serve.py, test_socket_nodelay.py and
-test_token_cache.py (serving details), test_bench_smoke.py (the benchmark still runs).
+test_token_cache.py (serving details), test_bench_smoke.py (the benchmark still runs). The
+organizer's side: test_corrections.py (fixing mistakes, the history), test_accounts.py (the roster
+and accounts, locking a judge out), test_console.py and test_console_browser.py (the console).
 """
 
 import pytest
@@ -24,7 +26,7 @@ async def test_race_day(client, event):
 
     # 1. The judge's phone logs in (test_auth.py: tokens and their claims; test_security.py:
     #    forged and wrong tokens; test_limits.py: password guessing).
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     assert tokens["access"] and tokens["refresh"]
 
     # 2. It asks who it is: its judge id, its competition and its teams (test_auth.py).

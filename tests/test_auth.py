@@ -11,7 +11,7 @@ from helpers import SECRET
 
 @pytest.mark.gen_test
 async def test_login_gives_access_and_refresh_with_pinned_claims(client, event):
-    tokens = await client.login("JUEZ1", "pass1")  # usernames are case-insensitive
+    tokens = await client.login("JUEZ1", "pass-juez1")  # usernames are case-insensitive
     access = jwt.decode(tokens["access"], SECRET, algorithms=["HS256"])
     refresh = jwt.decode(tokens["refresh"], SECRET, algorithms=["HS256"])
     assert jwt.get_unverified_header(tokens["access"])["alg"] == "HS256"
@@ -25,7 +25,7 @@ async def test_login_gives_access_and_refresh_with_pinned_claims(client, event):
 @pytest.mark.gen_test
 @pytest.mark.parametrize("body", [
     {"username": "juez1", "password": "wrong"},
-    {"username": "nadie", "password": "pass1"},
+    {"username": "nadie", "password": "pass-juez1"},
 ])
 async def test_bad_credentials_are_401(client, body):
     code, answer = await client.post("/api/token/", body)
@@ -36,7 +36,7 @@ async def test_bad_credentials_are_401(client, body):
 async def test_inactive_user_cannot_log_in(client):
     with models.db.connection_context():
         models.User.update(is_active=False).where(models.User.username_key == "juez1").execute()
-    code, answer = await client.post("/api/token/", {"username": "juez1", "password": "pass1"})
+    code, answer = await client.post("/api/token/", {"username": "juez1", "password": "pass-juez1"})
     assert code == 401
 
 
@@ -50,7 +50,7 @@ async def test_login_missing_fields_are_400(client, body):
 
 @pytest.mark.gen_test
 async def test_refresh_gives_a_new_access_token(client):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     code, answer = await client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
     assert code == 200 and set(answer) == {"access"}
     code, me = await client.get("/api/me/", token=answer["access"])
@@ -59,14 +59,14 @@ async def test_refresh_gives_a_new_access_token(client):
 
 @pytest.mark.gen_test
 async def test_access_token_is_not_a_refresh_token(client):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     code, answer = await client.post("/api/token/refresh/", {"refresh": tokens["access"]})
     assert code == 401 and answer["code"] == "wrong_token_type"
 
 
 @pytest.mark.gen_test
 async def test_refresh_token_is_not_an_access_token(client):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     code, answer = await client.get("/api/me/", token=tokens["refresh"])
     assert code == 401 and answer["code"] == "wrong_token_type"
 
@@ -111,7 +111,7 @@ async def test_missing_or_malformed_authorization_header(client):
 
 @pytest.mark.gen_test
 async def test_me_tells_a_judge_its_id_competition_and_teams(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     status, me = await client.get("/api/me/", token=token)
     assert status == 200
     assert me["user"] == {"id": me["user"]["id"], "username": "juez1", "organizador": False}
@@ -132,7 +132,7 @@ async def test_me_for_an_organizer_has_no_judge(client):
 
 @pytest.mark.gen_test
 async def test_token_of_a_user_deactivated_later_stops_working(client):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     with models.db.connection_context():
         models.User.update(is_active=False).where(models.User.username_key == "juez1").execute()
     status, answer = await client.get("/api/me/", token=token)
@@ -147,7 +147,7 @@ def rotating_config(config):
 
 @pytest.mark.gen_test
 async def test_refresh_rotation_when_configured(rotating_config, client):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     code, answer = await client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
     assert code == 200 and set(answer) == {"access", "refresh"}
     assert answer["refresh"] != tokens["refresh"]

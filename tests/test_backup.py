@@ -21,7 +21,7 @@ def test_backup_while_judges_submit(spawn, event, config, tmp_path):
     answered, sent = [], []
 
     async def main():
-        token = (await login(server.base_url, "juez1", "pass1"))["access"]
+        token = (await login(server.base_url, "juez1", "pass-juez1"))["access"]
         stop = asyncio.Event()
 
         async def phone():

@@ -13,21 +13,14 @@ docs/results-desktop.png with them.
 """
 
 import json
-import os
 import re
-import shutil
 import signal
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from helpers import ROOT, registros, request_json
+from helpers import DESKTOP, PHONE, registros, request_json, save_screenshot
 
-CHROMIUM = "/usr/bin/chromium"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
 
 
@@ -45,21 +38,6 @@ def token(server, username, password):
                                 {"username": username, "password": password})
     assert status == 200, body
     return body["access"]
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed at %s (Debian package 'chromium'; .ci/run "
-                    "installs it when apt-get can)" % CHROMIUM)
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        except PlaywrightError as exc:
-            pytest.skip("Chromium at %s cannot be launched here: %s"
-                        % (CHROMIUM, str(exc).strip().splitlines()[0]))
-        yield chromium
-        chromium.close()
 
 
 def row(page, equipo_id):
@@ -80,11 +58,7 @@ def screenshot(page, tmp_path, name, viewport):
                   ".then(() => true)")
     clock = page.locator("#reloj")
     expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
-    target = tmp_path / name
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
-    if os.environ.get("SERVER5K_UPDATE_SCREENSHOTS") == "1":
-        shutil.copyfile(target, ROOT / "docs" / name)
+    save_screenshot(page, tmp_path, name)
 
 
 def test_live_results_page_follows_the_race(browser, server, tmp_path):

@@ -43,12 +43,15 @@ def test_setting_up_an_event_with_json_output(conf):
 
 def test_errors_exit_non_zero_with_one_line(conf):
     conf.cli("competition", "add", "Una")
-    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "x")
-    for args in (["judge", "add", "PEDRO", "--competition", "1", "--password", "x"],
-                 ["judge", "add", "otro", "--competition", "99", "--password", "x"],
+    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "clave-larga")
+    for args in (["judge", "add", "PEDRO", "--competition", "1", "--password", "clave-larga"],
+                 ["judge", "add", "otro", "--competition", "99", "--password", "clave-larga"],
+                 ["judge", "add", "otro", "--competition", "1", "--password", "corta"],
+                 ["organizer", "add", "ana", "--password", "1234567"],
+                 ["judge", "passwd", "pedro", "--password", "1234567"],
                  ["team", "add", "A", "--dorsal", "1", "--judge", "99"],
                  ["competition", "add", "x", "--date", "mañana"],
-                 ["judge", "passwd", "nadie", "--password", "x"]):
+                 ["judge", "passwd", "nadie", "--password", "clave-larga"]):
         result = conf.cli(*args, check=False)
         assert result.returncode != 0, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -60,7 +63,7 @@ def test_errors_exit_non_zero_with_one_line(conf):
 
 def test_judge_passwd_generates_and_prints_once(conf):
     conf.cli("competition", "add", "Una")
-    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "vieja")
+    conf.cli("judge", "add", "pedro", "--competition", "1", "--password", "clave-vieja")
     out = conf.cli("judge", "passwd", "pedro").stdout
     assert "new password (shown once):" in out
 
@@ -97,13 +100,13 @@ def test_import_is_all_or_nothing(conf, tmp_path):
                       "maria,María,Tortugas,1\n"
                       "jose,José,Gacelas,uno\n", encoding="utf-8")
     result = conf.cli("import", str(roster), "--competition", "1", check=False)
-    assert result.returncode != 0 and "line 3" in result.stderr
+    assert result.returncode != 0 and "línea 3" in result.stderr
     assert json.loads(conf.cli("judge", "list", "--json").stdout) == []
     assert not (tmp_path / "bad-credenciales.csv").exists()
     missing = tmp_path / "cols.csv"
     missing.write_text("usuario,equipo\nx,y\n")
     result = conf.cli("import", str(missing), "--competition", "1", check=False)
-    assert result.returncode != 0 and "lacks columns" in result.stderr
+    assert result.returncode != 0 and "faltan columnas" in result.stderr
 
 
 def test_race_without_a_running_server_says_so(conf):

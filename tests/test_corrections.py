@@ -78,7 +78,7 @@ def raw_rows(config):
 
 async def started(client, event):
     """The event's race started, with juez1's team A holding two times and B one."""
-    token, judge = await org(client), await client.access("juez1", "pass1")
+    token, judge = await org(client), await client.access("juez1", "pass-juez1")
     await start(client, event["competencia"], token)
     a = await send(client, judge, event["equipos"]["a"], 1_200_000, 1_300_000)
     b = await send(client, judge, event["equipos"]["b"], 1_250_000, minute=1)
@@ -184,7 +184,7 @@ async def test_a_late_start_moves_every_time_and_the_start(client, event):
 async def test_one_judges_adjustment_leaves_the_others(client, event):
     race = await started(client, event)
     cid, eq = race["cid"], race["eq"]
-    judge2 = await client.access("juez2", "pass2")
+    judge2 = await client.access("juez2", "pass-juez2")
     await send(client, judge2, eq["c"], 1_400_000)
     code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
         "delta_ms": 30_000, "juez_id": event["jueces"][1],
@@ -382,6 +382,9 @@ async def test_a_paper_time_is_never_taken_for_a_phones_copy(client, event):
     ("POST", "/api/competencias/{cid}/ajustar_tiempos/", {"delta_ms": 1, "juez_id": 999,
                                                           "motivo": "x"}, 404,
      "judge_not_found"),
+    ("POST", "/api/competencias/{cid}/ajustar_tiempos/", {"delta_ms": 1, "juez_id": 2**80,
+                                                          "motivo": "x"}, 404,
+     "judge_not_found"),
     ("POST", "/api/equipos/{a}/estado/", {"estado": "retirado", "motivo": "x"}, 400,
      "validation_error"),
     ("POST", "/api/equipos/{a}/penalizacion/", {"ms": "20s", "motivo": "x"}, 400,
@@ -457,7 +460,7 @@ async def test_the_public_team_page_and_the_judges_read_back(client, event):
     # The judge reads back what arrived; another judge may not; the organizer may.
     code, mine = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["judge"])
     assert code == 200 and [r["id"] for r in mine["registros"]] == race["a"]
-    other = await client.access("juez2", "pass2")
+    other = await client.access("juez2", "pass-juez2")
     code, answer = await client.get("/api/equipos/%d/registros/" % eq["a"], token=other)
     assert (code, answer["code"]) == (403, "team_not_assigned")
     code, _ = await client.get("/api/equipos/%d/registros/" % eq["a"], token=race["org"])
@@ -479,7 +482,7 @@ async def test_a_start_adjustment_moves_the_live_race_at_once(client, event):
     race = await started(client, event)
     cid = race["cid"]
     early, _ = await client.judge_socket(event["jueces"][1], await client.access("juez2",
-                                                                                  "pass2"))
+                                                                                  "pass-juez2"))
     assert (await next_message(early))["type"] == "carrera.iniciada"
     page = await tornado.websocket.websocket_connect(client.ws_url("/ws/resultados/%d/" % cid))
     assert (await next_message(page))["type"] == "conexion.establecida"
@@ -492,7 +495,7 @@ async def test_a_start_adjustment_moves_the_live_race_at_once(client, event):
     assert update["type"] == "resultados"
     assert update["data"]["competencia"]["started_at"] == moved
     late, hello = await client.judge_socket(event["jueces"][1], await client.access("juez2",
-                                                                                     "pass2"))
+                                                                                     "pass-juez2"))
     assert hello["data"]["competencia"]["started_at"] == moved
     replay = await next_message(late)
     assert replay["type"] == "carrera.iniciada" and replay["data"]["started_at"] == moved
@@ -508,7 +511,7 @@ def test_corrections_answered_200_survive_sigkill(spawn, event, config):
 
     async def correct():
         org = (await login(base, "org", "org-pass"))["access"]
-        judge = (await login(base, "juez1", "pass1"))["access"]
+        judge = (await login(base, "juez1", "pass-juez1"))["access"]
         await fetch("POST", "%s/api/competencias/%d/iniciar/" % (base, cid), token=org)
         code, sent, _ = await fetch("POST", base + "/api/enviar_tiempos/", {
             "equipo_id": eq["a"], "registros": registros([1_200_000, 1_300_000])}, token=judge)
@@ -570,7 +573,7 @@ def test_the_six_mistakes_fixed_from_the_command_line(spawn, event, config, tmp_
         return result.stdout.strip().splitlines()
 
     cli("race", "start", cid)
-    judge = asyncio.run(login(server.base_url, "juez1", "pass1"))["access"]
+    judge = asyncio.run(login(server.base_url, "juez1", "pass-juez1"))["access"]
     code, sent, _ = asyncio.run(fetch("POST", server.base_url + "/api/enviar_tiempos/", {
         "equipo_id": eq["a"], "registros": registros([1_200_000, 1_300_000, 1_400_000])},
         token=judge))

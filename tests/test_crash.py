@@ -39,8 +39,8 @@ def test_sigkill_mid_load_loses_nothing_answered_and_retries_complete(spawn, eve
     server = spawn(db_path, limits={"submissions_per_minute": 0}).start()
     rng = random.Random(5)
     tiempos = itertools.count(600_000)
-    assignments = [("juez1", "pass1", event["equipos"]["a"]), ("juez1", "pass1", event["equipos"]["b"]),
-                   ("juez2", "pass2", event["equipos"]["c"])]
+    assignments = [("juez1", "pass-juez1", event["equipos"]["a"]), ("juez1", "pass-juez1", event["equipos"]["b"]),
+                   ("juez2", "pass-juez2", event["equipos"]["c"])]
     submissions = []  # each: {"body", "ids", "answered": bool}
 
     def new_submission(equipo):

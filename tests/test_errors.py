@@ -9,7 +9,7 @@ import models
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("method, url", [("GET", "/api/nada/"), ("POST", "/api/nada/"),
-                                         ("GET", "/api/competencias/"), ("GET", "/nada")])
+                                         ("GET", "/api/competencias/1/nada/"), ("GET", "/nada")])
 async def test_unknown_paths_are_json_404(client, method, url):
     code, answer, response = await client.request(method, url)
     assert code == 404 and answer["code"] == "not_found"
@@ -71,7 +71,7 @@ async def test_unexpected_exception_is_json_500_without_traceback(client, event,
     def explode(*args):
         raise RuntimeError("secret internals")
     monkeypatch.setattr(models, "me", explode)
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     code, answer, response = await client.request("GET", "/api/me/", token=token)
     assert code == 500 and answer == {"detail": "Error interno del servidor.",
                                       "code": "internal_error"}
@@ -81,11 +81,11 @@ async def test_unexpected_exception_is_json_500_without_traceback(client, event,
 @pytest.mark.gen_test
 async def test_tokens_never_reach_the_access_log(client, event, caplog):
     caplog.set_level(logging.INFO)
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], tokens["access"])
     ws.close()
     await client.get("/api/me/?token=%s" % tokens["access"], token=tokens["access"])
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "/ws/juez/%d/?token=[redacted]" % event["jueces"][0] in logged
     assert tokens["access"] not in logged and tokens["refresh"] not in logged
-    assert "pass1" not in logged
+    assert "pass-juez1" not in logged

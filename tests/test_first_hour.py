@@ -164,14 +164,14 @@ def test_importing_again_adds_nothing_and_never_overwrites_passwords(conf, tmp_p
 
 
 @pytest.mark.parametrize("text, words", [
-    ("usuario;equipo\nx;y\n", ["lacks columns: juez_usuario, juez_nombre, dorsal",
-                               "its header has: usuario, equipo"]),
-    ("juez_usuario,juez_nombre,equipo,dorsal\nmaria,M,Tortugas,uno\n", ["line 2", "'uno'"]),
+    ("usuario;equipo\nx;y\n", ["faltan columnas: juez_usuario, juez_nombre, dorsal",
+                               "su cabecera tiene: usuario, equipo"]),
+    ("juez_usuario,juez_nombre,equipo,dorsal\nmaria,M,Tortugas,uno\n", ["línea 2", "'uno'"]),
     ("juez_usuario,juez_nombre,equipo,dorsal\nmaria,M,Tortugas,1\njose,J,Gacelas,1\n",
-     ["line 3", "dorsal 1 is also on line 2"]),
-    ("juez_usuario,juez_nombre,equipo,dorsal\nmaria,M,,1\n", ["line 2", "equipo is empty"]),
-    ("juez_usuario,juez_nombre,equipo,dorsal\n", ["no rows"]),
-    ("", ["empty"]),
+     ["línea 3", "el dorsal 1 también está en la línea 2"]),
+    ("juez_usuario,juez_nombre,equipo,dorsal\nmaria,M,,1\n", ["línea 2", "falta equipo"]),
+    ("juez_usuario,juez_nombre,equipo,dorsal\n", ["ninguna fila"]),
+    ("", ["vacío"]),
 ])
 def test_a_roster_that_cannot_be_used_says_exactly_why(conf, tmp_path, text, words):
     cli(conf, "competition", "add", "Con roster")
@@ -209,7 +209,7 @@ def test_race_commands_speak_the_command_lines_words(spawn, event, config):
     url = "127.0.0.1:%d" % server.port
     started = server.cli("race", "start", cid, "--url", url, env=as_org).stdout
     assert "en_curso since" in started
-    judge = asyncio.run(login(server.base_url, "juez1", "pass1"))["access"]
+    judge = asyncio.run(login(server.base_url, "juez1", "pass-juez1"))["access"]
     asyncio.run(fetch("POST", server.base_url + "/api/enviar_tiempos/", {
         "equipo_id": event["equipos"]["a"], "registros": registros([1_000_000])}, token=judge))
     one_line_error(server.cli("race", "reset", cid, env=as_org, check=False),

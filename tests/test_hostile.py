@@ -45,7 +45,7 @@ def post_head(path, token, extra):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_bodies_over_256_kib_get_413_json_by_length_and_chunked(client, event, base_url):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     big = json.dumps({"equipo_id": event["equipos"]["a"],
                       "registros": registros(range(8000), every_s=0)}).encode()
     assert len(big) > 256 * KIB
@@ -101,7 +101,7 @@ BAD_BODIES = {
 
 @pytest.mark.gen_test(timeout=30)
 async def test_malformed_json_is_400_json_and_stores_nothing(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     for what, raw in BAD_BODIES.items():
         code, answer, response = await client.request("POST", "/api/enviar_tiempos/", raw=raw,
                                                       token=token)
@@ -112,14 +112,14 @@ async def test_malformed_json_is_400_json_and_stores_nothing(client, event):
         assert code == 400, (what, answer)
     # Text that cannot be UTF-8 (an escaped lone surrogate) never reaches SQLite.
     code, answer = await client.post("/api/token/", raw='{"username": "juez\\ud800", '
-                                                         '"password": "pass1"}')
+                                                         '"password": "pass-juez1"}')
     assert (code, answer["code"]) == (400, "invalid_json")
     assert stored() == 0
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_invalid_values_are_400_with_field_errors_and_store_nothing(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     a = event["equipos"]["a"]
     one = registros([61_000])
     cases = {
@@ -173,7 +173,7 @@ async def test_invalid_values_are_400_with_field_errors_and_store_nothing(client
 
 @pytest.mark.gen_test
 async def test_wrong_content_type_is_400(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     body = json.dumps({"equipo_id": event["equipos"]["a"], "registros": registros([61_000])})
     for content_type in ("text/plain", "application/x-www-form-urlencoded",
                          "multipart/form-data; boundary=x", "application/xml"):
@@ -214,7 +214,7 @@ async def test_usernames_and_names_in_any_unicode(client, event):
 
 @pytest.mark.gen_test
 async def test_websocket_message_over_64_kib_closes_1009(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     ws.write_message(json.dumps({"type": "ping", "data": {"pad": "x" * 60 * KIB}}))
     assert (await next_message(ws))["type"] == "pong"  # under the limit: answered

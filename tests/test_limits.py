@@ -48,12 +48,24 @@ async def test_password_guessing_is_stopped_but_the_judge_logs_in_from_elsewhere
                                              headers={"X-Real-IP": "10.9.8.7",
                                                       "X-Forwarded-For": "10.9.8.7"}))
     # Even the right password is refused from the guessing address for now...
-    assert_rate_limited(*await token_attempt(base_url, "juez1", "pass1"))
+    assert_rate_limited(*await token_attempt(base_url, "juez1", "pass-juez1"))
     # ...but the real judge's phone, on another address, logs in.
-    code, payload, _ = await token_attempt(base_url, "juez1", "pass1", source="127.0.0.2")
+    code, payload, _ = await token_attempt(base_url, "juez1", "pass-juez1", source="127.0.0.2")
     assert code == 200 and payload["access"], payload
     # And other users on the guessing address are not locked out by it.
-    code, payload, _ = await token_attempt(base_url, "juez2", "pass2")
+    code, payload, _ = await token_attempt(base_url, "juez2", "pass-juez2")
+    assert code == 200, payload
+
+
+@pytest.mark.parametrize("config", [{"login_per_minute": 4}], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_organizer_logins_fall_under_the_same_limit(http_server, base_url, event, config):
+    # The console signs in at /api/token/ like any app: the same bucket per address and name.
+    for guess in range(4):
+        code, payload, _ = await token_attempt(base_url, "org", "guess%d" % guess)
+        assert code == 401, payload
+    assert_rate_limited(*await token_attempt(base_url, "ORG", "org-pass"))
+    code, payload, _ = await token_attempt(base_url, "org", "org-pass", source="127.0.0.2")
     assert code == 200, payload
 
 
@@ -63,14 +75,14 @@ async def test_login_limit_zero_disables_it(http_server, base_url, config):
     for guess in range(25):  # more than the default 20
         code, payload, _ = await token_attempt(base_url, "juez1", "guess%d" % guess)
         assert code == 401, payload
-    code, payload, _ = await token_attempt(base_url, "juez1", "pass1")
+    code, payload, _ = await token_attempt(base_url, "juez1", "pass-juez1")
     assert code == 200, payload
 
 
 @pytest.mark.parametrize("config", [{"submissions_per_minute": 3}], indirect=True)
 @pytest.mark.gen_test(timeout=30)
 async def test_submissions_are_limited_per_judge(http_server, base_url, client, event, config):
-    juez1, juez2 = await client.access("juez1", "pass1"), await client.access("juez2", "pass2")
+    juez1, juez2 = await client.access("juez1", "pass-juez1"), await client.access("juez2", "pass-juez2")
     url = base_url + "/api/enviar_tiempos/"
     for _ in range(3):
         code, payload, _ = await fetch("POST", url, submission(event["equipos"]["a"]), token=juez1)
@@ -83,14 +95,14 @@ async def test_submissions_are_limited_per_judge(http_server, base_url, client, 
     code, payload, _ = await fetch("POST", url, submission(event["equipos"]["c"]), token=juez2)
     assert code == 201, payload  # another judge is not affected
     # A fresh login does not reset the judge's budget.
-    again = await client.access("juez1", "pass1")
+    again = await client.access("juez1", "pass-juez1")
     assert_rate_limited(*await fetch("POST", url, refused, token=again))
 
 
 @pytest.mark.parametrize("config", [{"submissions_per_minute": 0}], indirect=True)
 @pytest.mark.gen_test(timeout=60)
 async def test_submission_limit_zero_disables_it(http_server, base_url, client, event, config):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     for _ in range(125):  # more than the default 120
         code, payload, _ = await fetch("POST", base_url + "/api/enviar_tiempos/",
                                        submission(event["equipos"]["a"]), token=token)

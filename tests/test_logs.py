@@ -11,7 +11,7 @@ from helpers import fetch, handshake_status, judge_socket, login, next_message
 
 def test_no_secret_in_any_log_line(spawn, event, config):
     server = spawn(config["database"]["path"], verbose=True).start()
-    secrets_seen = {"pass1", "pass2", "org-pass", "wrong-password-123"}
+    secrets_seen = {"pass-juez1", "pass-juez2", "org-pass", "wrong-password-123"}
     outputs = []
 
     async def flow():
@@ -20,8 +20,8 @@ def test_no_secret_in_any_log_line(spawn, event, config):
             code, _, _ = await fetch("POST", base + "/api/token/",
                                      {"username": "juez1", "password": "wrong-password-123"})
             assert code == 401
-        tokens = await login(base, "juez1", "pass1")
-        tokens2 = await login(base, "juez2", "pass2")
+        tokens = await login(base, "juez1", "pass-juez1")
+        tokens2 = await login(base, "juez2", "pass-juez2")
         code, refreshed, _ = await fetch("POST", base + "/api/token/refresh/",
                                          {"refresh": tokens["refresh"]})
         assert code == 200

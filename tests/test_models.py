@@ -100,8 +100,8 @@ def database(tmp_path):
 def one_team_race(database):
     """(competition, judge, a second judge with no team, the first judge's one team)."""
     comp = models.create_competition("Prueba")
-    juez = models.create_judge("Juez.Uno", "pw", comp.id)
-    otro = models.create_judge("juez.dos", "pw", comp.id)
+    juez = models.create_judge("Juez.Uno", "clave-juez", comp.id)
+    otro = models.create_judge("juez.dos", "clave-juez", comp.id)
     equipo = models.create_team("Equipo", 7, juez.id)
     return comp, juez, otro, equipo
 
@@ -129,12 +129,12 @@ def test_newer_schema_is_refused(database):
 
 def test_usernames_are_case_insensitive_and_unicode(one_team_race):
     with pytest.raises(models.Conflict):
-        models.create_user("JUEZ.UNO", "x")
-    user = models.create_user("Ñandú Ölçer", "clave")
-    assert models.authenticate("ñandú ölçer", "clave")["user"]["id"] == user.id
-    assert models.authenticate("juez.uno", "pw")["juez_id"] is not None
+        models.create_user("JUEZ.UNO", "clave-otra")
+    user = models.create_user("Ñandú Ölçer", "clave-ñandú")
+    assert models.authenticate("ñandú ölçer", "clave-ñandú")["user"]["id"] == user.id
+    assert models.authenticate("juez.uno", "clave-juez")["juez_id"] is not None
     assert models.authenticate("juez.uno", "wrong") is None
-    assert models.authenticate("nadie", "pw") is None
+    assert models.authenticate("nadie", "clave-juez") is None
 
 
 def test_store_splits_time_and_keeps_race_state(one_team_race):
@@ -182,7 +182,7 @@ def test_store_checks_judge_team_and_user(one_team_race):
         models.store_submission(otro.user_id, equipo.id, one)
     with pytest.raises(models.NotFound):
         models.store_submission(juez.user_id, 999, one)
-    organizer = models.create_user("org", "x", organizer=True)
+    organizer = models.create_user("org", "clave-org", organizer=True)
     with pytest.raises(models.Forbidden, match="perfil de juez"):
         models.store_submission(organizer.id, equipo.id, one)
     models.Juez.update(is_active=False).where(models.Juez.id == juez.id).execute()

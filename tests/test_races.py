@@ -32,7 +32,7 @@ async def test_unknown_competition_is_404(client, event, cid):
 
 @pytest.mark.gen_test
 async def test_judge_token_cannot_start(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     for action in ("iniciar", "detener", "reiniciar"):
         code, answer = await client.post(path(event["competencia"], action), token=token)
         assert code == 403 and answer["code"] == "organizer_only"
@@ -75,7 +75,7 @@ async def test_reset_rules(client, event, organizer):
     code, answer = await client.post(path(cid, "reiniciar"), token=token)
     assert code == 200 and answer["notificados"] == 0  # already scheduled: a no-op
     await client.post(path(cid, "iniciar"), token=token)
-    judge = await client.access("juez1", "pass1")
+    judge = await client.access("juez1", "pass-juez1")
     code, _ = await client.post("/api/enviar_tiempos/", {
         "equipo_id": event["equipos"]["a"],
         "registros": [{"timestamp": "2025-11-11T12:00:00Z", "tiempo": 1000}]}, judge)
@@ -99,7 +99,7 @@ async def test_unknown_competition_action_is_404(client, event, organizer):
 @pytest.mark.gen_test
 async def test_judges_list_shows_who_is_connected(client, event, organizer):
     token = await organizer
-    judge = await client.access("juez1", "pass1")
+    judge = await client.access("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], judge)
     code, answer = await client.get(path(event["competencia"], "jueces"), token=token)
     assert code == 200

@@ -24,8 +24,8 @@ def race(tmp_path):
     with models.db.connection_context():
         comp = models.create_competition("Ranking 5K")
         other = models.create_competition("Otra")
-        juez = models.create_judge("juez", "pass", comp.id)
-        otro_juez = models.create_judge("otro", "pass", other.id)
+        juez = models.create_judge("juez", "pass-juez", comp.id)
+        otro_juez = models.create_judge("otro", "pass-juez", other.id)
         teams = {n: models.create_team("Equipo %d" % n, n, juez.id).id for n in range(1, 6)}
         teams["otra"] = models.create_team("Equipo de otra", 1, otro_juez.id).id
         yield {"id": comp.id, "otra": other.id, "juez": juez.id, "otro_juez": otro_juez.id,

@@ -46,8 +46,8 @@ async def spectator(client, competencia_id):
 @pytest.mark.gen_test
 async def test_results_are_public_and_follow_the_submissions(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    token1 = await client.access("juez1", "pass1")
-    token2 = await client.access("juez2", "pass2")
+    token1 = await client.access("juez1", "pass-juez1")
+    token2 = await client.access("juez2", "pass-juez2")
     await submit(client, token1, eq["a"], 1_500_000, 1_400_000)   # before the start
     code, org = await client.login("org", "org-pass"), None
     org = code["access"]
@@ -105,7 +105,7 @@ async def test_records_scored_per_team_comes_from_the_config(config, event):
 @pytest.mark.gen_test
 async def test_results_csv_has_a_header_and_the_same_rows_as_json(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     await submit(client, token, eq["a"], 1_234_567)
     code, result = await client.get("/api/competencias/%d/resultados/" % cid)
     assert code == 200
@@ -237,7 +237,7 @@ async def test_spectator_gets_standings_after_a_submission_and_after_start_and_s
     assert first["competencia"]["estado"] == "programada"
     assert all(r["posicion"] is None for r in first["clasificacion"])
 
-    token = await client.access("juez2", "pass2")
+    token = await client.access("juez2", "pass-juez2")
     await submit(client, token, eq["c"], 1_000_000)
     update = await next_message(ws)
     assert update["type"] == "resultados"
@@ -279,7 +279,7 @@ async def test_spectators_only_hear_about_their_competition(client, event):
     org = await client.access("org", "org-pass")
     code, _ = await client.post("/api/competencias/%d/iniciar/" % event["otra"], token=org)
     assert code == 200
-    token = await client.access("juez3", "pass3")
+    token = await client.access("juez3", "pass-juez3")
     await submit(client, token, event["equipos"]["x"], 1000)
     assert await nothing_within(ws, 0.6)
     ws.close()
@@ -338,7 +338,7 @@ async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, 
 @pytest.mark.gen_test
 async def test_a_late_spectator_gets_the_current_standings_at_once(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     await submit(client, token, eq["b"], 1_111_111)
     first_ws, first = await spectator(client, cid)
     late_ws, late = await spectator(client, cid)  # served from the cached snapshot
@@ -351,7 +351,7 @@ async def test_a_late_spectator_gets_the_current_standings_at_once(client, event
 @pytest.mark.gen_test
 async def test_spectator_messages_never_reach_judges(client, event):
     cid = event["competencia"]
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     judge, _ = await client.judge_socket(event["jueces"][0], token)
     ws, _ = await spectator(client, cid)
     fake_start = {"type": "carrera.iniciada", "data": {"competencia_id": cid}}

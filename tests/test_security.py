@@ -65,7 +65,7 @@ def judge_user_id(username):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_forged_and_wrong_tokens_are_401_everywhere(client, event):
-    real = await client.login("juez1", "pass1")
+    real = await client.login("juez1", "pass-juez1")
     user_id, juez_id = judge_user_id("juez1"), event["jueces"][0]
     tokens = forged_tokens(user_id, juez_id)
     header, payload, signature = real["access"].split(".")
@@ -91,7 +91,7 @@ async def test_forged_and_wrong_tokens_are_401_everywhere(client, event):
 
 @pytest.mark.gen_test
 async def test_token_types_are_not_interchangeable(client, event):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     code, answer = await client.post("/api/token/refresh/", {"refresh": tokens["access"]})
     assert (code, answer["code"]) == (401, "wrong_token_type")
     code, answer = await client.get("/api/me/", token=tokens["refresh"])
@@ -106,7 +106,7 @@ async def test_token_types_are_not_interchangeable(client, event):
 
 @pytest.mark.gen_test
 async def test_a_judge_cannot_act_as_organizer_or_as_another_judge(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     cid = event["competencia"]
     for action in ("iniciar", "detener", "reiniciar"):
         code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), token=token)
@@ -127,7 +127,7 @@ async def test_a_judge_cannot_act_as_organizer_or_as_another_judge(client, event
 
 @pytest.mark.gen_test
 async def test_an_inactive_judge_with_a_valid_token_is_refused_403(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     with models.db.connection_context():
         models.Juez.update(is_active=False).where(models.Juez.id == event["jueces"][0]).execute()
     code, answer = await client.post("/api/enviar_tiempos/", {
@@ -143,12 +143,12 @@ async def test_an_inactive_judge_with_a_valid_token_is_refused_403(client, event
 
 @pytest.mark.gen_test
 async def test_an_inactive_user_is_refused_401_even_with_valid_tokens(client, event):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     with models.db.connection_context():
         models.User.update(is_active=False).where(models.User.username_key == "juez1").execute()
     assert (await client.get("/api/me/", token=tokens["access"]))[0] == 401
     assert (await client.post("/api/token/refresh/", {"refresh": tokens["refresh"]}))[0] == 401
-    assert (await client.post("/api/token/", {"username": "juez1", "password": "pass1"}))[0] == 401
+    assert (await client.post("/api/token/", {"username": "juez1", "password": "pass-juez1"}))[0] == 401
     assert (await client.post("/api/ws-ticket/", token=tokens["access"]))[0] == 401
     code, _ = await client.post("/api/enviar_tiempos/", {
         "equipo_id": event["equipos"]["a"],

@@ -23,7 +23,7 @@ def test_signal_lets_in_flight_submission_commit_then_exits_cleanly(sig, spawn, 
         {"timestamp": "2025-11-11T12:00:00.000Z", "tiempo": 1234567, "id_registro": rid}]}).encode()
 
     async def scenario():
-        tokens = await login(server.base_url, "juez1", "pass1")
+        tokens = await login(server.base_url, "juez1", "pass-juez1")
         ws, _ = await judge_socket("%s/ws/juez/%d/?token=%s" % (
             server.ws_base, event["jueces"][0], tokens["access"]))
         # A phone on slow Wi-Fi: headers and half the body are in when the signal arrives. It

@@ -17,7 +17,7 @@ from helpers import run_cli
 async def test_rehearsal_logs_in_connects_starts_and_stores_every_time(app, http_server, base_url,
                                                                         config):
     summary, ok = await rehearsal.simulate(
-        base_url, [("juez1", "pass1"), ("juez2", "pass2")], competencia_id=None,
+        base_url, [("juez1", "pass-juez1"), ("juez2", "pass-juez2")], competencia_id=None,
         organizer=("org", "org-pass"), finish_within_s=0.2)
     assert ok, summary
     assert "judges connected:       2 / 2" in summary
@@ -34,7 +34,7 @@ async def test_rehearsal_logs_in_connects_starts_and_stores_every_time(app, http
 @pytest.mark.gen_test(timeout=60)
 async def test_rehearsal_reports_a_judge_who_cannot_log_in(app, http_server, base_url):
     summary, ok = await rehearsal.simulate(
-        base_url, [("juez1", "pass1"), ("juez2", "wrong")], competencia_id=None,
+        base_url, [("juez1", "pass-juez1"), ("juez2", "wrong")], competencia_id=None,
         organizer=("org", "org-pass"), finish_within_s=0.2)
     assert not ok
     assert "judges connected:       1 / 2" in summary
@@ -45,7 +45,7 @@ async def test_rehearsal_reports_a_judge_who_cannot_log_in(app, http_server, bas
 @pytest.mark.gen_test(timeout=60)
 async def test_start_refused_to_a_judge_is_reported(app, http_server, base_url):
     summary, ok = await rehearsal.simulate(
-        base_url, [("juez1", "pass1")], competencia_id=None, organizer=("juez2", "pass2"),
+        base_url, [("juez1", "pass-juez1")], competencia_id=None, organizer=("juez2", "pass-juez2"),
         wait_start_s=1)
     assert not ok
     assert "start refused: organizer_only" in summary

@@ -19,7 +19,7 @@ async def start(client, cid, token, action="iniciar", body=None):
 
 @pytest.mark.gen_test
 async def test_connect_gets_conexion_establecida(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     ws, hello = await client.judge_socket(event["jueces"][0], token)
     data = hello["data"]
     assert data["juez_id"] == event["jueces"][0]
@@ -33,7 +33,7 @@ async def test_connect_gets_conexion_establecida(client, event):
 @pytest.mark.gen_test
 async def test_handshake_refusals(client, event):
     juez1 = event["jueces"][0]
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     assert await client.handshake_status("/ws/juez/%d/" % juez1) == 401
     assert await client.handshake_status("/ws/juez/%d/?token=basura" % juez1) == 401
     assert await client.handshake_status(
@@ -53,7 +53,7 @@ async def test_handshake_refusal_is_json_before_upgrade(client, event):
 
 @pytest.mark.gen_test
 async def test_inactive_judge_cannot_connect(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     with models.db.connection_context():
         models.Juez.update(is_active=False).where(models.Juez.id == event["jueces"][0]).execute()
     assert await client.handshake_status(
@@ -62,7 +62,7 @@ async def test_inactive_judge_cannot_connect(client, event):
 
 @pytest.mark.gen_test
 async def test_foreign_origins_are_accepted_by_default(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     request = tornado.httpclient.HTTPRequest(
         client.ws_url("/ws/juez/%d/?token=%s" % (event["jueces"][0], token)),
         headers={"Origin": "capacitor://localhost"})
@@ -79,7 +79,7 @@ def restricted_origins(config):
 
 @pytest.mark.gen_test
 async def test_allowed_origins_restricts(restricted_origins, client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     path = "/ws/juez/%d/?token=%s" % (event["jueces"][0], token)
     assert await client.handshake_status(path, Origin="https://evil.example") == 403
     request = tornado.httpclient.HTTPRequest(client.ws_url(path),
@@ -91,9 +91,9 @@ async def test_allowed_origins_restricts(restricted_origins, client, event):
 @pytest.mark.gen_test
 async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(client, event):
     j1, j2, j3 = event["jueces"]
-    t1 = await client.access("juez1", "pass1")
-    t2 = await client.access("juez2", "pass2")
-    t3 = await client.access("juez3", "pass3")
+    t1 = await client.access("juez1", "pass-juez1")
+    t2 = await client.access("juez2", "pass-juez2")
+    t3 = await client.access("juez3", "pass-juez3")
     phone_a, _ = await client.judge_socket(j1, t1)
     phone_b, _ = await client.judge_socket(j1, t1)  # the same judge on a second device
     other_judge, _ = await client.judge_socket(j2, t2)
@@ -121,7 +121,7 @@ async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(cli
 async def test_late_joiner_gets_the_start_replayed_once(client, event):
     organizer = await client.access("org", "org-pass")
     answer = await start(client, event["competencia"], organizer)
-    token = await client.access("juez2", "pass2")
+    token = await client.access("juez2", "pass-juez2")
     ws, hello = await client.judge_socket(event["jueces"][1], token)
     assert hello["data"]["competencia"]["estado"] == "en_curso"
     replay = await next_message(ws)
@@ -134,7 +134,7 @@ async def test_late_joiner_gets_the_start_replayed_once(client, event):
 @pytest.mark.gen_test(timeout=20)
 async def test_sockets_opening_during_the_start_hear_it_exactly_once(client, event):
     """Sockets connecting while the start commits: each gets carrera.iniciada once."""
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     organizer = await client.access("org", "org-pass")
     url = client.ws_url("/ws/juez/%d/?token=%s" % (event["jueces"][0], token))
     connecting = [tornado.websocket.websocket_connect(url) for _ in range(20)]
@@ -160,7 +160,7 @@ async def test_sockets_opening_during_the_start_hear_it_exactly_once(client, eve
 
 @pytest.mark.gen_test
 async def test_stop_and_false_start_events(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     organizer = await client.access("org", "org-pass")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     cid = event["competencia"]
@@ -184,7 +184,7 @@ async def test_stop_and_false_start_events(client, event):
 
 @pytest.mark.gen_test
 async def test_ping_pong_and_bad_messages_keep_the_socket_open(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     ws.write_message(json.dumps({"type": "ping", "data": {"client_time": 123}}))
     pong = await next_message(ws)
@@ -203,7 +203,7 @@ async def test_ping_pong_and_bad_messages_keep_the_socket_open(client, event):
 
 @pytest.mark.gen_test
 async def test_messages_over_64_kib_close_with_1009(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     ws.write_message(json.dumps({"type": "ping", "data": {"x": "y" * 70_000}}))
     assert await next_message(ws) is None
@@ -214,7 +214,7 @@ async def test_messages_over_64_kib_close_with_1009(client, event):
 @pytest.mark.gen_test
 async def test_closed_sockets_leave_the_registry(client, app, event):
     hub = app.settings["server5k_hub"]
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     assert hub.sockets_of(event["jueces"][0]) == 1
     ws.close()
@@ -229,9 +229,9 @@ async def test_closed_sockets_leave_the_registry(client, app, event):
 @pytest.mark.gen_test
 async def test_a_dead_socket_does_not_break_the_broadcast(client, app, event):
     dying, _ = await client.judge_socket(event["jueces"][0],
-                                         await client.access("juez1", "pass1"))
+                                         await client.access("juez1", "pass-juez1"))
     alive, _ = await client.judge_socket(event["jueces"][1],
-                                         await client.access("juez2", "pass2"))
+                                         await client.access("juez2", "pass-juez2"))
     hub = app.settings["server5k_hub"]
     # Kill one socket's stream under the registry's feet, as a vanished phone would.
     (victim,) = hub._by_juez[event["jueces"][0]]
@@ -246,14 +246,14 @@ async def test_a_dead_socket_does_not_break_the_broadcast(client, app, event):
 
 @pytest.mark.gen_test
 async def test_plain_http_get_on_the_socket_url_is_json_400(client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     code, answer = await client.get("/ws/juez/%d/?token=%s" % (event["jueces"][0], token))
     assert code == 400 and answer["code"] == "websocket_expected"
 
 
 @pytest.mark.gen_test
 async def test_a_crash_during_the_handshake_is_json_500(client, event, monkeypatch):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
 
     def explode(user_id):
         raise RuntimeError("database on fire")
@@ -279,7 +279,7 @@ def test_a_phone_gone_silent_shows_as_not_connected_within_two_ping_intervals(sp
     server = spawn(config["database"]["path"], server={"ws_ping_interval_s": interval}).start()
 
     async def silent_phone():
-        token = (await login(server.base_url, "juez1", "pass1"))["access"]
+        token = (await login(server.base_url, "juez1", "pass-juez1"))["access"]
         org = (await login(server.base_url, "org", "org-pass"))["access"]
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         key = base64.b64encode(os.urandom(16)).decode()

@@ -52,7 +52,8 @@ def test_the_second_machine_takes_over_from_the_live_copy(tmp_path, event, confi
                          replica={"url": copy_url, "sync_interval_s": INTERVAL_S},
                          limits={"submissions_per_minute": 0})
     cid, eq = event["competencia"], event["equipos"]
-    teams = [("juez1", "pass1", eq["a"]), ("juez1", "pass1", eq["b"]), ("juez2", "pass2", eq["c"])]
+    teams = [("juez1", "pass-juez1", eq["a"]), ("juez1", "pass-juez1", eq["b"]),
+             ("juez2", "pass-juez2", eq["c"])]
     sent = []  # every submission: {"user", "body", "ids", "acked": monotonic time or None}
     try:
         primary.start()

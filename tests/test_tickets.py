@@ -19,7 +19,7 @@ async def ticket_for(client, token):
 @pytest.mark.gen_test
 async def test_ticket_opens_the_judge_socket_once_and_the_start_arrives(client, event, caplog):
     caplog.set_level(logging.DEBUG)
-    juez1 = await client.login("juez1", "pass1")
+    juez1 = await client.login("juez1", "pass-juez1")
     org = await client.access("org", "org-pass")
     ticket = await ticket_for(client, juez1["access"])
     ws, hello = await client.judge_socket(event["jueces"][0], ticket=ticket)
@@ -38,13 +38,13 @@ async def test_ticket_opens_the_judge_socket_once_and_the_start_arrives(client, 
     # Neither the ticket nor the tokens appear in any log line (access log included).
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "/ws/juez/" in text and "ticket=[redacted]" in text and "token=[redacted]" in text
-    for secret in (ticket, juez1["access"], juez1["refresh"], org, "pass1", "org-pass"):
+    for secret in (ticket, juez1["access"], juez1["refresh"], org, "pass-juez1", "org-pass"):
         assert secret not in text
 
 
 @pytest.mark.gen_test
 async def test_ticket_is_bound_to_its_judge_and_spent_by_a_wrong_try(client, event):
-    ticket = await ticket_for(client, await client.access("juez1", "pass1"))
+    ticket = await ticket_for(client, await client.access("juez1", "pass-juez1"))
     assert await client.handshake_status(
         "/ws/juez/%d/?ticket=%s" % (event["jueces"][1], ticket)) == 403
     assert await client.handshake_status(
@@ -55,7 +55,7 @@ async def test_ticket_is_bound_to_its_judge_and_spent_by_a_wrong_try(client, eve
 async def test_expired_and_made_up_tickets_are_refused(client, event, app):
     now = [1000.0]
     app.settings["server5k_tickets"] = WsTickets(clock=lambda: now[0])
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     old, fresh = await ticket_for(client, token), None
     now[0] += 29.9
     fresh = await ticket_for(client, token)
@@ -70,7 +70,7 @@ async def test_expired_and_made_up_tickets_are_refused(client, event, app):
 
 @pytest.mark.gen_test
 async def test_ticket_endpoint_needs_an_active_judge_access_token(client, event):
-    tokens = await client.login("juez1", "pass1")
+    tokens = await client.login("juez1", "pass-juez1")
     assert (await client.post("/api/ws-ticket/"))[0] == 401
     assert (await client.post("/api/ws-ticket/", token=tokens["refresh"]))[0] == 401
     code, payload = await client.post("/api/ws-ticket/", token=await client.access("org", "org-pass"))

@@ -23,7 +23,7 @@ def stored_rows(config, equipo_id=None):
 
 @pytest.fixture
 def juez1(client):
-    return client.access("juez1", "pass1")
+    return client.access("juez1", "pass-juez1")
 
 
 @pytest.mark.gen_test
@@ -252,7 +252,7 @@ def three_per_minute(config):
 
 @pytest.mark.gen_test
 async def test_submission_rate_limit_per_judge(three_per_minute, client, event):
-    token = await client.access("juez1", "pass1")
+    token = await client.access("juez1", "pass-juez1")
     codes = []
     for i in range(4):
         code, answer, response = await client.request(
@@ -261,7 +261,7 @@ async def test_submission_rate_limit_per_judge(three_per_minute, client, event):
         codes.append(code)
     assert codes == [201, 201, 201, 429]
     assert answer["code"] == "rate_limited" and int(response.headers["Retry-After"]) >= 1
-    other = await client.access("juez2", "pass2")
+    other = await client.access("juez2", "pass-juez2")
     code, _ = await client.post(URL, {"equipo_id": event["equipos"]["c"],
                                       "registros": registros(1)}, other)
     assert code == 201

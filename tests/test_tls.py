@@ -60,7 +60,7 @@ def test_https_wss_and_cli_on_one_tls_port(spawn, event, config, tmp_path):
         except ConnectionError:
             pass
         code, tokens, _ = await fetch("POST", server.base_url + "/api/token/",
-                                      {"username": "juez1", "password": "pass1"},
+                                      {"username": "juez1", "password": "pass-juez1"},
                                       ssl_options=trusted)
         assert code == 200, tokens
         code, ticket, _ = await fetch("POST", server.base_url + "/api/ws-ticket/",

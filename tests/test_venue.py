@@ -39,9 +39,9 @@ async def test_a_persistent_judge_connects_from_its_address_and_reconnects_after
         app, http_server, base_url):
     hub = app.settings["server5k_hub"]
     http = rehearsal.make_http()
-    judge = rehearsal.VirtualJudge(base_url, "juez1", "pass1", http=http,
+    judge = rehearsal.VirtualJudge(base_url, "juez1", "pass-juez1", http=http,
                                    local_addr="127.0.0.2", persistent=True)
-    plain = rehearsal.VirtualJudge(base_url, "juez2", "pass2", http=http)
+    plain = rehearsal.VirtualJudge(base_url, "juez2", "pass-juez2", http=http)
     try:
         for j in (judge, plain):
             await j.login()

@@ -1,0 +1,157 @@
+"""The roster and accounts (ORGANIZER.md "Roster and accounts"): competitions created and listed,
+judges and teams added and edited, a team removed, a roster CSV imported (with its preview),
+and every judge listed (how the command line finds a judge by username).
+
+Each change is one writer job (roster.py: the change and its history row in one transaction).
+Passwords are checked and hashed before it, on the hashing threads, so the writer (the judges'
+path) never spends scrypt's time. Once committed, the live results page and the console are
+told; a judge whose tokens were revoked (deactivated, new password) has its open sockets closed
+at once. Every endpoint needs an organizer's access token; a judge's gets 403
+``organizer_only``.
+"""
+
+import models
+import roster
+from handlers.base import OrganizerHandler
+from handlers.errors import ApiError
+from handlers.races import JuecesHandler
+from handlers.sessions import REVOKED
+
+
+class CompetenciasHandler(OrganizerHandler):
+    """GET -> {"competencias": [...]}; POST {"nombre", "fecha_hora"?} -> 201 the competition."""
+
+    async def get(self):
+        self.write_json({"competencias": await self.db_read(models.all_competitions)})
+
+    async def post(self):
+        body = self.json_body()
+        comp = await self.db_write(roster.add_competition, self.user_id, body.get("nombre"),
+                                   body.get("fecha_hora"))
+        self.write_json(comp, status=201)
+
+
+class CompetitionJudgesHandler(JuecesHandler):
+    """GET: the judges board (handlers/races.py). POST {"username", "nombre"?, "password"?} ->
+    201 {"juez", "password"}: the password is generated when absent, and answered only then
+    (shown once; never stored in clear)."""
+
+    async def post(self, competencia_id):
+        body = self.json_body()
+        password = body.get("password")
+        generated = password is None
+        if generated:
+            password = models.generate_password()
+        password_hash = await self.db_hash(models.new_password_hash, password)
+        juez = await self.db_write(roster.add_judge, self.user_id, int(competencia_id),
+                                   body.get("username"), body.get("nombre"), None, password_hash)
+        self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
+        self.write_json({"juez": juez, "password": password if generated else None}, status=201)
+
+
+class JuecesListHandler(OrganizerHandler):
+    """GET -> {"jueces": [{"id", "username", "nombre", "competencia_id", "activo"}]}: every
+    judge of every competition."""
+
+    async def get(self):
+        self.write_json({"jueces": await self.db_read(roster.list_judges)})
+
+
+class JuezHandler(OrganizerHandler):
+    """PATCH {"nombre"?, "activo"?, "password"?} -> the judge. Deactivating it or a new
+    password refuses its earlier tokens (401 ``token_revoked``) and closes its sockets."""
+
+    async def patch(self, juez_id):
+        body = self.json_body()
+        password_hash = None
+        if "password" in body:
+            password_hash = await self.db_hash(models.new_password_hash, body["password"])
+        juez, revoked = await self.db_write(roster.edit_judge, self.user_id, int(juez_id), body,
+                                            password_hash)
+        if revoked:
+            self.hub.close_juez(juez["id"], *REVOKED)
+        self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
+        self.write_json(juez)
+
+
+class EquiposHandler(OrganizerHandler):
+    """POST {"nombre", "dorsal", "juez_id", "categoria"?} -> 201 the team."""
+
+    async def post(self, competencia_id):
+        body = self.json_body()
+        team = await self.db_write(roster.add_team, self.user_id, int(competencia_id),
+                                   body.get("nombre"), body.get("dorsal"), body.get("juez_id"),
+                                   body.get("categoria"))
+        self.hub.corrected(team["competencia_id"], "equipos", team)
+        self.write_json(team, status=201)
+
+
+class EquipoHandler(OrganizerHandler):
+    """PATCH {"nombre"?, "dorsal"?, "juez_id"?, "categoria"?} -> the team; DELETE -> 204, or
+    409 ``team_has_records``."""
+
+    async def patch(self, equipo_id):
+        team = await self.db_write(roster.edit_team, self.user_id, int(equipo_id),
+                                   self.json_body())
+        self.hub.corrected(team["competencia_id"], "equipos", team)
+        self.write_json(team)
+
+    async def delete(self, equipo_id):
+        competencia_id = await self.db_write(roster.delete_team, self.user_id, int(equipo_id))
+        self.hub.corrected(competencia_id, "equipos", {"id": int(equipo_id)})
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+class ImportarHandler(OrganizerHandler):
+    """POST the roster CSV (``Content-Type: text/csv``) -> {"jueces_nuevos",
+    "equipos_nuevos", "credenciales", "jueces", "detalle", "notas", "dry_run"}, all or
+    nothing. ``?dry_run=1``: the preview, nothing written.
+
+    The import is first run as a preview (its writes rolled back), which says which judges are
+    new; their passwords are generated and hashed one after another on a hashing thread (the
+    other stays free for logins); then the import runs for real with them.
+    """
+
+    SOURCE = "El CSV"
+
+    async def post(self, competencia_id):
+        cid = int(competencia_id)
+        dry_run = self._dry_run()
+        rows, notes = await self.db_read(roster.parse_roster, self._csv_body(), self.SOURCE)
+        result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
+                                     self.user_id, True)
+        if not dry_run:
+            prepared = {}
+            for judge in result["detalle"]["jueces"]:
+                if judge["nuevo"]:
+                    password = models.generate_password()
+                    prepared[models.username_key(judge["username"])] = (
+                        password, await self.db_hash(models.hash_password, password))
+            result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
+                                         self.user_id, False, prepared)
+            self.hub.corrected(cid, "equipos", {})
+        self.write_json({
+            "dry_run": dry_run, "jueces": result["jueces"],
+            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
+            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
+                             for u, p, j, n in result["credenciales"]],
+            "detalle": result["detalle"], "notas": notes})
+
+    def _dry_run(self):
+        value = self.get_query_argument("dry_run", "0")
+        if value not in ("0", "1", "true", "false"):
+            raise ApiError(400, "validation_error", "dry_run debe ser 1 o 0.",
+                           {"dry_run": "1 (vista previa) o 0."})
+        return value in ("1", "true")
+
+    def _csv_body(self):
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "text/csv":
+            raise ApiError(400, "unsupported_content_type",
+                           "Se espera el CSV de la lista con Content-Type: text/csv.")
+        raw = self.body_bytes()
+        if not raw.strip():
+            raise ApiError(400, "empty_body", "El cuerpo está vacío; se espera el CSV.")
+        return raw

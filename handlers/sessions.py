@@ -1,0 +1,64 @@
+"""Sockets whose tokens no longer hold are closed, whichever process revoked them.
+
+A judge deactivated or given a new password through the API has its sockets closed at once by
+that handler (``RaceHub.close_juez``). ``python server5k.py judge passwd`` runs in another
+process and writes the database directly, so its change reaches the running server through the
+database: every token check reads the user's generation there (the old tokens are refused at
+their next use), and every ``interval_s`` seconds :class:`SocketGuard` reads the generations of
+the users with open sockets, in one query on a reader thread, and closes the sockets opened
+with an older one, or whose user (or judge) is gone or inactive.
+
+A socket is known here as an object with ``user_id``, ``token_gen`` (its user's generation
+when it opened) and ``close(code, reason)``; registries as objects with ``sockets()``.
+"""
+
+import asyncio
+import logging
+
+import tornado.ioloop
+
+import models
+
+log = logging.getLogger("server5k.sessions")
+
+# How a revoked session's sockets are closed: 1008 (policy violation), and why.
+REVOKED = (1008, "Sesion revocada: inicie sesion de nuevo")
+
+
+class SocketGuard:
+    """Closes open sockets of revoked sessions every ``interval_s`` seconds (see above)."""
+
+    def __init__(self, store, registries, interval_s):
+        self.store = store
+        self.registries = registries
+        self.interval_s = interval_s
+        self._timer = None
+
+    def start(self):
+        """Start sweeping (on the running loop)."""
+        self._timer = tornado.ioloop.PeriodicCallback(self.sweep, self.interval_s * 1000,
+                                                      jitter=0.1)
+        self._timer.start()
+
+    def stop(self):
+        if self._timer is not None:
+            self._timer.stop()
+
+    async def sweep(self):
+        """Close every open socket whose tokens no longer hold. Returns how many."""
+        sockets = [sock for registry in self.registries for sock in registry.sockets()
+                   if sock.user_id is not None]
+        if not sockets:
+            return 0
+        try:
+            current = await asyncio.wrap_future(self.store.read(
+                models.token_generations, sorted({sock.user_id for sock in sockets})))
+        except Exception:
+            log.exception("could not read the token generations of open sockets")
+            return 0
+        stale = [sock for sock in sockets if current.get(sock.user_id) != sock.token_gen]
+        for sock in stale:
+            sock.close(*REVOKED)
+        if stale:
+            log.info("closed %d sockets of revoked sessions", len(stale))
+        return len(stale)

@@ -1,0 +1,460 @@
+"""Race morning's roster and accounts (issue 13, ORGANIZER.md "Roster and accounts"): competitions,
+judges and teams created and edited by the organizer, a roster CSV previewed and imported, and
+the rules that take effect at once on a running server: a new password or a deactivation
+refuses every token issued before (401 ``token_revoked``) and closes the judge's sockets; a
+reassigned team is the new judge's at once. A judge's token can do none of it. The real app, a
+real SQLite file, real HTTP and WebSocket clients; the command line against the real server."""
+
+import asyncio
+import json
+
+import pytest
+
+import models
+from helpers import fetch, judge_socket, login, registros, wait_for, wait_for_async
+
+ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
+          "maria,María López,Tortugas,10,Veteranos\n"
+          "maria,María López,Liebres,11,\n"
+          "jose,José Ruiz,Gacelas,12,Veteranos\n")
+
+
+async def org(client):
+    return await client.access("org", "org-pass")
+
+
+async def call(client, method, path, body=None, token=None, status=200, **kw):
+    code, answer, _ = await client.request(method, path, body, token, **kw)
+    assert code == status, (method, path, answer)
+    return answer
+
+
+async def audit(client, cid, token):
+    return (await call(client, "GET", "/api/competencias/%d/auditoria/" % cid,
+                       token=token))["acciones"]
+
+
+async def importar(client, cid, token, text, dry_run=False, status=200):
+    return await call(client, "POST", "/api/competencias/%d/importar/%s" % (
+        cid, "?dry_run=1" if dry_run else ""), token=token, raw=text, status=status,
+        headers={"Content-Type": "text/csv; charset=utf-8"})
+
+
+async def submit(client, token, equipo_id, *tiempos, minute=0):
+    return await client.post("/api/enviar_tiempos/", {
+        "equipo_id": equipo_id,
+        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
+
+
+# -- who may ------------------------------------------------------------------------------------
+@pytest.mark.gen_test(timeout=60)
+async def test_a_judge_token_can_use_none_of_the_roster_endpoints(client, event):
+    cid, a, j1 = event["competencia"], event["equipos"]["a"], event["jueces"][0]
+    judge, token = await client.access("juez1", "pass-juez1"), await org(client)
+    before = await audit(client, cid, token)
+    csv_headers = {"Content-Type": "text/csv"}
+    for method, path, body, headers in [
+            ("GET", "/api/competencias/", None, None),
+            ("POST", "/api/competencias/", {"nombre": "Mía"}, None),
+            ("POST", "/api/competencias/%d/jueces/" % cid, {"username": "colado"}, None),
+            ("GET", "/api/jueces/", None, None),
+            ("PATCH", "/api/jueces/%d/" % j1, {"password": "me-la-cambio-yo"}, None),
+            ("PATCH", "/api/jueces/%d/" % event["jueces"][1], {"activo": False}, None),
+            ("POST", "/api/competencias/%d/equipos/" % cid,
+             {"nombre": "Extra", "dorsal": 99, "juez_id": j1}, None),
+            ("PATCH", "/api/equipos/%d/" % a, {"juez_id": event["jueces"][1]}, None),
+            ("DELETE", "/api/equipos/%d/" % event["equipos"]["c"], None, None),
+            ("POST", "/api/competencias/%d/importar/" % cid, None, csv_headers),
+            ("POST", "/api/competencias/%d/importar/?dry_run=1" % cid, None, csv_headers),
+            ("POST", "/api/organizador/ws-ticket/", None, None)]:
+        raw = ROSTER if headers else None
+        code, answer, _ = await client.request(method, path, body, judge, headers=headers,
+                                               raw=raw)
+        assert (code, answer["code"]) == (403, "organizer_only"), (method, path, answer)
+        code, answer, _ = await client.request(method, path, body, None, headers=headers,
+                                               raw=raw)
+        assert code == 401, (method, path, answer)
+    assert await audit(client, cid, token) == before  # nothing changed
+    assert (await client.post("/api/token/", {"username": "juez1",
+                                              "password": "pass-juez1"}))[0] == 200
+    code, me = await client.get("/api/me/", token=await client.access("juez1", "pass-juez1"))
+    assert [e["id"] for e in me["juez"]["equipos"]] == [a, event["equipos"]["b"]]
+
+
+# -- competitions, judges, teams ------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_create_and_list_competitions(client, event):
+    token = await org(client)
+    comp = await call(client, "POST", "/api/competencias/",
+                      {"nombre": " 5K de Reyes ", "fecha_hora": "2027-01-06T10:00:00+01:00"},
+                      token, status=201)
+    assert comp["nombre"] == "5K de Reyes" and comp["fecha_hora"] == "2027-01-06T09:00:00.000Z"
+    assert comp["estado"] == "programada"
+    listed = (await call(client, "GET", "/api/competencias/", token=token))["competencias"]
+    assert [c["id"] for c in listed] == [event["competencia"], event["otra"], comp["id"]]
+    (created,) = await audit(client, comp["id"], token)
+    assert (created["accion"], created["objeto"], created["usuario"]) == (
+        "crear", "competencia", "org")
+    for body in ({}, {"nombre": ""}, {"nombre": 5}, {"nombre": "x", "fecha_hora": "mañana"},
+                 {"nombre": "x" * 201}):
+        answer = await call(client, "POST", "/api/competencias/", body, token, status=400)
+        assert answer["code"] == "validation_error" and answer["errors"], body
+
+
+@pytest.mark.gen_test
+async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters(client, event):
+    cid, token = event["competencia"], await org(client)
+    path = "/api/competencias/%d/jueces/" % cid
+    made = await call(client, "POST", path, {"username": "Lucia", "nombre": "Lucía Gil"}, token,
+                      status=201)
+    juez, password = made["juez"], made["password"]
+    assert len(password) > models.MIN_PASSWORD
+    assert (juez["username"], juez["nombre"], juez["activo"]) == ("Lucia", "Lucía Gil", True)
+    assert juez["competencia"]["id"] == cid and juez["equipos"] == []
+    code, me = await client.get("/api/me/", token=await client.access("lucia", password))
+    assert me["juez"]["id"] == juez["id"]
+    chosen = await call(client, "POST", path, {"username": "pablo", "password": "8 chars!"},
+                        token, status=201)
+    assert chosen["password"] is None and chosen["juez"]["nombre"] == "pablo"
+    await client.access("pablo", "8 chars!")
+    for body in ({"username": "corta", "password": "7 chars"}, {"username": "x", "password": 12345678},
+                 {"username": "x", "password": "        "}):
+        answer = await call(client, "POST", path, body, token, status=400)
+        assert answer["code"] == "validation_error" and "password" in answer["errors"]
+    assert (await call(client, "POST", path, {"username": "LUCIA"}, token,
+                       status=409))["code"] == "username_taken"
+    assert (await call(client, "POST", "/api/competencias/999/jueces/", {"username": "y"}, token,
+                       status=404))["code"] == "competition_not_found"
+    assert [(a["accion"], a["objeto"], a["objeto_id"]) for a in await audit(client, cid, token)] == [
+        ("crear", "juez", str(juez["id"])), ("crear", "juez", str(chosen["juez"]["id"]))]
+
+
+@pytest.mark.gen_test
+async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
+    cid, token, j1, j2 = event["competencia"], await org(client), *event["jueces"][:2]
+    team = await call(client, "POST", "/api/competencias/%d/equipos/" % cid,
+                      {"nombre": "Prueba", "dorsal": 50, "juez_id": j1, "categoria": "Mixto"},
+                      token, status=201)
+    assert (team["nombre"], team["dorsal"], team["juez_id"], team["categoria"]) == (
+        "Prueba", 50, j1, "Mixto")
+    for body, status, code in (
+            ({"nombre": "Otra", "dorsal": 50, "juez_id": j1}, 409, "dorsal_taken"),
+            ({"nombre": "Otra", "dorsal": 51, "juez_id": event["jueces"][2]}, 400,
+             "judge_other_competition"),
+            ({"nombre": "Otra", "dorsal": 51, "juez_id": 999}, 404, "judge_not_found"),
+            ({"nombre": "Otra", "dorsal": 0, "juez_id": j1}, 400, "validation_error"),
+            ({"nombre": "Otra", "dorsal": True, "juez_id": j1}, 400, "validation_error"),
+            ({"nombre": " ", "dorsal": 51, "juez_id": j1}, 400, "validation_error")):
+        answer = await call(client, "POST", "/api/competencias/%d/equipos/" % cid, body, token,
+                            status=status)
+        assert answer["code"] == code, body
+    path = "/api/equipos/%d/" % team["id"]
+    edited = await call(client, "PATCH", path, {"nombre": "Los de Prueba", "dorsal": 52,
+                                                "juez_id": j2, "categoria": None}, token)
+    assert (edited["nombre"], edited["dorsal"], edited["juez_id"], edited["categoria"]) == (
+        "Los de Prueba", 52, j2, None)
+    same = await call(client, "PATCH", path, {"nombre": "Los de Prueba"}, token)  # no change
+    assert same == edited
+    assert (await call(client, "PATCH", path, {"dorsal": 1}, token, status=409))["code"] == (
+        "dorsal_taken")
+    assert (await call(client, "PATCH", path, {"otra": 1}, token, status=400))["code"] == (
+        "validation_error")
+    # A team with records cannot be removed; the test team can.
+    await submit(client, await client.access("juez1", "pass-juez1"), event["equipos"]["a"], 60_000)
+    answer = await call(client, "DELETE", "/api/equipos/%d/" % event["equipos"]["a"], None, token,
+                        status=409)
+    assert answer["code"] == "team_has_records"
+    code, _, response = await client.request("DELETE", path, None, token)
+    assert code == 204 and not response.body
+    assert (await call(client, "DELETE", path, None, token, status=404))["code"] == (
+        "team_not_found")
+    entries = [a for a in await audit(client, cid, token) if a["objeto"] == "equipo"]
+    assert [a["accion"] for a in entries] == ["crear", "editar", "eliminar"]
+    assert entries[1]["antes"] == {"nombre": "Prueba", "dorsal": 50, "juez_id": j1,
+                                   "categoria": "Mixto"}
+    assert entries[1]["despues"] == {"nombre": "Los de Prueba", "dorsal": 52, "juez_id": j2,
+                                     "categoria": None}
+    assert entries[2]["antes"]["nombre"] == "Los de Prueba"
+    standings = (await client.get("/api/competencias/%d/resultados/" % cid))[1]
+    assert team["id"] not in [r["equipo_id"] for r in standings["clasificacion"]]
+
+
+@pytest.mark.gen_test
+async def test_a_reassigned_team_is_the_new_judges_at_once(client, event):
+    cid, a, (j1, j2) = event["competencia"], event["equipos"]["a"], event["jueces"][:2]
+    token = await org(client)
+    juez1, juez2 = (await client.access("juez1", "pass-juez1"),
+                    await client.access("juez2", "pass-juez2"))
+    assert (await submit(client, juez1, a, 1_200_000))[0] == 201
+    await call(client, "PATCH", "/api/equipos/%d/" % a, {"juez_id": j2}, token)
+    code, me = await client.get("/api/me/", token=juez2)  # the same token, no new login
+    assert a in [e["id"] for e in me["juez"]["equipos"]]
+    code, me = await client.get("/api/me/", token=juez1)
+    assert a not in [e["id"] for e in me["juez"]["equipos"]]
+    code, answer = await submit(client, juez1, a, 1_300_000, minute=1)
+    assert (code, answer["code"]) == (403, "team_not_assigned")
+    assert (await submit(client, juez2, a, 1_300_000, minute=1))[0] == 201
+    records = (await call(client, "GET", "/api/competencias/%d/registros/?equipo_id=%d" % (cid, a),
+                          token=token))["registros"]
+    assert [r["juez_id"] for r in records] == [j1, j2]  # each keeps the judge who sent it
+
+
+# -- revocation -----------------------------------------------------------------------------------
+async def closed(ws):
+    """The close code once the server has closed ``ws`` (messages before it are skipped)."""
+    while await asyncio.wait_for(ws.read_message(), 10) is not None:
+        pass
+    ws.close()  # (the client's side of it)
+    return ws.close_code
+
+
+async def refused_everywhere(client, event, tokens, ticket):
+    """Every place that takes a judge's token or ticket refuses these with 401."""
+    access, refresh, j1 = tokens["access"], tokens["refresh"], event["jueces"][0]
+    for code, answer in [await client.get("/api/me/", token=access),
+                         await client.post("/api/ws-ticket/", token=access),
+                         await client.post("/api/token/refresh/", {"refresh": refresh}),
+                         await submit(client, access, event["equipos"]["a"], 1_000_000),
+                         await client.get("/api/equipos/%d/registros/" % event["equipos"]["a"],
+                                          token=access)]:
+        assert (code, answer["code"]) == (401, "token_revoked"), answer
+    assert await client.handshake_status("/ws/juez/%d/?token=%s" % (j1, access)) == 401
+    assert await client.handshake_status("/ws/juez/%d/?ticket=%s" % (j1, ticket)) == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_new_password_refuses_every_earlier_token_and_closes_the_sockets(client, event):
+    cid, j1, token = event["competencia"], event["jueces"][0], await org(client)
+    tokens = await client.login("juez1", "pass-juez1")
+    assert (await submit(client, tokens["access"], event["equipos"]["a"], 60_000))[0] == 201
+    ws, _ = await client.judge_socket(j1, tokens["access"])
+    ticket_ws, _ = await client.judge_socket(j1, ticket=(await client.post(
+        "/api/ws-ticket/", token=tokens["access"]))[1]["ticket"])
+    unused = (await client.post("/api/ws-ticket/", token=tokens["access"]))[1]["ticket"]
+    other, _ = await client.judge_socket(event["jueces"][1], await client.access("juez2",
+                                                                                 "pass-juez2"))
+    short = await call(client, "PATCH", "/api/jueces/%d/" % j1, {"password": "corta"}, token,
+                       status=400)
+    assert "password" in short["errors"]
+    await call(client, "PATCH", "/api/jueces/%d/" % j1, {"password": "nueva-clave"}, token)
+    assert await closed(ws) == 1008 and await closed(ticket_ws) == 1008
+    await refused_everywhere(client, event, tokens, unused)
+    assert (await client.post("/api/token/", {"username": "juez1",
+                                              "password": "pass-juez1"}))[0] == 401
+    fresh = await client.access("juez1", "nueva-clave")
+    assert (await submit(client, fresh, event["equipos"]["a"], 70_000))[0] == 201
+    assert (await client.get("/api/me/", token=fresh))[0] == 200
+    other.write_message(json.dumps({"type": "ping", "data": {}}))  # juez2 is untouched
+    assert json.loads(await other.read_message())["type"] == "pong"
+    (entry,) = [a for a in await audit(client, cid, token) if a["accion"] == "contrasena"]
+    assert entry["objeto_id"] == str(j1) and entry["antes"] is None and entry["despues"] is None
+    other.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_lost_phone_is_locked_out_in_one_request(client, event):
+    cid, j1, token = event["competencia"], event["jueces"][0], await org(client)
+    tokens = await client.login("juez1", "pass-juez1")
+    ws, _ = await client.judge_socket(j1, tokens["access"])
+    unused = (await client.post("/api/ws-ticket/", token=tokens["access"]))[1]["ticket"]
+    judge = await call(client, "PATCH", "/api/jueces/%d/" % j1, {"activo": False}, token)
+    assert judge["activo"] is False
+    assert await closed(ws) == 1008
+    await refused_everywhere(client, event, tokens, unused)
+    # Whoever has the phone and the password gets a token that can do nothing of a judge's.
+    found = await client.access("juez1", "pass-juez1")
+    code, answer = await submit(client, found, event["equipos"]["a"], 60_000)
+    assert (code, answer["code"]) == (403, "inactive_judge")
+    assert await client.handshake_status("/ws/juez/%d/?token=%s" % (j1, found)) == 403
+    board = await call(client, "GET", "/api/competencias/%d/jueces/" % cid, token=token)
+    assert [j["activo"] for j in board["jueces"]] == [False, True]
+    await call(client, "PATCH", "/api/jueces/%d/" % j1, {"activo": True, "nombre": "Juez 1"},
+               token)
+    assert (await submit(client, found, event["equipos"]["a"], 60_000))[0] == 201
+    assert [a["accion"] for a in await audit(client, cid, token)] == [
+        "desactivar", "editar", "activar"]
+    for body in ({"activo": "no"}, {}, {"nombre": ""}):
+        assert (await call(client, "PATCH", "/api/jueces/%d/" % j1, body, token,
+                           status=400))["code"] == "validation_error"
+    assert (await call(client, "PATCH", "/api/jueces/999/", {"activo": False}, token,
+                       status=404))["code"] == "judge_not_found"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_revocation_by_another_process_closes_the_sockets_at_the_next_sweep(
+        client, event, app):
+    j1 = event["jueces"][0]
+    ws, _ = await client.judge_socket(j1, await client.access("juez1", "pass-juez1"))
+    other, _ = await client.judge_socket(event["jueces"][1],
+                                         await client.access("juez2", "pass-juez2"))
+    guard = app.settings["server5k_guard"]
+    assert await guard.sweep() == 0
+    with models.db.connection_context():  # as `judge passwd` does, from its own process
+        models.set_password("juez1", "otra-clave-1")
+    assert await guard.sweep() == 1
+    assert await closed(ws) == 1008
+    await wait_for_async(lambda: app.settings["server5k_hub"].sockets_of(j1) == 0)
+    assert await guard.sweep() == 0  # juez2's socket is still good
+    other.close()
+
+
+# -- the roster CSV ---------------------------------------------------------------------------------
+@pytest.mark.gen_test(timeout=60)
+async def test_roster_preview_writes_nothing_then_the_import_creates_it_all(client, event):
+    cid, token = event["competencia"], await org(client)
+    preview = await importar(client, cid, token, ROSTER, dry_run=True)
+    assert preview["dry_run"] is True
+    assert (preview["jueces_nuevos"], preview["equipos_nuevos"], preview["credenciales"]) == (
+        2, 3, [])
+    assert preview["detalle"]["jueces"] == [
+        {"username": "maria", "nombre": "María López", "nuevo": True},
+        {"username": "jose", "nombre": "José Ruiz", "nuevo": True}]
+    assert [(t["linea"], t["nombre"], t["dorsal"], t["juez_usuario"], t["categoria"], t["nuevo"])
+            for t in preview["detalle"]["equipos"]] == [
+        (2, "Tortugas", 10, "maria", "Veteranos", True), (3, "Liebres", 11, "maria", None, True),
+        (4, "Gacelas", 12, "jose", "Veteranos", True)]
+    judges = (await call(client, "GET", "/api/jueces/", token=token))["jueces"]
+    assert "maria" not in [j["username"] for j in judges]
+    assert await audit(client, cid, token) == []
+    done = await importar(client, cid, token, ROSTER)
+    assert (done["dry_run"], done["jueces_nuevos"], done["equipos_nuevos"]) == (False, 2, 3)
+    creds = {c["username"]: c for c in done["credenciales"]}
+    assert sorted(creds) == ["jose", "maria"]
+    me = (await client.get("/api/me/", token=await client.access(
+        "maria", creds["maria"]["password"])))[1]
+    assert me["juez"]["id"] == creds["maria"]["juez_id"]
+    assert [e["nombre"] for e in me["juez"]["equipos"]] == ["Tortugas", "Liebres"]
+    entries = await audit(client, cid, token)
+    assert [(a["accion"], a["objeto"]) for a in entries] == [
+        ("crear", "juez"), ("crear", "equipo"), ("crear", "equipo"), ("crear", "juez"),
+        ("crear", "equipo")]
+    assert entries[0]["motivo"] == "importado: El CSV, línea 2"
+    for entry in entries:
+        assert creds["maria"]["password"] not in json.dumps(entry)
+    again = await importar(client, cid, token, ROSTER)
+    assert (again["jueces_nuevos"], again["equipos_nuevos"], again["credenciales"]) == (0, 0, [])
+    assert [t["nuevo"] for t in again["detalle"]["equipos"]] == [False, False, False]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("text, status, words", [
+    (ROSTER + "ana,Ana,Linces,uno\n", 400, "línea 5: el dorsal 'uno' no es un número"),
+    (ROSTER + "ana,Ana,Linces,10\n", 400, "línea 5: el dorsal 10 también está en la línea 2"),
+    (ROSTER + "ana,Ana,,13\n", 400, "línea 5: falta equipo"),
+    (ROSTER + "juez1,Ana,Linces,1\n", 409, "línea 5: el dorsal 1 ya es el equipo 'Equipo A'"),
+    (ROSTER + "juez3,Ana,Linces,13\n", 409, "línea 5: el usuario 'juez3' existe pero no es juez"),
+    ("usuario,equipo\nx,y\n", 400, "faltan columnas: juez_usuario, juez_nombre, dorsal"),
+    ("juez_usuario,juez_nombre,equipo,dorsal\n", 400, "tiene cabecera pero ninguna fila"),
+])
+async def test_a_rejected_roster_line_imports_nothing(client, event, text, status, words):
+    cid, token = event["competencia"], await org(client)
+    for dry_run in (True, False):
+        answer = await importar(client, cid, token, text, dry_run=dry_run, status=status)
+        assert words in answer["detail"], answer
+    assert await audit(client, cid, token) == []
+    judges = (await call(client, "GET", "/api/jueces/", token=token))["jueces"]
+    assert [j["username"] for j in judges] == ["juez1", "juez2", "juez3"]
+
+
+@pytest.mark.gen_test
+async def test_the_roster_is_sent_as_csv(client, event):
+    cid, token = event["competencia"], await org(client)
+    path = "/api/competencias/%d/importar/" % cid
+    for headers, raw, code in (({"Content-Type": "application/json"}, ROSTER,
+                                "unsupported_content_type"),
+                               ({"Content-Type": "text/csv"}, " \n", "empty_body")):
+        answer = await call(client, "POST", path, token=token, raw=raw, headers=headers,
+                            status=400)
+        assert answer["code"] == code
+    answer = await call(client, "POST", path + "?dry_run=quizas", token=token, raw=ROSTER,
+                        headers={"Content-Type": "text/csv"}, status=400)
+    assert answer["code"] == "validation_error"
+    answer = await importar(client, 999, token, ROSTER, status=404)
+    assert answer["code"] == "competition_not_found"
+
+
+# -- passwords and tokens in the domain ----------------------------------------------------------
+def test_passwords_set_by_hand_are_8_characters_or_more(tmp_path):
+    models.open_database(tmp_path / "cuentas.db")
+    with models.db.connection_context():
+        comp = models.create_competition("Claves")
+        for short in ("", "1234567", "       ", None, 12345678):
+            with pytest.raises(models.Invalid):
+                models.create_user("ana", short)
+            with pytest.raises(models.Invalid):
+                models.create_judge("ana", short, comp.id)
+        models.create_user("ana", "12345678", organizer=True)
+        with pytest.raises(models.Invalid):
+            models.set_password("ana", "corta")
+        assert len(models.generate_password()) > models.MIN_PASSWORD
+
+
+def test_a_password_change_moves_the_generation_the_writer_checks(tmp_path):
+    models.open_database(tmp_path / "cuentas.db")
+    with models.db.connection_context():
+        comp = models.create_competition("Claves")
+        juez = models.create_judge("ana", "clave-de-ana", comp.id)
+        equipo = models.create_team("Uno", 1, juez.id)
+        identity = models.user_identity(juez.user_id, 0)
+        assert identity["gen"] == 0
+        models.store_submission(juez.user_id, equipo.id, registros([1000], validated=True), 0)
+        models.set_password("ana", "otra-clave")
+        with pytest.raises(models.Unauthenticated) as refused:
+            models.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 0)
+        assert refused.value.code == "token_revoked"
+        with pytest.raises(models.Unauthenticated):
+            models.user_identity(juez.user_id, 0)
+        assert models.user_identity(juez.user_id, 1)["gen"] == 1
+        models.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 1)
+        assert models.token_generations([juez.user_id, 999]) == {juez.user_id: 1}
+
+
+# -- the command line, against the running server ------------------------------------------------
+def test_cli_team_edit_and_judge_deactivate_reach_the_running_server(spawn, event, config):
+    server = spawn(config["database"]["path"], server={"ws_ping_interval_s": 1}).start()
+    env = {"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass"}
+    a = event["equipos"]["a"]
+    edited = json.loads(server.cli("team", "edit", str(a), "--name", "Águilas", "--dorsal", "21",
+                                   "--judge", "JUEZ2", "--category", "Sub-20", "--json",
+                                   env=env).stdout)
+    assert (edited["nombre"], edited["dorsal"], edited["juez_id"], edited["categoria"]) == (
+        "Águilas", 21, event["jueces"][1], "Sub-20")
+    assert "needs --name" in server.cli("team", "edit", str(a), env=env, check=False).stderr
+    assert "no judge 'nadie'" in server.cli("judge", "deactivate", "nadie", env=env,
+                                            check=False).stderr
+
+    async def socket_of_juez1():
+        tokens = await login(server.base_url, "juez1", "pass-juez1")
+        ws, _ = await judge_socket("%s/ws/juez/%d/?token=%s" % (
+            server.ws_base, event["jueces"][0], tokens["access"]))
+        return ws, tokens
+
+    async def story():
+        ws, tokens = await socket_of_juez1()
+        out = await asyncio.to_thread(server.cli, "judge", "deactivate", "Juez1", env=env)
+        assert "inactive; its tokens are refused" in out.stdout
+        assert await closed(ws) == 1008
+        code, answer, _ = await fetch("GET", server.base_url + "/api/me/", token=tokens["access"])
+        assert (code, answer["code"]) == (401, "token_revoked")
+        assert "active" in (await asyncio.to_thread(server.cli, "judge", "activate", "juez1",
+                                                    env=env)).stdout
+        # judge passwd writes the database from its own process: the server refuses the old
+        # tokens at once and closes the socket at its next sweep (every ws_ping_interval_s).
+        ws, tokens = await socket_of_juez1()
+        out = await asyncio.to_thread(server.cli, "judge", "passwd", "juez1", "--password",
+                                      "clave-nueva-1")
+        assert "every token issued before is refused" in out.stdout
+        code, answer, _ = await fetch("GET", server.base_url + "/api/me/", token=tokens["access"])
+        assert (code, answer["code"]) == (401, "token_revoked")
+        assert await closed(ws) == 1008
+        await login(server.base_url, "juez1", "clave-nueva-1")
+
+    asyncio.run(story())
+    assert "closed 1 sockets of revoked sessions" in wait_for(
+        lambda: server.log() if "revoked sessions" in server.log() else "")
+
+
+def test_generated_passwords_never_start_like_a_spreadsheet_formula(monkeypatch):
+    draws = iter(["-starts-bad", "_fine-12345"])
+    monkeypatch.setattr(models.secrets, "token_urlsafe", lambda n: next(draws))
+    assert models.generate_password() == "_fine-12345"

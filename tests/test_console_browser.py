@@ -1,0 +1,372 @@
+"""The organizer's console in a real browser: headless Chromium (Debian's ``chromium``) driven by
+Playwright against the real server in a subprocess, with virtual judges' phones
+(rehearsal.VirtualJudge) on a loop of their own.
+
+The story is race day through the console only: sign in, upload the roster (preview, then one
+confirmation), the two judges' phones connect and show as connected, start, the records arrive
+in the feed, one is voided, a paper time is added, one is moved, the public page follows, stop,
+the results are made official and the CSV downloaded. Then the ways it goes wrong: a wrong
+password, a judge's account, a rejected roster line, failed actions, names that look like
+markup, a double click, a reload and signing out.
+
+Screenshots of the four tabs at 390 px and 1280 px go to the test's tmp dir; with
+SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/console-*.png.
+"""
+
+import csv
+import datetime as dt
+import io
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+import rehearsal
+from helpers import DESKTOP, PHONE, LoopThread, registros, request_json, save_screenshot
+
+WAIT_MS = 10_000  # generous: the console updates within a second, the machine may be busy
+ORGANIZER = ("ana", "clave-de-ana")
+ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
+          "maria,María López,Tortugas,1,Veteranos\n"
+          "maria,María López,Liebres,2,\n"
+          "jose,José Ruiz,Gacelas,3,Veteranos\n")
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def server(spawn, tmp_path):
+    """A competition and its organizer, nothing else, served by ``server5k.py serve``. (The
+    phones send 20-minute times seconds after the start: the tolerance keeps them from being
+    flagged as impossible.)"""
+    srv = spawn(tmp_path / "event.db", race={"impossible_time_tolerance_ms": 3_600_000})
+    srv.cli("competition", "add", "5K del Puerto")
+    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    return srv.start()
+
+
+@pytest.fixture
+def phones():
+    """The judges' phones' own loop; the phones connected on it hang up after the test."""
+    loop = LoopThread()
+    loop.judges = []
+    yield loop
+    if loop.judges:
+        loop.run(hang_up(loop.judges))
+    loop.close()
+
+
+def api(server, method, path, body=None, user=ORGANIZER):
+    status, token = request_json("POST", server.base_url + "/api/token/",
+                                 {"username": user[0], "password": user[1]})
+    assert status == 200, token
+    status, answer = request_json(method, server.base_url + path, body, token=token["access"])
+    assert status < 300, answer
+    return answer
+
+
+def open_console(browser, server, viewport=DESKTOP):
+    page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
+    page.errors, page.native_dialogs, page.sockets = [], [], []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
+    page.on("websocket", lambda ws: page.sockets.append(ws.url))
+    page.goto(server.base_url + "/organizador/")
+    return page
+
+
+def sign_in(page, user=ORGANIZER):
+    page.get_by_label("Usuario", exact=True).fill(user[0])
+    page.get_by_label("Contraseña", exact=True).fill(user[1])
+    page.get_by_role("button", name="Entrar").click()
+
+
+def tab(page, name):
+    page.get_by_role("navigation").get_by_role("link", name=name).click()
+
+
+def upload(page, text, name="lista.csv"):
+    page.get_by_label("Archivo CSV").set_input_files(
+        files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode("utf-8")}])
+    page.get_by_role("button", name="Vista previa").click()
+
+
+def in_dialog(page, confirm, **fields):
+    """Fill the open dialog's fields (by label) and press its ``confirm`` button."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    for label, value in fields.items():
+        control = dialog.get_by_label(label.replace("_", " "))
+        if control.evaluate("e => e.tagName") == "SELECT":
+            control.select_option(label=value)
+        else:
+            control.fill(value)
+    dialog.get_by_role("button", name=confirm, exact=True).click()
+    return dialog
+
+
+def downloaded(download):
+    """A finished download's text (UTF-8, with or without BOM), as a file to read."""
+    with open(download.value.path(), encoding="utf-8-sig", newline="") as handle:
+        return io.StringIO(handle.read())
+
+
+def record(page, rid):
+    return page.locator('#registros [data-registro="%s"]' % rid)
+
+
+def shoot(page, tmp_path, name):
+    """The screen at both widths (the phone's second: the story goes on at the laptop's)."""
+    page.evaluate("Promise.allSettled(document.getAnimations().map(a => a.finished))")
+    page.evaluate("window.scrollTo(0, 0); document.getElementById('hecho').hidden = true")
+    for viewport, suffix in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(viewport)
+        save_screenshot(page, tmp_path, "console-%s-%s.png" % (name, suffix))
+        if viewport is PHONE:
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
+
+
+def test_race_day_through_the_console(browser, server, phones, tmp_path):
+    cid = 1
+    page = open_console(browser, server)
+
+    # Sign in and open the competition.
+    sign_in(page)
+    page.get_by_role("link", name="5K del Puerto").click()
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto")
+
+    # The roster: a preview that writes nothing, then one confirmation.
+    tab(page, "Equipos y jueces")
+    upload(page, ROSTER)
+    expect(page.locator("#previa-resumen")).to_have_text("Se crearán 2 jueces y 3 equipos.")
+    expect(page.locator("#previa-lineas")).to_contain_text("Línea 4: Gacelas · dorsal 3 · juez jose")
+    assert api(server, "GET", "/api/jueces/")["jueces"] == []
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    expect(page.locator("#credenciales")).to_be_visible()
+    expect(page.locator("#equipos [data-equipo-id]")).to_have_count(3)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Descargar contraseñas (CSV)").click()
+    creds = {row["usuario"]: row["contrasena"] for row in csv.DictReader(downloaded(download))}
+    assert sorted(creds) == ["jose", "maria"] and all(len(p) > 8 for p in creds.values())
+    shoot(page, tmp_path, "equipos")
+
+    # Two judges' phones log in with them and connect: the board shows them connected.
+    tab(page, "Carrera")
+    expect(page.locator("#conectados")).to_have_text("0 de 2 conectados")
+    judges = phones.judges = phones.run(connect_phones(server, creds))
+    maria, jose = judges
+    expect(page.locator("#conectados")).to_have_text("2 de 2 conectados", timeout=WAIT_MS)
+    expect(page.locator('#tablero [data-juez-id="%d"]' % maria.juez_id)).to_contain_text(
+        "Conectado")
+
+    # Start: the confirmation says how many judges are connected; both phones hear it.
+    page.get_by_role("button", name="Iniciar carrera").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Hay 2 de 2 jueces conectados.")
+    in_dialog(page, "Sí, iniciar")
+    phones.run(started(judges))
+    expect(page.locator("#comp-estado")).to_have_text("En curso", timeout=WAIT_MS)
+    expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:0\d$"), timeout=WAIT_MS)
+    first = page.locator("#reloj").inner_text()
+    expect(page.locator("#reloj")).not_to_have_text(first, timeout=WAIT_MS)  # it runs
+
+    # The phones send their times: the feed shows them, newest first, without a reload.
+    tortugas, liebres = maria.equipos
+    (gacelas,) = jose.equipos
+    sent = phones.run(send(maria, tortugas, 1_200_000, 1_250_000))
+    sent += phones.run(send(maria, liebres, 1_300_000))
+    sent += phones.run(send(jose, gacelas, 1_320_000))
+    expect(page.locator('#tablero [data-juez-id="%d"]' % maria.juez_id)).to_contain_text(
+        "Tortugas: 2 tiempos", timeout=WAIT_MS)
+    tab(page, "Registros")
+    expect(page.locator("#registros [data-registro]")).to_have_count(4, timeout=WAIT_MS)
+    assert page.locator("#registros [data-registro]").first.get_attribute(
+        "data-registro") == sent[-1]
+    page.evaluate("window.sinRecargar = true")
+
+    # Void one (a stray tap), with its reason.
+    record(page, sent[1]).get_by_role("button", name="Anular").click()
+    in_dialog(page, "Anular", Motivo="toque por error")
+    expect(record(page, sent[1])).to_contain_text("anulado", timeout=WAIT_MS)
+    expect(record(page, sent[1]).get_by_role("button", name="Restaurar")).to_be_visible()
+
+    # A paper time for a phone that lost a runner.
+    page.get_by_role("button", name="Añadir tiempo").click()
+    in_dialog(page, "Guardar tiempo", Equipo="Gacelas (dorsal 3)", **{
+        "Tiempo (p. ej. 19:45.2)": "21:03.5", "Motivo": "hoja de papel"})
+    expect(page.locator("#registros [data-registro]")).to_have_count(5, timeout=WAIT_MS)
+    expect(page.locator("#registros [data-registro]").first).to_contain_text("0:21:03.500")
+    expect(page.locator("#registros [data-registro]").first).to_contain_text("en papel")
+
+    # Move one that was tapped on the wrong team.
+    record(page, sent[2]).get_by_role("button", name="Mover").click()
+    in_dialog(page, "Mover", Al_equipo="Tortugas (dorsal 1)", Motivo="equipo equivocado")
+    expect(record(page, sent[2])).to_contain_text("Tortugas", timeout=WAIT_MS)
+    record(page, sent[2]).get_by_role("button", name="Historial").click()
+    history = page.get_by_role("dialog")
+    expect(history).to_contain_text("Movido de equipo")
+    expect(history).to_contain_text("«equipo equivocado»")
+    history.get_by_role("button", name="Cerrar").click()
+    shoot(page, tmp_path, "registros")
+
+    # The public page follows: Tortugas 2 counted (one voided, one moved in), Liebres none.
+    public = browser.new_page(viewport=PHONE, locale="es-ES")
+    public.goto(server.base_url + "/competencias/%d/" % cid)
+    row = public.locator('#clasificacion tbody tr[data-equipo-id="%d"]' % tortugas)
+    expect(row.locator("td.contados")).to_have_text("2", timeout=WAIT_MS)
+    expect(row.locator("td.total")).to_have_text("0:41:40.000")
+    gacelas_row = public.locator('#clasificacion tbody tr[data-equipo-id="%d"]' % gacelas)
+    expect(gacelas_row.locator("td.contados")).to_have_text("2")
+
+    # Stop, then make the results official: the public page says so within a second.
+    tab(page, "Carrera")
+    shoot(page, tmp_path, "carrera")
+    page.get_by_role("button", name="Detener carrera").click()
+    in_dialog(page, "Sí, detener")
+    expect(page.locator("#comp-estado")).to_have_text("Finalizada", timeout=WAIT_MS)
+    tab(page, "Resultados")
+    page.get_by_role("button", name="Oficializar resultados").click()
+    in_dialog(page, "Sí, oficializar")
+    expect(page.locator("#comp-oficial")).to_have_text("Resultados oficiales", timeout=WAIT_MS)
+    expect(public.locator("#oficial")).to_have_text("Resultados oficiales", timeout=WAIT_MS)
+    expect(page.locator("#auditoria")).to_contain_text("Resultados oficiales")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Resultados (CSV)").click()
+    rows = list(csv.DictReader(downloaded(download)))
+    assert [(r["equipo"], r["posicion"], r["registros_contados"]) for r in rows] == [
+        ("Tortugas", "1", "2"), ("Gacelas", "2", "2"), ("Liebres", "", "0")]
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Historial (CSV)").click()
+    assert "toque por error" in downloaded(download).read()
+    shoot(page, tmp_path, "resultados")
+
+    # Every change is in the history, by the organizer (after the competition's creation by the
+    # command line), with its reason.
+    created, *acciones = api(server, "GET", "/api/competencias/%d/auditoria/" % cid)["acciones"]
+    assert (created["accion"], created["usuario"]) == ("crear", None)
+    assert [(a["accion"], a["objeto"]) for a in acciones] == [("crear", "juez"), ("crear", "equipo"),
+        ("crear", "equipo"), ("crear", "juez"), ("crear", "equipo"), ("iniciar", "competencia"),
+        ("anular", "registro"), ("manual", "registro"), ("mover", "registro"),
+        ("detener", "competencia"), ("oficializar", "competencia")]
+    assert {a["usuario"] for a in acciones} == {"ana"}
+    assert [a["motivo"] for a in acciones[6:9]] == ["toque por error", "hoja de papel",
+                                                   "equipo equivocado"]
+    # No token in a URL or in the server's log: the live socket opened with a ticket.
+    assert page.sockets and all(re.fullmatch(r"ws://[^/]+/ws/organizador/1/\?ticket=[\w-]+", u)
+                                for u in page.sockets)
+    assert "eyJ" not in page.url and "eyJ" not in server.log()
+    assert page.evaluate("window.sinRecargar") is True
+    assert page.errors == [] and page.native_dialogs == []
+
+
+async def connect_phones(server, creds):
+    http = rehearsal.make_http()
+    judges = [rehearsal.VirtualJudge(server.base_url, name, creds[name], http=http)
+              for name in ("maria", "jose")]
+    for judge in judges:
+        await judge.login()
+        await judge.learn()
+        await judge.connect()
+    return judges
+
+
+async def started(judges):
+    for judge in judges:
+        await judge.started.wait()
+
+
+async def send(judge, equipo_id, *tiempos):
+    """The phone's upload, each time stamped when its runner finished on the phone's clock;
+    returns its records' ids, in order."""
+    start = dt.datetime.fromisoformat(judge.start_info["started_at"].replace("Z", ""))
+    records = [registros([t], at=start + dt.timedelta(milliseconds=t), ids=True)[0]
+               for t in tiempos]
+    assert await judge.submit(equipo_id, records)
+    return [r["id_registro"] for r in records]
+
+
+async def hang_up(judges):
+    for judge in judges:
+        judge.close()
+    judges[0].http.close()
+
+
+def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_path):
+    page = open_console(browser, server, PHONE)
+    form_error = page.locator("#form-entrar .error")
+
+    # A wrong password, then a judge's account.
+    sign_in(page, (ORGANIZER[0], "no-es-esta"))
+    expect(form_error).to_have_text("Usuario o contraseña incorrectos, o usuario inactivo.")
+    api(server, "POST", "/api/competencias/1/jueces/", {"username": "pepe",
+                                                       "password": "clave-de-pepe"})
+    sign_in(page, ("pepe", "clave-de-pepe"))
+    expect(form_error).to_have_text(
+        "Esta cuenta es de un juez: la consola es solo para organizadores.")
+    sign_in(page)
+    page.get_by_role("link", name="5K del Puerto").click()
+
+    # A rejected roster line: said with its line, and nothing imported.
+    tab(page, "Equipos y jueces")
+    upload(page, ROSTER + "ana,Ana,Linces,uno\n")
+    expect(page.locator("#form-importar .error")).to_contain_text(
+        "línea 5: el dorsal 'uno' no es un número")
+    expect(page.locator("#vista-previa")).to_be_hidden()
+    assert [j["username"] for j in api(server, "GET", "/api/jueces/")["jueces"]] == ["pepe"]
+
+    # Names are text, never markup: a roster full of markup shows it as it is.
+    upload(page, "juez_usuario,juez_nombre,equipo,dorsal\nraro,%s,\"%s\",7\n" % (XSS, XSS))
+    expect(page.locator("#previa-lineas")).to_contain_text(XSS)
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    expect(page.locator("#equipos [data-equipo-id]")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#equipos")).to_contain_text(XSS)
+    expect(page.locator("#jueces")).to_contain_text(XSS)
+    assert page.locator("img").count() == 0
+
+    # A double click does it once: one paper time (no second request).
+    tab(page, "Registros")
+    page.get_by_role("button", name="Añadir tiempo").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Tiempo (p. ej. 19:45.2)").fill("19:45.2")
+    dialog.get_by_label("Motivo").fill("hoja de papel")
+    dialog.get_by_role("button", name="Guardar tiempo").dblclick()
+    expect(page.locator("#registros [data-registro]")).to_have_count(1, timeout=WAIT_MS)
+    expect(dialog).to_be_hidden()
+    page.wait_for_timeout(500)
+    assert len(api(server, "GET", "/api/competencias/1/registros/")["registros"]) == 1
+
+    # A failed action: the server's reason in the dialog, which stays open to fix it.
+    page.get_by_role("button", name="Añadir tiempo").click()
+    in_dialog(page, "Guardar tiempo", **{"Tiempo (p. ej. 19:45.2)": "19:45.2"})
+    expect(dialog.locator(".error")).to_have_text(
+        "Falta el motivo de la corrección. Obligatorio: diga por qué (texto, hasta 500 caracteres).")
+    dialog.get_by_label("Tiempo (p. ej. 19:45.2)").fill("19 minutos")
+    dialog.get_by_label("Motivo").fill("hoja de papel")
+    dialog.get_by_role("button", name="Guardar tiempo").click()
+    expect(dialog.locator(".error")).to_contain_text("Escriba el tiempo como 19:45.2")
+    dialog.get_by_role("button", name="Cancelar").click()
+    expect(dialog).to_be_hidden()
+
+    # A team with a time cannot be removed: the dialog says why.
+    tab(page, "Equipos y jueces")
+    page.locator("#equipos [data-equipo-id]").get_by_role("button", name="Eliminar").click()
+    dialog = in_dialog(page, "Sí, eliminar")
+    expect(dialog.locator(".error")).to_contain_text("tiene tiempos: no se puede eliminar")
+    dialog.get_by_role("button", name="Cancelar").click()
+    tab(page, "Carrera")
+    page.get_by_role("button", name="Iniciar carrera").click()
+    in_dialog(page, "Sí, iniciar")
+    expect(page.locator("#comp-estado")).to_have_text("En curso", timeout=WAIT_MS)
+    api(server, "POST", "/api/competencias/1/detener/")  # from elsewhere: the page follows
+    expect(page.locator("#comp-estado")).to_have_text("Finalizada", timeout=WAIT_MS)
+
+    # The session survives a reload, and ends with "Salir".
+    page.reload()
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto", timeout=WAIT_MS)
+    page.get_by_role("button", name="Salir").click()
+    expect(page.get_by_role("button", name="Entrar")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("button", name="Entrar")).to_be_visible()
+    assert page.evaluate("Object.keys(sessionStorage)") == []
+    assert page.errors == [] and page.native_dialogs == []
