@@ -8,6 +8,7 @@ Errors are ``models.DomainError``s whose detail names the line or item at fault.
 """
 
 import csv
+import unicodedata
 
 import models
 
@@ -33,13 +34,16 @@ def read_roster(path):
 
 
 def _header_name(text):
-    return "_".join(text.replace("\ufeff", "").strip().lower().replace("-", " ").split())
+    """``Juez Usuario`` is ``juez_usuario`` and ``Categoría`` is ``categoria``."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.replace("\ufeff", ""))
+                    if not unicodedata.combining(c))
+    return "_".join(plain.strip().lower().replace("-", " ").split())
 
 
 def parse_roster(data, source="roster"):
     """Rows of a roster CSV as spreadsheets save it: ``,`` or ``;`` (detected from the header),
     UTF-8 with or without BOM, or Windows-1252 (Spanish Excel's own), headers in any case and
-    with spaces (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows are dicts
+    with spaces or accents (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows are dicts
     with ``line`` (the file's line number) and the columns; notes say what was assumed.
     Invalid, saying exactly what is wrong, when it cannot be used."""
     if len(data) > MAX_ROSTER_BYTES:
@@ -93,7 +97,8 @@ def import_roster(rows, competencia_id, source="roster"):
     nothing.
 
     A judge already in the competition is reused; a team already there with the same dorsal,
-    name and judge is skipped, so importing the same roster again adds nothing. Returns
+    name and judge is skipped, so importing the same roster again adds nothing. A new team
+    takes the optional ``categoria`` column (empty: none). Returns
     ``{"jueces": n, "equipos_nuevos": n, "credenciales": [[usuario, contrasena, juez_id,
     nombre], ...]}`` with a generated password for each new judge (shown to nobody else).
     """
@@ -133,7 +138,12 @@ def import_roster(rows, competencia_id, source="roster"):
                     continue  # imported before
                 raise models.Conflict("%s: dorsal %d is already team %r of this competition"
                                       % (where, dorsal, existing.nombre), "dorsal_taken")
-            models.create_team(nombre_equipo, dorsal, juez.id)
+            try:
+                categoria = models.check_categoria(row.get("categoria"))
+            except models.Invalid:
+                raise models.Invalid("%s: categoria is longer than %d characters" % (
+                    where, models.MAX_CATEGORIA), "invalid_roster") from None
+            models.create_team(nombre_equipo, dorsal, juez.id, categoria)
             teams += 1
     return {"jueces": len(judges), "equipos_nuevos": teams, "credenciales": credentials}
 
@@ -161,15 +171,18 @@ def demo_competition_id():
 
 
 def create_demo_event():
-    """Competition "Carrera Demo 5K", organizer ``organizador`` and judges ``juez1`` (teams 1,
-    2) and ``juez2`` (teams 3, 4) with generated passwords. Returns their credentials:
+    """Competition "Carrera Demo 5K" (today at 09:00 local time), organizer ``organizador``
+    and judges ``juez1`` (teams 1, 2) and ``juez2`` (teams 3, 4) with generated passwords.
+    Returns their credentials:
     ``{"competencia_id", "organizador": {username, password}, "jueces": [{username, password,
     juez_id, equipos}]}``."""
     creds = {"organizador": {"username": "organizador", "password": models.generate_password()},
              "jueces": []}
     with models.db.atomic():
-        comp = models.create_competition(DEMO_COMPETITION, models.utcnow().replace(
-            hour=9, minute=0, second=0, microsecond=0))
+        nine = models.to_local(models.utcnow()).replace(hour=9, minute=0, second=0,
+                                                        microsecond=0)  # today, local time
+        comp = models.create_competition(DEMO_COMPETITION,
+                                         models.parse_local_timestamp(nine.isoformat()))
         models.create_user("organizador", creds["organizador"]["password"], organizer=True)
         dorsal = 1
         for n in (1, 2):
@@ -238,14 +251,14 @@ def list_judges(competencia_id=None):
 
 def list_teams(competencia_id=None):
     """Every team (of one competition, or all): the team object plus "juez_id",
-    "juez_usuario" and "competencia_id", by competition and dorsal."""
+    "juez_usuario", "competencia_id" and "categoria", by competition and dorsal."""
     names = dict(models.Juez.select(models.Juez.id, models.User.username)
                  .join(models.User).tuples())
     query = models.Equipo.select()
     if competencia_id:
         query = query.where(models.Equipo.competencia == competencia_id)
     return [dict(e.to_dict(), juez_id=e.juez_id, juez_usuario=names.get(e.juez_id),
-                 competencia_id=e.competencia_id)
+                 competencia_id=e.competencia_id, categoria=e.categoria)
             for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
 
 
