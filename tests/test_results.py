@@ -233,6 +233,23 @@ async def test_competition_page_is_html_with_its_script(client, event):
 
 
 @pytest.mark.gen_test
+async def test_the_page_has_a_qr_code_of_its_public_address(client, event, config):
+    cid = event["competencia"]
+    response, html = await fetch_page(client, "/competencias/%d/" % cid)
+    here = "%s/competencias/%d/" % (client.base_url, cid)  # no public_url: the request's
+    assert '<span id="qr-url">%s</span>' % here in html
+    qr = re.search(r'<img src="(data:image/svg\+xml[^"]+)" alt="Código QR de los resultados: '
+                   r'([^"]+)"', html)
+    assert qr and qr.group(2) == here
+    from handlers.pages import qr_data_uri
+    assert qr.group(1) == qr_data_uri(here).replace("&", "&amp;").replace("'", "&#x27;")
+    config["server"]["public_url"] = "http://resultados.example:8000"
+    response, html = await fetch_page(client, "/competencias/%d/" % cid)
+    assert '<span id="qr-url">http://resultados.example:8000/competencias/%d/</span>' % cid in html
+    assert "img-src 'self' data:" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.gen_test
 @pytest.mark.parametrize("path", ["/competencias/999/", "/competencias/0/"])
 async def test_unknown_competition_page_is_an_html_404(client, event, path):
     response, html = await fetch_page(client, path)
