@@ -1365,8 +1365,7 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
       team's estado is ok, and it is among the team's ``scored_per_team`` best times.
     """
     comp = get_competencia(competencia_id)
-    if scored_per_team is COMPETITION_RULE:
-        scored_per_team = comp.contados or DEFAULTS["contados"]
+    scored_per_team = _contados(comp, scored_per_team)
     tolerance_ms = DEFAULTS["tolerancia_ms"]
     execute = db.execute_sql
     acciones = execute(_ACCIONES_SQL, (comp.id,)).fetchall()
@@ -1603,12 +1602,18 @@ def competition_rule(comp, scored_per_team=COMPETITION_RULE):
     """The rule in force for a Competencia: ``{"tipo", "contados", "minimo", "texto"}``.
     ``contados`` is ``scored_per_team`` when given, else the competition's, else the server's
     ``race.records_scored_per_team``; ``texto`` says the rule in words (the page, the CSV)."""
-    contados = (comp.contados or DEFAULTS["contados"] if scored_per_team is COMPETITION_RULE
-                else scored_per_team)
+    contados = _contados(comp, scored_per_team)
     tipo = comp.regla if comp.regla in REGLAS else "suma"
     minimo = max(1, comp.minimo or 1)
     return {"tipo": tipo, "contados": contados, "minimo": minimo,
             "texto": rule_text(tipo, contados, minimo)}
+
+
+def _contados(comp, scored_per_team):
+    """N: the count given, else the competition's, else the server's."""
+    if scored_per_team is COMPETITION_RULE:
+        return comp.contados or DEFAULTS["contados"]
+    return scored_per_team
 
 
 def rule_text(tipo, contados, minimo):
