@@ -1350,7 +1350,8 @@ def build_parser():
                    help="the team's id (team list)")
     p.add_argument("--tiempo", required=True, metavar="T",
                    help="milliseconds or clock text: 19:45.2, 0:19:45.200")
-    p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T)")
+    p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T); "
+                   "without an offset it is local time (race.timezone)")
     p.add_argument("--reason", required=True, help="why (kept in the history)")
     for action, words in (("void", "void a record (it stays stored)"),
                           ("restore", "undo a void"),

@@ -27,6 +27,7 @@
   var pestanasEl = document.getElementById('categorias');
   var impresionEl = document.getElementById('impresion');
   var qrImg = document.querySelector('#qr img');
+  var csvEl = document.getElementById('csv');
 
   var competencia = null;
   var latest = null;       // the last standings received
@@ -174,6 +175,8 @@
       late + ' tiempos llegaron después del final';
     reglaEl.textContent = regla.texto;
     renderTabs(data);
+    csvEl.href = '/api/competencias/' + competenciaId + '/resultados/?format=csv' +
+      (categoria === null ? '' : '&categoria=' + encodeURIComponent(categoria));
     tickClock();
 
     var puntos = regla.tipo === 'puntos';

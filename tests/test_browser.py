@@ -294,6 +294,8 @@ def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     expect(row(page, teams["Gacelas"]).locator("td.pos")).to_have_text("1")
     expect(row(page, teams["Linces"]).locator("td.pos")).to_have_text("–")
     assert page.url.endswith("?categoria=Abierta")
+    expect(page.locator("#csv")).to_have_attribute(
+        "href", "/api/competencias/%d/resultados/?format=csv&categoria=Abierta" % cid)
     screenshot(page, tmp_path, "results-categories.png", DESKTOP)
     page.get_by_role("tab", name="Veteranos").click()
     expect(page.locator("#clasificacion tbody tr")).to_have_count(2)
@@ -350,6 +352,12 @@ def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     pdf = page.pdf(format="A4", print_background=True)
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 3
     assert errors == []
+    # A category's own address opens its tab (what a projector can show all morning).
+    other = browser.new_page(viewport=DESKTOP, locale="es-ES")
+    other.goto(awards.base_url + "/competencias/%d/?categoria=Veteranos" % cid)
+    expect(other.get_by_role("tab", name="Veteranos")).to_have_attribute(
+        "aria-selected", "true", timeout=WAIT_MS)
+    expect(other.locator("#clasificacion tbody tr")).to_have_count(2)
     # Both QR codes, on the screen and on paper, open the public address (zbarimg reads them).
     for png in (qr_png, sheet_qr):
         assert decode_qr(png) == PUBLIC_URL + "/competencias/%d/" % cid
