@@ -43,9 +43,9 @@ def _header_name(text):
 def parse_roster(data, source="roster"):
     """Rows of a roster CSV as spreadsheets save it: ``,`` or ``;`` (detected from the header),
     UTF-8 with or without BOM, or Windows-1252 (Spanish Excel's own), headers in any case and
-    with spaces or accents (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows are dicts
-    with ``line`` (the file's line number) and the columns; notes say what was assumed.
-    Invalid, saying exactly what is wrong, when it cannot be used."""
+    with spaces or accents (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows
+    are dicts with ``line`` (the file's line number) and the columns; notes say what was
+    assumed. Invalid, saying exactly what is wrong, when it cannot be used."""
     if len(data) > MAX_ROSTER_BYTES:
         raise models.Invalid("%s is larger than %d MiB: not a roster" % (
             source, MAX_ROSTER_BYTES // 2**20), "invalid_roster")

@@ -100,9 +100,12 @@
   }
 
   function momento(c) {
-    if (c.estado === 'finalizada') { return 'Finalizada a las ' + horaTexto(Date.parse(c.finished_at)); }
+    if (c.estado === 'finalizada') {
+      return 'Finalizada a las ' + horaTexto(Date.parse(c.finished_at));
+    }
     if (c.estado === 'en_curso') { return 'Salida a las ' + horaTexto(Date.parse(c.started_at)); }
-    return c.fecha_hora ? 'Salida prevista: ' + fechaTexto(c.fecha_hora) : 'Salida sin hora prevista';
+    return c.fecha_hora ? 'Salida prevista: ' + fechaTexto(c.fecha_hora) :
+      'Salida sin hora prevista';
   }
 
   function el(tag, cls, text) {

@@ -183,6 +183,11 @@ async def test_organizer_dates_are_local_and_the_wire_keeps_utc(client, event, m
     assert answer["competencia"]["fecha_hora"] == "2026-12-06T08:30:00.000Z"
     code, comp = await client.get("/api/competencias/%d/" % cid)
     assert comp["fecha_hora"] == "2026-12-06T08:30:00.000Z"
+    # People read it in the venue's time: the list of competitions and the results page.
+    for path, text in (("/", "6 dic 2026, 09:30 (UTC+01:00)"), (
+            "/competencias/%d/" % cid, "Salida prevista: 6 dic 2026, 09:30 (UTC+01:00)")):
+        page = await client.http.fetch(client.base_url + path)
+        assert text in page.body.decode(), path
     answer = await set_rule(client, cid, org, fecha_hora=None)
     assert answer["competencia"]["fecha_hora"] is None
     code, log = await client.get("/api/competencias/%d/auditoria/" % cid, token=org)
