@@ -22,6 +22,7 @@ import re
 import secrets
 import unicodedata
 import uuid
+import zoneinfo
 from collections import defaultdict
 
 import peewee as pw
@@ -120,6 +121,77 @@ def parse_timestamp(text):
     if offset is not None:
         value = value.replace(tzinfo=None) - offset
     return value
+
+
+# The venue's time zone (config ``race.timezone``; None: this machine's). People see local times
+# with their offset; the database and the wire stay in UTC.
+def zone_named(name):
+    """The IANA time zone ``name`` (``Europe/Madrid``). ValueError if there is none by that name."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError("%r is not an IANA time zone name" % (name,)) from None
+
+
+def machine_zone():
+    """This machine's time zone by its IANA name: $TZ, else what /etc/localtime links to, else
+    /etc/timezone; else the current whole-hour UTC offset (Etc/GMT-1 for UTC+1), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        link = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in link:
+            candidates.append(link.split("/zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    try:
+        with open("/etc/timezone", encoding="utf-8") as handle:
+            candidates.append(handle.read().strip())
+    except OSError:
+        pass
+    offset = dt.datetime.now().astimezone().utcoffset() or dt.timedelta(0)
+    hours, rest = divmod(int(offset.total_seconds()), 3600)
+    if not rest:
+        candidates.append("Etc/GMT%+d" % -hours if hours else "UTC")
+    for name in candidates:
+        if name and not name.startswith("/"):
+            try:
+                return zone_named(name)
+            except ValueError:
+                continue
+    return zoneinfo.ZoneInfo("UTC")
+
+
+def zone():
+    """The venue's time zone (a ZoneInfo, whose ``key`` is its IANA name)."""
+    if DEFAULTS["zona"] is None:
+        DEFAULTS["zona"] = machine_zone()
+    return DEFAULTS["zona"]
+
+
+def to_local(value):
+    """A naive-UTC datetime as an aware datetime in the venue's zone (None stays None)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(zone())
+
+
+def local_iso(value):
+    """Local time with its offset, to the second, for people: ``2026-12-06T09:00:00+01:00``."""
+    local = to_local(value)
+    return None if local is None else local.isoformat(timespec="seconds")
+
+
+def parse_local_timestamp(text):
+    """An organizer's ISO 8601 date to naive UTC: with ``Z`` or an offset as given; without one,
+    in the venue's zone (``2026-12-06T09:00`` is 09:00 there; of a time that a clock change
+    makes happen twice, the first). ValueError otherwise. (A judge's app keeps PROTOCOL.md's
+    rule, naive is UTC: :func:`parse_timestamp`.)"""
+    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+        raise ValueError("not an ISO 8601 timestamp")
+    value = dt.datetime.fromisoformat(text.strip())
+    if value.utcoffset() is None:
+        value = value.replace(tzinfo=zone())
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 _CANONICAL_UUID = re.compile(
@@ -1158,6 +1230,81 @@ def reopen_results(user_id, competencia_id, motivo):
     return comp.to_dict(), True
 
 
+def update_competition(user_id, competencia_id, body):
+    """The organizer's changes to a competition (``PATCH /api/competencias/{id}/``): ``body``
+    is ``{"regla"?: {"tipo"?, "contados"?, "minimo"?}, "fecha_hora"?, "motivo"?}``; what is
+    left out stays as it is (``contados`` null: the server's ``race.records_scored_per_team``;
+    ``fecha_hora`` ISO 8601, in the venue's zone when it has no offset, or null).
+
+    Each change is one history entry (``regla``, ``programar``), in this transaction; the
+    rule cannot change while the results are official (409 ``results_official``). Returns
+    (competition dict, the rule in force, changed)."""
+    if not isinstance(body, dict):
+        raise Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
+    comp = get_competencia(competencia_id)
+    motivo = check_motivo(body.get("motivo"), required=False)
+    errors, rule, fecha = {}, None, _UNSET
+    unknown = set(body) - {"regla", "fecha_hora", "motivo"}
+    for key in sorted(unknown):
+        errors[key] = "Campo desconocido: se aceptan regla, fecha_hora y motivo."
+    if "regla" in body:
+        rule = _check_rule(body["regla"], comp, errors)
+    if "fecha_hora" in body:
+        fecha = body["fecha_hora"]
+        if fecha is not None:
+            try:
+                fecha = parse_local_timestamp(fecha)
+                if not 2000 <= fecha.year <= 2999:
+                    raise ValueError("not a date of an event")
+            except (ValueError, TypeError, OverflowError):
+                errors["fecha_hora"] = ("Una fecha ISO 8601 de 2000 a 2999 (sin desfase: hora "
+                                        "local, %s), o null." % zone().key)
+    if errors:
+        raise Invalid("Los cambios de la competencia no son válidos.", "validation_error", errors)
+    changed = False
+    before = {"tipo": comp.regla, "contados": comp.contados, "minimo": comp.minimo}
+    if rule is not None and rule != before:
+        if comp.oficial_en is not None:
+            raise Conflict("Los resultados son oficiales; reábralos antes de cambiar la regla.",
+                           "results_official")
+        comp.regla, comp.contados, comp.minimo = rule["tipo"], rule["contados"], rule["minimo"]
+        comp.save()
+        _history(comp, "regla", "competencia", comp.id, user_id, motivo, before, rule)
+        changed = True
+    if fecha is not _UNSET and fecha != comp.fecha_hora:
+        antes = {"fecha_hora": iso(comp.fecha_hora)}
+        comp.fecha_hora = fecha
+        comp.save()
+        _history(comp, "programar", "competencia", comp.id, user_id, motivo, antes,
+                 {"fecha_hora": iso(comp.fecha_hora)})
+        changed = True
+    return comp.to_dict(), competition_rule(comp), changed
+
+
+_UNSET = object()
+
+
+def _check_rule(value, comp, errors):
+    """The new rule (``tipo``, ``contados``, ``minimo``) from a partial one, or None with
+    ``errors`` filled in."""
+    if not isinstance(value, dict):
+        errors["regla"] = "Un objeto {tipo, contados, minimo}."
+        return None
+    rule = {"tipo": value.get("tipo", comp.regla), "contados": value.get("contados", comp.contados),
+            "minimo": value.get("minimo", comp.minimo)}
+    for key in sorted(set(value) - set(rule)):
+        errors["regla." + key] = "Campo desconocido: tipo, contados o minimo."
+    if rule["tipo"] not in REGLAS:
+        errors["regla.tipo"] = "Debe ser uno de: %s." % ", ".join(REGLAS)
+    if rule["contados"] is not None and not (_is_int(rule["contados"])
+                                             and 1 <= rule["contados"] <= MAX_CONTADOS):
+        errors["regla.contados"] = ("Un entero de 1 a %d, o null (el valor del servidor)."
+                                    % MAX_CONTADOS)
+    if not (_is_int(rule["minimo"]) and 1 <= rule["minimo"] <= MAX_CONTADOS):
+        errors["regla.minimo"] = "Un entero de 1 a %d." % MAX_CONTADOS
+    return None if any(k.startswith("regla") for k in errors) else rule
+
+
 # --------------------------------------------------------------------------------------------
 # The records as the organizer sees them: raw records plus corrections, folded in one place.
 # --------------------------------------------------------------------------------------------
@@ -1174,8 +1321,9 @@ _ACCIONES_SQL = ("SELECT id, accion, registro_id, equipo_id, juez_id, valor, tex
 # than the race had been running when it arrived, by more than this, is flagged
 # ``tiempo_imposible`` for the organizer (it still counts: a person decides). Network delay only
 # ever makes the server's elapsed time longer than the phone's stopwatch, so the tolerance only
-# absorbs clock granularity and a judge who started the stopwatch by hand.
-DEFAULTS = {"contados": 15, "tolerancia_ms": 5000}
+# absorbs clock granularity and a judge who started the stopwatch by hand. ``zona``: the venue's
+# time zone (None until asked: this machine's).
+DEFAULTS = {"contados": 15, "tolerancia_ms": 5000, "zona": None}
 
 
 
@@ -1188,8 +1336,10 @@ class _CompetitionRule:
 COMPETITION_RULE = _CompetitionRule()
 
 
-def configure(contados=15, tolerancia_ms=5000):
-    DEFAULTS.update(contados=contados, tolerancia_ms=tolerancia_ms)
+def configure(contados=15, tolerancia_ms=5000, timezone=None):
+    """The server's ``race.*`` settings; ``timezone`` an IANA name, None for this machine's."""
+    DEFAULTS.update(contados=contados, tolerancia_ms=tolerancia_ms,
+                    zona=zone_named(timezone) if timezone else machine_zone())
 
 
 class _Record:
@@ -1238,7 +1388,10 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
 
     The one place corrections take effect: the standings, the records lists, the team pages and
     the corrections' own checks all read it. Returns ``{"competencia": Competencia,
-    "equipos": {id: {"estado", "penalizacion_ms"}}, "records": [_Record]}``. Rules:
+    "equipos": {id: {"estado", "penalizacion_ms"}}, "records": [_Record], "contados": N,
+    "finishers": {equipo_id: [_Record]}}``: ``finishers`` are each team's records that may
+    count (below), fastest first, and ``N`` how many count (``scored_per_team``, else the
+    competition's ``contados``, else the server's). Rules:
 
     * ``anular``/``restaurar`` void and restore; ``mover`` puts a record on another team;
       ``corregir`` sets the time that counts from then on; ``aceptar`` counts a pending record;
@@ -1248,8 +1401,7 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
       team's estado is ok, and it is among the team's ``scored_per_team`` best times.
     """
     comp = get_competencia(competencia_id)
-    if scored_per_team is COMPETITION_RULE:
-        scored_per_team = DEFAULTS["contados"]
+    scored_per_team = _contados(comp, scored_per_team)
     tolerance_ms = DEFAULTS["tolerancia_ms"]
     execute = db.execute_sql
     acciones = execute(_ACCIONES_SQL, (comp.id,)).fetchall()
@@ -1307,7 +1459,10 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
         team_records.sort(key=lambda r: (r.tiempo, r.row_id))
         for record in team_records[:scored_per_team]:
             record.cuenta = True
-    return {"competencia": comp, "equipos": teams, "records": records}
+    # (finishers before records: freeing the result then frees the records in arrival order,
+    # as they lie in memory, which is measurably quicker than team by team)
+    return {"competencia": comp, "equipos": teams, "contados": scored_per_team,
+            "finishers": best, "records": records}
 
 
 def db_text(value):
@@ -1504,34 +1659,94 @@ def arrived_before_start(received_at, estado_carrera, started_at):
             or estado_carrera == ESTADO_PROGRAMADA)
 
 
-def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
-    """The standings of a competition: ``{"competencia", "registros_por_equipo", "clasificacion"}``.
+# The scoring rules an event may choose (ORGANIZER.md "Standings for the awards").
+REGLAS = ("suma", "promedio", "puntos")
+DESPLAZADORES = 2  # puntos: a team's runners after its counted N who only push others back
+MAX_CONTADOS = 1000
 
-    The rule (documented for organizers in the README), on the records with every correction
-    applied (:func:`competition_state`):
 
-    * a team's score counts its best ``scored_per_team`` times (its lowest ``tiempo``); voided,
-      absent (``tiempo`` 0) and pending records never count;
-    * teams with more counted finishers rank ahead of teams with fewer;
-    * then the lower total of the counted times plus the team's penalty wins;
-    * equal (counted finishers, total) share a position, and the next position skips: 1, 2, 2, 4;
-    * teams without counted times, and teams whose estado is dns, dnf or dsq, come after every
-      ranked team with ``posicion`` null (teams without times first, then dnf, dns, dsq).
+def competition_rule(comp, scored_per_team=COMPETITION_RULE):
+    """The rule in force for a Competencia: ``{"tipo", "contados", "minimo", "texto"}``.
+    ``contados`` is ``scored_per_team`` when given, else the competition's, else the server's
+    ``race.records_scored_per_team``; ``texto`` says the rule in words (the page, the CSV)."""
+    contados = _contados(comp, scored_per_team)
+    tipo = comp.regla if comp.regla in REGLAS else "suma"
+    minimo = max(1, comp.minimo or 1)
+    return {"tipo": tipo, "contados": contados, "minimo": minimo,
+            "texto": rule_text(tipo, contados, minimo)}
 
-    Teams that share a position, and unranked teams of one kind, are listed by dorsal. Records
-    that arrived before the start count like any other, because a finish time is never thrown
-    away silently; ``antes_de_salida`` says how many a team has, so the organizer can check them.
-    """
+
+def _contados(comp, scored_per_team):
+    """N: the count given, else the competition's, else the server's."""
     if scored_per_team is COMPETITION_RULE:
-        scored_per_team = DEFAULTS["contados"]
-    if not _is_int(scored_per_team) or scored_per_team < 1:
+        return comp.contados or DEFAULTS["contados"]
+    return scored_per_team
+
+
+def rule_text(tipo, contados, minimo):
+    """A scoring rule in words, in Spanish like the results page."""
+    de_los_mejores = ("del mejor tiempo" if contados == 1
+                      else "de los %d mejores tiempos" % contados)
+    if tipo == "promedio":
+        text = ("Media %s de cada equipo: gana la media más baja (una penalización se suma a "
+                "la media); igual media, igual puesto." % de_los_mejores)
+    elif tipo == "puntos":
+        text = ("Por puestos, como en cross: cada corredor de los equipos que clasifican suma "
+                "el puesto en que llegó entre ellos; cuentan %s de cada equipo y los %d "
+                "siguientes solo desplazan; gana la suma más baja y un empate lo decide el "
+                "corredor %d.º de cada equipo (una penalización retrasa a todos los corredores "
+                "del equipo)." % ("el primero" if contados == 1 else "los %d primeros" % contados,
+                                  DESPLAZADORES, contados + 1))
+    else:
+        text = ("Suma %s de cada equipo: primero el equipo con más llegadas, luego el menor "
+                "tiempo total (penalización incluida); igual total, igual puesto."
+                % de_los_mejores)
+    if minimo > 1:
+        text += " Un equipo necesita al menos %d llegadas para clasificar." % minimo
+    return text
+
+
+def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
+    """The standings of a competition: ``{"competencia", "regla", "registros_por_equipo",
+    "categorias", "registros_tras_final", "clasificacion"}``.
+
+    The competition's rule (``regla``: ``tipo``, ``contados`` N, ``minimo`` M; documented for
+    organizers in the README) applies to the records with every correction applied
+    (:func:`competition_state`). A team's finishers are its records that are not voided,
+    absent (``tiempo`` 0) or pending, of a team whose estado is ok; its best N count.
+
+    * ``suma``: teams with more counted finishers rank ahead, then the lower total of the
+      counted times plus the team's penalty;
+    * ``promedio``: the lower mean of the counted times (half up to the ms) plus the penalty;
+    * ``puntos``: the best N + 2 finishers of every team that has at least M are placed in time
+      order (a penalty delays each runner of its team; equal times share a place); a team scores
+      the sum of its best N places (``puntos``; the next two only displace), more scoring
+      runners first, lowest sum wins, and a tie goes to the better (N+1)th place (a team
+      that has one beats a team that has none);
+    * equal scores share a position and the next one skips: 1, 2, 2, 4;
+    * teams with fewer than M finishers, then teams without any, then teams whose estado is
+      dnf, dns or dsq, follow every ranked team with ``posicion`` null; the first kind ordered
+      by more finishers then lower total, the others by dorsal.
+
+    Each team also has its ``categoria`` and ``posicion_categoria``, its position among the
+    ranked teams of its category (the general order, filtered: :func:`only_category`); null
+    without a category or a position. Teams that share a position are listed by dorsal.
+    Records that arrived before the start count like any other, because a finish time is never
+    thrown away silently; ``antes_de_salida`` says how many a team has.
+
+    ``scored_per_team``, when given, is N instead of the competition's own.
+    """
+    if scored_per_team is not COMPETITION_RULE and (
+            not _is_int(scored_per_team) or scored_per_team < 1):
         raise ValueError("scored_per_team must be a positive integer")
     state = competition_state(competencia_id, scored_per_team)
     comp = state["competencia"]
-    teams = list(Equipo.select(Equipo.id, Equipo.nombre, Equipo.dorsal)
+    regla = competition_rule(comp, state["contados"])
+    tipo, n, minimo = regla["tipo"], regla["contados"], regla["minimo"]
+    teams = list(Equipo.select(Equipo.id, Equipo.nombre, Equipo.dorsal, Equipo.categoria)
                  .where(Equipo.competencia == comp.id).tuples())
-    counted, kept, early, absent, pending = (defaultdict(list), defaultdict(int),
-                                             defaultdict(int), defaultdict(int), defaultdict(int))
+    kept, early, absent, pending = (defaultdict(int), defaultdict(int), defaultdict(int),
+                                    defaultdict(int))
     for record in state["records"]:
         if record.anulado:
             continue
@@ -1540,20 +1755,41 @@ def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
         early[team] += record.antes_de_salida
         absent[team] += record.ausente
         pending[team] += record.pendiente
-        if record.cuenta:
-            counted[team].append(record.tiempo)
-    rows = []
-    for equipo_id, nombre, dorsal in teams:
-        times = sorted(counted.get(equipo_id, ()))
+    finishers = {team: [r.tiempo for r in records]
+                 for team, records in state["finishers"].items()}
+    penalties = {team: state["equipos"][team]["penalizacion_ms"] for team, _, _, _ in teams}
+    places = _places(finishers, penalties, n, minimo) if tipo == "puntos" else {}
+    rows, keys = [], {}
+    for equipo_id, nombre, dorsal, categoria in teams:
+        done = finishers.get(equipo_id, ())
+        times = done[:n]
         team = state["equipos"][equipo_id]
         penalty = team["penalizacion_ms"]
         total = sum(times) + penalty if times else None
         mean = (sum(times) + len(times) // 2) // len(times) if times else None  # half up
+        puestos = places.get(equipo_id, [])
+        points = sum(puestos[:n]) if puestos else None
+        if team["estado"] != "ok":
+            key = (3 + ("dnf", "dns", "dsq").index(team["estado"]),)
+        elif not done:
+            key = (2,)
+        elif len(done) < minimo:
+            key = (1, -len(times), total)
+        elif tipo == "promedio":
+            key = (0, mean + penalty)
+        elif tipo == "puntos":
+            key = (0, -min(len(puestos), n), points,
+                   puestos[n] if len(puestos) > n else float("inf"))
+        else:
+            key = (0, -len(times), total)
+        keys[equipo_id] = key
         rows.append({
             "posicion": None,
+            "posicion_categoria": None,
             "equipo_id": equipo_id,
             "equipo": nombre,
             "dorsal": dorsal,
+            "categoria": categoria,
             "estado": team["estado"],
             "registros_contados": len(times),
             "registros_recibidos": kept[equipo_id],
@@ -1564,39 +1800,76 @@ def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
             "mejor": format_ms(times[0]) if times else None,
             "promedio_ms": mean,
             "promedio": format_ms(mean),
+            "puntos": points,
+            "puestos": puestos,
             "antes_de_salida": early[equipo_id],
             "ausentes": absent[equipo_id],
             "pendientes": pending[equipo_id],
         })
-    unranked_order = {"ok": 0, "dnf": 1, "dns": 2, "dsq": 3}
-    rows.sort(key=lambda r: (
-        (1 + unranked_order[r["estado"]], 0, 0, r["dorsal"])
-        if r["estado"] != "ok" or not r["registros_contados"]
-        else (0, -r["registros_contados"], r["tiempo_total_ms"], r["dorsal"])))
-    previous_key = None
+    rows.sort(key=lambda r: keys[r["equipo_id"]] + (r["dorsal"],))
+    previous = {}  # category (None: the general standings) -> (its last key, its position)
+    counted = defaultdict(int)
     for index, row in enumerate(rows):
-        if row["estado"] != "ok" or not row["registros_contados"]:
+        key = keys[row["equipo_id"]]
+        if key[0] != 0:
             break
-        key = (row["registros_contados"], row["tiempo_total_ms"])
-        row["posicion"] = rows[index - 1]["posicion"] if key == previous_key else index + 1
-        previous_key = key
+        for category, field in ((None, "posicion"), (row["categoria"], "posicion_categoria")):
+            if field == "posicion_categoria" and category is None:
+                continue
+            counted[category] += 1
+            last_key, last_position = previous.get(category, (None, None))
+            row[field] = last_position if key == last_key else counted[category]
+            previous[category] = (key, row[field])
     finished = db_text(comp.finished_at)
     late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished)
-    return {"competencia": comp.to_dict(), "registros_por_equipo": scored_per_team,
+    return {"competencia": comp.to_dict(), "regla": regla, "registros_por_equipo": n,
+            "categorias": sorted({c for _, _, _, c in teams if c}, key=str.casefold),
             "registros_tras_final": late, "clasificacion": rows}
+
+
+def _places(finishers, penalties, n, minimo):
+    """Cross-country places: {equipo_id: [place, ...]} of the best ``n`` + DESPLAZADORES
+    finishers of each team with at least ``minimo``, in time order (penalty added to each
+    runner of its team); equal times share a place and the next one skips."""
+    placed = sorted((tiempo + penalties.get(team, 0), team)
+                    for team, times in finishers.items() if len(times) >= minimo
+                    for tiempo in times[:n + DESPLAZADORES])
+    places = defaultdict(list)
+    place, previous = 0, None
+    for index, (tiempo, team) in enumerate(placed, 1):
+        if tiempo != previous:
+            place, previous = index, tiempo
+        places[team].append(place)
+    return places
+
+
+def only_category(result, categoria):
+    """A :func:`ranking` result with only the teams of one category (a cheap filter: the rows
+    and their positions are the full result's). Adds ``"categoria"``."""
+    return dict(result, categoria=categoria,
+                clasificacion=[r for r in result["clasificacion"] if r["categoria"] == categoria])
 
 
 # The CSV export's columns, in order: the ranking rows' keys (a spreadsheet gets both the
 # readable h:mm:ss.mmm text and the exact milliseconds).
+# The last three are the same on every row: the rule in words, provisional or official, and
+# the local time (with its offset) of the standings.
 CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros_contados",
                "registros_recibidos", "tiempo_total", "tiempo_total_ms", "penalizacion_ms",
                "mejor", "mejor_ms", "promedio", "promedio_ms", "antes_de_salida", "ausentes",
-               "pendientes")
+               "pendientes", "categoria", "posicion_categoria", "puntos", "puestos", "regla",
+               "resultados", "actualizado_en")
 
 
-def ranking_csv(result):
-    """A :func:`ranking` result as CSV text: a header row, then one row per team."""
-    return _csv(CSV_COLUMNS, ([row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]))
+def ranking_csv(result, now=None):
+    """A :func:`ranking` result as CSV text: a header row, then one row per team. ``now``
+    (naive UTC, default now) is the time the standings are of."""
+    common = {"regla": result["regla"]["texto"],
+              "resultados": "oficiales" if result["competencia"]["oficial"] else "provisionales",
+              "actualizado_en": local_iso(now or utcnow())}
+    return _csv(CSV_COLUMNS, (
+        [" ".join(map(str, row["puestos"])) if c == "puestos" else common[c] if c in common
+         else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]))
 
 
 def _csv(columns, rows):
@@ -1763,16 +2036,32 @@ def create_judge(username, password, competencia_id, nombre=None, password_hash=
 
 
 def create_team(nombre, dorsal, juez_id, categoria=None):
+    """A team timed by a judge; ``categoria`` (optional) groups it for the standings."""
     juez = Juez.get_or_none(Juez.id == juez_id)
     if juez is None:
         raise NotFound("El juez %s no existe." % juez_id, "judge_not_found")
     if not nombre or not nombre.strip():
         raise Invalid("El nombre del equipo no puede estar vacío.", "invalid_name")
+    categoria = check_categoria(categoria)
     if Equipo.select().where((Equipo.competencia == juez.competencia_id)
                              & (Equipo.dorsal == dorsal)).exists():
         raise Conflict("El dorsal %d ya existe en esta competencia." % dorsal, "dorsal_taken")
     return Equipo.create(nombre=nombre.strip(), dorsal=dorsal, juez=juez,
-                         competencia=juez.competencia_id, categoria=categoria or None)
+                         competencia=juez.competencia_id, categoria=categoria)
+
+
+MAX_CATEGORIA = 100
+
+
+def check_categoria(value):
+    """A team's category as stored: stripped text of at most MAX_CATEGORIA characters, or None
+    (empty means none). Invalid otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.strip()) > MAX_CATEGORIA:
+        raise Invalid("La categoría no es válida.", "validation_error",
+                      {"categoria": "Texto de hasta %d caracteres, o vacío." % MAX_CATEGORIA})
+    return value.strip()
 
 
 def set_password(username, password):

@@ -12,6 +12,7 @@ fault.
 
 import contextlib
 import csv
+import unicodedata
 
 import models
 
@@ -37,15 +38,18 @@ def read_roster(path):
 
 
 def _header_name(text):
-    return "_".join(text.replace("\ufeff", "").strip().lower().replace("-", " ").split())
+    """``Juez Usuario`` is ``juez_usuario`` and ``Categoría`` is ``categoria``."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.replace("\ufeff", ""))
+                    if not unicodedata.combining(c))
+    return "_".join(plain.strip().lower().replace("-", " ").split())
 
 
 def parse_roster(data, source="roster"):
     """Rows of a roster CSV as spreadsheets save it: ``,`` or ``;`` (detected from the header),
     UTF-8 with or without BOM, or Windows-1252 (Spanish Excel's own), headers in any case and
-    with spaces (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows are dicts
-    with ``line`` (the file's line number) and the columns; notes say what was assumed.
-    Invalid, saying exactly what is wrong, when it cannot be used."""
+    with spaces or accents (``Juez Usuario`` is ``juez_usuario``). Returns (rows, notes): rows
+    are dicts with ``line`` (the file's line number) and the columns; notes say what was
+    assumed. Invalid, saying exactly what is wrong, when it cannot be used."""
     if len(data) > MAX_ROSTER_BYTES:
         raise models.Invalid("%s ocupa más de %d MiB: no es una lista de equipos" % (
             source, MAX_ROSTER_BYTES // 2**20), "invalid_roster")
@@ -108,7 +112,8 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
     nothing; each new judge and team is a history row (``crear``) of ``user_id``.
 
     A judge already in the competition is reused; a team already there with the same dorsal,
-    name and judge is skipped, so importing the same roster again adds nothing. Returns
+    name and judge is skipped, so importing the same roster again adds nothing. A new team
+    takes the optional ``categoria`` column (empty: none). Returns
     ``{"jueces": n, "jueces_nuevos": n, "equipos_nuevos": n, "credenciales": [[usuario,
     contrasena, juez_id, nombre], ...], "detalle": {"jueces": [{"username", "nombre", "nuevo"}],
     "equipos": [{"linea", "nombre", "dorsal", "juez_usuario", "categoria", "nuevo"}]}}`` with a
@@ -153,7 +158,11 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
                         juez = judges[key] = _roster_judge(
                             username, row, competencia_id, where, user_id, dry_run,
                             passwords.get(key), credentials, detail["jueces"])
-                categoria = (row.get("categoria") or "").strip() or None
+                try:
+                    categoria = models.check_categoria(row.get("categoria"))
+                except models.Invalid:
+                    raise models.Invalid("%s: la categoría tiene más de %d caracteres" % (
+                        where, models.MAX_CATEGORIA), "invalid_roster") from None
                 team = {"linea": line, "nombre": nombre_equipo, "dorsal": dorsal,
                         "juez_usuario": juez.user.username, "categoria": categoria,
                         "nuevo": True}
@@ -326,7 +335,7 @@ def add_team(user_id, competencia_id, nombre, dorsal, juez_id, categoria=None):
     comp = models.get_competencia(competencia_id)
     nombre, dorsal = _text(nombre, "nombre", 200), _dorsal(dorsal)
     juez = _judge(juez_id, comp.id)
-    categoria = _text(categoria, "categoria", 100, required=False)
+    categoria = models.check_categoria(categoria)
     with models.db.atomic():
         return _created_team(user_id, models.create_team(nombre, dorsal, juez.id, categoria))
 
@@ -351,7 +360,7 @@ def edit_team(user_id, equipo_id, changes):
     if "juez_id" in changes:
         new["juez_id"] = _judge(changes["juez_id"], equipo.competencia_id).id
     if "categoria" in changes:
-        new["categoria"] = _text(changes["categoria"], "categoria", 100, required=False)
+        new["categoria"] = models.check_categoria(changes["categoria"])
     before = _team_fields(equipo)
     changed = {field: value for field, value in new.items() if before[field] != value}
     if not changed:
@@ -429,15 +438,18 @@ def demo_competition_id():
 
 
 def create_demo_event():
-    """Competition "Carrera Demo 5K", organizer ``organizador`` and judges ``juez1`` (teams 1,
-    2) and ``juez2`` (teams 3, 4) with generated passwords. Returns their credentials:
+    """Competition "Carrera Demo 5K" (today at 09:00 local time), organizer ``organizador``
+    and judges ``juez1`` (teams 1, 2) and ``juez2`` (teams 3, 4) with generated passwords.
+    Returns their credentials:
     ``{"competencia_id", "organizador": {username, password}, "jueces": [{username, password,
     juez_id, equipos}]}``."""
     creds = {"organizador": {"username": "organizador", "password": models.generate_password()},
              "jueces": []}
     with models.db.atomic():
-        comp = models.create_competition(DEMO_COMPETITION, models.utcnow().replace(
-            hour=9, minute=0, second=0, microsecond=0))
+        nine = models.to_local(models.utcnow()).replace(hour=9, minute=0, second=0,
+                                                        microsecond=0)  # today, local time
+        comp = models.create_competition(DEMO_COMPETITION,
+                                         models.parse_local_timestamp(nine.isoformat()))
         models.create_user("organizador", creds["organizador"]["password"], organizer=True)
         dorsal = 1
         for n in (1, 2):
@@ -506,14 +518,14 @@ def list_judges(competencia_id=None):
 
 def list_teams(competencia_id=None):
     """Every team (of one competition, or all): the team object plus "juez_id",
-    "juez_usuario" and "competencia_id", by competition and dorsal."""
+    "juez_usuario", "competencia_id" and "categoria", by competition and dorsal."""
     names = dict(models.Juez.select(models.Juez.id, models.User.username)
                  .join(models.User).tuples())
     query = models.Equipo.select()
     if competencia_id:
         query = query.where(models.Equipo.competencia == competencia_id)
     return [dict(e.to_dict(), juez_id=e.juez_id, juez_usuario=names.get(e.juez_id),
-                 competencia_id=e.competencia_id)
+                 competencia_id=e.competencia_id, categoria=e.categoria)
             for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
 
 

@@ -103,6 +103,34 @@ def TextList(default, words):
         isinstance(x, str) and x for x in v))
 
 
+def _is_zone(v):
+    try:
+        models.zone_named(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_public_url(v):
+    if not isinstance(v, str) or "://" not in v:
+        return False
+    scheme, rest = v.split("://", 1)
+    host = rest.rstrip("/")
+    return (scheme in ("http", "https") and bool(host) and not host.startswith(":")
+            and not any(c in host for c in "/?#@ \t\n\"'<>"))
+
+
+def TimeZone():
+    return Key(None, "an IANA time zone name such as Europe/Madrid or America/Bogota "
+               "(null = this machine's zone)", lambda v: v is None or _is_zone(v))
+
+
+def PublicUrl():
+    return Key(None, "the address phones open, http:// or https:// and a host[:port] only, "
+               "such as http://192.168.1.10:8000 (null = the address the browser used)",
+               lambda v: v is None or _is_public_url(v))
+
+
 # section -> key -> Key. Every key is optional; config.yaml documents each with its default.
 CONFIG_SCHEMA = {
     "server": {
@@ -118,6 +146,7 @@ CONFIG_SCHEMA = {
                                                          and 0 < v <= 3600)),
         "allowed_origins": TextList([], "a list of origins ([] = any)"),
         "cors_origins": TextList(["*"], 'a list of origins or ["*"]'),
+        "public_url": PublicUrl(),
     },
     "database": {
         "path": Text("server5k.db", "a file path"),
@@ -132,6 +161,7 @@ CONFIG_SCHEMA = {
         "records_scored_per_team": Int(15, 1, 1000),
         "impossible_time_tolerance_ms": Int(5000, 0, 3_600_000, "ms"),
         "start_lag_alert_ms": Int(2000, 0, 3_600_000, "ms"),
+        "timezone": TimeZone(),
     },
     "replica": {
         "url": Text(None, "a Litestream replica URL (file:///..., sftp://..., s3://...)",
@@ -222,6 +252,8 @@ def load_config(path=None, overrides=None):
             replica.check_url(config["replica"]["url"])
         except replica.ReplicaError as exc:
             raise ConfigError("%s: config key 'replica.url': %s" % (path, exc)) from None
+    if config["server"]["public_url"]:
+        config["server"]["public_url"] = config["server"]["public_url"].rstrip("/")
     config["_path"] = str(path)
     return config
 
@@ -277,14 +309,15 @@ def make_app(config):
     """Open the database, start the writer, and build the one Tornado application."""
     models.open_database(config["database"]["path"])
     models.configure(contados=config["race"]["records_scored_per_team"],
-                     tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
+                     tolerancia_ms=config["race"]["impossible_time_tolerance_ms"],
+                     timezone=config["race"]["timezone"])
     stores = store.Store()
     stores.start()
     hub = RaceHub()
     with models.db.connection_context():
         hub.load(models.all_competitions())
     # The results page's sockets: a registry of their own, told of changes by the hub.
-    spectators = Spectators(stores, config["race"]["records_scored_per_team"])
+    spectators = Spectators(stores, models.COMPETITION_RULE)  # each competition's own count
     spectators.attach(hub)
     consoles = Consoles()  # the organizers' consoles, told of changes the same way
     consoles.attach(hub)
@@ -550,23 +583,60 @@ def cmd_demo(args, config):
     print_demo(ensure_demo(config), config)
 
 
+def local(text):
+    """A wire timestamp (UTC, ``Z``) as the venue's local time with its offset, for people."""
+    return models.local_iso(models.parse_timestamp(text)) if text else None
+
+
+def local_date(text, option="--date"):
+    """An organizer's date: ISO 8601, in the venue's zone (race.timezone) without an offset."""
+    try:
+        return models.parse_local_timestamp(text)
+    except ValueError:
+        raise CliError("%s must be ISO 8601, e.g. 2026-12-06T09:00 (local time, %s) or "
+                       "2026-12-06T09:00:00+01:00" % (option, models.zone().key)) from None
+
+
 def cmd_competition(args, config):
     if args.action == "add":
-        fecha = None
-        if args.date:
-            try:
-                fecha = models.parse_timestamp(args.date)
-            except ValueError:
-                raise CliError("--date must be ISO 8601, e.g. 2026-12-06T09:00:00Z") from None
+        fecha = local_date(args.date) if args.date else None
         comp = roster.add_competition(None, args.name, fecha)
-        emit(args, comp, "competition %d created: %s" % (comp["id"], comp["nombre"]))
+        emit(args, comp, "competition %d created: %s%s" % (
+            comp["id"], comp["nombre"], ", start %s" % models.local_iso(fecha) if fecha else ""))
     else:
         rows = models.all_competitions()
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for c in [] if args.json else rows:
-            print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], c["fecha_hora"] or "-",
+            print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], local(c["fecha_hora"]) or "-",
                                           c["nombre"]))
+
+
+def cmd_competition_set(args, config):
+    """``competition set ID``: the scoring rule and the scheduled start, on the running server
+    (so the live page changes at once, and the change is in the history)."""
+    regla = {key: value for key, value in (("tipo", args.scoring), ("contados", args.counted),
+                                           ("minimo", args.min_finishers)) if value is not None}
+    body = {"regla": regla} if regla else {}
+    if args.date:  # sent with its offset: this command line's zone, whichever server it asks
+        body["fecha_hora"] = models.local_iso(local_date(args.date))
+    if args.reason:
+        body["motivo"] = args.reason
+    if not regla and "fecha_hora" not in body:
+        raise CliError("nothing to set: give --scoring, --counted, --min-finishers or --date")
+    session = ServerSession(args, config)
+    answer = session.call("PATCH", "/api/competencias/%d/" % args.id, body,
+                          what="competition set")
+    comp, regla = answer["competencia"], answer["regla"]
+    emit(args, answer, "competition %d %s: %s; scheduled start %s\n  %s" % (
+        comp["id"], comp["nombre"], rule_line(regla), local(comp["fecha_hora"]) or "none",
+        regla["texto"]))
+
+
+def rule_line(regla):
+    """A competition's scoring rule, short: ``puntos, best 5 count, 5 finishers to rank``."""
+    return "%s, best %d count%s" % (regla["tipo"], regla["contados"], ", %d finishers to rank"
+                                    % regla["minimo"] if regla["minimo"] > 1 else "")
 
 
 def cmd_organizer(args, config):
@@ -616,18 +686,22 @@ def cmd_judge(args, config):
 def cmd_team(args, config):
     if args.action == "add":
         juez = roster.find_judge(args.judge)
-        team = roster.add_team(None, juez.competencia_id, args.name, args.dorsal, juez.id)
-        obj = {key: team[key] for key in ("id", "nombre", "dorsal", "juez_id", "competencia_id")}
-        emit(args, obj, "team %d created: %s (dorsal %d, judge %s, competition %d)" % (
+        team = roster.add_team(None, juez.competencia_id, args.name, args.dorsal, juez.id,
+                               args.category)
+        obj = {key: team[key] for key in ("id", "nombre", "dorsal", "juez_id", "competencia_id",
+                                          "categoria")}
+        emit(args, obj, "team %d created: %s (dorsal %d, judge %s, competition %d%s)" % (
             team["id"], team["nombre"], team["dorsal"], juez.user.username,
-            team["competencia_id"]))
+            team["competencia_id"], ", category %s" % team["categoria"] if team["categoria"]
+            else ""))
     else:
         rows = roster.list_teams(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for r in [] if args.json else rows:
-            print("%4d  dorsal %-5d %-30s judge %-20s competition %d" % (
-                r["id"], r["dorsal"], r["nombre"], r["juez_usuario"] or "-", r["competencia_id"]))
+            print("%4d  dorsal %-5d %-30s judge %-20s competition %d%s" % (
+                r["id"], r["dorsal"], r["nombre"], r["juez_usuario"] or "-", r["competencia_id"],
+                "  category %s" % r["categoria"] if r["categoria"] else ""))
 
 
 CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
@@ -730,9 +804,10 @@ class ServerSession:
         if status >= 300:
             code = answer.get("code")
             words = CLI_WORDS.get(code)
-            raise CliError("%s failed (%d %s): %s" % (
+            fields = "".join("; %s: %s" % item for item in (answer.get("errors") or {}).items())
+            raise CliError("%s failed (%d %s): %s%s" % (
                 what or path, status, code,
-                words.format(id=self.id_in(path)) if words else answer.get("detail")))
+                words.format(id=self.id_in(path)) if words else answer.get("detail"), fields))
         return answer
 
     @staticmethod
@@ -784,11 +859,14 @@ def server_url(given, config):
 
 
 def race_line(comp):
-    """One line for a competition's race state, with the moments that matter in it."""
+    """One line for a competition's race state, with the moments that matter in it (local
+    time, with its offset)."""
     if comp["estado"] == models.ESTADO_FINALIZADA:
-        when = " at %s (started %s)" % (comp["finished_at"], comp["started_at"])
+        when = " at %s (started %s)" % (local(comp["finished_at"]), local(comp["started_at"]))
     elif comp["started_at"]:
-        when = " since %s" % comp["started_at"]
+        when = " since %s" % local(comp["started_at"])
+    elif comp["fecha_hora"]:
+        when = ", start scheduled %s" % local(comp["fecha_hora"])
     else:
         when = ""
     return "competition %d %s: %s%s%s" % (comp["id"], comp["nombre"], comp["estado"], when,
@@ -821,7 +899,8 @@ def cmd_race(args, config):
     elif args.action == "shift":
         print("%s ms added to %d records%s" % (
             "%+d" % body["delta_ms"], answer["registros_afectados"],
-            "" if args.judge is not None else "; the start is now %s" % comp["started_at"]))
+            "" if args.judge is not None
+            else "; the start is now %s" % local(comp["started_at"])))
     else:
         print("judge sockets notified: %d" % answer["notificados"])
 
@@ -833,7 +912,7 @@ def format_board(board):
     for juez in board["jueces"]:
         line = "  %-3s %4d  %-20s %s" % (
             "OK" if juez["conectado"] else "--", juez["id"], juez["username"],
-            ("%d socket(s), last at %s" % (juez["sockets"], juez["ultima_conexion"]))
+            ("%d socket(s), last at %s" % (juez["sockets"], local(juez["ultima_conexion"])))
             if juez["conectado"] else "not connected")
         if started:
             heard, implied = juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]
@@ -903,7 +982,7 @@ def cmd_records(args, config):
         print(record_line(answer["registro"]))
         for entry in answer["historial"]:
             print("  %s  %-12s %-12s %s -> %s  %s" % (
-                entry["en"], entry["accion"], entry["usuario"] or "-",
+                local(entry["en"]), entry["accion"], entry["usuario"] or "-",
                 json.dumps(entry["antes"], ensure_ascii=False),
                 json.dumps(entry["despues"], ensure_ascii=False), entry["motivo"] or ""))
         return
@@ -998,7 +1077,7 @@ def cmd_audit(args, config):
         return
     for a in answer["acciones"]:
         print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
-            a["id"], a["en"], a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
+            a["id"], local(a["en"]), a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
             a["motivo"] or ""))
 
 
@@ -1013,6 +1092,11 @@ def cmd_results(args, config):
         raise CliError("results takes a competition ID (or official ID, reopen ID)") from None
     models.open_database(config["database"]["path"])
     result = models.ranking(args.id)
+    if args.category is not None:
+        if args.category not in result["categorias"]:
+            raise CliError("competition %d has no category %r (its categories: %s)" % (
+                args.id, args.category, ", ".join(result["categorias"]) or "none"))
+        result = models.only_category(result, args.category)
     if args.csv:
         Path(args.csv).write_text(models.ranking_csv(result), encoding="utf-8", newline="")
         print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
@@ -1037,22 +1121,45 @@ def results_official(args, config):
         comp["id"], comp["nombre"], "official" if comp["oficial"] else "provisional"))
 
 
-def format_results(result):
-    """The standings as a plain-text table for a terminal."""
-    comp = result["competencia"]
-    lines = ["%s; best %d times count" % (race_line(comp), result["registros_por_equipo"])]
+def format_results(result, now=None):
+    """The standings as a plain-text table for a terminal: the race, the rule in words, then
+    one line per team (of one category when the result is filtered by one)."""
+    comp, regla = result["competencia"], result["regla"]
+    category = result.get("categoria")
+    lines = ["%s; best %d times count" % (race_line(comp), result["registros_por_equipo"]),
+             "rule: %s. %s" % (rule_line(regla), regla["texto"]),
+             "results %s at %s%s" % ("official" if comp["oficial"] else "provisional",
+                                     models.local_iso(now or models.utcnow()),
+                                     "; category %s" % category if category else "")]
     rows = result["clasificacion"]
     if not rows:
-        return lines[0] + "\nno teams"
-    width = max(6, max(len(r["equipo"]) for r in rows))
-    header = "%4s %6s  %-*s %8s %13s %13s %13s %6s" % (
-        "pos", "dorsal", width, "equipo", "counted", "total", "best", "mean", "early")
+        return "\n".join(lines + ["no teams"])
+    # Columns: (title, width, value of a row); some only where they say something.
+    columns = [("pos", 4, lambda r: r["posicion_categoria" if category else "posicion"])]
+    if category:
+        columns.append(("overall", 7, lambda r: r["posicion"]))
+    elif result["categorias"]:
+        columns += [("cat.pos", 7, lambda r: r["posicion_categoria"]),
+                    ("categoria", max(9, *(len(r["categoria"] or "") for r in rows)),
+                     lambda r: r["categoria"])]
+    columns += [("dorsal", 6, lambda r: r["dorsal"]),
+                ("equipo", -max(6, *(len(r["equipo"]) for r in rows)), lambda r: r["equipo"]),
+                ("counted", 8, lambda r: r["registros_contados"]),
+                ("total", 13, lambda r: r["tiempo_total"]),
+                ("best", 13, lambda r: r["mejor"]),
+                ("mean", 13, lambda r: r["promedio"])]
+    if regla["tipo"] == "puntos":
+        columns += [("points", 6, lambda r: r["puntos"]),
+                    ("places", -6, lambda r: " ".join(map(str, r["puestos"])) or None)]
+    columns.append(("early", 6, lambda r: r["antes_de_salida"] or ""))
+
+    def line(cells):
+        return " ".join("%*s" % (width, cell) for (_, width, _), cell in zip(columns, cells))
+    header = line(title for title, _, _ in columns).rstrip()
     lines += [header, "-" * len(header)]
     for r in rows:
-        lines.append("%4s %6d  %-*s %8d %13s %13s %13s %6s" % (
-            r["posicion"] or "-", r["dorsal"], width, r["equipo"], r["registros_contados"],
-            r["tiempo_total"] or "-", r["mejor"] or "-", r["promedio"] or "-",
-            r["antes_de_salida"] or ""))
+        lines.append(line("-" if (value := get(r)) is None else value
+                          for _, _, get in columns).rstrip())
     if any(r["antes_de_salida"] for r in rows):
         lines.append("early = records received before the start: counted, check them")
     return "\n".join(lines)
@@ -1202,12 +1309,30 @@ def build_parser():
     p = comp.add_parser("add", help="a new competition")
     p.add_argument("name", help="its name, as the results page shows it")
     p.add_argument("--date", metavar="ISO",
-                   help="the scheduled start, ISO 8601: 2026-12-20T09:00:00+01:00")
+                   help="the scheduled start, ISO 8601: 2026-12-20T09:00 (local time, "
+                        "race.timezone) or 2026-12-20T09:00:00+01:00")
     p.add_argument("--json", action="store_true", help="print it as one JSON line")
     p = comp.add_parser("list", help="every competition")
     p.add_argument("--json", action="store_true", help="print them as JSON")
-    for p in comp.choices.values():
-        p.set_defaults(func=cmd_competition)
+    p = comp.add_parser(
+        "set", help="(server) the scoring rule and the scheduled start",
+        description="The competition's scoring rule (before or during the race; every change "
+        "is in the history) and its scheduled start, on the running server: the live page "
+        "follows at once. suma: best N times, more finishers first, lower total; promedio: the "
+        "lowest mean of the best N; puntos: cross-country places, the best N add up, the next "
+        "two only displace, lowest sum wins. " + ENV_HELP)
+    p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
+    p.add_argument("--scoring", choices=models.REGLAS, help="the rule")
+    p.add_argument("--counted", type=int, metavar="N",
+                   help="how many of a team's times count (default race.records_scored_per_team)")
+    p.add_argument("--min-finishers", type=int, metavar="M",
+                   help="finishers a team needs to be ranked (default 1)")
+    p.add_argument("--date", metavar="ISO", help="the scheduled start, ISO 8601; without an "
+                   "offset it is local time (race.timezone)")
+    p.add_argument("--reason", help="why (kept in the history)")
+    add_session_arguments(p)
+    for name, p in comp.choices.items():
+        p.set_defaults(func=cmd_competition_set if name == "set" else cmd_competition)
 
     p = sub.add_parser("organizer", help="organizer accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -1253,6 +1378,8 @@ def build_parser():
                    help="its number, unique in the competition")
     p.add_argument("--judge", required=True, metavar="JUDGE",
                    help="the judge who times it: username or id (judge list)")
+    p.add_argument("--category", metavar="C",
+                   help="its category: the results rank it within it too (optional)")
     p.add_argument("--json", action="store_true", help="print it as one JSON line")
     p = team.add_parser("list", help="teams with their judges")
     p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
@@ -1298,7 +1425,8 @@ def build_parser():
                    help="the team's id (team list)")
     p.add_argument("--tiempo", required=True, metavar="T",
                    help="milliseconds or clock text: 19:45.2, 0:19:45.200")
-    p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T)")
+    p.add_argument("--timestamp", metavar="ISO", help="when (default: the start plus T); "
+                   "without an offset it is local time (race.timezone)")
     p.add_argument("--reason", required=True, help="why (kept in the history)")
     for action, words in (("void", "void a record (it stays stored)"),
                           ("restore", "undo a void"),
@@ -1389,6 +1517,8 @@ def build_parser():
     p.add_argument("id", nargs="?", type=int, help=argparse.SUPPRESS)
     p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE (the same "
                    "file as the page's download)")
+    p.add_argument("--category", metavar="C", help="only the teams of category C, with their "
+                   "position in it")
     p.add_argument("--reason", help="why (results official/reopen; kept in the history)")
     add_session_arguments(p)
     p.set_defaults(func=cmd_results)
@@ -1410,10 +1540,12 @@ def main(argv=None):
     try:
         config = load_config(args.config)
         models.configure(contados=config["race"]["records_scored_per_team"],
-                         tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
+                         tolerancia_ms=config["race"]["impossible_time_tolerance_ms"],
+                         timezone=config["race"]["timezone"])
         if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
                              cmd_simulate, cmd_records, cmd_team_correction, cmd_audit,
-                             cmd_results, cmd_restore, cmd_judge_active, cmd_team_edit):
+                             cmd_results, cmd_restore, cmd_judge_active, cmd_team_edit,
+                             cmd_competition_set):
             models.open_database(config["database"]["path"])
         args.func(args, config)
     except (ConfigError, CliError, models.DomainError, replica.ReplicaError, OSError,

@@ -22,7 +22,6 @@ import random
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

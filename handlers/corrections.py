@@ -40,9 +40,9 @@ class RegistrosHandler(OrganizerHandler):
     async def post(self, competencia_id):
         body = self.json_body()
         timestamp = body.get("timestamp")
-        if timestamp is not None:
+        if timestamp is not None:  # an organizer's date: without an offset, local time
             try:
-                timestamp = models.parse_timestamp(timestamp)
+                timestamp = models.parse_local_timestamp(timestamp)
             except (ValueError, TypeError, OverflowError):
                 raise ApiError(400, "validation_error", "La fecha no es válida.",
                                {"timestamp": "Debe ser una fecha ISO 8601."}) from None

@@ -1,11 +1,15 @@
 """HTML for people (not the JSON API): the list of competitions and the live results page.
 
 Spanish, autoescaped templates (names are text, never markup), a strict Content-Security-Policy
-and nothing fetched from anywhere else: the page's script and stylesheet are served here too.
+and nothing fetched from anywhere else: the page's script and stylesheet are served here too,
+and its QR code is drawn here (segno, as SVG in a data: URI). Times are the venue's local time
+(``race.timezone``) with their offset.
 """
 
+import functools
 from pathlib import Path
 
+import segno
 import tornado.web
 
 import models
@@ -17,6 +21,56 @@ STATIC = ROOT / "static"
 
 ESTADOS = {models.ESTADO_PROGRAMADA: "Programada", models.ESTADO_EN_CURSO: "En curso",
            models.ESTADO_FINALIZADA: "Finalizada"}
+
+
+MESES = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic")
+
+
+def _local(wire_text):
+    return models.to_local(models.parse_timestamp(wire_text)) if wire_text else None
+
+
+def offset_text(local):
+    """``UTC+01:00``: the offset people read beside a local time."""
+    z = local.strftime("%z")
+    return "UTC%s:%s" % (z[:3], z[3:5])
+
+
+def fecha_texto(wire_text):
+    """A wire timestamp as a local date and time: ``6 dic 2026, 09:00 (UTC+01:00)``."""
+    local = _local(wire_text)
+    if local is None:
+        return ""
+    return "%d %s %d, %02d:%02d (%s)" % (local.day, MESES[local.month - 1], local.year,
+                                         local.hour, local.minute, offset_text(local))
+
+
+def hora_texto(wire_text):
+    """A wire timestamp as a local time of day: ``10:23:45 (UTC+01:00)``."""
+    local = _local(wire_text)
+    if local is None:
+        return ""
+    return "%02d:%02d:%02d (%s)" % (local.hour, local.minute, local.second, offset_text(local))
+
+
+def momento(comp):
+    """The line under the race state: when it is due, when it started, when it finished (the
+    page's script says the same as the race goes on)."""
+    if comp["estado"] == models.ESTADO_FINALIZADA:
+        return "Finalizada a las " + hora_texto(comp["finished_at"])
+    if comp["estado"] == models.ESTADO_EN_CURSO:
+        return "Salida a las " + hora_texto(comp["started_at"])
+    if comp["fecha_hora"]:
+        return "Salida prevista: " + fecha_texto(comp["fecha_hora"])
+    return "Salida sin hora prevista"
+
+
+@functools.lru_cache(maxsize=64)
+def qr_data_uri(url):
+    """The QR code of ``url`` as an SVG ``data:`` URI (the CSP's img-src allows data:), with
+    its quiet zone; drawn once per address."""
+    return segno.make(url, error="m").svg_data_uri(border=4, omitsize=True, dark="#000",
+                                                   light="#fff")
 
 
 def asset(name):
@@ -35,7 +89,16 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
         namespace = super().get_template_namespace()
         namespace["asset"] = asset
         namespace["estado_texto"] = lambda estado: ESTADOS.get(estado, estado)
+        namespace.update(fecha_texto=fecha_texto, hora_texto=hora_texto, momento=momento,
+                         zona=models.zone().key)
         return namespace
+
+    def public_url(self, path):
+        """The address of ``path`` as phones reach it: ``server.public_url`` when set (the
+        laptop cannot know its venue address), else the address this request came to."""
+        base = self.config["server"]["public_url"] or "%s://%s" % (self.request.protocol,
+                                                                   self.request.host)
+        return base + path
 
     def set_default_headers(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -64,10 +127,13 @@ class IndexPageHandler(PageHandler):
 
 
 class CompetenciaPageHandler(PageHandler):
-    """``/competencias/{id}/``: the live results page (the script fills in the standings)."""
+    """``/competencias/{id}/``: the live results page (the script fills in the standings,
+    one tab per category, and the printout), with the QR code that opens it."""
 
     async def get(self, competencia_id):
-        self.render("competencia.html", comp=await self.competition(int(competencia_id)))
+        comp = await self.competition(int(competencia_id))
+        url = self.public_url("/competencias/%d/" % comp["id"])
+        self.render("competencia.html", comp=comp, url=url, qr=qr_data_uri(url))
 
 
 class EquipoPageHandler(PageHandler):

@@ -1,4 +1,5 @@
-"""Competitions: the public object, the organizer's start/stop/reset, and who is connected."""
+"""Competitions: the public object and the organizer's changes to it (scoring rule, scheduled
+start), start/stop/reset, and who is connected."""
 
 import asyncio
 
@@ -8,10 +9,24 @@ from handlers.errors import ApiError
 
 
 class CompetenciaHandler(BaseHandler):
-    """GET -> the competition object (public, read-only)."""
+    """GET -> the competition object (public). PATCH (organizer) {"regla"?: {"tipo"?,
+    "contados"?, "minimo"?}, "fecha_hora"?, "motivo"?} -> {"competencia", "regla"}: the
+    scoring rule and the scheduled start, each change in the history; the live results page
+    follows at once."""
 
     async def get(self, competencia_id):
         self.write_json(await self.competition(int(competencia_id)))
+
+    async def patch(self, competencia_id):
+        user_id = (await self.organizer())["user"]["id"]
+        body = self.json_body()
+        cid = int(competencia_id)
+        async with self.hub.lock(cid):
+            comp, regla, changed = await self.db_write(models.update_competition, user_id, cid,
+                                                       body)
+            if changed:
+                self.hub.update(comp)  # the results page recomputes with the new rule
+        self.write_json({"competencia": comp, "regla": regla})
 
 
 class RaceActionHandler(OrganizerHandler):

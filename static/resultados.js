@@ -1,19 +1,13 @@
 // Server5K live results page. No framework, no build step: one file served by the server.
 // The page listens on the public read-only socket /ws/resultados/{id}/; every message there is
 // a full snapshot of the standings, so a missed message is never a problem, and after a
-// reconnect the first snapshot brings the page up to date.
+// reconnect the first snapshot brings the page up to date. Every snapshot also rebuilds the
+// printout (#impresion, shown only on paper): one sheet per category, podium first.
 (function () {
   'use strict';
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
-
-  // Dates on the index page, shown in the reader's local time.
-  Array.prototype.forEach.call(document.querySelectorAll('time[datetime]'), function (el) {
-    var when = Date.parse(el.getAttribute('datetime'));
-    if (!isNaN(when)) {
-      el.textContent = new Date(when).toLocaleString('es', { dateStyle: 'medium', timeStyle: 'short' });
-    }
-  });
+  var MESES = ['ene', 'feb', 'mar', 'abr', 'may', 'jun', 'jul', 'ago', 'sept', 'oct', 'nov', 'dic'];
 
   var root = document.getElementById('resultados');
   if (!root) { return; }
@@ -21,6 +15,8 @@
   var tbody = document.querySelector('#clasificacion tbody');
   var estadoEl = document.getElementById('estado');
   var relojEl = document.getElementById('reloj');
+  var relojEtiquetaEl = document.getElementById('reloj-etiqueta');
+  var momentoEl = document.getElementById('momento');
   var enVivoEl = document.getElementById('en-vivo');
   var avisoEl = document.getElementById('aviso-conexion');
   var reintentoEl = document.getElementById('aviso-reintento');
@@ -28,13 +24,51 @@
   var reglaEl = document.getElementById('regla');
   var oficialEl = document.getElementById('oficial');
   var trasFinalEl = document.getElementById('tras-final');
+  var pestanasEl = document.getElementById('categorias');
+  var impresionEl = document.getElementById('impresion');
+  var qrImg = document.querySelector('#qr img');
+  var csvEl = document.getElementById('csv');
 
   var competencia = null;
+  var latest = null;       // the last standings received
+  var categoria = new URLSearchParams(location.search).get('categoria');  // null: General
   var offsetMs = 0;        // server clock minus this device's clock
   var previous = {};       // equipo_id -> row signature, to flash rows that changed
   var socket = null;
   var retries = 0;
   var retryTimer = null;
+
+  // -- the venue's local time (race.timezone), whatever this device's zone ------------------------
+  var zona = root.getAttribute('data-zona') || undefined;
+  var partes;
+  try {
+    partes = new Intl.DateTimeFormat('en-US', {
+      timeZone: zona, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric',
+      hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'longOffset' });
+  } catch (e) {  // an old browser: this device's zone
+    partes = new Intl.DateTimeFormat('en-US', {
+      hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric',
+      hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
+  }
+
+  function local(ms) {
+    var out = {};
+    partes.formatToParts(new Date(ms)).forEach(function (p) { out[p.type] = p.value; });
+    var offset = (out.timeZoneName || 'GMT').replace('GMT', 'UTC');
+    out.offset = offset === 'UTC' ? 'UTC+00:00' : offset;
+    return out;
+  }
+
+  function fechaTexto(iso) {  // 6 dic 2026, 09:00 (UTC+01:00), as the server writes it
+    var p = local(Date.parse(iso));
+    return p.day + ' ' + MESES[Number(p.month) - 1] + ' ' + p.year + ', ' + p.hour + ':' +
+      p.minute + ' (' + p.offset + ')';
+  }
+
+  function horaTexto(ms) {  // 10:23:45 (UTC+01:00)
+    var p = local(ms);
+    return p.hour + ':' + p.minute + ':' + p.second + ' (' + p.offset + ')';
+  }
 
   function setServerTime(iso) {
     var server = Date.parse(iso);
@@ -55,90 +89,239 @@
   function tickClock() {
     if (!competencia || !competencia.started_at) {
       relojEl.hidden = true;
+      relojEtiquetaEl.hidden = true;
       return;
     }
     var start = Date.parse(competencia.started_at);
     var end = competencia.finished_at ? Date.parse(competencia.finished_at) : Date.now() + offsetMs;
     relojEl.textContent = clockText(end - start);
     relojEl.hidden = false;
+    relojEtiquetaEl.hidden = !competencia.finished_at;
+  }
+
+  function momento(c) {
+    if (c.estado === 'finalizada') {
+      return 'Finalizada a las ' + horaTexto(Date.parse(c.finished_at));
+    }
+    if (c.estado === 'en_curso') { return 'Salida a las ' + horaTexto(Date.parse(c.started_at)); }
+    return c.fecha_hora ? 'Salida prevista: ' + fechaTexto(c.fecha_hora) :
+      'Salida sin hora prevista';
+  }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined) { node.textContent = text === null ? '—' : String(text); }
+    return node;
   }
 
   function cell(tr, cls, text) {
-    var td = document.createElement('td');
-    td.className = cls;
-    td.textContent = text === null || text === undefined ? '—' : String(text);
+    var td = el('td', cls, text === undefined ? null : text);
     tr.appendChild(td);
     return td;
   }
 
+  // The rows of the tab shown, and each one's position in it.
+  function rowsOf(data, name) {
+    if (name === null) { return data.clasificacion; }
+    return data.clasificacion.filter(function (r) { return r.categoria === name; });
+  }
+
+  function positionOf(r, name) {
+    return name === null ? r.posicion : r.posicion_categoria;
+  }
+
+  function score(r, regla) {  // what the rule compares, as people read it
+    if (regla.tipo === 'puntos') { return r.puntos === null ? null : r.puntos + ' pts'; }
+    if (regla.tipo === 'promedio') { return r.promedio; }
+    return r.tiempo_total;
+  }
+
+  function renderTabs(data) {
+    var names = data.categorias || [];
+    if (categoria !== null && names.indexOf(categoria) < 0) { categoria = null; }
+    pestanasEl.hidden = names.length === 0;
+    pestanasEl.textContent = '';
+    [null].concat(names).forEach(function (name) {
+      var tab = el('button', 'pestana', name === null ? 'General' : name);
+      tab.type = 'button';
+      tab.setAttribute('role', 'tab');
+      tab.setAttribute('aria-selected', String(name === categoria));
+      tab.setAttribute('aria-controls', 'clasificacion');
+      tab.addEventListener('click', function () {
+        categoria = name;
+        var url = new URL(location.href);
+        if (name === null) { url.searchParams.delete('categoria'); }
+        else { url.searchParams.set('categoria', name); }
+        history.replaceState(null, '', url.toString());
+        previous = {};  // a new tab is not a change of the standings
+        render(latest);
+      });
+      pestanasEl.appendChild(tab);
+    });
+  }
+
   function render(data) {
+    latest = data;
     competencia = data.competencia;
+    var regla = data.regla;
     document.getElementById('nombre').textContent = competencia.nombre;
     document.title = competencia.nombre + ' · Resultados';
     estadoEl.textContent = ESTADOS[competencia.estado] || competencia.estado;
     estadoEl.className = 'estado estado-' + competencia.estado;
     oficialEl.textContent = competencia.oficial ? 'Resultados oficiales' : 'Resultados provisionales';
     oficialEl.className = 'oficial' + (competencia.oficial ? ' es-oficial' : '');
+    momentoEl.textContent = momento(competencia);
     var late = data.registros_tras_final || 0;
     trasFinalEl.hidden = !late;
     trasFinalEl.textContent = late === 1 ? '1 tiempo llegó después del final' :
       late + ' tiempos llegaron después del final';
-    reglaEl.textContent = 'Puntúan los ' + data.registros_por_equipo + ' mejores tiempos de cada ' +
-      'equipo: primero quien tenga más llegadas, luego el menor tiempo total; igual total, igual puesto.';
+    reglaEl.textContent = regla.texto;
+    renderTabs(data);
+    csvEl.href = '/api/competencias/' + competenciaId + '/resultados/?format=csv' +
+      (categoria === null ? '' : '&categoria=' + encodeURIComponent(categoria));
     tickClock();
 
+    var puntos = regla.tipo === 'puntos';
+    document.querySelector('#clasificacion th.puntos').hidden = !puntos;
+    root.setAttribute('data-regla', regla.tipo);
     var fragment = document.createDocumentFragment();
     var seen = {};
-    data.clasificacion.forEach(function (r) {
+    var rows = rowsOf(data, categoria);
+    rows.forEach(function (r) {
       var tr = document.createElement('tr');
       tr.setAttribute('data-equipo-id', r.equipo_id);
       if (!r.registros_contados) { tr.className = 'sin-registros'; }
       var estadoEquipo = r.estado && r.estado !== 'ok' ? r.estado.toUpperCase() : null;
-      cell(tr, 'pos', estadoEquipo || (r.posicion === null ? '–' : r.posicion));
+      var pos = positionOf(r, categoria);
+      cell(tr, 'pos', estadoEquipo || (pos === null ? '–' : pos));
       var equipo = cell(tr, 'equipo', '');
       var enlace = document.createElement('a');
       enlace.href = '/competencias/' + competenciaId + '/equipos/' + r.equipo_id + '/';
       enlace.textContent = r.equipo;
       equipo.appendChild(enlace);
+      if (r.categoria && categoria === null) {
+        equipo.appendChild(el('span', 'categoria', r.categoria));
+      }
       // Phones hide the dorsal, best and mean columns and show them here, one per line.
-      var detalle = document.createElement('span');
-      detalle.className = 'detalle';
+      var detalle = el('span', 'detalle');
       [['Dorsal', r.dorsal], ['Mejor', r.mejor], ['Promedio', r.promedio]].forEach(function (pair) {
         if (pair[1] === null || pair[1] === undefined) { return; }
-        var line = document.createElement('span');
-        line.textContent = pair[0] + ' ' + pair[1];
-        detalle.appendChild(line);
+        detalle.appendChild(el('span', '', pair[0] + ' ' + pair[1]));
       });
       equipo.appendChild(detalle);
       if (r.penalizacion_ms) {
-        var pen = document.createElement('span');
-        pen.className = 'penalizacion';
-        pen.textContent = 'Penalización ' + (r.penalizacion_ms > 0 ? '+' : '−') +
-          clockMs(Math.abs(r.penalizacion_ms));
-        equipo.appendChild(pen);
+        equipo.appendChild(el('span', 'penalizacion', 'Penalización ' +
+          (r.penalizacion_ms > 0 ? '+' : '−') + clockMs(Math.abs(r.penalizacion_ms))));
       }
       cell(tr, 'dorsal', r.dorsal);
       cell(tr, 'contados', r.registros_contados);
+      if (puntos) {
+        var td = cell(tr, 'puntos', r.puntos);
+        if (r.puestos.length) { td.title = 'Puestos: ' + r.puestos.join(', '); }
+      }
       cell(tr, 'total', r.tiempo_total);
       cell(tr, 'mejor', r.mejor);
       cell(tr, 'promedio', r.promedio);
-      var signature = [r.posicion, r.registros_contados, r.tiempo_total_ms, r.estado].join('|');
+      var signature = [pos, r.registros_contados, r.tiempo_total_ms, r.puntos, r.estado].join('|');
       if (previous[r.equipo_id] !== undefined && previous[r.equipo_id] !== signature) {
         tr.classList.add('cambio');
       }
       seen[r.equipo_id] = signature;
       fragment.appendChild(tr);
     });
-    if (!data.clasificacion.length) {
+    if (!rows.length) {
       var empty = document.createElement('tr');
-      cell(empty, 'vacio', 'Esta competencia todavía no tiene equipos.').colSpan = 7;
+      cell(empty, 'vacio', data.clasificacion.length ? 'Esta categoría no tiene equipos.' :
+        'Esta competencia todavía no tiene equipos.').colSpan = 8;
       fragment.appendChild(empty);
     }
     previous = seen;
     tbody.textContent = '';
     tbody.appendChild(fragment);
-    actualizadoEl.textContent = 'Actualizado a las ' + new Date().toLocaleTimeString('es');
+    actualizadoEl.textContent = 'Actualizado a las ' + horaTexto(Date.now() + offsetMs);
+    renderPrint(data);
     root.setAttribute('data-version', String(Number(root.getAttribute('data-version') || 0) + 1));
+  }
+
+  // -- the printout: per category (General first), the podium, then the whole table -------------
+  function renderPrint(data) {
+    var regla = data.regla;
+    var names = [null].concat(data.categorias || []);
+    var fragment = document.createDocumentFragment();
+    names.forEach(function (name) {
+      var rows = rowsOf(data, name);
+      var hoja = el('section', 'hoja');
+      hoja.setAttribute('data-categoria', name === null ? '' : name);
+      var cabecera = el('header', 'hoja-cabecera');
+      if (qrImg) {
+        var qr = el('img', 'hoja-qr');
+        qr.src = qrImg.src;
+        qr.alt = qrImg.alt;
+        cabecera.appendChild(qr);
+      }
+      cabecera.appendChild(el('h1', '', data.competencia.nombre));
+      cabecera.appendChild(el('h2', '', name === null ? 'Clasificación general' : 'Categoría ' + name));
+      cabecera.appendChild(el('p', 'hoja-oficial', (data.competencia.oficial ? 'Resultados oficiales' :
+        'Resultados provisionales') + ' · ' + momento(data.competencia)));
+      cabecera.appendChild(el('p', 'hoja-regla', 'Regla: ' + regla.texto));
+      cabecera.appendChild(el('p', 'hoja-impreso', 'Impreso el ' +
+        fechaTexto(new Date(Date.now() + offsetMs).toISOString())));
+      hoja.appendChild(cabecera);
+
+      var podio = el('ol', 'podio');
+      rows.forEach(function (r) {
+        var pos = positionOf(r, name);
+        if (pos === null || pos > 3 || r.estado !== 'ok') { return; }
+        var li = el('li', 'podio-' + pos);
+        li.appendChild(el('span', 'podio-puesto', pos + '.º'));
+        li.appendChild(el('span', 'podio-equipo', r.equipo));
+        li.appendChild(el('span', 'podio-marca', score(r, regla)));
+        podio.appendChild(li);
+      });
+      if (podio.childNodes.length) { hoja.appendChild(podio); }
+
+      var tabla = el('table', 'hoja-tabla');
+      var head = el('tr');
+      var puntos = regla.tipo === 'puntos';
+      var columnas = [['pos', 'Pos.'], ['equipo', 'Equipo'], ['dorsal', 'Dorsal'],
+        ['contados', 'Llegadas'], ['total', puntos ? 'Puntos' : regla.tipo === 'promedio' ?
+          'Promedio' : 'Tiempo total']];
+      if (puntos) { columnas.push(['puestos', 'Puestos']); }
+      columnas.push(['mejor', 'Mejor']);
+      columnas.forEach(function (c) { head.appendChild(el('th', c[0], c[1])); });
+      var thead = el('thead');
+      thead.appendChild(head);
+      tabla.appendChild(thead);
+      var body = el('tbody');
+      rows.forEach(function (r) {
+        var tr = el('tr');
+        var pos = positionOf(r, name);
+        cell(tr, 'pos', r.estado !== 'ok' ? r.estado.toUpperCase() : pos === null ? '–' : pos);
+        cell(tr, 'equipo', r.equipo + (r.penalizacion_ms ? ' (penalización ' +
+          (r.penalizacion_ms > 0 ? '+' : '−') + clockMs(Math.abs(r.penalizacion_ms)) + ')' : ''));
+        cell(tr, 'dorsal', r.dorsal);
+        cell(tr, 'contados', r.registros_contados);
+        cell(tr, 'total', score(r, regla));
+        if (puntos) {  // the counted places, then those that only displaced
+          var n = regla.contados;
+          cell(tr, 'puestos', r.puestos.slice(0, n).join(' + ') +
+            (r.puestos.length > n ? ' (' + r.puestos.slice(n).join(', ') + ')' : ''));
+        }
+        cell(tr, 'mejor', r.mejor);
+        body.appendChild(tr);
+      });
+      if (!rows.length) {
+        var vacia = el('tr');
+        cell(vacia, 'vacio', 'Sin equipos.').colSpan = columnas.length;
+        body.appendChild(vacia);
+      }
+      tabla.appendChild(body);
+      hoja.appendChild(tabla);
+      fragment.appendChild(hoja);
+    });
+    impresionEl.textContent = '';
+    impresionEl.appendChild(fragment);
   }
 
   function fetchOnce() {
@@ -198,6 +381,8 @@
     };
   }
 
+  document.getElementById('imprimir').addEventListener('click', function () { window.print(); });
+  window.addEventListener('beforeprint', function () { if (latest) { renderPrint(latest); } });
   fetchOnce();
   connect();
   setInterval(tickClock, 250);

@@ -6,15 +6,22 @@ real CLI (``server5k.py race start ID --url ...``) and the clock appears; judges
 through the API and the table changes without a reload; the server goes away and the page says
 so, then reconnects by itself when it is back.
 
+Then the awards: one tab per category, the rule chosen on the command line and shown in words,
+the page after the finish in the venue's local time, the printout (Chromium's print emulation,
+and a real A4 PDF: one page per category, podium first) and the QR code, read back by zbarimg
+(Debian's zbar-tools) to the public address.
+
 Skipped, with the reason, only when Chromium is not installed at /usr/bin/chromium or cannot be
-launched on this machine. Screenshots (phone 390 px and desktop 1280 px wide) are written to the
-test's tmp dir; set SERVER5K_UPDATE_SCREENSHOTS=1 to refresh docs/results-phone.png and
-docs/results-desktop.png with them.
+launched on this machine (the QR check: when zbarimg is missing). Screenshots are written to the
+test's tmp dir; set SERVER5K_UPDATE_SCREENSHOTS=1 to refresh docs/results-phone.png,
+docs/results-desktop.png, docs/results-categories.png and docs/results-print.png with them.
 """
 
 import json
 import re
 import signal
+import shutil
+import subprocess
 
 import pytest
 from playwright.sync_api import expect
@@ -51,14 +58,27 @@ def submit(server, token, equipo_id, *tiempos, minute=0):
     assert status == 201, body
 
 
-def screenshot(page, tmp_path, name, viewport):
+def screenshot(page, tmp_path, name, viewport, ticking=True):
     page.set_viewport_size(viewport)
     # A steady picture: wait for the change highlights to fade and for the clock to tick.
     page.evaluate("Promise.allSettled(document.getAnimations().map(a => a.finished))"
                   ".then(() => true)")
-    clock = page.locator("#reloj")
-    expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
-    save_screenshot(page, tmp_path, name)
+    if ticking:
+        clock = page.locator("#reloj")
+        expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
+    return save_screenshot(page, tmp_path, name)
+
+
+def decode_qr(png):
+    """What the QR code in a PNG says, read by zbarimg (Debian's zbar-tools)."""
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        pytest.skip("zbarimg is not installed (Debian package 'zbar-tools'; .ci/run installs "
+                    "it when apt-get can)")
+    run = subprocess.run([zbarimg, "--quiet", "--raw", str(png)], capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
 
 
 def test_live_results_page_follows_the_race(browser, server, tmp_path):
@@ -84,6 +104,7 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
     expect(row(page, a1).locator("td.pos")).to_have_text("–")
     expect(page.locator("#estado")).to_have_text("Programada")
     expect(page.locator("#reloj")).to_be_hidden()
+    expect(page.locator("#categorias")).to_be_hidden()  # no categories: no tabs
     expect(page.locator("#resultados")).to_have_attribute("data-conexion", "en-vivo",
                                                           timeout=WAIT_MS)
     page.evaluate("window.sinRecargar = true")  # gone if the page reloads
@@ -160,3 +181,157 @@ def test_page_shows_a_lost_connection_and_reconnects_by_itself(browser, server):
     submit(server, token(server, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
     expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     assert page.evaluate("window.sinRecargar") is True
+
+
+PUBLIC_URL = "http://resultados.example:8000"  # how the venue's phones reach the laptop
+A4 = {"width": 794, "height": 1123}  # CSS pixels at 96 dpi
+
+
+@pytest.fixture
+def awards(spawn, tmp_path):
+    """The demo event plus four teams in two categories, in Bogotá (UTC-05:00 all year), with
+    the public address set; served by ``server5k.py serve``."""
+    srv = spawn(tmp_path / "awards.db", server={"public_url": PUBLIC_URL},
+                race={"timezone": "America/Bogota"})
+    srv.cli("demo")
+    srv.creds = json.loads((tmp_path / "awards.db.demo-credentials.json").read_text())
+    srv.teams = {}
+    for dorsal, (name, judge, category) in enumerate((
+            ("Liebres", "juez1", "Veteranos"), ("Tortugas", "juez1", "Veteranos"),
+            ("Gacelas", "juez2", "Abierta"), ("Linces", "juez2", "Abierta")), start=11):
+        team = json.loads(srv.cli("team", "add", name, "--dorsal", str(dorsal), "--judge", judge,
+                                  "--category", category, "--json").stdout)
+        srv.teams[name] = team["id"]
+    org = srv.creds["organizador"]
+    srv.org = {"SERVER5K_USER": org["username"], "SERVER5K_PASSWORD": org["password"]}
+    return srv.start()
+
+
+def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
+    cid = awards.creds["competencia_id"]
+    juez1, juez2 = awards.creds["jueces"]
+    token1 = token(awards, juez1["username"], juez1["password"])
+    token2 = token(awards, juez2["username"], juez2["password"])
+    teams = awards.teams
+
+    def cli(*args):
+        run = awards.cli(*args, "--url", awards.base_url, env=awards.org)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    page = browser.new_page(viewport=DESKTOP, locale="es-ES", timezone_id="Asia/Tokyo")
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(awards.base_url + "/competencias/%d/" % cid)
+    expect(page.locator("#clasificacion tbody tr")).to_have_count(8, timeout=WAIT_MS)
+
+    # Before the start: the scheduled start, in the venue's time (the browser is in Tokyo).
+    expect(page.locator("#momento")).to_have_text(re.compile(
+        r"^Salida prevista: [0-9]{1,2} [a-z]+ 20[0-9]{2}, 09:00 \(UTC-05:00\)$"))
+    expect(page.locator("#oficial")).to_have_text("Resultados provisionales")
+
+    # One tab per category, and General, which is shown first.
+    tabs = page.get_by_role("tab")
+    expect(tabs).to_have_text(["General", "Abierta", "Veteranos"])
+    expect(page.get_by_role("tab", name="General")).to_have_attribute("aria-selected", "true")
+
+    cli("race", "start", str(cid))
+    expect(page.locator("#momento")).to_have_text(
+        re.compile(r"^Salida a las [0-9:]{8} \(UTC-05:00\)$"), timeout=WAIT_MS)
+    submit(awards, token1, teams["Liebres"], 1_100_000, 1_150_000, 1_400_000)
+    submit(awards, token1, teams["Tortugas"], 1_120_000, 1_130_000, 1_160_000, minute=1)
+    submit(awards, token2, teams["Gacelas"], 1_000_000, 1_300_000, 1_310_000, minute=2)
+    submit(awards, token2, teams["Linces"], 1_200_000, minute=3)
+
+    # The cross-country rule, set on the command line: the page follows without a reload.
+    page.evaluate("window.sinRecargar = true")
+    out = cli("competition", "set", str(cid), "--scoring", "puntos", "--counted", "2",
+              "--min-finishers", "2", "--reason", "reglamento del cross")
+    assert "puntos, best 2 count, 2 finishers to rank" in out
+    expect(page.locator("#regla")).to_contain_text("Por puestos, como en cross", timeout=WAIT_MS)
+    expect(page.locator("#clasificacion th.puntos")).to_be_visible()
+    # Places among the runners of the three teams with two finishers (Linces has one): Gacelas
+    # 1000 (1), Liebres 1100 (2), Tortugas 1120 (3), 1130 (4), Liebres 1150 (5), Tortugas 1160
+    # (6), Gacelas 1300 (7), 1310 (8), Liebres 1400 (9). Points of the best two: Tortugas
+    # 3 + 4 = 7 and Liebres 2 + 5 = 7, a tie that Tortugas' third runner (6th) wins over
+    # Liebres' (9th); Gacelas 1 + 7 = 8.
+    expect(row(page, teams["Tortugas"]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    expect(row(page, teams["Tortugas"]).locator("td.puntos")).to_have_text("7")
+    expect(row(page, teams["Liebres"]).locator("td.pos")).to_have_text("2")
+    expect(row(page, teams["Gacelas"]).locator("td.pos")).to_have_text("3")
+    expect(row(page, teams["Linces"]).locator("td.pos")).to_have_text("–")
+
+    # The Abierta tab: its teams only, with their place in it.
+    page.get_by_role("tab", name="Abierta").click()
+    expect(page.get_by_role("tab", name="Abierta")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#clasificacion tbody tr")).to_have_count(2)
+    expect(row(page, teams["Gacelas"]).locator("td.pos")).to_have_text("1")
+    expect(row(page, teams["Linces"]).locator("td.pos")).to_have_text("–")
+    assert page.url.endswith("?categoria=Abierta")
+    expect(page.locator("#csv")).to_have_attribute(
+        "href", "/api/competencias/%d/resultados/?format=csv&categoria=Abierta" % cid)
+    screenshot(page, tmp_path, "results-categories.png", DESKTOP)
+    page.get_by_role("tab", name="Veteranos").click()
+    expect(page.locator("#clasificacion tbody tr")).to_have_count(2)
+    expect(row(page, teams["Tortugas"]).locator("td.pos")).to_have_text("1")
+    expect(row(page, teams["Liebres"]).locator("td.pos")).to_have_text("2")
+
+    # After the finish: when, the final time, and official once the organizer says so.
+    cli("race", "stop", str(cid))
+    expect(page.locator("#momento")).to_have_text(
+        re.compile(r"^Finalizada a las [0-9:]{8} \(UTC-05:00\)$"), timeout=WAIT_MS)
+    expect(page.locator("#reloj-etiqueta")).to_have_text("Tiempo final")
+    expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:[0-9]{2}$"))
+    cli("results", "official", str(cid))
+    expect(page.locator("#oficial")).to_have_text("Resultados oficiales", timeout=WAIT_MS)
+    assert page.evaluate("window.sinRecargar") is True
+
+    # The QR code on the page (for the projector), read back at the end.
+    qr_png = tmp_path / "qr.png"
+    page.locator("#qr img").screenshot(path=str(qr_png))
+    expect(page.locator("#qr-url")).to_have_text(PUBLIC_URL + "/competencias/%d/" % cid)
+
+    # Printed: no navigation, no live banner; one sheet per category, General first.
+    page.set_viewport_size(A4)
+    page.emulate_media(media="print")
+    for hidden in (".volver", "#categorias", "#en-vivo", "#aviso-conexion", "#clasificacion",
+                   "#qr", "#imprimir"):
+        expect(page.locator(hidden)).to_be_hidden()
+    sheets = page.locator("#impresion .hoja")
+    expect(sheets).to_have_count(3)
+    expect(sheets.locator("h2")).to_have_text(
+        ["Clasificación general", "Categoría Abierta", "Categoría Veteranos"])
+    for n in range(3):
+        sheet = sheets.nth(n)
+        expect(sheet.locator("h1")).to_have_text("Carrera Demo 5K")
+        expect(sheet.locator(".hoja-oficial")).to_have_text(re.compile(
+            r"^Resultados oficiales · Finalizada a las [0-9:]{8} \(UTC-05:00\)$"))
+        expect(sheet.locator(".hoja-regla")).to_contain_text("Regla: Por puestos")
+        expect(sheet.locator(".hoja-impreso")).to_have_text(re.compile(
+            r"^Impreso el [0-9]{1,2} [a-z]+ 20[0-9]{2}, [0-9:]{5} \(UTC-05:00\)$"))
+        # The podium comes right after the header, before the table.
+        assert sheet.evaluate("s => [...s.children].map(c => c.className)") == [
+            "hoja-cabecera", "podio", "hoja-tabla"]
+        if n:
+            assert sheet.evaluate("s => getComputedStyle(s).breakBefore") == "page"
+    veteranos = sheets.nth(2)
+    expect(veteranos.locator(".podio li")).to_have_text(
+        [re.compile(r"^1\.º\s*Tortugas\s*7 pts$"), re.compile(r"^2\.º\s*Liebres\s*7 pts$")])
+    expect(veteranos.locator(".hoja-tabla tbody tr")).to_have_count(2)
+    expect(sheets.nth(1).locator(".hoja-tabla tbody tr td.pos")).to_have_text(["1", "–"])
+    screenshot(page, tmp_path, "results-print.png", A4, ticking=False)
+    sheet_qr = tmp_path / "qr-print.png"
+    sheets.nth(0).locator(".hoja-qr").screenshot(path=str(sheet_qr))
+    # On real A4 paper: exactly one page per category (the tables are short).
+    pdf = page.pdf(format="A4", print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 3
+    assert errors == []
+    # A category's own address opens its tab (what a projector can show all morning).
+    other = browser.new_page(viewport=DESKTOP, locale="es-ES")
+    other.goto(awards.base_url + "/competencias/%d/?categoria=Veteranos" % cid)
+    expect(other.get_by_role("tab", name="Veteranos")).to_have_attribute(
+        "aria-selected", "true", timeout=WAIT_MS)
+    expect(other.locator("#clasificacion tbody tr")).to_have_count(2)
+    # Both QR codes, on the screen and on paper, open the public address (zbarimg reads them).
+    for png in (qr_png, sheet_qr):
+        assert decode_qr(png) == PUBLIC_URL + "/competencias/%d/" % cid

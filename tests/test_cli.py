@@ -33,9 +33,13 @@ def test_setting_up_an_event_with_json_output(conf):
     team = json_line(conf.cli("team", "add", "Los Rápidos", "--dorsal", "7", "--judge",
                         str(judge["id"]), "--json"))
     assert team == {"id": 1, "nombre": "Los Rápidos", "dorsal": 7, "juez_id": judge["id"],
-                    "competencia_id": 1}
+                    "competencia_id": 1, "categoria": None}
+    veteranos = json_line(conf.cli("team", "add", "Los Lentos", "--dorsal", "8", "--judge",
+                                   "pedro", "--category", " Veteranos ", "--json"))
+    assert veteranos["categoria"] == "Veteranos"
     listing = conf.cli("team", "list").stdout
     assert "Los Rápidos" in listing and "dorsal 7" in listing
+    assert "category Veteranos" in listing
     assert "pedro" in conf.cli("judge", "list").stdout
     assert "5K Navidad" in conf.cli("competition", "list").stdout
     assert json.loads(conf.cli("competition", "list", "--json").stdout)[0]["id"] == 1

@@ -43,6 +43,12 @@ def test_shipped_config_yaml_is_valid_and_complete():
     ("server: [1, 2]\n", "server must be a mapping"),
     ("server:\n  tls_cert: a.pem\n", "go together"),
     ("server: {port: 1\n", "not valid YAML"),
+    ("race:\n  timezone: Mars/Olympus_Mons\n", "'race.timezone' must be an IANA time zone"),
+    ("race:\n  timezone: ../../etc/passwd\n", "'race.timezone'"),
+    ("race:\n  timezone: 1\n", "'race.timezone'"),
+    ("server:\n  public_url: 192.168.1.10:8000\n", "'server.public_url' must be the address"),
+    ("server:\n  public_url: ftp://192.168.1.10\n", "'server.public_url'"),
+    ("server:\n  public_url: http://host/resultados\n", "'server.public_url'"),
 ])
 def test_bad_config_is_refused_naming_the_key(tmp_path, text, named):
     with pytest.raises(server5k.ConfigError) as info:
@@ -56,6 +62,24 @@ def test_serve_refuses_to_start_on_a_bad_key(tmp_path):
                              str(path), "serve"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "'race.max_records'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unknown_time_zone_naming_the_key(tmp_path):
+    path = write(tmp_path, "race:\n  timezone: Europe/Atlantida\n")
+    result = subprocess.run([sys.executable, str(server5k.HERE / "server5k.py"), "--config",
+                             str(path), "serve"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "'race.timezone' must be an IANA time zone name such as Europe/Madrid" in (
+        result.stderr) and "Europe/Atlantida" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_time_zone_and_public_url_when_given(tmp_path):
+    config = server5k.load_config(write(
+        tmp_path, "race:\n  timezone: America/Bogota\nserver:\n  public_url: "
+                  "http://192.168.1.10:8000/\n"))
+    assert config["race"]["timezone"] == "America/Bogota"
+    assert config["server"]["public_url"] == "http://192.168.1.10:8000"  # no trailing slash
 
 
 def test_config_from_environment_variable(tmp_path, monkeypatch):

@@ -215,7 +215,9 @@ def test_race_commands_speak_the_command_lines_words(spawn, event, config):
     one_line_error(server.cli("race", "reset", cid, env=as_org, check=False),
                    "race reset %s --force" % cid)
     stopped = server.cli("race", "stop", cid, env=as_org).stdout
-    assert re.search(r"finalizada at \S+Z \(started \S+Z\)", stopped), stopped
+    # The moments in local time, with their offset (race.timezone; the wire keeps UTC Z).
+    assert re.search(r"finalizada at \S+[+-][0-9]{2}:[0-9]{2} \(started \S+[+-][0-9]{2}:[0-9]{2}\)",
+                     stopped), stopped
     one_line_error(server.cli("race", "start", cid, env=as_org, check=False),
                    "race reset %s" % cid)
     # A late upload after the stop: stored, counted, and said by race status and the results.

@@ -2,7 +2,9 @@
 
 Every branch of models.ranking: best N counted, more counted finishers first, lower total next,
 shared positions (1, 2, 2, 4), teams without records last and unranked, records that arrived
-before the start flagged and still counted, and the CSV export of the same rows.
+before the start flagged and still counted, and the CSV export of the same rows. Then the
+event's own rule (suma, promedio, puntos with a hand-worked cross-country example), the
+minimum of finishers, statuses and penalties under each rule, and categories.
 """
 
 import csv
@@ -32,14 +34,18 @@ def race(tmp_path):
                "equipos": teams}
 
 
-def add(race, team, *tiempos, received_at=None, estado=models.ESTADO_EN_CURSO, juez=None):
+def add(race, team, *tiempos, received_at=None, estado=models.ESTADO_EN_CURSO, juez=None,
+        **fields):
+    """Store records of ``team`` as they arrived; returns their UUIDs (text)."""
+    ids = []
     for tiempo in tiempos:
         h, m, s, ms = models.split_tiempo(tiempo)
-        models.RegistroTiempo.create(
+        ids.append(str(models.RegistroTiempo.create(
             id_registro=uuid.uuid4(), equipo=race["equipos"][team], juez=juez or race["juez"],
             tiempo=tiempo, horas=h, minutos=m, segundos=s, milisegundos=ms,
             timestamp=T0, received_at=received_at or T0 + dt.timedelta(minutes=30),
-            estado_carrera=estado)
+            estado_carrera=estado, **fields).id_registro))
+    return ids
 
 
 def start(race, at=T0):
@@ -67,8 +73,12 @@ def test_no_records_every_team_listed_unranked_by_dorsal(race):
         "estado": "ok", "registros_contados": 0, "registros_recibidos": 0,
         "tiempo_total_ms": None, "tiempo_total": None, "penalizacion_ms": 0, "mejor_ms": None,
         "mejor": None, "promedio_ms": None, "promedio": None, "antes_de_salida": 0,
-        "ausentes": 0, "pendientes": 0,
+        "ausentes": 0, "pendientes": 0, "categoria": None, "posicion_categoria": None,
+        "puntos": None, "puestos": [],
     }
+    assert result["regla"] == {"tipo": "suma", "contados": 15, "minimo": 1,
+                               "texto": models.rule_text("suma", 15, 1)}
+    assert result["categorias"] == []
 
 
 def test_competition_without_teams_has_empty_standings(race):
@@ -249,23 +259,29 @@ def read_csv(text):
     return list(csv.reader(io.StringIO(text[1:])))
 
 
-def test_csv_has_a_header_and_the_same_rows(race):
+def test_csv_has_a_header_and_the_same_rows(race, monkeypatch):
     start(race)
     add(race, 2, 1_234_567, 1_000_000)
     result = models.ranking(race["id"], 15)
-    rows = read_csv(models.ranking_csv(result))
+    monkeypatch.setitem(models.DEFAULTS, "zona", models.zone_named("Europe/Madrid"))
+    rows = read_csv(models.ranking_csv(result, now=T0))
     assert rows[0] == list(models.CSV_COLUMNS)
     assert rows[0] == ["posicion", "dorsal", "equipo", "equipo_id", "estado",
                        "registros_contados", "registros_recibidos", "tiempo_total",
                        "tiempo_total_ms", "penalizacion_ms", "mejor", "mejor_ms", "promedio",
-                       "promedio_ms", "antes_de_salida", "ausentes", "pendientes"]
+                       "promedio_ms", "antes_de_salida", "ausentes", "pendientes", "categoria",
+                       "posicion_categoria", "puntos", "puestos", "regla", "resultados",
+                       "actualizado_en"]
     assert len(rows) == 1 + 5
+    # Same on every row: the rule in words, provisional or official, the local time of it.
+    common = [result["regla"]["texto"], "provisionales", "2026-12-06T10:00:00+01:00"]
+    assert result["regla"]["texto"].startswith("Suma de los 15 mejores tiempos")
     assert rows[1] == ["1", "2", "Equipo 2", str(race["equipos"][2]), "ok", "2", "2",
                        "0:37:14.567", "2234567", "0", "0:16:40.000", "1000000", "0:18:37.284",
-                       "1117284", "0", "0", "0"]
+                       "1117284", "0", "0", "0", "", "", "", ""] + common
     # Unranked teams: empty cells, not "None".
     assert rows[2] == ["", "1", "Equipo 1", str(race["equipos"][1]), "ok", "0", "0", "", "",
-                       "0", "", "", "", "", "0", "0", "0"]
+                       "0", "", "", "", "", "0", "0", "0", "", "", "", ""] + common
 
 
 def test_csv_keeps_accents_and_defuses_formulas(race):
@@ -277,3 +293,213 @@ def test_csv_keeps_accents_and_defuses_formulas(race):
     names = [row[2] for row in rows[1:]]
     assert names[0] == "'=HYPERLINK(\"http://x\")"
     assert names[1] == "Los Ñandúes, \"rápidos\""
+
+
+# -- the event's own rule --------------------------------------------------------------------------
+def rule(race, tipo, contados=None, minimo=1):
+    models.Competencia.update(regla=tipo, contados=contados, minimo=minimo).where(
+        models.Competencia.id == race["id"]).execute()
+
+
+def summary(result):
+    """(posicion, dorsal, puntos, puestos) per team, in order."""
+    return [(r["posicion"], r["dorsal"], r["puntos"], r["puestos"])
+            for r in result["clasificacion"]]
+
+
+def test_cross_country_hand_worked(race):
+    """Puntos, N = 3 scoring, M = 3 to be ranked, two displacers (worked out by hand).
+
+    Team 1: 100 140 150 165 220 230    Team 2: 130 135 145    Team 3: 110 120 170 180 250
+    Team 4: 90 95 (two finishers: short, not placed)    Team 5: 80 85 95 (disqualified)
+
+    Placed, in time order, at most N + 2 = 5 per team (team 1's sixth, 230, is not placed):
+      100 T1 1 | 110 T3 2 | 120 T3 3 | 130 T2 4 | 135 T2 5 | 140 T1 6 | 145 T2 7 | 150 T1 8
+      165 T1 9 | 170 T3 10 | 180 T3 11 | 220 T1 12 | 250 T3 13
+    Team 1 scores 1 + 6 + 8 = 15, team 3 2 + 3 + 10 = 15, team 2 4 + 5 + 7 = 16. Team 1's
+    fourth runner (a displacer, 9) pushed team 3's third to 10: without displacers team 3
+    would have won with 14. The tie 15-15 goes to the better fourth runner: team 1's 9th
+    place beats team 3's 11th. Team 4's 90 and 95 would have been 1st and 2nd; team 5's
+    even earlier: neither takes a place.
+    """
+    start(race)
+    rule(race, "puntos", contados=3, minimo=3)
+    add(race, 1, 100, 140, 150, 165, 220, 230)
+    add(race, 2, 130, 135, 145)
+    add(race, 3, 110, 120, 170, 180, 250)
+    add(race, 4, 90, 95)
+    add(race, 5, 80, 85, 95)
+    models.set_team_status(None, race["equipos"][5], "dsq", "cortó camino")
+    result = models.ranking(race["id"])
+    assert result["regla"]["tipo"] == "puntos"
+    assert result["regla"]["contados"] == 3 and result["regla"]["minimo"] == 3
+    assert summary(result) == [
+        (1, 1, 15, [1, 6, 8, 9, 12]),
+        (2, 3, 15, [2, 3, 10, 11, 13]),
+        (3, 2, 16, [4, 5, 7]),
+        (None, 4, None, []),   # short: listed unranked, after every ranked team
+        (None, 5, None, []),   # dsq
+    ]
+    rows = by_dorsal(result)
+    assert rows[1]["registros_contados"] == 3 and rows[1]["tiempo_total_ms"] == 390
+    assert rows[4]["registros_contados"] == 2 and rows[4]["estado"] == "ok"
+    assert rows[5]["estado"] == "dsq"
+    assert "cross" in result["regla"]["texto"] and "4.º" in result["regla"]["texto"]
+    assert "al menos 3 llegadas" in result["regla"]["texto"]
+
+
+def test_cross_country_tie_without_a_next_runner_is_shared_and_a_penalty_delays_runners(race):
+    start(race)
+    rule(race, "puntos", contados=2, minimo=2)
+    add(race, 1, 100, 200)   # places 1 and 4: 5
+    add(race, 2, 150, 160)   # places 2 and 3: 5; nobody has a third runner
+    assert summary(models.ranking(race["id"]))[:2] == [(1, 1, 5, [1, 4]), (1, 2, 5, [2, 3])]
+    # A penalty delays every runner of the team: 200 and 300 are now 3rd and 4th.
+    models.set_team_penalty(None, race["equipos"][1], 100, "salida adelantada")
+    assert summary(models.ranking(race["id"]))[:2] == [(1, 2, 3, [1, 2]), (2, 1, 7, [3, 4])]
+
+
+def test_cross_country_a_team_with_a_next_runner_beats_one_without(race):
+    start(race)
+    rule(race, "puntos", contados=2, minimo=2)
+    add(race, 1, 100, 400)        # 1 + 4 = 5, no third runner
+    add(race, 2, 200, 300, 500)   # 2 + 3 = 5, third runner 5th
+    assert summary(models.ranking(race["id"]))[:2] == [(1, 2, 5, [2, 3, 5]), (2, 1, 5, [1, 4])]
+
+
+def test_cross_country_equal_times_share_a_place(race):
+    start(race)
+    rule(race, "puntos", contados=1, minimo=1)
+    add(race, 1, 100)
+    add(race, 2, 100)
+    add(race, 3, 120)
+    assert summary(models.ranking(race["id"]))[:3] == [
+        (1, 1, 1, [1]), (1, 2, 1, [1]), (3, 3, 3, [3])]
+
+
+def test_cross_country_with_fewer_required_than_counted_more_scorers_rank_first(race):
+    start(race)
+    rule(race, "puntos", contados=3, minimo=2)
+    add(race, 1, 100, 110)         # 1 + 2 = 3 points, but only two scorers
+    add(race, 2, 120, 130, 140)    # 3 + 4 + 5 = 12 points, three scorers
+    assert summary(models.ranking(race["id"]))[:2] == [(1, 2, 12, [3, 4, 5]), (2, 1, 3, [1, 2])]
+
+
+def test_only_finishers_are_placed_voided_absent_and_pending_are_not(race):
+    start(race)
+    rule(race, "puntos", contados=2, minimo=2)
+    voided = add(race, 1, 50)[0]
+    add(race, 1, 0)                               # absent
+    add(race, 1, 60, oficial_al_recibir=True)     # pending (arrived while official)
+    add(race, 1, 300, 400)
+    add(race, 2, 100, 200)
+    models.void_record(None, voided, "toque por error")
+    rows = by_dorsal(models.ranking(race["id"]))
+    assert rows[1]["puestos"] == [3, 4] and rows[2]["puestos"] == [1, 2]
+    assert (rows[1]["ausentes"], rows[1]["pendientes"]) == (1, 1)
+    # One voided: team 1 has a single finisher left, short of the minimum.
+    models.void_record(None, add(race, 2, 500)[0], "duplicado")
+    models.void_record(None, models.competition_records(race["id"], race["equipos"][1])[
+        "registros"][-1]["id"], "duplicado")
+    rows = by_dorsal(models.ranking(race["id"]))
+    assert rows[1]["posicion"] is None and rows[1]["puestos"] == []
+    assert rows[2]["puestos"] == [1, 2]
+
+
+def test_promedio_ranks_by_the_mean_whatever_the_number_of_finishers(race):
+    start(race)
+    rule(race, "promedio", contados=3, minimo=2)
+    add(race, 1, 100, 100, 100)   # mean 100, three finishers
+    add(race, 2, 90, 95)          # mean 92.5 -> 93, two finishers
+    add(race, 3, 80)              # one finisher: short of the minimum
+    result = models.ranking(race["id"])
+    assert order(result)[:3] == [(1, 2), (2, 1), (None, 3)]
+    assert by_dorsal(result)[2]["promedio_ms"] == 93
+    assert result["regla"]["texto"].startswith("Media de los 3 mejores tiempos")
+    # Under suma the same times rank the team with more finishers first.
+    rule(race, "suma", contados=3, minimo=2)
+    assert order(models.ranking(race["id"]))[:3] == [(1, 1), (2, 2), (None, 3)]
+
+
+def test_promedio_penalty_is_added_to_the_mean_and_equal_means_share(race):
+    start(race)
+    rule(race, "promedio", contados=2)
+    add(race, 1, 100, 100)
+    add(race, 2, 90, 110)         # the same mean: shared
+    add(race, 3, 150)
+    assert order(models.ranking(race["id"]))[:3] == [(1, 1), (1, 2), (3, 3)]
+    models.set_team_penalty(None, race["equipos"][2], 60, "dorsal mal puesto")
+    result = models.ranking(race["id"])
+    assert order(result)[:3] == [(1, 1), (2, 3), (3, 2)]   # 100 < 150 < 100 + 60
+    assert by_dorsal(result)[2]["promedio_ms"] == 100      # the runners' mean, as shown
+    assert by_dorsal(result)[2]["tiempo_total_ms"] == 260  # the total keeps the penalty
+
+
+@pytest.mark.parametrize("tipo", models.REGLAS)
+def test_every_rule_lists_short_then_empty_then_dnf_dns_dsq_unranked(race, tipo):
+    start(race)
+    rule(race, tipo, contados=2, minimo=2)
+    add(race, 1, 500)                # one finisher: short
+    add(race, 2, 300, 400)           # ranked
+    add(race, 3, 100, 200)           # fast, but did not finish as a team
+    add(race, 5, 50, 60)             # fast, but disqualified
+    models.set_team_status(None, race["equipos"][3], "dnf", "se retiró")
+    models.set_team_status(None, race["equipos"][5], "dsq", "cortó camino")
+    assert order(models.ranking(race["id"])) == [(1, 2), (None, 1), (None, 4), (None, 3),
+                                                 (None, 5)]
+
+
+def test_short_teams_are_listed_by_more_finishers_then_total(race):
+    start(race)
+    rule(race, "suma", contados=4, minimo=4)
+    add(race, 1, 100)
+    add(race, 2, 300, 300)
+    add(race, 3, 200, 200)
+    add(race, 4, 10, 10, 10, 10)
+    assert order(models.ranking(race["id"])) == [(1, 4), (None, 3), (None, 2), (None, 1),
+                                                 (None, 5)]
+
+
+def test_the_competition_count_applies_unless_one_is_given(race, monkeypatch):
+    monkeypatch.setitem(models.DEFAULTS, "contados", 15)
+    start(race)
+    add(race, 1, 100, 200, 300)
+    assert models.ranking(race["id"])["registros_por_equipo"] == 15
+    rule(race, "suma", contados=2)
+    result = models.ranking(race["id"])
+    assert result["registros_por_equipo"] == 2 and result["regla"]["contados"] == 2
+    assert by_dorsal(result)[1]["tiempo_total_ms"] == 300
+    # The records list says the same: the third does not count.
+    assert [r["cuenta"] for r in models.competition_records(race["id"])["registros"]] == [
+        True, True, False]
+    assert by_dorsal(models.ranking(race["id"], 3))[1]["tiempo_total_ms"] == 600
+
+
+def test_categories_rank_within_themselves(race):
+    start(race)
+    for dorsal, categoria in ((1, "Veteranos"), (2, "Abierta"), (3, "Veteranos"),
+                              (4, "Abierta"), (5, None)):
+        models.Equipo.update(categoria=categoria).where(
+            models.Equipo.id == race["equipos"][dorsal]).execute()
+    add(race, 5, 100)
+    add(race, 1, 200)
+    add(race, 3, 200)     # tied with team 1: both second overall, both first veterans
+    add(race, 2, 400)
+    result = models.ranking(race["id"])
+    assert result["categorias"] == ["Abierta", "Veteranos"]
+    assert [(r["dorsal"], r["posicion"], r["categoria"], r["posicion_categoria"])
+            for r in result["clasificacion"]] == [
+        (5, 1, None, None), (1, 2, "Veteranos", 1), (3, 2, "Veteranos", 1),
+        (2, 4, "Abierta", 1), (4, None, "Abierta", None)]
+    veteranos = models.only_category(result, "Veteranos")
+    assert veteranos["categoria"] == "Veteranos"
+    assert [r["dorsal"] for r in veteranos["clasificacion"]] == [1, 3]
+    assert len(result["clasificacion"]) == 5  # the filter copies, the full result stays
+    assert models.only_category(result, "Nadie")["clasificacion"] == []
+
+
+def test_rule_words():
+    assert models.rule_text("suma", 1, 1).startswith("Suma del mejor tiempo de cada equipo")
+    assert "al menos" not in models.rule_text("promedio", 4, 1)
+    puntos = models.rule_text("puntos", 5, 5)
+    assert "los 5 primeros" in puntos and "6.º" in puntos and "al menos 5 llegadas" in puntos

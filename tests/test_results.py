@@ -5,6 +5,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 
 import pytest
 import tornado.httpclient
@@ -71,7 +72,9 @@ async def test_results_are_public_and_follow_the_submissions(client, event):
         "estado": "ok", "registros_contados": 2, "registros_recibidos": 2,
         "tiempo_total_ms": 2_100_000, "tiempo_total": "0:35:00.000", "penalizacion_ms": 0,
         "mejor_ms": 1_000_000, "mejor": "0:16:40.000", "promedio_ms": 1_050_000,
-        "promedio": "0:17:30.000", "antes_de_salida": 0, "ausentes": 0, "pendientes": 0}
+        "promedio": "0:17:30.000", "antes_de_salida": 0, "ausentes": 0, "pendientes": 0,
+        "categoria": None, "posicion_categoria": None, "puntos": None, "puestos": []}
+    assert result["regla"]["tipo"] == "suma" and result["categorias"] == []
     assert rows[1]["antes_de_salida"] == 2  # flagged...
     assert rows[1]["registros_contados"] == 2  # ...and counted
     assert rows[2]["antes_de_salida"] == 0
@@ -123,8 +126,17 @@ async def test_results_csv_has_a_header_and_the_same_rows_as_json(client, event)
     assert len(table) == len(result["clasificacion"]) == 3
     for line, row in zip(table, result["clasificacion"]):
         for column in models.CSV_COLUMNS:
-            expected = "" if row[column] is None else str(row[column])
+            if column not in row:
+                continue
+            value = row[column]
+            expected = ("" if value is None else " ".join(map(str, value))
+                        if isinstance(value, list) else str(value))
             assert line[column] == expected, column
+    # The rule in words, provisional or official, and the local time, on every row.
+    assert {line["regla"] for line in table} == {result["regla"]["texto"]}
+    assert {line["resultados"] for line in table} == {"provisionales"}
+    assert all(re.fullmatch(r"[0-9-]{10}T[0-9:]{8}[+-][0-9]{2}:[0-9]{2}", line["actualizado_en"])
+               for line in table)
     assert table[0]["tiempo_total"] == "0:20:34.567"
     assert table[0]["posicion"] == "1"
     assert table[1]["posicion"] == ""
@@ -215,8 +227,26 @@ async def test_competition_page_is_html_with_its_script(client, event):
         assert asset.code == 200, url
     assert "/ws/resultados/" in body or "/ws/resultados/" in (
         await fetch_page(client, "/static/resultados.js"))[1]
-    # No fetches from the internet: every src/href is local.
-    assert "http://" not in html and "https://" not in html
+    # No fetches from the internet: every src/href is local (the QR code is a data: URI).
+    links = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert links and all(link.startswith(("/", "data:")) for link in links), links
+
+
+@pytest.mark.gen_test
+async def test_the_page_has_a_qr_code_of_its_public_address(client, event, config):
+    cid = event["competencia"]
+    response, html = await fetch_page(client, "/competencias/%d/" % cid)
+    here = "%s/competencias/%d/" % (client.base_url, cid)  # no public_url: the request's
+    assert '<span id="qr-url">%s</span>' % here in html
+    qr = re.search(r'<img src="(data:image/svg\+xml[^"]+)" alt="Código QR de los resultados: '
+                   r'([^"]+)"', html)
+    assert qr and qr.group(2) == here
+    from handlers.pages import qr_data_uri
+    assert qr.group(1) == qr_data_uri(here).replace("&", "&amp;").replace("'", "&#x27;")
+    config["server"]["public_url"] = "http://resultados.example:8000"
+    response, html = await fetch_page(client, "/competencias/%d/" % cid)
+    assert '<span id="qr-url">http://resultados.example:8000/competencias/%d/</span>' % cid in html
+    assert "img-src 'self' data:" in response.headers["Content-Security-Policy"]
 
 
 @pytest.mark.gen_test
@@ -428,9 +458,12 @@ def test_cli_results_prints_a_table(cli, event):
     assert result.returncode == 0
     out = result.stdout.splitlines()
     assert out[0].startswith("competition %d Carrera de prueba: programada" % event["competencia"])
-    assert out[1].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
+    assert out[1].startswith("rule: suma, best 15 count. Suma de los 15 mejores tiempos")
+    assert re.fullmatch(r"results provisional at 20[0-9-]{8}T[0-9:]{8}[+-][0-9]{2}:[0-9]{2}",
+                        out[2])
+    assert out[3].split() == ["pos", "dorsal", "equipo", "counted", "total", "best", "mean",
                               "early"]
-    body = [line.split() for line in out[3:]]
+    body = [line.split() for line in out[5:]]
     # Two finishers beat one faster finisher.
     assert body[0] == ["1", "1", "Equipo", "A", "2", "0:48:20.000", "0:23:20.000",
                        "0:24:10.000", "2"]
