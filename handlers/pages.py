@@ -133,7 +133,10 @@ class CompetenciaPageHandler(PageHandler):
     async def get(self, competencia_id):
         comp = await self.competition(int(competencia_id))
         url = self.public_url("/competencias/%d/" % comp["id"])
-        self.render("competencia.html", comp=comp, url=url, qr=qr_data_uri(url))
+        # Drawing a code costs ~5 ms: on a reader thread, never on the loop (a request with a
+        # new Host header would otherwise stall every judge's start notice).
+        qr = await self.db_read(qr_data_uri, url)
+        self.render("competencia.html", comp=comp, url=url, qr=qr)
 
 
 class EquipoPageHandler(PageHandler):
