@@ -713,6 +713,15 @@
       var late = board.registros_tras_final;
       $('tras-final').hidden = !late;
       $('tras-final').textContent = late + ' tiempos llegaron después del final.';
+      var copia = board.replica;  // the live copy off the laptop (replica.url), when there is one
+      $('copia').hidden = !copia;
+      if (copia) {
+        $('copia').className = 'nota' + (copia.running && copia.lag_s !== null && copia.lag_s < 10 ? '' : ' marca-roja');
+        $('copia').textContent = 'Copia en vivo (' + copia.url + '): ' +
+          (copia.running ? 'activa' : 'DETENIDA') +
+          (copia.lag_s === null || copia.lag_s === undefined ? '' : ', ' + copia.lag_s.toFixed(1) + ' s de retraso') +
+          (copia.last_error ? ' · último error: ' + copia.last_error : '');
+      }
       fill($('tablero'), board.jueces.map(judgeCard));
       if (!board.jueces.length) {
         fill($('tablero'), [el('li', { className: 'sub' }, 'Sin jueces todavía: impórtelos en «Equipos y jueces».')]);

@@ -9,6 +9,7 @@ the kill is there exactly once, and the phones' retries of the rest land once.
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -58,6 +59,10 @@ def test_the_second_machine_takes_over_from_the_live_copy(tmp_path, event, confi
     try:
         primary.start()
         assert "live copy: to %s" % copy_url in primary.log()
+        status = primary.cli("race", "status", str(cid), env={"SERVER5K_USER": "org",
+                                                              "SERVER5K_PASSWORD": "org-pass"})
+        assert re.search(r"live copy to %s: running, [0-9.]+ s behind" % re.escape(copy_url),
+                         status.stdout), status.stdout
 
         async def race_until_the_laptop_dies():
             org = (await login(primary.base_url, "org", "org-pass"))["access"]
