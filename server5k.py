@@ -13,6 +13,7 @@ import csv
 import errno
 import gc
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -25,7 +26,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import tornado.httpserver
 import tornado.web
 import yaml
 
@@ -33,13 +33,15 @@ import models
 import rehearsal
 import roster
 import store
-from handlers.access import InFlight, log_request
+from handlers import listener
+from handlers.access import InFlight, log_request, trusted_networks
 from handlers.base import NotFoundHandler
 from handlers.hub import RaceHub
 from handlers.limits import Limits
 from handlers.routes import ROUTES
 from handlers.sockets import MAX_MESSAGE_BYTES
 from handlers.spectators import Spectators
+from handlers.standings import Standings
 from handlers.tokens import TokenService, WsTickets
 
 log = logging.getLogger("server5k")
@@ -94,9 +96,22 @@ def Flag(default):
     return Key(default, "true or false", lambda v: isinstance(v, bool))
 
 
-def TextList(default, words):
-    return Key(default, words, lambda v: isinstance(v, list) and all(
-        isinstance(x, str) and x for x in v))
+def TextList(default, words, item=None):
+    """A list of non-empty strings; ``item(text)`` (if given) must not raise ValueError."""
+    def check(v):
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            return False
+        try:
+            for x in v if item else ():
+                item(x)
+        except ValueError:
+            return False
+        return True
+    return Key(default, words, check)
+
+
+def _ip_network(text):
+    ipaddress.ip_network(text.strip(), strict=False)
 
 
 # section -> key -> Key. Every key is optional; config.yaml documents each with its default.
@@ -109,6 +124,9 @@ CONFIG_SCHEMA = {
         "ws_ping_interval_s": Number(20, 0, 3600, "seconds"),
         "allowed_origins": TextList([], "a list of origins ([] = any)"),
         "cors_origins": TextList(["*"], 'a list of origins or ["*"]'),
+        "trusted_proxies": TextList([], "a list of IP addresses or networks (10.0.0.0/8) of "
+                                        "reverse proxies whose X-Forwarded-For is believed "
+                                        "([] = none)", item=_ip_network),
     },
     "database": {
         "path": Text("server5k.db", "a file path"),
@@ -126,7 +144,14 @@ CONFIG_SCHEMA = {
     },
     "limits": {
         "login_per_minute": Int(20, 0, 100000, zero="off"),
+        "login_per_address_per_minute": Int(60, 0, 100000, zero="off"),
+        "login_lockout_failures": Int(5, 0, 1000, zero="off"),
+        "login_lockout_s": Int(30, 1, 86400, "seconds"),
         "submissions_per_minute": Int(120, 0, 100000, zero="off"),
+        "anonymous_per_minute": Int(1200, 0, 1_000_000, zero="off"),
+        "spectator_sockets": Int(2000, 0, 1_000_000),
+        "spectator_sockets_per_address": Int(200, 0, 1_000_000),
+        "judge_sockets_per_judge": Int(4, 1, 1000),
     },
 }
 
@@ -242,12 +267,16 @@ def make_app(config):
                      tolerancia_ms=config["race"]["impossible_time_tolerance_ms"])
     stores = store.Store()
     stores.start()
-    hub = RaceHub()
+    hub = RaceHub(config["limits"]["judge_sockets_per_judge"])
     with models.db.connection_context():
         hub.load(models.all_competitions())
-    # The results page's sockets: a registry of their own, told of changes by the hub.
-    spectators = Spectators(stores, config["race"]["records_scored_per_team"])
-    spectators.attach(hub)
+    # The standings, computed once per change (the hub tells), served from memory; the results
+    # page's sockets are a registry of their own, pushed each new computation.
+    standings = Standings(stores)
+    standings.attach(hub)
+    spectators = Spectators(standings, spectator_cap(config),
+                            config["limits"]["spectator_sockets_per_address"])
+    spectators.attach()
     app = tornado.web.Application(
         ROUTES,
         default_handler_class=NotFoundHandler,
@@ -259,16 +288,29 @@ def make_app(config):
         server5k_store=stores,
         server5k_hub=hub,
         server5k_spectators=spectators,
+        server5k_standings=standings,
         server5k_tokens=TokenService(signing_secret(config),
                                      config["auth"]["access_token_lifetime_s"],
                                      config["auth"]["refresh_token_lifetime_s"]),
-        server5k_limits=Limits(config["limits"]["login_per_minute"],
-                               config["limits"]["submissions_per_minute"]),
+        server5k_limits=Limits(config),
+        server5k_trusted_proxies=trusted_networks(config["server"]["trusted_proxies"]),
         server5k_tickets=WsTickets(),
         server5k_in_flight=InFlight(),
         server5k_openapi=load_openapi(),
     )
     return app
+
+
+def spectator_cap(config):
+    """``limits.spectator_sockets``, but never more than half the open-file limit: the other
+    half stays for the judges' sockets and every HTTP connection."""
+    configured = config["limits"]["spectator_sockets"]
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if fd_limit != resource.RLIM_INFINITY and configured > fd_limit // 2:
+        log.warning("limits.spectator_sockets is %d but the open-file limit is %d: at most %d "
+                    "spectator sockets", configured, fd_limit, fd_limit // 2)
+        return fd_limit // 2
+    return configured
 
 
 def load_openapi(path=OPENAPI_PATH):
@@ -298,32 +340,48 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
     seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
     cannot hold connections forever)."""
-    return tornado.httpserver.HTTPServer(
+    return listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
         app,
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
         max_body_size=4 * 1024 * 1024,
+        # The whole header block; the app answers 414/431 well below it (handlers/base.py).
+        max_header_size=64 * 1024,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
     )
 
 
+# What to raise the open-file limit to when the hard limit is "unlimited" (macOS reports
+# RLIM_INFINITY, but refuses a soft limit over OPEN_MAX, 10,240).
+UNLIMITED_NOFILE_TARGET = 10240
+
+
 def raise_open_file_limit():
     """Every judge socket is a file descriptor; the usual soft limit of 1,024 would cap an event
-    at about a thousand phones. Raise it to the hard limit this process is allowed."""
+    at about a thousand phones. Raise it to the hard limit this process is allowed (10,240 when
+    that is unlimited)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    target = UNLIMITED_NOFILE_TARGET if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d: %s", soft, exc)
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# How long a worker thread may hold the interpreter lock while the event loop waits for it.
+# Python's default, 5 ms, would add up to 5 ms to every loop wake-up while a reader computes
+# standings; 1 ms keeps the start broadcast and the judges' answers prompt.
+SWITCH_INTERVAL_S = 0.001
 
 
 async def serve(config, demo=False, ready=None):
     if demo:
         print_demo(ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = make_app(config)
     server = make_server(app, config)
     # A venue's phones reconnect together after a Wi-Fi drop: a deep accept queue (Tornado's

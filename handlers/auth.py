@@ -2,12 +2,16 @@
 single-use socket tickets of ``/api/ws-ticket/``."""
 
 import models
-from handlers.base import BaseHandler
+from handlers.base import SMALL_BODY_BYTES, BaseHandler
 from handlers.errors import ApiError, too_many
 
 
 class TokenHandler(BaseHandler):
-    """POST {username, password} -> {access, refresh}. Rate-limited per address and username."""
+    """POST {username, password} -> {access, refresh}. Guarded before any hashing
+    (handlers.limits.LoginGuard): per address and username, per address, and lockouts."""
+
+    max_body_bytes = SMALL_BODY_BYTES
+    pace = "login"
 
     async def post(self):
         body = self.json_body()
@@ -20,20 +24,29 @@ class TokenHandler(BaseHandler):
                 errors[field] = "Demasiado largo."
         if errors:
             raise ApiError(400, "validation_error", "Faltan credenciales.", errors)
-        key = (self.request.remote_ip, models.username_key(username))
-        retry_after = self.limits.login.hit(key)
+        guard, address, key = self.limits.login, self.client_ip, models.username_key(username)
+        retry_after = guard.check(address, key)
         if retry_after:
             raise too_many("Demasiados intentos de inicio de sesión; espere %d s." % retry_after,
                            retry_after)
-        identity = await self.db_hash(models.authenticate, username, password)
+        try:
+            identity = await self.db_hash(models.authenticate, username, password)
+        except BaseException:
+            guard.abandoned(address, key)  # busy, or gone: no password was checked
+            raise
         if identity is None:
+            guard.failed(address, key)
             raise ApiError(401, "invalid_credentials",
                            "Usuario o contraseña incorrectos, o usuario inactivo.")
+        guard.succeeded(address, key)
         self.write_json(self.tokens.pair(identity))
 
 
 class RefreshHandler(BaseHandler):
     """POST {refresh} -> {access} (and a new refresh when rotation is on)."""
+
+    max_body_bytes = SMALL_BODY_BYTES
+    pace = "login"
 
     async def post(self):
         body = self.json_body()
@@ -66,6 +79,8 @@ class MeHandler(BaseHandler):
 class WsTicketHandler(BaseHandler):
     """POST (access token of a judge) -> {"ticket", "expires_in"}: a single-use ticket for
     ``/ws/juez/{juez_id}/?ticket=...``, so the long-lived access token never goes into a URL."""
+
+    max_body_bytes = SMALL_BODY_BYTES
 
     async def post(self):
         identity = await self.authenticated()

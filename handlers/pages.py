@@ -28,6 +28,11 @@ def asset(name):
 class PageHandler(ServiceMixin, tornado.web.RequestHandler):
     """HTML for people (not the JSON API): Spanish, autoescaped templates, strict CSP."""
 
+    pace = "public"
+
+    async def prepare(self):
+        await self.take_turn()
+
     def get_template_path(self):
         return str(TEMPLATES)
 
@@ -49,7 +54,11 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
                         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
     def write_error(self, status_code, **kwargs):
-        titles = {404: "No encontrado", 405: "Método no permitido"}
+        titles = {404: "No encontrado", 405: "Método no permitido",
+                  429: "Demasiadas peticiones", 503: "Servidor ocupado"}
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429/503
+            self.set_header(name, value)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.render("error.html", status=status_code,
                     title=titles.get(status_code, "Error del servidor"))
@@ -59,7 +68,7 @@ class IndexPageHandler(PageHandler):
     """``/``: every competition with its state and a link to its live results."""
 
     async def get(self):
-        competencias = await self.db_read(models.all_competitions)
+        competencias = await self.db_public(models.all_competitions)
         self.render("index.html", competencias=competencias)
 
 
@@ -67,12 +76,29 @@ class CompetenciaPageHandler(PageHandler):
     """``/competencias/{id}/``: the live results page (the script fills in the standings)."""
 
     async def get(self, competencia_id):
-        self.render("competencia.html", comp=await self.competition(int(competencia_id)))
+        self.render("competencia.html", comp=await self.competition(int(competencia_id),
+                                                                  public=True))
 
 
 class EquipoPageHandler(PageHandler):
     """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
 
     async def get(self, competencia_id, equipo_id):
-        detail = await self.db_read(models.team_detail, int(competencia_id), int(equipo_id))
+        detail = await self.db_public(models.team_detail, int(competencia_id), int(equipo_id))
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
+
+
+class StaticHandler(ServiceMixin, tornado.web.StaticFileHandler):
+    """``/static/``: the pages' script and stylesheet. A path no file can have (a NUL byte, a
+    name too long) is a 404 like any missing file; errors are JSON (ServiceMixin)."""
+
+    pace = "public"
+
+    async def prepare(self):
+        await self.take_turn()
+
+    def validate_absolute_path(self, root, absolute_path):
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except (ValueError, OSError):  # realpath() of "x.js\0.png", ENAMETOOLONG, ...
+            raise tornado.web.HTTPError(404) from None

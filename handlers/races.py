@@ -8,8 +8,10 @@ from handlers.errors import ApiError
 class CompetenciaHandler(BaseHandler):
     """GET -> the competition object (public, read-only)."""
 
+    pace = "public"
+
     async def get(self, competencia_id):
-        self.write_json(await self.competition(int(competencia_id)))
+        self.write_json(await self.competition(int(competencia_id), public=True))
 
 
 class RaceActionHandler(OrganizerHandler):

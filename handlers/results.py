@@ -1,22 +1,12 @@
 """``GET /api/competencias/{id}/resultados/``: the standings, as JSON or ``?format=csv``.
 
-The ranking, its JSON and its CSV are built on a reader thread, never on the event loop.
+Answered from memory (:mod:`handlers.standings`): the ranking and its texts are computed once
+per change on a public reader thread, never per request and never on the event loop.
 """
 
 import models
 from handlers.base import BaseHandler
 from handlers.errors import ApiError
-from handlers.wire import dumps
-
-
-def results_json(competencia_id, scored_per_team):
-    result = models.ranking(competencia_id, scored_per_team)
-    result["server_time"] = models.iso(models.utcnow())
-    return dumps(result)
-
-
-def results_csv(competencia_id, scored_per_team):
-    return models.ranking_csv(models.ranking(competencia_id, scored_per_team))
 
 
 class ResultadosHandler(BaseHandler):
@@ -24,6 +14,7 @@ class ResultadosHandler(BaseHandler):
     ``?format=csv`` -> the same rows as a CSV file with a header row."""
 
     FORMATS = ("json", "csv")
+    pace = "public"
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
@@ -32,21 +23,23 @@ class ResultadosHandler(BaseHandler):
             raise ApiError(400, "invalid_format",
                            "Formato desconocido %r: use json o csv." % fmt[:32],
                            {"format": "Debe ser json o csv."})
-        scored = self.config["race"]["records_scored_per_team"]
+        await self.competition(cid, public=True)  # 404 before anything is kept for this id
+        snapshot = await self.settled(self.standings.get(cid))
         if fmt == "csv":
-            text = await self.db_read(results_csv, cid, scored)
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition",
                             'attachment; filename="resultados-competencia-%d.csv"' % cid)
-            self.finish(text.encode("utf-8"))
+            self.finish(snapshot.csv)
         else:
-            self.finish(await self.db_read(results_json, cid, scored))
+            self.finish(snapshot.json(models.iso(models.utcnow())))
 
 
 class EquipoResultadoHandler(BaseHandler):
     """GET (public) /api/competencias/{cid}/equipos/{eid}/ -> {"competencia", "equipo",
     "registros"}: a team's records as they count, without reasons or judges."""
 
+    pace = "public"
+
     async def get(self, competencia_id, equipo_id):
-        self.write_json(await self.db_read(models.team_detail, int(competencia_id),
-                                           int(equipo_id)))
+        self.write_json(await self.db_public(models.team_detail, int(competencia_id),
+                                             int(equipo_id)))

@@ -2,8 +2,14 @@
 
 The socket registers with the live race hub (:mod:`handlers.hub`) in ``open()``, in the same
 synchronous step that reads the race state, so a start is never missed nor told twice.
+
+What waits unsent for one socket is bounded (MAX_QUEUED_CHARS): a phone that stops reading
+(or a client that sends and never reads) is closed with code 4002 and its connection dropped at
+once, its buffer freed, instead of growing the server's memory; writing to it never blocks the
+start broadcast to the others. Pongs echo at most MAX_PING_CHARS of ping.
 """
 
+import collections
 import logging
 import sys
 
@@ -12,11 +18,16 @@ import tornado.websocket
 import models
 from handlers.base import ServiceMixin
 from handlers.errors import ApiError
-from handlers.wire import message, parse_json
+from handlers.wire import CLOSE_NOT_READING, message, parse_json
 
 log = logging.getLogger("server5k.sockets")
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# Unsent characters one socket may have waiting in the server (a start notice is ~500; a pong
+# at most ~1,100). More means the other end is not reading.
+MAX_QUEUED_CHARS = 64 * 1024
+# A ping message longer than this is answered with an error, not echoed.
+MAX_PING_CHARS = 1024
 
 
 class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
@@ -25,6 +36,8 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
 
     juez_id = competencia_id = None
     start_seen = None
+    _queued = 0
+    _unsent = None  # deque of (write future, characters) not yet handed to the kernel
 
     async def get(self, juez_id):
         # open() runs after the 101; refusing with 401/403 has to happen here, before upgrade.
@@ -91,6 +104,10 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             if not isinstance(data, dict):
                 return self.send("error", {"code": "invalid_message",
                                            "detail": "data debe ser un objeto."})
+            if len(text) > MAX_PING_CHARS:  # an echo is for a clock offset, not for bulk data
+                return self.send("error", {"code": "ping_too_large",
+                                           "detail": "Un ping no puede superar %d caracteres."
+                                                     % MAX_PING_CHARS})
             return self.send("pong", dict(data, server_time=models.iso(models.utcnow())))
         return self.send("error", {"code": "unknown_type",
                                    "detail": "Tipo de mensaje desconocido: %s" % msg["type"][:64]})
@@ -99,14 +116,42 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         self.send_text(message(kind, data))
 
     def send_text(self, text):
-        """Write without waiting; False if the socket is already gone."""
+        """Write without waiting; False if the socket is already gone, or is closed now because
+        what waits unsent for it would pass MAX_QUEUED_CHARS."""
+        unsent = self._unsent
+        if unsent is None:
+            unsent = self._unsent = collections.deque()
+        while unsent and unsent[0][0].done():  # written out in order: forget what has gone
+            self._queued -= unsent.popleft()[1]
+        if self._queued + len(text) > MAX_QUEUED_CHARS:
+            self._not_reading()
+            return False
         try:
-            self.write_message(text)
-            return True
+            future = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             return False
+        future.add_done_callback(_retrieve)
+        unsent.append((future, len(text)))
+        self._queued += len(text)
+        return True
+
+    def _not_reading(self):
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        log.warning("juez %s: closing a socket that does not read (%d characters unsent)",
+                    self.juez_id, self._queued)
+        self.close(CLOSE_NOT_READING, "Demasiados datos sin leer")
+        # The close frame waits behind the unread data: drop the connection now, and its buffer.
+        self.ws_connection.stream.close()
+        self._unsent = None
 
     def on_close(self):
         if self.juez_id is not None:
             self.hub.remove(self)
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
+
+
+def _retrieve(future):
+    """A write to a socket that closed fails; nobody waits for it, so it must not be logged."""
+    if not future.cancelled():
+        future.exception()

@@ -12,14 +12,21 @@ class EnviarTiemposHandler(BaseHandler):
     checked here; the writer checks the user, the judge and the team inside its transaction.
     """
 
+    max_body_bytes = 256 * 1024
+
+    async def prepare(self):
+        await super().prepare()
+        if self.request.method == "POST":  # token and limit checked before the body is read
+            self.user_id = self.access_claims()["user_id"]
+            retry_after = self.limits.submissions.hit(self.user_id)
+            if retry_after:
+                raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
+                               retry_after)
+
     async def post(self):
-        user_id = self.access_claims()["user_id"]
-        retry_after = self.limits.submissions.hit(user_id)
-        if retry_after:
-            raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
-                           retry_after)
+        user_id = self.user_id
         equipo_id, records, ignored = models.validate_submission(
-            self.json_body(), self.config["race"]["max_records_per_submission"])
+            await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
         result = await self.db_write(models.store_submission, user_id, equipo_id, records)
         self.hub.records_stored(result["competencia_id"], equipo_id, len(result["created"]))
         self.write_json({"created": result["created"], "duplicates": result["duplicates"],

@@ -57,7 +57,8 @@ async def test_password_guessing_is_stopped_but_the_judge_logs_in_from_elsewhere
     assert code == 200, payload
 
 
-@pytest.mark.parametrize("config", [{"login_per_minute": 0}], indirect=True)
+@pytest.mark.parametrize("config", [{"login_per_minute": 0, "login_lockout_failures": 0,
+                                     "login_per_address_per_minute": 0}], indirect=True)
 @pytest.mark.gen_test(timeout=60)
 async def test_login_limit_zero_disables_it(http_server, base_url, config):
     for guess in range(25):  # more than the default 20

@@ -91,13 +91,12 @@ async def test_records_scored_per_team_comes_from_the_config(config, event):
             models.store_submission, user_id, event["equipos"]["a"], [
                 {"tiempo": 2000, "timestamp": models.utcnow(), "id_registro": None},
                 {"tiempo": 1000, "timestamp": models.utcnow(), "id_registro": None}]))
-        from handlers.results import results_json
-        text = await asyncio.wrap_future(app.settings["server5k_store"].read(
-            results_json, event["competencia"], app.settings["server5k_config"]["race"][
-                "records_scored_per_team"]))
+        from handlers.standings import compute
+        snapshot = await asyncio.wrap_future(app.settings["server5k_store"].read_public(
+            compute, event["competencia"]))
     finally:
         server5k.close_app(app)
-    row = rows_by_dorsal(json.loads(text))[1]
+    row = rows_by_dorsal(json.loads(snapshot.json("now")))[1]
     assert (row["registros_contados"], row["registros_recibidos"], row["tiempo_total_ms"]) == (
         1, 2, 1000)
 
@@ -307,7 +306,9 @@ async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, 
         models.Equipo.insert_many([{"competencia": cid, "nombre": "Equipo lento %04d" % n,
                                     "dorsal": 100 + n} for n in range(1000)]).execute()
     spectators = app.settings["server5k_spectators"]
-    spectators.min_interval = 0  # one push per change, so the flood is as big as it can be
+    standings = app.settings["server5k_standings"]
+    standings.min_interval = 0  # one push per change, so the flood is as big as it can be
+    standings.busy_share = 1
     hub = app.settings["server5k_hub"]
     slow, _ = await spectator(client, cid)  # ...and then never reads again
     fast, _ = await spectator(client, cid)
