@@ -480,8 +480,35 @@ def print_demo(creds, config):
 # ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
+def printable(text):
+    """Text for the organizer's terminal: characters it would not print as themselves (control
+    characters, whose escape sequences can rewrite the screen or the window title; newlines
+    that would forge a line; invisible and bidirectional controls that reorder what follows)
+    are shown as \\xNN / \\uNNNN escapes instead. Names come from the roster and the API: never
+    trusted raw."""
+    if not isinstance(text, str) or text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ("\\x%02x" % ord(c) if ord(c) < 0x100 else
+                                              "\\u%04x" % ord(c) if ord(c) < 0x10000 else
+                                              "\\U%08x" % ord(c)) for c in text)
+
+
+def shown(data):
+    """``data`` (dicts, lists, text) with every string made printable: what the commands'
+    tables and lines format (their ``--json`` output stays exact: JSON escapes it itself)."""
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {key: shown(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [shown(value) for value in data]
+    return data
+
+
 def emit(args, obj, text):
-    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text)
+    """``obj`` as one JSON line with --json, else ``text`` (each line made printable)."""
+    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else
+          "\n".join(printable(line) for line in text.split("\n")))
 
 
 def password_or_generated(args):
@@ -521,7 +548,7 @@ def cmd_competition(args, config):
         rows = models.all_competitions()
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for c in [] if args.json else rows:
+        for c in [] if args.json else shown(rows):
             print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], c["fecha_hora"] or "-",
                                           c["nombre"]))
 
@@ -549,7 +576,7 @@ def cmd_judge(args, config):
         rows = roster.list_judges(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for r in [] if args.json else rows:
+        for r in [] if args.json else shown(rows):
             print("%4d  %-20s %-25s competition %d%s" % (
                 r["id"], r["username"], r["nombre"], r["competencia_id"],
                 "" if r["activo"] else "  (inactive)"))
@@ -578,7 +605,7 @@ def cmd_team(args, config):
         rows = roster.list_teams(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for r in [] if args.json else rows:
+        for r in [] if args.json else shown(rows):
             print("%4d  dorsal %-5d %-30s judge %-20s competition %d" % (
                 r["id"], r["dorsal"], r["nombre"], r["juez_usuario"] or "-", r["competencia_id"]))
 
@@ -598,7 +625,7 @@ def cmd_import(args, config):
     path = Path(args.roster)
     rows, notes = roster.read_roster(path)
     for note in notes:
-        print("note: %s" % note)
+        print("note: %s" % printable(note))
     with models.db.connection_context():
         result = roster.import_roster(rows, args.competition, source=str(path))
     creds_path = None
@@ -767,6 +794,7 @@ def cmd_race(args, config):
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return
+    answer = shown(answer)
     comp = answer["competencia"]
     print(race_line(comp))
     if args.action == "status":
@@ -833,6 +861,7 @@ def cmd_records(args, config):
         if args.json:
             print(json.dumps(answer, ensure_ascii=False))
             return
+        answer = shown(answer)
         print("%d records of competition %d %s" % (len(answer["registros"]), args.id,
                                                   answer["competencia"]["nombre"]))
         for r in answer["registros"]:
@@ -844,12 +873,14 @@ def cmd_records(args, config):
         if args.json:
             print(json.dumps(answer, ensure_ascii=False))
             return
+        answer = shown(answer)
         print(record_line(answer["registro"]))
         for entry in answer["historial"]:
             print("  %s  %-12s %-12s %s -> %s  %s" % (
                 entry["en"], entry["accion"], entry["usuario"] or "-",
-                json.dumps(entry["antes"], ensure_ascii=False),
-                json.dumps(entry["despues"], ensure_ascii=False), entry["motivo"] or ""))
+                printable(json.dumps(entry["antes"], ensure_ascii=False)),
+                printable(json.dumps(entry["despues"], ensure_ascii=False)),
+                entry["motivo"] or ""))
         return
     if args.action == "add":
         body = {"equipo_id": args.team, "tiempo": duration(args.tiempo), "motivo": args.reason}
@@ -871,7 +902,7 @@ def cmd_records(args, config):
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     else:
-        print(record_line(record))
+        print(record_line(shown(record)))
 
 
 def cmd_team_correction(args, config):
@@ -899,7 +930,7 @@ def cmd_audit(args, config):
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return
-    for a in answer["acciones"]:
+    for a in shown(answer["acciones"]):
         print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
             a["id"], a["en"], a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
             a["motivo"] or ""))
@@ -923,7 +954,7 @@ def cmd_results(args, config):
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return
-    print(format_results(result))
+    print(format_results(shown(result)))
 
 
 def results_official(args, config):

@@ -29,6 +29,7 @@ import logging
 import os
 import queue
 import sqlite3
+import tempfile
 import threading
 
 import models
@@ -370,8 +371,13 @@ def backup(source_path, target_path):
     """Copy a live database to ``target_path`` with SQLite's online backup API.
 
     Safe while the server runs and writes (a plain file copy of a WAL database is not: it can
-    miss the WAL or catch a page mid-write). The copy is a consistent snapshot, checked with
-    ``PRAGMA integrity_check``. Returns how many time records it holds.
+    miss the WAL or catch a page mid-write). The copy is a consistent snapshot taken in one step:
+    one read transaction, which in WAL mode never holds up the writer and, unlike a copy in
+    steps, cannot start over for ever while every step sees new commits. It is written to a
+    temporary file beside ``target_path``, checked with ``PRAGMA integrity_check``, flushed to
+    disk and only then renamed to ``target_path``: a failed or interrupted backup leaves nothing
+    under that name (never a half file that later opens as an empty database). Returns how many
+    time records it holds.
     """
     source_path, target_path = str(source_path), str(target_path)
     if not os.path.exists(source_path):
@@ -379,18 +385,59 @@ def backup(source_path, target_path):
                               "database_not_found")
     if os.path.exists(target_path):
         raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
+    folder = os.path.dirname(os.path.abspath(target_path))
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(target_path),
+                                       suffix=".partial")
+    os.close(handle)
+    try:
+        records = _copy(source_path, partial)
+        _fsync(partial)
+        _rename_new(partial, target_path)
+        _fsync(folder)
+        return records
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _copy(source_path, target_path):
+    """The one-step online backup into ``target_path``, checked; its time records."""
     source = sqlite3.connect(source_path, timeout=10)
     target = sqlite3.connect(target_path)
     try:
-        source.backup(target, pages=1024)
+        source.backup(target)  # every page in one step (pages=-1)
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise models.Conflict("La copia %s no pasó integrity_check." % target_path,
+            raise models.Conflict("La copia no pasó integrity_check; no se ha guardado.",
                                   "backup_corrupt")
         return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
     finally:
         target.close()
         source.close()
+
+
+def _rename_new(partial, target_path):
+    """Give ``partial`` the name ``target_path``, which must still be free (never replaced)."""
+    try:
+        os.link(partial, target_path)  # fails if the name was taken meanwhile
+    except FileExistsError:
+        raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
+                              "backup_exists") from None
+    except OSError:  # no hard links there (a FAT USB stick): check, then rename
+        if os.path.exists(target_path):
+            raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
+                                  "backup_exists") from None
+        os.rename(partial, target_path)
+
+
+def _fsync(path):
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems cannot fsync a folder; the data file was
+        pass
+    finally:
+        os.close(handle)
 
 
 def checkpoint(database=db):

@@ -156,7 +156,7 @@ class Server:
         log = open(self.workdir / ("%s-%d.log" % (self.kind, self.port)), "w")
         started = time.monotonic()
         self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log,
-                                        cwd=str(ROOT))
+                                        cwd=str(ROOT), preexec_fn=self.preexec)
         log.close()
         while time.monotonic() - started < timeout:
             try:
@@ -169,6 +169,8 @@ class Server:
                 time.sleep(0.002)
         self.stop()
         raise RuntimeError("%s did not start; see %s" % (self.kind, self.workdir))
+
+    preexec = None  # run in the child before the server starts (e.g. to set rlimits)
 
     def rss_kib(self):
         for line in Path("/proc/%d/status" % self.process.pid).read_text().splitlines():

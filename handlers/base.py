@@ -401,12 +401,12 @@ class OversizedRequest(tornado.routing.Matcher):
 
     def match(self, request):
         if len(request.uri) > MAX_URI_BYTES:
-            return {"handler_kwargs": {"status": 414}}
+            return {"target_kwargs": {"status": 414}}
         size = 0
         for name, value in request.headers.get_all():
             size += len(name) + len(value) + 4
         if size > MAX_HEADER_BYTES:
-            return {"handler_kwargs": {"status": 431}}
+            return {"target_kwargs": {"status": 431}}
         return None
 
 

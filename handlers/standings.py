@@ -29,8 +29,9 @@ log = logging.getLogger("server5k.standings")
 # At most one ranking per competition this often, whatever the submission rate: a change shows
 # at most this long (plus one ranking) after it is committed.
 MIN_INTERVAL_S = 0.25
-# A slow ranking (thousands of records) is computed at most this share of the time.
-BUSY_SHARE = 0.5
+# A slow ranking (thousands of records) is computed at most this share of the time: it runs on
+# a thread, and shares the interpreter with the event loop while it does.
+BUSY_SHARE = 0.25
 # Standings are computed again after this long even without a change notice.
 MAX_AGE_S = 5.0
 
@@ -144,6 +145,8 @@ class Standings:
                 finally:
                     self._running.pop(cid, None)
                     self._last[cid] = (started, loop.time() - started)
+                log.debug("standings of competencia %s computed in %.0f ms", cid,
+                          1000 * self._last[cid][1])
                 self._current[cid] = (changes, started, snapshot)
                 future.set_result(snapshot)
                 for on_snapshot, watching in self._listeners:
