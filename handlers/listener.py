@@ -67,8 +67,11 @@ class HTTPServer(tornado.httpserver.HTTPServer):
                 except OSError as exc:
                     if exc.errno not in OUT_OF_DESCRIPTORS:
                         raise
-                    if not self._refuse_one(sock):
+                    # (Linux reports EMFILE before looking for a waiting connection.)
+                    outcome = self._refuse_one(sock)
+                    if outcome == "stuck":
                         pause()
+                    if outcome != "refused":
                         return
                     continue
                 if self._short:
@@ -97,21 +100,25 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         return remove_handler
 
     def _refuse_one(self, sock):
-        """Give up the reserve, accept the waiting connection, refuse it, take the reserve back.
-        False when that is impossible (no reserve, or the system itself is out)."""
+        """Give up the reserve, accept the waiting connection, refuse it, take the reserve back:
+        "refused"; "empty" when no connection was waiting; "stuck" when even that is impossible
+        (no reserve, or the whole system is out of descriptors)."""
         if not self._short:
             self._short = True
             log.warning("out of file descriptors (open-file limit reached): refusing new "
                         "connections until some close")
         if self._reserve is None:
-            return False
+            return "stuck"
         os.close(self._reserve)
         self._reserve = None
         try:
             connection, _ = sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            self._reserve = _take_reserve()
+            return "empty"
         except OSError:
             self._reserve = _take_reserve()
-            return False
+            return "stuck"
         try:
             if self.ssl_options is None:
                 connection.setblocking(False)
@@ -122,7 +129,7 @@ class HTTPServer(tornado.httpserver.HTTPServer):
             connection.close()
         self.refused += 1
         self._reserve = _take_reserve()
-        return True
+        return "refused"
 
     def _recovered(self):
         self._short = False

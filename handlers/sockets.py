@@ -136,13 +136,14 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         return True
 
     def _not_reading(self):
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
             return
         log.warning("juez %s: closing a socket that does not read (%d characters unsent)",
                     self.juez_id, self._queued)
         self.close(CLOSE_NOT_READING, "Demasiados datos sin leer")
         # The close frame waits behind the unread data: drop the connection now, and its buffer.
-        self.ws_connection.stream.close()
+        connection.stream.close()
         self._unsent = None
 
     def on_close(self):
