@@ -507,20 +507,6 @@ def report(results, args, command):
     return text
 
 
-def write_section(path, text):
-    """Put this benchmark's section into ``path``, replacing its previous one (the rest of the
-    file, bench/run.py's report among it, is kept)."""
-    path = Path(path)
-    old = path.read_text() if path.exists() else ""
-    begin, end = "<!-- section: %s -->" % SECTION, "<!-- end section: %s -->" % SECTION
-    if begin in old and end in old:
-        head, rest = old.split(begin, 1)
-        new = head + text.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text
-    path.write_text(new)
-
-
 def say(text):
     print("bench: %s" % text, file=sys.stderr, flush=True)
 
@@ -563,7 +549,7 @@ def main(argv=None):
     results = summarize(run(args))
     text = report(results, args, command)
     print(text)
-    write_section(args.out, text)
+    bench.write_section(args.out, SECTION, text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     say("report written to %s" % args.out)

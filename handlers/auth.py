@@ -8,7 +8,8 @@ from handlers.errors import ApiError, too_many
 
 class TokenHandler(BaseHandler):
     """POST {username, password} -> {access, refresh}. Guarded before any hashing
-    (handlers.limits.LoginGuard): per address and username, per address, and lockouts."""
+    (handlers.limits.LoginGuard): per address and username, per address, and lockouts; an
+    address's password checks run one at a time (handlers.limits.Turns)."""
 
     max_body_bytes = SMALL_BODY_BYTES
     pace = "login"
@@ -29,11 +30,17 @@ class TokenHandler(BaseHandler):
         if retry_after:
             raise too_many("Demasiados intentos de inicio de sesión; espere %d s." % retry_after,
                            retry_after)
+        if not await self.limits.hashing.acquire(address):
+            raise too_many("Demasiados inicios de sesión a la vez desde esta dirección; "
+                           "reintente.", 1)
         try:
+            retry_after = guard.address_wait(address)  # its failures while it waited count
+            if retry_after:
+                raise too_many("Demasiados intentos de inicio de sesión; espere %d s."
+                               % retry_after, retry_after)
             identity = await self.db_hash(models.authenticate, username, password)
-        except BaseException:
-            guard.abandoned(address, key)  # busy, or gone: no password was checked
-            raise
+        finally:
+            self.limits.hashing.release(address)
         if identity is None:
             guard.failed(address, key)
             raise ApiError(401, "invalid_credentials",

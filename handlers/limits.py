@@ -1,10 +1,13 @@
 """In-memory rate limits (one process serves the event, so memory is the right place): logins,
-submissions, and the turns anonymous requests take per client address.
+submissions, the turns anonymous requests take per client address, and each address's share of
+the password-hashing threads.
 
 Every table here is bounded (``max_keys``): past it, entries that no longer matter are dropped,
 and under a flood of keys the table starts over, which only ever forgives.
 """
 
+import asyncio
+import collections
 import math
 import time
 
@@ -13,6 +16,10 @@ import time
 # first failure for it (LoginGuard).
 USERNAME_FAILURES = 20
 USERNAME_WINDOW_S = 600
+# Failed logins from one address may come in a burst of this many seconds' worth of
+# ``login_per_address_per_minute`` (at least 5): a flood gets only that many password checks
+# before it is down to the rate.
+FAILURE_BURST_S = 10
 # The longest a lockout grows to (it doubles with each failure past the threshold).
 MAX_LOCKOUT_S = 900
 # Anonymous requests (Pacer): bursts of up to this many seconds' worth of the rate pass at once;
@@ -50,18 +57,17 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
         return 0
 
-    def refund(self, key):
-        """Give back the request counted for ``key`` (it turned out not to count)."""
-        if self.per_minute and key in self._buckets:
-            now = self._clock()
-            self._buckets[key] = (min(self.burst,
-                                      self._tokens(key, now, self.per_minute / 60.0) + 1.0), now)
+    def wait(self, key):
+        """What ``hit`` would answer, without counting a request."""
+        if not self.per_minute:
+            return 0
+        rate = self.per_minute / 60.0
+        tokens = self._tokens(key, self._clock(), rate)
+        return 0 if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / rate))
 
     def empty(self, key):
         """True when ``key`` has no request left right now (without counting one)."""
-        if not self.per_minute:
-            return False
-        return self._tokens(key, self._clock(), self.per_minute / 60.0) < 1.0
+        return self.wait(key) > 0
 
     def _tokens(self, key, now, rate):
         tokens, last = self._buckets.get(key, (self.burst, now))
@@ -81,10 +87,12 @@ class LoginGuard:
     """Who may try a password now, decided before any hashing, so a refusal costs nothing.
 
     * Per (address, username): ``per_minute`` attempts a minute.
-    * Per address, whatever the username: ``per_address_per_minute`` failed attempts a minute
-      (an attempt counts from its start and is given back when it succeeds), so guessing loops
-      and random-username floods are refused cheaply, while the judges behind one venue NAT,
-      who log in successfully, are never counted against each other.
+    * Per address, whatever the username: ``per_address_per_minute`` failed attempts a minute,
+      in bursts of FAILURE_BURST_S seconds' worth. Only failures count, and an address past its
+      failures is refused before the check (``check``, then ``address_wait`` once the address's
+      turn to hash has come, which makes it exact however many attempts arrive at once): so
+      guessing loops and random-username floods are refused cheaply, while the judges behind
+      one venue NAT, who log in successfully, are never counted against each other.
     * Lockout per (address, username): after ``lockout_failures`` failures in a row that pair is
       refused for ``lockout_s`` seconds, doubling with every further failure (up to
       MAX_LOCKOUT_S); a success clears it. Only the guessing address is locked out: the judge's
@@ -101,7 +109,8 @@ class LoginGuard:
     def __init__(self, per_minute, per_address_per_minute, lockout_failures, lockout_s,
                  clock=time.monotonic, max_keys=100_000):
         self.pair = RateLimiter(per_minute, clock, max_keys)
-        self.address = RateLimiter(per_address_per_minute, clock, max_keys)
+        self.address = RateLimiter(per_address_per_minute, clock, max_keys,
+                                   burst=max(5, per_address_per_minute * FAILURE_BURST_S / 60))
         self.username = RateLimiter(USERNAME_FAILURES * 60 / USERNAME_WINDOW_S, clock, max_keys,
                                     burst=USERNAME_FAILURES)
         self.lockout_failures = lockout_failures
@@ -111,7 +120,8 @@ class LoginGuard:
         self._failures = {}  # (address, username) -> (failures in a row, locked until)
 
     def check(self, address, username):
-        """Before an attempt: 0 if it may go on (it is then counted), else seconds to wait."""
+        """Before an attempt: 0 if it may go on (it is then counted per address and username),
+        else seconds to wait."""
         _, locked_until = self._failures.get((address, username), (0, 0.0))
         wait = locked_until - self._clock()
         if wait > 0:
@@ -119,17 +129,17 @@ class LoginGuard:
         retry_after = self.pair.hit((address, username))
         if retry_after:
             return retry_after
-        return self.address.hit(address)
+        return self.address.wait(address)
+
+    def address_wait(self, address):
+        """Right before the password check: 0, or seconds until the address may fail again."""
+        return self.address.wait(address)
 
     def succeeded(self, address, username):
-        self.address.refund(address)
         self._failures.pop((address, username), None)
 
-    def abandoned(self, address, username):
-        """The attempt never reached the password check (the server was busy)."""
-        self.address.refund(address)
-
     def failed(self, address, username):
+        self.address.hit(address)
         if not self.lockout_failures:
             return
         self.username.hit(username)
@@ -184,6 +194,50 @@ class Pacer:
         return max(0.0, wait)
 
 
+class Turns:
+    """At most ``per_key`` jobs of one key running at a time (one client address's password
+    checks), the next ones waiting in order, at most ``max_waiting`` of them: so one address,
+    flooding or not, never holds more than its share of the hashing threads, and everyone else's
+    logins are checked alongside it. Keys with nothing running are forgotten."""
+
+    def __init__(self, per_key=1, max_waiting=64):
+        self.per_key = per_key
+        self.max_waiting = max_waiting
+        self._entries = {}  # key -> [jobs running, deque of waiting futures]
+
+    async def acquire(self, key):
+        """True once it is this job's turn (then ``release(key)`` after it); False at once when
+        ``max_waiting`` jobs of that key already wait."""
+        entry = self._entries.setdefault(key, [0, collections.deque()])
+        if entry[0] < self.per_key and not entry[1]:
+            entry[0] += 1
+            return True
+        if len(entry[1]) >= self.max_waiting:
+            return False
+        turn = asyncio.get_running_loop().create_future()
+        entry[1].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(key)  # it was given the turn as it was cancelled: pass it on
+            else:
+                entry[1].remove(turn)
+            raise
+        return True
+
+    def release(self, key):
+        entry = self._entries[key]
+        while entry[1]:  # the turn passes to the next one waiting
+            turn = entry[1].popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        entry[0] -= 1
+        if not entry[0]:
+            del self._entries[key]
+
+
 class Limits:
     def __init__(self, config):
         limits = config["limits"]
@@ -191,3 +245,4 @@ class Limits:
                                 limits["login_lockout_failures"], limits["login_lockout_s"])
         self.submissions = RateLimiter(limits["submissions_per_minute"])
         self.pacer = Pacer(limits["anonymous_per_minute"])
+        self.hashing = Turns(per_key=1)  # password checks: one at a time per client address

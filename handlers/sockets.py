@@ -6,12 +6,16 @@ synchronous step that reads the race state, so a start is never missed nor told 
 What waits unsent for one socket is bounded (MAX_QUEUED_CHARS): a phone that stops reading
 (or a client that sends and never reads) is closed with code 4002 and its connection dropped at
 once, its buffer freed, instead of growing the server's memory; writing to it never blocks the
-start broadcast to the others. Pongs echo at most MAX_PING_CHARS of ping.
+start broadcast to the others. What one socket sends is bounded too: messages over
+MAX_PING_CHARS are not parsed (nor echoed), and past INBOUND_PER_S the socket is not read until
+it is back within budget.
 """
 
+import asyncio
 import collections
 import logging
 import sys
+import time
 
 import tornado.websocket
 
@@ -26,8 +30,14 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # Unsent characters one socket may have waiting in the server (a start notice is ~500; a pong
 # at most ~1,100). More means the other end is not reading.
 MAX_QUEUED_CHARS = 64 * 1024
-# A ping message longer than this is answered with an error, not echoed.
+# A message longer than this (no message of the protocol needs more: a ping's echo is for a
+# clock offset) is answered with an error, neither parsed nor echoed.
 MAX_PING_CHARS = 1024
+# What one socket may send: characters a second after a burst, each message counting at least
+# MIN_MESSAGE_COST. Past it nothing more is read from the socket until it is back within budget
+# (TCP holds the rest on the sender's side): a flood costs the loop this much and no more, and
+# an app's few pings never come near it.
+INBOUND_PER_S, INBOUND_BURST, MIN_MESSAGE_COST = 16 * 1024, 128 * 1024, 1024
 
 
 class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
@@ -38,6 +48,7 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     start_seen = None
     _queued = 0
     _unsent = None  # deque of (write future, characters) not yet handed to the kernel
+    _credit = _credit_at = None  # what it may still send (see INBOUND_PER_S), and since when
 
     async def get(self, juez_id):
         # open() runs after the 101; refusing with 401/403 has to happen here, before upgrade.
@@ -92,6 +103,26 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
         log.info("juez %s connected (%d sockets)", self.juez_id, self.hub.sockets_of(self.juez_id))
 
     def on_message(self, text):
+        self._answer(text)
+        return self._within_budget(max(len(text), MIN_MESSAGE_COST))
+
+    def _within_budget(self, cost):
+        """Spend ``cost`` of what the socket may send; over budget, a pause (awaited by Tornado
+        before it reads the next message) that brings it back."""
+        now = time.monotonic()
+        if self._credit_at is None:
+            self._credit, self._credit_at = INBOUND_BURST, now
+        credit = min(INBOUND_BURST, self._credit + (now - self._credit_at) * INBOUND_PER_S) - cost
+        self._credit, self._credit_at = credit, now
+        if credit < 0:
+            return asyncio.sleep(-credit / INBOUND_PER_S)
+        return None
+
+    def _answer(self, text):
+        if len(text) > MAX_PING_CHARS:  # no message of the protocol is this long: not parsed
+            return self.send("error", {"code": "message_too_large",
+                                       "detail": "Un mensaje (un ping) no puede superar %d "
+                                                 "caracteres." % MAX_PING_CHARS})
         try:
             msg = parse_json(text)
         except (ValueError, RecursionError):
@@ -104,10 +135,6 @@ class JuezSocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
             if not isinstance(data, dict):
                 return self.send("error", {"code": "invalid_message",
                                            "detail": "data debe ser un objeto."})
-            if len(text) > MAX_PING_CHARS:  # an echo is for a clock offset, not for bulk data
-                return self.send("error", {"code": "ping_too_large",
-                                           "detail": "Un ping no puede superar %d caracteres."
-                                                     % MAX_PING_CHARS})
             return self.send("pong", dict(data, server_time=models.iso(models.utcnow())))
         return self.send("error", {"code": "unknown_type",
                                    "detail": "Tipo de mensaje desconocido: %s" % msg["type"][:64]})

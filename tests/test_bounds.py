@@ -87,8 +87,11 @@ async def test_a_full_hashing_queue_is_503_at_once(client, app, event, monkeypat
     release = blocking(monkeypatch, models, "authenticate")
     hashers = app.settings["server5k_store"]._hashers
     hashers.max_pending = 3
-    logins = [asyncio.ensure_future(client.post("/api/token/", {"username": u, "password": p}))
-              for u, p in (("juez1", "pass1"), ("juez2", "pass2"), ("org", "org-pass"))]
+    url = client.base_url + "/api/token/"
+    logins = [asyncio.ensure_future(fetch("POST", url, {"username": u, "password": p},
+                                          network_interface="127.0.0.%d" % n))
+              for n, (u, p) in enumerate((("juez1", "pass1"), ("juez2", "pass2"),
+                                          ("org", "org-pass")), start=2)]
     await wait_for_async(lambda: hashers.pending == 3, what="the hashing queue to fill")
     code, answer, response = await client.request(
         "POST", "/api/token/", {"username": "juez3", "password": "pass3"})
@@ -99,6 +102,44 @@ async def test_a_full_hashing_queue_is_503_at_once(client, app, event, monkeypat
     # The refused attempt was given back: the same login now goes through.
     code, _ = await client.post("/api/token/", {"username": "juez3", "password": "pass3"})
     assert code == 200
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_address_checks_one_password_at_a_time(client, app, event, monkeypatch):
+    """A flood of logins from one address holds one hashing thread, never all of them: a judge
+    elsewhere is checked alongside it."""
+    release = blocking(monkeypatch, models, "authenticate")
+    hashers = app.settings["server5k_store"]._hashers
+    url = client.base_url + "/api/token/"
+    flood = [asyncio.ensure_future(fetch("POST", url, {"username": "nadie%d" % n,
+                                                       "password": "x"}))
+             for n in range(5)]
+    await wait_for_async(lambda: hashers.pending == 1, what="the flood's first check")
+    judge = asyncio.ensure_future(fetch("POST", url, {"username": "juez1", "password": "pass1"},
+                                        network_interface="127.0.0.2"))
+    await wait_for_async(lambda: hashers.pending == 2, what="the judge's check, alongside")
+    assert hashers.pending == 2  # the flood's other four wait their turn, not in the pool
+    release.set()
+    assert (await judge)[0] == 200
+    assert [(await f)[0] for f in flood] == [401] * 5
+
+
+@pytest.mark.gen_test
+async def test_turns_pass_on_in_order_and_refuse_past_the_waiting_bound():
+    from handlers.limits import Turns
+    turns, order = Turns(per_key=1, max_waiting=2), []
+
+    async def job(name):
+        if not await turns.acquire("a"):
+            order.append(name + " refused")
+            return
+        order.append(name)
+        await asyncio.sleep(0.01)
+        turns.release("a")
+
+    await asyncio.gather(*(job(n) for n in ("one", "two", "three", "four")))
+    assert order == ["one", "four refused", "two", "three"]
+    assert turns._entries == {}  # nothing kept for an address with nothing running
 
 
 def test_the_writer_refuses_past_its_bound_at_once(tmp_path):
@@ -282,6 +323,40 @@ async def test_a_socket_that_does_not_read_is_closed_and_never_holds_up_the_star
     assert (await next_message(listening))["type"] == "carrera.iniciada"
     listening.close()
     silent.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_socket_flooding_messages_is_read_slowly_and_still_hears_the_start(
+        client, event):
+    ws, _ = await client.judge_socket(event["jueces"][0], await client.access("juez1", "pass1"))
+    for _ in range(8):  # 480 KiB at once: far past its 128 KiB burst
+        ws.write_message(json.dumps({"type": "ping", "data": {"pad": "x" * 60 * KIB}}))
+    answer = await next_message(ws)
+    assert (answer["type"], answer["data"]["code"]) == ("error", "message_too_large")
+    organizer = await client.access("org", "org-pass")
+    code, body = await client.post("/api/competencias/%d/iniciar/" % event["competencia"],
+                                   token=organizer)
+    assert code == 200 and body["notificados"] == 1
+    kinds = [answer["type"]]
+    while kinds[-1] != "carrera.iniciada":  # the start comes after the answers already sent
+        kinds.append((await next_message(ws))["type"])
+    assert set(kinds[:-1]) == {"error"} and len(kinds) < 8  # the rest is not even read yet
+    ws.close()
+
+
+def test_the_inbound_budget_pauses_reading_past_its_rate(monkeypatch):
+    import handlers.sockets as sockets
+    now = [100.0]
+    monkeypatch.setattr(sockets.time, "monotonic", lambda: now[0])
+    sock = sockets.JuezSocketHandler.__new__(sockets.JuezSocketHandler)
+    burst, rate = sockets.INBOUND_BURST, sockets.INBOUND_PER_S
+    assert sock._within_budget(burst) is None         # the whole burst at once
+    pause = sock._within_budget(rate)                 # then one second's worth too many
+    assert pause is not None
+    pause.close()
+    assert abs(sock._credit + rate) < 1e-6
+    now[0] += 2.0                                     # two seconds later: back within it
+    assert sock._within_budget(1024) is None
 
 
 @pytest.mark.gen_test(timeout=30)

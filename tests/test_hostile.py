@@ -219,7 +219,7 @@ async def test_websocket_message_over_64_kib_closes_1009(client, event):
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     ws.write_message(json.dumps({"type": "ping", "data": {"pad": "x" * 60 * KIB}}))
     answer = await next_message(ws)  # under the limit: answered, but not echoed
-    assert (answer["type"], answer["data"]["code"]) == ("error", "ping_too_large")
+    assert (answer["type"], answer["data"]["code"]) == ("error", "message_too_large")
     ws.write_message(json.dumps({"type": "ping", "data": {"pad": "x" * 900}}))
     assert (await next_message(ws))["data"]["pad"] == "x" * 900  # a small ping is echoed
     ws.write_message(json.dumps({"type": "ping", "data": {"pad": "x" * 65 * KIB}}))
