@@ -55,7 +55,7 @@ class ServiceMixin:
         return self._client_ip
 
     async def take_turn(self):
-        """Wait for this anonymous request's turn; a 503 (after a wait) when it gets none."""
+        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none."""
         if self.pace is None:
             return
         pacer = self.limits.pacer
@@ -412,6 +412,8 @@ class OversizedRequest(tornado.routing.Matcher):
 
 class TooLargeHandler(BaseHandler):
     """414 ``uri_too_long`` or 431 ``headers_too_large``, for any method, before any body."""
+
+    pace = "public"  # whoever sends these sends no credentials worth reading
 
     def initialize(self, status):
         super().initialize()

@@ -22,9 +22,10 @@ USERNAME_WINDOW_S = 600
 FAILURE_BURST_S = 10
 # The longest a lockout grows to (it doubles with each failure past the threshold).
 MAX_LOCKOUT_S = 900
-# Anonymous requests (Pacer): bursts of up to this many seconds' worth of the rate pass at once;
-# a request whose turn is further away than MAX_WAIT_S waits that long and is refused.
-BURST_S = 10
+# Anonymous requests (Pacer): bursts of up to this many seconds' worth of the rate pass at once
+# (a few people loading the results page together behind one NAT); a request whose turn is
+# further away than MAX_WAIT_S waits that long and is refused.
+BURST_S = 3
 MAX_WAIT_S = 5.0
 
 

@@ -4,11 +4,13 @@ every open live results page up to date.
 Spectator sockets live in their own registry (:class:`Spectators`), apart from the judges'
 RaceHub, so the judges' start broadcast never waits on a spectator, and nothing a spectator
 sends is read, let alone forwarded. The standings come from :mod:`handlers.standings`: computed
-once per (coalesced) change, the same message text sent to every spectator. A slow spectator
-has at most one message in flight; while it drains, newer standings replace older ones (each
-message is a full snapshot, so skipping one loses nothing).
+once per (coalesced) change, the same message text sent to every spectator, a slice of sockets
+per turn of the loop and within a budget of bytes a second. A slow spectator has at most one
+message in flight; while it drains, newer standings replace older ones (each message is a full
+snapshot, so skipping one loses nothing).
 """
 
+import asyncio
 import logging
 import sys
 from collections import defaultdict
@@ -23,6 +25,13 @@ from handlers.wire import message
 log = logging.getLogger("server5k.spectators")
 
 RETRY_AFTER_S = 10
+# Spectators handed a new standings message per turn of the event loop.
+PUSH_SLICE = 16
+# What pushing the standings may send, all of a competition's spectators together: a large
+# event watched by many (500 teams, 150 KB a message, 200 pages) is updated every few seconds
+# rather than flooding the venue's Wi-Fi and the event loop; a usual one, as often as the
+# standings change (every 0.25 s at most).
+PUSH_BYTES_PER_S = 8 * 1024 * 1024
 
 
 class Spectators:
@@ -40,6 +49,9 @@ class Spectators:
         self._by_competencia = defaultdict(set)
         self._by_address = defaultdict(int)
         self._total = 0
+        self._pushes = {}     # competition -> the message being pushed to its spectators
+        self._pushing = set()  # competitions with a push under way
+        self._next_push = {}  # competition -> loop time before which it is not pushed again
 
     def refusal(self, address):
         """None if one more spectator from ``address`` fits, else the ApiError to answer."""
@@ -58,9 +70,40 @@ class Spectators:
         return bool(self._by_competencia.get(competencia_id))
 
     def publish(self, competencia_id, snapshot):
-        """Standings listener: new standings go to every spectator of the competition."""
-        for sock in list(self._by_competencia.get(competencia_id, ())):
-            sock.offer(snapshot.message)
+        """Standings listener: new standings go to every spectator of the competition, a slice
+        of PUSH_SLICE sockets per turn of the loop (a message can weigh hundreds of KB, and a
+        judge's request or the start must not wait for all of them to be written), and no more
+        than PUSH_BYTES_PER_S: standings that come sooner wait, the newest replacing older."""
+        self._push_later(competencia_id, snapshot.message)
+
+    def _push_later(self, cid, message):
+        self._pushes[cid] = message
+        if cid in self._pushing:
+            return  # the push under way, or scheduled, sends the newest
+        self._pushing.add(cid)
+        loop = asyncio.get_running_loop()
+        wait = self._next_push.get(cid, 0.0) - loop.time()
+        if wait > 0:
+            loop.call_later(wait, lambda: asyncio.ensure_future(self._push(cid)))
+        else:
+            asyncio.ensure_future(self._push(cid))
+
+    async def _push(self, cid):
+        loop = asyncio.get_running_loop()
+        started, size, sent = loop.time(), 0, None
+        try:
+            for n, sock in enumerate(list(self._by_competencia.get(cid, ()))):
+                if n and not n % PUSH_SLICE:
+                    await asyncio.sleep(0)
+                sent = self._pushes[cid]  # the newest, should one come meanwhile
+                sock.offer(sent)
+                size += len(sent)
+        finally:
+            self._next_push[cid] = started + size / PUSH_BYTES_PER_S
+            self._pushing.discard(cid)
+            latest = self._pushes.pop(cid)
+            if sent is not None and latest is not sent:  # newer standings came meanwhile
+                self._push_later(cid, latest)
 
     def add(self, sock):
         self._by_competencia[sock.competencia_id].add(sock)
@@ -79,6 +122,7 @@ class Spectators:
         group.discard(sock)
         if not group:
             del self._by_competencia[sock.competencia_id]
+            self._next_push.pop(sock.competencia_id, None)
         self._total -= 1
         self._by_address[sock.address] -= 1
         if not self._by_address[sock.address]:

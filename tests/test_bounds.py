@@ -16,7 +16,7 @@ import tornado.websocket
 import handlers.base
 import models
 import store
-from helpers import fetch, next_message, registros, wait_for_async
+from helpers import fetch, next_message, nothing_within, registros, wait_for_async
 
 KIB = 1024
 
@@ -400,6 +400,21 @@ async def test_spectators_are_capped_in_total_and_per_address(client, app, event
     again, _ = await client.spectator(event["competencia"])  # room again
     for ws in (here[1], other, again):
         ws.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_pushes_to_spectators_keep_within_their_bytes_a_second(client, app, event,
+                                                                     monkeypatch):
+    import handlers.spectators
+    hub, cid = app.settings["server5k_hub"], event["competencia"]
+    ws, first = await client.spectator(cid)
+    size = len(json.dumps({"type": "resultados", "data": first}))
+    monkeypatch.setattr(handlers.spectators, "PUSH_BYTES_PER_S", size / 30)  # one per 30 s
+    hub.records_stored(cid, event["equipos"]["a"], 1)
+    assert (await next_message(ws))["type"] == "resultados"  # the first change: at once
+    hub.records_stored(cid, event["equipos"]["a"], 1)
+    assert await nothing_within(ws, 0.8)  # the next waits for the budget, not pushed now
+    ws.close()
 
 
 # -- anonymous requests take turns per address ------------------------------------------------
