@@ -108,15 +108,32 @@ def iso(value):
 
 
 _ZULU_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+# What PROTOCOL.md accepts, and nothing more of what datetime.fromisoformat would: a calendar
+# date and a time of day (hours and minutes at least; seconds and a fraction of up to nine
+# digits, as phones send, optional), then Z, an offset (+01:00 or +0100) or nothing (UTC).
+# Refused: week and ordinal dates, the basic format (20250101T000000), a bare date, an hour
+# alone, a comma for the decimal point, offsets with seconds, anything after (a NUL, a newline).
+_ISO_TIMESTAMP = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ]"
+    r"(?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.(?P<fraction>[0-9]{1,9}))?)?)"
+    r"(?P<zone>Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
 def parse_timestamp(text):
-    """Parse an ISO 8601 timestamp to naive UTC. ``Z`` or an offset; naive means UTC."""
-    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+    """Parse an ISO 8601 timestamp (the forms _ISO_TIMESTAMP describes) to naive UTC. ``Z`` or
+    an offset; naive means UTC. ValueError for anything else."""
+    if not isinstance(text, str) or not 16 <= len(text) <= 40:
         raise ValueError("not an ISO 8601 timestamp")
     if _ZULU_TIMESTAMP.fullmatch(text):  # the app's own form, UTC: no time zone arithmetic
         return dt.datetime.fromisoformat(text[:-1])
-    value = dt.datetime.fromisoformat(text)
+    match = _ISO_TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError("not an ISO 8601 date and time: %r" % text[:40])
+    fraction, zone = match["fraction"], match["zone"]
+    time = match["time"][:-len(fraction) - 1] if fraction else match["time"]
+    value = dt.datetime.fromisoformat("%sT%s%s%s" % (
+        match["date"], time, "." + fraction[:6] if fraction else "",
+        "+00:00" if zone == "Z" else zone or ""))
     offset = value.utcoffset()
     if offset is not None:
         value = value.replace(tzinfo=None) - offset
@@ -2008,12 +2025,69 @@ def team_records(user_id, equipo_id, scored_per_team=COMPETITION_RULE):
 # --------------------------------------------------------------------------------------------
 # Administration (the command line; runs in its own process).
 # --------------------------------------------------------------------------------------------
-def create_user(username, password, organizer=False, password_hash=None):
-    """A new login. ``password`` must pass :func:`check_password`; ``password_hash`` is its
-    hash made beforehand (:func:`new_password_hash`, off the server's writer), else it is made
-    here."""
+# A username's letters may come from one script, or from one of the mixes a real name can
+# have (Unicode TS #39, "highly restrictive"): Latin with the Japanese, Chinese or Korean
+# scripts. Digits, punctuation, symbols and combining marks go with any of them.
+_SCRIPT_MIXES = ({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}, {"LATIN", "HAN", "BOPOMOFO"},
+                 {"LATIN", "HAN", "HANGUL"})
+# The first word of a character's Unicode name, where that word names a script (and the
+# script it names: a few names start otherwise).
+_SCRIPT_WORDS = {"CJK": "HAN", "ARABIC-INDIC": "ARABIC", "EXTENDED": "ARABIC"}
+_SCRIPTS = {
+    "LATIN", "GREEK", "COPTIC", "CYRILLIC", "ARMENIAN", "HEBREW", "ARABIC", "SYRIAC", "THAANA",
+    "NKO", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA", "TAMIL", "TELUGU",
+    "KANNADA", "MALAYALAM", "SINHALA", "THAI", "LAO", "TIBETAN", "MYANMAR", "GEORGIAN",
+    "HANGUL", "ETHIOPIC", "CHEROKEE", "CANADIAN", "OGHAM", "RUNIC", "KHMER", "MONGOLIAN",
+    "HIRAGANA", "KATAKANA", "BOPOMOFO", "HAN", "YI", "TIFINAGH", "VAI", "JAVANESE", "BALINESE"}
+# Joins the emoji on either side into one (👩‍👩‍👧); elsewhere it is an invisible character.
+_ZWJ = "\u200d"
+
+
+def _script(char):
+    """The script of a letter or digit, or None when it goes with any script."""
+    words = unicodedata.name(char, "").replace("HALFWIDTH ", "").replace("FULLWIDTH ", "").split()
+    if not words:
+        return None
+    script = _SCRIPT_WORDS.get(words[0], words[0])
+    return script if script in _SCRIPTS else None
+
+
+def username_problem(username):
+    """Why ``username`` cannot be a new account's, or None. Refused: control characters,
+    invisible ones (zero-width, bidirectional controls, other format characters; a joiner
+    between two emoji is part of them), unusual spaces, unassigned and private-use code points,
+    and letters of scripts that do not go together (a Cyrillic "е" in a Latin name), which is
+    how a look-alike of another judge's name is made."""
     if not isinstance(username, str) or not username.strip() or len(username) > 150:
-        raise Invalid("El nombre de usuario no es válido.", "invalid_username")
+        return "El nombre de usuario no es válido."
+    scripts = set()
+    for index, char in enumerate(username):
+        kind = unicodedata.category(char)
+        if char == _ZWJ and 0 < index < len(username) - 1 and all(
+                unicodedata.category(c) in ("So", "Sk", "Mn")
+                for c in (username[index - 1], username[index + 1])):
+            continue
+        if kind in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (kind == "Zs" and char != " "):
+            return ("El nombre de usuario contiene un carácter invisible, de control o un "
+                    "espacio especial (U+%04X)." % ord(char))
+        if kind[0] in "LN":
+            script = _script(char)
+            if script is not None:
+                scripts.add(script)
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+        return ("El nombre de usuario mezcla alfabetos (%s): parecería el de otra persona."
+                % ", ".join(sorted(scripts)).lower())
+    return None
+
+
+def create_user(username, password, organizer=False, password_hash=None):
+    """A new account. Its username must pass username_problem (existing accounts keep theirs)
+    and be new, case and compatibility forms aside (username_key). ``password`` must pass
+    :func:`check_password`; ``password_hash`` is its hash made beforehand
+    (:func:`new_password_hash`, off the server's writer), else it is made here."""
+    problem = username_problem(username)
+    if problem is not None:
+        raise Invalid(problem, "invalid_username")
     key = username_key(username)
     if User.select().where(User.username_key == key).exists():
         raise Conflict("El usuario %r ya existe." % username, "username_taken")

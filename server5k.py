@@ -13,6 +13,7 @@ import csv
 import errno
 import gc
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import tornado.httpserver
 import tornado.web
 import yaml
 
@@ -35,7 +35,8 @@ import rehearsal
 import replica
 import roster
 import store
-from handlers.access import InFlight, log_request
+from handlers import listener
+from handlers.access import InFlight, log_request, trusted_networks
 from handlers.base import NotFoundHandler
 from handlers.console import Consoles
 from handlers.hub import RaceHub
@@ -44,6 +45,7 @@ from handlers.routes import ROUTES
 from handlers.sessions import SocketGuard
 from handlers.sockets import MAX_MESSAGE_BYTES
 from handlers.spectators import Spectators
+from handlers.standings import Standings
 from handlers.tokens import TokenService, WsTickets
 
 log = logging.getLogger("server5k")
@@ -98,9 +100,22 @@ def Flag(default):
     return Key(default, "true or false", lambda v: isinstance(v, bool))
 
 
-def TextList(default, words):
-    return Key(default, words, lambda v: isinstance(v, list) and all(
-        isinstance(x, str) and x for x in v))
+def TextList(default, words, item=None):
+    """A list of non-empty strings; ``item(text)`` (if given) must not raise ValueError."""
+    def check(v):
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            return False
+        try:
+            for x in v if item else ():
+                item(x)
+        except ValueError:
+            return False
+        return True
+    return Key(default, words, check)
+
+
+def _ip_network(text):
+    ipaddress.ip_network(text.strip(), strict=False)
 
 
 def _is_zone(v):
@@ -147,6 +162,9 @@ CONFIG_SCHEMA = {
         "allowed_origins": TextList([], "a list of origins ([] = any)"),
         "cors_origins": TextList(["*"], 'a list of origins or ["*"]'),
         "public_url": PublicUrl(),
+        "trusted_proxies": TextList([], "a list of IP addresses or networks (10.0.0.0/8) of "
+                                        "reverse proxies whose X-Forwarded-For is believed "
+                                        "([] = none)", item=_ip_network),
     },
     "database": {
         "path": Text("server5k.db", "a file path"),
@@ -170,7 +188,14 @@ CONFIG_SCHEMA = {
     },
     "limits": {
         "login_per_minute": Int(20, 0, 100000, zero="off"),
+        "login_per_address_per_minute": Int(60, 0, 100000, zero="off"),
+        "login_lockout_failures": Int(5, 0, 1000, zero="off"),
+        "login_lockout_s": Int(30, 1, 86400, "seconds"),
         "submissions_per_minute": Int(120, 0, 100000, zero="off"),
+        "anonymous_per_minute": Int(1200, 0, 1_000_000, zero="off"),
+        "spectator_sockets": Int(2000, 0, 1_000_000),
+        "spectator_sockets_per_address": Int(200, 0, 1_000_000),
+        "judge_sockets_per_judge": Int(4, 1, 1000),
     },
 }
 
@@ -313,13 +338,17 @@ def make_app(config):
                      timezone=config["race"]["timezone"])
     stores = store.Store()
     stores.start()
-    hub = RaceHub()
+    hub = RaceHub(config["limits"]["judge_sockets_per_judge"])
     with models.db.connection_context():
         hub.load(models.all_competitions())
-    # The results page's sockets: a registry of their own, told of changes by the hub.
-    spectators = Spectators(stores, models.COMPETITION_RULE)  # each competition's own count
-    spectators.attach(hub)
-    consoles = Consoles()  # the organizers' consoles, told of changes the same way
+    # The standings, computed once per change (the hub tells), served from memory; the results
+    # page's sockets are a registry of their own, pushed each new computation.
+    standings = Standings(stores)
+    standings.attach(hub)
+    spectators = Spectators(standings, spectator_cap(config),
+                            config["limits"]["spectator_sockets_per_address"])
+    spectators.attach()
+    consoles = Consoles()  # the organizers' consoles, told of changes by the hub
     consoles.attach(hub)
     app = tornado.web.Application(
         ROUTES,
@@ -336,11 +365,12 @@ def make_app(config):
         # Closes sockets whose tokens were revoked, also by another process (judge passwd).
         server5k_guard=SocketGuard(stores, [hub, consoles],
                                    config["server"]["ws_ping_interval_s"]),
+        server5k_standings=standings,
         server5k_tokens=TokenService(signing_secret(config),
                                      config["auth"]["access_token_lifetime_s"],
                                      config["auth"]["refresh_token_lifetime_s"]),
-        server5k_limits=Limits(config["limits"]["login_per_minute"],
-                               config["limits"]["submissions_per_minute"]),
+        server5k_limits=Limits(config),
+        server5k_trusted_proxies=trusted_networks(config["server"]["trusted_proxies"]),
         server5k_tickets=WsTickets(),
         server5k_in_flight=InFlight(),
         server5k_openapi=load_openapi(),
@@ -364,6 +394,18 @@ def make_replicator(config):
         return None
     return replica.Replicator(config["database"]["path"], url, config["replica"]["sync_interval_s"],
                               logger=logging.getLogger("server5k.replica"))
+
+
+def spectator_cap(config):
+    """``limits.spectator_sockets``, but never more than half the open-file limit: the other
+    half stays for the judges' sockets and every HTTP connection."""
+    configured = config["limits"]["spectator_sockets"]
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if fd_limit != resource.RLIM_INFINITY and configured > fd_limit // 2:
+        log.warning("limits.spectator_sockets is %d but the open-file limit is %d: at most %d "
+                    "spectator sockets", configured, fd_limit, fd_limit // 2)
+        return fd_limit // 2
+    return configured
 
 
 def load_openapi(path=OPENAPI_PATH):
@@ -407,32 +449,48 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
     seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
     cannot hold connections forever)."""
-    return tornado.httpserver.HTTPServer(
+    return listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
         app,
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
         max_body_size=4 * 1024 * 1024,
+        # The whole header block; the app answers 414/431 well below it (handlers/base.py).
+        max_header_size=64 * 1024,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
     )
 
 
+# What to raise the open-file limit to when the hard limit is "unlimited" (macOS reports
+# RLIM_INFINITY, but refuses a soft limit over OPEN_MAX, 10,240).
+UNLIMITED_NOFILE_TARGET = 10240
+
+
 def raise_open_file_limit():
     """Every judge socket is a file descriptor; the usual soft limit of 1,024 would cap an event
-    at about a thousand phones. Raise it to the hard limit this process is allowed."""
+    at about a thousand phones. Raise it to the hard limit this process is allowed (10,240 when
+    that is unlimited)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    target = UNLIMITED_NOFILE_TARGET if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d: %s", soft, exc)
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# How long a worker thread may hold the interpreter lock while the event loop waits for it.
+# Python's default, 5 ms, would add up to 5 ms to every loop wake-up while a reader computes
+# standings; 1 ms keeps the start broadcast and the judges' answers prompt.
+SWITCH_INTERVAL_S = 0.001
 
 
 async def serve(config, demo=False, ready=None):
     if demo:
         print_demo(ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = make_app(config)
     replicator = app.settings["server5k_replica"]
     if replicator is not None:  # the copy runs before the first record is accepted
@@ -553,8 +611,35 @@ def print_demo(creds, config):
 # ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
+def printable(text):
+    """Text for the organizer's terminal: characters it would not print as themselves (control
+    characters, whose escape sequences can rewrite the screen or the window title; newlines
+    that would forge a line; invisible and bidirectional controls that reorder what follows)
+    are shown as \\xNN / \\uNNNN escapes instead. Names come from the roster and the API: never
+    trusted raw."""
+    if not isinstance(text, str) or text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ("\\x%02x" % ord(c) if ord(c) < 0x100 else
+                                              "\\u%04x" % ord(c) if ord(c) < 0x10000 else
+                                              "\\U%08x" % ord(c)) for c in text)
+
+
+def shown(data):
+    """``data`` (dicts, lists, text) with every string made printable: what the commands'
+    tables and lines format (their ``--json`` output stays exact: JSON escapes it itself)."""
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {key: shown(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [shown(value) for value in data]
+    return data
+
+
 def emit(args, obj, text):
-    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else text)
+    """``obj`` as one JSON line with --json, else ``text`` (each line made printable)."""
+    print(json.dumps(obj, ensure_ascii=False) if getattr(args, "json", False) else
+          "\n".join(printable(line) for line in text.split("\n")))
 
 
 def password_or_generated(args):
@@ -607,7 +692,7 @@ def cmd_competition(args, config):
         rows = models.all_competitions()
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for c in [] if args.json else rows:
+        for c in [] if args.json else shown(rows):
             print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], local(c["fecha_hora"]) or "-",
                                           c["nombre"]))
 
@@ -662,7 +747,7 @@ def cmd_judge(args, config):
         rows = roster.list_judges(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for r in [] if args.json else rows:
+        for r in [] if args.json else shown(rows):
             print("%4d  %-20s %-25s competition %d%s" % (
                 r["id"], r["username"], r["nombre"], r["competencia_id"],
                 "" if r["activo"] else "  (inactive)"))
@@ -698,7 +783,7 @@ def cmd_team(args, config):
         rows = roster.list_teams(args.competition)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
-        for r in [] if args.json else rows:
+        for r in [] if args.json else shown(rows):
             print("%4d  dorsal %-5d %-30s judge %-20s competition %d%s" % (
                 r["id"], r["dorsal"], r["nombre"], r["juez_usuario"] or "-", r["competencia_id"],
                 "  category %s" % r["categoria"] if r["categoria"] else ""))
@@ -719,7 +804,7 @@ def cmd_import(args, config):
     path = Path(args.roster)
     rows, notes = roster.read_roster(path)
     for note in notes:
-        print("note: %s" % note)
+        print("note: %s" % printable(note))
     with models.db.connection_context():
         result = roster.import_roster(rows, args.competition, source=str(path))
     creds_path = None
@@ -892,6 +977,7 @@ def cmd_race(args, config):
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return
+    answer = shown(answer)
     comp = answer["competencia"]
     print(race_line(comp))
     if args.action == "status":
@@ -968,6 +1054,7 @@ def cmd_records(args, config):
         if args.json:
             print(json.dumps(answer, ensure_ascii=False))
             return
+        answer = shown(answer)
         print("%d records of competition %d %s" % (len(answer["registros"]), args.id,
                                                   answer["competencia"]["nombre"]))
         for r in answer["registros"]:
@@ -979,12 +1066,14 @@ def cmd_records(args, config):
         if args.json:
             print(json.dumps(answer, ensure_ascii=False))
             return
+        answer = shown(answer)
         print(record_line(answer["registro"]))
         for entry in answer["historial"]:
             print("  %s  %-12s %-12s %s -> %s  %s" % (
                 local(entry["en"]), entry["accion"], entry["usuario"] or "-",
-                json.dumps(entry["antes"], ensure_ascii=False),
-                json.dumps(entry["despues"], ensure_ascii=False), entry["motivo"] or ""))
+                printable(json.dumps(entry["antes"], ensure_ascii=False)),
+                printable(json.dumps(entry["despues"], ensure_ascii=False)),
+                entry["motivo"] or ""))
         return
     if args.action == "add":
         body = {"equipo_id": args.team, "tiempo": duration(args.tiempo), "motivo": args.reason}
@@ -1006,7 +1095,7 @@ def cmd_records(args, config):
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     else:
-        print(record_line(record))
+        print(record_line(shown(record)))
 
 
 def cmd_team_correction(args, config):
@@ -1075,7 +1164,7 @@ def cmd_audit(args, config):
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return
-    for a in answer["acciones"]:
+    for a in shown(answer["acciones"]):
         print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
             a["id"], local(a["en"]), a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
             a["motivo"] or ""))
@@ -1104,7 +1193,7 @@ def cmd_results(args, config):
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return
-    print(format_results(result))
+    print(format_results(shown(result)))
 
 
 def results_official(args, config):

@@ -10,8 +10,13 @@ loop shares the loop thread, so no database work runs there at all:
   answers each job. One failing job rolls back to its savepoint and fails alone. Consecutive jobs
   of a function listed in :data:`BATCHED` run together through its batched form, which judges
   each job on its own but reads and writes for all of them in a few statements.
-* reads run on a small pool of reader threads, each with its own connection (WAL lets them read
-  while the writer writes); password hashing has threads of its own.
+* reads run on reader threads, each with its own connection (WAL lets them read while the writer
+  writes), in two pools: one for identity checks and the reads of judges and organizers, and a
+  separate one for anonymous public reads (standings, pages), so a crowd of spectators never
+  queues ahead of a judge. Password hashing has threads of its own.
+* every queue is bounded (:class:`BoundedPool`, the writer's ``max_queued``): work that does not
+  fit is refused at once with :class:`Busy`, never queued without end (the HTTP layer answers 503
+  with ``Retry-After``).
 
 Nothing here knows of Tornado: a job is any function of the models, and an answer is a
 ``concurrent.futures.Future`` or, for a caller on an asyncio loop, an asyncio future.
@@ -24,6 +29,7 @@ import logging
 import os
 import queue
 import sqlite3
+import tempfile
 import threading
 
 import models
@@ -37,6 +43,27 @@ log = logging.getLogger("server5k.store")
 # of a few per submission (docs/performance.md).
 BATCHED = {models.store_submission: models.store_submissions}
 
+# Bounds of the queues (jobs waiting or running). A full queue refuses at once (Busy).
+# Writes: a commit takes a few ms, so thousands waiting means the disk has stalled.
+MAX_QUEUED_WRITES = 10_000
+# Reads of judges and organizers (identity checks, /api/me/, the judges board, corrections).
+READERS, MAX_QUEUED_READS = 4, 1024
+# Anonymous reads: standings computations, team pages, the list of competitions.
+PUBLIC_READERS, MAX_QUEUED_PUBLIC_READS = 2, 32
+# Password checks: scrypt takes ~50-100 ms on one core, so 64 queued is a wait of a second or
+# two; beyond that a login is refused rather than left waiting.
+HASHERS, MAX_QUEUED_HASHES = 2, 64
+
+
+class Busy(Exception):
+    """A bounded queue is full: the work was refused before it started. ``retry_after`` is a hint
+    (seconds) for the caller's answer."""
+
+    def __init__(self, what, retry_after=1):
+        super().__init__("%s: queue full" % what)
+        self.what = what
+        self.retry_after = retry_after
+
 
 class Writer:
     """Owns every write. Jobs waiting together are committed in one durable transaction.
@@ -46,9 +73,10 @@ class Writer:
     exception rolls back that job alone and is delivered to its future; the others still commit.
     """
 
-    def __init__(self, database=db, max_batch=512, batched=None):
+    def __init__(self, database=db, max_batch=512, batched=None, max_queued=MAX_QUEUED_WRITES):
         self.database = database
         self.max_batch = max_batch
+        self.max_queued = max_queued
         self.batched = BATCHED if batched is None else batched
         self._queue = queue.SimpleQueue()
         self._thread = None
@@ -73,6 +101,8 @@ class Writer:
     def _enqueue(self, reply, fn, args, kwargs):
         with self._lock:
             if not self._stopping:
+                if self._queue.qsize() >= self.max_queued:  # the disk is far behind: say so
+                    raise Busy("writer")
                 self._queue.put((reply, fn, args, kwargs))
                 return reply
         reply.set_exception(RuntimeError("writer stopped"))
@@ -251,19 +281,62 @@ def _runs(jobs):
         yield run
 
 
-class Store:
-    """Where handlers send database work: ``write`` to the writer, ``read`` to reader threads.
+class BoundedPool:
+    """Worker threads behind a queue of at most ``max_pending`` jobs (running ones included).
 
-    Both return concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
-    running loop, which the writer settles with the rest of its commit in one wake-up. ``hash``
-    runs password checks on their own threads so logins never queue behind reads.
+    ``submit`` never blocks and never queues beyond the bound: when full it raises :class:`Busy`
+    at once. ``pending`` is how many jobs are waiting or running.
     """
 
-    def __init__(self, database=db, readers=4, hashers=2):
+    def __init__(self, threads, max_pending, name):
+        self.name = name
+        self.max_pending = max_pending
+        self.pending = 0
+        self._lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, name)
+
+    def submit(self, fn, *args):
+        with self._lock:
+            if self.pending >= self.max_pending:
+                raise Busy(self.name)
+            self.pending += 1
+        try:
+            future = self._executor.submit(fn, *args)
+        except BaseException:
+            self._release(None)
+            raise
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _future):
+        with self._lock:
+            self.pending -= 1
+
+    def shutdown(self):
+        self._executor.shutdown(wait=True)
+
+
+class Store:
+    """Where handlers send database work: ``write`` to the writer, ``read`` and ``read_public``
+    to reader threads, ``hash`` to the password-hashing threads.
+
+    Each returns a concurrent.futures.Future; ``write_from_loop`` returns an asyncio future of the
+    running loop, which the writer settles with the rest of its commit in one wake-up. Every
+    queue is bounded: a full one raises :class:`Busy` at once, from the call itself.
+
+    * ``read``: identity checks and the reads of judges and organizers;
+    * ``read_public``: anonymous reads (standings, public pages), on threads of their own, so a
+      crowd of spectators can fill its queue without ever delaying a judge's read;
+    * ``hash``: password checks, so logins never queue behind reads.
+    """
+
+    def __init__(self, database=db, readers=READERS, public_readers=PUBLIC_READERS,
+                 hashers=HASHERS):
         self.database = database
         self.writer = Writer(database)
-        self._readers = concurrent.futures.ThreadPoolExecutor(readers, "server5k-reader")
-        self._hashers = concurrent.futures.ThreadPoolExecutor(hashers, "server5k-hash")
+        self._readers = BoundedPool(readers, MAX_QUEUED_READS, "server5k-reader")
+        self._public = BoundedPool(public_readers, MAX_QUEUED_PUBLIC_READS, "server5k-public")
+        self._hashers = BoundedPool(hashers, MAX_QUEUED_HASHES, "server5k-hash")
 
     def start(self):
         self.writer.start()
@@ -278,6 +351,9 @@ class Store:
     def read(self, fn, *args, **kwargs):
         return self._readers.submit(self._in_connection, fn, args, kwargs)
 
+    def read_public(self, fn, *args, **kwargs):
+        return self._public.submit(self._in_connection, fn, args, kwargs)
+
     def hash(self, fn, *args, **kwargs):
         return self._hashers.submit(self._in_connection, fn, args, kwargs)
 
@@ -286,8 +362,8 @@ class Store:
         return fn(*args, **kwargs)
 
     def close(self, timeout=10):
-        self._readers.shutdown(wait=True)
-        self._hashers.shutdown(wait=True)
+        for pool in (self._readers, self._public, self._hashers):
+            pool.shutdown()
         self.writer.stop(timeout)
 
 
@@ -295,8 +371,13 @@ def backup(source_path, target_path):
     """Copy a live database to ``target_path`` with SQLite's online backup API.
 
     Safe while the server runs and writes (a plain file copy of a WAL database is not: it can
-    miss the WAL or catch a page mid-write). The copy is a consistent snapshot, checked with
-    ``PRAGMA integrity_check``. Returns how many time records it holds.
+    miss the WAL or catch a page mid-write). The copy is a consistent snapshot taken in one step:
+    one read transaction, which in WAL mode never holds up the writer and, unlike a copy in
+    steps, cannot start over for ever while every step sees new commits. It is written to a
+    temporary file beside ``target_path``, checked with ``PRAGMA integrity_check``, flushed to
+    disk and only then renamed to ``target_path``: a failed or interrupted backup leaves nothing
+    under that name (never a half file that later opens as an empty database). Returns how many
+    time records it holds.
     """
     source_path, target_path = str(source_path), str(target_path)
     if not os.path.exists(source_path):
@@ -304,18 +385,59 @@ def backup(source_path, target_path):
                               "database_not_found")
     if os.path.exists(target_path):
         raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
+    folder = os.path.dirname(os.path.abspath(target_path))
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(target_path),
+                                       suffix=".partial")
+    os.close(handle)
+    try:
+        records = _copy(source_path, partial)
+        _fsync(partial)
+        _rename_new(partial, target_path)
+        _fsync(folder)
+        return records
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _copy(source_path, target_path):
+    """The one-step online backup into ``target_path``, checked; its time records."""
     source = sqlite3.connect(source_path, timeout=10)
     target = sqlite3.connect(target_path)
     try:
-        source.backup(target, pages=1024)
+        source.backup(target)  # every page in one step (pages=-1)
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise models.Conflict("La copia %s no pasó integrity_check." % target_path,
+            raise models.Conflict("La copia no pasó integrity_check; no se ha guardado.",
                                   "backup_corrupt")
         return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
     finally:
         target.close()
         source.close()
+
+
+def _rename_new(partial, target_path):
+    """Give ``partial`` the name ``target_path``, which must still be free (never replaced)."""
+    try:
+        os.link(partial, target_path)  # fails if the name was taken meanwhile
+    except FileExistsError:
+        raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
+                              "backup_exists") from None
+    except OSError:  # no hard links there (a FAT USB stick): check, then rename
+        if os.path.exists(target_path):
+            raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
+                                  "backup_exists") from None
+        os.rename(partial, target_path)
+
+
+def _fsync(path):
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems cannot fsync a folder; the data file was
+        pass
+    finally:
+        os.close(handle)
 
 
 def checkpoint(database=db):

@@ -156,7 +156,7 @@ class Server:
         log = open(self.workdir / ("%s-%d.log" % (self.kind, self.port)), "w")
         started = time.monotonic()
         self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log,
-                                        cwd=str(ROOT))
+                                        cwd=str(ROOT), preexec_fn=self.preexec)
         log.close()
         while time.monotonic() - started < timeout:
             try:
@@ -169,6 +169,8 @@ class Server:
                 time.sleep(0.002)
         self.stop()
         raise RuntimeError("%s did not start; see %s" % (self.kind, self.workdir))
+
+    preexec = None  # run in the child before the server starts (e.g. to set rlimits)
 
     def rss_kib(self):
         for line in Path("/proc/%d/status" % self.process.pid).read_text().splitlines():
@@ -509,6 +511,40 @@ def say(text):
     print("bench: %s" % text, file=sys.stderr, flush=True)
 
 
+# Other benchmarks (bench/hostile.py) keep their report in docs/benchmarks.md between these
+# markers; this one's report is the rest of the file.
+SECTION_BEGIN, SECTION_END = "<!-- section: %s -->", "<!-- end section: %s -->"
+
+
+def sections(text):
+    """The marked sections of ``text``, as they are written there."""
+    found, rest = [], text
+    while "<!-- section: " in rest:
+        start = rest.index("<!-- section: ")
+        name = rest[start + len("<!-- section: "):].split(" -->", 1)[0]
+        end = rest.find(SECTION_END % name, start)
+        if end < 0:
+            break
+        end += len(SECTION_END % name)
+        found.append(rest[start:end])
+        rest = rest[end:]
+    return found
+
+
+def write_section(path, name, text):
+    """Put section ``name`` (``text``, markers included) into ``path``, in place of its previous
+    version; the rest of the file is kept."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    begin, end = SECTION_BEGIN % name, SECTION_END % name
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + text.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + text
+    path.write_text(new)
+
+
 # ------------------------------------------------------------------------------------------------
 # The report
 # ------------------------------------------------------------------------------------------------
@@ -693,7 +729,8 @@ def main(argv=None):
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc)
+    kept = sections(out.read_text()) if out.exists() else []
+    out.write_text("\n".join([doc] + kept) + ("\n" if kept else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     say("report written to %s" % out)

@@ -1,12 +1,17 @@
-"""What the server keeps about each request: the access log line (tokens and tickets taken
-out of the URI) and the count of requests in flight that a graceful stop waits for."""
+"""What the server keeps about each request: who sent it (the client's address, through
+trusted proxies), the access log line (tokens and tickets taken out of the URI) and the count
+of requests in flight that a graceful stop waits for."""
 
 import asyncio
+import ipaddress
 import logging
 import re
 import time
 
 access_log = logging.getLogger("tornado.access")
+
+# Longer URIs are cut in the log (a flood of 8 KiB URLs must not become 8 KiB log lines).
+MAX_LOGGED_URI = 500
 
 _TOKEN_IN_URI = re.compile(r"([?&](?:token|ticket)=)[^&#]*", re.IGNORECASE)
 
@@ -14,6 +19,46 @@ _TOKEN_IN_URI = re.compile(r"([?&](?:token|ticket)=)[^&#]*", re.IGNORECASE)
 def redact_uri(uri):
     """The URI with token and ticket query values replaced, for logs."""
     return _TOKEN_IN_URI.sub(r"\1[redacted]", uri)
+
+
+def trusted_networks(addresses):
+    """``server.trusted_proxies`` (addresses or networks, as text) as ip_network objects.
+    ValueError names the first one that is neither."""
+    return tuple(ipaddress.ip_network(text.strip(), strict=False) for text in addresses)
+
+
+def _ip(text):
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:10.0.0.1 is 10.0.0.1
+    return mapped or address
+
+
+def _trusted(address, trusted):
+    return address is not None and any(address in network for network in trusted)
+
+
+def client_address(request, trusted):
+    """The address the request came from: the peer's, or, when the peer is one of the
+    ``trusted`` proxies, the one it forwards: the last address of ``X-Forwarded-For`` that is
+    not itself a trusted proxy (earlier ones are whatever the client wrote), else
+    ``X-Real-IP``. A forwarded value that is not an address is ignored (the peer's is kept)."""
+    peer = request.remote_ip
+    if not trusted or not _trusted(_ip(peer), trusted):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        hops = [_ip(hop) for hop in forwarded.split(",")[-32:]]
+        for hop in reversed(hops):
+            if hop is None:
+                return peer
+            if not _trusted(hop, trusted):
+                return str(hop)
+        return str(hops[0])  # every hop is one of ours: the first one is the client
+    real = _ip(request.headers.get("X-Real-IP", ""))
+    return str(real) if real is not None else peer
 
 
 def log_request(handler):
@@ -26,8 +71,11 @@ def log_request(handler):
     else:
         log_method = access_log.error
     request = handler.request
-    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri),
-               request.remote_ip, 1000.0 * request.request_time())
+    uri = request.uri if len(request.uri) <= MAX_LOGGED_URI else (
+        request.uri[:MAX_LOGGED_URI] + "...[%d more]" % (len(request.uri) - MAX_LOGGED_URI))
+    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(uri),
+               getattr(handler, "client_ip", request.remote_ip),
+               1000.0 * request.request_time())
 
 
 class InFlight:

@@ -115,6 +115,8 @@ class ImportarHandler(OrganizerHandler):
     """
 
     SOURCE = "El CSV"
+    # A roster of 500 teams with their judges is about 30 KiB; it is parsed on a reader thread.
+    max_body_bytes = 1024 * 1024
 
     async def post(self, competencia_id):
         cid = int(competencia_id)

@@ -2,12 +2,17 @@
 single-use socket tickets of ``/api/ws-ticket/``."""
 
 import models
-from handlers.base import BaseHandler
+from handlers.base import SMALL_BODY_BYTES, BaseHandler
 from handlers.errors import ApiError, too_many
 
 
 class TokenHandler(BaseHandler):
-    """POST {username, password} -> {access, refresh}. Rate-limited per address and username."""
+    """POST {username, password} -> {access, refresh}. Guarded before any hashing
+    (handlers.limits.LoginGuard): per address and username, per address, and lockouts; an
+    address's password checks run one at a time (handlers.limits.Turns)."""
+
+    max_body_bytes = SMALL_BODY_BYTES
+    pace = "login"
 
     async def post(self):
         body = self.json_body()
@@ -20,20 +25,35 @@ class TokenHandler(BaseHandler):
                 errors[field] = "Demasiado largo."
         if errors:
             raise ApiError(400, "validation_error", "Faltan credenciales.", errors)
-        key = (self.request.remote_ip, models.username_key(username))
-        retry_after = self.limits.login.hit(key)
+        guard, address, key = self.limits.login, self.client_ip, models.username_key(username)
+        retry_after = guard.check(address, key)
         if retry_after:
             raise too_many("Demasiados intentos de inicio de sesión; espere %d s." % retry_after,
                            retry_after)
-        identity = await self.db_hash(models.authenticate, username, password)
+        if not await self.limits.hashing.acquire(address):
+            raise too_many("Demasiados inicios de sesión a la vez desde esta dirección; "
+                           "reintente.", 1)
+        try:
+            retry_after = guard.address_wait(address)  # its failures while it waited count
+            if retry_after:
+                raise too_many("Demasiados intentos de inicio de sesión; espere %d s."
+                               % retry_after, retry_after)
+            identity = await self.db_hash(models.authenticate, username, password)
+        finally:
+            self.limits.hashing.release(address)
         if identity is None:
+            guard.failed(address, key)
             raise ApiError(401, "invalid_credentials",
                            "Usuario o contraseña incorrectos, o usuario inactivo.")
+        guard.succeeded(address, key)
         self.write_json(self.tokens.pair(identity))
 
 
 class RefreshHandler(BaseHandler):
     """POST {refresh} -> {access} (and a new refresh when rotation is on)."""
+
+    max_body_bytes = SMALL_BODY_BYTES
+    pace = "login"
 
     async def post(self):
         body = self.json_body()
@@ -64,6 +84,8 @@ class MeHandler(BaseHandler):
 class WsTicketHandler(BaseHandler):
     """POST (access token of a judge) -> {"ticket", "expires_in"}: a single-use ticket for
     ``/ws/juez/{juez_id}/?ticket=...``, so the long-lived access token never goes into a URL."""
+
+    max_body_bytes = SMALL_BODY_BYTES
 
     async def post(self):
         identity = await self.authenticated()

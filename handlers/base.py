@@ -8,27 +8,67 @@ never HTML, never a traceback.
 
 import asyncio
 import logging
+import math
 
+import tornado.routing
 import tornado.web
 import tornado.websocket
 
 import models
-from handlers.access import redact_uri
-from handlers.errors import ApiError, as_api_error
+import store
+from handlers.access import client_address, redact_uri
+from handlers.errors import ApiError, as_api_error, server_busy, too_many
 from handlers.wire import dumps, parse_json
 
 log = logging.getLogger("server5k")
 
-# Bodies larger than this are refused with 413 before they are read. Fifteen records are about
-# 2 KiB; an app that sends a few hundred (extras are ignored) still fits.
-MAX_BODY_BYTES = 256 * 1024
+# What a request body may weigh, per endpoint (a handler's ``max_body_bytes``): larger ones are
+# refused with 413, before a byte is read when Content-Length says so. The default fits every
+# organizer's correction (a 500-character reason included); logins, refreshes and tickets are a
+# few hundred bytes; submissions set their own (fifteen records are about 2 KiB, and an app that
+# sends a few hundred, extras ignored, still fits).
+DEFAULT_BODY_BYTES = 16 * 1024
+SMALL_BODY_BYTES = 4 * 1024
+# Bodies up to this size are parsed on the event loop (well under a millisecond even for
+# hostile JSON); larger ones on a reader thread (json_body_off_loop).
+INLINE_PARSE_BYTES = 4 * 1024
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
 class ServiceMixin:
     """What every Server5K handler (REST or WebSocket) shares: the application's services
-    (set up once in server5k.make_app) and JSON error answers."""
+    (set up once in server5k.make_app), who the client is, its turn when it is anonymous, and
+    JSON error answers."""
+
+    # Anonymous requests take turns per client address (handlers.limits.Pacer): "public" for
+    # public reads and pages, "login" for logins and refreshes, None for requests that carry a
+    # judge's or an organizer's credentials (never held back).
+    pace = None
+    _client_ip = None
+
+    @property
+    def client_ip(self):
+        """The client's address: the peer's, or the one a trusted proxy forwards."""
+        if self._client_ip is None:
+            self._client_ip = client_address(
+                self.request, self.application.settings["server5k_trusted_proxies"])
+        return self._client_ip
+
+    async def take_turn(self):
+        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none."""
+        if self.pace is None:
+            return
+        pacer = self.limits.pacer
+        wait = pacer.turn((self.pace, self.client_ip))
+        if wait is None:
+            await asyncio.sleep(pacer.max_wait)  # a refusal costs a flood time too
+            refusal = too_many("Demasiadas peticiones desde esta dirección; reintente más "
+                               "tarde.", math.ceil(pacer.max_wait))
+            refusal.headers["Connection"] = "close"
+            raise refusal
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     @property
     def config(self):
@@ -56,6 +96,10 @@ class ServiceMixin:
         return self.application.settings["server5k_consoles"]
 
     @property
+    def standings(self):
+        return self.application.settings["server5k_standings"]
+
+    @property
     def tokens(self):
         return self.application.settings["server5k_tokens"]
 
@@ -72,27 +116,43 @@ class ServiceMixin:
         return self.application.settings["server5k_in_flight"]
 
     async def db_read(self, fn, *args):
-        """Run a read on a reader thread; domain errors become API errors."""
-        return await self._await(self.store.read(fn, *args))
+        """Run a read of a judge or organizer (or an identity check) on a reader thread; domain
+        errors become API errors, a full queue a 503."""
+        return await self._run(self.store.read, fn, args)
+
+    async def db_public(self, fn, *args):
+        """Run an anonymous read on the public readers, which never hold up ``db_read``."""
+        return await self._run(self.store.read_public, fn, args)
 
     async def db_write(self, fn, *args):
         """Run a write on the writer; returns once it is committed to disk."""
-        return await self._await(self.store.write_from_loop(fn, *args))
+        return await self._run(self.store.write_from_loop, fn, args)
 
     async def db_hash(self, fn, *args):
-        return await self._await(self.store.hash(fn, *args))
+        return await self._run(self.store.hash, fn, args)
+
+    @classmethod
+    async def _run(cls, submit, fn, args):
+        async def job():
+            future = submit(fn, *args)
+            return await (future if asyncio.isfuture(future) else asyncio.wrap_future(future))
+        return await cls.settled(job())
 
     @staticmethod
-    async def _await(future):
+    async def settled(awaitable):
+        """What ``awaitable`` gives; domain errors become API errors, a full queue a 503."""
         try:
-            return await (future if asyncio.isfuture(future) else asyncio.wrap_future(future))
+            return await awaitable
         except models.DomainError as exc:
             raise ApiError.from_domain(exc) from None
+        except store.Busy as exc:
+            raise server_busy(exc.retry_after) from None
 
-    async def competition(self, competencia_id):
-        """The competition's dict: the live one on the hub, else read (ApiError 404 if none)."""
-        return self.hub.competition(competencia_id) or await self.db_read(
-            models.competition_dict, competencia_id)
+    async def competition(self, competencia_id, public=False):
+        """The competition's dict: the live one on the hub, else read (ApiError 404 if none),
+        on the public readers for an anonymous caller."""
+        return self.hub.competition(competencia_id) or await (
+            self.db_public if public else self.db_read)(models.competition_dict, competencia_id)
 
     def require_websocket_upgrade(self):
         """A plain GET on a WebSocket URL gets a JSON 400 rather than Tornado's text one."""
@@ -115,6 +175,11 @@ class ServiceMixin:
         return identity
 
     def write_error(self, status_code, **kwargs):
+        body_pending = getattr(self, "body_pending", None)
+        if body_pending is not None and body_pending():
+            # Answered before the body was read: Tornado then closes the connection, and says
+            # so only if told now (else the client's next request on it meets a reset).
+            self.set_header("Connection", "close")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 405 and not isinstance(exc, ApiError):
             reason = "Método %s no permitido aquí." % self.request.method
@@ -152,7 +217,10 @@ class SocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
 
 @tornado.web.stream_request_body
 class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
-    """JSON in, JSON out. Bodies are streamed so oversized ones are refused with a 413."""
+    """JSON in, JSON out. Bodies are streamed so oversized ones are refused with a 413 whose cost
+    does not grow with the body: what is over ``max_body_bytes`` is never kept nor parsed."""
+
+    max_body_bytes = DEFAULT_BODY_BYTES
 
     def initialize(self):
         self._body_parts = []
@@ -191,30 +259,43 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
                                                                      m.lower())]
         return ", ".join(methods + ["OPTIONS"])
 
-    def prepare(self):
+    async def prepare(self):
         # Counted from the headers on (the body may still be arriving) until the answer is sent
         # or the client goes away, so a shutdown waits for it.
         self.in_flight.count += 1
         self._counted = True
+        await self.take_turn()
         length = self.request.headers.get("Content-Length")
         if length is not None:
             try:
-                too_large = int(length) > MAX_BODY_BYTES
+                too_large = int(length) > self.max_body_bytes
             except ValueError:
                 raise ApiError(400, "bad_request", "Content-Length no válido.")
             if too_large:
-                raise ApiError(413, "body_too_large",
-                               "El cuerpo supera %d bytes." % MAX_BODY_BYTES)
+                raise self._too_large()
+
+    def _too_large(self):
+        return ApiError(413, "body_too_large", "El cuerpo supera %d bytes." % self.max_body_bytes)
 
     def data_received(self, chunk):
         if self._body_too_large:
             return
         self._body_size += len(chunk)
-        if self._body_size > MAX_BODY_BYTES:
+        if self._body_size > self.max_body_bytes:
             self._body_too_large = True
             self._body_parts = []
         else:
             self._body_parts.append(chunk)
+
+    def body_pending(self):
+        """True while a request body is announced and not all of it has arrived: an answer
+        sent now makes Tornado close the connection once it is written."""
+        headers = self.request.headers
+        announced = headers.get("Content-Length", "0").strip() not in ("", "0") or (
+            "chunked" in headers.get("Transfer-Encoding", "").lower())
+        # Tornado's own flag of a streamed body that has fully arrived (no public accessor).
+        arrived = getattr(self.request, "_body_future", None)
+        return announced and arrived is not None and not arrived.done()
 
     def has_body(self):
         return any(part.strip() for part in self._body_parts)
@@ -222,11 +303,10 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
     def body_bytes(self):
         """The request body as received. Raises ApiError(413) if it was too large."""
         if self._body_too_large:
-            raise ApiError(413, "body_too_large", "El cuerpo supera %d bytes." % MAX_BODY_BYTES)
+            raise self._too_large()
         return b"".join(self._body_parts)
 
-    def json_body(self):
-        """The request body as a JSON object. Raises ApiError(400/413) otherwise."""
+    def _raw_json_body(self):
         raw = self.body_bytes()
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
@@ -234,14 +314,20 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
                            "Se espera Content-Type: application/json.")
         if not raw.strip():
             raise ApiError(400, "empty_body", "El cuerpo está vacío; se espera un objeto JSON.")
-        try:
-            body = parse_json(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "invalid_json", "El cuerpo no es JSON válido: %s" % (
-                str(exc)[:200] if not isinstance(exc, UnicodeDecodeError) else "no es UTF-8"))
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_body", "El cuerpo debe ser un objeto JSON.")
-        return body
+        return raw
+
+    def json_body(self):
+        """The request body as a JSON object. Raises ApiError(400/413) otherwise. Parsed here on
+        the event loop: for endpoints whose bodies are small (``max_body_bytes``)."""
+        return _json_object(self._raw_json_body())
+
+    async def json_body_off_loop(self):
+        """``json_body()`` for endpoints with large bodies: one over INLINE_PARSE_BYTES is
+        parsed on a reader thread, so even a hostile one never stalls the event loop."""
+        raw = self._raw_json_body()
+        if len(raw) <= INLINE_PARSE_BYTES:
+            return _json_object(raw)
+        return await self.db_read(_json_object, raw)
 
     def on_finish(self):
         self._uncount()
@@ -258,6 +344,9 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
     def write_json(self, obj, status=200):
         self.set_status(status)
         self.finish(dumps(obj))
+
+    def compute_etag(self):
+        return None  # answers are no-store: hashing every body on the loop would buy nothing
 
     def access_claims(self):
         """The claims of the caller's ``Authorization: Bearer <access>`` token. Raises 401.
@@ -297,7 +386,7 @@ class OrganizerHandler(BaseHandler):
     user_id = identity = None
 
     async def prepare(self):
-        super().prepare()
+        await super().prepare()
         method = self.request.method
         if method == "OPTIONS":  # a CORS preflight carries no credentials
             return
@@ -319,8 +408,63 @@ class OrganizerHandler(BaseHandler):
         return fmt == "csv"
 
 
+def _json_object(raw):
+    """Strict JSON (handlers.wire.parse_json) that must be an object; ApiError(400) else."""
+    try:
+        body = parse_json(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "El cuerpo no es JSON válido: %s" % (
+            str(exc)[:200] if not isinstance(exc, UnicodeDecodeError) else "no es UTF-8"))
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "El cuerpo debe ser un objeto JSON.")
+    return body
+
+
+# Requests whose URL or headers are larger than this are answered 414/431 (JSON) by
+# OversizedRequest below. Past Tornado's own cap of the whole header block (server5k
+# make_server, 64 KiB) Tornado closes the connection without an answer.
+MAX_URI_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class OversizedRequest(tornado.routing.Matcher):
+    """The first route: matches a request whose URL or headers are over the limits above, so it
+    is answered by TooLargeHandler whatever its path (WebSocket handshakes included)."""
+
+    def match(self, request):
+        if len(request.uri) > MAX_URI_BYTES:
+            return {"target_kwargs": {"status": 414}}
+        size = 0
+        for name, value in request.headers.get_all():
+            size += len(name) + len(value) + 4
+        if size > MAX_HEADER_BYTES:
+            return {"target_kwargs": {"status": 431}}
+        return None
+
+
+class TooLargeHandler(BaseHandler):
+    """414 ``uri_too_long`` or 431 ``headers_too_large``, for any method, before any body."""
+
+    pace = "public"  # whoever sends these sends no credentials worth reading
+
+    def initialize(self, status):
+        super().initialize()
+        self.status = status
+
+    async def prepare(self):
+        await super().prepare()
+        if self.status == 414:
+            raise ApiError(414, "uri_too_long", "La URL supera %d bytes." % MAX_URI_BYTES,
+                           headers={"Connection": "close"})
+        raise ApiError(431, "headers_too_large",
+                       "Las cabeceras superan %d bytes." % MAX_HEADER_BYTES,
+                       headers={"Connection": "close"})
+
+
 class NotFoundHandler(BaseHandler):
     """Every path nobody serves answers 404 JSON (OPTIONS on /api/ paths still answers 204)."""
+
+    pace = "public"
 
     def _not_found(self, *args, **kwargs):
         raise ApiError(404, "not_found", "No existe: %s" % self.request.path)

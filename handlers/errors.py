@@ -25,8 +25,11 @@ STATUS_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "body_too_large",
+    414: "uri_too_long",
     429: "rate_limited",
+    431: "headers_too_large",
     500: "internal_error",
+    503: "server_busy",
 }
 
 # What a generic answer says when nothing more specific was raised.
@@ -72,5 +75,11 @@ def as_api_error(exc, status_code, reason):
 
 
 def too_many(detail, retry_after):
-    """429 with ``Retry-After`` (seconds)."""
+    """429 with ``Retry-After`` (seconds): this client is over one of its limits."""
     return ApiError(429, "rate_limited", detail, headers={"Retry-After": str(retry_after)})
+
+
+def server_busy(retry_after, detail="El servidor está ocupado; reintente en unos segundos.",
+                code="server_busy"):
+    """503 with ``Retry-After`` (seconds): a bounded queue of the server is full, whoever asks."""
+    return ApiError(503, code, detail, headers={"Retry-After": str(retry_after)})

@@ -7,8 +7,12 @@ once: either the broadcast finds its socket registered, or ``open()`` finds the 
 replays it. A socket also remembers which start it was told about, so no path sends it twice.
 
 The hub knows sockets only as objects with ``juez_id``, ``competencia_id``, ``start_seen``,
-``send_text(text)`` and ``close(code, reason)``; listeners (the spectators' registry, the
-organizers' consoles) hear of every change through :meth:`RaceHub.subscribe`.
+``send_text(text)`` and ``close(code, reason)``; listeners (the standings, the organizers'
+consoles) hear of every change through :meth:`RaceHub.subscribe`.
+
+A judge keeps at most ``max_sockets_per_judge`` sockets: one more closes its oldest (code
+4001), never refuses the new one, so a phone that reconnects after a half-open drop (its old
+socket not yet known to be dead) always gets in.
 """
 
 import asyncio
@@ -17,7 +21,7 @@ import logging
 from collections import defaultdict
 
 import models
-from handlers.wire import message
+from handlers.wire import CLOSE_REPLACED, message
 
 log = logging.getLogger("server5k.hub")
 
@@ -25,9 +29,10 @@ log = logging.getLogger("server5k.hub")
 class RaceHub:
     """Every open judge socket, by judge and by competition, and each competition's live state."""
 
-    def __init__(self):
+    def __init__(self, max_sockets_per_judge=4):
+        self.max_sockets_per_judge = max_sockets_per_judge
         self._competitions = {}
-        self._by_juez = defaultdict(set)
+        self._by_juez = defaultdict(dict)  # juez_id -> {socket: None}, oldest first
         self._by_competencia = defaultdict(set)
         self._last_connected = {}
         # competition -> {juez_id: when the server first handed one of the judge's sockets
@@ -129,19 +134,28 @@ class RaceHub:
 
     # -- registry --------------------------------------------------------------------------------
     def add(self, sock):
-        self._by_juez[sock.juez_id].add(sock)
+        mine = self._by_juez[sock.juez_id]
+        while len(mine) >= self.max_sockets_per_judge:
+            oldest = next(iter(mine))
+            self.remove(oldest)
+            log.info("juez %s: a new socket replaces the oldest of %d", sock.juez_id, len(mine) + 1)
+            oldest.close(CLOSE_REPLACED, "Reemplazado por una conexión más reciente del juez")
+        mine[sock] = None
         self._by_competencia[sock.competencia_id].add(sock)
         self._last_connected[sock.juez_id] = models.utcnow()
         self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
 
     def remove(self, sock):
-        for index, key in ((self._by_juez, sock.juez_id),
-                           (self._by_competencia, sock.competencia_id)):
-            group = index.get(key)
-            if group is not None:
-                group.discard(sock)
-                if not group:
-                    del index[key]
+        mine = self._by_juez.get(sock.juez_id)
+        if mine is not None:
+            mine.pop(sock, None)
+            if not mine:
+                del self._by_juez[sock.juez_id]
+        group = self._by_competencia.get(sock.competencia_id)
+        if group is not None:
+            group.discard(sock)
+            if not group:
+                del self._by_competencia[sock.competencia_id]
         self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
 
     def sockets(self):

@@ -82,6 +82,11 @@ def asset(name):
 class PageHandler(ServiceMixin, tornado.web.RequestHandler):
     """HTML for people (not the JSON API): Spanish, autoescaped templates, strict CSP."""
 
+    pace = "public"
+
+    async def prepare(self):
+        await self.take_turn()
+
     def get_template_path(self):
         return str(TEMPLATES)
 
@@ -112,7 +117,11 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
                         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
     def write_error(self, status_code, **kwargs):
-        titles = {404: "No encontrado", 405: "Método no permitido"}
+        titles = {404: "No encontrado", 405: "Método no permitido",
+                  429: "Demasiadas peticiones", 503: "Servidor ocupado"}
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429/503
+            self.set_header(name, value)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.render("error.html", status=status_code,
                     title=titles.get(status_code, "Error del servidor"))
@@ -122,7 +131,7 @@ class IndexPageHandler(PageHandler):
     """``/``: every competition with its state and a link to its live results."""
 
     async def get(self):
-        competencias = await self.db_read(models.all_competitions)
+        competencias = await self.db_public(models.all_competitions)
         self.render("index.html", competencias=competencias)
 
 
@@ -131,11 +140,11 @@ class CompetenciaPageHandler(PageHandler):
     one tab per category, and the printout), with the QR code that opens it."""
 
     async def get(self, competencia_id):
-        comp = await self.competition(int(competencia_id))
+        comp = await self.competition(int(competencia_id), public=True)
         url = self.public_url("/competencias/%d/" % comp["id"])
-        # Drawing a code costs ~5 ms: on a reader thread, never on the loop (a request with a
+        # Drawing a code costs ~5 ms: on a public reader, never on the loop (a request with a
         # new Host header would otherwise stall every judge's start notice).
-        qr = await self.db_read(qr_data_uri, url)
+        qr = await self.db_public(qr_data_uri, url)
         self.render("competencia.html", comp=comp, url=url, qr=qr)
 
 
@@ -143,7 +152,7 @@ class EquipoPageHandler(PageHandler):
     """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
 
     async def get(self, competencia_id, equipo_id):
-        detail = await self.db_read(models.team_detail, int(competencia_id), int(equipo_id))
+        detail = await self.db_public(models.team_detail, int(competencia_id), int(equipo_id))
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
 
 
@@ -153,3 +162,19 @@ class ConsolePageHandler(PageHandler):
 
     def get(self):
         self.render("organizador.html")
+
+
+class StaticHandler(ServiceMixin, tornado.web.StaticFileHandler):
+    """``/static/``: the pages' script and stylesheet. A path no file can have (a NUL byte, a
+    name too long) is a 404 like any missing file; errors are JSON (ServiceMixin)."""
+
+    pace = "public"
+
+    async def prepare(self):
+        await self.take_turn()
+
+    def validate_absolute_path(self, root, absolute_path):
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except (ValueError, OSError):  # realpath() of "x.js\0.png", ENAMETOOLONG, ...
+            raise tornado.web.HTTPError(404) from None

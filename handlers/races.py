@@ -14,8 +14,10 @@ class CompetenciaHandler(BaseHandler):
     scoring rule and the scheduled start, each change in the history; the live results page
     follows at once."""
 
+    pace = "public"
+
     async def get(self, competencia_id):
-        self.write_json(await self.competition(int(competencia_id)))
+        self.write_json(await self.competition(int(competencia_id), public=True))
 
     async def patch(self, competencia_id):
         user_id = (await self.organizer())["user"]["id"]

@@ -1,30 +1,13 @@
 """``GET /api/competencias/{id}/resultados/``: the standings, as JSON or ``?format=csv``, of
 every team or of one category (``?categoria=NAME``: the same standings, filtered).
 
-The ranking, its JSON and its CSV are built on a reader thread, never on the event loop.
+Answered from memory (:mod:`handlers.standings`): the ranking and its texts are computed once
+per change on a public reader thread, never per request and never on the event loop.
 """
 
 import models
 from handlers.base import BaseHandler
 from handlers.errors import ApiError
-from handlers.wire import dumps
-
-
-def standings(competencia_id, scored_per_team=models.COMPETITION_RULE, categoria=None):
-    """The ranking (by the competition's own rule unless a count is given), of one category
-    when ``categoria`` is given."""
-    result = models.ranking(competencia_id, scored_per_team)
-    return result if categoria is None else models.only_category(result, categoria)
-
-
-def results_json(competencia_id, scored_per_team=models.COMPETITION_RULE, categoria=None):
-    result = standings(competencia_id, scored_per_team, categoria)
-    result["server_time"] = models.iso(models.utcnow())
-    return dumps(result)
-
-
-def results_csv(competencia_id, scored_per_team=models.COMPETITION_RULE, categoria=None):
-    return models.ranking_csv(standings(competencia_id, scored_per_team, categoria))
 
 
 class ResultadosHandler(BaseHandler):
@@ -33,6 +16,7 @@ class ResultadosHandler(BaseHandler):
     header row; ``?categoria=NAME`` -> only that category's teams (and ``"categoria"``)."""
 
     FORMATS = ("json", "csv")
+    pace = "public"
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
@@ -47,21 +31,23 @@ class ResultadosHandler(BaseHandler):
             if categoria is not None and len(categoria) > models.MAX_CATEGORIA:
                 raise ApiError(400, "validation_error", "La categoría es demasiado larga.",
                                {"categoria": "Hasta %d caracteres." % models.MAX_CATEGORIA})
+        await self.competition(cid, public=True)  # 404 before anything is kept for this id
+        snapshot = await self.settled(self.standings.get(cid))
         if fmt == "csv":
-            text = await self.db_read(results_csv, cid, models.COMPETITION_RULE, categoria)
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition",
                             'attachment; filename="resultados-competencia-%d.csv"' % cid)
-            self.finish(text.encode("utf-8"))
+            self.finish(snapshot.csv(categoria))
         else:
-            self.finish(await self.db_read(results_json, cid, models.COMPETITION_RULE,
-                                           categoria))
+            self.finish(snapshot.json(models.iso(models.utcnow()), categoria))
 
 
 class EquipoResultadoHandler(BaseHandler):
     """GET (public) /api/competencias/{cid}/equipos/{eid}/ -> {"competencia", "equipo",
     "registros"}: a team's records as they count, without reasons or judges."""
 
+    pace = "public"
+
     async def get(self, competencia_id, equipo_id):
-        self.write_json(await self.db_read(models.team_detail, int(competencia_id),
-                                           int(equipo_id)))
+        self.write_json(await self.db_public(models.team_detail, int(competencia_id),
+                                             int(equipo_id)))

@@ -2,18 +2,17 @@
 record ids are UUIDs (anything else is a 404 from the default handler); handlers take ids with
 ``int()`` and record ids as text."""
 
-import tornado.web
-
 from handlers.accounts import (CompetenciasHandler, CompetitionJudgesHandler, EquipoHandler,
                                EquiposHandler, ImportarHandler, JuecesListHandler, JuezHandler)
 from handlers.auth import MeHandler, RefreshHandler, TokenHandler, WsTicketHandler
+from handlers.base import OversizedRequest, TooLargeHandler
 from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
                                   EquipoCorrectionHandler, HistorialHandler, OficialHandler,
                                   RegistroActionHandler, RegistroHandler, RegistrosHandler)
 from handlers.openapi import OpenApiHandler
 from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
-                            IndexPageHandler)
+                            IndexPageHandler, StaticHandler)
 from handlers.races import CompetenciaHandler, RaceActionHandler
 from handlers.results import EquipoResultadoHandler, ResultadosHandler
 from handlers.sockets import JuezSocketHandler
@@ -24,6 +23,8 @@ ID = r"([0-9]{1,18})"
 RID = r"([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
 ROUTES = [
+    # Any request with an oversized URL or headers: 414/431 JSON (handlers/base.py)
+    (OversizedRequest(), TooLargeHandler),
     # Accounts and tokens (handlers/auth.py)
     (r"/api/token/", TokenHandler),
     (r"/api/token/refresh/", RefreshHandler),
@@ -68,5 +69,5 @@ ROUTES = [
     (r"/competencias/%s/?" % ID, CompetenciaPageHandler),
     (r"/competencias/%s/equipos/%s/?" % (ID, ID), EquipoPageHandler),
     (r"/organizador/?", ConsolePageHandler),
-    (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
+    (r"/static/(.*)", StaticHandler, {"path": str(STATIC)}),
 ]

@@ -2,22 +2,43 @@
 
 The socket registers with the live race hub (:mod:`handlers.hub`) in ``open()``, in the same
 synchronous step that reads the race state, so a start is never missed nor told twice.
+
+What waits unsent for one socket is bounded (MAX_QUEUED_CHARS): a phone that stops reading
+(or a client that sends and never reads) is closed with code 4002 and its connection dropped at
+once, its buffer freed, instead of growing the server's memory; writing to it never blocks the
+start broadcast to the others. What one socket sends is bounded too: messages over
+MAX_PING_CHARS are not parsed (nor echoed), and past INBOUND_PER_S the socket is not read until
+it is back within budget.
 """
 
+import asyncio
+import collections
 import logging
 import socket
 import sys
+import time
 
 import tornado.websocket
 
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError
-from handlers.wire import message, parse_json
+from handlers.wire import CLOSE_NOT_READING, message, parse_json
 
 log = logging.getLogger("server5k.sockets")
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# Unsent characters one socket may have waiting in the server (a start notice is ~500; a pong
+# at most ~1,100). More means the other end is not reading.
+MAX_QUEUED_CHARS = 64 * 1024
+# A message longer than this (no message of the protocol needs more: a ping's echo is for a
+# clock offset) is answered with an error, neither parsed nor echoed.
+MAX_PING_CHARS = 1024
+# What one socket may send: characters a second after a burst, each message counting at least
+# MIN_MESSAGE_COST. Past it nothing more is read from the socket until it is back within budget
+# (TCP holds the rest on the sender's side): a flood costs the loop this much and no more, and
+# an app's few pings never come near it.
+INBOUND_PER_S, INBOUND_BURST, MIN_MESSAGE_COST = 16 * 1024, 128 * 1024, 1024
 
 
 def keep_alive(sock, idle_s):
@@ -43,6 +64,9 @@ class JuezSocketHandler(SocketHandler):
     juez_id = competencia_id = None
     user_id = token_gen = None  # whose tokens opened it (handlers/sessions.py checks them)
     start_seen = None
+    _queued = 0
+    _unsent = None  # deque of (write future, characters) not yet handed to the kernel
+    _credit = _credit_at = None  # what it may still send (see INBOUND_PER_S), and since when
 
     async def get(self, juez_id):
         # open() runs after the 101; refusing with 401/403 has to happen here, before upgrade.
@@ -99,6 +123,26 @@ class JuezSocketHandler(SocketHandler):
         log.info("juez %s connected (%d sockets)", self.juez_id, self.hub.sockets_of(self.juez_id))
 
     def on_message(self, text):
+        self._answer(text)
+        return self._within_budget(max(len(text), MIN_MESSAGE_COST))
+
+    def _within_budget(self, cost):
+        """Spend ``cost`` of what the socket may send; over budget, a pause (awaited by Tornado
+        before it reads the next message) that brings it back."""
+        now = time.monotonic()
+        if self._credit_at is None:
+            self._credit, self._credit_at = INBOUND_BURST, now
+        credit = min(INBOUND_BURST, self._credit + (now - self._credit_at) * INBOUND_PER_S) - cost
+        self._credit, self._credit_at = credit, now
+        if credit < 0:
+            return asyncio.sleep(-credit / INBOUND_PER_S)
+        return None
+
+    def _answer(self, text):
+        if len(text) > MAX_PING_CHARS:  # no message of the protocol is this long: not parsed
+            return self.send("error", {"code": "message_too_large",
+                                       "detail": "Un mensaje (un ping) no puede superar %d "
+                                                 "caracteres." % MAX_PING_CHARS})
         try:
             msg = parse_json(text)
         except (ValueError, RecursionError):
@@ -119,14 +163,43 @@ class JuezSocketHandler(SocketHandler):
         self.send_text(message(kind, data))
 
     def send_text(self, text):
-        """Write without waiting; False if the socket is already gone."""
+        """Write without waiting; False if the socket is already gone, or is closed now because
+        what waits unsent for it would pass MAX_QUEUED_CHARS."""
+        unsent = self._unsent
+        if unsent is None:
+            unsent = self._unsent = collections.deque()
+        while unsent and unsent[0][0].done():  # written out in order: forget what has gone
+            self._queued -= unsent.popleft()[1]
+        if self._queued + len(text) > MAX_QUEUED_CHARS:
+            self._not_reading()
+            return False
         try:
-            self.write_message(text)
-            return True
+            future = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             return False
+        future.add_done_callback(_retrieve)
+        unsent.append((future, len(text)))
+        self._queued += len(text)
+        return True
+
+    def _not_reading(self):
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return
+        log.warning("juez %s: closing a socket that does not read (%d characters unsent)",
+                    self.juez_id, self._queued)
+        self.close(CLOSE_NOT_READING, "Demasiados datos sin leer")
+        # The close frame waits behind the unread data: drop the connection now, and its buffer.
+        connection.stream.close()
+        self._unsent = None
 
     def on_close(self):
         if self.juez_id is not None:
             self.hub.remove(self)
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
+
+
+def _retrieve(future):
+    """A write to a socket that closed fails; nobody waits for it, so it must not be logged."""
+    if not future.cancelled():
+        future.exception()

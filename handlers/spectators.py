@@ -2,14 +2,12 @@
 every open live results page up to date.
 
 Spectator sockets live in their own registry (:class:`Spectators`), apart from the judges'
-RaceHub: the hub only calls ``Spectators.changed`` (a listener that marks the competition dirty
-and returns), so the judges' start broadcast never waits on a spectator, and nothing a spectator
-sends is read, let alone forwarded.
-
-Bursts are coalesced: one ranking query per competition at most every ``MIN_INTERVAL_S``, the
-JSON built once on a reader thread and the same text sent to every spectator. A slow spectator
-has at most one message in flight; while it drains, newer standings replace older ones (each
-message is a full snapshot, so skipping one loses nothing).
+RaceHub, so the judges' start broadcast never waits on a spectator, and nothing a spectator
+sends is read, let alone forwarded. The standings come from :mod:`handlers.standings`: computed
+once per (coalesced) change, the same message text sent to every spectator, a slice of sockets
+per turn of the loop and within a budget of bytes a second. A slow spectator has at most one
+message in flight; while it drains, newer standings replace older ones (each message is a full
+snapshot, so skipping one loses nothing).
 """
 
 import asyncio
@@ -17,105 +15,128 @@ import logging
 import sys
 from collections import defaultdict
 
-import tornado.ioloop
 import tornado.websocket
 
 import models
 from handlers.base import SocketHandler
-from handlers.errors import ApiError
+from handlers.errors import ApiError, server_busy, too_many
 from handlers.wire import message
 
 log = logging.getLogger("server5k.spectators")
 
-# At most one ranking query per competition this often, whatever the submission rate. The
-# page shows a change at most this long (plus one query) after it is committed.
-MIN_INTERVAL_S = 0.25
-
-
-def standings_message(competencia_id, scored_per_team):
-    """The ``resultados`` message of a competition (runs on a reader thread)."""
-    return message("resultados", models.ranking(competencia_id, scored_per_team))
+RETRY_AFTER_S = 10
+# Spectators handed a new standings message per turn of the event loop.
+PUSH_SLICE = 16
+# What pushing the standings may send, all of a competition's spectators together: a large
+# event watched by many (500 teams, 150 KB a message, 200 pages) is updated every few seconds
+# rather than flooding the venue's Wi-Fi and the event loop; a usual one, as often as the
+# standings change (every 0.25 s at most).
+PUSH_BYTES_PER_S = 8 * 1024 * 1024
 
 
 class Spectators:
-    """Every open spectator socket, by competition; pushes standings when they change."""
+    """Every open spectator socket, by competition; pushes standings when they change.
 
-    def __init__(self, store, scored_per_team, min_interval=MIN_INTERVAL_S):
-        self.store = store
-        self.scored_per_team = scored_per_team
-        self.min_interval = min_interval
+    At most ``max_sockets`` spectators in all and ``max_per_address`` from one client address:
+    one more is refused at the handshake (503 / 429 with Retry-After), so spectators can never
+    use up the descriptors the judges need.
+    """
+
+    def __init__(self, standings, max_sockets=2000, max_per_address=200):
+        self.standings = standings
+        self.max_sockets = max_sockets
+        self.max_per_address = max_per_address
         self._by_competencia = defaultdict(set)
-        self._dirty = set()     # competitions whose standings changed since the last query
-        self._flushing = set()  # competitions with a flush task running
-        self._last = {}         # competition -> loop time of its last query
-        self._changes = defaultdict(int)  # competition -> changes seen (to spot stale reads)
-        self._latest = {}       # competition -> last standings message, while still current
+        self._by_address = defaultdict(int)
+        self._total = 0
+        self._pushes = {}     # competition -> the message being pushed to its spectators
+        self._pushing = set()  # competitions with a push under way
+        self._next_push = {}  # competition -> loop time before which it is not pushed again
 
-    def attach(self, hub):
-        hub.subscribe(self.changed)
+    def refusal(self, address):
+        """None if one more spectator from ``address`` fits, else the ApiError to answer."""
+        if self._total >= self.max_sockets:
+            return server_busy(RETRY_AFTER_S, code="too_many_spectators",
+                               detail="Demasiados espectadores conectados; reintente más tarde.")
+        if self._by_address.get(address, 0) >= self.max_per_address:
+            return too_many("Demasiadas conexiones de espectador desde esta dirección.",
+                            RETRY_AFTER_S)
+        return None
 
-    def changed(self, competencia_id, what, data):
-        """RaceHub listener (on the loop): records stored or race state changed. Cheap."""
-        if what == "conexiones":
-            return  # who is connected is not in the standings
-        self._changes[competencia_id] += 1
-        self._latest.pop(competencia_id, None)
-        if self._by_competencia.get(competencia_id):
-            self._schedule(competencia_id)
+    def attach(self):
+        self.standings.subscribe(self.publish, self.watching)
+
+    def watching(self, competencia_id):
+        return bool(self._by_competencia.get(competencia_id))
+
+    def publish(self, competencia_id, snapshot):
+        """Standings listener: new standings go to every spectator of the competition, a slice
+        of PUSH_SLICE sockets per turn of the loop (a message can weigh hundreds of KB, and a
+        judge's request or the start must not wait for all of them to be written), and no more
+        than PUSH_BYTES_PER_S: standings that come sooner wait, the newest replacing older."""
+        self._push_later(competencia_id, snapshot.message)
+
+    def _push_later(self, cid, message):
+        self._pushes[cid] = message
+        if cid in self._pushing:
+            return  # the push under way, or scheduled, sends the newest
+        self._pushing.add(cid)
+        loop = asyncio.get_running_loop()
+        wait = self._next_push.get(cid, 0.0) - loop.time()
+        if wait > 0:
+            loop.call_later(wait, lambda: asyncio.ensure_future(self._push(cid)))
+        else:
+            asyncio.ensure_future(self._push(cid))
+
+    async def _push(self, cid):
+        loop = asyncio.get_running_loop()
+        started, size, sent = loop.time(), 0, None
+        try:
+            for n, sock in enumerate(list(self._by_competencia.get(cid, ()))):
+                if n and not n % PUSH_SLICE:
+                    await asyncio.sleep(0)
+                sent = self._pushes[cid]  # the newest, should one come meanwhile
+                sock.offer(sent)
+                size += len(sent)
+        finally:
+            self._next_push[cid] = started + size / PUSH_BYTES_PER_S
+            self._pushing.discard(cid)
+            latest = self._pushes.pop(cid)
+            if sent is not None and latest is not sent:  # newer standings came meanwhile
+                self._push_later(cid, latest)
 
     def add(self, sock):
         self._by_competencia[sock.competencia_id].add(sock)
-        latest = self._latest.get(sock.competencia_id)
-        if latest is not None:
-            sock.offer(latest)
+        self._by_address[sock.address] += 1
+        self._total += 1
+        current = self.standings.current(sock.competencia_id)
+        if current is not None:
+            sock.offer(current.message)
         else:
-            self._schedule(sock.competencia_id)
+            self.standings.refresh(sock.competencia_id)  # pushed to it by publish()
 
     def remove(self, sock):
         group = self._by_competencia.get(sock.competencia_id)
-        if group is not None:
-            group.discard(sock)
-            if not group:
-                del self._by_competencia[sock.competencia_id]
+        if group is None or sock not in group:
+            return
+        group.discard(sock)
+        if not group:
+            del self._by_competencia[sock.competencia_id]
+            self._next_push.pop(sock.competencia_id, None)
+        self._total -= 1
+        self._by_address[sock.address] -= 1
+        if not self._by_address[sock.address]:
+            del self._by_address[sock.address]
 
     def count(self, competencia_id=None):
         if competencia_id is not None:
             return len(self._by_competencia.get(competencia_id, ()))
-        return sum(len(group) for group in self._by_competencia.values())
+        return self._total
 
     def close_all(self, code, reason):
         for group in list(self._by_competencia.values()):
             for sock in list(group):
                 sock.close(code, reason)
-
-    def _schedule(self, competencia_id):
-        self._dirty.add(competencia_id)
-        if competencia_id not in self._flushing:
-            self._flushing.add(competencia_id)
-            tornado.ioloop.IOLoop.current().spawn_callback(self._flush, competencia_id)
-
-    async def _flush(self, cid):
-        loop = asyncio.get_running_loop()
-        try:
-            while cid in self._dirty and self._by_competencia.get(cid):
-                wait = self._last.get(cid, float("-inf")) + self.min_interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # changes meanwhile join this one query
-                self._dirty.discard(cid)
-                self._last[cid] = loop.time()
-                changes = self._changes[cid]
-                try:
-                    text = await asyncio.wrap_future(
-                        self.store.read(standings_message, cid, self.scored_per_team))
-                except Exception:
-                    log.exception("standings of competencia %s could not be read", cid)
-                    return
-                if self._changes[cid] == changes:  # nothing changed during the read
-                    self._latest[cid] = text
-                for sock in list(self._by_competencia.get(cid, ())):
-                    sock.offer(text)
-        finally:
-            self._flushing.discard(cid)
 
 
 class ResultadosSocketHandler(SocketHandler):
@@ -129,16 +150,25 @@ class ResultadosSocketHandler(SocketHandler):
     competencia_id = None
     _in_flight = None
     _next = None
+    pace = "public"
+
+    async def prepare(self):
+        await self.take_turn()
 
     async def get(self, competencia_id):
         try:
             self.require_websocket_upgrade()
             cid = int(competencia_id)
-            await self.competition(cid)
+            await self.competition(cid, public=True)
+            refusal = self.spectators.refusal(self.client_ip)
+            if refusal is not None:
+                raise refusal
         except ApiError as exc:
             self.send_error(exc.status_code, exc_info=sys.exc_info())
             return
+        # No await from here to open(): the room just checked is still there when it registers.
         self.competencia_id = cid
+        self.address = self.client_ip
         await super().get(competencia_id)
 
     def check_origin(self, origin):
@@ -156,7 +186,8 @@ class ResultadosSocketHandler(SocketHandler):
         """Spectators have nothing to say: every message is ignored, never forwarded."""
 
     def offer(self, text):
-        """Send ``text`` now, or after the message in flight (replacing any older one waiting)."""
+        """Send ``text`` (str or UTF-8 bytes) now, or after the message in flight (replacing any
+        older one waiting)."""
         if self._in_flight is not None and not self._in_flight.done():
             self._next = text
             return

@@ -13,17 +13,23 @@ class EnviarTiemposHandler(BaseHandler):
     judge and the team inside its transaction.
     """
 
+    max_body_bytes = 256 * 1024
+
+    async def prepare(self):
+        await super().prepare()
+        if self.request.method == "POST":  # token and limit checked before the body is read
+            claims = self.access_claims()
+            self.user_id, self.token_gen = claims["user_id"], claims["gen"]
+            retry_after = self.limits.submissions.hit(self.user_id)
+            if retry_after:
+                raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
+                               retry_after)
+
     async def post(self):
-        claims = self.access_claims()
-        user_id = claims["user_id"]
-        retry_after = self.limits.submissions.hit(user_id)
-        if retry_after:
-            raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
-                           retry_after)
         equipo_id, records, ignored = models.validate_submission(
-            self.json_body(), self.config["race"]["max_records_per_submission"])
-        result = await self.db_write(models.store_submission, user_id, equipo_id, records,
-                                     claims["gen"])
+            await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
+        result = await self.db_write(models.store_submission, self.user_id, equipo_id, records,
+                                     self.token_gen)
         self.hub.records_stored(result["competencia_id"], equipo_id, len(result["created"]))
         self.write_json({"created": result["created"], "duplicates": result["duplicates"],
                          "ignored": ignored}, status=201)

@@ -7,6 +7,10 @@ import json
 # Deeper JSON than this is not a submission: refuse it before it costs anything.
 MAX_JSON_DEPTH = 32
 
+# WebSocket close codes of the server, besides 1001 (shutting down) and 1009 (message too big).
+CLOSE_REPLACED = 4001     # the judge opened more sockets than allowed: this, its oldest, goes
+CLOSE_NOT_READING = 4002  # more unread data was waiting for this socket than allowed
+
 
 def _reject_duplicate_keys(pairs):
     obj = dict(pairs)
@@ -91,3 +95,8 @@ def dumps(obj):
 def message(kind, data):
     """A WebSocket message: ``{"type": kind, "data": data}`` as text."""
     return dumps({"type": kind, "data": data})
+
+
+def message_text(kind, data_text):
+    """``message(kind, data)`` for data already serialised (``data_text`` is ``dumps(data)``)."""
+    return '{"type":%s,"data":%s}' % (dumps(kind), data_text)

@@ -4,7 +4,8 @@
 * ``registros``, the records of a submission, in the wire form or the validated form;
 * HTTP (``fetch``, ``request_json``, ``login``) and the judge socket (``judge_path``,
   ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``);
-* ``Client``, the same for the in-process app (the ``client`` fixture);
+* ``Client``, the same for the in-process app (the ``client`` fixture), and its results-page
+  socket (``Client.spectator``);
 * ``run_cli``, the command line in a subprocess or in-process;
 * ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
   for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
@@ -253,6 +254,19 @@ class Client:
         """The HTTP status of a refused WebSocket handshake on ``path``."""
         return await handshake_status(self.ws_url(path), **headers)
 
+    async def spectator(self, competencia_id, **kw):
+        """Connect a results-page socket; (socket, its first standings)."""
+        ws = await tornado.websocket.websocket_connect(
+            tornado.httpclient.HTTPRequest(self.ws_url("/ws/resultados/%s/" % competencia_id),
+                                           **kw))
+        hello = await next_message(ws)
+        assert hello["type"] == "conexion.establecida"
+        assert hello["data"]["competencia_id"] == competencia_id
+        assert hello["data"]["server_time"].endswith("Z")
+        first = await next_message(ws)
+        assert first["type"] == "resultados", first
+        return ws, first["data"]
+
 
 # -- the real server as a subprocess --------------------------------------------------------------
 def free_port(host="127.0.0.1"):
@@ -347,15 +361,17 @@ class LiveServer:
         """``run_cli`` with this server's config and environment (plus ``env``)."""
         return run_cli(self.config_path, *args, env=dict(self.env(), **(env or {})), check=check)
 
-    def start(self, *extra, timeout=20):
-        """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens."""
+    def start(self, *extra, timeout=20, preexec_fn=None):
+        """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens.
+        ``preexec_fn`` runs in the child first (e.g. to lower its open-file limit)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         argv = [sys.executable, str(ROOT / "server5k.py"), "--config", str(self.config_path)]
         if self.verbose:
             argv.append("--verbose")
         self.process = subprocess.Popen(argv + ["serve", *extra], env=self.env(), cwd=str(ROOT),
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+                                        stdout=self._log, stderr=subprocess.STDOUT,
+                                        preexec_fn=preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # until its log says it listens (or it exits)
             if self.process.poll() is not None:

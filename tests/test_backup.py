@@ -4,7 +4,9 @@ import asyncio
 import sqlite3
 import uuid
 
-from helpers import fetch, login, wait_for_async
+import pytest
+
+from helpers import fetch, login, registros, wait_for, wait_for_async
 
 
 def records_in(path):
@@ -53,3 +55,78 @@ def test_backup_while_judges_submit(spawn, event, config, tmp_path):
     again = server.cli("backup", str(tmp_path / "copia.db"), check=False)
     assert again.returncode == 1 and "ya existe" in again.stderr
     assert records_in(tmp_path / "copia.db") == copy
+
+
+def big_event(path, records, padding_mb=0):
+    """An event database of ``records`` records, and ``padding_mb`` more of other data (a large
+    database: many times the 1,024 pages a backup step of old copied)."""
+    import models
+    models.open_database(str(path))
+    with models.db.connection_context():
+        comp = models.create_competition("Grande")
+        juez = models.create_judge("juez", "una-clave", comp.id)
+        equipo = models.create_team("Equipo", 1, juez.id)
+        rows = registros(records, validated=True, ids=True)
+        for start in range(0, records, 2000):
+            models.store_submission(juez.user_id, equipo.id, rows[start:start + 2000])
+    models.db.close()
+    if padding_mb:
+        with sqlite3.connect(str(path)) as conn:
+            conn.execute("CREATE TABLE relleno (datos BLOB)")
+            conn.executemany("INSERT INTO relleno VALUES (randomblob(1048576))",
+                             [()] * padding_mb)
+        conn.close()
+
+
+def test_a_large_database_under_constant_writes_is_backed_up(tmp_path):
+    """The copy is taken in one step: commits arriving all along never make it start over."""
+    import threading
+
+    import store
+    source = tmp_path / "grande.db"
+    big_event(source, 20_000, padding_mb=40)
+    stop, commits = threading.Event(), [0]
+
+    def constant_writes():
+        conn = sqlite3.connect(str(source), timeout=30)
+        while not stop.is_set():
+            with conn:
+                conn.execute("UPDATE competencia SET nombre = ? WHERE id = 1",
+                             ("Grande %d" % commits[0],))
+            commits[0] += 1
+        conn.close()
+
+    writer = threading.Thread(target=constant_writes)
+    writer.start()
+    try:
+        wait_for(lambda: commits[0] > 10, what="writes to be under way")
+        done = []
+        copier = threading.Thread(target=lambda: done.append(
+            store.backup(source, tmp_path / "copia.db")))
+        copier.start()
+        copier.join(120)
+        during = commits[0]
+    finally:
+        stop.set()
+        writer.join(30)
+    assert done == [20_000], "the backup did not finish under constant writes"
+    assert during > 10
+    assert len(records_in(tmp_path / "copia.db")) == 20_000
+    assert sorted(p.name for p in tmp_path.iterdir() if "copia" in p.name) == ["copia.db"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_failed_backup_leaves_no_file_behind(tmp_path, monkeypatch, failure):
+    import store
+    source = tmp_path / "evento.db"
+    big_event(source, 100)
+    real_copy = store._copy
+
+    def copy_then_fail(source_path, target_path):
+        real_copy(source_path, target_path)  # a whole copy on disk, under the temporary name
+        raise failure
+
+    monkeypatch.setattr(store, "_copy", copy_then_fail)
+    with pytest.raises(type(failure)):
+        store.backup(source, tmp_path / "copia.db")
+    assert not any("copia" in p.name for p in tmp_path.iterdir())

@@ -132,3 +132,50 @@ def test_init_db_and_demo_are_idempotent(conf):
     second = conf.cli("demo").stdout
     assert first == second and "juez1" in first and "organizador" in first
     assert len(json.loads(conf.cli("competition", "list", "--json").stdout)) == 1
+
+
+ESCAPES = "\x1b]0;hackeado\x07\x1b[2J\x9b31m\u202eadbeef\u200b\nfalso"
+
+
+def test_names_never_reach_the_terminal_raw(conf, tmp_path):
+    """Names come from rosters and the API: the tables and lines show their control, invisible
+    and bidirectional characters escaped (the --json output stays exact)."""
+    import models
+    conf.cli("competition", "add", "Carrera" + ESCAPES)
+    juez = json_line(conf.cli("judge", "add", "pedro", "--competition", "1", "--name",
+                              "Pedro" + ESCAPES, "--password", "clave-larga", "--json"))
+    conf.cli("team", "add", "Equipo" + ESCAPES, "--dorsal", "7", "--judge", str(juez["id"]))
+    models.open_database(conf.db_path)
+    with models.db.connection_context():  # an account from before usernames were checked
+        models.User.update(username="pedro" + ESCAPES).execute()
+    for args in (("results", "1"), ("team", "list"), ("judge", "list"),
+                 ("competition", "list")):
+        out = conf.cli(*args).stdout
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e\u200b"), (args, out)
+        assert "\\x1b]0;hackeado\\x07" in out and "\\u202e" in out, (args, out)
+        assert "\\x0afalso" in out  # a newline in a name cannot forge a line of the table
+    raw = json.loads(conf.cli("team", "list", "--json").stdout)
+    assert raw[0]["nombre"] == "Equipo" + ESCAPES
+
+
+def test_server_answers_never_reach_the_terminal_raw(spawn, tmp_path):
+    """race status and audit print what the running server answers: escaped too."""
+    import models
+    server = spawn(tmp_path / "event.db")
+    server.cli("competition", "add", "Carrera")
+    server.cli("organizer", "add", "ana", "--password", "clave-larga")
+    server.cli("judge", "add", "pedro", "--competition", "1", "--password", "clave-larga")
+    models.open_database(server.db_path)
+    with models.db.connection_context():
+        models.User.update(username="pedro" + ESCAPES).where(
+            models.User.username == "pedro").execute()
+    server.start()
+    auth = ("--user", "ana", "--password", "clave-larga")
+    server.cli("race", "shift", "1", "--by", "0", "--reason", "motivo" + ESCAPES, *auth,
+               check=False)
+    server.cli("race", "start", "1", *auth)
+    server.cli("race", "shift", "1", "--by", "+1s", "--reason", "motivo" + ESCAPES, *auth)
+    for args in (("race", "status", "1"), ("audit", "1")):
+        out = server.cli(*args, *auth).stdout
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e\u200b"), (args, out)
+        assert "\\x1b]0;hackeado\\x07" in out, (args, out)

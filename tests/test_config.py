@@ -19,7 +19,12 @@ def write(tmp_path, text):
 def test_defaults_when_the_file_is_empty(tmp_path):
     config = server5k.load_config(write(tmp_path, ""))
     assert config["server"]["port"] == 8000 and config["race"]["max_records_per_submission"] == 15
-    assert config["limits"] == {"login_per_minute": 20, "submissions_per_minute": 120}
+    assert config["limits"] == {
+        "login_per_minute": 20, "login_per_address_per_minute": 60, "login_lockout_failures": 5,
+        "login_lockout_s": 30, "submissions_per_minute": 120, "anonymous_per_minute": 1200,
+        "spectator_sockets": 2000, "spectator_sockets_per_address": 200,
+        "judge_sockets_per_judge": 4}
+    assert config["server"]["trusted_proxies"] == []
     assert config["database"]["path"] == str(tmp_path / "server5k.db")
 
 
@@ -40,6 +45,10 @@ def test_shipped_config_yaml_is_valid_and_complete():
     ("limits:\n  login_per_minute: -1\n", "'limits.login_per_minute'"),
     ("auth:\n  rotate_refresh_tokens: 'yes'\n", "'auth.rotate_refresh_tokens'"),
     ("server:\n  cors_origins: '*'\n", "'server.cors_origins'"),
+    ("server:\n  trusted_proxies: [nginx]\n", "'server.trusted_proxies'"),
+    ("server:\n  trusted_proxies: 10.0.0.1\n", "'server.trusted_proxies'"),
+    ("limits:\n  judge_sockets_per_judge: 0\n", "an integer 1-1000"),
+    ("limits:\n  login_lockout_s: 0\n", "'limits.login_lockout_s'"),
     ("server: [1, 2]\n", "server must be a mapping"),
     ("server:\n  tls_cert: a.pem\n", "go together"),
     ("server: {port: 1\n", "not valid YAML"),

@@ -29,6 +29,72 @@ def test_parse_timestamp_zulu_offset_and_naive_are_utc():
             models.parse_timestamp(bad)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("2025-11-11T12:00:00.000Z", (12, 0, 0, 0)),
+    ("2025-11-11T12:00:00Z", (12, 0, 0, 0)),
+    ("2025-11-11T12:00:00.123456789Z", (12, 0, 0, 123456)),  # nanoseconds, as some phones send
+    ("2025-11-11T13:30:00.5+01:30", (12, 0, 0, 500000)),
+    ("2025-11-11T10:00:00-0200", (12, 0, 0, 0)),
+    ("2025-11-11T12:00", (12, 0, 0, 0)),
+    ("2025-11-11 12:00:00", (12, 0, 0, 0)),
+])
+def test_timestamps_accepted_are_a_date_and_a_time(text, expected):
+    assert models.parse_timestamp(text) == dt.datetime(2025, 11, 11, *expected)
+
+
+@pytest.mark.parametrize("text", [
+    "2025-W01-1", "2025-W46-2T12:00:00Z", "2025-315T12:00:00Z", "20250101T000000",
+    "20251111T120000Z", "2025-01-01", "2025-11-11T12", "2025-11-11T12Z",
+    "2025-01-01T00:00:00\x00", "2025-11-11T12:00:00Z\n", " 2025-11-11T12:00:00Z",
+    "2025-11-11T12:00:00,5Z", "2025-11-11T12:00:00+01", "2025-11-11T12:00:00+01:00:30",
+    "2025-11-11T12:00.5", "2025-11-11T12:00:00.Z", "\uff12025-11-11T12:00:00Z",
+    "2025-11-11T12:00:00.1234567890Z", "2025-11-11T24:00:00Z", "2025-02-30T12:00:00Z",
+])
+def test_timestamps_refused_are_what_protocol_md_does_not_pin(text):
+    with pytest.raises(ValueError):
+        models.parse_timestamp(text)
+
+
+@pytest.mark.parametrize("username", [
+    "juez1", "José Ñandú", "María.López", "O'Brien", "jean-luc", "Straße", "Ǆemal", "Zoë",
+    "ΣΊΣΥΦΟΣ", "Иван", "裁判員", "山田たろう", "Tanaka太郎", "김민준", "حكم_السباق", "नमस्ते",
+    "juez🏃\u200d♀️", "👩\u200d👩\u200d👧", "x" * 150])
+def test_real_names_in_one_script_are_valid_usernames(username):
+    assert models.username_problem(username) is None
+
+
+@pytest.mark.parametrize("username, why", [
+    ("juеz1", "alfabetos"),           # a Cyrillic е among Latin letters
+    ("pаypal", "alfabetos"),          # a Cyrillic а
+    ("ΑΒC", "alfabetos"),             # Greek capitals that look Latin, and a C
+    ("juez١", "alfabetos"),           # an Arabic-Indic one after Latin letters
+    ("jue\u200bz1", "invisible"),     # zero-width space
+    ("juez\u200d1", "invisible"),     # a joiner that joins no emoji
+    ("juez\u202e1", "invisible"),     # right-to-left override
+    ("\u2066juez1", "invisible"),     # a bidi isolate
+    ("\ufeffjuez1", "invisible"),     # a byte order mark
+    ("juez\u00ad1", "invisible"),     # a soft hyphen
+    ("ju\u00a0ez1", "espacio"),       # a no-break space
+    ("juez\x1b[31m", "control"),      # a terminal escape
+    ("juez\n1", "control"),
+    ("juez\U000f0000", "invisible"),  # private use
+])
+def test_look_alike_and_invisible_usernames_are_refused(username, why):
+    assert why in models.username_problem(username)
+
+
+def test_create_user_refuses_look_alikes_and_old_accounts_keep_working(database):
+    with models.db.connection_context():
+        with pytest.raises(models.Invalid) as refused:
+            models.create_user("juеz1", "una-clave")
+        assert refused.value.code == "invalid_username"
+        # An account made before this rule (written directly, as an old database holds it)
+        # still logs in.
+        models.User.create(username="viеjo", username_key=models.username_key("viеjo"),
+                           password_hash=models.hash_password("una-clave"))
+        assert models.authenticate("viеjo", "una-clave")["user"]["username"] == "viеjo"
+
+
 def test_iso_has_milliseconds_and_z():
     assert models.iso(dt.datetime(2025, 1, 2, 3, 4, 5, 678999)) == "2025-01-02T03:04:05.678Z"
     assert models.iso(None) is None

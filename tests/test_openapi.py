@@ -32,8 +32,8 @@ def described_paths(pattern):
 
 def test_every_rest_route_and_method_is_described_with_its_errors():
     for pattern, handler, *_ in ROUTES:
-        if not pattern.startswith("/api/"):
-            continue
+        if not isinstance(pattern, str) or not pattern.startswith("/api/"):
+            continue  # (the first route matches oversized requests, not a path)
         for path in described_paths(pattern):
             assert path in SPEC["paths"], "%s (%s) is not in docs/openapi.yaml" % (
                 path, handler.__name__)

@@ -14,6 +14,7 @@ import tornado.websocket
 import models
 import server5k
 from helpers import next_message, nothing_within, registros, run_cli, wait_for_async
+from handlers import spectators as spectators_module
 
 TS = "2026-12-06T09:%02d:00.000Z"
 
@@ -28,19 +29,6 @@ async def submit(client, token, equipo_id, *tiempos, minute=0):
 
 def rows_by_dorsal(result):
     return {row["dorsal"]: row for row in result["clasificacion"]}
-
-
-async def spectator(client, competencia_id):
-    """Connect a spectator socket; returns it with its first standings."""
-    ws = await tornado.websocket.websocket_connect(
-        client.ws_url("/ws/resultados/%s/" % competencia_id))
-    hello = await next_message(ws)
-    assert hello["type"] == "conexion.establecida"
-    assert hello["data"]["competencia_id"] == competencia_id
-    assert hello["data"]["server_time"].endswith("Z")
-    first = await next_message(ws)
-    assert first["type"] == "resultados", first
-    return ws, first["data"]
 
 
 # -- the standings API ------------------------------------------------------------------------
@@ -94,13 +82,12 @@ async def test_records_scored_per_team_comes_from_the_config(config, event):
             models.store_submission, user_id, event["equipos"]["a"], [
                 {"tiempo": 2000, "timestamp": models.utcnow(), "id_registro": None},
                 {"tiempo": 1000, "timestamp": models.utcnow(), "id_registro": None}]))
-        from handlers.results import results_json
-        text = await asyncio.wrap_future(app.settings["server5k_store"].read(
-            results_json, event["competencia"], app.settings["server5k_config"]["race"][
-                "records_scored_per_team"]))
+        from handlers.standings import compute
+        snapshot = await asyncio.wrap_future(app.settings["server5k_store"].read_public(
+            compute, event["competencia"]))
     finally:
         server5k.close_app(app)
-    row = rows_by_dorsal(json.loads(text))[1]
+    row = rows_by_dorsal(json.loads(snapshot.json("now")))[1]
     assert (row["registros_contados"], row["registros_recibidos"], row["tiempo_total_ms"]) == (
         1, 2, 1000)
 
@@ -263,7 +250,7 @@ async def test_unknown_competition_page_is_an_html_404(client, event, path):
 @pytest.mark.gen_test
 async def test_spectator_gets_standings_after_a_submission_and_after_start_and_stop(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    ws, first = await spectator(client, cid)
+    ws, first = await client.spectator(cid)
     assert first["competencia"]["estado"] == "programada"
     assert all(r["posicion"] is None for r in first["clasificacion"])
 
@@ -293,7 +280,7 @@ async def test_spectator_is_told_of_a_false_start_reset(client, event):
     cid = event["competencia"]
     org = await client.access("org", "org-pass")
     await client.post("/api/competencias/%d/iniciar/" % cid, token=org)
-    ws, first = await spectator(client, cid)
+    ws, first = await client.spectator(cid)
     assert first["competencia"]["estado"] == "en_curso"
     code, _ = await client.post("/api/competencias/%d/reiniciar/" % cid, token=org)
     assert code == 200
@@ -305,7 +292,7 @@ async def test_spectator_is_told_of_a_false_start_reset(client, event):
 
 @pytest.mark.gen_test
 async def test_spectators_only_hear_about_their_competition(client, event):
-    ws, _ = await spectator(client, event["competencia"])
+    ws, _ = await client.spectator(event["competencia"])
     org = await client.access("org", "org-pass")
     code, _ = await client.post("/api/competencias/%d/iniciar/" % event["otra"], token=org)
     assert code == 200
@@ -318,7 +305,7 @@ async def test_spectators_only_hear_about_their_competition(client, event):
 @pytest.mark.gen_test
 async def test_a_burst_of_changes_is_one_query_and_one_message(client, app, event):
     cid = event["competencia"]
-    sockets = [(await spectator(client, cid))[0] for _ in range(3)]
+    sockets = [(await client.spectator(cid))[0] for _ in range(3)]
     hub = app.settings["server5k_hub"]
     for _ in range(100):  # a hundred accepted submissions in one loop iteration
         hub.records_stored(cid, event["equipos"]["a"], 1)
@@ -331,16 +318,22 @@ async def test_a_burst_of_changes_is_one_query_and_one_message(client, app, even
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, app, event):
+async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, app, event,
+                                                                      monkeypatch):
     cid = event["competencia"]
+    # No bytes-a-second budget here: at 8 MB/s the 100 pushes would take longer than the ping
+    # timeout, which would close the spectator that does not read (tested elsewhere).
+    monkeypatch.setattr(spectators_module, "PUSH_BYTES_PER_S", float("inf"))
     with models.db.connection_context():  # ~350 KB of standings per message
         models.Equipo.insert_many([{"competencia": cid, "nombre": "Equipo lento %04d" % n,
                                     "dorsal": 100 + n} for n in range(1000)]).execute()
     spectators = app.settings["server5k_spectators"]
-    spectators.min_interval = 0  # one push per change, so the flood is as big as it can be
+    standings = app.settings["server5k_standings"]
+    standings.min_interval = 0  # one push per change, so the flood is as big as it can be
+    standings.busy_share = 1
     hub = app.settings["server5k_hub"]
-    slow, _ = await spectator(client, cid)  # ...and then never reads again
-    fast, _ = await spectator(client, cid)
+    slow, _ = await client.spectator(cid)  # ...and then never reads again
+    fast, _ = await client.spectator(cid)
     pushes, held_back = 100, 0
     for _ in range(pushes):
         hub.records_stored(cid, event["equipos"]["a"], 1)
@@ -370,8 +363,8 @@ async def test_a_late_spectator_gets_the_current_standings_at_once(client, event
     cid, eq = event["competencia"], event["equipos"]
     token = await client.access("juez1", "pass-juez1")
     await submit(client, token, eq["b"], 1_111_111)
-    first_ws, first = await spectator(client, cid)
-    late_ws, late = await spectator(client, cid)  # served from the cached snapshot
+    first_ws, first = await client.spectator(cid)
+    late_ws, late = await client.spectator(cid)  # served from the cached snapshot
     assert late == first
     assert rows_by_dorsal(late)[2]["mejor_ms"] == 1_111_111
     first_ws.close()
@@ -383,7 +376,7 @@ async def test_spectator_messages_never_reach_judges(client, event):
     cid = event["competencia"]
     token = await client.access("juez1", "pass-juez1")
     judge, _ = await client.judge_socket(event["jueces"][0], token)
-    ws, _ = await spectator(client, cid)
+    ws, _ = await client.spectator(cid)
     fake_start = {"type": "carrera.iniciada", "data": {"competencia_id": cid}}
     for text in (json.dumps(fake_start), json.dumps({"type": "ping", "data": {}}), "not json",
                  json.dumps({"type": "resultados", "data": {}})):
@@ -406,7 +399,7 @@ async def test_spectator_messages_never_reach_judges(client, event):
 async def test_spectators_are_a_separate_registry(client, app, event):
     spectators = app.settings["server5k_spectators"]
     hub = app.settings["server5k_hub"]
-    ws, _ = await spectator(client, event["competencia"])
+    ws, _ = await client.spectator(event["competencia"])
     assert spectators.count(event["competencia"]) == 1
     assert hub.socket_count() == 0  # the judges' registry does not know it
     org = await client.access("org", "org-pass")

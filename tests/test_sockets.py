@@ -132,8 +132,9 @@ async def test_late_joiner_gets_the_start_replayed_once(client, event):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_sockets_opening_during_the_start_hear_it_exactly_once(client, event):
+async def test_sockets_opening_during_the_start_hear_it_exactly_once(client, app, event):
     """Sockets connecting while the start commits: each gets carrera.iniciada once."""
+    app.settings["server5k_hub"].max_sockets_per_judge = 20  # all of them one judge's
     token = await client.access("juez1", "pass-juez1")
     organizer = await client.access("org", "org-pass")
     url = client.ws_url("/ws/juez/%d/?token=%s" % (event["jueces"][0], token))
