@@ -67,7 +67,10 @@ class Spectators:
         self.standings.subscribe(self.publish, self.watching)
 
     def watching(self, competencia_id):
-        return bool(self._by_competencia.get(competencia_id))
+        """Whether a change is to be computed at once: someone watches and a push could go now
+        (within the budget, computing sooner would be wasted: the push at its end catches up)."""
+        return bool(self._by_competencia.get(competencia_id)) and (
+            asyncio.get_running_loop().time() >= self._next_push.get(competencia_id, 0.0))
 
     def publish(self, competencia_id, snapshot):
         """Standings listener: new standings go to every spectator of the competition, a slice
@@ -104,6 +107,14 @@ class Spectators:
             latest = self._pushes.pop(cid)
             if sent is not None and latest is not sent:  # newer standings came meanwhile
                 self._push_later(cid, latest)
+            elif size:
+                loop.call_at(self._next_push[cid], self._catch_up, cid)
+
+    def _catch_up(self, cid):
+        """At the end of a push's budget: changes that came meanwhile were not computed (see
+        watching); compute them now, and the new standings are pushed."""
+        if self.watching(cid) and self.standings.current(cid) is None:
+            self.standings.refresh(cid)
 
     def add(self, sock):
         self._by_competencia[sock.competencia_id].add(sock)

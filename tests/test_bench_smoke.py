@@ -39,3 +39,31 @@ def test_benchmark_runs_end_to_end_on_tiny_parameters(tmp_path):
     report = out.read_text()
     assert "| ingest: requests/s" in report and "Server5K" in report
     assert "bench/run.py --sockets 20" in report
+
+
+def test_hostile_benchmark_runs_end_to_end_on_tiny_parameters(tmp_path):
+    """bench/hostile.py on two of its loads, two samples: every probe answered, nothing
+    acknowledged lost, the report written. No timing is judged here."""
+    wrk, missing = bench.ensure_wrk()
+    if wrk is None:
+        pytest.skip("the results load needs wrk: %s (Debian: apt-get install wrk)" % missing)
+    out, raw = tmp_path / "benchmarks.md", tmp_path / "hostile.json"
+    out.write_text("# Benchmarks\n\nthe other report\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--loads", "resultados16,pingflood",
+         "--samples", "2", "--rounds", "1", "--warmup", "0.5", "--records", "1",
+         "--out", str(out), "--json", str(raw)],
+        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: a ratio over 2 (not judged here)
+    results = json.loads(raw.read_text())
+    assert results["lost"] == 0 and results["acknowledged"] > 0
+    for name in ("resultados16", "pingflood"):
+        entry = results["loads"][name]
+        for side in ("quiet", "loaded"):
+            assert not any(entry[side + "_errors"].values()), (name, side, entry)
+            assert all(len(times) >= 2 for times in entry[side].values()), (name, side)
+    assert "req/s" in results["loads"]["resultados16"]["load"][0]
+    assert "pings of 64 KiB sent" in results["loads"]["pingflood"]["load"][0]
+    report = out.read_text()
+    assert report.startswith("# Benchmarks\n\nthe other report\n")  # the rest is kept
+    assert "<!-- section: bench/hostile.py -->" in report and "| start notice" in report
