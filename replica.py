@@ -906,13 +906,7 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
                 " Restore it anyway by allowing that age" % (
                     redact_url(replica_url), _words(age), _iso(copied_at)))
         os.chmod(tmp, 0o600)
-        # Claim the name first (O_EXCL), then move the copy over the claim: a file that
-        # appeared meanwhile is never replaced, and no hard link is needed (FAT sticks).
-        try:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            raise ReplicaError("%s already exists; restore to a new path" % target) from None
-        os.replace(tmp, target)
+        put_in_place(tmp, target)
         info.update(path=str(target), txid=txid, copied_at=_iso(copied_at), age_s=age)
         return info
     finally:
@@ -921,23 +915,35 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
                 path.unlink()
 
 
+def put_in_place(tmp, target):
+    """Give the checked copy ``tmp`` the name ``target``, which must still be free: the name is
+    claimed first (O_EXCL), then the copy moved over the claim, so a file that appeared
+    meanwhile is never replaced, and no hard link is needed (FAT sticks). Restores and backups
+    (store.backup) both end here."""
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise ReplicaError("%s already exists; choose a new path" % target) from None
+    os.replace(tmp, target)
+
+
 def check_copy(path, expected_version, allow_older=False):
-    """Integrity and origin of a restored file (read only, nothing written beside it).
-    Returns {"schema_version", "records", "newest_received_at"}."""
+    """Integrity and origin of a copy (a restored one, or a backup: store.backup), read only,
+    nothing written beside it. Returns {"schema_version", "records", "newest_received_at"}."""
     uri = "file:%s?mode=ro&immutable=1" % urllib.parse.quote(str(path))
     try:
         conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
-        raise ReplicaError("the restored copy cannot be opened: %s" % exc) from None
+        raise ReplicaError("the copy cannot be opened: %s" % exc) from None
     try:
         try:
             check = [r[0] for r in conn.execute("PRAGMA integrity_check")]
             tables = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            raise ReplicaError("the restored copy is not a SQLite database: %s" % exc) from None
+            raise ReplicaError("the copy is not a SQLite database: %s" % exc) from None
         if check != ["ok"]:
-            raise ReplicaError("the restored copy failed PRAGMA integrity_check: %s"
+            raise ReplicaError("the copy failed PRAGMA integrity_check: %s"
                                % "; ".join(check[:3]))
         if "schema_version" not in tables:
             raise ReplicaError("the copy is not a Server5K database (it has no schema_version "

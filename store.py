@@ -33,6 +33,7 @@ import tempfile
 import threading
 
 import models
+import replica
 from models import db
 
 log = logging.getLogger("server5k.store")
@@ -374,60 +375,47 @@ def backup(source_path, target_path):
     miss the WAL or catch a page mid-write). The copy is a consistent snapshot taken in one step:
     one read transaction, which in WAL mode never holds up the writer and, unlike a copy in
     steps, cannot start over for ever while every step sees new commits. It is written to a
-    temporary file beside ``target_path``, checked with ``PRAGMA integrity_check``, flushed to
-    disk and only then renamed to ``target_path``: a failed or interrupted backup leaves nothing
-    under that name (never a half file that later opens as an empty database). Returns how many
-    time records it holds.
+    temporary file beside ``target_path``, flushed to disk, checked as a restored live copy is
+    (``replica.check_copy``: integrity, a Server5K database, its schema), and only then put in
+    place the way a restore is (``replica.put_in_place``): a failed or interrupted backup
+    leaves nothing under that name (never a half file that later opens as an empty database),
+    and an existing file is never replaced. Returns how many time records it holds.
     """
     source_path, target_path = str(source_path), str(target_path)
     if not os.path.exists(source_path):
         raise models.NotFound("La base de datos %s no existe." % source_path,
                               "database_not_found")
-    if os.path.exists(target_path):
+    if os.path.lexists(target_path):
         raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
     folder = os.path.dirname(os.path.abspath(target_path))
     handle, partial = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(target_path),
                                        suffix=".partial")
     os.close(handle)
     try:
-        records = _copy(source_path, partial)
+        _copy(source_path, partial)
         _fsync(partial)
-        _rename_new(partial, target_path)
+        try:
+            info = replica.check_copy(partial, models.SCHEMA_VERSION, allow_older=True)
+            replica.put_in_place(partial, target_path)
+        except replica.ReplicaError as exc:
+            raise models.Conflict("La copia no se ha guardado: %s." % exc, "backup_refused") from None
         _fsync(folder)
-        return records
+        return info["records"]
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
 
 
 def _copy(source_path, target_path):
-    """The one-step online backup into ``target_path``, checked; its time records."""
+    """The one-step online backup into ``target_path``."""
     source = sqlite3.connect(source_path, timeout=10)
     target = sqlite3.connect(target_path)
     try:
         source.backup(target)  # every page in one step (pages=-1)
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        if target.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise models.Conflict("La copia no pasó integrity_check; no se ha guardado.",
-                                  "backup_corrupt")
-        return target.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
     finally:
         target.close()
         source.close()
-
-
-def _rename_new(partial, target_path):
-    """Give ``partial`` the name ``target_path``, which must still be free (never replaced)."""
-    try:
-        os.link(partial, target_path)  # fails if the name was taken meanwhile
-    except FileExistsError:
-        raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
-                              "backup_exists") from None
-    except OSError:  # no hard links there (a FAT USB stick): check, then rename
-        if os.path.exists(target_path):
-            raise models.Conflict("%s ya existe; elija otro nombre." % target_path,
-                                  "backup_exists") from None
-        os.rename(partial, target_path)
 
 
 def _fsync(path):

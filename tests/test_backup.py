@@ -130,3 +130,29 @@ def test_a_failed_backup_leaves_no_file_behind(tmp_path, monkeypatch, failure):
     with pytest.raises(type(failure)):
         store.backup(source, tmp_path / "copia.db")
     assert not any("copia" in p.name for p in tmp_path.iterdir())
+
+
+def test_a_backup_is_checked_as_a_restored_copy_is(tmp_path):
+    """One check for every copy (replica.check_copy): a database that is not Server5K's is
+    refused with a clear message, and nothing is left under the name; an existing file is
+    never replaced."""
+    import models
+    import store
+    foreign = tmp_path / "otra.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notas (texto TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(models.Conflict) as refused:
+        store.backup(foreign, tmp_path / "copia.db")
+    assert refused.value.code == "backup_refused"
+    assert "not a Server5K database" in str(refused.value.detail)
+    assert not any("copia" in p.name for p in tmp_path.iterdir())
+
+    (tmp_path / "ya.db").write_bytes(b"kept")
+    source = tmp_path / "evento.db"
+    big_event(source, 10)
+    with pytest.raises(models.Conflict) as taken:
+        store.backup(source, tmp_path / "ya.db")
+    assert taken.value.code == "backup_exists"
+    assert (tmp_path / "ya.db").read_bytes() == b"kept"
