@@ -7,6 +7,7 @@ never HTML, never a traceback.
 """
 
 import asyncio
+import collections
 import logging
 import math
 
@@ -18,7 +19,7 @@ import models
 import store
 from handlers.access import client_address, redact_uri
 from handlers.errors import ApiError, as_api_error, server_busy, too_many
-from handlers.wire import dumps, parse_json
+from handlers.wire import CLOSE_NOT_READING, dumps, parse_json
 
 log = logging.getLogger("server5k")
 
@@ -203,8 +204,48 @@ class ServiceMixin:
                   redact_uri(self.request.uri), exc_info=(typ, value, tb))
 
 
+# Unsent characters one judge's or console's socket may have waiting in the server (a start
+# notice is ~500; a pong at most ~1,100). More means the other end is not reading.
+MAX_QUEUED_CHARS = 64 * 1024
+
+
 class SocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     """What the server's WebSockets (judges', spectators', consoles') share."""
+
+    _queued = 0
+    _unsent = None  # deque of (write future, characters) not yet handed to the kernel
+
+    def send_text(self, text):
+        """Write without waiting; False if the socket is already gone, or is closed now because
+        what waits unsent for it would pass MAX_QUEUED_CHARS (code 4002, its connection dropped
+        at once and its buffer freed: a peer that does not read never grows the server)."""
+        unsent = self._unsent
+        if unsent is None:
+            unsent = self._unsent = collections.deque()
+        while unsent and unsent[0][0].done():  # written out in order: forget what has gone
+            self._queued -= unsent.popleft()[1]
+        if self._queued + len(text) > MAX_QUEUED_CHARS:
+            self._not_reading()
+            return False
+        try:
+            future = self.write_message(text)
+        except tornado.websocket.WebSocketClosedError:
+            return False
+        future.add_done_callback(_retrieve)
+        unsent.append((future, len(text)))
+        self._queued += len(text)
+        return True
+
+    def _not_reading(self):
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return
+        log.warning("%s: closing a socket that does not read (%d characters unsent)",
+                    self.request.path, self._queued)
+        self.close(CLOSE_NOT_READING, "Demasiados datos sin leer")
+        # The close frame waits behind the unread data: drop the connection now, and its buffer.
+        connection.stream.close()
+        self._unsent = None
 
     @property
     def alive(self):
@@ -478,3 +519,9 @@ class NotFoundHandler(BaseHandler):
 
     def allowed_methods(self):
         return "GET, POST, OPTIONS"
+
+
+def _retrieve(future):
+    """A write to a socket that closed fails; nobody waits for it, so it must not be logged."""
+    if not future.cancelled():
+        future.exception()

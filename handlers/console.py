@@ -22,7 +22,6 @@ import tornado.websocket
 import models
 from handlers.base import OrganizerHandler, SocketHandler
 from handlers.errors import ApiError
-from handlers.sockets import JuezSocketHandler
 from handlers.wire import message
 
 # At most one message per competition this often (the console reads again on each).
@@ -129,8 +128,6 @@ class ConsoleSocketHandler(SocketHandler):
 
     def on_message(self, text):
         """The console has nothing to say here (it acts through the REST API)."""
-
-    send_text = JuezSocketHandler.send_text  # the same write: never waits, False once gone
 
     def on_close(self):
         if self.competencia_id is not None:

@@ -3,7 +3,7 @@
 The socket registers with the live race hub (:mod:`handlers.hub`) in ``open()``, in the same
 synchronous step that reads the race state, so a start is never missed nor told twice.
 
-What waits unsent for one socket is bounded (MAX_QUEUED_CHARS): a phone that stops reading
+What waits unsent for one socket is bounded (SocketHandler.send_text): a phone that stops reading
 (or a client that sends and never reads) is closed with code 4002 and its connection dropped at
 once, its buffer freed, instead of growing the server's memory; writing to it never blocks the
 start broadcast to the others. What one socket sends is bounded too: messages over
@@ -12,25 +12,20 @@ it is back within budget.
 """
 
 import asyncio
-import collections
 import logging
 import socket
 import sys
 import time
 
-import tornado.websocket
 
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError
-from handlers.wire import CLOSE_NOT_READING, message, parse_json
+from handlers.wire import message, parse_json
 
 log = logging.getLogger("server5k.sockets")
 
 MAX_MESSAGE_BYTES = 64 * 1024
-# Unsent characters one socket may have waiting in the server (a start notice is ~500; a pong
-# at most ~1,100). More means the other end is not reading.
-MAX_QUEUED_CHARS = 64 * 1024
 # A message longer than this (no message of the protocol needs more: a ping's echo is for a
 # clock offset) is answered with an error, neither parsed nor echoed.
 MAX_PING_CHARS = 1024
@@ -64,8 +59,6 @@ class JuezSocketHandler(SocketHandler):
     juez_id = competencia_id = None
     user_id = token_gen = None  # whose tokens opened it (handlers/sessions.py checks them)
     start_seen = None
-    _queued = 0
-    _unsent = None  # deque of (write future, characters) not yet handed to the kernel
     _credit = _credit_at = None  # what it may still send (see INBOUND_PER_S), and since when
 
     async def get(self, juez_id):
@@ -162,44 +155,7 @@ class JuezSocketHandler(SocketHandler):
     def send(self, kind, data):
         self.send_text(message(kind, data))
 
-    def send_text(self, text):
-        """Write without waiting; False if the socket is already gone, or is closed now because
-        what waits unsent for it would pass MAX_QUEUED_CHARS."""
-        unsent = self._unsent
-        if unsent is None:
-            unsent = self._unsent = collections.deque()
-        while unsent and unsent[0][0].done():  # written out in order: forget what has gone
-            self._queued -= unsent.popleft()[1]
-        if self._queued + len(text) > MAX_QUEUED_CHARS:
-            self._not_reading()
-            return False
-        try:
-            future = self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            return False
-        future.add_done_callback(_retrieve)
-        unsent.append((future, len(text)))
-        self._queued += len(text)
-        return True
-
-    def _not_reading(self):
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            return
-        log.warning("juez %s: closing a socket that does not read (%d characters unsent)",
-                    self.juez_id, self._queued)
-        self.close(CLOSE_NOT_READING, "Demasiados datos sin leer")
-        # The close frame waits behind the unread data: drop the connection now, and its buffer.
-        connection.stream.close()
-        self._unsent = None
-
     def on_close(self):
         if self.juez_id is not None:
             self.hub.remove(self)
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
-
-
-def _retrieve(future):
-    """A write to a socket that closed fails; nobody waits for it, so it must not be logged."""
-    if not future.cancelled():
-        future.exception()
