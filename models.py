@@ -72,6 +72,9 @@ class DomainError(Exception):
             self.code = code
         self.errors = errors
 
+    def __reduce__(self):  # whole across processes (a worker's answer), its code included
+        return type(self), (self.detail, self.code, self.errors)
+
 
 class Unauthenticated(DomainError):
     code = "not_authenticated"
@@ -1357,6 +1360,13 @@ def configure(contados=15, tolerancia_ms=5000, timezone=None):
     """The server's ``race.*`` settings; ``timezone`` an IANA name, None for this machine's."""
     DEFAULTS.update(contados=contados, tolerancia_ms=tolerancia_ms,
                     zona=zone_named(timezone) if timezone else machine_zone())
+
+
+def configuration():
+    """What ``configure`` was last given, as its keyword arguments (for a worker process to
+    configure its models as this process did)."""
+    return {"contados": DEFAULTS["contados"], "tolerancia_ms": DEFAULTS["tolerancia_ms"],
+            "timezone": zone().key}
 
 
 class _Record:

@@ -520,6 +520,7 @@ async def serve(config, demo=False, ready=None):
     # e.g. mid-request on race day) only walks what was created since.
     gc.collect()
     gc.freeze()
+    app.settings["server5k_store"].warm_up()  # the standings' worker, before the first page
     app.settings["server5k_guard"].start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,5 +1,5 @@
-"""The write path: the one writer thread (group commit), the reader and hashing threads, and
-consistent copies of the database (backup, checkpoint).
+"""The write path: the one writer thread (group commit), the reader and hashing threads, the
+standings' worker process, and consistent copies of the database (backup, checkpoint).
 
 Peewee keeps one connection (and one transaction) per thread. Every coroutine on the Tornado
 loop shares the loop thread, so no database work runs there at all:
@@ -12,8 +12,12 @@ loop shares the loop thread, so no database work runs there at all:
   each job on its own but reads and writes for all of them in a few statements.
 * reads run on reader threads, each with its own connection (WAL lets them read while the writer
   writes), in two pools: one for identity checks and the reads of judges and organizers, and a
-  separate one for anonymous public reads (standings, pages), so a crowd of spectators never
-  queues ahead of a judge. Password hashing has threads of its own.
+  separate one for anonymous public reads (team pages, the list of competitions, QR codes), so
+  a crowd of spectators never queues ahead of a judge. Password hashing has threads of its own
+  (scrypt runs outside the interpreter lock).
+* the standings are computed in a worker process (:class:`ProcessPool`, ``Store.compute``): a
+  ranking of thousands of records is tens to hundreds of ms of Python, which on a thread would
+  hold the interpreter lock that every wake-up of the event loop needs.
 * every queue is bounded (:class:`BoundedPool`, the writer's ``max_queued``): work that does not
   fit is refused at once with :class:`Busy`, never queued without end (the HTTP layer answers 503
   with ``Retry-After``).
@@ -26,8 +30,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import multiprocessing
 import os
 import queue
+import signal
 import sqlite3
 import tempfile
 import threading
@@ -51,6 +57,10 @@ MAX_QUEUED_WRITES = 10_000
 READERS, MAX_QUEUED_READS = 4, 1024
 # Anonymous reads: standings computations, team pages, the list of competitions.
 PUBLIC_READERS, MAX_QUEUED_PUBLIC_READS = 2, 32
+# Standings computations: Python work of tens to hundreds of ms (a ranking of 7,500 records and
+# its JSON and CSV), in a worker process of their own, so that it never holds the interpreter
+# lock the event loop needs (a thread's would: every wake-up of the loop would wait for it).
+COMPUTERS, MAX_QUEUED_COMPUTATIONS = 1, 32
 # Password checks: scrypt takes ~50-100 ms on one core, so 64 queued is a wait of a second or
 # two; beyond that a login is refused rather than left waiting.
 HASHERS, MAX_QUEUED_HASHES = 2, 64
@@ -294,7 +304,10 @@ class BoundedPool:
         self.max_pending = max_pending
         self.pending = 0
         self._lock = threading.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(threads, name)
+        self._executor = self._new_executor(threads)
+
+    def _new_executor(self, workers):
+        return concurrent.futures.ThreadPoolExecutor(workers, self.name)
 
     def submit(self, fn, *args):
         with self._lock:
@@ -315,6 +328,50 @@ class BoundedPool:
 
     def shutdown(self):
         self._executor.shutdown(wait=True)
+
+
+class ProcessPool(BoundedPool):
+    """A BoundedPool of worker processes (spawned when first needed), each with its own
+    connection to ``database_path`` and the models configured as in this process. Jobs are
+    module-level functions whose arguments and results pickle. A worker that dies breaks the
+    pool: its jobs fail with BrokenProcessPool (the HTTP layer answers 503), and the next job
+    starts a new pool."""
+
+    def __init__(self, processes, max_pending, name, database_path):
+        self._processes, self._database_path = processes, database_path
+        super().__init__(processes, max_pending, name)
+
+    def _new_executor(self, workers):
+        return concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_starts, initargs=(self._database_path, models.configuration()))
+
+    def submit(self, fn, *args):
+        try:
+            return super().submit(fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            log.error("the %s worker process died; starting another", self.name)
+            self._executor.shutdown(wait=False)
+            self._executor = self._new_executor(self._processes)
+            return super().submit(fn, *args)
+
+
+def _worker_starts(database_path, configuration):
+    """A worker process starts here: the database (no schema work: the server did it), the
+    models' configuration, and Ctrl-C left to the server, which stops its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    models.configure(**configuration)
+    db.init(database_path, pragmas=models.PRAGMAS)
+
+
+def _run_connected(fn, args, kwargs):
+    """A job in a worker process: its own connection, opened once and kept."""
+    db.connect(reuse_if_open=True)
+    return fn(*args, **kwargs)
+
+
+def _nothing():
+    return None
 
 
 class Store:
@@ -338,6 +395,11 @@ class Store:
         self._readers = BoundedPool(readers, MAX_QUEUED_READS, "server5k-reader")
         self._public = BoundedPool(public_readers, MAX_QUEUED_PUBLIC_READS, "server5k-public")
         self._hashers = BoundedPool(hashers, MAX_QUEUED_HASHES, "server5k-hash")
+        if database is db and database.database not in (":memory:", "", None):
+            self._computers = ProcessPool(COMPUTERS, MAX_QUEUED_COMPUTATIONS, "server5k-compute",
+                                          database.database)
+        else:  # a database a process cannot open as this one does: threads
+            self._computers = BoundedPool(COMPUTERS, MAX_QUEUED_COMPUTATIONS, "server5k-compute")
 
     def start(self):
         self.writer.start()
@@ -355,6 +417,17 @@ class Store:
     def read_public(self, fn, *args, **kwargs):
         return self._public.submit(self._in_connection, fn, args, kwargs)
 
+    def compute(self, fn, *args):
+        """CPU-heavy anonymous work (the standings) in the worker process; ``fn`` must be a
+        module-level function whose arguments and result pickle."""
+        if isinstance(self._computers, ProcessPool):
+            return self._computers.submit(_run_connected, fn, args, {})
+        return self._computers.submit(self._in_connection, fn, args, {})
+
+    def warm_up(self):
+        """Start the worker process now (about half a second), not on the first request."""
+        return self._computers.submit(_nothing)
+
     def hash(self, fn, *args, **kwargs):
         return self._hashers.submit(self._in_connection, fn, args, kwargs)
 
@@ -363,7 +436,7 @@ class Store:
         return fn(*args, **kwargs)
 
     def close(self, timeout=10):
-        for pool in (self._readers, self._public, self._hashers):
+        for pool in (self._readers, self._public, self._hashers, self._computers):
             pool.shutdown()
         self.writer.stop(timeout)
 

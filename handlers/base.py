@@ -8,6 +8,7 @@ never HTML, never a traceback.
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import math
 
@@ -148,6 +149,8 @@ class ServiceMixin:
             raise ApiError.from_domain(exc) from None
         except store.Busy as exc:
             raise server_busy(exc.retry_after) from None
+        except concurrent.futures.BrokenExecutor:  # a worker process died (logged): retry
+            raise server_busy(1) from None
 
     async def competition(self, competencia_id, public=False):
         """The competition's dict: the live one on the hub, else read (ApiError 404 if none),

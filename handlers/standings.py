@@ -170,7 +170,7 @@ class Standings:
                 self._running[cid] = (changes, future)
                 started = loop.time()
                 try:
-                    snapshot = await asyncio.wrap_future(self.store.read_public(compute, cid))
+                    snapshot = await asyncio.wrap_future(self.store.compute(compute, cid))
                 except Exception as exc:  # noqa: BLE001  (the waiting requests answer it)
                     if not isinstance(exc, (models.DomainError, store.Busy)):
                         log.exception("standings of competencia %s could not be computed", cid)

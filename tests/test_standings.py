@@ -12,6 +12,7 @@ import pytest
 
 import handlers.standings
 import models
+import store
 from helpers import registros, wait_for_async
 
 
@@ -37,6 +38,8 @@ def computations(monkeypatch):
                 seen["running"] -= 1
 
     monkeypatch.setattr(handlers.standings, "compute", counted)
+    # On a public reader thread rather than the worker process, where this test cannot see it.
+    monkeypatch.setattr(store.Store, "compute", store.Store.read_public)
     return seen
 
 
@@ -139,3 +142,31 @@ async def test_spectators_get_each_computation_as_the_api_does(client, app, even
     served.pop("server_time")
     assert pushed == {"type": "resultados", "data": served}
     ws.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_standings_are_computed_in_a_worker_process_that_comes_back_if_it_dies(
+        client, app, event):
+    """The ranking's Python runs in a process of its own (never on the loop's interpreter
+    lock), with the server's own settings; a worker killed mid-race costs at most one 503 with
+    Retry-After, and the next request is answered by a new one."""
+    import os
+    import signal
+    computers = app.settings["server5k_store"]._computers
+    assert isinstance(computers, store.ProcessPool)
+    code, before = await client.get(results_path(event))
+    assert code == 200
+    workers = list(computers._executor._processes)
+    assert workers and os.getpid() not in workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    token = await client.access("juez1", "pass-juez1")
+    await submit(client, token, event["equipos"]["a"], 1_234_567)  # the standings are stale
+    code, answer, response = await client.request("GET", results_path(event))
+    if code == 503:  # the computation that met the dead worker
+        assert answer["code"] == "server_busy" and response.headers["Retry-After"]
+        code, answer, _ = await client.request("GET", results_path(event))
+    assert code == 200, answer
+    assert answer["regla"] == before["regla"]
+    assert any(row["mejor_ms"] == 1_234_567 for row in answer["clasificacion"])
+    assert set(computers._executor._processes).isdisjoint(workers)
