@@ -66,7 +66,7 @@ def log_request(handler):
     status = handler.get_status()
     if status < 400:
         log_method = access_log.info
-    elif status < 500:
+    elif status < 500 or status == 503:  # 503: a full queue refused it at once, by design
         log_method = access_log.warning
     else:
         log_method = access_log.error
