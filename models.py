@@ -20,6 +20,8 @@ import logging
 import os
 import re
 import secrets
+import threading
+import time
 import unicodedata
 import uuid
 import zoneinfo
@@ -301,16 +303,64 @@ def hash_password(password):
 
 
 def verify_password(password, stored):
+    """Whether ``password`` is the one ``stored`` (an scrypt hash) was made of. A password
+    verified in the last VERIFIED_TTL_S is recognised from memory (:class:`_Verified`), so a
+    phone that logs in again (500 of them after an access point reboot) costs microseconds, not
+    an scrypt each; a wrong password always costs the full scrypt."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
+        secret = password.encode("utf-8")
+        if _VERIFIED.knows(stored, secret):
+            return True
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
+        actual = hashlib.scrypt(secret, salt=base64.b64decode(salt),
                                 n=int(n), r=int(r), p=int(p), dklen=len(expected))
     except (ValueError, TypeError, AttributeError):
         return False
-    return hmac.compare_digest(actual, expected)
+    if not hmac.compare_digest(actual, expected):
+        return False
+    _VERIFIED.remember(stored, secret)
+    return True
+
+
+VERIFIED_TTL_S, VERIFIED_MAX = 12 * 3600, 4096
+
+
+class _Verified:
+    """Passwords verified recently, by the stored hash they matched: an HMAC of each under a key
+    made at start-up and never written anywhere, so memory holds no password, and nothing that
+    checks a guess without that key. A new password is a new stored hash: nothing remembered for
+    the old one ever matches it. At most VERIFIED_MAX entries, the oldest forgotten first.
+    (Someone who can read this process's memory has its signing secret too: this adds nothing
+    they could not already do.)"""
+
+    def __init__(self):
+        self._key = os.urandom(32)
+        self._entries = {}  # stored hash -> (HMAC, monotonic time verified); oldest first
+        self._lock = threading.Lock()
+
+    def _mac(self, secret):
+        return hmac.new(self._key, secret, hashlib.sha256).digest()
+
+    def knows(self, stored, secret):
+        with self._lock:
+            entry = self._entries.get(stored)
+        if entry is None or time.monotonic() - entry[1] > VERIFIED_TTL_S:
+            return False
+        return hmac.compare_digest(entry[0], self._mac(secret))
+
+    def remember(self, stored, secret):
+        mac = self._mac(secret)
+        with self._lock:
+            self._entries.pop(stored, None)
+            self._entries[stored] = (mac, time.monotonic())
+            while len(self._entries) > VERIFIED_MAX:
+                del self._entries[next(iter(self._entries))]
+
+
+_VERIFIED = _Verified()
 
 
 # A hash of nothing, checked against when the username does not exist, so a login for an

@@ -435,3 +435,28 @@ def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
                             ).fetchall() == [("suma", None, 1, None)]
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_a_password_verified_lately_is_known_without_scrypt_and_a_wrong_one_never_is(monkeypatch):
+    """After an access point reboot every phone logs in again: a password verified in the last
+    hours is recognised from memory; a wrong one, or the old password after a change, still
+    costs a whole scrypt and fails."""
+    import hashlib
+    stored = models.hash_password("pass-juez9")
+    calls = []
+    real_scrypt = hashlib.scrypt
+    monkeypatch.setattr(models.hashlib, "scrypt",
+                        lambda *a, **kw: calls.append(1) or real_scrypt(*a, **kw))
+    assert models.verify_password("pass-juez9", stored) and len(calls) == 1
+    assert models.verify_password("pass-juez9", stored) and len(calls) == 1  # from memory
+    assert not models.verify_password("pass-juez8", stored) and len(calls) == 2
+    assert not models.verify_password("pass-juez9\udfff", stored)  # never a 500
+    renewed = models.hash_password("otra-clave-9")
+    calls.clear()
+    assert not models.verify_password("pass-juez9", renewed) and len(calls) == 1
+    # Forgotten after its time: scrypt again.
+    real_monotonic = models.time.monotonic
+    monkeypatch.setattr(models.time, "monotonic",
+                        lambda: real_monotonic() + models.VERIFIED_TTL_S + 1)
+    calls.clear()
+    assert models.verify_password("pass-juez9", stored) and len(calls) == 1
