@@ -129,7 +129,7 @@ class JuezSocketHandler(SocketHandler):
         credit = min(INBOUND_BURST, self._credit + (now - self._credit_at) * INBOUND_PER_S) - cost
         self._credit, self._credit_at = credit, now
         if credit < 0:
-            return asyncio.sleep(-credit / INBOUND_PER_S)
+            return _pause(-credit / INBOUND_PER_S)
         return None
 
     def _answer(self, text):
@@ -160,3 +160,11 @@ class JuezSocketHandler(SocketHandler):
         if self.juez_id is not None:
             self.hub.remove(self)
             log.info("juez %s disconnected (code %s)", self.juez_id, self.close_code)
+
+
+async def _pause(seconds):
+    """The inbound budget's pause; cut short when the server stops (not an error)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        pass
