@@ -37,6 +37,7 @@ import signal
 import sqlite3
 import tempfile
 import threading
+import time
 
 import models
 import replica
@@ -55,7 +56,7 @@ BATCHED = {models.store_submission: models.store_submissions}
 MAX_QUEUED_WRITES = 10_000
 # Reads of judges and organizers (identity checks, /api/me/, the judges board, corrections).
 READERS, MAX_QUEUED_READS = 4, 1024
-# Anonymous reads: standings computations, team pages, the list of competitions.
+# Anonymous reads: team pages, the list of competitions, QR codes.
 PUBLIC_READERS, MAX_QUEUED_PUBLIC_READS = 2, 32
 # Standings computations: Python work of tens to hundreds of ms (a ranking of 7,500 records and
 # its JSON and CSV), in a worker process of their own, so that it never holds the interpreter
@@ -362,6 +363,16 @@ def _worker_starts(database_path, configuration):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     models.configure(**configuration)
     db.init(database_path, pragmas=models.PRAGMAS)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
+                     name="server5k-orphan-watch").start()
+
+
+def _exit_with(server_pid):
+    """A worker outlives no server: when the server is gone (killed, not stopped: a stop shuts
+    the pool down), its parent changes, and the worker leaves within a second."""
+    while os.getppid() == server_pid:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _run_connected(fn, args, kwargs):

@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import uuid
+from pathlib import Path
 
 import tornado.httpclient
 
@@ -159,3 +160,27 @@ def test_sigkill_mid_load_loses_nothing_answered_and_retries_complete(spawn, eve
     counts, total = stored_counts(db_path, all_ids)
     assert set(counts.values()) == {1}
     assert total == len(all_ids)
+
+
+def test_the_standings_worker_does_not_outlive_a_killed_server(spawn, event, config):
+    """The standings' worker process leaves when the server dies without stopping (SIGKILL):
+    no orphan keeps the event database open on the laptop."""
+    import os
+    import subprocess
+    from helpers import wait_for
+    server = spawn(config["database"]["path"]).start()
+
+    async def standings():
+        code, _, _ = await fetch("GET", server.base_url + "/api/competencias/%d/resultados/"
+                                 % event["competencia"])
+        assert code == 200
+    asyncio.run(standings())
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
+                              text=True).stdout.split()
+    workers = [pid for pid in children
+               if b"multiprocessing" in Path("/proc/%s/cmdline" % pid).read_bytes()]
+    assert workers, children  # the worker is running
+    server.signal(signal.SIGKILL)
+    server.wait()
+    wait_for(lambda: not any(os.path.exists("/proc/%s" % pid) for pid in workers),
+             timeout=15, what="the worker processes to leave")
