@@ -62,6 +62,7 @@ PUBLIC_READERS, MAX_QUEUED_PUBLIC_READS = 2, 32
 # its JSON and CSV), in a worker process of their own, so that it never holds the interpreter
 # lock the event loop needs (a thread's would: every wake-up of the loop would wait for it).
 COMPUTERS, MAX_QUEUED_COMPUTATIONS = 1, 32
+WORKER_NICENESS = 10
 # Password checks: scrypt takes ~50-100 ms on one core, so 64 queued is a wait of a second or
 # two; beyond that a login is refused rather than left waiting.
 HASHERS, MAX_QUEUED_HASHES = 2, 64
@@ -359,8 +360,12 @@ class ProcessPool(BoundedPool):
 
 def _worker_starts(database_path, configuration):
     """A worker process starts here: the database (no schema work: the server did it), the
-    models' configuration, and Ctrl-C left to the server, which stops its workers."""
+    models' configuration, and Ctrl-C left to the server, which stops its workers. It runs at a
+    lower priority than the server: on a laptop's two cores busy with a ranking, a judge's
+    start notice must get the CPU first; the standings can wait a few ms."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
+        os.nice(WORKER_NICENESS)
     models.configure(**configuration)
     db.init(database_path, pragmas=models.PRAGMAS)
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
