@@ -333,11 +333,15 @@ class BoundedPool:
 
 
 class ProcessPool(BoundedPool):
-    """A BoundedPool of worker processes (spawned when first needed), each with its own
-    connection to ``database_path`` and the models configured as in this process. Jobs are
-    module-level functions whose arguments and results pickle. A worker that dies breaks the
-    pool: its jobs fail with BrokenProcessPool (the HTTP layer answers 503), and the next job
-    starts a new pool."""
+    """A BoundedPool of worker processes, each with its own connection to ``database_path`` and
+    the models configured as in this process. Jobs are module-level functions whose arguments
+    and results pickle.
+
+    Starting a worker costs its caller ~10 ms (the spawn), so it is done on a thread of its own
+    (``warm_up``), never by a job's submitter on the event loop, except for a job that comes
+    before any warm-up (a test's app). A worker that dies fails its jobs with BrokenProcessPool
+    (the HTTP layer answers 503 with Retry-After) and the pool is replaced at once, its worker
+    started on a thread."""
 
     def __init__(self, processes, max_pending, name, database_path):
         self._processes, self._database_path = processes, database_path
@@ -348,14 +352,38 @@ class ProcessPool(BoundedPool):
             workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_starts, initargs=(self._database_path, models.configuration()))
 
+    def warm_up(self):
+        """Start the workers now, on a thread: not on the first request's."""
+        threading.Thread(target=self._start_workers, args=(self._executor,), daemon=True,
+                         name=self.name + "-start").start()
+
+    def _start_workers(self, executor):
+        with contextlib.suppress(Exception):
+            executor.submit(_nothing).result()
+
     def submit(self, fn, *args):
+        executor = self._executor
         try:
-            return super().submit(fn, *args)
+            future = super().submit(fn, *args)
         except concurrent.futures.BrokenExecutor:
+            self._replace(executor)
+            raise Busy(self.name) from None
+        future.add_done_callback(lambda done: self._replaced_if_broken(done, executor))
+        return future
+
+    def _replaced_if_broken(self, future, executor):
+        if not future.cancelled() and isinstance(future.exception(),
+                                                 concurrent.futures.BrokenExecutor):
+            self._replace(executor)
+
+    def _replace(self, broken):
+        with self._lock:
+            if self._executor is not broken:
+                return  # replaced already
             log.error("the %s worker process died; starting another", self.name)
-            self._executor.shutdown(wait=False)
             self._executor = self._new_executor(self._processes)
-            return super().submit(fn, *args)
+        broken.shutdown(wait=False)
+        self.warm_up()
 
 
 def _worker_starts(database_path, configuration):
@@ -441,8 +469,10 @@ class Store:
         return self._computers.submit(self._in_connection, fn, args, {})
 
     def warm_up(self):
-        """Start the worker process now (about half a second), not on the first request."""
-        return self._computers.submit(_nothing)
+        """Start the standings' worker now, off the caller's thread (it takes ~150 ms to be
+        ready), rather than on the first request."""
+        if isinstance(self._computers, ProcessPool):
+            self._computers.warm_up()
 
     def hash(self, fn, *args, **kwargs):
         return self._hashers.submit(self._in_connection, fn, args, kwargs)
