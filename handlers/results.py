@@ -2,7 +2,7 @@
 every team or of one category (``?categoria=NAME``: the same standings, filtered).
 
 Answered from memory (:mod:`handlers.standings`): the ranking and its texts are computed once
-per change on a public reader thread, never per request and never on the event loop.
+per change in the standings' worker process, never per request and never on the event loop.
 """
 
 import models

@@ -3,7 +3,7 @@ every answer that shows them comes from (``GET .../resultados/`` as JSON and CSV
 spectators' ``resultados`` message).
 
 A change (records stored, a correction, a start, stop or reset: the hub's listeners) makes a
-competition's standings stale. They are then computed by one job on the public readers
+competition's standings stale. They are then computed by one job in the standings' worker process
 (``models.ranking``, then the JSON, the CSV and the socket message from that one result), at most
 every ``min_interval`` seconds, and never for more than ``busy_share`` of the time when the
 ranking is slow: changes that arrive meanwhile join the next computation. A request that finds
@@ -30,8 +30,8 @@ log = logging.getLogger("server5k.standings")
 # At most one ranking per competition this often, whatever the submission rate: a change shows
 # at most this long (plus one ranking) after it is committed.
 MIN_INTERVAL_S = 0.25
-# A slow ranking (thousands of records) is computed at most this share of the time: it runs on
-# a thread, and shares the interpreter with the event loop while it does.
+# A slow ranking (thousands of records) is computed at most this share of the time: it runs in
+# the worker process, which shares the laptop's cores with the server.
 BUSY_SHARE = 0.15
 # Standings are computed again after this long even without a change notice.
 MAX_AGE_S = 5.0
@@ -76,11 +76,12 @@ class Snapshot:
 
 
 def compute(competencia_id):
-    """The standings and every text made from them (runs on a public reader thread).
+    """The standings and every text made from them (runs in the standings' worker process,
+    or on a reader thread for a database a process cannot open).
 
     The garbage collector is off meanwhile: a ranking makes tens of thousands of short-lived
     objects (freed as it returns, no cycles among them), which would otherwise set off full
-    collections that stop every thread, the event loop's included, for tens of ms."""
+    collections for nothing (on a thread, ones that also stop the event loop)."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
