@@ -330,6 +330,22 @@ def signing_secret(config):
 # ------------------------------------------------------------------------------------------------
 # The application
 # ------------------------------------------------------------------------------------------------
+def start_notice_keeper(stores):
+    """The hub's ``on_start_heard``: a judge's first notice of a start is written by the writer
+    (nobody waits for it; a full queue or a failure costs only the record of it, logged)."""
+    def done(future):
+        if future.exception() is not None:
+            log.warning("first start notice not kept: %s", future.exception())
+
+    def keep(competencia_id, juez_id, when):
+        try:
+            stores.write(models.record_start_notice, competencia_id, juez_id,
+                         when).add_done_callback(done)
+        except store.Busy:
+            log.warning("first start notice of judge %s not kept: writer busy", juez_id)
+    return keep
+
+
 def make_app(config):
     """Open the database, start the writer, and build the one Tornado application."""
     models.open_database(config["database"]["path"])
@@ -341,6 +357,7 @@ def make_app(config):
     hub = RaceHub(config["limits"]["judge_sockets_per_judge"])
     with models.db.connection_context():
         hub.load(models.all_competitions())
+    hub.on_start_heard = start_notice_keeper(stores)
     # The standings, computed once per change (the hub tells), served from memory; the results
     # page's sockets are a registry of their own, pushed each new computation.
     standings = Standings(stores)
