@@ -247,15 +247,19 @@ def format_ms(tiempo_ms):
     return "%d:%02d:%02d.%03d" % (hours, minutes, seconds, ms)
 
 
+# Clock text, the one grammar of it: static/duracion.js is its copy for the console, and both
+# are tested on the same table of cases (tests/duration_cases.json). The sign is a plus, a
+# hyphen or a minus sign (U+2212, what phones type); the decimal mark a point or a comma.
 _DURATION = re.compile(
-    r"(?P<sign>[+-])?(?:(?P<ms>[0-9]+)(?:ms)?|(?P<secs>[0-9]+(?:\.[0-9]{1,3})?)s|"
-    r"(?:(?P<h>[0-9]+):)?(?P<m>[0-9]{1,2}):(?P<s>[0-9]{1,2}(?:\.[0-9]{1,3})?))")
+    r"(?P<sign>[+\-\u2212])?(?:(?P<ms>[0-9]+)(?:ms)?|(?P<secs>[0-9]+(?:[.,][0-9]{1,3})?)s|"
+    r"(?:(?P<h>[0-9]+):)?(?P<m>[0-9]{1,2}):(?P<s>[0-9]{1,2}(?:[.,][0-9]{1,3})?))")
 
 
 def parse_duration(text, signed=False):
     """Milliseconds from what an organizer types: ``1185200`` (ms), ``250ms``, ``+20s``,
-    ``-1.5s``, ``19:45.2`` (m:ss.f) or ``0:19:45.200`` (h:mm:ss.mmm). A sign only when
-    ``signed``. ValueError with a plain message otherwise."""
+    ``-1.5s``, ``19:45.2`` (m:ss.f) or ``0:19:45.200`` (h:mm:ss.mmm); ``,`` for the decimal
+    point and ``−`` for the minus too. A sign only when ``signed``. ValueError with a plain
+    message otherwise."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None or (match["sign"] and not signed):
         raise ValueError("%r is not a time: use milliseconds or clock text such as 19:45.2, "
@@ -263,13 +267,14 @@ def parse_duration(text, signed=False):
     if match["ms"] is not None:
         value = int(match["ms"])
     elif match["secs"] is not None:
-        value = round(float(match["secs"]) * 1000)
+        value = round(float(match["secs"].replace(",", ".")) * 1000)
     else:
-        if match["h"] is not None and int(match["m"]) > 59 or float(match["s"]) >= 60:
+        seconds = float(match["s"].replace(",", "."))
+        if match["h"] is not None and int(match["m"]) > 59 or seconds >= 60:
             raise ValueError("%r is not a time: minutes and seconds go up to 59" % text)
         value = (int(match["h"] or 0) * 3600 + int(match["m"]) * 60) * 1000 + round(
-            float(match["s"]) * 1000)
-    return -value if match["sign"] == "-" else value
+            seconds * 1000)
+    return value if match["sign"] in (None, "+") else -value
 
 
 class UtcDateTimeField(pw.Field):

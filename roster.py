@@ -80,6 +80,14 @@ def parse_roster(data, source="roster"):
                                                  ", ".join(n or "(vacía)" for n in names),
                                                  delimiter, ", ".join(ROSTER_COLUMNS)),
                              "invalid_roster")
+    unknown = [cell.strip() for cell, name in zip(table[start], names)
+               if name and name not in ROSTER_COLUMNS + ROSTER_OPTIONAL]
+    if unknown:  # never dropped in silence: a garbled "Categoría" is a column lost
+        raise models.Invalid("%s: columnas desconocidas: %s (se esperan %s y, si quiere, %s; "
+                             "separador %r)" % (source, ", ".join(unknown),
+                                                ", ".join(ROSTER_COLUMNS),
+                                                ", ".join(ROSTER_OPTIONAL), delimiter),
+                             "invalid_roster")
     rows = []
     for number, cells in enumerate(table[start + 1:], start=start + 2):
         if not any(cell.strip() for cell in cells):

@@ -161,7 +161,7 @@ class ConsolePageHandler(PageHandler):
     signs in and reads everything through the API (templates/organizador.html)."""
 
     def get(self):
-        self.render("organizador.html")
+        self.render("organizador.html", zona=models.zone().key)  # times in the venue's zone
 
 
 class StaticHandler(ServiceMixin, tornado.web.StaticFileHandler):

@@ -2,7 +2,9 @@
 through the real app (real SQLite file, real HTTP and WebSocket clients)."""
 
 import datetime as dt
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +185,41 @@ def test_a_judges_first_notice_is_kept_in_the_database(config, event):
     assert board["inicio_dado"] == comp["started_at"]
     uno = next(j for j in board["jueces"] if j["id"] == juez)
     assert uno["inicio_notificado_en"] == models.iso(heard)
+
+
+# -- 6. one parser of clock text --------------------------------------------------------------
+DURATION_CASES = json.loads((Path(__file__).parent / "duration_cases.json").read_text(
+    encoding="utf-8"))["cases"]
+
+
+@pytest.mark.parametrize("text, signed, expected", DURATION_CASES)
+def test_the_one_parser_of_clock_text(text, signed, expected):
+    if expected is None:
+        with pytest.raises(ValueError):
+            models.parse_duration(text, signed=signed)
+    else:
+        assert models.parse_duration(text, signed=signed) == expected
+
+
+# -- 1. a column the importer does not know is an error, not silence --------------------------
+@pytest.mark.gen_test
+async def test_an_unknown_roster_column_is_named_by_the_api(client, event):
+    token = await org(client)
+    garbled = "juez_usuario;juez_nombre;equipo;dorsal;Categor\ufffda\nm;M;E;9;Infantil\n"
+    code, answer, _ = await client.request(
+        "POST", "/api/competencias/%d/importar/?dry_run=1" % event["competencia"], None, token,
+        headers={"Content-Type": "text/csv"}, raw=garbled.encode("utf-8"))
+    assert code == 400 and answer["code"] == "invalid_roster", answer
+    assert "Categor\ufffda" in answer["detail"] and "categoria" in answer["detail"]
+
+
+def test_an_unknown_roster_column_is_named_by_the_command_line(config, event, tmp_path):
+    from helpers import run_cli
+    config_path = tmp_path / "cli.yaml"
+    config_path.write_text("database:\n  path: %s\n" % config["database"]["path"])
+    roster_path = tmp_path / "lista.csv"
+    roster_path.write_bytes("juez_usuario,juez_nombre,equipo,dorsal,Club\nm,M,E,9,X\n".encode())
+    result = run_cli(config_path, "import", str(roster_path), "--competition",
+                     str(event["competencia"]), check=False)
+    assert result.returncode != 0 and "Club" in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1
