@@ -1805,7 +1805,7 @@ def competition_judges(competencia_id):
         if comp.finished_at is not None:
             late = db.execute_sql(
                 "SELECT COUNT(*) FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id"
-                " WHERE e.competencia_id = ? AND r.received_at > ?",
+                " WHERE e.competencia_id = ? AND r.received_at > ? AND r.origen = 'app'",
                 (comp.id, db_text(comp.finished_at))).fetchone()[0]
     return {"competencia": comp.to_dict(), "registros_tras_final": late,
             "inicio_dado": iso(given), "jueces": [
@@ -2001,7 +2001,9 @@ def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
             row[field] = last_position if key == last_key else counted[category]
             previous[category] = (key, row[field])
     finished = db_text(comp.finished_at)
-    late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished)
+    # (a paper time is typed in whenever the organizer can: it never "arrived after the end")
+    late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished
+               and r.origen != ORIGEN_MANUAL)
     return {"competencia": comp.to_dict(), "regla": regla, "registros_por_equipo": n,
             "categorias": sorted({c for _, _, _, c in teams if c}, key=str.casefold),
             "registros_tras_final": late, "clasificacion": rows}

@@ -1235,8 +1235,12 @@ def format_results(result, now=None):
     category = result.get("categoria")
     lines = ["%s; best %d times count" % (race_line(comp), result["registros_por_equipo"]),
              "rule: %s. %s" % (rule_line(regla), regla["texto"]),
+             # official: when they became so; provisional: as of now
              "results %s at %s%s" % ("official" if comp["oficial"] else "provisional",
-                                     models.local_iso(now or models.utcnow()),
+                                     models.local_iso(
+                                         models.parse_timestamp(comp["oficial_en"])
+                                         if comp["oficial"] and comp.get("oficial_en")
+                                         else now or models.utcnow()),
                                      "; category %s" % category if category else "")]
     rows = result["clasificacion"]
     if not rows:

@@ -223,3 +223,36 @@ def test_an_unknown_roster_column_is_named_by_the_command_line(config, event, tm
                      str(event["competencia"]), check=False)
     assert result.returncode != 0 and "Club" in result.stderr, result
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- 15. small things ---------------------------------------------------------------------------
+def test_results_say_when_they_became_official(config, event):
+    import server5k
+    with models.db.connection_context():
+        models.start_competition(event["competencia"])
+        models.stop_competition(event["competencia"])
+        comp, _ = models.make_official(None, event["competencia"])
+        result = models.ranking(event["competencia"])
+    official = models.parse_timestamp(comp["oficial_en"])
+    later = official + dt.timedelta(hours=2)
+    table = server5k.format_results(result, now=later)
+    assert "results official at %s" % models.local_iso(official) in table, table
+    assert models.local_iso(later) not in table
+
+
+@pytest.mark.gen_test
+async def test_paper_times_never_arrived_after_the_finish(client, event):
+    token, judge = await org(client), await client.access("juez1", "pass-juez1")
+    cid, team = event["competencia"], event["equipos"]["a"]
+    await call(client, "POST", "/api/competencias/%d/iniciar/" % cid, token=token)
+    await call(client, "POST", "/api/competencias/%d/detener/" % cid, token=token)
+    await call(client, "POST", "/api/competencias/%d/registros/" % cid, {
+        "equipo_id": team, "tiempo": 62_500, "motivo": "hoja de papel"}, token, 201)
+    result = await call(client, "GET", "/api/competencias/%d/resultados/" % cid)
+    board = await call(client, "GET", "/api/competencias/%d/jueces/" % cid, token=token)
+    assert result["registros_tras_final"] == 0 and board["registros_tras_final"] == 0
+    await call(client, "POST", "/api/enviar_tiempos/", {
+        "equipo_id": team, "registros": registros([61_000], ids=True)}, judge, 201)
+    result = await call(client, "GET", "/api/competencias/%d/resultados/" % cid)
+    board = await call(client, "GET", "/api/competencias/%d/jueces/" % cid, token=token)
+    assert result["registros_tras_final"] == 1 and board["registros_tras_final"] == 1

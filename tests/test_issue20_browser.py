@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, request_json
+from helpers import DESKTOP, registros, request_json
 from test_console_browser import ORGANIZER, api, in_dialog, open_console, sign_in, tab
 
 WAIT_MS = 10_000
@@ -102,3 +102,51 @@ def test_the_console_shows_the_venues_time_and_says_paper_times_stay(browser, se
     tab(page, "Carrera")
     page.get_by_role("button", name="Ajustar la salida").click()
     expect(page.get_by_role("dialog")).to_contain_text("tiempos en papel")
+
+
+LONG_NAMES = ("Asociación Deportiva Educación Infantil", "Club Atletismo Internacionalización",
+              "Corredores Extraordinariamente Perseverantes")
+# Every word of the team names on one line (a word broken mid-way spans two client rects).
+SPLIT_WORDS = """() => {
+    const split = [];
+    for (const cell of document.querySelectorAll('#clasificacion td.equipo')) {
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const re = /\\S+/g;
+            let m;
+            while ((m = re.exec(node.data))) {
+                const range = document.createRange();
+                range.setStart(node, m.index);
+                range.setEnd(node, m.index + m[0].length);
+                const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                if (tops.size > 1) { split.push(m[0]); }
+            }
+        }
+    }
+    return split;
+}"""
+
+
+def test_team_names_never_break_mid_word_on_a_phone(browser, spawn, tmp_path):
+    from helpers import PHONE
+    srv = spawn(tmp_path / "names.db")
+    srv.cli("competition", "add", "5K")
+    srv.cli("judge", "add", "marta", "--competition", "1", "--password", "clave-de-marta")
+    for dorsal, name in enumerate(LONG_NAMES, start=1):
+        srv.cli("team", "add", name, "--dorsal", str(dorsal), "--judge", "1")
+    srv.start()
+    status, judge = request_json("POST", srv.base_url + "/api/token/",
+                                 {"username": "marta", "password": "clave-de-marta"})
+    for equipo_id in (1, 2, 3):  # times, penalties' worth of digits: the other columns widen
+        status, answer = request_json("POST", srv.base_url + "/api/enviar_tiempos/", {
+            "equipo_id": equipo_id, "registros": registros([3_599_999, 3_600_001, 3_700_000])},
+            token=judge["access"])
+        assert status == 201, answer
+    for width in (PHONE["width"], 360):
+        page = browser.new_page(viewport={"width": width, "height": 800}, locale="es-ES")
+        page.goto(srv.base_url + "/competencias/1/")
+        expect(page.locator("#clasificacion td.equipo")).to_have_count(3, timeout=WAIT_MS)
+        assert page.evaluate(SPLIT_WORDS) == [], width
+        if width == PHONE["width"]:
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.close()
