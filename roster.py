@@ -278,6 +278,12 @@ def _judge(juez_id, competencia_id=None, field="juez_id"):
     return juez
 
 
+def judge_username(juez_id):
+    """The username of judge ``juez_id`` (NotFound when there is none): what its link to the
+    judge app fills in."""
+    return _judge(juez_id).user.username
+
+
 def judge_view(juez):
     """A judge as the organizer sees it: the judge object (PROTOCOL.md) plus its username and
     whether it is active."""

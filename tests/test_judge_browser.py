@@ -1,0 +1,245 @@
+"""The judge app (/juez/, JUEZ.md) in a real browser: headless Chromium (Debian's ``chromium``)
+driven by Playwright, at a phone's 390 px, against the real server in a subprocess.
+
+Every page runs with the phone's clock minutes wrong (both ``Date`` and
+``performance.timeOrigin``, by an init script), and every time it sends is checked, as the
+server stored it, against the real start (the server's ``started_at``) and the moment the test
+clicked, within 100 ms.
+
+The stories: race day (sign in, wait, the start by the socket, taps for two teams, an absent
+runner, an undo under failing Wi-Fi, the 16th record refused); offline (taps, a reload served by
+the service worker, still listed; back online, all sent, none twice); the server killed and
+restarted mid-race; a late sign-in after the start, with the socket out of reach at first.
+
+Screenshots at 390 px (before the start, racing, offline) go to the test's tmp dir; with
+SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/juez-*.png.
+"""
+
+import datetime as dt
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from helpers import PHONE, request_json, save_screenshot, wait_for
+
+WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
+ORGANIZER = ("ana", "clave-de-ana")
+MARIA = ("maria", "clave-de-maria")
+JOSE = ("jose", "clave-de-jose")
+TOLERANCE_MS = 100
+# The phone's clock: 7 minutes and 1.234 s slow (Date and performance.timeOrigin alike).
+SKEW_MS = -(7 * 60_000 + 1_234)
+WRONG_CLOCK = """
+(() => {
+  const SKEW = %d;
+  const RealDate = Date;
+  function PhoneDate(...args) {
+    if (!new.target) { return new RealDate(RealDate.now() + SKEW).toString(); }
+    return args.length ? new RealDate(...args) : new RealDate(RealDate.now() + SKEW);
+  }
+  PhoneDate.prototype = RealDate.prototype;
+  PhoneDate.now = () => RealDate.now() + SKEW;
+  PhoneDate.parse = RealDate.parse;
+  PhoneDate.UTC = RealDate.UTC;
+  window.Date = PhoneDate;
+  const origin = performance.timeOrigin + SKEW;
+  Object.defineProperty(Performance.prototype, 'timeOrigin', { get() { return origin; } });
+})();
+""" % SKEW_MS
+
+
+@pytest.fixture
+def server(spawn, tmp_path):
+    """A competition, its organizer, María with Tortugas (1) and Liebres (2), José with Gacelas
+    (3), served by ``server5k.py serve``."""
+    srv = spawn(tmp_path / "event.db")
+    srv.cli("competition", "add", "5K del Puerto", "--date", "2026-12-06T09:00:00Z")
+    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    srv.start()
+    teams = {}
+    for (username, password), nombre, equipos in ((MARIA, "María López", [("Tortugas", 1), ("Liebres", 2)]),
+                                                  (JOSE, "José Ruiz", [("Gacelas", 3)])):
+        juez = api(srv, "POST", "/api/competencias/1/jueces/",
+                   {"username": username, "nombre": nombre, "password": password})["juez"]
+        for equipo, dorsal in equipos:
+            teams[equipo] = api(srv, "POST", "/api/competencias/1/equipos/",
+                                {"nombre": equipo, "dorsal": dorsal, "juez_id": juez["id"]})["id"]
+    srv.teams = teams
+    return srv
+
+
+def api(server, method, path, body=None):
+    status, token = request_json("POST", server.base_url + "/api/token/",
+                                 {"username": ORGANIZER[0], "password": ORGANIZER[1]})
+    assert status == 200, token
+    status, answer = request_json(method, server.base_url + path, body, token=token["access"])
+    assert status < 300, answer
+    return answer
+
+
+def stored(server, equipo=None):
+    """The records as the server stored them (the organizer's view), oldest first."""
+    query = "?equipo_id=%d" % server.teams[equipo] if equipo else ""
+    return api(server, "GET", "/api/competencias/1/registros/" + query)["registros"]
+
+
+def ms(iso):
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def phone(browser, server):
+    """A phone's browser: 390 px, Spanish, its clock 7 minutes slow."""
+    context = browser.new_context(viewport=PHONE, locale="es-ES", has_touch=True)
+    context.add_init_script(WRONG_CLOCK)
+    page = context.new_page()
+    page.errors, page.sockets = [], []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("websocket", lambda ws: page.sockets.append(ws.url))
+    page.on("dialog", lambda d: d.dismiss())
+    page.goto(server.base_url + "/juez/")
+    return page
+
+
+def sign_in(page, user):
+    page.get_by_label("Usuario", exact=True).fill(user[0])
+    page.get_by_label("Contraseña", exact=True).fill(user[1])
+    page.get_by_role("button", name="Entrar").click()
+
+
+def team(page, nombre):
+    return page.locator(".equipo", has=page.get_by_role("button", name=re.compile(nombre)))
+
+
+def tap(page, nombre, dorsal):
+    """Tap a team's big button (found by its accessible name: nombre and dorsal); returns the
+    real time (ms since the epoch) just before and just after."""
+    button = page.get_by_role("button", name=re.compile("%s.*%d" % (nombre, dorsal)))
+    button.scroll_into_view_if_needed()
+    before = time.time() * 1000
+    button.click()
+    after = time.time() * 1000
+    return before, after
+
+
+def shoot(page, tmp_path, name):
+    page.evaluate("window.scrollTo(0, 0)")
+    save_screenshot(page, tmp_path, name)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def clock_synced(page):
+    expect(page.locator("#reloj-servidor")).to_contain_text(re.compile(r"Hora del servidor ±\d+ ms"),
+                                                           timeout=WAIT_MS)
+
+
+def check_times(records, taps, started_at):
+    """Each stored record's tiempo is the real time of its tap since the real start (within
+    TOLERANCE_MS), and its timestamp is on the real clock, not the phone's."""
+    start = ms(started_at)
+    assert len(records) == len(taps)
+    for record, (before, after) in zip(records, taps):
+        assert before - start - TOLERANCE_MS <= record["tiempo_recibido"] <= after - start + TOLERANCE_MS, (
+            record, before - start, after - start)
+        assert before - TOLERANCE_MS <= ms(record["timestamp"]) <= after + TOLERANCE_MS
+
+
+def no_secrets(page, server):
+    assert page.sockets and all(re.fullmatch(r"ws://[^/]+/ws/juez/\d+/\?ticket=[\w-]+", u)
+                                for u in page.sockets), page.sockets
+    assert "eyJ" not in page.url and "eyJ" not in server.log()
+    assert page.errors == []
+
+
+def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
+    page = phone(browser, server)
+    assert abs(page.evaluate("Date.now()") - time.time() * 1000 - SKEW_MS) < 5_000
+    assert abs(page.evaluate("performance.timeOrigin") - time.time() * 1000 - SKEW_MS) < 60_000
+
+    # The link from the console fills in the username; a wrong password says so.
+    page.goto(server.base_url + "/juez/?usuario=maria")
+    expect(page.get_by_label("Usuario", exact=True)).to_have_value("maria")
+    sign_in(page, (MARIA[0], "no-es-esta"))
+    expect(page.locator("#form-entrar .error")).to_have_text("Usuario o contraseña incorrectos.")
+    sign_in(page, MARIA)
+
+    # Before the start: the competition, its teams, waiting, connected, the server's clock.
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto")
+    expect(page.locator("#comp-prevista")).to_contain_text("Salida prevista: 6 dic 2026")
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
+    clock_synced(page)
+    expect(page.get_by_role("button", name=re.compile("Tortugas.*1"))).to_be_disabled()
+    shoot(page, tmp_path, "juez-espera.png")
+
+    # The start, by the socket.
+    started_at = api(server, "POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:0\d$"))
+
+    # Taps for two teams, each sent and confirmed.
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    tortugas, liebres = team(page, "Tortugas"), team(page, "Liebres")
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15")
+    expect(liebres.locator(".cuenta")).to_have_text("1 de 15")
+    expect(page.locator(".tiempos .enviado")).to_have_count(3, timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
+
+    # An absent runner: a tiempo of 0, after a confirmation.
+    liebres.get_by_role("button", name="Ausente").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sí, ausente").click()
+    expect(liebres.locator(".tiempos li").first).to_contain_text("Ausente")
+    expect(liebres.locator(".tiempos li").first).to_contain_text("Enviado", timeout=WAIT_MS)
+    expect(liebres.locator(".cuenta")).to_have_text("2 de 15")
+
+    # Wi-Fi failing: a tap waits on the phone, and can be undone while it has not left.
+    page.route("**/api/enviar_tiempos/", lambda route: route.abort())
+    tap(page, "Tortugas", 1)
+    expect(tortugas.locator(".cuenta")).to_have_text("3 de 15")
+    expect(tortugas.locator(".tiempos li").first).to_contain_text("Pendiente")
+    expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
+    shoot(page, tmp_path, "juez-carrera.png")
+    tortugas.get_by_role("button", name="Deshacer").click()
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15")
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
+    # What was sent cannot be undone on the phone (only the organizer voids a record).
+    tortugas.get_by_role("button", name="Deshacer").click()
+    expect(page.locator("#aviso")).to_contain_text("ya se envió")
+    page.unroute("**/api/enviar_tiempos/")
+
+    # Up to 15 records per team; the 16th is refused on the phone and never sent.
+    for _ in range(13):
+        tap(page, "Tortugas", 1)
+    expect(tortugas.locator(".cuenta")).to_have_text("15 de 15")
+    tap(page, "Tortugas", 1)
+    expect(page.locator("#aviso")).to_contain_text("ya tiene 15 registros")
+    expect(tortugas.locator(".cuenta")).to_have_text("15 de 15")
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+
+    # The server holds each tap once, on the real clock: within 100 ms of the real start.
+    assert len(stored(server, "Tortugas")) == 15
+    records = stored(server)
+    assert len(records) == 17 and len({r["id"] for r in records}) == 17
+    check_times(records[:3], taps, started_at)
+    absent = [r for r in records if r["ausente"]]
+    assert [(r["equipo_id"], r["tiempo_recibido"]) for r in absent] == [(server.teams["Liebres"], 0)]
+    # ... read back by the judge as the app could, with its own token.
+    status, token = request_json("POST", server.base_url + "/api/token/",
+                                 {"username": MARIA[0], "password": MARIA[1]})
+    status, back = request_json("GET", server.base_url + "/api/equipos/%d/registros/"
+                                % server.teams["Liebres"], token=token["access"])
+    assert status == 200 and len(back["registros"]) == 2
+
+    # The judges board: connected, heard the start, its stopwatch on time (no alert), though
+    # the phone's clock is 7 minutes slow.
+    board = {j["username"]: j for j in api(server, "GET", "/api/competencias/1/jueces/")["jueces"]}
+    maria = board["maria"]
+    assert maria["conectado"] and maria["inicio_notificado_en"] and not maria["alerta"]
+    assert abs(maria["inicio_implicito_ms"]) <= TOLERANCE_MS, maria
+
+    # A stop is shown as such, and the clock stops.
+    api(server, "POST", "/api/competencias/1/detener/")
+    expect(page.get_by_text("Carrera finalizada", exact=True)).to_be_visible(timeout=WAIT_MS)
+    no_secrets(page, server)
