@@ -243,3 +243,111 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     api(server, "POST", "/api/competencias/1/detener/")
     expect(page.get_by_text("Carrera finalizada", exact=True)).to_be_visible(timeout=WAIT_MS)
     no_secrets(page, server)
+
+
+def start_race(server):
+    return api(server, "POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
+
+
+def test_offline_taps_survive_a_reload_and_are_sent_once(browser, server, tmp_path):
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    clock_synced(page)
+    # After the first visit the service worker holds the app (127.0.0.1 is a secure context).
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
+    expect(page.locator("#aviso-https")).to_be_hidden()
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+
+    # The Wi-Fi goes: taps are kept and counted as waiting.
+    page.context.set_offline(True)
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    expect(page.locator("#por-enviar")).to_have_text("3 por enviar")
+    expect(page.locator(".tiempos .pendiente")).to_have_count(3)
+    shoot(page, tmp_path, "juez-sin-conexion.png")
+
+    # "Salir" warns while taps are unsent (and stays when told no).
+    page.get_by_role("button", name="Salir").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Quedan 3 toques sin enviar")
+    page.get_by_role("dialog").get_by_role("button", name="Cancelar").click()
+
+    # A reload without network: the service worker serves the app, the taps are still there,
+    # and the race goes on (one more tap, timed from the offset kept across the reload).
+    page.reload()
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(".tiempos .pendiente")).to_have_count(3)
+    expect(page.locator("#por-enviar")).to_have_text("3 por enviar")
+    taps.append(tap(page, "Liebres", 2))
+    expect(page.locator("#por-enviar")).to_have_text("4 por enviar")
+    assert stored(server) == []
+
+    # Back online: everything is sent by itself within seconds, oldest first, each once.
+    page.context.set_offline(False)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".tiempos .enviado")).to_have_count(4)
+    records = stored(server)
+    assert len(records) == 4 and len({r["id"] for r in records}) == 4
+    by_team = sorted(records, key=lambda r: r["timestamp"])
+    check_times(by_team, taps, started_at)
+
+    # Another reload sends nothing again.
+    page.reload()
+    expect(page.locator(".tiempos .enviado")).to_have_count(4, timeout=WAIT_MS)
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+    assert len(stored(server)) == 4
+    no_secrets(page, server)
+
+
+def test_the_server_killed_and_restarted_mid_race(browser, server):
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1)]
+    expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+
+    server.stop()  # SIGKILL: no goodbye to the sockets
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    taps += [tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    expect(page.locator("#por-enviar")).to_have_text("2 por enviar")
+
+    server.start()
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible()
+    records = stored(server)
+    assert len(records) == 3 and len({r["id"] for r in records}) == 3
+    check_times(records, taps, started_at)
+    wait_for(lambda: {j["username"]: j for j in api(server, "GET", "/api/competencias/1/jueces/")
+                      ["jueces"]}["maria"]["conectado"], what="María connected again")
+    no_secrets(page, server)
+
+
+def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, server):
+    started_at = start_race(server)
+    page = phone(browser, server)
+    # The socket is out of reach at first: the app learns the start from the API, and waits
+    # for the server's clock before timing.
+    page.route("**/api/ws-ticket/", lambda route: route.abort())
+    sign_in(page, JOSE)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#reloj-servidor")).to_contain_text("Sin hora del servidor todavía")
+    taps = [tap(page, "Gacelas", 3)]
+    gacelas = team(page, "Gacelas")
+    expect(gacelas.locator(".tiempos li").first).to_contain_text("Pendiente")
+    expect(gacelas.locator(".tiempos li").first).to_contain_text("sin hora aún")
+
+    page.unroute("**/api/ws-ticket/")
+    clock_synced(page)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    taps.append(tap(page, "Gacelas", 3))
+    expect(gacelas.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:\d\d$"))
+    records = stored(server)
+    check_times(records, taps, started_at)
+    # A judge sees only its own teams.
+    assert page.locator(".equipo").count() == 1
+    no_secrets(page, server)
