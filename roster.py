@@ -281,7 +281,13 @@ def _judge(juez_id, competencia_id=None, field="juez_id"):
 def judge_username(juez_id):
     """The username of judge ``juez_id`` (NotFound when there is none): what its link to the
     judge app fills in."""
-    return _judge(juez_id).user.username
+    juez = None
+    if 1 <= juez_id <= 2**62:  # SQLite's ids; a path's 0 or 19 digits is no judge either
+        juez = (models.Juez.select(models.Juez, models.User).join(models.User)
+                .where(models.Juez.id == juez_id).first())
+    if juez is None:
+        raise models.NotFound("El juez %s no existe." % juez_id, "judge_not_found")
+    return juez.user.username
 
 
 def judge_view(juez):

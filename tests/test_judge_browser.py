@@ -22,7 +22,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from helpers import PHONE, request_json, save_screenshot, wait_for
+from helpers import PHONE, decode_qr, request_json, save_screenshot, wait_for
 
 WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
 ORGANIZER = ("ana", "clave-de-ana")
@@ -351,3 +351,41 @@ def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, serv
     # A judge sees only its own teams.
     assert page.locator(".equipo").count() == 1
     no_secrets(page, server)
+
+
+def test_the_console_hands_each_judge_a_link_and_qr_code(browser, server, tmp_path):
+    console = browser.new_page(viewport=PHONE, locale="es-ES")
+    console.goto(server.base_url + "/organizador/")
+    sign_in(console, ORGANIZER)
+    console.get_by_role("link", name="5K del Puerto").click()
+    console.get_by_role("navigation").get_by_role("link", name="Equipos y jueces").click()
+    maria = console.locator("#jueces li", has_text="María López")
+    maria.get_by_role("button", name="Enlace y QR").click()
+    dialog = console.get_by_role("dialog")
+    link = server.base_url + "/juez/?usuario=maria"
+    expect(dialog.get_by_role("link", name=link)).to_be_visible()
+    expect(dialog).to_contain_text("la contraseña se entrega aparte")
+    assert MARIA[1] not in dialog.inner_text()
+    qr = dialog.get_by_role("img", name="Código QR del enlace de maria")
+    png = tmp_path / "qr-maria.png"
+    qr.screenshot(path=str(png))
+    assert decode_qr(png) == link
+
+    # The link opens the app with the username filled in; the judge types only the password.
+    page = phone(browser, server)
+    page.goto(link)
+    expect(page.get_by_label("Usuario", exact=True)).to_have_value("maria")
+    expect(page.get_by_label("Contraseña", exact=True)).to_be_focused()
+    page.get_by_label("Contraseña", exact=True).fill(MARIA[1])
+    page.get_by_role("button", name="Entrar").click()
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+
+    # The judges board shows a judge on the browser app as any other: connected, and it heard
+    # the start.
+    console.get_by_role("dialog").get_by_role("button", name="Cerrar").click()
+    console.get_by_role("navigation").get_by_role("link", name="Carrera").click()
+    card = console.locator("#tablero [data-juez-id]", has_text="María López")
+    expect(card).to_contain_text("Conectado", timeout=WAIT_MS)
+    start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(card).to_contain_text("Oyó la salida", timeout=WAIT_MS)
