@@ -22,7 +22,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from helpers import PHONE, decode_qr, request_json, save_screenshot, wait_for
+from helpers import CHROMIUM, PHONE, decode_qr, request_json, save_screenshot, wait_for
 
 WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
 ORGANIZER = ("ana", "clave-de-ana")
@@ -350,7 +350,64 @@ def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, serv
     check_times(records, taps, started_at)
     # A judge sees only its own teams.
     assert page.locator(".equipo").count() == 1
+
+    # A false start is shown as such; its taps stay listed, marked, and no longer count.
+    api(server, "POST", "/api/competencias/1/reiniciar/", {"force": True})
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#nota-salida")).to_contain_text("Salida en falso")
+    expect(gacelas.locator(".cuenta")).to_have_text("0 de 15")
+    expect(gacelas.locator(".tiempos .anterior")).to_have_count(2)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#nota-salida")).to_be_hidden()
+    again = [tap(page, "Gacelas", 3)]
+    expect(gacelas.locator(".cuenta")).to_have_text("1 de 15")
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    check_times(stored(server)[2:], again, started_at)
+
+    # "Salir" with nothing to send signs out at once and forgets the tokens.
+    page.get_by_role("button", name="Salir").click()
+    expect(page.get_by_role("button", name="Entrar")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('server5k.juez.sesion')") is None
+    page.reload()
+    expect(page.get_by_role("button", name="Entrar")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_label("Usuario", exact=True)).to_have_value("jose")
     no_secrets(page, server)
+
+
+def test_plain_http_on_a_venue_network(browser, server):
+    """Over http://sede.lan (not a secure context): no service worker, no crypto.randomUUID,
+    and the app says so; taps are still kept, sent with ids of their own, and confirmed."""
+    lan = browser.browser_type.launch(executable_path=CHROMIUM,
+                                      headless=True,
+                                      args=["--host-resolver-rules=MAP sede.lan 127.0.0.1"])
+    try:
+        context = lan.new_context(viewport=PHONE, locale="es-ES")
+        context.add_init_script(WRONG_CLOCK)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto("http://sede.lan:%d/juez/?usuario=maria" % server.port)
+        assert page.evaluate("window.isSecureContext") is False
+        assert page.evaluate("typeof crypto.randomUUID") == "undefined"
+        expect(page.locator("#aviso-https")).to_be_visible()
+        expect(page.locator("#aviso-https")).to_contain_text("HTTPS")
+        page.get_by_label("Contraseña", exact=True).fill(MARIA[1])
+        page.get_by_role("button", name="Entrar").click()
+        clock_synced(page)
+        started_at = start_race(server)
+        expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+        taps = [tap(page, "Tortugas", 1), tap(page, "Tortugas", 1)]
+        expect(page.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+        records = stored(server)
+        assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                                r["id"]) for r in records), records
+        check_times(records, taps, started_at)
+        assert page.evaluate("navigator.serviceWorker === undefined || "
+                             "navigator.serviceWorker.controller === null")
+        assert errors == []
+    finally:
+        lan.close()
 
 
 def test_the_console_hands_each_judge_a_link_and_qr_code(browser, server, tmp_path):

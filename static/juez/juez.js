@@ -725,11 +725,14 @@
     block.querySelector('.cuenta').textContent = taps.length + ' de ' + MAXIMO;
     var times = block.querySelector('.tiempos');
     times.textContent = '';
-    taps.slice().reverse().forEach(function (t) {
+    // Newest first; taps of a start since cancelled (a false start) stay listed, marked, and
+    // do not count.
+    toques.filter(function (t) { return mine(t) && t.equipo_id === equipo.id; }).reverse().forEach(function (t) {
       var state = t.estado === 'enviado' ? 'Enviado' : 'Pendiente';
       times.appendChild(el('li', { className: t.estado, dataset: { registro: t.id } },
         el('span', { className: 'valor' }, t.ausente ? 'Ausente' : t.tiempo === null ? 'sin hora aún' : tiempoText(t.tiempo)),
         el('span', { className: 'marca' }, state),
+        t.started_at !== race.started ? el('span', { className: 'anterior' }, 'salida anulada') : null,
         t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null));
     });
   }

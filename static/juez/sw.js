@@ -30,17 +30,7 @@ self.addEventListener('fetch', function (event) {
   var url = new URL(request.url);
   if (url.origin !== self.location.origin) { return; }
   if (url.pathname === PAGE || url.pathname === '/juez') {
-    // The page: the network's (a new version, ?usuario=...), else the one kept here.
-    event.respondWith(fetch(request).then(function (response) {
-      if (response.ok) {
-        var copy = response.clone();
-        caches.open(CACHE).then(function (cache) { return cache.put(PAGE, copy); });
-      }
-      return response;
-    }).catch(function () {
-      return caches.open(CACHE).then(function (cache) { return cache.match(PAGE); })
-        .then(function (kept) { return kept || Response.error(); });
-    }));
+    event.respondWith(page(request));
     return;
   }
   if (APP_FILES.indexOf(url.pathname + url.search) >= 0) {
@@ -54,3 +44,34 @@ self.addEventListener('fetch', function (event) {
     }));
   }
 });
+
+// The page: the network's (a new version, ?usuario=...) when it answers well within a few
+// seconds, else the one kept here (a venue Wi-Fi that swallows packets must not keep the app
+// from opening; a server that is down or busy neither).
+var PAGE_WAIT_MS = 3000;
+
+function page(request) {
+  function kept() {
+    return caches.open(CACHE).then(function (cache) { return cache.match(PAGE); });
+  }
+  return new Promise(function (resolve, reject) {
+    var done = false;
+    function answer(response) {
+      if (!done && response) { done = true; resolve(response); }
+      return !!response;
+    }
+    var timer = setTimeout(function () { kept().then(answer); }, PAGE_WAIT_MS);
+    fetch(request).then(function (response) {
+      clearTimeout(timer);
+      if (response.ok) {
+        var copy = response.clone();
+        caches.open(CACHE).then(function (cache) { return cache.put(PAGE, copy); });
+        return answer(response);
+      }
+      return kept().then(function (k) { answer(k || response); });
+    }, function (err) {
+      clearTimeout(timer);
+      return kept().then(function (k) { if (!answer(k) && !done) { done = true; reject(err); } });
+    });
+  });
+}
