@@ -29,6 +29,7 @@ ORGANIZER = ("ana", "clave-de-ana")
 MARIA = ("maria", "clave-de-maria")
 JOSE = ("jose", "clave-de-jose")
 TOLERANCE_MS = 100
+XSS = "<img src=x onerror=alert(1)>"
 # The phone's clock: 7 minutes and 1.234 s slow (Date and performance.timeOrigin alike).
 SKEW_MS = -(7 * 60_000 + 1_234)
 WRONG_CLOCK = """
@@ -53,14 +54,14 @@ WRONG_CLOCK = """
 @pytest.fixture
 def server(spawn, tmp_path):
     """A competition, its organizer, María with Tortugas (1) and Liebres (2), José with Gacelas
-    (3), served by ``server5k.py serve``."""
+    (3) and a team whose name looks like markup (4), served by ``server5k.py serve``."""
     srv = spawn(tmp_path / "event.db")
     srv.cli("competition", "add", "5K del Puerto", "--date", "2026-12-06T09:00:00Z")
     srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
     srv.start()
     teams = {}
     for (username, password), nombre, equipos in ((MARIA, "María López", [("Tortugas", 1), ("Liebres", 2)]),
-                                                  (JOSE, "José Ruiz", [("Gacelas", 3)])):
+                                                  (JOSE, "José Ruiz", [("Gacelas", 3), (XSS, 4)])):
         juez = api(srv, "POST", "/api/competencias/1/jueces/",
                    {"username": username, "nombre": nombre, "password": password})["juez"]
         for equipo, dorsal in equipos:
@@ -348,8 +349,10 @@ def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, serv
     expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:\d\d$"))
     records = stored(server)
     check_times(records, taps, started_at)
-    # A judge sees only its own teams.
-    assert page.locator(".equipo").count() == 1
+    # A judge sees only its own teams, their names as text (never markup).
+    assert page.locator(".equipo").count() == 2
+    expect(page.get_by_role("button", name=re.compile(re.escape(XSS) + ".*4"))).to_be_visible()
+    assert page.locator("img").count() == 0
 
     # A false start is shown as such; its taps stay listed, marked, and no longer count.
     api(server, "POST", "/api/competencias/1/reiniciar/", {"force": True})

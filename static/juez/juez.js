@@ -345,8 +345,12 @@
       var socket = new WebSocket(scheme + location.host + '/ws/juez/' + juezId + '/?ticket=' +
         encodeURIComponent(answer.ticket));
       ws = socket;
-      socket.onmessage = function (event) { onSocketMessage(socket, event.data); };
+      socket.onmessage = function (event) { if (ws === socket) { onSocketMessage(socket, event.data); } };
       socket.onclose = function () { socketClosed(socket); };
+      // A handshake lost in a Wi-Fi black hole can hang for minutes: give up and try again.
+      setTimeout(function () {
+        if (ws === socket && socket.readyState === 0) { socket.close(); socketClosed(socket); }
+      }, PONG_TIMEOUT_MS);
     }).catch(function () {
       ws = null;
       retrySocket();
@@ -554,8 +558,11 @@
       (answer.created || []).concat(answer.duplicates || []).forEach(function (id) { confirmed[id] = true; });
       var done = batch.filter(function (t) { return confirmed[t.id]; });
       done.forEach(function (t) { t.estado = 'enviado'; t.error = null; });
-      return updateTaps(done).then(function () { sendBackoff = 0; return 0; });
-    }, function (err) {
+      return updateTaps(done).then(function () {
+        if (done.length === batch.length) { sendBackoff = 0; return 0; }
+        throw new Error('unconfirmed');  // not listed: sent again after a pause
+      });
+    }).catch(function (err) {
       if (err.status === 400 || err.status === 403 || err.status === 404) {
         // Refused for what it is (a team no longer this judge's...): kept, shown, retried later.
         batch.forEach(function (t) { t.error = err.message; });
@@ -567,7 +574,7 @@
       if (err.status === 401 && !session) { return null; }
       sendBackoff = Math.min(MAX_BACKOFF_MS, sendBackoff ? sendBackoff * 2 : 500);
       return Math.max(sendBackoff, Math.min(err.retryAfter || 0, 10) * 1000);
-    }).then(function (wait) {
+    }).catch(function () { return MAX_BACKOFF_MS; }).then(function (wait) {
       sending = false;
       batch.forEach(function (t) { delete inFlight[t.id]; });
       render();
