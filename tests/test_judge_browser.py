@@ -9,7 +9,9 @@ clicked, within 100 ms.
 The stories: race day (sign in, wait, the start by the socket, taps for two teams, an absent
 runner, an undo under failing Wi-Fi, the 16th record refused); offline (taps, a reload served by
 the service worker, still listed; back online, all sent, none twice); the server killed and
-restarted mid-race; a late sign-in after the start, with the socket out of reach at first.
+restarted mid-race; a late sign-in after the start, with the socket out of reach at first;
+the start heard by polling; plain http on a venue network; the console handing out the link and
+QR code.
 
 Screenshots at 390 px (before the start, racing, offline) go to the test's tmp dir; with
 SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/juez-*.png.
@@ -449,3 +451,21 @@ def test_the_console_hands_each_judge_a_link_and_qr_code(browser, server, tmp_pa
     start_race(server)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(card).to_contain_text("Oyó la salida", timeout=WAIT_MS)
+
+
+def test_the_start_heard_by_polling_when_the_socket_is_out_of_reach(browser, server):
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)  # the socket was up: the offset is known...
+    page.route("**/api/ws-ticket/", lambda route: route.abort())
+    page.reload()  # ...and now it cannot open again
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)  # polled
+    assert len([u for u in page.sockets if "/ws/juez/" in u]) == 1
+    # Timed from the offset carried across the reload by the phone's own (wrong) clock.
+    expect(page.locator("#reloj-servidor")).to_contain_text("última conexión")
+    taps = [tap(page, "Liebres", 2)]
+    expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    check_times(stored(server), taps, started_at)
+    assert page.errors == []
