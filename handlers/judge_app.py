@@ -11,7 +11,7 @@ import urllib.parse
 import tornado.web
 
 import roster
-from handlers.base import OrganizerHandler, ServiceMixin
+from handlers.base import OrganizerHandler
 from handlers.pages import STATIC, PageHandler, asset, qr_data_uri
 
 # What the service worker keeps on the phone: the app itself, nothing of the API.
@@ -45,15 +45,10 @@ class JuezPageHandler(PageHandler):
                     aviso_https=HTTPS_NOTICE)
 
 
-class JuezServiceWorkerHandler(ServiceMixin, tornado.web.RequestHandler):
+class JuezServiceWorkerHandler(PageHandler):
     """``/juez/sw.js``: the service worker (its scope is ``/juez/``). Its text names the app's
     files with their content hashes, so a new version of any of them is a new worker and the
     phones pick it up on their next visit online."""
-
-    pace = "public"
-
-    async def prepare(self):
-        await self.take_turn()
 
     def get(self):
         files = [asset(name) for name in APP_FILES]
