@@ -469,3 +469,24 @@ def test_the_start_heard_by_polling_when_the_socket_is_out_of_reach(browser, ser
     expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
     check_times(stored(server), taps, started_at)
     assert page.errors == []
+
+
+def test_a_phone_whose_monotonic_clock_stopped_while_asleep(browser, server):
+    """Where a phone sleeps, performance.now() may stop while the wall clock goes on: the app
+    notices the two parting and does not time from the stale offset."""
+    page = phone(browser, server)
+    page.evaluate("""() => {
+        const realNow = performance.now.bind(performance);
+        window.sueno = 0;
+        performance.now = () => realNow() - window.sueno;
+    }""")
+    sign_in(page, MARIA)
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1)]
+    page.evaluate("window.sueno = 60000")  # a minute asleep, as the monotonic clock saw it
+    taps.append(tap(page, "Tortugas", 1))
+    expect(page.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+    check_times(stored(server), taps, started_at)
+    assert page.errors == []

@@ -108,7 +108,8 @@
   function addSample(t0, t1, serverIso) {
     var s = Date.parse(serverIso);
     if (isNaN(s) || t1 < t0) { return; }
-    clock.samples.push({ rtt: t1 - t0, off: s - (t0 + t1) / 2, at: t1 });
+    clock.samples.push({ rtt: t1 - t0, off: s - (t0 + t1) / 2, at: t1,
+      skew: Date.now() - performance.now() });
     var now = performance.now();
     clock.samples = clock.samples.filter(function (x) { return now - x.at < SAMPLE_WINDOW_MS; }).slice(-40);
     clock.best = clock.samples.reduce(function (a, b) { return !a || b.rtt < a.rtt ? b : a; }, null);
@@ -120,8 +121,22 @@
     renderClockInfo();
   }
 
+  // Where a phone sleeps, its monotonic clock may stop while its wall clock goes on (or the wall
+  // clock is set by hand): when the two part by more than a second, this page's samples are
+  // dropped, the last offset is carried by the wall clock, and new samples are asked for.
+  function checkClockJump() {
+    if (!clock.best) { return; }
+    if (Math.abs(Date.now() - performance.now() - clock.best.skew) > 1000) {
+      clock.samples = [];
+      clock.best = null;
+      pingBurst();
+      renderClockInfo();
+    }
+  }
+
   // The server's clock now, and how sure: {ms, unc, fuente} or null when there is no estimate.
   function serverNow() {
+    checkClockJump();
     if (clock.best) {
       return { ms: performance.now() + clock.best.off, unc: Math.ceil(clock.best.rtt / 2) + 1,
         mono: true };
@@ -381,6 +396,11 @@
     if (socket && socket.close) { socket.close(); }
   }
 
+  // A burst of samples (the best of them is kept); then one every PING_EVERY_MS.
+  function pingBurst() {
+    for (var i = 0; i < 6; i++) { setTimeout(ping, i * 200); }
+  }
+
   function ping() {
     if (!ws || ws.readyState !== 1) { return; }
     var n = ++pingSeq;
@@ -406,8 +426,7 @@
     } else if (msg.type === 'conexion.establecida') {
       wsBackoff = 0;
       applyCompetition(data.competencia);
-      // A burst of samples now (the best of them is kept), then one now and then.
-      for (var i = 0; i < 6; i++) { setTimeout(ping, i * 200); }
+      pingBurst();
       clearInterval(pingTimer);
       pingTimer = setInterval(ping, PING_EVERY_MS);
       kickSender(0);
@@ -808,7 +827,13 @@
 
   document.addEventListener('visibilitychange', function () {
     manageWakeLock();
-    if (document.visibilityState === 'visible' && session) { poll(0); kickSender(0); connectSocket(0); }
+    if (document.visibilityState === 'visible' && session) {
+      checkClockJump();
+      pingBurst();
+      poll(0);
+      kickSender(0);
+      connectSocket(0);
+    }
   });
 
   // -- start ----------------------------------------------------------------------------------------
