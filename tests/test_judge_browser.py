@@ -196,6 +196,8 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     expect(liebres.locator(".tiempos li").first).to_contain_text("Ausente")
     expect(liebres.locator(".tiempos li").first).to_contain_text("Enviado", timeout=WAIT_MS)
     expect(liebres.locator(".cuenta")).to_have_text("2 de 15")
+    expect(page.locator("#conexion")).to_have_text("Conectado")
+    shoot(page, tmp_path, "juez-carrera.png")
 
     # Wi-Fi failing: a tap waits on the phone, and can be undone while it has not left.
     page.route("**/api/enviar_tiempos/", lambda route: route.abort())
@@ -203,7 +205,10 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     expect(tortugas.locator(".cuenta")).to_have_text("3 de 15")
     expect(tortugas.locator(".tiempos li").first).to_contain_text("Pendiente")
     expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
-    shoot(page, tmp_path, "juez-carrera.png")
+    # Touch targets of at least 48 px, every one of them.
+    heights = page.evaluate("() => [...document.querySelectorAll('button')]"
+                            ".filter(b => b.offsetParent).map(b => b.getBoundingClientRect().height)")
+    assert len(heights) == 7 and min(heights) >= 48, heights
     tortugas.get_by_role("button", name="Deshacer").click()
     expect(tortugas.locator(".cuenta")).to_have_text("2 de 15")
     expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
