@@ -536,10 +536,17 @@
       showAviso('Nada que deshacer en ' + equipo.nombre + ': su último toque ya se envió (solo el organizador puede anularlo).');
       return Promise.resolve();
     }
+    // Out of the sender's sight at once (it must not leave while its removal is written).
+    toques = toques.filter(function (t) { return t !== last; });
+    render();
     return write(function (store) { store.delete(last.seq); }).then(function () {
-      toques = toques.filter(function (t) { return t !== last; });
       showAviso('');
+    }, function (err) {
+      toques.push(last);
+      toques.sort(function (a, b) { return a.seq - b.seq; });
       render();
+      kickSender(0);
+      showAviso('No se pudo deshacer: ' + (err && err.message || err));
     });
   }
 
