@@ -495,3 +495,37 @@ def test_a_phone_whose_monotonic_clock_stopped_while_asleep(browser, server):
     expect(page.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
     check_times(stored(server), taps, started_at)
     assert page.errors == []
+
+
+def test_a_team_taken_from_the_judge_with_taps_unsent(browser, server):
+    """The organizer gives a team to another judge while this phone holds unsent taps for it:
+    the server refuses them (403), the phone keeps them and says so, and sends them once the
+    team is back."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    page.route("**/api/enviar_tiempos/", lambda route: route.abort())
+    tap(page, "Liebres", 2)
+    expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
+    liebres, jose = server.teams["Liebres"], stored_judge(server, "jose")
+    maria = stored_judge(server, "maria")
+    api(server, "PATCH", "/api/equipos/%d/" % liebres, {"juez_id": jose})
+    page.unroute("**/api/enviar_tiempos/")
+    expect(page.locator("#aviso")).to_contain_text("no acepta", timeout=WAIT_MS)
+    page.reload()  # the phone learns its teams again: Liebres is gone, its tap is not
+    expect(page.locator(".equipo")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#otros-pendientes")).to_contain_text("1 toques de equipos que ya no tiene")
+    expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
+    assert stored(server) == []
+
+    api(server, "PATCH", "/api/equipos/%d/" % liebres, {"juez_id": maria})
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".equipo")).to_have_count(2, timeout=WAIT_MS)
+    assert [r["equipo_id"] for r in stored(server)] == [liebres]
+    assert page.errors == []
+
+
+def stored_judge(server, username):
+    return {j["username"]: j["id"] for j in api(server, "GET", "/api/jueces/")["jueces"]}[username]

@@ -24,11 +24,12 @@
   var CLOCK_KEY = 'server5k.juez.reloj';
   var LAST_USER_KEY = 'server5k.juez.usuario';
   var POLL_MS = 5000;            // the competition's state, read while the socket is down
-  var POLL_CONNECTED_MS = 30000; // ... and now and then while it is up (teams may change)
+  var POLL_CONNECTED_MS = 15000; // ... and now and then while it is up (teams may change)
   var MAX_BACKOFF_MS = 4000;     // the sender's and the socket's longest wait between tries
   var PING_EVERY_MS = 15000;     // a new clock sample this often (a burst on each connection)
   var SAMPLE_WINDOW_MS = 10 * 60 * 1000; // the best sample is chosen among this recent ones
-  var PONG_TIMEOUT_MS = 10000;   // a socket whose pong does not come back is dropped
+  var PONG_TIMEOUT_MS = 10000;
+  var REFUSED_PAUSE_MS = 10000;  // a team the server refused (no longer this judge's) is tried again   // a socket whose pong does not come back is dropped
   var SESSION_ID = newId();      // this page's life: performance.now() means nothing outside it
 
   var app = document.getElementById('app');
@@ -572,7 +573,13 @@
     var ready = pending().filter(function (t) {
       return t.tiempo !== null && !(refusedUntil[t.equipo_id] > now);
     });
-    if (!ready.length) { return; }
+    if (!ready.length) {
+      // Only teams the server refused a moment ago: try them again when their pause ends.
+      var until = pending().map(function (t) { return refusedUntil[t.equipo_id] || 0; })
+        .filter(function (u) { return u > now; });
+      if (until.length) { kickSender(Math.min.apply(null, until) - now); }
+      return;
+    }
     var equipoId = ready[0].equipo_id;  // the oldest, and the team's others with it
     var batch = ready.filter(function (t) { return t.equipo_id === equipoId; }).slice(0, MAXIMO);
     sending = true;
@@ -584,6 +591,7 @@
       (answer.created || []).concat(answer.duplicates || []).forEach(function (id) { confirmed[id] = true; });
       var done = batch.filter(function (t) { return confirmed[t.id]; });
       done.forEach(function (t) { t.estado = 'enviado'; t.error = null; });
+      if (!session.me.juez.equipos.some(function (e) { return e.id === equipoId; })) { poll(0); }
       return updateTaps(done).then(function () {
         if (done.length === batch.length) { sendBackoff = 0; return 0; }
         throw new Error('unconfirmed');  // not listed: sent again after a pause
@@ -592,7 +600,8 @@
       if (err.status === 400 || err.status === 403 || err.status === 404) {
         // Refused for what it is (a team no longer this judge's...): kept, shown, retried later.
         batch.forEach(function (t) { t.error = err.message; });
-        refusedUntil[equipoId] = Date.now() + 30000;
+        refusedUntil[equipoId] = Date.now() + REFUSED_PAUSE_MS;
+        poll(0);  // the judge's teams as they are now
         showAviso('El servidor no acepta los tiempos de este equipo: ' + err.message +
           ' Se guardan en el móvil; avise al organizador.');
         return 0;
@@ -710,8 +719,17 @@
     }
     juez.equipos.forEach(updateTeamBlock);
     var others = toques.filter(function (t) { return !mine(t) && t.estado === 'pendiente'; });
-    $('otros-pendientes').hidden = !others.length;
-    $('otros-pendientes').textContent = others.length + ' toques de otra cuenta de juez esperan en este móvil: se enviarán cuando esa cuenta entre.';
+    var ids = juez.equipos.map(function (e) { return e.id; });
+    var orphans = pending().filter(function (t) { return ids.indexOf(t.equipo_id) < 0; });
+    var notes = [];
+    if (orphans.length) {
+      notes.push(orphans.length + ' toques de equipos que ya no tiene asignados esperan en este móvil y el servidor no los acepta: avise al organizador.');
+    }
+    if (others.length) {
+      notes.push(others.length + ' toques de otra cuenta de juez esperan en este móvil: se enviarán cuando esa cuenta entre.');
+    }
+    $('otros-pendientes').hidden = !notes.length;
+    $('otros-pendientes').textContent = notes.join(' ');
     manageWakeLock();
   }
 
