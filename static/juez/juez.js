@@ -27,9 +27,9 @@
   var POLL_CONNECTED_MS = 15000; // ... and now and then while it is up (teams may change)
   var MAX_BACKOFF_MS = 4000;     // the sender's and the socket's longest wait between tries
   var PING_EVERY_MS = 15000;     // a new clock sample this often (a burst on each connection)
-  var SAMPLE_WINDOW_MS = 10 * 60 * 1000; // the best sample is chosen among this recent ones
-  var PONG_TIMEOUT_MS = 10000;
-  var REFUSED_PAUSE_MS = 10000;  // a team the server refused (no longer this judge's) is tried again   // a socket whose pong does not come back is dropped
+  var SAMPLE_WINDOW_MS = 10 * 60 * 1000; // the best sample is chosen among these recent ones
+  var PONG_TIMEOUT_MS = 10000;   // a socket whose pong (or handshake) does not come is dropped
+  var REFUSED_PAUSE_MS = 10000;  // a team the server refused (no longer this judge's): again after
   var SESSION_ID = newId();      // this page's life: performance.now() means nothing outside it
 
   var app = document.getElementById('app');
