@@ -286,6 +286,18 @@ def _judge(juez_id, competencia_id=None, field="juez_id"):
     return juez
 
 
+def judge_username(juez_id):
+    """The username of judge ``juez_id`` (NotFound when there is none): what its link to the
+    judge app fills in."""
+    juez = None
+    if 1 <= juez_id <= 2**62:  # SQLite's ids; a path's 0 or 19 digits is no judge either
+        juez = (models.Juez.select(models.Juez, models.User).join(models.User)
+                .where(models.Juez.id == juez_id).first())
+    if juez is None:
+        raise models.NotFound("El juez %s no existe." % juez_id, "judge_not_found")
+    return juez.user.username
+
+
 def judge_view(juez):
     """A judge as the organizer sees it: the judge object (PROTOCOL.md) plus its username and
     whether it is active."""

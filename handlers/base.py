@@ -117,6 +117,13 @@ class ServiceMixin:
     def in_flight(self):
         return self.application.settings["server5k_in_flight"]
 
+    def public_url(self, path):
+        """The address of ``path`` as phones reach it: ``server.public_url`` when set (the
+        laptop cannot know its venue address), else the address this request came to."""
+        base = self.config["server"]["public_url"] or "%s://%s" % (self.request.protocol,
+                                                                   self.request.host)
+        return base + path
+
     async def db_read(self, fn, *args):
         """Run a read of a judge or organizer (or an identity check) on a reader thread; domain
         errors become API errors, a full queue a 503."""

@@ -98,13 +98,6 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
                          zona=models.zone().key)
         return namespace
 
-    def public_url(self, path):
-        """The address of ``path`` as phones reach it: ``server.public_url`` when set (the
-        laptop cannot know its venue address), else the address this request came to."""
-        base = self.config["server"]["public_url"] or "%s://%s" % (self.request.protocol,
-                                                                   self.request.host)
-        return base + path
-
     def set_default_headers(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")

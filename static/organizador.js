@@ -1061,7 +1061,21 @@
         return e.nombre + ' (' + e.dorsal + ')';
       }).join(', ') : 'Sin equipos'),
       rowButtons([['Editar', function () { return editJudge(j); }],
-        [j.activo ? 'Desactivar' : 'Activar', function () { return setJudgeActive(j, !j.activo); }]]));
+        [j.activo ? 'Desactivar' : 'Activar', function () { return setJudgeActive(j, !j.activo); }],
+        ['Enlace y QR', function () { return showJudgeLink(j); }]]));
+  }
+
+  // The judge app's link for one judge, with its QR code (drawn by the server): it fills in the
+  // username, never the password, which the organizer hands over apart.
+  function showJudgeLink(j) {
+    return api('GET', '/api/jueces/' + j.id + '/enlace/').then(function (link) {
+      return ask({ titulo: 'App del juez: ' + (j.nombre || j.username), soloCerrar: true, aceptar: 'Cerrar',
+        texto: [el('img', { className: 'qr', src: link.qr, width: 220, height: 220,
+          alt: 'Código QR del enlace de ' + j.username }),
+          el('p', {}, el('a', { href: link.url, target: '_blank', rel: 'noopener', className: 'enlace-juez' }, link.url)),
+          'El enlace abre la app con el usuario «' + j.username + '» escrito; la contraseña se entrega aparte.',
+          link.aviso ? el('p', { className: 'nota' }, link.aviso) : null].filter(Boolean) });
+    });
   }
 
   function judgePatch(j, body, hecho) {

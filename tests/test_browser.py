@@ -20,13 +20,11 @@ docs/results-desktop.png, docs/results-categories.png and docs/results-print.png
 import json
 import re
 import signal
-import shutil
-import subprocess
 
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, PHONE, registros, request_json, save_screenshot
+from helpers import DESKTOP, PHONE, decode_qr, registros, request_json, save_screenshot
 
 WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
 
@@ -67,18 +65,6 @@ def screenshot(page, tmp_path, name, viewport, ticking=True):
         clock = page.locator("#reloj")
         expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
     return save_screenshot(page, tmp_path, name)
-
-
-def decode_qr(png):
-    """What the QR code in a PNG says, read by zbarimg (Debian's zbar-tools)."""
-    zbarimg = shutil.which("zbarimg")
-    if zbarimg is None:
-        pytest.skip("zbarimg is not installed (Debian package 'zbar-tools'; .ci/run installs "
-                    "it when apt-get can)")
-    run = subprocess.run([zbarimg, "--quiet", "--raw", str(png)], capture_output=True,
-                         text=True, timeout=30)
-    assert run.returncode == 0, run.stderr
-    return run.stdout.strip()
 
 
 def test_live_results_page_follows_the_race(browser, server, tmp_path):
