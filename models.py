@@ -1599,7 +1599,8 @@ def team_view(equipo, state=None):
 # Reads (run on reader threads).
 # --------------------------------------------------------------------------------------------
 def authenticate(username, password):
-    """The active user with these credentials, or None. Slow (scrypt): never on the loop."""
+    """The active user with these credentials (a judge: an active judge), or None. Slow
+    (scrypt): never on the loop."""
     if not isinstance(username, str) or not isinstance(password, str):
         return None
     user = User.get_or_none(User.username_key == username_key(username))
@@ -1608,7 +1609,10 @@ def authenticate(username, password):
         return None
     if not verify_password(password, user.password_hash) or not user.is_active:
         return None
-    return user_identity(user.id)
+    identity = user_identity(user.id)
+    if identity is not None and identity["juez_id"] is not None and not identity["juez_active"]:
+        return None  # a deactivated judge is an inactive user: it cannot log in
+    return identity
 
 
 def user_identity(user_id, token_gen=None):
