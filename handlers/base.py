@@ -34,6 +34,10 @@ SMALL_BODY_BYTES = 4 * 1024
 # Bodies up to this size are parsed on the event loop (well under a millisecond even for
 # hostile JSON); larger ones on a reader thread (json_body_off_loop).
 INLINE_PARSE_BYTES = 4 * 1024
+# A request refused before its body was read (no token, a limit) whose body is announced up to
+# this size is answered once the body has arrived, so its connection stays open for the next
+# request (a judge's submission is about 2 KiB); a larger one is answered at once and closed.
+READ_BEFORE_REFUSING = 16 * 1024
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="api"'}
 
@@ -340,6 +344,42 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         # Tornado's own flag of a streamed body that has fully arrived (no public accessor).
         arrived = getattr(self.request, "_body_future", None)
         return announced and arrived is not None and not arrived.done()
+
+    def _handle_request_exception(self, e):
+        """A refusal before the body was read (``prepare``: credentials, a limit, a wrong
+        method) is answered once the body has arrived, when it is absent or announced within
+        READ_BEFORE_REFUSING and ``max_body_bytes``: Tornado closes a connection answered before its request is read
+        (even a GET without a body), and the client's next request on it met a reset. What
+        arrives is kept within the limit (``data_received``), and a body that does not come
+        is cut by the server's body timeout. A larger or chunked body, a 413, or an answer
+        that says ``Connection: close`` is answered at once, with ``Connection: close``."""
+        prepared = getattr(self, "_prepared_future", None)  # Tornado's: body reading waits on it
+        arrived = getattr(self.request, "_body_future", None)
+        if (prepared is None or prepared.done() or arrived is None or arrived.done()
+                or not self._answer_after_body(e)):
+            return super()._handle_request_exception(e)
+        prepared.set_result(None)  # the connection now reads the body (and drops it)
+        arrived.add_done_callback(lambda future: self._answer_late(future, e))
+
+    def _answer_after_body(self, exc):
+        if not isinstance(exc, tornado.web.HTTPError) or exc.status_code == 413:
+            return False
+        if isinstance(exc, ApiError) and exc.headers.get("Connection", "").lower() == "close":
+            return False
+        headers = self.request.headers
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            return False
+        try:
+            return int(headers.get("Content-Length", "0")) <= min(self.max_body_bytes,
+                                                                   READ_BEFORE_REFUSING)
+        except ValueError:
+            return False
+
+    def _answer_late(self, arrived, exc):
+        if arrived.cancelled() or arrived.exception() is not None or self._finished:
+            return  # the client went away (or the body timed out): nobody to answer
+        self.log_exception(type(exc), exc, exc.__traceback__)
+        self.send_error(exc.status_code, exc_info=(type(exc), exc, exc.__traceback__))
 
     def has_body(self):
         return any(part.strip() for part in self._body_parts)
