@@ -1655,6 +1655,16 @@ def token_generations(user_ids):
     return found
 
 
+def revocation_mark():
+    """A mark of every account's state that any revocation (a new password, a deactivation,
+    a revoke_tokens), any user or judge made inactive or active, moves: one cheap aggregate,
+    read often by the server to notice another process's changes (handlers/sessions.py)."""
+    return tuple(db.execute_sql(
+        'SELECT (SELECT total(token_gen) FROM "user"), '
+        '(SELECT count(*) FROM "user" WHERE is_active), '
+        "(SELECT count(*) FROM juez WHERE is_active)").fetchone())
+
+
 def me(user_id):
     user = User.get_or_none(User.id == user_id)
     if user is None or not user.is_active:
