@@ -46,6 +46,7 @@ class TokenHandler(BaseHandler):
             raise ApiError(401, "invalid_credentials",
                            "Usuario o contraseña incorrectos, o usuario inactivo.")
         guard.succeeded(address, key)
+        self.trust_connection()  # a judge's or organizer's from now on (handlers/connections.py)
         self.write_json(self.tokens.pair(identity))
 
 

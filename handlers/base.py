@@ -19,6 +19,7 @@ import tornado.websocket
 import models
 import store
 from handlers.access import client_address, redact_uri
+from handlers.connections import connection_of
 from handlers.errors import ApiError, as_api_error, server_busy, too_many
 from handlers.wire import CLOSE_NOT_READING, dumps, parse_json
 
@@ -61,10 +62,36 @@ class ServiceMixin:
                 self.request, self.application.settings["server5k_trusted_proxies"])
         return self._client_ip
 
+    _connection = None
+
+    @property
+    def client_connection(self):
+        """The registry's record of the client connection (handlers/connections.py), or None
+        when the server keeps none."""
+        if self._connection is None:
+            stream = getattr(getattr(self.request, "connection", None), "stream", None)
+            if stream is None:  # a WebSocket, once upgraded, holds the stream itself
+                stream = getattr(getattr(self, "ws_connection", None), "stream", None)
+            self._connection = connection_of(stream)
+        return self._connection
+
+    def trust_connection(self):
+        """Credentials were checked: the connection is a judge's or an organizer's (never
+        capped nor shed as an anonymous one)."""
+        if self.client_connection is not None:
+            self.client_connection.trust()
+
     async def take_turn(self):
-        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none."""
+        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none. On a
+        connection on probation (its address holds too many), a 503 with Connection: close."""
         if self.pace is None:
             return
+        if self.client_connection is not None and self.client_connection.probation:
+            refusal = server_busy(5, code="too_many_connections",
+                                  detail="Demasiadas conexiones desde esta dirección; reintente "
+                                         "más tarde.")
+            refusal.headers["Connection"] = "close"
+            raise refusal
         pacer = self.limits.pacer
         wait = pacer.turn((self.pace, self.client_ip))
         if wait is None:
@@ -180,6 +207,7 @@ class ServiceMixin:
         identity = await self.db_read(models.user_identity, user_id, token_gen)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+        self.trust_connection()
         return identity
 
     def write_error(self, status_code, **kwargs):
@@ -447,7 +475,9 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
             raise ApiError(401, "bad_authorization_header",
                            "La cabecera Authorization debe ser 'Bearer <access>'.",
                            headers=_BEARER)
-        return self.tokens.decode(token.strip(), "access")
+        claims = self.tokens.decode(token.strip(), "access")
+        self.trust_connection()  # a token the server signed: whose it is, is checked later
+        return claims
 
     async def authenticated(self):
         """The caller's identity (token checked, user still active, token not revoked).

@@ -189,6 +189,8 @@ class ResultadosSocketHandler(SocketHandler):
         return None  # compressing per socket would cost CPU per spectator on the loop
 
     def open(self, competencia_id):
+        if self.client_connection is not None:  # anonymous, never idle: its own caps apply
+            self.client_connection.spectator_socket()
         self.offer(message("conexion.establecida", {
             "competencia_id": self.competencia_id, "server_time": models.iso(models.utcnow())}))
         self.spectators.add(self)
