@@ -8,11 +8,19 @@ once per (coalesced) change, the same message text sent to every spectator, a sl
 per turn of the loop and within a budget of bytes a second. A slow spectator has at most one
 message in flight; while it drains, newer standings replace older ones (each message is a full
 snapshot, so skipping one loses nothing).
+
+What a spectator sends is bounded too (it has nothing to say; a client's own small pings at
+most): a message over SPECTATOR_MESSAGE_BYTES closes the socket with 1009 before its body is read
+(Tornado reads the frame's header only), and past an inbound budget (INBOUND_PER_S characters a
+second after a burst of INBOUND_BURST, each message counting at least MIN_MESSAGE_COST) it is
+closed with 4003 and nothing more of it is read: a flood costs the loop a few small messages
+per socket, then nothing.
 """
 
 import asyncio
 import logging
 import sys
+import time
 from collections import defaultdict
 
 import tornado.websocket
@@ -20,7 +28,7 @@ import tornado.websocket
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError, server_busy, too_many
-from handlers.wire import message
+from handlers.wire import CLOSE_TOO_CHATTY, message
 
 log = logging.getLogger("server5k.spectators")
 
@@ -32,6 +40,12 @@ PUSH_SLICE = 16
 # rather than flooding the venue's Wi-Fi and the event loop; a usual one, as often as the
 # standings change (every 0.25 s at most).
 PUSH_BYTES_PER_S = 8 * 1024 * 1024
+# What one spectator's socket may send (see above).
+SPECTATOR_MESSAGE_BYTES = 1024
+INBOUND_PER_S, INBOUND_BURST, MIN_MESSAGE_COST = 1024, 8 * 1024, 128
+# After a 4003 close nothing more is read from the socket: Tornado drops the connection when the
+# client has not answered the close within its 5 s.
+CLOSE_WAIT_S = 5
 
 
 class Spectators:
@@ -161,7 +175,9 @@ class ResultadosSocketHandler(SocketHandler):
     competencia_id = None
     _in_flight = None
     _next = None
+    _credit = _credit_at = None  # what it may still send (INBOUND_PER_S), and since when
     pace = "public"
+    max_message_size = SPECTATOR_MESSAGE_BYTES  # Tornado's own check: 1009, the body unread
 
     async def prepare(self):
         await self.take_turn()
@@ -196,7 +212,19 @@ class ResultadosSocketHandler(SocketHandler):
         self.spectators.add(self)
 
     def on_message(self, text):
-        """Spectators have nothing to say: every message is ignored, never forwarded."""
+        """Spectators have nothing to say: every message is ignored, never forwarded; past the
+        inbound budget the socket is closed (4003) and no more of it is read."""
+        now = time.monotonic()
+        if self._credit_at is None:
+            self._credit, self._credit_at = INBOUND_BURST, now
+        self._credit = min(INBOUND_BURST, self._credit + (now - self._credit_at) * INBOUND_PER_S
+                           ) - max(len(text), MIN_MESSAGE_COST)
+        self._credit_at = now
+        if self._credit >= 0:
+            return None
+        log.debug("closing a spectator socket from %s that sends too much", self.address)
+        self.close(CLOSE_TOO_CHATTY, "Un espectador no envía mensajes")
+        return _hold(CLOSE_WAIT_S)  # Tornado reads its next message only after this
 
     def offer(self, text):
         """Send ``text`` (str or UTF-8 bytes) now, or after the message in flight (replacing any
@@ -220,3 +248,12 @@ class ResultadosSocketHandler(SocketHandler):
     def on_close(self):
         if self.competencia_id is not None:
             self.spectators.remove(self)
+
+
+async def _hold(seconds):
+    """Nothing more is read from a closed spectator's socket meanwhile (cut short when the
+    server stops: not an error)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        pass
