@@ -376,11 +376,12 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
     def _handle_request_exception(self, e):
         """A refusal before the body was read (``prepare``: credentials, a limit, a wrong
         method) is answered once the body has arrived, when it is absent or announced within
-        READ_BEFORE_REFUSING and ``max_body_bytes``: Tornado closes a connection answered before its request is read
-        (even a GET without a body), and the client's next request on it met a reset. What
-        arrives is kept within the limit (``data_received``), and a body that does not come
-        is cut by the server's body timeout. A larger or chunked body, a 413, or an answer
-        that says ``Connection: close`` is answered at once, with ``Connection: close``."""
+        READ_BEFORE_REFUSING and ``max_body_bytes``: Tornado closes a connection answered
+        before its request is read (even a GET without a body), and the client's next request
+        on it met a reset. What arrives is kept within the limit (``data_received``), and a
+        body that does not come is cut by the server's body timeout. A larger or chunked body,
+        a 413, or an answer that says ``Connection: close`` is answered at once, with
+        ``Connection: close``."""
         prepared = getattr(self, "_prepared_future", None)  # Tornado's: body reading waits on it
         arrived = getattr(self.request, "_body_future", None)
         if (prepared is None or prepared.done() or arrived is None or arrived.done()

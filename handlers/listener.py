@@ -13,9 +13,9 @@ of thousands in seconds) while no connection is accepted or refused. Here, inste
 
 With a registry of connections (``connections``, handlers/connections.py), out of descriptors
 it accepts the waiting connection on the reserve and closes the longest idle anonymous
-connection instead: a connection is refused only when no anonymous connection is idle. The registry hears of
-every connection here: when it opens (``handle_stream``), when it waits for a request
-(``start_request``) and when a request's headers arrive.
+connection instead: a connection is refused only when no anonymous connection is idle. The
+registry hears of every connection here: when it opens (``handle_stream``), when it waits for
+a request (``start_request``) and when a request's headers arrive.
 """
 
 import errno
