@@ -14,7 +14,9 @@ most): a message over SPECTATOR_MESSAGE_BYTES closes the socket with 1009 before
 (Tornado reads the frame's header only), and past an inbound budget (INBOUND_PER_S characters a
 second after a burst of INBOUND_BURST, each message counting at least MIN_MESSAGE_COST) it is
 closed with 4003 and nothing more of it is read: a flood costs the loop a few small messages
-per socket, then nothing.
+per socket, then nothing. An address whose spectators were closed so FLOOD_BURST times (then
+more than FLOODS_PER_MINUTE) has its next spectator handshakes refused (429, Retry-After), so
+reconnecting to flood again costs the loop a refusal, not a handshake and the standings.
 """
 
 import asyncio
@@ -28,6 +30,7 @@ import tornado.websocket
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError, server_busy, too_many
+from handlers.limits import RateLimiter
 from handlers.wire import CLOSE_TOO_CHATTY, message
 
 log = logging.getLogger("server5k.spectators")
@@ -46,6 +49,7 @@ INBOUND_PER_S, INBOUND_BURST, MIN_MESSAGE_COST = 1024, 8 * 1024, 128
 # After a 4003 close nothing more is read from the socket: Tornado drops the connection when the
 # client has not answered the close within its 5 s.
 CLOSE_WAIT_S = 5
+FLOOD_BURST, FLOODS_PER_MINUTE = 3, 6
 
 
 class Spectators:
@@ -66,9 +70,18 @@ class Spectators:
         self._pushes = {}     # competition -> the message being pushed to its spectators
         self._pushing = set()  # competitions with a push under way
         self._next_push = {}  # competition -> loop time before which it is not pushed again
+        self._floods = RateLimiter(FLOODS_PER_MINUTE, burst=FLOOD_BURST)
+
+    def flooded(self, address):
+        """A spectator of ``address`` was closed for sending too much."""
+        self._floods.hit(address)
 
     def refusal(self, address):
         """None if one more spectator from ``address`` fits, else the ApiError to answer."""
+        wait = self._floods.wait(address)
+        if wait:
+            return too_many("Los espectadores de esta dirección envían demasiado; reintente "
+                            "más tarde.", wait)
         if self._total >= self.max_sockets:
             return server_busy(RETRY_AFTER_S, code="too_many_spectators",
                                detail="Demasiados espectadores conectados; reintente más tarde.")
@@ -223,8 +236,15 @@ class ResultadosSocketHandler(SocketHandler):
         if self._credit >= 0:
             return None
         log.debug("closing a spectator socket from %s that sends too much", self.address)
+        self.spectators.flooded(self.address)
         self.close(CLOSE_TOO_CHATTY, "Un espectador no envía mensajes")
         return _hold(CLOSE_WAIT_S)  # Tornado reads its next message only after this
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _SpectatorProtocol  # (adds no state: see below)
+        return protocol
 
     def offer(self, text):
         """Send ``text`` (str or UTF-8 bytes) now, or after the message in flight (replacing any
@@ -248,6 +268,18 @@ class ResultadosSocketHandler(SocketHandler):
     def on_close(self):
         if self.competencia_id is not None:
             self.spectators.remove(self)
+
+
+class _SpectatorProtocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's protocol, telling the registry when it closes a spectator's socket with 1009
+    (a message over ``max_message_size``, refused from its frame header)."""
+
+    def close(self, code=None, reason=None):
+        if code == 1009 and not self.server_terminated:
+            handler = self.handler
+            if getattr(handler, "address", None) is not None:
+                handler.spectators.flooded(handler.address)
+        super().close(code, reason)
 
 
 async def _hold(seconds):

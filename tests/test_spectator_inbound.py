@@ -27,6 +27,21 @@ async def test_a_large_message_closes_a_spectator_socket_with_1009(client, event
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_an_address_that_keeps_flooding_is_refused_spectator_sockets_a_while(
+        client, event, app):
+    for _ in range(spectators.FLOOD_BURST):
+        ws, _ = await client.spectator(event["competencia"])
+        ws.write_message("x" * 2048)
+        assert await close_code(ws) == 1009
+    status = await client.handshake_status("/ws/resultados/%d/" % event["competencia"])
+    assert status == 429
+    # Another address is not affected; the refusal ends with the address's budget.
+    registry = app.settings["server5k_spectators"]
+    assert registry.refusal("192.0.2.7") is None
+    assert registry.refusal("127.0.0.1").headers["Retry-After"] == "10"
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_flood_of_small_messages_closes_it_with_4003(client, event, app):
     ws, _ = await client.spectator(event["competencia"])
     quiet, _ = await client.spectator(event["competencia"])
