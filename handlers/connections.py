@@ -19,7 +19,10 @@ The rules (``limits.connections_per_address``, ``limits.anonymous_idle_s``):
   longest idle anonymous connection; if none of them is idle (all are mid-request or
   spectators' sockets), the new one is *on probation*: a request on it that carries credentials
   is served as usual (the judges behind a venue NAT share the address), an anonymous one is
-  answered 503 ``too_many_connections`` with ``Connection: close``.
+  answered 503 ``too_many_connections`` with ``Connection: close``. And while an address holds
+  its cap, it gets at most OVER_CAP_ACCEPTS_PER_S new connections a second (after a burst of
+  OVER_CAP_BURST): more are answered that 503 and closed as they are accepted (``admit``), so a
+  client reconnecting as fast as it can costs a refusal each, not a connection's set-up.
 * Running low on descriptors (past the open-file limit less a margin), every new connection
   closes the longest idle anonymous connection of any address; out of them (EMFILE), the
   listener does the same before accepting (handlers/listener.py), and refuses (503) only when
@@ -32,6 +35,8 @@ import time
 
 import tornado.ioloop
 
+from handlers.limits import RateLimiter
+
 log = logging.getLogger("server5k")
 
 # Below the open-file limit, descriptors kept for everything but client connections (the
@@ -40,6 +45,8 @@ log = logging.getLogger("server5k")
 MIN_MARGIN = 64
 # How often idle anonymous connections are looked for (they close within this of their time).
 SWEEP_S = 1.0
+# New connections a second one address at its cap gets (see above).
+OVER_CAP_ACCEPTS_PER_S, OVER_CAP_BURST = 20, 100
 
 
 def margin(fd_limit):
@@ -83,6 +90,19 @@ class Connections:
         self.shed = collections.Counter()  # why connections were closed: idle, address, low
         self._timer = None
         self._short = False
+        self._over_cap = RateLimiter(OVER_CAP_ACCEPTS_PER_S * 60, clock, burst=OVER_CAP_BURST)
+        self.refused = 0  # connections refused at accept (an address at its cap, too fast)
+
+    def admit(self, address):
+        """Whether a connection just accepted from ``address`` is to be served (False: refuse
+        it at once, see above)."""
+        if (not self.per_address or self._anonymous.get(address, 0) < self.per_address
+                or self.exempt(address)):
+            return True
+        if self._over_cap.hit(address):
+            self.refused += 1
+            return False
+        return True
 
     # -- the connection's life ---------------------------------------------------------------
     def opened(self, stream, address):

@@ -38,6 +38,11 @@ _BODY = (b'{"detail":"El servidor no admite m\xc3\xa1s conexiones ahora; reinten
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8"
            b"\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
            % len(_BODY)) + _BODY
+_TOO_MANY = ('{"detail":"Demasiadas conexiones desde esta direcci\u00f3n; reintente m\u00e1s '
+             'tarde.","code":"too_many_connections"}').encode()
+TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8"
+            b"\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % len(_TOO_MANY)) + _TOO_MANY
 
 
 class HTTPServer(tornado.httpserver.HTTPServer):
@@ -103,6 +108,10 @@ class HTTPServer(tornado.httpserver.HTTPServer):
                     continue
                 if self._short:
                     self._recovered()
+                if self.connections is not None and not self.connections.admit(
+                        address[0] if isinstance(address, tuple) else ""):
+                    self._refuse(connection, TOO_MANY)
+                    continue
                 self._handle_connection(connection, address)
 
         def pause():
@@ -152,17 +161,21 @@ class HTTPServer(tornado.httpserver.HTTPServer):
             self._short = True
             log.warning("out of file descriptors (open-file limit reached): refusing new "
                         "connections until some close")
+        self._refuse(connection, REFUSAL)
+        self.refused += 1
+        self._reserve = _take_reserve()
+        return "refused"
+
+    def _refuse(self, connection, answer):
+        """Answer (plain HTTP only) and close a connection just accepted."""
         try:
             if self.ssl_options is None:
                 connection.setblocking(False)
-                connection.send(REFUSAL)
+                connection.send(answer)
         except OSError:
             pass
         finally:
             connection.close()
-        self.refused += 1
-        self._reserve = _take_reserve()
-        return "refused"
 
     def _recovered(self):
         self._short = False
