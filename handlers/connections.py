@@ -43,8 +43,10 @@ log = logging.getLogger("server5k")
 # database's files for the writer and every reader, the log, the listening sockets, the
 # replica's pipes): past ``limit - margin`` connections, idle anonymous ones are shed.
 MIN_MARGIN = 64
-# How often idle anonymous connections are looked for (they close within this of their time).
-SWEEP_S = 1.0
+# How often idle anonymous connections are looked for (they close within this of their time),
+# and the most closed in one look: connections opened together expire together, and closing
+# hundreds in one step would hold the event loop (the rest go at the next looks).
+SWEEP_S, SWEEP_MAX = 0.25, 32
 # New connections a second one address at its cap gets (see above).
 OVER_CAP_ACCEPTS_PER_S, OVER_CAP_BURST = 20, 100
 
@@ -172,10 +174,11 @@ class Connections:
         return self._close_idle(self._idle, "low")
 
     def sweep(self):
-        """Close the anonymous connections idle for ``idle_s`` or more. Returns how many."""
+        """Close the anonymous connections idle for ``idle_s`` or more (SWEEP_MAX at most).
+        Returns how many."""
         deadline = self._clock() - self.idle_s
         closed = 0
-        while self._idle:
+        while self._idle and closed < SWEEP_MAX:
             conn = next(iter(self._idle))
             if conn.idle_since > deadline:
                 break
