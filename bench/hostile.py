@@ -62,7 +62,7 @@ LOADS = ("resultados16", "csv128", "junk8", "junk64", "loginflood", "pingflood",
          "spectators1100", "descriptors", "spectator-flood")
 # descriptors: one address holds this many idle connections (each one the server closes is
 # opened again DESCRIPTOR_REOPEN_S later), a tenth of them trickling half a request header.
-DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 2.0
+DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 5.0
 # spectator-flood: this many spectator sockets from these addresses, each sending 60 KiB frames
 # (reconnecting when closed).
 FLOOD_SPECTATORS = 100
