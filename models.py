@@ -1657,7 +1657,8 @@ def team_view(equipo, state=None):
 # Reads (run on reader threads).
 # --------------------------------------------------------------------------------------------
 def authenticate(username, password):
-    """The active user with these credentials, or None. Slow (scrypt): never on the loop."""
+    """The active user with these credentials (a judge: an active judge), or None. Slow
+    (scrypt): never on the loop."""
     if not isinstance(username, str) or not isinstance(password, str):
         return None
     user = User.get_or_none(User.username_key == username_key(username))
@@ -1666,7 +1667,10 @@ def authenticate(username, password):
         return None
     if not verify_password(password, user.password_hash) or not user.is_active:
         return None
-    return user_identity(user.id)
+    identity = user_identity(user.id)
+    if identity is not None and identity["juez_id"] is not None and not identity["juez_active"]:
+        return None  # a deactivated judge is an inactive user: it cannot log in
+    return identity
 
 
 def user_identity(user_id, token_gen=None):
@@ -1707,6 +1711,16 @@ def token_generations(user_ids):
             "WHERE u.id IN (%s) AND u.is_active AND (j.id IS NULL OR j.is_active)"
             % _marks(len(chunk)), chunk).fetchall())
     return found
+
+
+def revocation_mark():
+    """A mark of every account's state that any revocation (a new password, a deactivation,
+    a revoke_tokens), any user or judge made inactive or active, moves: one cheap aggregate,
+    read often by the server to notice another process's changes (handlers/sessions.py)."""
+    return tuple(db.execute_sql(
+        'SELECT (SELECT total(token_gen) FROM "user"), '
+        '(SELECT count(*) FROM "user" WHERE is_active), '
+        "(SELECT count(*) FROM juez WHERE is_active)").fetchone())
 
 
 def me(user_id):

@@ -36,8 +36,9 @@ import replica
 import roster
 import store
 from handlers import listener
-from handlers.access import InFlight, log_request, trusted_networks
+from handlers.access import InFlight, is_trusted, log_request, trusted_networks
 from handlers.base import NotFoundHandler
+from handlers.connections import Connections
 from handlers.console import Consoles
 from handlers.hub import RaceHub
 from handlers.limits import Limits
@@ -196,6 +197,8 @@ CONFIG_SCHEMA = {
         "spectator_sockets": Int(2000, 0, 1_000_000),
         "spectator_sockets_per_address": Int(200, 0, 1_000_000),
         "judge_sockets_per_judge": Int(4, 1, 1000),
+        "connections_per_address": Int(500, 0, 1_000_000, zero="off"),
+        "anonymous_idle_s": Number(20, 1, 120, "seconds"),
     },
 }
 
@@ -466,7 +469,7 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
     seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
     cannot hold connections forever)."""
-    return listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
+    server = listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
         app,
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
@@ -476,6 +479,17 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
     )
+    # Every client connection, by address: capped, idle anonymous ones closed sooner, and shed
+    # first when descriptors run low (handlers/connections.py).
+    limits = config["limits"]
+    proxies = trusted_networks(config["server"]["trusted_proxies"])
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    server.connections = Connections(
+        limits["connections_per_address"], min(limits["anonymous_idle_s"],
+                                               idle_connection_timeout),
+        0 if fd_limit == resource.RLIM_INFINITY else fd_limit,
+        exempt=lambda address: is_trusted(address, proxies))
+    return server
 
 
 # What to raise the open-file limit to when the hard limit is "unlimited" (macOS reports

@@ -7,9 +7,12 @@ and its QR code is drawn here (segno, as SVG in a data: URI). Times are the venu
 """
 
 import functools
+import re
 from pathlib import Path
 
 import segno
+import tornado.escape
+import tornado.template
 import tornado.web
 
 import models
@@ -21,6 +24,17 @@ STATIC = ROOT / "static"
 
 ESTADOS = {models.ESTADO_PROGRAMADA: "Programada", models.ESTADO_EN_CURSO: "En curso",
            models.ESTADO_FINALIZADA: "Finalizada"}
+
+
+# Bidirectional controls (embeddings, overrides, isolates, marks): in a name they would reorder
+# what is shown around them ("Trojan Source"). Taken out of every text a page shows: here for
+# the templates, in static/*.js (BIDI) for what the scripts render.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def page_text(value):
+    """The templates' autoescape: HTML-escaped text, bidirectional controls taken out."""
+    return tornado.escape.xhtml_escape(BIDI_CONTROLS.sub("", tornado.escape.to_unicode(value)))
 
 
 MESES = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic")
@@ -90,8 +104,12 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
     def get_template_path(self):
         return str(TEMPLATES)
 
+    def create_template_loader(self, template_path):
+        return tornado.template.Loader(template_path, autoescape="page_text")
+
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
+        namespace["page_text"] = page_text
         namespace["asset"] = asset
         namespace["estado_texto"] = lambda estado: ESTADOS.get(estado, estado)
         namespace.update(fecha_texto=fecha_texto, hora_texto=hora_texto, momento=momento,

@@ -22,6 +22,16 @@
   var salirEl = document.getElementById('salir');
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
+
+  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
+  // what the page shows around it: taken out of every text the server sends but passwords (as the
+  // server's templates do, handlers/pages.py).
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function plainJson(text) {
+    return JSON.parse(text, function (key, value) {
+      return typeof value === 'string' && key !== 'password' ? value.replace(BIDI, '') : value;
+    });
+  }
   var ESTADOS_EQUIPO = { ok: 'En carrera', dns: 'No salió (DNS)', dnf: 'No terminó (DNF)',
     dsq: 'Descalificado (DSQ)' };
   var ACCIONES = { anular: 'Anulado', restaurar: 'Restaurado', mover: 'Movido de equipo',
@@ -211,7 +221,8 @@
       .then(function (response) {
         if (response.status === 204) { return null; }
         if (response.ok && options.blob) { return response.blob(); }
-        return response.json().catch(function () { return null; }).then(function (data) {
+        var parsed = response.text().then(plainJson).catch(function () { return null; });
+        return parsed.then(function (data) {
           if (!response.ok) {
             throw new ApiError(response.status, data && data.code, describe(response.status, data));
           }
@@ -534,7 +545,7 @@
       mine.socket = socket;
       socket.onmessage = function (event) {
         var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
+        try { message = plainJson(event.data); } catch (e) { return; }
         if (message.type === 'conexion.establecida') {
           mine.retries = 0;
           mine.offset = Date.parse(message.data.server_time) - Date.now();

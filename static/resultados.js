@@ -7,6 +7,16 @@
   'use strict';
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
+
+  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
+  // what the page shows around it: taken out of every text the server sends (as the
+  // server's templates do, handlers/pages.py).
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function plainJson(text) {
+    return JSON.parse(text, function (key, value) {
+      return typeof value === 'string' ? value.replace(BIDI, '') : value;
+    });
+  }
   var MESES = ['ene', 'feb', 'mar', 'abr', 'may', 'jun', 'jul', 'ago', 'sept', 'oct', 'nov', 'dic'];
 
   var root = document.getElementById('resultados');
@@ -328,7 +338,7 @@
     return fetch('/api/competencias/' + competenciaId + '/resultados/', { cache: 'no-store' })
       .then(function (response) {
         if (!response.ok) { throw new Error('HTTP ' + response.status); }
-        return response.json();
+        return response.text().then(plainJson);
       })
       .then(function (data) {
         setServerTime(data.server_time);
@@ -370,7 +380,7 @@
     socket.onopen = function () { retries = 0; showOnline(true); };
     socket.onmessage = function (event) {
       var msg;
-      try { msg = JSON.parse(event.data); } catch (e) { return; }
+      try { msg = plainJson(event.data); } catch (e) { return; }
       if (msg.type === 'conexion.establecida') { setServerTime(msg.data.server_time); }
       else if (msg.type === 'resultados') { render(msg.data); }
     };
