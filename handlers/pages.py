@@ -7,13 +7,16 @@ and its QR code is drawn here (segno, as SVG in a data: URI). Times are the venu
 """
 
 import functools
+import hashlib
 from pathlib import Path
 
 import segno
 import tornado.web
 
 import models
-from handlers.base import ServiceMixin
+from handlers.base import BOOT, ServiceMixin
+from handlers.results import team_detail
+from handlers.wire import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -105,6 +108,15 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
                                                                    self.request.host)
         return base + path
 
+    def compute_etag(self):
+        return None  # public pages set theirs from their data (public_answer), before rendering
+
+    def data_etag(self, *data):
+        """A page's validator from the (small) data it shows: a hash of a few hundred bytes,
+        with this process's start for the templates it is rendered with."""
+        digest = hashlib.blake2b(dumps(data).encode("utf-8"), digest_size=12).hexdigest()
+        return '"p%s.%s"' % (BOOT, digest)
+
     def set_default_headers(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -122,6 +134,7 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429/503
             self.set_header(name, value)
+        self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.render("error.html", status=status_code,
                     title=titles.get(status_code, "Error del servidor"))
@@ -132,6 +145,8 @@ class IndexPageHandler(PageHandler):
 
     async def get(self):
         competencias = await self.db_public(models.all_competitions)
+        if self.public_answer(self.data_etag(competencias)):
+            return
         self.render("index.html", competencias=competencias)
 
 
@@ -142,6 +157,8 @@ class CompetenciaPageHandler(PageHandler):
     async def get(self, competencia_id):
         comp = await self.competition(int(competencia_id), public=True)
         url = self.public_url("/competencias/%d/" % comp["id"])
+        if self.public_answer(self.data_etag(comp, url)):
+            return
         # Drawing a code costs ~5 ms: on a public reader, never on the loop (a request with a
         # new Host header would otherwise stall every judge's start notice).
         qr = await self.db_public(qr_data_uri, url)
@@ -152,7 +169,9 @@ class EquipoPageHandler(PageHandler):
     """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
 
     async def get(self, competencia_id, equipo_id):
-        detail = await self.db_public(models.team_detail, int(competencia_id), int(equipo_id))
+        detail = await team_detail(self, int(competencia_id), int(equipo_id), "h")
+        if detail is None:
+            return
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
 
 
