@@ -91,6 +91,10 @@ def substitutions(folder, upstream_port, https_port, http_port, cert, key):
     ]
 
 
+# The example line of the site's geo block (the venue's NAT, not limited).
+UNLIMITED_EXAMPLE = "    # 203.0.113.7 1;\n"
+
+
 def render_site(text, replacements):
     for old, new in replacements:
         if old not in text:
@@ -142,7 +146,10 @@ class Nginx:
     Start it from the thread that will outlive it (PR_SET_PDEATHSIG follows the thread that
     forked): the main thread of a test or a benchmark."""
 
-    def __init__(self, folder, upstream_port, connections=4096):
+    def __init__(self, folder, upstream_port, connections=4096, unlimited=()):
+        """``unlimited``: addresses listed in the site's geo block, as an operator lists the
+        venue's NAT (the anonymous limits do not count them)."""
+        self.unlimited = tuple(unlimited)
         self.folder = Path(folder)
         self.upstream_port = upstream_port
         self.https_port = free_port()
@@ -171,9 +178,12 @@ class Nginx:
         for sub in ("log", "cache", "acme", "tmp"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         self.cert, self.key = self_signed(self.folder)
-        site = render_site(SITE.read_text(), substitutions(
-            self.folder, self.upstream_port, self.https_port, self.http_port, self.cert,
-            self.key))
+        replacements = substitutions(self.folder, self.upstream_port, self.https_port,
+                                     self.http_port, self.cert, self.key)
+        if self.unlimited:
+            replacements.append((UNLIMITED_EXAMPLE, "".join(
+                "    %s 1;\n" % address for address in self.unlimited)))
+        site = render_site(SITE.read_text(), replacements)
         (self.folder / "server5k.conf").write_text(site)
         (self.folder / "nginx.conf").write_text(MAIN_CONF.format(
             folder=self.folder, connections=self.connections,
