@@ -221,6 +221,45 @@ def test_a_spectator_crowd_is_served_by_the_cache_while_judges_keep_working(stac
     assert served > 20 * len(public) * (elapsed + 3), (served, "too few requests to mean much")
 
 
+def test_one_address_that_floods_is_refused_by_nginx_with_json(stack, event):
+    server, nginx, trusted = stack
+    path = "/api/competencias/%d/resultados/" % event["competencia"]
+
+    async def scenario():
+        answers = collections.Counter()
+        refusal = {}
+
+        async def flooder(n):
+            phone = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.2.1")
+            try:
+                for _ in range(50):
+                    status, headers, body = await phone.get(path)
+                    answers[status] += 1
+                    if status == 429:
+                        refusal.update(json.loads(body), retry=headers.get("retry-after"),
+                                       cache=headers.get("cache-control"))
+            finally:
+                phone.close()
+
+        started = time.monotonic()
+        await asyncio.gather(*(flooder(n) for n in range(30)))
+        elapsed = time.monotonic() - started
+        # Someone else, meanwhile and after, is served.
+        other = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.2.2")
+        status, _, _ = await other.get(path)
+        other.close()
+        return answers, refusal, elapsed, status
+
+    answers, refusal, elapsed, other = asyncio.run(scenario())
+    assert set(answers) == {200, 429}, answers
+    assert answers[429] > 100, answers  # 1,500 asked, at most 500 + 100 a second allowed
+    assert refusal["code"] == "rate_limited" and refusal["retry"] == "1", refusal
+    assert refusal["cache"] == "no-store"
+    assert other == 200
+    # The refusals were nginx's: the server heard about one request a second for the URL.
+    assert len(server_lines(server, r" GET %s " % re.escape(path))) <= elapsed + 3
+
+
 def test_the_cache_answers_while_the_server_restarts(stack, event):
     server, nginx, trusted = stack
     cid = event["competencia"]
