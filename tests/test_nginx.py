@@ -284,6 +284,31 @@ def test_the_cache_answers_while_the_server_restarts(stack, event):
     assert code == 401, answer
 
 
+def test_the_site_loads_inside_debians_own_nginx_conf(tmp_path):
+    """As the operator installs it: included from Debian's /etc/nginx/nginx.conf (its http
+    block sets gzip, TLS and log defaults of its own), `nginx -t` accepts it."""
+    reason = proxy_module.available()
+    if reason:
+        pytest.skip(reason)
+    debian = proxy_module.Path("/etc/nginx/nginx.conf")
+    if not debian.exists():
+        pytest.skip("/etc/nginx/nginx.conf is not there (Debian's nginx-common)")
+    nginx = proxy_module.Nginx(tmp_path, 8000)
+    nginx.write()
+    main = debian.read_text()
+    assert "include /etc/nginx/sites-enabled/*;" in main
+    main = (main.replace("include /etc/nginx/sites-enabled/*;",
+                         "include %s;" % (tmp_path / "server5k.conf"))
+            .replace("/var/log/nginx/", str(tmp_path / "log") + "/")
+            .replace("/run/nginx.pid", str(tmp_path / "nginx.pid")))
+    (tmp_path / "debian.conf").write_text(main)
+    run = subprocess.run([proxy_module.NGINX, "-t", "-p", str(tmp_path), "-c",
+                          str(tmp_path / "debian.conf"), "-e", str(tmp_path / "log" / "e.log")],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert "[emerg]" not in run.stderr and "duplicate" not in run.stderr, run.stderr
+
+
 def test_nginx_leaves_with_its_parent(tmp_path):
     reason = proxy_module.available()
     if reason:
