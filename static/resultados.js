@@ -361,6 +361,10 @@
   function poll() {
     clearTimeout(pollTimer);
     if (!polling) { return; }
+    if (document.hidden) {  // a tab nobody looks at asks for nothing (it asks once shown)
+      pollTimer = setTimeout(poll, POLL_MS);
+      return;
+    }
     fetchOnce().then(function (ok) {
       if (!polling) { return; }
       showState(ok ? 'sondeo' : 'perdida');
@@ -433,6 +437,9 @@
     };
   }
 
+  document.addEventListener('visibilitychange', function () {
+    if (!document.hidden && polling) { poll(); }
+  });
   document.getElementById('imprimir').addEventListener('click', function () { window.print(); });
   window.addEventListener('beforeprint', function () { if (latest) { renderPrint(latest); } });
   fetchOnce();
