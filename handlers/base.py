@@ -11,6 +11,7 @@ import collections
 import concurrent.futures
 import logging
 import math
+import secrets
 
 import tornado.routing
 import tornado.web
@@ -41,6 +42,15 @@ INLINE_PARSE_BYTES = 4 * 1024
 READ_BEFORE_REFUSING = 16 * 1024
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+# Public reads (results, a team's records, the public pages): any HTTP cache (nginx's one-second
+# micro-cache in deploy/, a CDN, the browser) may keep them a second, then serve them a few
+# seconds more while it asks again, or for a minute while the server does not answer (a restart).
+# Everything else is ``no-store`` (the handlers' defaults, and every error answer).
+PUBLIC_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5, stale-if-error=60"
+# Validators that are not a hash of data alone carry this process's start, so an upgrade (new
+# templates) or a restart never answers 304 for what an older process said.
+BOOT = secrets.token_hex(4)
 
 
 class ServiceMixin:
@@ -196,6 +206,19 @@ class ServiceMixin:
         return self.hub.competition(competencia_id) or await (
             self.db_public if public else self.db_read)(models.competition_dict, competencia_id)
 
+    def public_answer(self, etag):
+        """Mark this answer as public and cacheable, with the strong validator ``etag`` (made
+        once per change of what it depends on, never by hashing the body here). True when the
+        client's ``If-None-Match`` already holds it: then it has been answered ``304`` and the
+        caller must not make the body."""
+        self.set_header("ETag", etag)
+        self.set_header("Cache-Control", PUBLIC_CACHE_CONTROL)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return True
+        return False
+
     def require_websocket_upgrade(self):
         """A plain GET on a WebSocket URL gets a JSON 400 rather than Tornado's text one."""
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -232,6 +255,7 @@ class ServiceMixin:
             reason = self._reason
         error = as_api_error(exc, status_code, reason)
         self.set_status(error.status_code)
+        self.set_header("Cache-Control", "no-store")  # never cached, whatever was set before
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json; charset=utf-8")

@@ -7,6 +7,7 @@ and its QR code is drawn here (segno, as SVG in a data: URI). Times are the venu
 """
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import tornado.template
 import tornado.web
 
 import models
-from handlers.base import ServiceMixin
+from handlers.base import BOOT, ServiceMixin
+from handlers.results import team_detail
+from handlers.wire import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -116,6 +119,15 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
                          zona=models.zone().key)
         return namespace
 
+    def compute_etag(self):
+        return None  # public pages set theirs from their data (public_answer), before rendering
+
+    def data_etag(self, *data):
+        """A page's validator from the (small) data it shows: a hash of a few hundred bytes,
+        with this process's start for the templates it is rendered with."""
+        digest = hashlib.blake2b(dumps(data).encode("utf-8"), digest_size=12).hexdigest()
+        return '"p%s.%s"' % (BOOT, digest)
+
     def set_default_headers(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -133,6 +145,7 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429/503
             self.set_header(name, value)
+        self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.render("error.html", status=status_code,
                     title=titles.get(status_code, "Error del servidor"))
@@ -143,6 +156,8 @@ class IndexPageHandler(PageHandler):
 
     async def get(self):
         competencias = await self.db_public(models.all_competitions)
+        if self.public_answer(self.data_etag(competencias)):
+            return
         self.render("index.html", competencias=competencias)
 
 
@@ -153,6 +168,8 @@ class CompetenciaPageHandler(PageHandler):
     async def get(self, competencia_id):
         comp = await self.competition(int(competencia_id), public=True)
         url = self.public_url("/competencias/%d/" % comp["id"])
+        if self.public_answer(self.data_etag(comp, url)):
+            return
         # Drawing a code costs ~5 ms: on a public reader, never on the loop (a request with a
         # new Host header would otherwise stall every judge's start notice).
         qr = await self.db_public(qr_data_uri, url)
@@ -163,7 +180,9 @@ class EquipoPageHandler(PageHandler):
     """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
 
     async def get(self, competencia_id, equipo_id):
-        detail = await self.db_public(models.team_detail, int(competencia_id), int(equipo_id))
+        detail = await team_detail(self, int(competencia_id), int(equipo_id), "h")
+        if detail is None:
+            return
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
 
 

@@ -321,3 +321,41 @@ def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     # Both QR codes, on the screen and on paper, open the public address (zbarimg reads them).
     for png in (qr_png, sheet_qr):
         assert decode_qr(png) == PUBLIC_URL + "/competencias/%d/" % cid
+
+
+def test_page_polls_with_if_none_match_when_its_socket_is_refused(browser, spawn, tmp_path):
+    """A server (or a proxy) that refuses the live socket: the page says so, asks for the
+    standings every few seconds with If-None-Match (304 while nothing changed), and shows a
+    new time without a reload."""
+    srv = spawn(tmp_path / "event.db", limits={"spectator_sockets": 0})
+    srv.cli("demo")
+    creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())
+    srv.start()
+    cid = creds["competencia_id"]
+    page = browser.new_page(viewport=PHONE, locale="es-ES")
+    answers = []  # (status, If-None-Match sent) of the page's standings requests
+    page.on("response", lambda r: answers.append(
+        (r.status, r.request.headers.get("if-none-match")))
+        if "/resultados/" in r.url and "/api/" in r.url else None)
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(srv.base_url + "/competencias/%d/" % cid)
+    live = page.locator("#resultados")
+    expect(live).to_have_attribute("data-conexion", "sondeo", timeout=WAIT_MS)
+    expect(page.locator("#aviso-conexion")).to_be_visible()
+    expect(page.locator("#aviso-conexion")).to_contain_text(
+        "Sin conexión en vivo: los resultados se actualizan cada 3 s")
+    expect(page.locator("#en-vivo")).to_be_hidden()
+    assert sockets, "the page never tried its socket"
+    page.evaluate("window.sinRecargar = true")
+    # Conditional polling: the validator of an earlier answer comes back, and gets 304.
+    if not any(status == 304 and sent for status, sent in answers):
+        with page.expect_response(lambda r: "/api/" in r.url and r.status == 304
+                                  and r.request.headers.get("if-none-match"), timeout=WAIT_MS):
+            pass
+
+    juez = creds["jueces"][0]
+    submit(srv, token(srv, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    assert page.evaluate("window.sinRecargar") is True
+    assert (200, None) == answers[0]  # the first one had nothing to ask about
