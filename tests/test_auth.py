@@ -73,7 +73,7 @@ async def test_refresh_token_is_not_an_access_token(client):
 
 def forge(claims, key=SECRET, algorithm="HS256"):
     now = int(time.time())
-    base = {"token_type": "access", "iat": now, "exp": now + 60, "jti": "x", "user_id": 2}
+    base = {"token_type": "access", "iat": now, "exp": now + 3600, "jti": "x", "user_id": 2}
     base.update(claims)
     return jwt.encode(base, key, algorithm=algorithm)
 
