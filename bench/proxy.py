@@ -6,7 +6,7 @@ prefix, run as a non-daemon child that dies with whoever started it.
     ...
     proxy.stop()
 
-Only the strings listed in ``SUBSTITUTIONS`` are replaced (each must be in the file, or the
+Only the strings listed in ``substitutions()`` are replaced (each must be in the file, or the
 rendering fails): the upstream port, the listen ports, the certificate, the cache folder, the
 logs and the ACME folder. Everything else is the file the operator copies. The main
 configuration around it (``nginx.conf`` in the prefix) stands in for Debian's
