@@ -16,6 +16,7 @@ from handlers.base import OrganizerHandler
 from handlers.errors import ApiError
 from handlers.races import JuecesHandler
 from handlers.sessions import REVOKED
+from handlers.wire import dumps
 
 
 class CompetenciasHandler(OrganizerHandler):
@@ -106,12 +107,16 @@ class EquipoHandler(OrganizerHandler):
 
 class ImportarHandler(OrganizerHandler):
     """POST the roster CSV (``Content-Type: text/csv``) -> {"jueces_nuevos",
-    "equipos_nuevos", "credenciales", "jueces", "detalle", "notas", "dry_run"}, all or
-    nothing. ``?dry_run=1``: the preview, nothing written.
+    "equipos_nuevos", "equipos_cambiados", "credenciales", "jueces", "detalle", "notas",
+    "dry_run"}. ``?dry_run=1``: the preview, nothing written.
 
-    The import is first run as a preview (its writes rolled back), which says which judges are
-    new; their passwords are generated and hashed one after another on a hashing thread (the
-    other stays free for logins); then the import runs for real with them.
+    Nothing of it holds the writer for more than a few ms (issue 22): the CSV is parsed and the
+    import planned on a reader thread (the preview is that plan); the new judges' passwords are
+    hashed one after another on a hashing thread (the other stays free for logins); then the
+    plan is written in writer jobs of at most ``roster.IMPORT_STEP`` teams, so a start or a
+    submission waits a few ms at most. While they run, other changes of this competition's
+    teams are refused (409 ``import_in_progress``), so what the plan read stays true; each step
+    checks it again anyway (409 ``roster_changed``, that step written not at all).
     """
 
     SOURCE = "El CSV"
@@ -122,24 +127,39 @@ class ImportarHandler(OrganizerHandler):
         cid = int(competencia_id)
         dry_run = self._dry_run()
         rows, notes = await self.db_read(roster.parse_roster, self._csv_body(), self.SOURCE)
-        result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
-                                     self.user_id, True)
-        if not dry_run:
-            prepared = {}
-            for judge in result["detalle"]["jueces"]:
-                if judge["nuevo"]:
-                    password = models.generate_password()
-                    prepared[models.username_key(judge["username"])] = (
-                        password, await self.db_hash(models.hash_password, password))
-            result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
-                                         self.user_id, False, prepared)
+        if dry_run:
+            result = (await self.db_read(roster.plan_roster, rows, cid, self.SOURCE))["result"]
+        else:
+            result = await self._import(rows, cid)
             self.hub.corrected(cid, "equipos", {})
-        self.write_json({
+        answer = {
             "dry_run": dry_run, "jueces": result["jueces"],
             "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
+            "equipos_cambiados": result["equipos_cambiados"],
             "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
                              for u, p, j, n in result["credenciales"]],
-            "detalle": result["detalle"], "notas": notes})
+            "detalle": result["detalle"], "notas": notes}
+        # The answer of a big roster is megabytes of JSON: made on a reader, not on the loop.
+        self.set_status(200)
+        self.finish(await self.db_read(dumps, answer))
+
+    async def _import(self, rows, cid):
+        await self.db_write(roster.begin_import, cid)
+        try:
+            plan = await self.db_read(roster.plan_roster, rows, cid, self.SOURCE)
+            prepared = {}
+            for username in plan["new_judges"]:
+                password = models.generate_password()
+                prepared[models.username_key(username)] = (
+                    password, await self.db_hash(models.hash_password, password))
+            judge_ids, credentials = {}, []
+            for index, part in enumerate(roster.import_steps(plan)):
+                credentials += await self.db_write(roster.apply_roster_step, plan, part,
+                                                   self.user_id, prepared, index == 0,
+                                                   judge_ids)
+        finally:
+            await self.db_write(roster.end_import, cid)
+        return dict(plan["result"], credenciales=credentials)
 
     def _dry_run(self):
         value = self.get_query_argument("dry_run", "0")
