@@ -102,7 +102,7 @@ def parse_roster(data, source="roster"):
 MAX_NEW_JUDGES = 500
 # Teams an import writes per writer job on a running server: each job is a few ms, so a start
 # or a submission waits at most that long behind an import (issue 22).
-IMPORT_STEP = 200
+IMPORT_STEP = 100
 MAX_NAME = 200
 
 
@@ -249,48 +249,60 @@ def _no_import(competencia_id):
 
 _INSERT_TEAM = ('INSERT INTO "equipo" ("competencia_id", "nombre", "dorsal", "juez_id", '
                 '"categoria") VALUES (?, ?, ?, ?, ?)')
+_INSERT_USER = ('INSERT INTO "user" ("username", "username_key", "password_hash", "is_active", '
+                '"is_organizer", "created_at", "token_gen") VALUES (?, ?, ?, 1, 0, ?, 0)')
+_INSERT_JUDGE = ('INSERT INTO "juez" ("user_id", "competencia_id", "nombre", "is_active") '
+                 'VALUES (?, ?, ?, 1)')
 _INSERT_HISTORY = ('INSERT INTO "accion" ("competencia_id", "accion", "objeto", "objeto_id", '
                    '"usuario_id", "en", "motivo", "antes", "despues") '
                    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
 
 
 def import_steps(plan, step=IMPORT_STEP):
-    """The plan cut into writer jobs of at most ``step`` teams: the first creates the judges
-    (and their history rows), each one after creates or corrects its share of teams. Each is
-    the arguments of :func:`apply_roster_step`."""
-    teams = [("crear", t) for t in plan["creates"]] + [("editar", t) for t in plan["edits"]]
-    return [teams[i:i + step] for i in range(0, len(teams), step)] or [[]]
+    """The plan cut into writer jobs of at most ``step`` items: the new judges first (a team
+    needs its judge's id), then the teams to create or correct. Each is the ``part`` of
+    :func:`apply_roster_step`."""
+    items = ([("juez", key) for key, judge in plan["judges"].items() if judge["juez_id"] is None]
+             + [("crear", t) for t in plan["creates"]] + [("editar", t) for t in plan["edits"]])
+    return [items[i:i + step] for i in range(0, len(items), step)] or [[]]
 
 
-def apply_roster_step(plan, part, user_id, passwords, first, judge_ids):
-    """One writer job of an import (:func:`import_steps`): at most IMPORT_STEP teams created or
-    corrected, each with its history row, in a few statements. ``first`` also creates the new
-    judges with their passwords made beforehand (``passwords``: {username_key: (password,
-    hash)}; never hashed here, inside the writer's transaction) and returns their
-    credentials. ``judge_ids``: {username_key: juez_id}, filled in as judges are created.
+def apply_roster_step(plan, part, user_id, passwords, judge_ids):
+    """One writer job of an import (:func:`import_steps`): at most IMPORT_STEP judges or teams
+    created or corrected, each with its history row, in plain statements (~20 us an item).
+    New judges get the passwords made beforehand (``passwords``: {username_key: (password,
+    hash)}; never hashed here, inside the writer's transaction); returns their credentials.
+    ``judge_ids``: {username_key: juez_id}, filled in as judges are created.
 
     What the plan read is checked again here (a username or dorsal taken meanwhile, a team
     changed meanwhile): Conflict ``roster_changed`` and nothing of this step is written."""
-    cid, source = plan["competencia_id"], plan["source"]
+    cid = plan["competencia_id"]
     credentials = []
+    for key, judge in plan["judges"].items():
+        if judge["juez_id"] is not None:
+            judge_ids[key] = judge["juez_id"]
     with models.db.atomic():
-        if first:
-            models.get_competencia(cid)
-            for key, judge in plan["judges"].items():
-                if judge["juez_id"] is not None:
-                    judge_ids[key] = judge["juez_id"]
-                    continue
-                password, password_hash = passwords[key]
-                try:
-                    juez = models.create_judge(judge["username"], password, cid, judge["nombre"],
-                                               password_hash=password_hash)
-                except models.DomainError as exc:
-                    raise models.Conflict("%s: %s (cambió mientras se importaba; vuelva a "
-                                          "importar)" % (judge["where"], exc.detail),
-                                          "roster_changed") from None
-                judge_ids[key] = juez.id
-                _created_judge(user_id, juez, "importado: %s" % judge["where"])
-                credentials.append([juez.user.username, password, juez.id, judge["nombre"]])
+        models.get_competencia(cid)
+        keys = [key for kind, key in part if kind == "juez"]
+        cursor = models.db.cursor()
+        now = models.db_text(models.utcnow())
+        if keys:
+            taken = [row[0] for row in models.User.select(models.User.username).where(
+                models.User.username_key.in_(keys)).tuples()]
+            if taken:
+                raise models.Conflict("el usuario %r se creó mientras se importaba; vuelva a "
+                                      "importar" % taken[0], "roster_changed")
+        for key in keys:
+            judge = plan["judges"][key]
+            password, password_hash = passwords[key]
+            cursor.execute(_INSERT_USER, (judge["username"], key, password_hash, now))
+            cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, judge["nombre"]))
+            judge_ids[key] = cursor.lastrowid
+            cursor.execute(_INSERT_HISTORY, (
+                cid, "crear", "juez", str(cursor.lastrowid), user_id, now,
+                "importado: %s" % judge["where"], None,
+                models._json({"username": judge["username"], "nombre": judge["nombre"]})))
+            credentials.append([judge["username"], password, judge_ids[key], judge["nombre"]])
         creates = [team for kind, team in part if kind == "crear"]
         edits = [team for kind, team in part if kind == "editar"]
         if creates:
@@ -300,8 +312,6 @@ def apply_roster_step(plan, part, user_id, passwords, first, judge_ids):
             if taken:
                 raise models.Conflict("el dorsal %d se añadió mientras se importaba; vuelva a "
                                       "importar" % min(taken)[0], "roster_changed")
-            now = models.db_text(models.utcnow())
-            cursor = models.db.cursor()
             for team in creates:  # (plain statements: ~10 us a team, not Peewee's ~100 us)
                 juez_id = judge_ids[team["key"]]
                 cursor.execute(_INSERT_TEAM, (cid, team["nombre"], team["dorsal"], juez_id,
@@ -314,7 +324,6 @@ def apply_roster_step(plan, part, user_id, passwords, first, judge_ids):
         if edits:
             current = {e.id: e for e in models.Equipo.select().where(
                 models.Equipo.id.in_([t["equipo_id"] for t in edits]))}
-            now = models.utcnow()
             for team in edits:
                 equipo = current.get(team["equipo_id"])
                 antes, despues = {}, {}
@@ -330,10 +339,9 @@ def apply_roster_step(plan, part, user_id, passwords, first, judge_ids):
                 models.Equipo.update(**{("juez" if f == "juez_id" else f): v
                                         for f, v in despues.items()}).where(
                     models.Equipo.id == equipo.id).execute()
-                models.Accion.insert(
-                    competencia=cid, accion="editar", objeto="equipo", objeto_id=str(equipo.id),
-                    usuario=user_id, en=now, motivo="importado: %s" % team["where"],
-                    antes=models._json(antes), despues=models._json(despues)).execute()
+                cursor.execute(_INSERT_HISTORY, (
+                    cid, "editar", "equipo", str(equipo.id), user_id, now,
+                    "importado: %s" % team["where"], models._json(antes), models._json(despues)))
     return credentials
 
 
@@ -356,9 +364,8 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
                              (password, models.hash_password(password)))
     judge_ids, credentials = {}, []
     with models.db.atomic():
-        for index, part in enumerate(import_steps(plan)):
-            credentials += apply_roster_step(plan, part, user_id, passwords, index == 0,
-                                             judge_ids)
+        for part in import_steps(plan):
+            credentials += apply_roster_step(plan, part, user_id, passwords, judge_ids)
     return dict(plan["result"], credenciales=credentials)
 
 

@@ -153,10 +153,9 @@ class ImportarHandler(OrganizerHandler):
                 prepared[models.username_key(username)] = (
                     password, await self.db_hash(models.hash_password, password))
             judge_ids, credentials = {}, []
-            for index, part in enumerate(roster.import_steps(plan)):
+            for part in roster.import_steps(plan):
                 credentials += await self.db_write(roster.apply_roster_step, plan, part,
-                                                   self.user_id, prepared, index == 0,
-                                                   judge_ids)
+                                                   self.user_id, prepared, judge_ids)
         finally:
             await self.db_write(roster.end_import, cid)
         return dict(plan["result"], credenciales=credentials)

@@ -466,7 +466,7 @@ def test_an_import_step_checks_again_what_its_plan_read(tmp_path):
         roster.add_team(None, comp.id, "Intrusos", 11, juez["id"])
         prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
         with pytest.raises(models.Conflict) as refused:
-            roster.apply_roster_step(plan, roster.import_steps(plan)[0], None, prepared, True, {})
+            roster.apply_roster_step(plan, roster.import_steps(plan)[0], None, prepared, {})
         assert refused.value.code == "roster_changed"
         assert [j["username"] for j in roster.list_judges()] == ["ana"]
         assert [t["dorsal"] for t in roster.list_teams()] == [11]
