@@ -456,6 +456,14 @@ def add_competition(user_id, nombre, fecha_hora=None):
     return comp.to_dict()
 
 
+def add_organizer(user_id, username, password=None, password_hash=None):
+    """A new organizer account: ``password`` (8+ characters), or ``password_hash`` made
+    beforehand from it. Returns the user object ({"id", "username", "organizador"})."""
+    with models.db.atomic():
+        return models.create_user(username, password, organizer=True,
+                                  password_hash=password_hash).to_dict()
+
+
 def add_judge(user_id, competencia_id, username, nombre=None, password=None,
               password_hash=None):
     """A new judge of a competition: ``password`` (8+ characters), or ``password_hash`` made

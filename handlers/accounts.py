@@ -50,6 +50,23 @@ class CompetitionJudgesHandler(JuecesHandler):
         self.write_json({"juez": juez, "password": password if generated else None}, status=201)
 
 
+class OrganizadoresHandler(OrganizerHandler):
+    """POST {"username", "password"?} -> 201 the new organizer ({"id", "username",
+    "organizador"}) with "password": the generated one when absent (shown once), else null.
+    How ``organizer add`` creates one while a server runs."""
+
+    async def post(self):
+        body = self.json_body()
+        password = body.get("password")
+        generated = password is None
+        if generated:
+            password = models.generate_password()
+        password_hash = await self.db_hash(models.new_password_hash, password)
+        user = await self.db_write(roster.add_organizer, self.user_id, body.get("username"),
+                                   None, password_hash)
+        self.write_json(dict(user, password=password if generated else None), status=201)
+
+
 class JuecesListHandler(OrganizerHandler):
     """GET -> {"jueces": [{"id", "username", "nombre", "competencia_id", "activo"}]}: every
     judge of every competition."""

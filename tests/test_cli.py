@@ -131,7 +131,17 @@ def test_init_db_and_demo_are_idempotent(conf):
     first = conf.cli("demo").stdout
     second = conf.cli("demo").stdout
     assert first == second and "juez1" in first and "organizador" in first
-    assert len(json.loads(conf.cli("competition", "list", "--json").stdout)) == 1
+    # Issue 20 item 9: the demo database only when asked for (a terminal without
+    # SERVER5K_CONFIG must not list or change the demo event unawares).
+    for args in (["competition", "list"], ["team", "add", "X", "--dorsal", "9", "--judge",
+                                           "juez1"], ["results", "1"]):
+        refused = conf.cli(*args, check=False)
+        assert refused.returncode == 1 and "is the demo database" in refused.stderr
+        assert "--demo" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    listed = conf.cli("--demo", "competition", "list", "--json")
+    assert len(json.loads(listed.stdout)) == 1
+    assert listed.stderr == "server5k: database %s (config %s)\n" % (conf.db_path,
+                                                                      conf.config_path)
 
 
 ESCAPES = "\x1b]0;hackeado\x07\x1b[2J\x9b31m\u202eadbeef\u200b\nfalso"
