@@ -490,6 +490,7 @@ async def serve(config, demo=False, ready=None):
     if demo:
         print_demo(ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
+    store.clean_partials(os.path.dirname(os.path.abspath(config["database"]["path"])))
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = make_app(config)
     replicator = app.settings["server5k_replica"]
@@ -991,10 +992,20 @@ CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
 def write_credentials(handle, rows):
-    """The credentials CSV that `import` and `simulate --create-demo` write (and read back)."""
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back).
+    A cell a spreadsheet would run as a formula (a judge named ``=HYPERLINK(...)``) gets a
+    leading apostrophe, as the console's downloads do (models._csv_cell); read_credential
+    takes it off again."""
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows([models._csv_cell(value) for value in row] for row in rows)
+
+
+def read_credential(value):
+    """A cell of a credentials CSV as it was before write_credentials guarded it."""
+    if isinstance(value, str) and value[:1] == "'" and models._csv_cell(value[1:]) != value[1:]:
+        return value[1:]
+    return value
 
 
 @needs(CHANGES)
@@ -1517,7 +1528,9 @@ def create_simulation_judges(config, judges, competencia_id=None, session=None):
     known = {}
     if path.exists():
         with path.open(newline="", encoding="utf-8") as handle:
-            known = {row["usuario"]: row for row in csv.DictReader(handle)}
+            known = {read_credential(row["usuario"]): {
+                key: read_credential(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)}
     if session is not None:
         rows = rehearsal_judges_through(session, competencia_id, judges, known)
     else:
@@ -1587,7 +1600,8 @@ def cmd_simulate(args, config):
                            "`import` writes) or --create-demo to create rehearsal judges" % path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            credentials = [(row["usuario"], row["contrasena"]) for row in csv.DictReader(handle)]
+            credentials = [(read_credential(row["usuario"]), read_credential(row["contrasena"]))
+                           for row in csv.DictReader(handle)]
     except (KeyError, csv.Error, UnicodeDecodeError) as exc:
         raise CliError("%s is not a credentials CSV (usuario,contrasena,...): %s"
                        % (path, exc)) from None
@@ -1938,7 +1952,9 @@ def main(argv=None):
         said(args)
     except (ConfigError, CliError, models.DomainError, replica.ReplicaError, OSError,
             ssl.SSLError) as exc:
-        print("server5k: error: %s" % (getattr(exc, "detail", None) or exc), file=sys.stderr)
+        # (printable: a roster's header cell or a name can carry terminal escape sequences)
+        print("server5k: error: %s" % printable(str(getattr(exc, "detail", None) or exc)),
+              file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
