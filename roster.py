@@ -357,11 +357,25 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
     plan = plan_roster(rows, competencia_id, source)
     if dry_run:
         return plan["result"]
+    return apply_roster(plan, user_id, roster_passwords(plan, passwords))
+
+
+def roster_passwords(plan, passwords=None):
+    """{username_key: (password, hash)} for the plan's new judges: generated and hashed here,
+    before any write transaction (never inside one), unless given in ``passwords``."""
     passwords = dict(passwords or {})
-    for username in plan["new_judges"]:  # hashed before the transaction, never inside it
-        password = models.generate_password()
-        passwords.setdefault(models.username_key(username),
-                             (password, models.hash_password(password)))
+    for username in plan["new_judges"]:
+        if models.username_key(username) not in passwords:
+            password = models.generate_password()
+            passwords[models.username_key(username)] = (password,
+                                                        models.hash_password(password))
+    return passwords
+
+
+def apply_roster(plan, user_id, passwords):
+    """Every step of a plan in one transaction (all or nothing): the command line's import
+    when no server runs (one writer job; nobody else is writing). Returns the plan's result
+    with the new judges' ``credenciales``."""
     judge_ids, credentials = {}, []
     with models.db.atomic():
         for part in import_steps(plan):

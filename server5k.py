@@ -728,6 +728,18 @@ def password_or_generated(args):
     return models.generate_password(), True
 
 
+def write_alone(fn, *args):
+    """A change with no server running: the domain function run as the server runs it, as a
+    job of the one writer (store.Writer: its thread, BEGIN IMMEDIATE, a savepoint, a durable
+    commit). Passwords are hashed before, never inside its transaction."""
+    writer = store.Writer()
+    writer.start()
+    try:
+        return writer.submit(fn, *args).result()
+    finally:
+        writer.stop()
+
+
 # What each command needs, declared beside it (``@needs``) and provided by main():
 NOTHING = "nothing"    # neither the database nor a server of its own (serve, restore, ...)
 DATABASE = "database"  # reads the database (WAL: never in a running server's way)
@@ -858,7 +870,7 @@ def cmd_competition(args, config):
                 "nombre": args.name, "fecha_hora": fecha and models.local_iso(fecha)},
                 what="competition add")
         else:
-            comp = roster.add_competition(None, args.name, fecha)
+            comp = write_alone(roster.add_competition, None, args.name, fecha)
         emit(args, comp, "competition %d created: %s%s" % (
             comp["id"], comp["nombre"], ", start %s" % models.local_iso(fecha) if fecha else ""))
     else:
@@ -905,7 +917,8 @@ def cmd_organizer(args, config):
         user = args.server.call("POST", "/api/organizadores/", {
             "username": args.username, "password": password}, what="organizer add")
     else:
-        user = roster.add_organizer(None, args.username, password)
+        user = write_alone(roster.add_organizer, None, args.username, None,
+                           models.new_password_hash(password))
     obj = dict(user, **({"password": password} if generated else {}))
     emit(args, obj, "organizer %d created: %s%s" % (
         user["id"], user["username"],
@@ -921,7 +934,8 @@ def cmd_judge(args, config):
                 "username": args.username, "nombre": args.name, "password": password},
                 what="judge add")["juez"]
         else:
-            juez = roster.add_judge(None, args.competition, args.username, args.name, password)
+            juez = write_alone(roster.add_judge, None, args.competition, args.username,
+                               args.name, None, models.new_password_hash(password))
         obj = {"id": juez["id"], "username": juez["username"], "nombre": juez["nombre"],
                "competencia_id": juez["competencia"]["id"]}
         if generated:
@@ -952,7 +966,13 @@ def cmd_judge(args, config):
                 "the server runs"), {"password": password}, what="judge passwd")
             username = juez["username"]
         else:  # refused at their next use by a server started later (token generations)
-            username = models.set_password(args.username, password).username
+            user = models.User.get_or_none(
+                models.User.username_key == models.username_key(args.username))
+            if user is None:
+                raise models.NotFound("El usuario %r no existe." % args.username,
+                                      "user_not_found")
+            write_alone(models.replace_password, user.id, models.new_password_hash(password))
+            username = user.username
         print("password changed for %s; every token issued before is refused%s" % (
             username, ("\nnew password (shown once): %s" % password) if generated else ""))
 
@@ -969,8 +989,8 @@ def cmd_team(args, config):
             username = juez["username"]
         else:
             juez = roster.find_judge(args.judge)
-            team = roster.add_team(None, juez.competencia_id, args.name, args.dorsal, juez.id,
-                                   args.category)
+            team = write_alone(roster.add_team, None, juez.competencia_id, args.name,
+                               args.dorsal, juez.id, args.category)
             username = juez.user.username
         obj = {key: team[key] for key in ("id", "nombre", "dorsal", "juez_id", "competencia_id",
                                           "categoria")}
@@ -1021,9 +1041,9 @@ def cmd_import(args, config):
         notes = [note.replace("El CSV", str(path)) for note in answer["notas"]]
         result = dict(answer, credenciales=[[c["username"], c["password"], c["juez_id"],
                                              c["nombre"]] for c in answer["credenciales"]])
-    else:
-        with models.db.connection_context():
-            result = roster.import_roster(rows, args.competition, source=str(path))
+    else:  # read and hashed here, then written in one transaction (all or nothing)
+        plan = roster.plan_roster(rows, args.competition, source=str(path))
+        result = write_alone(roster.apply_roster, plan, None, roster.roster_passwords(plan))
     for note in notes:
         print("note: %s" % printable(note))
     creds_path = None
