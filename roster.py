@@ -11,6 +11,7 @@ fault.
 """
 
 import csv
+import json
 import unicodedata
 
 import models
@@ -102,7 +103,7 @@ def parse_roster(data, source="roster"):
 MAX_NEW_JUDGES = 500
 # Teams an import writes per writer job on a running server: each job is a few ms, so a start
 # or a submission waits at most that long behind an import (issue 22).
-IMPORT_STEP = 100
+IMPORT_STEP = 50
 MAX_NAME = 200
 
 
@@ -256,6 +257,33 @@ _INSERT_JUDGE = ('INSERT INTO "juez" ("user_id", "competencia_id", "nombre", "is
 _INSERT_HISTORY = ('INSERT INTO "accion" ("competencia_id", "accion", "objeto", "objeto_id", '
                    '"usuario_id", "en", "motivo", "antes", "despues") '
                    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+
+
+def plan_import(data, competencia_id, source="roster"):
+    """:func:`parse_roster` then :func:`plan_roster` of a roster CSV's bytes: (plan, notes).
+    A server runs it in its worker process (Store.compute): parsing and checking 80,000 rows
+    is most of a second of Python, which on a thread would hold the interpreter lock every
+    wake-up of the event loop needs (a start notice, a judge's answer)."""
+    rows, notes = parse_roster(data, source)
+    return plan_roster(rows, competencia_id, source), notes
+
+
+def import_answer(result, notes, dry_run):
+    """What POST .../importar/ answers (ORGANIZER.md), from an import's or a plan's result."""
+    return {"dry_run": dry_run, "jueces": result["jueces"],
+            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
+            "equipos_cambiados": result["equipos_cambiados"],
+            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
+                             for u, p, j, n in result["credenciales"]],
+            "detalle": result["detalle"], "notas": notes}
+
+
+def preview_answer(data, competencia_id, source="roster"):
+    """The preview's whole answer as JSON text, made where it is planned (the worker
+    process): a big roster's answer is megabytes of JSON."""
+    plan, notes = plan_import(data, competencia_id, source)
+    return json.dumps(import_answer(plan["result"], notes, True), ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def import_steps(plan, step=IMPORT_STEP):

@@ -128,7 +128,9 @@ class ImportarHandler(OrganizerHandler):
     "dry_run"}. ``?dry_run=1``: the preview, nothing written.
 
     Nothing of it holds the writer for more than a few ms (issue 22): the CSV is parsed and the
-    import planned on a reader thread (the preview is that plan); the new judges' passwords are
+    import planned in the worker process (the preview is that plan, and its answer is made
+    there too), never on the writer nor on a thread of this process, whose interpreter lock
+    the event loop needs; the new judges' passwords are
     hashed one after another on a hashing thread (the other stays free for logins); then the
     plan is written in writer jobs of at most ``roster.IMPORT_STEP`` teams, so a start or a
     submission waits a few ms at most. While they run, other changes of this competition's
@@ -137,33 +139,34 @@ class ImportarHandler(OrganizerHandler):
     """
 
     SOURCE = "El CSV"
-    # A roster of 500 teams with their judges is about 30 KiB; it is parsed on a reader thread.
+    # A roster of 500 teams with their judges is about 30 KiB; 1 MiB is ~80,000 short rows.
     max_body_bytes = 1024 * 1024
 
     async def post(self, competencia_id):
         cid = int(competencia_id)
         dry_run = self._dry_run()
-        rows, notes = await self.db_read(roster.parse_roster, self._csv_body(), self.SOURCE)
-        if dry_run:
-            result = (await self.db_read(roster.plan_roster, rows, cid, self.SOURCE))["result"]
-        else:
-            result = await self._import(rows, cid)
-            self.hub.corrected(cid, "equipos", {})
-        answer = {
-            "dry_run": dry_run, "jueces": result["jueces"],
-            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
-            "equipos_cambiados": result["equipos_cambiados"],
-            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
-                             for u, p, j, n in result["credenciales"]],
-            "detalle": result["detalle"], "notas": notes}
+        raw = self._csv_body()
+        if dry_run:  # parsed, planned and answered in the worker process, off this one
+            self.set_status(200)
+            self.finish(await self._run(self.store.compute, roster.preview_answer,
+                                        (raw, cid, self.SOURCE)))
+            return
+        result, notes = await self._import(raw, cid)
+        self.hub.corrected(cid, "equipos", {})
         # The answer of a big roster is megabytes of JSON: made on a reader, not on the loop.
         self.set_status(200)
-        self.finish(await self.db_read(dumps, answer))
+        self.finish(await self.db_read(dumps, roster.import_answer(result, notes, False)))
 
-    async def _import(self, rows, cid):
-        await self.db_write(roster.begin_import, cid)
+    async def _import(self, raw, cid):
+        ours = True  # whether the competition's import mark is this request's to take off
         try:
-            plan = await self.db_read(roster.plan_roster, rows, cid, self.SOURCE)
+            try:
+                await self.db_write(roster.begin_import, cid)
+            except ApiError as exc:  # (another import's mark stays; a failed commit's goes)
+                ours = exc.code != "import_in_progress"
+                raise
+            plan, notes = await self._run(self.store.compute, roster.plan_import,
+                                          (raw, cid, self.SOURCE))
             prepared = {}
             for username in plan["new_judges"]:
                 password = models.generate_password()
@@ -174,8 +177,9 @@ class ImportarHandler(OrganizerHandler):
                 credentials += await self.db_write(roster.apply_roster_step, plan, part,
                                                    self.user_id, prepared, judge_ids)
         finally:
-            await self.db_write(roster.end_import, cid)
-        return dict(plan["result"], credenciales=credentials)
+            if ours:
+                await self.db_write(roster.end_import, cid)
+        return dict(plan["result"], credenciales=credentials), notes
 
     def _dry_run(self):
         value = self.get_query_argument("dry_run", "0")
