@@ -5,7 +5,9 @@ files other than the roster they are given): importing a roster, the organizer's
 competitions, judges and teams (ORGANIZER.md "Roster and accounts", each with its history row),
 the demo event, the rehearsal judges of ``simulate``, and the listings of judges and teams.
 Each function that writes is all or nothing: it runs in one transaction (a savepoint inside the
-caller's, if there is one), and the server runs it as one writer job. Errors are
+caller's, if there is one), and the server runs it as one writer job; a roster import is the
+exception on a server, planned off the writer and written in short steps (``plan_import``,
+``import_steps``), so that it never holds the writer for more than a few ms. Errors are
 ``models.DomainError``s whose detail (in Spanish, like the API's) names the line or item at
 fault.
 """
