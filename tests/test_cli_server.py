@@ -132,3 +132,19 @@ def test_a_killed_servers_run_file_is_ignored(spawn, tmp_path):
     assert json.loads((tmp_path / "event.db.server.json").read_text())["pid"] == srv.process.pid
     listed = srv.cli("team", "list")
     assert "served by %s" % srv.base_url in listed.stderr and "Tras el corte" in listed.stdout
+
+
+def test_simulate_creates_its_judges_through_a_running_server(spawn, tmp_path):
+    srv = spawn(tmp_path / "event.db")
+    set_up(srv)
+    srv.start()
+    done = srv.cli("simulate", "--judges", "2", "--competition", "1", "--create-demo",
+                   "--start", env=ORG, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "POST /api/competencias/1/jueces/" in srv.log()
+    assert "database is locked" not in srv.log()
+    again = srv.cli("simulate", "--judges", "2", "--competition", "1", "--create-demo",
+                    "--start", env=ORG, check=False)  # the same judges, their passwords kept
+    assert again.returncode == 0, again.stdout + again.stderr
+    teams = srv.cli("team", "list", "--json").stdout
+    assert json.loads(teams)[-1]["nombre"] == "Equipo simulado 2" and len(json.loads(teams)) == 3
