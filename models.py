@@ -32,7 +32,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -599,6 +599,7 @@ class Accion(BaseModel):
         indexes = (
             (("competencia", "id"), False),     # a competition's history, in order
             (("registro_id",), False),          # a record's history
+            (("equipo_id",), False),            # a team's estado, penalty and moves
         )
 
 
@@ -688,8 +689,17 @@ def _v5_records_without_id(migrator):
                              [ORIGEN_APP])
 
 
+def _v6_accion_equipo_index(migrator):
+    """Version 6: accion gains an index on equipo_id. A team's estado, penalty and moves were
+    looked up by scanning the competition's whole history, once per team: a roster of 5,000
+    teams took 10 s to preview (issue 22)."""
+    if migrator.database.table_exists("accion"):  # (else create_tables makes it, indexed)
+        migrator.database.execute_sql('CREATE INDEX IF NOT EXISTS "accion_equipo_id" '
+                                      'ON "accion" ("equipo_id")')
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
-              4: _v4_corrections, 5: _v5_records_without_id}
+              4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index}
 
 
 def open_database(path):

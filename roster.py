@@ -5,13 +5,15 @@ files other than the roster they are given): importing a roster, the organizer's
 competitions, judges and teams (ORGANIZER.md "Roster and accounts", each with its history row),
 the demo event, the rehearsal judges of ``simulate``, and the listings of judges and teams.
 Each function that writes is all or nothing: it runs in one transaction (a savepoint inside the
-caller's, if there is one), and the server runs it as one writer job. Errors are
+caller's, if there is one), and the server runs it as one writer job; a roster import is the
+exception on a server, planned off the writer and written in short steps (``plan_import``,
+``import_steps``), so that it never holds the writer for more than a few ms. Errors are
 ``models.DomainError``s whose detail (in Spanish, like the API's) names the line or item at
 fault.
 """
 
-import contextlib
 import csv
+import json
 import unicodedata
 
 import models
@@ -106,136 +108,317 @@ def parse_roster(data, source="roster"):
     return rows, notes
 
 
-class _Preview(Exception):
-    """Ends a dry run: what the import did is rolled back, and this carries what it found."""
+# How many new judges one import may create: each needs a password hashed (scrypt, ~50-100 ms on
+# a hashing thread), so 500 is most of a minute; an event's judges are tens.
+MAX_NEW_JUDGES = 500
+# Teams an import writes per writer job on a running server: each job is a few ms, so a start
+# or a submission waits at most that long behind an import (issue 22).
+IMPORT_STEP = 50
+MAX_NAME = 200
 
-    def __init__(self, result):
-        super().__init__("dry run")
-        self.result = result
+
+def plan_roster(rows, competencia_id, source="roster"):
+    """What importing roster rows (:func:`parse_roster`) into a competition would do, read
+    without writing (a reader thread: the preview never holds the writer): every row checked,
+    the existing judges and teams looked up in a few queries, linear in the rows.
+
+    A judge already in the competition is reused. A team whose dorsal is already there is the
+    same team: what the roster says differently (its name, its judge, its category when the
+    roster has that column) is a correction, applied with its history row; the same roster
+    again changes nothing. Returns the plan :func:`apply_roster` carries out, whose "result"
+    is the answer without credentials: ``{"jueces", "jueces_nuevos", "equipos_nuevos",
+    "equipos_cambiados", "credenciales": [], "detalle": {"jueces": [{"username", "nombre",
+    "nuevo"}], "equipos": [{"linea", "nombre", "dorsal", "juez_usuario", "categoria", "nuevo",
+    "cambios"?: {campo: [antes, despues]}}]}}``. Invalid / Conflict naming the line at fault.
+    """
+    comp = models.get_competencia(competencia_id)
+    with_category = any("categoria" in row for row in rows)
+    judges, dorsals, teams = {}, {}, []
+    for row in rows:
+        line = row.get("line", "?")
+        where = "%s, línea %s" % (source, line)
+        username = (row.get("juez_usuario") or "").strip()
+        nombre_equipo = (row.get("equipo") or "").strip()
+        for column, value in (("juez_usuario", username), ("equipo", nombre_equipo),
+                              ("dorsal", (row.get("dorsal") or "").strip())):
+            if not value:
+                raise models.Invalid("%s: falta %s" % (where, column), "invalid_roster")
+        if len(nombre_equipo) > MAX_NAME:
+            raise models.Invalid("%s: el nombre del equipo tiene más de %d caracteres" % (
+                where, MAX_NAME), "invalid_roster")
+        try:
+            dorsal = int(row["dorsal"])
+        except (TypeError, ValueError):
+            raise models.Invalid("%s: el dorsal %r no es un número" % (
+                where, row["dorsal"]), "invalid_roster") from None
+        if not 1 <= dorsal <= MAX_DORSAL:
+            raise models.Invalid("%s: el dorsal %d debe ser un número positivo" % (
+                where, dorsal), "invalid_roster")
+        if dorsal in dorsals:
+            raise models.Invalid("%s: el dorsal %d también está en la línea %s" % (
+                where, dorsal, dorsals[dorsal]), "invalid_roster")
+        dorsals[dorsal] = line
+        try:
+            categoria = models.check_categoria(row.get("categoria"))
+        except models.Invalid:
+            raise models.Invalid("%s: la categoría tiene más de %d caracteres" % (
+                where, models.MAX_CATEGORIA), "invalid_roster") from None
+        key = models.username_key(username)
+        if key not in judges:
+            nombre = (row.get("juez_nombre") or "").strip() or username
+            if len(nombre) > MAX_NAME:
+                raise models.Invalid("%s: el nombre del juez tiene más de %d caracteres" % (
+                    where, MAX_NAME), "invalid_roster")
+            problem = models.username_problem(username)
+            if problem is not None:
+                raise models.Invalid("%s: %s" % (where, problem), "invalid_username")
+            judges[key] = {"username": username, "nombre": nombre, "where": where,
+                           "juez_id": None}
+        teams.append({"linea": line, "where": where, "nombre": nombre_equipo, "dorsal": dorsal,
+                      "key": key, "categoria": categoria})
+    # The judges and teams that exist, in a few queries (never one per row).
+    for chunk in models._chunks(list(judges), 500):
+        for key, username, juez_id, juez_comp, juez_nombre in (
+                models.User.select(models.User.username_key, models.User.username,
+                                   models.Juez.id, models.Juez.competencia, models.Juez.nombre)
+                .join(models.Juez, models.pw.JOIN.LEFT_OUTER,
+                      on=(models.Juez.user == models.User.id))
+                .where(models.User.username_key.in_(chunk)).tuples()):
+            judge = judges[key]
+            if juez_id is None or juez_comp != comp.id:
+                raise models.Conflict("%s: el usuario %r existe pero no es juez de la "
+                                      "competencia %d" % (judge["where"], judge["username"],
+                                                          comp.id), "username_taken")
+            judge.update(username=username, nombre=juez_nombre, juez_id=juez_id)
+    new_judges = [j for j in judges.values() if j["juez_id"] is None]
+    if len(new_judges) > MAX_NEW_JUDGES:
+        raise models.Invalid("%s crea %d jueces nuevos; como mucho %d por importación (cada "
+                             "uno necesita su contraseña): divida la lista" % (
+                                 source, len(new_judges), MAX_NEW_JUDGES), "invalid_roster")
+    existing = {e.dorsal: e for e in models.Equipo.select(
+        models.Equipo.id, models.Equipo.dorsal, models.Equipo.nombre, models.Equipo.juez,
+        models.Equipo.categoria).where(models.Equipo.competencia == comp.id)}
+    names = dict(models.Juez.select(models.Juez.id, models.User.username).join(models.User)
+                 .where(models.Juez.competencia == comp.id).tuples())
+    detail_teams, creates, edits = [], [], []
+    for team in teams:
+        judge = judges[team["key"]]
+        shown = {"linea": team["linea"], "nombre": team["nombre"], "dorsal": team["dorsal"],
+                 "juez_usuario": judge["username"], "categoria": team["categoria"],
+                 "nuevo": True}
+        detail_teams.append(shown)
+        before = existing.get(team["dorsal"])
+        if before is None:
+            creates.append(team)
+            continue
+        shown["nuevo"] = False
+        changes = {}
+        if before.nombre != team["nombre"]:
+            changes["nombre"] = [before.nombre, team["nombre"]]
+        if judge["juez_id"] is None or before.juez_id != judge["juez_id"]:
+            changes["juez_id"] = [before.juez_id, judge["juez_id"]]  # None: a judge made now
+        if with_category and before.categoria != team["categoria"]:
+            changes["categoria"] = [before.categoria, team["categoria"]]
+        if changes:
+            shown["cambios"] = {("juez_usuario" if field == "juez_id" else field):
+                                ([names.get(pair[0]), judge["username"]] if field == "juez_id"
+                                 else pair) for field, pair in changes.items()}
+            edits.append(dict(team, equipo_id=before.id, cambios=changes))
+    result = {"jueces": len(judges), "jueces_nuevos": len(new_judges),
+              "equipos_nuevos": len(creates), "equipos_cambiados": len(edits),
+              "credenciales": [],
+              "detalle": {"jueces": [{"username": j["username"], "nombre": j["nombre"],
+                                      "nuevo": j["juez_id"] is None} for j in judges.values()],
+                          "equipos": detail_teams}}
+    return {"competencia_id": comp.id, "source": source, "judges": judges,
+            "new_judges": [j["username"] for j in new_judges], "creates": creates,
+            "edits": edits, "result": result}
+
+
+# Competitions whose import is being written in steps on this server (the writer's thread
+# alone reads and changes it): their teams change through the import only, meanwhile.
+_importing = set()
+
+
+def begin_import(competencia_id):
+    """An import of this competition starts writing in steps (a writer job): until
+    :func:`end_import`, other changes of its teams are refused (``import_in_progress``)."""
+    models.get_competencia(competencia_id)
+    _no_import(competencia_id)
+    _importing.add(competencia_id)
+
+
+def end_import(competencia_id):
+    _importing.discard(competencia_id)
+
+
+def _no_import(competencia_id):
+    if competencia_id in _importing:
+        raise models.Conflict("Se está importando una lista en esta competencia; reintente en "
+                              "unos segundos.", "import_in_progress")
+
+
+_INSERT_TEAM = ('INSERT INTO "equipo" ("competencia_id", "nombre", "dorsal", "juez_id", '
+                '"categoria") VALUES (?, ?, ?, ?, ?)')
+_INSERT_USER = ('INSERT INTO "user" ("username", "username_key", "password_hash", "is_active", '
+                '"is_organizer", "created_at", "token_gen") VALUES (?, ?, ?, 1, 0, ?, 0)')
+_INSERT_JUDGE = ('INSERT INTO "juez" ("user_id", "competencia_id", "nombre", "is_active") '
+                 'VALUES (?, ?, ?, 1)')
+_INSERT_HISTORY = ('INSERT INTO "accion" ("competencia_id", "accion", "objeto", "objeto_id", '
+                   '"usuario_id", "en", "motivo", "antes", "despues") '
+                   'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+
+
+def plan_import(data, competencia_id, source="roster"):
+    """:func:`parse_roster` then :func:`plan_roster` of a roster CSV's bytes: (plan, notes).
+    A server runs it in its worker process (Store.compute): parsing and checking 80,000 rows
+    is most of a second of Python, which on a thread would hold the interpreter lock every
+    wake-up of the event loop needs (a start notice, a judge's answer)."""
+    rows, notes = parse_roster(data, source)
+    return plan_roster(rows, competencia_id, source), notes
+
+
+def import_answer(result, notes, dry_run):
+    """What POST .../importar/ answers (ORGANIZER.md), from an import's or a plan's result."""
+    return {"dry_run": dry_run, "jueces": result["jueces"],
+            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
+            "equipos_cambiados": result["equipos_cambiados"],
+            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
+                             for u, p, j, n in result["credenciales"]],
+            "detalle": result["detalle"], "notas": notes}
+
+
+def preview_answer(data, competencia_id, source="roster"):
+    """The preview's whole answer as JSON text, made where it is planned (the worker
+    process): a big roster's answer is megabytes of JSON."""
+    plan, notes = plan_import(data, competencia_id, source)
+    return json.dumps(import_answer(plan["result"], notes, True), ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def import_steps(plan, step=IMPORT_STEP):
+    """The plan cut into writer jobs of at most ``step`` items: the new judges first (a team
+    needs its judge's id), then the teams to create or correct. Each is the ``part`` of
+    :func:`apply_roster_step`."""
+    items = ([("juez", key) for key, judge in plan["judges"].items() if judge["juez_id"] is None]
+             + [("crear", t) for t in plan["creates"]] + [("editar", t) for t in plan["edits"]])
+    return [items[i:i + step] for i in range(0, len(items), step)] or [[]]
+
+
+def apply_roster_step(plan, part, user_id, passwords, judge_ids):
+    """One writer job of an import (:func:`import_steps`): at most IMPORT_STEP judges or teams
+    created or corrected, each with its history row, in plain statements (~20 us an item).
+    New judges get the passwords made beforehand (``passwords``: {username_key: (password,
+    hash)}; never hashed here, inside the writer's transaction); returns their credentials.
+    ``judge_ids``: {username_key: juez_id}, filled in as judges are created.
+
+    What the plan read is checked again here (a username or dorsal taken meanwhile, a team
+    changed meanwhile): Conflict ``roster_changed`` and nothing of this step is written."""
+    cid = plan["competencia_id"]
+    credentials = []
+    for key, judge in plan["judges"].items():
+        if judge["juez_id"] is not None:
+            judge_ids[key] = judge["juez_id"]
+    with models.db.atomic():
+        models.get_competencia(cid)
+        keys = [key for kind, key in part if kind == "juez"]
+        cursor = models.db.cursor()
+        now = models.db_text(models.utcnow())
+        if keys:
+            taken = [row[0] for row in models.User.select(models.User.username).where(
+                models.User.username_key.in_(keys)).tuples()]
+            if taken:
+                raise models.Conflict("el usuario %r se creó mientras se importaba; vuelva a "
+                                      "importar" % taken[0], "roster_changed")
+        for key in keys:
+            judge = plan["judges"][key]
+            password, password_hash = passwords[key]
+            cursor.execute(_INSERT_USER, (judge["username"], key, password_hash, now))
+            cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, judge["nombre"]))
+            judge_ids[key] = cursor.lastrowid
+            cursor.execute(_INSERT_HISTORY, (
+                cid, "crear", "juez", str(cursor.lastrowid), user_id, now,
+                "importado: %s" % judge["where"], None,
+                models._json({"username": judge["username"], "nombre": judge["nombre"]})))
+            credentials.append([judge["username"], password, judge_ids[key], judge["nombre"]])
+        creates = [team for kind, team in part if kind == "crear"]
+        edits = [team for kind, team in part if kind == "editar"]
+        if creates:
+            taken = set(models.Equipo.select(models.Equipo.dorsal).where(
+                (models.Equipo.competencia == cid)
+                & models.Equipo.dorsal.in_([t["dorsal"] for t in creates])).tuples())
+            if taken:
+                raise models.Conflict("el dorsal %d se añadió mientras se importaba; vuelva a "
+                                      "importar" % min(taken)[0], "roster_changed")
+            for team in creates:  # (plain statements: ~10 us a team, not Peewee's ~100 us)
+                juez_id = judge_ids[team["key"]]
+                cursor.execute(_INSERT_TEAM, (cid, team["nombre"], team["dorsal"], juez_id,
+                                              team["categoria"]))
+                cursor.execute(_INSERT_HISTORY, (
+                    cid, "crear", "equipo", str(cursor.lastrowid), user_id, now,
+                    "importado: %s" % team["where"], None, models._json({
+                        "nombre": team["nombre"], "dorsal": team["dorsal"], "juez_id": juez_id,
+                        "categoria": team["categoria"]})))
+        if edits:
+            current = {e.id: e for e in models.Equipo.select().where(
+                models.Equipo.id.in_([t["equipo_id"] for t in edits]))}
+            for team in edits:
+                equipo = current.get(team["equipo_id"])
+                antes, despues = {}, {}
+                for field, (before, after) in team["cambios"].items():
+                    if field == "juez_id" and after is None:
+                        after = judge_ids[team["key"]]
+                    if equipo is None or _team_fields(equipo)[field] != before:
+                        raise models.Conflict("%s: el equipo de dorsal %d cambió mientras se "
+                                              "importaba; vuelva a importar" % (
+                                                  team["where"], team["dorsal"]),
+                                              "roster_changed")
+                    antes[field], despues[field] = before, after
+                models.Equipo.update(**{("juez" if f == "juez_id" else f): v
+                                        for f, v in despues.items()}).where(
+                    models.Equipo.id == equipo.id).execute()
+                cursor.execute(_INSERT_HISTORY, (
+                    cid, "editar", "equipo", str(equipo.id), user_id, now,
+                    "importado: %s" % team["where"], models._json(antes), models._json(despues)))
+    return credentials
 
 
 def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=False,
                   passwords=None):
     """Judges and teams from roster rows (:func:`parse_roster`) into a competition, all or
-    nothing; each new judge and team is a history row (``crear``) of ``user_id``.
-
-    A judge already in the competition is reused; a team already there with the same dorsal,
-    name and judge is skipped, so importing the same roster again adds nothing. A new team
-    takes the optional ``categoria`` column (empty: none). Returns
-    ``{"jueces": n, "jueces_nuevos": n, "equipos_nuevos": n, "credenciales": [[usuario,
-    contrasena, juez_id, nombre], ...], "detalle": {"jueces": [{"username", "nombre", "nuevo"}],
-    "equipos": [{"linea", "nombre", "dorsal", "juez_usuario", "categoria", "nuevo"}]}}`` with a
-    generated password for each new judge (shown to nobody else).
-
-    ``dry_run``: the preview. The same import runs and is rolled back, so it finds exactly what
-    the import would refuse or create; no password is made. ``passwords``: {username_key:
-    (password, hash)} made beforehand for the new judges (the server hashes on its own threads,
-    never in the writer); a new judge without one gets one made here.
-    """
-    models.get_competencia(competencia_id)
-    passwords = passwords or {}
-    credentials, judges, dorsals = [], {}, {}
-    detail = {"jueces": [], "equipos": []}
-    try:
-        with models.db.atomic():
-            for row in rows:
-                line = row.get("line", "?")
-                where = "%s, línea %s" % (source, line)
-                username = (row.get("juez_usuario") or "").strip()
-                nombre_equipo = (row.get("equipo") or "").strip()
-                for column, value in (("juez_usuario", username), ("equipo", nombre_equipo),
-                                      ("dorsal", (row.get("dorsal") or "").strip())):
-                    if not value:
-                        raise models.Invalid("%s: falta %s" % (where, column), "invalid_roster")
-                try:
-                    dorsal = int(row["dorsal"])
-                except (TypeError, ValueError):
-                    raise models.Invalid("%s: el dorsal %r no es un número" % (
-                        where, row["dorsal"]), "invalid_roster") from None
-                if not 1 <= dorsal <= MAX_DORSAL:
-                    raise models.Invalid("%s: el dorsal %d debe ser un número positivo" % (
-                        where, dorsal), "invalid_roster")
-                if dorsal in dorsals:
-                    raise models.Invalid("%s: el dorsal %d también está en la línea %s" % (
-                        where, dorsal, dorsals[dorsal]), "invalid_roster")
-                dorsals[dorsal] = line
-                key = models.username_key(username)
-                juez = judges.get(key)
-                if juez is None:
-                    with _at(where):
-                        juez = judges[key] = _roster_judge(
-                            username, row, competencia_id, where, user_id, dry_run,
-                            passwords.get(key), credentials, detail["jueces"])
-                try:
-                    categoria = models.check_categoria(row.get("categoria"))
-                except models.Invalid:
-                    raise models.Invalid("%s: la categoría tiene más de %d caracteres" % (
-                        where, models.MAX_CATEGORIA), "invalid_roster") from None
-                team = {"linea": line, "nombre": nombre_equipo, "dorsal": dorsal,
-                        "juez_usuario": juez.user.username, "categoria": categoria,
-                        "nuevo": True}
-                detail["equipos"].append(team)
-                existing = models.Equipo.get_or_none(
-                    (models.Equipo.competencia == competencia_id)
-                    & (models.Equipo.dorsal == dorsal))
-                if existing is not None:
-                    if existing.nombre == nombre_equipo and existing.juez_id == juez.id:
-                        team["nuevo"] = False  # imported before
-                        continue
-                    raise models.Conflict("%s: el dorsal %d ya es el equipo %r de esta "
-                                          "competencia" % (where, dorsal, existing.nombre),
-                                          "dorsal_taken")
-                with _at(where):
-                    _created_team(user_id, models.create_team(nombre_equipo, dorsal, juez.id,
-                                                              categoria),
-                                  "importado: %s" % where)
-            result = {"jueces": len(judges),
-                      "jueces_nuevos": sum(j["nuevo"] for j in detail["jueces"]),
-                      "equipos_nuevos": sum(t["nuevo"] for t in detail["equipos"]),
-                      "credenciales": credentials, "detalle": detail}
-            if dry_run:
-                raise _Preview(result)
-    except _Preview as preview:
-        return preview.result
-    return result
-
-
-@contextlib.contextmanager
-def _at(where):
-    """A rule of the models that refuses an item of the roster names its line."""
-    try:
-        yield
-    except models.DomainError as exc:
-        raise type(exc)("%s: %s" % (where, exc.detail), exc.code, exc.errors) from None
-
-
-# The placeholder password hash of a judge a dry run creates (and rolls back): nothing verifies
-# against it, and no time is spent hashing a password nobody will see.
-_NO_PASSWORD = "!"
-
-
-def _roster_judge(username, row, competencia_id, where, user_id, dry_run, prepared,
-                  credentials, listed):
-    user = models.User.get_or_none(models.User.username_key == models.username_key(username))
-    if user is not None:
-        juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        if juez is None or juez.competencia_id != competencia_id:
-            raise models.Conflict("el usuario %r existe pero no es juez de la competencia %d"
-                                  % (username, competencia_id), "username_taken")
-        listed.append({"username": user.username, "nombre": juez.nombre, "nuevo": False})
-        return juez
-    nombre = (row.get("juez_nombre") or "").strip() or username
+    nothing (one transaction), each new judge and team a history row (``crear``) of
+    ``user_id`` and each corrected team one (``editar``): :func:`plan_roster`, then its steps.
+    The command line without a server runs it; a server runs the plan on a reader and the steps
+    as writer jobs of their own. Returns the plan's result, with ``credenciales``: [[usuario,
+    contrasena, juez_id, nombre]] of the new judges (a password generated for each, shown to
+    nobody else). ``dry_run``: the plan's result only, nothing written, no password made."""
+    plan = plan_roster(rows, competencia_id, source)
     if dry_run:
-        password, password_hash = None, _NO_PASSWORD
-    else:
-        password, password_hash = prepared or (models.generate_password(), None)
-    juez = models.create_judge(username, password, competencia_id, nombre,
-                               password_hash=password_hash)
-    _created_judge(user_id, juez, "importado: %s" % where)
-    if not dry_run:
-        credentials.append([username, password, juez.id, nombre])
-    listed.append({"username": juez.user.username, "nombre": nombre, "nuevo": True})
-    return juez
+        return plan["result"]
+    return apply_roster(plan, user_id, roster_passwords(plan, passwords))
+
+
+def roster_passwords(plan, passwords=None):
+    """{username_key: (password, hash)} for the plan's new judges: generated and hashed here,
+    before any write transaction (never inside one), unless given in ``passwords``."""
+    passwords = dict(passwords or {})
+    for username in plan["new_judges"]:
+        if models.username_key(username) not in passwords:
+            password = models.generate_password()
+            passwords[models.username_key(username)] = (password,
+                                                        models.hash_password(password))
+    return passwords
+
+
+def apply_roster(plan, user_id, passwords):
+    """Every step of a plan in one transaction (all or nothing): the command line's import
+    when no server runs (one writer job; nobody else is writing). Returns the plan's result
+    with the new judges' ``credenciales``."""
+    judge_ids, credentials = {}, []
+    with models.db.atomic():
+        for part in import_steps(plan):
+            credentials += apply_roster_step(plan, part, user_id, passwords, judge_ids)
+    return dict(plan["result"], credenciales=credentials)
 
 
 # -- the organizer's changes (the API and the command line; each with its history row) ----------
@@ -337,6 +520,14 @@ def add_competition(user_id, nombre, fecha_hora=None):
     return comp.to_dict()
 
 
+def add_organizer(user_id, username, password=None, password_hash=None):
+    """A new organizer account: ``password`` (8+ characters), or ``password_hash`` made
+    beforehand from it. Returns the user object ({"id", "username", "organizador"})."""
+    with models.db.atomic():
+        return models.create_user(username, password, organizer=True,
+                                  password_hash=password_hash).to_dict()
+
+
 def add_judge(user_id, competencia_id, username, nombre=None, password=None,
               password_hash=None):
     """A new judge of a competition: ``password`` (8+ characters), or ``password_hash`` made
@@ -356,6 +547,7 @@ def add_team(user_id, competencia_id, nombre, dorsal, juez_id, categoria=None):
     nombre, dorsal = _text(nombre, "nombre", 200), _dorsal(dorsal)
     juez = _judge(juez_id, comp.id)
     categoria = models.check_categoria(categoria)
+    _no_import(comp.id)
     with models.db.atomic():
         return _created_team(user_id, models.create_team(nombre, dorsal, juez.id, categoria))
 
@@ -369,6 +561,7 @@ def edit_team(user_id, equipo_id, changes):
     it in its ``/api/me/`` at once; records already stored keep the judge who sent them.
     Nothing changed: no history row. Returns the team."""
     equipo = _team(equipo_id)
+    _no_import(equipo.competencia_id)
     if not any(field in changes for field in TEAM_FIELDS):
         raise models.Invalid("Nada que cambiar.", "validation_error",
                              {"nombre": "Indique al menos uno de: %s." % ", ".join(TEAM_FIELDS)})
@@ -402,6 +595,7 @@ def delete_team(user_id, equipo_id):
     """Remove a team that never had a time (a test team, a typo): ``team_has_records`` once a
     record was sent for it or moved to it (mark it dns instead). Returns its competition id."""
     equipo = _team(equipo_id)
+    _no_import(equipo.competencia_id)
     if (models.RegistroTiempo.select().where(models.RegistroTiempo.equipo == equipo.id).exists()
             or models.Accion.select().where((models.Accion.accion == "mover")
                                             & (models.Accion.equipo_id == equipo.id)).exists()):

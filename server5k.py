@@ -521,6 +521,7 @@ async def serve(config, demo=False, ready=None):
     if demo:
         print_demo(ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
+    store.clean_partials(os.path.dirname(os.path.abspath(config["database"]["path"])))
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = make_app(config)
     replicator = app.settings["server5k_replica"]
@@ -563,10 +564,14 @@ async def serve(config, demo=False, ready=None):
              "behind)" % (replica.redact_url(replicator.url), replicator.interval_s)
              if replicator is not None else "none (set replica.url to keep one off this laptop)")
     log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
-    if ready is not None:
-        ready()
-    await stopping.wait()
-    await shutdown(app, server)
+    write_run_file(config)  # the command line's changes go through this server from now on
+    try:
+        if ready is not None:
+            ready()
+        await stopping.wait()
+        await shutdown(app, server)
+    finally:
+        remove_run_file(config)
 
 
 async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
@@ -595,6 +600,74 @@ async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
     log.info("stopped cleanly")
 
 
+# -- the run file: which server serves a database ---------------------------------------------
+# While `serve` runs, a small file beside the database says so (its pid, when that process
+# started, its URL). Every command that changes data reads it: with a live server it goes
+# through the server's API (its writer orders every change; nothing waits on a lock), else it
+# writes the database itself. A file left by a killed server names a process that is gone (or
+# another process with that pid, started at another time): it is ignored.
+def run_file(config):
+    return Path(config["database"]["path"] + ".server.json")
+
+
+def process_started(pid):
+    """When process ``pid`` started (clock ticks since boot, Linux), or None where unknown."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_run_file(config):
+    info = {"pid": os.getpid(), "started": process_started(os.getpid()),
+            "url": base_url(config), "database": os.path.abspath(config["database"]["path"])}
+    path = run_file(config)
+    partial = path.with_name(path.name + ".%d.tmp" % os.getpid())
+    write_private(partial, lambda handle: json.dump(info, handle))
+    os.replace(partial, path)
+
+
+def remove_run_file(config):
+    """Remove the run file if it is this process's (a second `serve` refused with the address
+    in use never removes the first one's)."""
+    path = run_file(config)
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def running_server(config):
+    """The URL of the live server that serves this config's database, or None when none does.
+    A server whose process lives but that does not answer (starting, stopping, hung) is a
+    CliError: the command neither competes with it for the database nor waits for ever."""
+    try:
+        info = json.loads(run_file(config).read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # killed: its file stayed behind
+    except PermissionError:
+        pass  # alive, another user's
+    if info.get("started") is not None and process_started(pid) not in (None, info["started"]):
+        return None  # the pid was reused by another process
+    try:
+        status, _ = http_json("GET", url + "/api/me/", context=client_context(config),
+                              timeout=5)
+    except CliError:
+        status = None
+    if status != 401:  # a Server5K server answers an anonymous /api/me/ with a JSON 401
+        raise CliError("a server (pid %d) is running for %s but does not answer at %s; try "
+                       "again once it has started, or stop it" % (
+                           pid, config["database"]["path"], url))
+    return url
+
+
 def base_url(config):
     host = config["server"]["host"]
     if host in ("0.0.0.0", ""):
@@ -610,9 +683,14 @@ def base_url(config):
 # ------------------------------------------------------------------------------------------------
 # Demo data
 # ------------------------------------------------------------------------------------------------
+def demo_credentials_file(config):
+    """The demo event's logins, beside its database: this file marks the demo database."""
+    return Path(config["database"]["path"] + ".demo-credentials.json")
+
+
 def ensure_demo(config):
     """Create the demo event once (idempotent): its credentials, kept beside the database."""
-    path = Path(config["database"]["path"] + ".demo-credentials.json")
+    path = demo_credentials_file(config)
     models.open_database(config["database"]["path"])
     with models.db.connection_context():
         if path.exists() and roster.demo_competition_id() is not None:
@@ -681,7 +759,97 @@ def password_or_generated(args):
     return models.generate_password(), True
 
 
+def write_alone(fn, *args):
+    """A change with no server running: the domain function run as the server runs it, as a
+    job of the one writer (store.Writer: its thread, BEGIN IMMEDIATE, a savepoint, a durable
+    commit). Passwords are hashed before, never inside its transaction."""
+    writer = store.Writer()
+    writer.start()
+    try:
+        return writer.submit(fn, *args).result()
+    finally:
+        writer.stop()
+
+
+# What each command needs, declared beside it (``@needs``) and provided by main():
+NOTHING = "nothing"    # neither the database nor a server of its own (serve, restore, ...)
+DATABASE = "database"  # reads the database (WAL: never in a running server's way)
+SERVER = "server"      # talks to the running server as an organizer (race, records, ...)
+CHANGES = "changes"    # changes data: through the server that serves the database, when one
+#                        runs (args.server, a ServerSession); else the same domain functions on
+#                        the database itself (args.server is None). Never both at once.
+
+
+def needs(what):
+    def declare(command):
+        command.needs = what
+        return command
+    return declare
+
+
+def say(args, text):
+    """What the command worked on, for the organizer: one line on stderr once it succeeded
+    (a refused command's one line is its error)."""
+    args.worked_on = text
+
+
+def said(args):
+    if getattr(args, "worked_on", None):
+        print("server5k: %s" % printable(args.worked_on), file=sys.stderr, flush=True)
+
+
+def open_event_database(args, config, server_url_=None):
+    """Open the config's database for this command, saying which one on stderr; the demo
+    database (the one `serve --demo` made) only when asked with --demo: a terminal without
+    SERVER5K_CONFIG must not work on the demo event unawares. ``server_url_``: a server
+    serves it (its schema is ready: opened without schema work, which would take the write
+    lock)."""
+    path = config["database"]["path"]
+    check_not_demo(args, config)
+    say(args, "database %s (config %s)%s" % (path, config["_path"], "; served by %s" %
+                                             server_url_ if server_url_ else ""))
+    if server_url_:
+        models.db.init(path, pragmas=models.PRAGMAS)
+    else:
+        models.open_database(path)
+
+
+def check_not_demo(args, config):
+    path = config["database"]["path"]
+    if demo_credentials_file(config).exists() and not getattr(args, "use_demo", False):
+        raise CliError("%s is the demo database (`serve --demo` made it; config %s): is "
+                       "SERVER5K_CONFIG set in this terminal? pass --demo to use it anyway"
+                       % (path, config["_path"]))
+
+
+def provide(args, config):
+    """Give the command what it declared it needs (see NOTHING ... CHANGES)."""
+    need = getattr(args, "needs", None) or getattr(args.func, "needs", NOTHING)
+    args.server = None
+    if need == DATABASE:
+        open_event_database(args, config, running_server(config))
+    elif need == CHANGES:
+        url = running_server(config)
+        if url is None:
+            open_event_database(args, config)
+            return
+        check_not_demo(args, config)
+        path = config["database"]["path"]
+        say(args, "database %s (config %s) is served by %s: the change went through it" % (
+            path, config["_path"], url))
+        args.server = ServerSession(args, config, url, why=(
+            "a server is running for %s at %s, so changes go through it as an organizer"
+            % (path, url)))
+
+
+@needs(NOTHING)
 def cmd_init_db(args, config):
+    url = running_server(config)
+    if url is not None:
+        print("database ready: %s is served by %s (its schema is version %d)" % (
+            config["database"]["path"], url, models.SCHEMA_VERSION))
+        return
+    say(args, "database %s (config %s)" % (config["database"]["path"], config["_path"]))
     models.open_database(config["database"]["path"])
     signing_secret(config)
     print("database ready: %s (schema version %d)" % (config["database"]["path"],
@@ -690,13 +858,23 @@ def cmd_init_db(args, config):
           "restarts, and a second machine needs a copy" % secret_source(config))
 
 
+@needs(NOTHING)
 def cmd_backup(args, config):
     """A consistent copy of the event database, safe while the server is running."""
+    say(args, "database %s (config %s)" % (config["database"]["path"], config["_path"]))
     records = store.backup(config["database"]["path"], args.file)
     print("backup written: %s (%d time records)" % (args.file, records))
 
 
+@needs(NOTHING)
 def cmd_demo(args, config):
+    if running_server(config) is not None:
+        if not demo_credentials_file(config).exists():
+            raise CliError("a server is running for %s: the demo event is made by `serve "
+                           "--demo` (stop it first)" % config["database"]["path"])
+        print_demo(json.loads(demo_credentials_file(config).read_text()), config)
+        return
+    say(args, "database %s (config %s)" % (config["database"]["path"], config["_path"]))
     print_demo(ensure_demo(config), config)
 
 
@@ -714,10 +892,16 @@ def local_date(text, option="--date"):
                        "2026-12-06T09:00:00+01:00" % (option, models.zone().key)) from None
 
 
+@needs(CHANGES)
 def cmd_competition(args, config):
     if args.action == "add":
         fecha = local_date(args.date) if args.date else None
-        comp = roster.add_competition(None, args.name, fecha)
+        if args.server:
+            comp = args.server.call("POST", "/api/competencias/", {
+                "nombre": args.name, "fecha_hora": fecha and models.local_iso(fecha)},
+                what="competition add")
+        else:
+            comp = write_alone(roster.add_competition, None, args.name, fecha)
         emit(args, comp, "competition %d created: %s%s" % (
             comp["id"], comp["nombre"], ", start %s" % models.local_iso(fecha) if fecha else ""))
     else:
@@ -729,6 +913,7 @@ def cmd_competition(args, config):
                                           c["nombre"]))
 
 
+@needs(SERVER)
 def cmd_competition_set(args, config):
     """``competition set ID``: the scoring rule and the scheduled start, on the running server
     (so the live page changes at once, and the change is in the history)."""
@@ -756,18 +941,32 @@ def rule_line(regla):
                                     % regla["minimo"] if regla["minimo"] > 1 else "")
 
 
+@needs(CHANGES)
 def cmd_organizer(args, config):
     password, generated = password_or_generated(args)
-    user = models.create_user(args.username, password, organizer=True)
-    obj = dict(user.to_dict(), **({"password": password} if generated else {}))
+    if args.server:
+        user = args.server.call("POST", "/api/organizadores/", {
+            "username": args.username, "password": password}, what="organizer add")
+    else:
+        user = write_alone(roster.add_organizer, None, args.username, None,
+                           models.new_password_hash(password))
+    obj = dict(user, **({"password": password} if generated else {}))
     emit(args, obj, "organizer %d created: %s%s" % (
-        user.id, user.username, ("\npassword (shown once): %s" % password) if generated else ""))
+        user["id"], user["username"],
+        ("\npassword (shown once): %s" % password) if generated else ""))
 
 
+@needs(CHANGES)
 def cmd_judge(args, config):
     if args.action == "add":
         password, generated = password_or_generated(args)
-        juez = roster.add_judge(None, args.competition, args.username, args.name, password)
+        if args.server:
+            juez = args.server.call("POST", "/api/competencias/%d/jueces/" % args.competition, {
+                "username": args.username, "nombre": args.name, "password": password},
+                what="judge add")["juez"]
+        else:
+            juez = write_alone(roster.add_judge, None, args.competition, args.username,
+                               args.name, None, models.new_password_hash(password))
         obj = {"id": juez["id"], "username": juez["username"], "nombre": juez["nombre"],
                "competencia_id": juez["competencia"]["id"]}
         if generated:
@@ -792,23 +991,42 @@ def cmd_judge(args, config):
                 raise CliError("empty password")
         else:
             password, generated = models.generate_password(), True
-        # Written to the database directly, with or without a running server: the server
-        # refuses the user's earlier tokens at their next use (every token check reads the
-        # generation this moves on) and closes its sockets within server.ws_ping_interval_s.
-        user = models.set_password(args.username, password)
+        if args.server:  # a judge's password, through the server: its sockets close at once
+            juez = args.server.call("PATCH", "/api/jueces/%d/" % judge_id(
+                args.server, args.username, "only a judge's password can be changed while "
+                "the server runs"), {"password": password}, what="judge passwd")
+            username = juez["username"]
+        else:  # refused at their next use by a server started later (token generations)
+            user = models.User.get_or_none(
+                models.User.username_key == models.username_key(args.username))
+            if user is None:
+                raise models.NotFound("El usuario %r no existe." % args.username,
+                                      "user_not_found")
+            write_alone(models.replace_password, user.id, models.new_password_hash(password))
+            username = user.username
         print("password changed for %s; every token issued before is refused%s" % (
-            user.username, ("\nnew password (shown once): %s" % password) if generated else ""))
+            username, ("\nnew password (shown once): %s" % password) if generated else ""))
 
 
+@needs(CHANGES)
 def cmd_team(args, config):
     if args.action == "add":
-        juez = roster.find_judge(args.judge)
-        team = roster.add_team(None, juez.competencia_id, args.name, args.dorsal, juez.id,
-                               args.category)
+        if args.server:
+            juez = server_judge(args.server, args.judge)
+            team = args.server.call("POST", "/api/competencias/%d/equipos/" % (
+                juez["competencia_id"]), {"nombre": args.name, "dorsal": args.dorsal,
+                                          "juez_id": juez["id"], "categoria": args.category},
+                what="team add")
+            username = juez["username"]
+        else:
+            juez = roster.find_judge(args.judge)
+            team = write_alone(roster.add_team, None, juez.competencia_id, args.name,
+                               args.dorsal, juez.id, args.category)
+            username = juez.user.username
         obj = {key: team[key] for key in ("id", "nombre", "dorsal", "juez_id", "competencia_id",
                                           "categoria")}
         emit(args, obj, "team %d created: %s (dorsal %d, judge %s, competition %d%s)" % (
-            team["id"], team["nombre"], team["dorsal"], juez.user.username,
+            team["id"], team["nombre"], team["dorsal"], username,
             team["competencia_id"], ", category %s" % team["categoria"] if team["categoria"]
             else ""))
     else:
@@ -825,28 +1043,54 @@ CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
 def write_credentials(handle, rows):
-    """The credentials CSV that `import` and `simulate --create-demo` write (and read back)."""
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back).
+    A cell a spreadsheet would run as a formula (a judge named ``=HYPERLINK(...)``) gets a
+    leading apostrophe, as the console's downloads do (models._csv_cell); read_credential
+    takes it off again."""
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows([models._csv_cell(value) for value in row] for row in rows)
 
 
+def read_credential(value):
+    """A cell of a credentials CSV as it was before write_credentials guarded it."""
+    if isinstance(value, str) and value[:1] == "'" and models._csv_cell(value[1:]) != value[1:]:
+        return value[1:]
+    return value
+
+
+@needs(CHANGES)
 def cmd_import(args, config):
-    """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file."""
+    """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file.
+    A team already there (its dorsal) is corrected where the roster says otherwise."""
     path = Path(args.roster)
-    rows, notes = roster.read_roster(path)
+    rows, notes = roster.read_roster(path)  # (read and checked here: errors name the file)
+    if args.server:
+        answer = args.server.call(
+            "POST", "/api/competencias/%d/importar/" % args.competition,
+            raw=path.read_bytes(), content_type="text/csv", timeout=600, what="import")
+        notes = [note.replace("El CSV", str(path)) for note in answer["notas"]]
+        result = dict(answer, credenciales=[[c["username"], c["password"], c["juez_id"],
+                                             c["nombre"]] for c in answer["credenciales"]])
+    else:  # read and hashed here, then written in one transaction (all or nothing)
+        plan = roster.plan_roster(rows, args.competition, source=str(path))
+        result = write_alone(roster.apply_roster, plan, None, roster.roster_passwords(plan))
     for note in notes:
         print("note: %s" % printable(note))
-    with models.db.connection_context():
-        result = roster.import_roster(rows, args.competition, source=str(path))
     creds_path = None
     if result["credenciales"]:
         creds_path = credentials_file(args.credentials, path)
         write_private(creds_path, lambda handle: write_credentials(handle, result["credenciales"]),
                       exclusive=True)
-    print("imported %d judges (%d new) and %d teams into competition %d%s" % (
+    for team in result["detalle"]["equipos"]:
+        if team.get("cambios"):
+            print("line %s: dorsal %d %s" % (team["linea"], team["dorsal"], printable("; ".join(
+                "%s %s -> %s" % (field, before, after)
+                for field, (before, after) in team["cambios"].items()))))
+    print("imported %d judges (%d new) and %d teams into competition %d%s%s" % (
         result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
-        ("; new passwords in %s (mode 0600)" % creds_path) if creds_path else ""))
+        "; %d teams corrected" % result["equipos_cambiados"] if result["equipos_cambiados"]
+        else "", ("; new passwords in %s (mode 0600)" % creds_path) if creds_path else ""))
 
 
 def credentials_file(given, roster_path):
@@ -866,14 +1110,16 @@ def credentials_file(given, roster_path):
 
 
 # -- race: talks to the running server over HTTP as an organizer ---------------------------------
-def http_json(method, url, body=None, token=None, context=None):
-    data = json.dumps(body).encode() if body is not None else None
+def http_json(method, url, body=None, token=None, context=None, timeout=15, raw=None,
+              content_type="application/json"):
+    """A JSON API call: (status, answer). ``raw``: bytes sent as they are (a roster CSV)."""
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    request.add_header("Content-Type", content_type)
     if token:
         request.add_header("Authorization", "Bearer " + token)
     try:
-        with urllib.request.urlopen(request, timeout=15, context=context) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -899,14 +1145,23 @@ class ServerSession:
     """The command line as an organizer of the running server: logs in once, then calls the
     same API the console uses. Errors become one-line CliErrors."""
 
-    def __init__(self, args, config):
-        self.url = server_url(getattr(args, "url", None), config)
+    def __init__(self, args, config, url=None, why=None):
+        """``why``: the session a command that changes data opens because a server runs for
+        its database (``provide``): the login comes from the environment only (such a
+        command's --password is the new account's), and a missing one is explained by it."""
+        self.url = url or server_url(getattr(args, "url", None), config)
         self.context = client_context(config)
-        user = getattr(args, "user", None) or os.environ.get("SERVER5K_USER")
-        password = getattr(args, "password", None) or os.environ.get("SERVER5K_PASSWORD")
+        given = (lambda name: None) if why else (lambda name: getattr(args, name, None))
+        user = given("user") or os.environ.get("SERVER5K_USER")
+        password = given("password") or os.environ.get("SERVER5K_PASSWORD")
         if not user or not password:
+            missing = " and ".join(name for name, value in (("SERVER5K_USER", user),
+                                                            ("SERVER5K_PASSWORD", password))
+                                   if not value)
+            if why:
+                raise CliError("%s; set %s to an organizer's login" % (why, missing))
             raise CliError("organizer credentials needed: --user/--password or "
-                           "SERVER5K_USER/SERVER5K_PASSWORD")
+                           "SERVER5K_USER/SERVER5K_PASSWORD (%s not set)" % missing)
         status, answer = http_json("POST", self.url + "/api/token/",
                                    {"username": user, "password": password},
                                    context=self.context)
@@ -914,10 +1169,11 @@ class ServerSession:
             raise CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
         self.token = answer["access"]
 
-    def call(self, method, path, body=None, what=None):
-        """The answer of a 2xx; a CliError naming ``what`` (or the path) otherwise."""
+    def call(self, method, path, body=None, what=None, **options):
+        """The answer of a 2xx; a CliError naming ``what`` (or the path) otherwise.
+        ``options``: http_json's (``raw`` bytes and their ``content_type``, ``timeout``)."""
         status, answer = http_json(method, self.url + path, body, token=self.token,
-                                   context=self.context)
+                                   context=self.context, **options)
         if status >= 300:
             code = answer.get("code")
             words = CLI_WORDS.get(code)
@@ -990,6 +1246,7 @@ def race_line(comp):
                                           "; results official" if comp.get("oficial") else "")
 
 
+@needs(SERVER)
 def cmd_race(args, config):
     session = ServerSession(args, config)
     cid = args.id
@@ -1076,6 +1333,7 @@ def record_line(r):
         ("  [%s]" % ", ".join(flags)) if flags else "")
 
 
+@needs(SERVER)
 def cmd_records(args, config):
     """The organizer's records and their corrections, on the running server."""
     session = ServerSession(args, config)
@@ -1130,6 +1388,7 @@ def cmd_records(args, config):
         print(record_line(shown(record)))
 
 
+@needs(SERVER)
 def cmd_team_correction(args, config):
     """``team status`` and ``team penalty`` on the running server."""
     session = ServerSession(args, config)
@@ -1143,17 +1402,25 @@ def cmd_team_correction(args, config):
         team["id"], team["nombre"], team["estado"], team["penalizacion_ms"]))
 
 
-def judge_id(session, reference):
+def judge_id(session, reference, otherwise=None):
     """A judge's id on the running server, by username (case-insensitive) or id."""
+    return server_judge(session, reference, otherwise)["id"]
+
+
+def server_judge(session, reference, otherwise=None):
+    """A judge on the running server ({"id", "username", "nombre", "competencia_id",
+    "activo"}), by username (case-insensitive) or id."""
     judges = session.call("GET", "/api/jueces/", what="judge list")["jueces"]
-    key = models.username_key(reference)
+    key = models.username_key(str(reference))
     for juez in judges:
-        if models.username_key(juez["username"]) == key or str(juez["id"]) == reference.strip():
-            return juez["id"]
-    raise CliError("no judge %r on the server: give a username or an id (judge list)"
-                   % reference)
+        if models.username_key(juez["username"]) == key or str(juez["id"]) == str(
+                reference).strip():
+            return juez
+    raise CliError("no judge %r on the server%s: give a username or an id (judge list)"
+                   % (reference, " (%s)" % otherwise if otherwise else ""))
 
 
+@needs(SERVER)
 def cmd_judge_active(args, config):
     """``judge deactivate|activate USERNAME`` on the running server."""
     session = ServerSession(args, config)
@@ -1164,6 +1431,7 @@ def cmd_judge_active(args, config):
         "inactive; its tokens are refused and its sockets closed"))
 
 
+@needs(SERVER)
 def cmd_team_edit(args, config):
     """``team edit EID [--name N] [--dorsal N] [--judge J] [--category C]`` on the running
     server."""
@@ -1184,6 +1452,7 @@ def cmd_team_edit(args, config):
         team["id"], team["nombre"], team["dorsal"], team["juez_id"], team["categoria"] or "-"))
 
 
+@needs(SERVER)
 def cmd_audit(args, config):
     """The competition's history, from the running server."""
     session = ServerSession(args, config)
@@ -1202,6 +1471,7 @@ def cmd_audit(args, config):
             a["motivo"] or ""))
 
 
+@needs(NOTHING)
 def cmd_results(args, config):
     """The standings from the database (works while the server runs: WAL readers), or
     ``results official|reopen ID`` on the running server."""
@@ -1211,7 +1481,7 @@ def cmd_results(args, config):
         args.id = int(args.what)
     except ValueError:
         raise CliError("results takes a competition ID (or official ID, reopen ID)") from None
-    models.open_database(config["database"]["path"])
+    open_event_database(args, config, running_server(config))
     result = models.ranking(args.id)
     if args.category is not None:
         if args.category not in result["categorias"]:
@@ -1295,23 +1565,73 @@ def simulation_credentials_path(config):
     return Path(config["database"]["path"] + ".simulate-credentials.csv")
 
 
-def create_simulation_judges(config, judges, competencia_id=None):
+def create_simulation_judges(config, judges, competencia_id=None, session=None):
     """Rehearsal judges simjuez1..N (roster.rehearsal_judges) in the competition (the demo one
-    by default); passwords of new ones go to the credentials file, mode 0600.
+    by default); passwords of new ones go to the credentials file, mode 0600. ``session``: the
+    running server's (a ServerSession), through which they are made while it runs.
     Returns (competencia_id, credentials path)."""
     if competencia_id is None:
-        competencia_id = ensure_demo(config)["competencia_id"]
-    models.open_database(config["database"]["path"])
+        if session is not None:
+            if not demo_credentials_file(config).exists():
+                raise CliError("no demo event in %s: give --competition ID"
+                               % config["database"]["path"])
+            competencia_id = json.loads(demo_credentials_file(config).read_text())[
+                "competencia_id"]
+        else:
+            competencia_id = ensure_demo(config)["competencia_id"]
     path = simulation_credentials_path(config)
     known = {}
     if path.exists():
         with path.open(newline="", encoding="utf-8") as handle:
-            known = {row["usuario"]: row for row in csv.DictReader(handle)}
-    with models.db.connection_context():
-        rows = roster.rehearsal_judges(competencia_id, judges, known)
+            known = {read_credential(row["usuario"]): {
+                key: read_credential(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)}
+    if session is not None:
+        rows = rehearsal_judges_through(session, competencia_id, judges, known)
+    else:
+        models.open_database(config["database"]["path"])
+        with models.db.connection_context():
+            rows = roster.rehearsal_judges(competencia_id, judges, known)
     write_private(path, lambda handle: write_credentials(
         handle, [[r["usuario"], r["contrasena"], r["juez_id"], r["nombre"]] for r in rows]))
     return competencia_id, path
+
+
+@needs(NOTHING)
+def rehearsal_judges_through(session, competencia_id, count, known):
+    """roster.rehearsal_judges, through the running server's API (as an organizer)."""
+    judges = {j["username"]: j for j in session.call("GET", "/api/jueces/",
+                                                     what="judge list")["jueces"]}
+    board = session.call("GET", "/api/competencias/%d/jueces/" % competencia_id,
+                         what="judges board")
+    with_teams = {j["id"] for j in board["jueces"] if j["equipos"]}
+    dorsal = max([e["dorsal"] for j in board["jueces"] for e in j["equipos"]] or [0])
+    rows = []
+    for n in range(1, count + 1):
+        username = "%s%d" % (roster.REHEARSAL_PREFIX, n)
+        juez = judges.get(username)
+        if juez is not None and juez["competencia_id"] != competencia_id:
+            raise CliError("%s is a judge of competition %d, not %d"
+                           % (username, juez["competencia_id"], competencia_id))
+        if juez is not None and username in known:
+            rows.append(known[username])
+            continue
+        password = models.generate_password()
+        if juez is None:
+            juez = session.call("POST", "/api/competencias/%d/jueces/" % competencia_id, {
+                "username": username, "nombre": "Juez simulado %d" % n, "password": password},
+                what="judge add")["juez"]
+        else:
+            juez = session.call("PATCH", "/api/jueces/%d/" % juez["id"],
+                                {"password": password}, what="judge passwd")
+        if juez["id"] not in with_teams:
+            dorsal += 1
+            session.call("POST", "/api/competencias/%d/equipos/" % competencia_id, {
+                "nombre": "Equipo simulado %d" % n, "dorsal": dorsal, "juez_id": juez["id"]},
+                what="team add")
+        rows.append({"usuario": username, "contrasena": password, "juez_id": juez["id"],
+                     "nombre": juez["nombre"]})
+    return rows
 
 
 def cmd_simulate(args, config):
@@ -1321,7 +1641,12 @@ def cmd_simulate(args, config):
     if args.create_demo:
         print("creating or reusing %d rehearsal judges (%s1..%s%d) ..." % (
             args.judges, roster.REHEARSAL_PREFIX, roster.REHEARSAL_PREFIX, args.judges), flush=True)
-        competencia_id, path = create_simulation_judges(config, args.judges, competencia_id)
+        url = running_server(config)
+        # (a server runs for the database: the rehearsal judges are made through it, as an
+        # organizer: --user/--password or SERVER5K_USER/SERVER5K_PASSWORD)
+        session = url and ServerSession(args, config, url)
+        competencia_id, path = create_simulation_judges(config, args.judges, competencia_id,
+                                                        session)
         print("competition %d; their passwords are in %s (mode 0600)" % (competencia_id, path))
     else:
         path = Path(args.credentials) if args.credentials else simulation_credentials_path(config)
@@ -1330,7 +1655,8 @@ def cmd_simulate(args, config):
                            "`import` writes) or --create-demo to create rehearsal judges" % path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            credentials = [(row["usuario"], row["contrasena"]) for row in csv.DictReader(handle)]
+            credentials = [(read_credential(row["usuario"]), read_credential(row["contrasena"]))
+                           for row in csv.DictReader(handle)]
     except (KeyError, csv.Error, UnicodeDecodeError) as exc:
         raise CliError("%s is not a credentials CSV (usuario,contrasena,...): %s"
                        % (path, exc)) from None
@@ -1356,6 +1682,7 @@ def cmd_simulate(args, config):
         raise CliError("the rehearsal did not complete (see the summary above)")
 
 
+@needs(NOTHING)
 def cmd_restore(args, config):
     """The latest live copy (replica.url, or --from URL) into a new database file, checked."""
     url = args.source or config["replica"]["url"]
@@ -1373,14 +1700,17 @@ def cmd_restore(args, config):
           "set replica.url to a NEW location on this machine" % secret_file(config))
 
 
+@needs(NOTHING)
 def cmd_serve(args, config):
     asyncio.run(serve(config, demo=args.demo))
 
 
 ENV_HELP = ("Commands marked (server) talk to the running server as an organizer: "
             "--user/--password, or SERVER5K_USER and SERVER5K_PASSWORD in the environment; the "
-            "address comes from the config (--url to override). The others work on the "
-            "database directly, with or without a running server.")
+            "address comes from the config (--url to override). Commands that change data "
+            "go through the server that serves the database when one runs (as an organizer, "
+            "the same way), else write the database themselves; the others read it. Each says "
+            "on stderr which database it works on.")
 
 
 class Parser(argparse.ArgumentParser):
@@ -1404,6 +1734,10 @@ def build_parser():
                         help="config file (default: $SERVER5K_CONFIG, else config.yaml beside "
                              "server5k.py); a file named here must exist")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--demo", dest="use_demo", action="store_true",
+                        help="work on the demo database (the one `serve --demo` made): "
+                             "refused without this, so that a terminal without "
+                             "SERVER5K_CONFIG never changes the demo event unawares")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the server (Ctrl-C stops it gracefully)")
@@ -1457,7 +1791,8 @@ def build_parser():
     p.add_argument("--reason", help="why (kept in the history)")
     add_session_arguments(p)
     for name, p in comp.choices.items():
-        p.set_defaults(func=cmd_competition_set if name == "set" else cmd_competition)
+        p.set_defaults(func=cmd_competition_set if name == "set" else cmd_competition,
+                       needs=DATABASE if name == "list" else None)
 
     p = sub.add_parser("organizer", help="organizer accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -1485,8 +1820,8 @@ def build_parser():
     p.add_argument("username", help="whose password (judge or organizer)")
     p.add_argument("--password", help="default: asked on a terminal, else generated and "
                    "printed once")
-    for p in judge.choices.values():
-        p.set_defaults(func=cmd_judge)
+    for name, p in judge.choices.items():
+        p.set_defaults(func=cmd_judge, needs=DATABASE if name == "list" else None)
     for action, words in (("deactivate", "(server) lock a judge out at once: its tokens are "
                                          "refused and its open sockets closed"),
                           ("activate", "(server) let a deactivated judge log in and work again")):
@@ -1509,8 +1844,8 @@ def build_parser():
     p = team.add_parser("list", help="teams with their judges")
     p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
     p.add_argument("--json", action="store_true", help="print them as JSON")
-    for p in team.choices.values():
-        p.set_defaults(func=cmd_team)
+    for name, p in team.choices.items():
+        p.set_defaults(func=cmd_team, needs=DATABASE if name == "list" else None)
     p = team.add_parser("edit", help="(server) rename a team, change its dorsal or category, "
                         "or give it to another judge")
     p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")
@@ -1667,15 +2002,14 @@ def main(argv=None):
         models.configure(contados=config["race"]["records_scored_per_team"],
                          tolerancia_ms=config["race"]["impossible_time_tolerance_ms"],
                          timezone=config["race"]["timezone"])
-        if args.func not in (cmd_serve, cmd_race, cmd_demo, cmd_init_db, cmd_backup,
-                             cmd_simulate, cmd_records, cmd_team_correction, cmd_audit,
-                             cmd_results, cmd_restore, cmd_judge_active, cmd_team_edit,
-                             cmd_competition_set):
-            models.open_database(config["database"]["path"])
+        provide(args, config)
         args.func(args, config)
+        said(args)
     except (ConfigError, CliError, models.DomainError, replica.ReplicaError, OSError,
             ssl.SSLError) as exc:
-        print("server5k: error: %s" % (getattr(exc, "detail", None) or exc), file=sys.stderr)
+        # (printable: a roster's header cell or a name can carry terminal escape sequences)
+        print("server5k: error: %s" % printable(str(getattr(exc, "detail", None) or exc)),
+              file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130

@@ -33,6 +33,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import re
 import signal
 import sqlite3
 import tempfile
@@ -507,8 +508,9 @@ def backup(source_path, target_path):
     if os.path.lexists(target_path):
         raise models.Conflict("%s ya existe; elija otro nombre." % target_path, "backup_exists")
     folder = os.path.dirname(os.path.abspath(target_path))
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(target_path),
-                                       suffix=".partial")
+    clean_partials(folder)  # a killed backup's leftovers (they can be the database's size)
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=".%s.%d." % (
+        os.path.basename(target_path), os.getpid()), suffix=".partial")
     os.close(handle)
     try:
         _copy(source_path, partial)
@@ -523,6 +525,42 @@ def backup(source_path, target_path):
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
+
+
+# A backup's temporary file: .NAME.PID.RANDOM.partial (PID: the process writing it).
+_PARTIAL = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.partial$")
+
+
+def clean_partials(folder):
+    """Remove the temporary files of backups whose process is gone (killed mid-copy: nothing
+    else would ever remove them). Files of a backup still running are left alone. Returns the
+    names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _PARTIAL.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+    if removed:
+        log.warning("removed %d unfinished backup file(s) left by a stopped backup in %s: %s",
+                    len(removed), folder, ", ".join(removed))
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copy(source_path, target_path):

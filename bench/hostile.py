@@ -59,7 +59,9 @@ HOSTILE_JUDGE = 499            # whose token the non-reading socket uses
 SUBMITTING_JUDGE = 2           # team 2
 PROBE_ADDRESS = "127.0.0.2"
 LOADS = ("resultados16", "csv128", "junk8", "junk64", "loginflood", "pingflood",
-         "spectators1100", "descriptors", "spectator-flood")
+         "spectators1100", "descriptors", "spectator-flood", "preview2000", "preview5000",
+         "preview80000", "import2000", "import5000", "import80000", "cli-import2000",
+         "cli-import5000")
 # descriptors: one address holds this many idle connections (each one the server closes is
 # opened again DESCRIPTOR_REOPEN_S later), a tenth of them trickling half a request header.
 DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 5.0
@@ -67,6 +69,11 @@ DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 5.0
 # (reconnecting when closed).
 FLOOD_SPECTATORS = 100
 FLOOD_ADDRESSES = ["127.0.0.%d" % n for n in range(11, 16)]
+# The organizer's own actions (issue 22): a roster preview or import of N rows, one after
+# another for as long as the load runs, each into a competition of its own (2, 3, ...), the
+# probes' race being competition 1. Every import has new judges (a password hashed each).
+ROSTER_LOADS = {name: int("".join(c for c in name if c.isdigit()))
+                for name in LOADS if name.startswith(("preview", "import", "cli-import"))}
 DESCRIBED = {
     "resultados16": "wrk, 16 connections on `/api/competencias/1/resultados/`",
     "csv128": "wrk, 128 connections on `?format=csv`",
@@ -77,6 +84,14 @@ DESCRIBED = {
     "spectators1100": "1,100 spectator sockets from one address",
     "descriptors": "one address holding 3,000 idle connections (reopened when closed)",
     "spectator-flood": "100 spectator sockets from 5 addresses sending 60 KiB frames",
+    "preview2000": "roster previews (`?dry_run=1`) of 2,000 rows, one after another",
+    "preview5000": "roster previews of 5,000 rows, one after another",
+    "preview80000": "roster previews of 80,000 rows (1 MiB), one after another",
+    "import2000": "roster imports of 2,000 rows (20 new judges), one after another",
+    "import5000": "roster imports of 5,000 rows (50 new judges), one after another",
+    "import80000": "roster imports of 80,000 rows (50 new judges, 1 MiB), one after another",
+    "cli-import2000": "`server5k.py import` of 2,000 rows while the server runs",
+    "cli-import5000": "`server5k.py import` of 5,000 rows while the server runs",
 }
 PROBES = ("start", "login", "me", "handshake", "submission")
 PROBE_NAMES = {"start": "start notice", "login": "judge login", "me": "`/api/me/`",
@@ -249,8 +264,14 @@ wrk.body = "[" .. string.rep("{},", 86999) .. "{}]"
 """
 
 
-def start_load(name, server, tokens, workdir, wrk):
+def start_load(name, server, tokens, workdir, wrk, organizer=None):
     """The load's process, running until it gets SIGINT, and how to read what it printed."""
+    if name in ROSTER_LOADS:  # the organizer's own actions, with its token (or its login)
+        argv = [sys.executable, __file__, "--child", name, "--url", server.url,
+                "--token", organizer, "--config", str(server.workdir / (
+                    "config-%d.yaml" % server.port))]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True), _child_summary
     if name in ("resultados16", "csv128", "junk8", "junk64"):
         connections = int("".join(c for c in name if c.isdigit()))
         path = "/api/competencias/1/resultados/" + ("?format=csv" if name == "csv128" else "")
@@ -444,7 +465,102 @@ async def child_spectator_flood(url, stop, token):
                                                  json.dumps(counts, sort_keys=True))
 
 
-def child(name, url, token):
+def _b36(n, width):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        text = digits[r] + text
+    return text
+
+
+def roster_csv(rows, iteration):
+    """A roster of ``rows`` teams (dorsals 1..rows, one-letter names: 80,000 rows fit in the
+    1 MiB the server takes) and rows/100 new judges (at most 50) named for this iteration."""
+    judges = max(1, min(50, rows // 100))
+    names = [_b36(iteration * 50 + j, 3) for j in range(judges)]
+    return ("juez_usuario,juez_nombre,equipo,dorsal\n" + "".join(
+        "%s,,x,%d\n" % (names[n % judges], n + 1) for n in range(rows))).encode()
+
+
+async def _roster_load(name, url, stop, token, config):
+    rows = ROSTER_LOADS[name]
+    http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=2)
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+
+    async def post(path, body, content_type="application/json"):
+        response = await http.fetch(url + path, method="POST", body=body, raise_error=False,
+                                    headers=dict(headers, **{"Content-Type": content_type}),
+                                    request_timeout=900)
+        return response.code, response.body
+
+    durations, answers, iteration = [], {}, 0
+    competition = None
+    while not stop.is_set():
+        iteration += 1
+        if competition is None or not name.startswith("preview"):
+            code, body = await post("/api/competencias/", json.dumps(
+                {"nombre": "Roster %s %d" % (name, iteration)}))
+            competition = json.loads(body)["id"]
+        text = roster_csv(rows, int(time.time() * 10) % 20000 + iteration)
+        started = time.monotonic()
+        if name.startswith("cli-import"):
+            path = Path(tempfile.mkdtemp(prefix="roster-")) / "roster.csv"
+            path.write_bytes(text)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "server5k.py"), "--config", config, "import",
+                str(path), "--competition", str(competition), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=dict(__import__("os").environ, SERVER5K_USER="org",
+                                                 SERVER5K_PASSWORD=bench.PASSWORD))
+            out, err = await process.communicate()
+            code = "exit %d%s" % (process.returncode, "" if process.returncode == 0 else
+                                  ": " + err.decode(errors="replace").strip()[-200:])
+        else:
+            code, _ = await post("/api/competencias/%d/importar/%s" % (
+                competition, "?dry_run=1" if name.startswith("preview") else ""), text,
+                "text/csv")
+        durations.append(time.monotonic() - started)
+        answers[str(code)] = answers.get(str(code), 0) + 1
+    durations.sort()
+    return "%d %s of %d rows: median %.2f s, max %.2f s; answers %s" % (
+        len(durations), name.rstrip("0123456789") + "s", rows,
+        durations[len(durations) // 2] if durations else 0, durations[-1] if durations else 0,
+        json.dumps(answers, sort_keys=True))
+
+
+def roster_steps(sizes):
+    """The writer's holds of an import, measured on the functions the server runs (a fresh
+    database): the plan (a reader's work, the preview), then each writer step's duration."""
+    import models
+    import roster
+    lines = ["| rows | parse (reader) | plan = preview (reader) | writer steps | longest step "
+             "| median step | steps in all |", "|---|---|---|---|---|---|---|"]
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="server5k-steps-") as tmp:
+            models.open_database(str(Path(tmp) / "steps.db"))
+            with models.db.connection_context():
+                comp = models.create_competition("Pasos")
+                started = time.perf_counter()
+                parsed, _ = roster.parse_roster(roster_csv(rows, 1))
+                parsed_at = time.perf_counter()
+                plan = roster.plan_roster(parsed, comp.id)
+                planned_at = time.perf_counter()
+                prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
+                steps, ids = [], {}
+                for part in roster.import_steps(plan):
+                    step = time.perf_counter()
+                    with models.db.atomic():  # as the writer runs it: one transaction a job
+                        roster.apply_roster_step(plan, part, None, prepared, ids)
+                    steps.append((time.perf_counter() - step) * 1000)
+            models.db.close()
+        steps.sort()
+        lines.append("| %d | %.0f ms | %.0f ms | %d | %.1f ms | %.1f ms | %.0f ms |" % (
+            rows, (parsed_at - started) * 1000, (planned_at - parsed_at) * 1000, len(steps),
+            steps[-1], steps[len(steps) // 2], sum(steps)))
+    return lines
+
+
+def child(name, url, token, config=None):
     """Run one load until SIGINT, then print what it saw on a LOAD line."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -456,6 +572,8 @@ def child(name, url, token):
         async def main():
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            if name in ROSTER_LOADS:
+                return await _roster_load(name, url, stop, token, config)
             return await globals()["child_" + name.replace("-", "_")](url, stop, token)
         summary = asyncio.run(main())
     print("LOAD " + summary, flush=True)
@@ -496,7 +614,7 @@ def run(args):
                     entry["quiet_rss_kib"] = max(entry["quiet_rss_kib"], sampler.stop())
                     sampler = RssSampler(server)
                     sampler.start()
-                    process, summary = start_load(name, server, tokens, tmp, wrk)
+                    process, summary = start_load(name, server, tokens, tmp, wrk, organizer)
                     time.sleep(args.warmup)
                     _merge(entry, "loaded", asyncio.run(probes.window(args.samples)))
                     process.send_signal(signal.SIGINT)
@@ -576,10 +694,23 @@ def report(results, args, command):
     loads = ["- `%s` (%s), each round: %s" % (name, DESCRIBED[name], "; ".join(entry["load"]))
              for name, entry in results["loads"].items()]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = args.section or section_of(args.loads)
+    heading = args.heading or {
+        SECTION: "Hostile loads: a judge's paths within twice their quiet time (issue 10)",
+        SECTION + " roster": "The organizer's own actions: previews and imports of big rosters "
+                             "(issue 22)"}.get(section, section)
+    steps = []
+    if results.get("steps"):
+        steps = [
+            "The writer's holds of one import (the functions the server runs, timed one by one",
+            "on a fresh database: the preview is the plan, on a reader; an import is its writer",
+            "steps, each one transaction of at most %d judges or teams):" % results["step_size"],
+            ""] + results["steps"] + [""]
     text = "\n".join([
-        "<!-- section: %s -->" % args.section,
-        "## %s" % args.heading,
+        "<!-- section: %s -->" % section,
+        "## %s" % heading,
         "",
+    ] + steps + [
         "One server, race-day defaults, event of %d teams x %d records, open-file limit %s."
         % (TEAMS, args.records, args.nofile or "as inherited"),
         "Each cell: p99 under the load (p99 without it), and their ratio; the target is every",
@@ -610,8 +741,13 @@ def report(results, args, command):
         "What each load itself saw:",
         "",
     ] + loads + ["", "Every figure (ms):", ""] + detail + [
-        "", "<!-- end section: %s -->" % args.section, ""])
+        "", "<!-- end section: %s -->" % section, ""])
     return text
+
+
+def section_of(loads):
+    """The roster loads have a section of their own: running them keeps the other figures."""
+    return SECTION + " roster" if all(name in ROSTER_LOADS for name in loads) else SECTION
 
 
 def say(text):
@@ -635,15 +771,15 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                         help="where to write the report section (default docs/benchmarks.md)")
     parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--section", default=SECTION,
-                        help="the report's section of --out (default %s; another name keeps "
-                             "that one and writes beside it)" % SECTION)
-    parser.add_argument("--heading", default="Hostile loads: a judge's paths within twice "
-                                             "their quiet time (issue 10)",
-                        help="the section's heading")
+    parser.add_argument("--section",
+                        help="the report's section of --out (default %s, or %s roster for "
+                             "the roster loads alone; another name keeps those and writes "
+                             "beside them)" % (SECTION, SECTION))
+    parser.add_argument("--heading", help="the section's heading (default: the section's own)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.loads = [name for name in args.loads.split(",") if name]
     unknown = set(args.loads) - set(LOADS)
@@ -656,13 +792,17 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.child:
-        child(args.child, args.url, args.token)
+        child(args.child, args.url, args.token, args.config)
         return 0
     command = " ".join([".venv/bin/python bench/hostile.py", shlex.join(argv)])
     results = summarize(run(args))
+    sizes = sorted({ROSTER_LOADS[name] for name in args.loads if name in ROSTER_LOADS})
+    if sizes:
+        import roster
+        results["steps"], results["step_size"] = roster_steps(sizes), roster.IMPORT_STEP
     text = report(results, args, command)
     print(text)
-    bench.write_section(args.out, args.section, text)
+    bench.write_section(args.out, args.section or section_of(args.loads), text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     say("report written to %s" % args.out)

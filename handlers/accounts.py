@@ -16,6 +16,7 @@ from handlers.base import OrganizerHandler
 from handlers.errors import ApiError
 from handlers.races import JuecesHandler
 from handlers.sessions import REVOKED
+from handlers.wire import dumps
 
 
 class CompetenciasHandler(OrganizerHandler):
@@ -47,6 +48,23 @@ class CompetitionJudgesHandler(JuecesHandler):
                                    body.get("username"), body.get("nombre"), None, password_hash)
         self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
         self.write_json({"juez": juez, "password": password if generated else None}, status=201)
+
+
+class OrganizadoresHandler(OrganizerHandler):
+    """POST {"username", "password"?} -> 201 the new organizer ({"id", "username",
+    "organizador"}) with "password": the generated one when absent (shown once), else null.
+    How ``organizer add`` creates one while a server runs."""
+
+    async def post(self):
+        body = self.json_body()
+        password = body.get("password")
+        generated = password is None
+        if generated:
+            password = models.generate_password()
+        password_hash = await self.db_hash(models.new_password_hash, password)
+        user = await self.db_write(roster.add_organizer, self.user_id, body.get("username"),
+                                   None, password_hash)
+        self.write_json(dict(user, password=password if generated else None), status=201)
 
 
 class JuecesListHandler(OrganizerHandler):
@@ -106,40 +124,62 @@ class EquipoHandler(OrganizerHandler):
 
 class ImportarHandler(OrganizerHandler):
     """POST the roster CSV (``Content-Type: text/csv``) -> {"jueces_nuevos",
-    "equipos_nuevos", "credenciales", "jueces", "detalle", "notas", "dry_run"}, all or
-    nothing. ``?dry_run=1``: the preview, nothing written.
+    "equipos_nuevos", "equipos_cambiados", "credenciales", "jueces", "detalle", "notas",
+    "dry_run"}. ``?dry_run=1``: the preview, nothing written.
 
-    The import is first run as a preview (its writes rolled back), which says which judges are
-    new; their passwords are generated and hashed one after another on a hashing thread (the
-    other stays free for logins); then the import runs for real with them.
+    Nothing of it holds the writer for more than a few ms (issue 22): the CSV is parsed and the
+    import planned in the worker process (the preview is that plan, and its answer is made
+    there too), never on the writer nor on a thread of this process, whose interpreter lock
+    the event loop needs; the new judges' passwords are
+    hashed one after another on a hashing thread (the other stays free for logins); then the
+    plan is written in writer jobs of at most ``roster.IMPORT_STEP`` teams, so a start or a
+    submission waits a few ms at most. While they run, other changes of this competition's
+    teams are refused (409 ``import_in_progress``), so what the plan read stays true; each step
+    checks it again anyway (409 ``roster_changed``, that step written not at all).
     """
 
     SOURCE = "El CSV"
-    # A roster of 500 teams with their judges is about 30 KiB; it is parsed on a reader thread.
+    # A roster of 500 teams with their judges is about 30 KiB; 1 MiB is ~80,000 short rows.
     max_body_bytes = 1024 * 1024
 
     async def post(self, competencia_id):
         cid = int(competencia_id)
         dry_run = self._dry_run()
-        rows, notes = await self.db_read(roster.parse_roster, self._csv_body(), self.SOURCE)
-        result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
-                                     self.user_id, True)
-        if not dry_run:
+        raw = self._csv_body()
+        if dry_run:  # parsed, planned and answered in the worker process, off this one
+            self.set_status(200)
+            self.finish(await self._run(self.store.compute, roster.preview_answer,
+                                        (raw, cid, self.SOURCE)))
+            return
+        result, notes = await self._import(raw, cid)
+        self.hub.corrected(cid, "equipos", {})
+        # The answer of a big roster is megabytes of JSON: made on a reader, not on the loop.
+        self.set_status(200)
+        self.finish(await self.db_read(dumps, roster.import_answer(result, notes, False)))
+
+    async def _import(self, raw, cid):
+        ours = True  # whether the competition's import mark is this request's to take off
+        try:
+            try:
+                await self.db_write(roster.begin_import, cid)
+            except ApiError as exc:  # (another import's mark stays; a failed commit's goes)
+                ours = exc.code != "import_in_progress"
+                raise
+            plan, notes = await self._run(self.store.compute, roster.plan_import,
+                                          (raw, cid, self.SOURCE))
             prepared = {}
-            for judge in result["detalle"]["jueces"]:
-                if judge["nuevo"]:
-                    password = models.generate_password()
-                    prepared[models.username_key(judge["username"])] = (
-                        password, await self.db_hash(models.hash_password, password))
-            result = await self.db_write(roster.import_roster, rows, cid, self.SOURCE,
-                                         self.user_id, False, prepared)
-            self.hub.corrected(cid, "equipos", {})
-        self.write_json({
-            "dry_run": dry_run, "jueces": result["jueces"],
-            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
-            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
-                             for u, p, j, n in result["credenciales"]],
-            "detalle": result["detalle"], "notas": notes})
+            for username in plan["new_judges"]:
+                password = models.generate_password()
+                prepared[models.username_key(username)] = (
+                    password, await self.db_hash(models.hash_password, password))
+            judge_ids, credentials = {}, []
+            for part in roster.import_steps(plan):
+                credentials += await self.db_write(roster.apply_roster_step, plan, part,
+                                                   self.user_id, prepared, judge_ids)
+        finally:
+            if ours:
+                await self.db_write(roster.end_import, cid)
+        return dict(plan["result"], credenciales=credentials), notes
 
     def _dry_run(self):
         value = self.get_query_argument("dry_run", "0")

@@ -3,7 +3,8 @@ record ids are UUIDs (anything else is a 404 from the default handler); handlers
 ``int()`` and record ids as text."""
 
 from handlers.accounts import (CompetenciasHandler, CompetitionJudgesHandler, EquipoHandler,
-                               EquiposHandler, ImportarHandler, JuecesListHandler, JuezHandler)
+                               EquiposHandler, ImportarHandler, JuecesListHandler, JuezHandler,
+                               OrganizadoresHandler)
 from handlers.auth import MeHandler, RefreshHandler, TokenHandler, WsTicketHandler
 from handlers.base import OversizedRequest, TooLargeHandler
 from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
@@ -56,6 +57,7 @@ ROUTES = [
     (r"/api/competencias/%s/importar/" % ID, ImportarHandler),
     (r"/api/equipos/%s/" % ID, EquipoHandler),
     (r"/api/jueces/", JuecesListHandler),
+    (r"/api/organizadores/", OrganizadoresHandler),
     (r"/api/jueces/%s/" % ID, JuezHandler),
     # The link and QR code that open the judge app for one judge (handlers/judge_app.py)
     (r"/api/jueces/%s/enlace/" % ID, JuezEnlaceHandler),

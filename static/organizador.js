@@ -952,7 +952,7 @@
         var preview = state.preview;
         return ask({ titulo: 'Importar la lista',
           texto: 'Se crearán ' + preview.jueces_nuevos + ' jueces y ' + preview.equipos_nuevos +
-            ' equipos. Las contraseñas nuevas se muestran una sola vez.',
+            ' equipos' + changedText(preview) + '. Las contraseñas nuevas se muestran una sola vez.',
           aceptar: 'Sí, importar',
           accion: function () {
             return api('POST', base('importar/'), { raw: state.csv, contentType: 'text/csv' })
@@ -963,7 +963,7 @@
           form.reset();
           showCredentials(state.imported.credenciales);
           done('Lista importada: ' + state.imported.jueces_nuevos + ' jueces y ' +
-            state.imported.equipos_nuevos + ' equipos nuevos')();
+            state.imported.equipos_nuevos + ' equipos nuevos' + changedText(state.imported))();
         });
       });
       act($('descargar-credenciales'), function () {
@@ -997,19 +997,36 @@
     }).join(',');
   }
 
+  // A re-imported roster corrects the teams already there (their dorsal): say how many, and
+  // on each line what changes (detalle.equipos[].cambios: {campo: [antes, después]}).
+  function changedText(answer) {
+    return answer.equipos_cambiados ? '; se corregirán ' + answer.equipos_cambiados +
+      ' equipos que ya estaban' : '';
+  }
+
+  function changesText(t) {
+    return Object.keys(t.cambios || {}).map(function (field) {
+      var pair = t.cambios[field];
+      return ' · ' + field.replace('juez_usuario', 'juez') + ': ' + (pair[0] === null ? '—' : pair[0]) +
+        ' → ' + (pair[1] === null ? '—' : pair[1]);
+    }).join('');
+  }
+
   function showPreview(preview) {
     state.preview = preview;
     $('previa-resumen').textContent = 'Se crearán ' + preview.jueces_nuevos + ' jueces y ' +
       preview.equipos_nuevos + ' equipos' + (preview.equipos_nuevos < preview.detalle.equipos.length ?
-      ' (' + (preview.detalle.equipos.length - preview.equipos_nuevos) + ' ya estaban)' : '') + '.';
+      ' (' + (preview.detalle.equipos.length - preview.equipos_nuevos) + ' ya estaban)' : '') +
+      changedText(preview) + '.';
     fill($('previa-lineas'), preview.notas.map(function (n) { return el('li', { className: 'nota' }, n); })
       .concat(preview.detalle.equipos.map(function (t) {
         return el('li', { className: t.nuevo ? 'nuevo' : 'existente' },
           'Línea ' + t.linea + ': ', el('strong', {}, t.nombre), ' · dorsal ' + t.dorsal +
           ' · juez ' + t.juez_usuario + (t.categoria ? ' · ' + t.categoria : '') +
-          (t.nuevo ? '' : ' · ya estaba'));
+          (t.nuevo ? '' : t.cambios ? changesText(t) : ' · ya estaba'));
       })));
-    $('importar').disabled = !(preview.jueces_nuevos || preview.equipos_nuevos);
+    $('importar').disabled = !(preview.jueces_nuevos || preview.equipos_nuevos ||
+      preview.equipos_cambiados);
     $('vista-previa').hidden = false;
   }
 

@@ -156,3 +156,52 @@ def test_a_backup_is_checked_as_a_restored_copy_is(tmp_path):
         store.backup(source, tmp_path / "ya.db")
     assert taken.value.code == "backup_exists"
     assert (tmp_path / "ya.db").read_bytes() == b"kept"
+
+
+KILLED_BACKUP = """
+import sys, time
+import store
+real_copy = store._copy
+def copy_then_hang(source, target):
+    real_copy(source, target)
+    print("copied", flush=True)
+    time.sleep(60)
+store._copy = copy_then_hang
+store.backup(sys.argv[1], sys.argv[2])
+"""
+
+
+def killed_backup(source, target):
+    """A backup process killed (SIGKILL) once its copy is on disk under the temporary name."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    process = subprocess.Popen([sys.executable, "-c", KILLED_BACKUP, str(source), str(target)],
+                               cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "copied"
+    process.kill()
+    process.wait(10)
+    process.stdout.close()
+    return [p.name for p in target.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_killed_backups_file_is_removed_by_the_next_backup_or_start(tmp_path, spawn):
+    """Issue 22 item 5: a killed backup left its whole-size .partial behind for ever."""
+    import store
+    source = tmp_path / "evento.db"
+    big_event(source, 100)
+    left = killed_backup(source, tmp_path / "copia.db")
+    assert len(left) == 1 and not (tmp_path / "copia.db").exists()
+    store.backup(source, tmp_path / "otra.db")  # the next backup into that folder cleans it
+    assert sorted(p.name for p in tmp_path.iterdir() if "copia" in p.name or "otra" in p.name
+                  ) == ["otra.db"]
+    # One beside the database is cleaned when the server starts.
+    assert len(killed_backup(source, tmp_path / "copia.db")) == 1
+    server = spawn(source).start()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert "unfinished backup file" in server.log()
+    # A backup still running keeps its file.
+    running = tmp_path / (".x.db.%d.abc123.partial" % __import__("os").getpid())
+    running.write_text("")
+    assert store.clean_partials(str(tmp_path)) == [] and running.exists()

@@ -67,3 +67,24 @@ def test_hostile_benchmark_runs_end_to_end_on_tiny_parameters(tmp_path):
     report = out.read_text()
     assert report.startswith("# Benchmarks\n\nthe other report\n")  # the rest is kept
     assert "<!-- section: bench/hostile.py -->" in report and "| start notice" in report
+
+
+def test_hostile_benchmarks_roster_loads_run_end_to_end(tmp_path):
+    """bench/hostile.py's organizer loads (issue 22): an import of 2,000 rows and the command
+    line's, two samples; their report is a section of its own beside the others."""
+    out, raw = tmp_path / "benchmarks.md", tmp_path / "hostile.json"
+    out.write_text("# Benchmarks\n\n<!-- section: bench/hostile.py -->\nkept\n"
+                   "<!-- end section: bench/hostile.py -->\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--loads",
+         "import2000,cli-import2000", "--samples", "2", "--rounds", "1", "--warmup", "0.5",
+         "--records", "1", "--out", str(out), "--json", str(raw)],
+        capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    results = json.loads(raw.read_text())
+    assert results["lost"] == 0
+    assert '{"200": ' in results["loads"]["import2000"]["load"][0]
+    assert '{"exit 0": ' in results["loads"]["cli-import2000"]["load"][0]
+    report = out.read_text()
+    assert "kept" in report and "<!-- section: bench/hostile.py roster -->" in report
+    assert "| 2000 |" in report  # the writer's steps

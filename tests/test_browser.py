@@ -185,7 +185,7 @@ def awards(spawn, tmp_path):
     for dorsal, (name, judge, category) in enumerate((
             ("Liebres", "juez1", "Veteranos"), ("Tortugas", "juez1", "Veteranos"),
             ("Gacelas", "juez2", "Abierta"), ("Linces", "juez2", "Abierta")), start=11):
-        team = json.loads(srv.cli("team", "add", name, "--dorsal", str(dorsal), "--judge", judge,
+        team = json.loads(srv.cli("--demo", "team", "add", name, "--dorsal", str(dorsal), "--judge", judge,
                                   "--category", category, "--json").stdout)
         srv.teams[name] = team["id"]
     org = srv.creds["organizador"]

@@ -131,7 +131,17 @@ def test_init_db_and_demo_are_idempotent(conf):
     first = conf.cli("demo").stdout
     second = conf.cli("demo").stdout
     assert first == second and "juez1" in first and "organizador" in first
-    assert len(json.loads(conf.cli("competition", "list", "--json").stdout)) == 1
+    # Issue 20 item 9: the demo database only when asked for (a terminal without
+    # SERVER5K_CONFIG must not list or change the demo event unawares).
+    for args in (["competition", "list"], ["team", "add", "X", "--dorsal", "9", "--judge",
+                                           "juez1"], ["results", "1"]):
+        refused = conf.cli(*args, check=False)
+        assert refused.returncode == 1 and "is the demo database" in refused.stderr
+        assert "--demo" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    listed = conf.cli("--demo", "competition", "list", "--json")
+    assert len(json.loads(listed.stdout)) == 1
+    assert listed.stderr == "server5k: database %s (config %s)\n" % (conf.db_path,
+                                                                      conf.config_path)
 
 
 ESCAPES = "\x1b]0;hackeado\x07\x1b[2J\x9b31m\u202eadbeef\u200b\nfalso"
@@ -179,3 +189,36 @@ def test_server_answers_never_reach_the_terminal_raw(spawn, tmp_path):
         out = server.cli(*args, *auth).stdout
         assert not any(c in out for c in "\x1b\x07\x9b\u202e\u200b"), (args, out)
         assert "\\x1b]0;hackeado\\x07" in out, (args, out)
+
+
+def test_the_credentials_csv_guards_formula_cells_like_the_consoles_downloads(conf, tmp_path):
+    """Issue 22 item 5: a judge named as a formula must not run when the organizer opens the
+    credentials file in a spreadsheet; simulate reads the file back as it was."""
+    import server5k
+    conf.cli("competition", "add", "Fórmulas")
+    roster = tmp_path / "formulas.csv"
+    roster.write_text('juez_usuario,juez_nombre,equipo,dorsal\n'
+                      '+juez,"=HYPERLINK(""http://x.example"",""clic"")",@Equipo,1\n'
+                      'normal,Normal,Otro,2\n', encoding="utf-8")
+    conf.cli("import", str(roster), "--competition", "1")
+    with (tmp_path / "formulas-credenciales.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1][0] == "'+juez" and rows[1][3].startswith("'=HYPERLINK(")
+    assert rows[2][0] == "normal" and rows[2][3] == "Normal"
+    assert [server5k.read_credential(cell) for cell in rows[1]][0] == "+juez"
+    assert server5k.read_credential("'plain") == "'plain"  # only guarded cells lose it
+    judges = {j["username"]: j for j in json.loads(conf.cli("judge", "list", "--json").stdout)}
+    assert judges["+juez"]["nombre"].startswith("=HYPERLINK(")  # stored as given
+
+
+def test_error_lines_escape_terminal_control_characters(conf, tmp_path):
+    """Issue 22 item 5: a roster's header cell ESC]0;...BEL retitled the organizer's terminal
+    through the error line that lists the header."""
+    conf.cli("competition", "add", "Escapes")
+    roster = tmp_path / "escapes.csv"
+    roster.write_text("\x1b]0;hackeado\x07,equipo,dorsal\nx,y,1\n", encoding="utf-8")
+    result = conf.cli("import", str(roster), "--competition", "1", check=False)
+    assert result.returncode == 1 and "faltan columnas" in result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b]0;hackeado\\x07" in result.stderr
+    assert len(result.stderr.splitlines()) == 1

@@ -151,6 +151,20 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
     assert sorted(creds) == ["jose", "maria"] and all(len(p) > 8 for p in creds.values())
     shoot(page, tmp_path, "equipos")
 
+    # The roster again, corrected (a category fixed): the preview says what changes, and the
+    # import applies it (issue 20 item 12), with nothing new to create.
+    upload(page, ROSTER.replace("Liebres,2,", "Liebres,2,Abierta"), "lista-corregida.csv")
+    expect(page.locator("#previa-resumen")).to_have_text(
+        "Se crearán 0 jueces y 0 equipos (3 ya estaban); se corregirán 1 equipos que ya estaban.")
+    expect(page.locator("#previa-lineas")).to_contain_text(
+        "Línea 3: Liebres · dorsal 2 · juez maria · Abierta · categoria: — → Abierta")
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    expect(page.locator("#vista-previa")).to_be_hidden()
+    liebres = [t for t in api(server, "GET", "/api/competencias/1/resultados/")["clasificacion"]
+               if t["equipo"] == "Liebres"]
+    assert liebres[0]["categoria"] == "Abierta"
+
     # Two judges' phones log in with them and connect: the board shows them connected.
     tab(page, "Carrera")
     expect(page.locator("#conectados")).to_have_text("0 de 2 conectados")
@@ -244,13 +258,15 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
     # command line), with its reason.
     created, *acciones = api(server, "GET", "/api/competencias/%d/auditoria/" % cid)["acciones"]
     assert (created["accion"], created["usuario"]) == ("crear", None)
-    assert [(a["accion"], a["objeto"]) for a in acciones] == [("crear", "juez"), ("crear", "equipo"),
-        ("crear", "equipo"), ("crear", "juez"), ("crear", "equipo"), ("iniciar", "competencia"),
+    # (an import writes its judges first, then its teams; the corrected roster, one editar)
+    assert [(a["accion"], a["objeto"]) for a in acciones] == [("crear", "juez"), ("crear", "juez"),
+        ("crear", "equipo"), ("crear", "equipo"), ("crear", "equipo"), ("editar", "equipo"),
+        ("iniciar", "competencia"),
         ("anular", "registro"), ("manual", "registro"), ("mover", "registro"),
         ("detener", "competencia"), ("oficializar", "competencia")]
     assert {a["usuario"] for a in acciones} == {"ana"}
-    assert [a["motivo"] for a in acciones[6:9]] == ["toque por error", "hoja de papel",
-                                                   "equipo equivocado"]
+    assert [a["motivo"] for a in acciones[7:10]] == ["toque por error", "hoja de papel",
+                                                    "equipo equivocado"]
     # No token in a URL or in the server's log: the live socket opened with a ticket.
     assert page.sockets and all(re.fullmatch(r"ws://[^/]+/ws/organizador/1/\?ticket=[\w-]+", u)
                                 for u in page.sockets)
