@@ -1938,36 +1938,54 @@ CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros
                "resultados", "actualizado_en")
 
 
-def ranking_csv(result, now=None):
+# The texts of times (h:mm:ss.mmm) in the standings' CSV: Excel's flavour writes their decimal
+# comma, so a Spanish spreadsheet reads them as times.
+CSV_TIME_COLUMNS = ("tiempo_total", "mejor", "promedio")
+
+
+def ranking_csv(result, now=None, excel=False):
     """A :func:`ranking` result as CSV text: a header row, then one row per team. ``now``
-    (naive UTC, default now) is the time the standings are of."""
+    (naive UTC, default now) is the time the standings are of; ``excel``: the flavour a
+    Spanish spreadsheet opens in columns (:func:`_csv`)."""
     common = {"regla": result["regla"]["texto"],
               "resultados": "oficiales" if result["competencia"]["oficial"] else "provisionales",
               "actualizado_en": local_iso(now or utcnow())}
     return _csv(CSV_COLUMNS, (
         [" ".join(map(str, row["puestos"])) if c == "puestos" else common[c] if c in common
-         else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]))
+         else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]),
+        excel=excel, decimal_columns=CSV_TIME_COLUMNS)
 
 
-def _csv(columns, rows):
-    """CSV text: a header row, then the rows.
+def _csv(columns, rows, excel=False, decimal_columns=()):
+    """CSV text: a header row, then the rows, in one of two flavours.
 
-    Starts with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
+    * plain (the default, for programs): comma-separated, decimal point;
+    * ``excel``: what Excel opens in columns where the list separator is ``;`` and the decimal
+      mark a comma (Spain, most of Europe and Latin America): semicolon-separated, and numbers
+      with decimals (and the texts of times in ``decimal_columns``) written with a comma.
+
+    Both start with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
     empty cells stand for null. Cells that a spreadsheet would run as a formula are quoted
-    with a leading apostrophe (CSV injection).
+    with a leading apostrophe (CSV injection), in either flavour.
     """
     out = io.StringIO()
     out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(out, delimiter=";" if excel else ",", lineterminator="\r\n")
     writer.writerow(columns)
+    decimal = [excel and c in decimal_columns for c in columns]
     for row in rows:
-        writer.writerow([_csv_cell(value) for value in row])
+        writer.writerow([_csv_cell(value, excel, comma)
+                         for value, comma in zip(row, decimal)])
     return out.getvalue()
 
 
-def _csv_cell(value):
+def _csv_cell(value, excel=False, decimal_comma=False):
     if value is None:
         return ""
+    if excel and isinstance(value, float):
+        value = repr(value).replace(".", ",")
+    elif decimal_comma and isinstance(value, str):
+        value = value.replace(".", ",")
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
@@ -2024,11 +2042,12 @@ AUDIT_CSV_COLUMNS = ("id", "en", "usuario", "accion", "objeto", "objeto_id", "mo
                      "despues")
 
 
-def audit_csv(result):
-    """The audit log as CSV (UTF-8 with BOM; before/after as JSON text)."""
+def audit_csv(result, excel=False):
+    """The audit log as CSV (UTF-8 with BOM; before/after as JSON text; ``excel``: the
+    spreadsheet's flavour, :func:`_csv`)."""
     return _csv(AUDIT_CSV_COLUMNS, (
         [_json(a[c]) if c in ("antes", "despues") else a[c] for c in AUDIT_CSV_COLUMNS]
-        for a in result["acciones"]))
+        for a in result["acciones"]), excel=excel)
 
 
 RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "recibido_en",
@@ -2036,10 +2055,10 @@ RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "rec
                        "ausente", "pendiente", "antes_de_salida", "tiempo_imposible")
 
 
-def records_csv(result):
-    """The organizer's records list as CSV, flags included."""
+def records_csv(result, excel=False):
+    """The organizer's records list as CSV, flags included (``excel``: :func:`_csv`)."""
     return _csv(RECORDS_CSV_COLUMNS,
-                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]))
+                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]), excel=excel)
 
 
 PUBLIC_RECORD_KEYS = ("id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_salida",

@@ -30,6 +30,7 @@ from pathlib import Path
 import tornado.web
 import yaml
 
+import addresses
 import models
 import rehearsal
 import replica
@@ -531,7 +532,7 @@ async def serve(config, demo=False, ready=None):
     log.info("live copy: %s", "to %s, every %g s (Litestream; race status shows how far "
              "behind)" % (replica.redact_url(replicator.url), replicator.interval_s)
              if replicator is not None else "none (set replica.url to keep one off this laptop)")
-    log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
+    log_addresses(config, fd_limit)
     if ready is not None:
         ready()
     await stopping.wait()
@@ -562,6 +563,26 @@ async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
         await replicator.stop()  # SIGTERM: Litestream uploads the last commits, then exits
     await loop.run_in_executor(None, store.checkpoint)
     log.info("stopped cleanly")
+
+
+def log_addresses(config, fd_limit):
+    """Where the server listens, and the addresses the judges' phones can open: with
+    ``host: 0.0.0.0`` the console's "127.0.0.1" is no address for a phone."""
+    server = config["server"]
+    if server["host"] in addresses.WILDCARD_HOSTS:
+        log.info("Server5K listening on every interface, port %d (up to %s open sockets); "
+                 "this laptop: %s", server["port"], fd_limit, base_url(config))
+    else:
+        log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
+    urls = addresses.phone_urls(server)
+    if urls:
+        log.info("phones can reach it at: %s", ", ".join(urls))
+    elif server["host"] in addresses.WILDCARD_HOSTS:
+        log.warning("no network address other than loopback: phones cannot reach this laptop "
+                    "until it joins the venue's network")
+    else:
+        log.info("only this machine can reach it (server.host %s): set server.host: 0.0.0.0 "
+                 "for the judges' phones", server["host"])
 
 
 def base_url(config):
@@ -794,7 +815,9 @@ CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
 def write_credentials(handle, rows):
-    """The credentials CSV that `import` and `simulate --create-demo` write (and read back)."""
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back):
+    with a UTF-8 byte order mark, so a spreadsheet keeps the judges' accented names."""
+    handle.write("\ufeff")
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
     writer.writerows(rows)
@@ -1153,11 +1176,23 @@ def cmd_team_edit(args, config):
         team["id"], team["nombre"], team["dorsal"], team["juez_id"], team["categoria"] or "-"))
 
 
+EXCEL_HELP = ("with --csv: the CSV that Excel opens in columns where the decimal mark is a comma "
+              "(Spain, Latin America): ';'-separated, times with a decimal comma, UTF-8 with BOM "
+              "(without it: the plain comma-separated CSV, for programs)")
+
+
+def excel_needs_csv(args):
+    if args.excel and not args.csv:
+        raise CliError("--excel goes with --csv FILE (the file to write for the spreadsheet)")
+
+
 def cmd_audit(args, config):
     """The competition's history, from the running server."""
+    excel_needs_csv(args)
     session = ServerSession(args, config)
     if args.csv:
-        text = session.text("/api/competencias/%d/auditoria/?format=csv" % args.id, "audit")
+        text = session.text("/api/competencias/%d/auditoria/?format=csv%s" % (
+            args.id, "&excel=1" if args.excel else ""), "audit")
         Path(args.csv).write_text(text, encoding="utf-8", newline="")
         print("history of competition %d written to %s" % (args.id, args.csv))
         return
@@ -1180,6 +1215,7 @@ def cmd_results(args, config):
         args.id = int(args.what)
     except ValueError:
         raise CliError("results takes a competition ID (or official ID, reopen ID)") from None
+    excel_needs_csv(args)
     models.open_database(config["database"]["path"])
     result = models.ranking(args.id)
     if args.category is not None:
@@ -1188,7 +1224,8 @@ def cmd_results(args, config):
                 args.id, args.category, ", ".join(result["categorias"]) or "none"))
         result = models.only_category(result, args.category)
     if args.csv:
-        Path(args.csv).write_text(models.ranking_csv(result), encoding="utf-8", newline="")
+        Path(args.csv).write_text(models.ranking_csv(result, excel=args.excel),
+                                  encoding="utf-8", newline="")
         print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
         return
     if args.json:
@@ -1270,7 +1307,7 @@ def create_simulation_judges(config, judges, competencia_id=None):
     path = simulation_credentials_path(config)
     known = {}
     if path.exists():
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             known = {row["usuario"]: row for row in csv.DictReader(handle)}
     with models.db.connection_context():
         rows = roster.rehearsal_judges(competencia_id, judges, known)
@@ -1294,7 +1331,7 @@ def cmd_simulate(args, config):
             raise CliError("no judge credentials at %s: pass --credentials FILE (the CSV that "
                            "`import` writes) or --create-demo to create rehearsal judges" % path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             credentials = [(row["usuario"], row["contrasena"]) for row in csv.DictReader(handle)]
     except (KeyError, csv.Error, UnicodeDecodeError) as exc:
         raise CliError("%s is not a credentials CSV (usuario,contrasena,...): %s"
@@ -1538,6 +1575,7 @@ def build_parser():
     p = sub.add_parser("audit", help="(server) a competition's history: who, when, why")
     p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
     p.add_argument("--csv", metavar="FILE", help="write it as CSV to FILE")
+    p.add_argument("--excel", action="store_true", help=EXCEL_HELP)
     add_session_arguments(p)
     p.set_defaults(func=cmd_audit)
 
@@ -1607,6 +1645,7 @@ def build_parser():
     p.add_argument("id", nargs="?", type=int, help=argparse.SUPPRESS)
     p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE (the same "
                    "file as the page's download)")
+    p.add_argument("--excel", action="store_true", help=EXCEL_HELP)
     p.add_argument("--category", metavar="C", help="only the teams of category C, with their "
                    "position in it")
     p.add_argument("--reason", help="why (results official/reopen; kept in the history)")

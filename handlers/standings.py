@@ -39,9 +39,10 @@ MAX_AGE_S = 5.0
 
 class Snapshot:
     """The texts of one computation, ready to send: ``json(server_time, categoria=None)``
-    (bytes), ``csv(categoria=None)`` (bytes) and ``message`` (the spectators' ``resultados``
-    message, bytes). Each category's texts are made with the rest, so a filtered answer costs
-    the loop no more than the whole one."""
+    (bytes), ``csv(categoria=None, excel=False)`` (bytes; ``excel``: the flavour a Spanish
+    spreadsheet opens in columns) and ``message`` (the spectators' ``resultados`` message,
+    bytes). Each category's texts are made with the rest, so a filtered answer costs the loop no
+    more than the whole one."""
 
     __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows")
 
@@ -49,13 +50,12 @@ class Snapshot:
         json_text = dumps(result)
         # The object without its closing brace: each answer appends its own server_time.
         self._json_head = json_text.encode("utf-8")[:-1]
-        self._csv = models.ranking_csv(result).encode("utf-8")
+        self._csv = _csv_texts(result)
         self.message = message_text("resultados", json_text).encode("utf-8")
         self._categories = {}
         for name in result["categorias"]:
             part = models.only_category(result, name)
-            self._categories[name] = (dumps(part).encode("utf-8")[:-1],
-                                      models.ranking_csv(part).encode("utf-8"))
+            self._categories[name] = (dumps(part).encode("utf-8")[:-1], _csv_texts(part))
         # For a category no team has (a few hundred bytes, made when asked for).
         self._without_rows = dict(result, clasificacion=[])
 
@@ -65,14 +65,20 @@ class Snapshot:
         texts = self._categories.get(categoria)
         if texts is None:
             empty = models.only_category(self._without_rows, categoria)
-            texts = dumps(empty).encode("utf-8")[:-1], models.ranking_csv(empty).encode("utf-8")
+            texts = dumps(empty).encode("utf-8")[:-1], _csv_texts(empty)
         return texts
 
     def json(self, server_time, categoria=None):
         return self._texts(categoria)[0] + b',"server_time":"' + server_time.encode() + b'"}'
 
-    def csv(self, categoria=None):
-        return self._texts(categoria)[1]
+    def csv(self, categoria=None, excel=False):
+        return self._texts(categoria)[1][1 if excel else 0]
+
+
+def _csv_texts(result):
+    """The standings' CSV in both flavours: (plain, Excel's)."""
+    return tuple(models.ranking_csv(result, excel=excel).encode("utf-8")
+                 for excel in (False, True))
 
 
 def compute(competencia_id):

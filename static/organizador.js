@@ -722,6 +722,11 @@
           (copia.lag_s === null || copia.lag_s === undefined ? '' : ', ' + copia.lag_s.toFixed(1) + ' s de retraso') +
           (copia.last_error ? ' · último error: ' + copia.last_error : '');
       }
+      var direcciones = board.direcciones || [];  // where the judges' phones reach the server
+      $('direcciones').className = 'nota' + (direcciones.length ? '' : ' marca-roja');
+      $('direcciones').textContent = direcciones.length ?
+        'Dirección para los móviles de los jueces: ' + direcciones.join(' · ') :
+        'Solo este ordenador llega al servidor: los móviles no podrán conectarse (ponga server.host: 0.0.0.0 y conecte el portátil a la red del evento).';
       fill($('tablero'), board.jueces.map(judgeCard));
       if (!board.jueces.length) {
         fill($('tablero'), [el('li', { className: 'sub' }, 'Sin jueces todavía: impórtelos en «Equipos y jueces».')]);
@@ -774,6 +779,9 @@
       });
       act($('descargar-registros'), function () {
         return download(base('registros/?format=csv'), 'registros-competencia-' + state.cid + '.csv');
+      });
+      act($('excel-registros'), function () {  // ';' and decimal comma: Excel in Spanish
+        return download(base('registros/?format=csv&excel=1'), 'registros-competencia-' + state.cid + '-excel.csv');
       });
       ['filtro-equipo', 'filtro-juez'].forEach(function (id) {
         $(id).addEventListener('change', function () {
@@ -940,13 +948,16 @@
             state.imported.equipos_nuevos + ' equipos nuevos')();
         });
       });
-      act($('descargar-credenciales'), function () {
+      function credentialsCsv(separator, suffix) {
         var rows = [['usuario', 'nombre', 'contrasena']].concat(state.credentials.map(function (c) {
           return [c.username, c.nombre, c.password];
         }));
-        saveFile(new Blob(['\ufeff' + rows.map(csvRow).join('\r\n') + '\r\n'], { type: 'text/csv' }),
-          'contrasenas-competencia-' + state.cid + '.csv');
-      });
+        saveFile(new Blob(['\ufeff' + rows.map(function (row) { return csvRow(row, separator); })
+          .join('\r\n') + '\r\n'], { type: 'text/csv' }),
+          'contrasenas-competencia-' + state.cid + suffix + '.csv');
+      }
+      act($('descargar-credenciales'), function () { credentialsCsv(',', ''); });
+      act($('excel-credenciales'), function () { credentialsCsv(';', '-excel'); });
       $('ocultar-credenciales').addEventListener('click', function () {
         state.credentials = [];
         $('credenciales').hidden = true;
@@ -963,12 +974,13 @@
     }
   };
 
-  function csvRow(cells) {
+  // One CSV row; separator ',' (programs) or ';' (Excel where the decimal mark is a comma).
+  function csvRow(cells, separator) {
     return cells.map(function (cell) {
       var text = String(cell === null || cell === undefined ? '' : cell);
       if (/^[=+\-@\t\r]/.test(text)) { text = "'" + text; }  // never a spreadsheet formula
-      return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
-    }).join(',');
+      return /[",;\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+    }).join(separator);
   }
 
   function showPreview(preview) {
@@ -1139,9 +1151,13 @@
   var resultados = {
     mount: function () {
       $('csv-resultados').href = base('resultados/?format=csv');
+      $('excel-resultados').href = base('resultados/?format=csv&excel=1');
       $('ver-publica').href = '/competencias/' + state.cid + '/';
       act($('csv-auditoria'), function () {
         return download(base('auditoria/?format=csv'), 'auditoria-competencia-' + state.cid + '.csv');
+      });
+      act($('excel-auditoria'), function () {
+        return download(base('auditoria/?format=csv&excel=1'), 'auditoria-competencia-' + state.cid + '-excel.csv');
       });
       act($('oficializar'), function () {
         return ask({ titulo: 'Oficializar resultados',
