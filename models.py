@@ -32,7 +32,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -457,6 +457,8 @@ class Competencia(BaseModel):
     regla = pw.CharField(max_length=16, default="suma", constraints=[pw.SQL("DEFAULT 'suma'")])
     contados = pw.IntegerField(null=True)
     minimo = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+    # Left out of the public index (a test race); its pages still open by their address.
+    oculta = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "competencia"
@@ -475,6 +477,7 @@ class Competencia(BaseModel):
             "finished_at": iso(self.finished_at),
             "oficial": self.oficial_en is not None,
             "oficial_en": iso(self.oficial_en),
+            "oculta": bool(self.oculta),
         }
 
 
@@ -654,8 +657,16 @@ def _v4_corrections(migrator):
             database.execute_sql('ALTER TABLE "%s" ADD COLUMN "%s" %s' % (table, column, ddl))
 
 
+def _v5_hidden_competitions(migrator):
+    """Version 5: competencia gains ``oculta`` (left out of the public index)."""
+    database = migrator.database
+    if "oculta" not in {c.name for c in database.get_columns("competencia")}:
+        database.execute_sql('ALTER TABLE "competencia" ADD COLUMN "oculta" INTEGER NOT NULL '
+                             'DEFAULT 0')
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
-              4: _v4_corrections}
+              4: _v4_corrections, 5: _v5_hidden_competitions}
 
 
 def open_database(path):
@@ -1302,21 +1313,34 @@ def reopen_results(user_id, competencia_id, motivo):
 
 def update_competition(user_id, competencia_id, body):
     """The organizer's changes to a competition (``PATCH /api/competencias/{id}/``): ``body``
-    is ``{"regla"?: {"tipo"?, "contados"?, "minimo"?}, "fecha_hora"?, "motivo"?}``; what is
-    left out stays as it is (``contados`` null: the server's ``race.records_scored_per_team``;
-    ``fecha_hora`` ISO 8601, in the venue's zone when it has no offset, or null).
+    is ``{"nombre"?, "oculta"?, "regla"?: {"tipo"?, "contados"?, "minimo"?}, "fecha_hora"?,
+    "motivo"?}``; what is left out stays as it is (``contados`` null: the server's
+    ``race.records_scored_per_team``; ``fecha_hora`` ISO 8601, in the venue's zone when it has
+    no offset, or null; ``oculta`` true leaves it out of the public index).
 
-    Each change is one history entry (``regla``, ``programar``), in this transaction; the
-    rule cannot change while the results are official (409 ``results_official``). Returns
-    (competition dict, the rule in force, changed)."""
+    Each change is one history entry (``renombrar``, ``ocultar``/``mostrar``, ``regla``,
+    ``programar``), in this transaction; the rule cannot change while the results are official
+    (409 ``results_official``). Returns (competition dict, the rule in force, changed)."""
     if not isinstance(body, dict):
         raise Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
     comp = get_competencia(competencia_id)
     motivo = check_motivo(body.get("motivo"), required=False)
     errors, rule, fecha = {}, None, _UNSET
-    unknown = set(body) - {"regla", "fecha_hora", "motivo"}
+    unknown = set(body) - {"nombre", "oculta", "regla", "fecha_hora", "motivo"}
     for key in sorted(unknown):
-        errors[key] = "Campo desconocido: se aceptan regla, fecha_hora y motivo."
+        errors[key] = ("Campo desconocido: se aceptan nombre, oculta, regla, fecha_hora y "
+                       "motivo.")
+    nombre = body.get("nombre", _UNSET)
+    if nombre is not _UNSET:
+        if not isinstance(nombre, str) or not nombre.strip():
+            errors["nombre"] = "Obligatorio (texto)."
+        elif len(nombre) > 200:
+            errors["nombre"] = "Hasta 200 caracteres."
+        else:
+            nombre = nombre.strip()
+    oculta = body.get("oculta", _UNSET)
+    if oculta is not _UNSET and not isinstance(oculta, bool):
+        errors["oculta"] = "Debe ser true (fuera del índice público) o false."
     if "regla" in body:
         rule = _check_rule(body["regla"], comp, errors)
     if "fecha_hora" in body:
@@ -1340,6 +1364,19 @@ def update_competition(user_id, competencia_id, body):
         comp.regla, comp.contados, comp.minimo = rule["tipo"], rule["contados"], rule["minimo"]
         comp.save()
         _history(comp, "regla", "competencia", comp.id, user_id, motivo, before, rule)
+        changed = True
+    if nombre is not _UNSET and nombre != comp.nombre:
+        antes = {"nombre": comp.nombre}
+        comp.nombre = nombre
+        comp.save()
+        _history(comp, "renombrar", "competencia", comp.id, user_id, motivo, antes,
+                 {"nombre": comp.nombre})
+        changed = True
+    if oculta is not _UNSET and oculta != bool(comp.oculta):
+        comp.oculta = oculta
+        comp.save()
+        _history(comp, "ocultar" if oculta else "mostrar", "competencia", comp.id, user_id,
+                 motivo, {"oculta": not oculta}, {"oculta": oculta})
         changed = True
     if fecha is not _UNSET and fecha != comp.fecha_hora:
         antes = {"fecha_hora": iso(comp.fecha_hora)}
@@ -1663,8 +1700,12 @@ def competition_dict(competencia_id):
     return get_competencia(competencia_id).to_dict()
 
 
-def all_competitions():
-    return [c.to_dict() for c in Competencia.select().order_by(Competencia.id)]
+def all_competitions(public=False):
+    """Every competition (``public``: those not hidden from the public index)."""
+    query = Competencia.select().order_by(Competencia.id)
+    if public:
+        query = query.where(Competencia.oculta == False)  # noqa: E712  (SQL, not Python)
+    return [c.to_dict() for c in query]
 
 
 _ARRIVALS_SQL = ("SELECT r.equipo_id, COUNT(*) FROM registro_tiempo AS r "

@@ -727,17 +727,22 @@ def cmd_competition_set(args, config):
     body = {"regla": regla} if regla else {}
     if args.date:  # sent with its offset: this command line's zone, whichever server it asks
         body["fecha_hora"] = models.local_iso(local_date(args.date))
+    if args.name is not None:
+        body["nombre"] = args.name
+    if args.oculta is not None:
+        body["oculta"] = args.oculta
+    if not body:
+        raise CliError("nothing to set: give --scoring, --counted, --min-finishers, --date, "
+                       "--name, --hide or --show")
     if args.reason:
         body["motivo"] = args.reason
-    if not regla and "fecha_hora" not in body:
-        raise CliError("nothing to set: give --scoring, --counted, --min-finishers or --date")
     session = ServerSession(args, config)
     answer = session.call("PATCH", "/api/competencias/%d/" % args.id, body,
                           what="competition set")
     comp, regla = answer["competencia"], answer["regla"]
-    emit(args, answer, "competition %d %s: %s; scheduled start %s\n  %s" % (
-        comp["id"], comp["nombre"], rule_line(regla), local(comp["fecha_hora"]) or "none",
-        regla["texto"]))
+    emit(args, answer, "competition %d %s%s: %s; scheduled start %s\n  %s" % (
+        comp["id"], comp["nombre"], " (hidden from the public index)" if comp["oculta"] else "",
+        rule_line(regla), local(comp["fecha_hora"]) or "none", regla["texto"]))
 
 
 def rule_line(regla):
@@ -1442,7 +1447,7 @@ def build_parser():
     p = comp.add_parser("list", help="every competition")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p = comp.add_parser(
-        "set", help="(server) the scoring rule and the scheduled start",
+        "set", help="(server) the scoring rule, the scheduled start, the name, the listing",
         description="The competition's scoring rule (before or during the race; every change "
         "is in the history) and its scheduled start, on the running server: the live page "
         "follows at once. suma: best N times, more finishers first, lower total; promedio: the "
@@ -1456,6 +1461,13 @@ def build_parser():
                    help="finishers a team needs to be ranked (default 1)")
     p.add_argument("--date", metavar="ISO", help="the scheduled start, ISO 8601; without an "
                    "offset it is local time (race.timezone)")
+    p.add_argument("--name", metavar="N", help="rename it")
+    listing = p.add_mutually_exclusive_group()
+    listing.add_argument("--hide", dest="oculta", action="store_const", const=True,
+                         help="leave it out of the public index (a test race; its pages still "
+                         "open by their address)")
+    listing.add_argument("--show", dest="oculta", action="store_const", const=False,
+                         help="list it in the public index again")
     p.add_argument("--reason", help="why (kept in the history)")
     add_session_arguments(p)
     for name, p in comp.choices.items():
