@@ -343,9 +343,9 @@ class ProcessPool(BoundedPool):
 
     Starting a worker costs its caller ~10 ms (the spawn), so it is done on a thread of its own
     (``warm_up``), never by a job's submitter on the event loop (a job that comes before any
-    warm-up, in a test's app, waits for that thread's spawn). A worker that dies fails its jobs with BrokenProcessPool
-    (the HTTP layer answers 503 with Retry-After) and the pool is replaced at once, its worker
-    started on a thread.
+    warm-up, in a test's app, waits for that thread's spawn). A worker that dies fails its jobs
+    with BrokenProcessPool (the HTTP layer answers 503 with Retry-After) and the pool is
+    replaced at once, its worker started on that thread.
 
     That thread is one per pool and lives as long as this process: on Linux a worker asks the
     kernel to kill it when the thread that spawned it ends (``PR_SET_PDEATHSIG`` is tied to the

@@ -25,8 +25,8 @@ def _optional_int(handler, name):
 
 class RegistrosHandler(OrganizerHandler):
     """GET -> {"competencia", "registros"} oldest first (``?equipo_id=``, ``?juez_id=``,
-    ``?format=csv``, ``&excel=1`` for Excel's flavour); POST {"equipo_id", "tiempo", "timestamp"?, "motivo"} -> 201 a paper
-    time (origen manual)."""
+    ``?format=csv``, ``&excel=1`` for Excel's flavour); POST {"equipo_id", "tiempo",
+    "timestamp"?, "motivo"} -> 201 a paper time (origen manual)."""
 
     async def get(self, competencia_id):
         cid = int(competencia_id)

@@ -14,7 +14,8 @@ class ResultadosHandler(BaseHandler):
     """GET (public) -> {"competencia", "regla", "registros_por_equipo", "categorias",
     "clasificacion", "server_time"}; ``?format=csv`` -> the same rows as a CSV file with a
     header row (``&excel=1``: the flavour a Spanish spreadsheet opens in columns, ``;`` and
-    decimal comma; the plain one is for programs); ``?categoria=NAME`` -> only that category's teams (and ``"categoria"``)."""
+    decimal comma; the plain one is for programs); ``?categoria=NAME`` -> only that
+    category's teams (and ``"categoria"``)."""
 
     FORMATS = ("json", "csv")
     pace = "public"
