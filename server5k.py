@@ -819,10 +819,13 @@ def cmd_team(args, config):
 CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
-def write_credentials(handle, rows):
-    """The credentials CSV that `import` and `simulate --create-demo` write (and read back):
-    with a UTF-8 byte order mark, so a spreadsheet keeps the judges' accented names."""
-    handle.write("\ufeff")
+def write_credentials(handle, rows, spreadsheet=False):
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back,
+    with or without a byte order mark). ``spreadsheet``: the one `import` writes for the
+    organizer to open, with a UTF-8 byte order mark, so a spreadsheet keeps the judges'
+    accented names."""
+    if spreadsheet:
+        handle.write("\ufeff")
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
     writer.writerows(rows)
@@ -839,8 +842,8 @@ def cmd_import(args, config):
     creds_path = None
     if result["credenciales"]:
         creds_path = credentials_file(args.credentials, path)
-        write_private(creds_path, lambda handle: write_credentials(handle, result["credenciales"]),
-                      exclusive=True)
+        write_private(creds_path, lambda handle: write_credentials(
+            handle, result["credenciales"], spreadsheet=True), exclusive=True)
     print("imported %d judges (%d new) and %d teams into competition %d%s" % (
         result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
         ("; new passwords in %s (mode 0600)" % creds_path) if creds_path else ""))
