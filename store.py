@@ -356,6 +356,7 @@ class ProcessPool(BoundedPool):
         self._starts = queue.SimpleQueue()  # (executor, spawned event) for the starter thread
         self._starter = None
         self._starting = None  # the latest (executor, spawned event) handed to the starter
+        self._closed = False
         super().__init__(processes, max_pending, name)
 
     def _new_executor(self, workers):
@@ -369,6 +370,8 @@ class ProcessPool(BoundedPool):
         Returns an event set once they are spawned (not yet ready)."""
         with self._lock:
             executor = self._executor
+            if self._closed:
+                return _SET
             if self._starting is None or self._starting[0] is not executor:
                 self._starting = (executor, threading.Event())
                 self._starts.put(self._starting)
@@ -409,12 +412,30 @@ class ProcessPool(BoundedPool):
 
     def _replace(self, broken):
         with self._lock:
-            if self._executor is not broken:
-                return  # replaced already
+            if self._executor is not broken or self._closed:
+                return  # replaced already, or stopping
             log.error("the %s worker process died; starting another", self.name)
             self._executor = self._new_executor(self._processes)
         broken.shutdown(wait=False)
         self.warm_up()
+
+    def shutdown(self):
+        """Stop the workers at once: neither their jobs (a ranking only reads: ending it loses
+        nothing) nor a worker still starting are waited for, so a server stopped seconds after
+        it started does not wait for its worker's spawn."""
+        with self._lock:
+            self._closed = True
+            executor = self._executor
+        processes = list((executor._processes or {}).values())  # (emptied by shutdown)
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(SPAWN_WAIT_S)
+
+
+_SET = threading.Event()  # what warm_up answers once the pool is shut down
+_SET.set()
 
 
 # prctl(2): deliver a signal to this process when the thread that spawned it ends.
