@@ -1980,7 +1980,7 @@ CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros
 
 
 # The texts of times (h:mm:ss.mmm) in the standings' CSV: Excel's flavour writes their decimal
-# comma, so a Spanish spreadsheet reads them as times.
+# comma, so a Spanish spreadsheet reads them as times. (No CSV has other numbers with decimals.)
 CSV_TIME_COLUMNS = ("tiempo_total", "mejor", "promedio")
 
 
@@ -2001,9 +2001,9 @@ def _csv(columns, rows, excel=False, decimal_columns=()):
     """CSV text: a header row, then the rows, in one of two flavours.
 
     * plain (the default, for programs): comma-separated, decimal point;
-    * ``excel``: what Excel opens in columns where the list separator is ``;`` and the decimal
-      mark a comma (Spain, most of Europe and Latin America): semicolon-separated, and numbers
-      with decimals (and the texts of times in ``decimal_columns``) written with a comma.
+    * ``excel``: the same cells as Excel opens them in columns where the list separator is
+      ``;`` and the decimal mark a comma (Spain, most of Europe and Latin America), see
+      :func:`excel_csv`.
 
     Both start with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
     empty cells stand for null. Cells that a spreadsheet would run as a formula are quoted
@@ -2011,25 +2011,39 @@ def _csv(columns, rows, excel=False, decimal_columns=()):
     """
     out = io.StringIO()
     out.write("\ufeff")
-    writer = csv.writer(out, delimiter=";" if excel else ",", lineterminator="\r\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    decimal = [excel and c in decimal_columns for c in columns]
-    for row in rows:
-        writer.writerow([_csv_cell(value, excel, comma)
-                         for value, comma in zip(row, decimal)])
-    return out.getvalue()
+    cell = _csv_cell
+    for row in rows:  # (integers, most cells, as they are: no call each)
+        writer.writerow([value if value.__class__ is int else cell(value) for value in row])
+    text = out.getvalue()
+    return excel_csv(text, decimal_columns) if excel else text
 
 
-def _csv_cell(value, excel=False, decimal_comma=False):
+def _csv_cell(value):
     if value is None:
         return ""
-    if excel and isinstance(value, float):
-        value = repr(value).replace(".", ",")
-    elif decimal_comma and isinstance(value, str):
-        value = value.replace(".", ",")
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def excel_csv(text, decimal_columns=()):
+    """Excel's flavour of a plain CSV text made by :func:`_csv`: the same cells (formula guard
+    included), separated by ``;``, and in the columns named in ``decimal_columns`` (the texts
+    of times, ``0:19:45.200``) a decimal comma (``0:19:45,200``, which Excel reads as a time)."""
+    rows = csv.reader(io.StringIO(text[1:] if text.startswith("\ufeff") else text))
+    header = next(rows, [])
+    decimal = [i for i, name in enumerate(header) if name in decimal_columns]
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        for i in decimal:
+            row[i] = row[i].replace(".", ",")
+        writer.writerow(row)
+    return out.getvalue()
 
 
 def competition_records(competencia_id, equipo_id=None, juez_id=None,

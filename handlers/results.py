@@ -40,7 +40,8 @@ class ResultadosHandler(BaseHandler):
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition",
                             'attachment; filename="resultados-competencia-%d.csv"' % cid)
-            self.finish(snapshot.csv(categoria, excel=excel))
+            self.finish(await self.settled(self.standings.excel_csv(snapshot, categoria))
+                        if excel else snapshot.csv(categoria))
         else:
             self.finish(snapshot.json(models.iso(models.utcnow()), categoria))
 

@@ -39,23 +39,26 @@ MAX_AGE_S = 5.0
 
 class Snapshot:
     """The texts of one computation, ready to send: ``json(server_time, categoria=None)``
-    (bytes), ``csv(categoria=None, excel=False)`` (bytes; ``excel``: the flavour a Spanish
-    spreadsheet opens in columns) and ``message`` (the spectators' ``resultados`` message,
-    bytes). Each category's texts are made with the rest, so a filtered answer costs the loop no
-    more than the whole one."""
+    (bytes), ``csv(categoria=None)`` (bytes) and ``message`` (the spectators' ``resultados``
+    message, bytes). Each category's texts are made with the rest, so a filtered answer costs
+    the loop no more than the whole one. ``excel``: the CSVs in the flavour a Spanish
+    spreadsheet opens in columns, by category, as :meth:`Standings.excel_csv` makes them (few
+    ask for them: making them with the rest would cost every computation a third more)."""
 
-    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows")
+    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "excel")
 
     def __init__(self, result):
         json_text = dumps(result)
         # The object without its closing brace: each answer appends its own server_time.
         self._json_head = json_text.encode("utf-8")[:-1]
-        self._csv = _csv_texts(result)
+        self._csv = models.ranking_csv(result).encode("utf-8")
+        self.excel = {}
         self.message = message_text("resultados", json_text).encode("utf-8")
         self._categories = {}
         for name in result["categorias"]:
             part = models.only_category(result, name)
-            self._categories[name] = (dumps(part).encode("utf-8")[:-1], _csv_texts(part))
+            self._categories[name] = (dumps(part).encode("utf-8")[:-1],
+                                      models.ranking_csv(part).encode("utf-8"))
         # For a category no team has (a few hundred bytes, made when asked for).
         self._without_rows = dict(result, clasificacion=[])
 
@@ -65,20 +68,22 @@ class Snapshot:
         texts = self._categories.get(categoria)
         if texts is None:
             empty = models.only_category(self._without_rows, categoria)
-            texts = dumps(empty).encode("utf-8")[:-1], _csv_texts(empty)
+            texts = dumps(empty).encode("utf-8")[:-1], models.ranking_csv(empty).encode("utf-8")
         return texts
 
     def json(self, server_time, categoria=None):
         return self._texts(categoria)[0] + b',"server_time":"' + server_time.encode() + b'"}'
 
-    def csv(self, categoria=None, excel=False):
-        return self._texts(categoria)[1][1 if excel else 0]
+    def csv(self, categoria=None):
+        return self._texts(categoria)[1]
+
+    def known(self, categoria):
+        return categoria is None or categoria in self._categories
 
 
-def _csv_texts(result):
-    """The standings' CSV in both flavours: (plain, Excel's)."""
-    return tuple(models.ranking_csv(result, excel=excel).encode("utf-8")
-                 for excel in (False, True))
+def excel_csv(data):
+    """The Excel flavour of a standings CSV (bytes), in the standings' worker process."""
+    return models.excel_csv(data.decode("utf-8"), models.CSV_TIME_COLUMNS).encode("utf-8")
 
 
 def compute(competencia_id):
@@ -201,6 +206,19 @@ class Standings:
                     self.refresh(cid)  # changed while computing: due again (this task runs it)
         finally:
             self._active.discard(cid)
+
+    async def excel_csv(self, snapshot, categoria=None):
+        """The Excel flavour of ``snapshot``'s CSV (of ``categoria``): made in the worker
+        process from the plain one the first time it is asked for, then kept with the snapshot
+        (for the competition's categories only: nothing is kept for names a stranger makes up).
+        Raises ``store.Busy`` when the worker's queue is full."""
+        data = snapshot.excel.get(categoria)
+        if data is None:
+            data = await asyncio.wrap_future(self.store.compute(excel_csv,
+                                                                snapshot.csv(categoria)))
+            if snapshot.known(categoria):
+                snapshot.excel[categoria] = data
+        return data
 
     def _forget(self, cid):
         """Drop what is known of a competition that could not be computed (it may not exist:

@@ -80,6 +80,10 @@ def test_results_csv_for_programs_and_for_excel(race, event):
             assert [r[column[name]] for r in rows_plain] == [r[column[name]] for r in rows_excel]
     status, _, category = get(race, path + "&excel=1&categoria=Veteranos")
     assert [row[column["equipo"]] for row in table(category, True)[1:]] == ["'" + FORMULA_NAME]
+    status, _, again = get(race, path + "&excel=1")  # (kept with the standings: the same file)
+    assert again == excel
+    status, _, nobody = get(race, path + "&excel=1&categoria=Nadie")
+    assert status == 200 and table(nobody, True) == [list(models.CSV_COLUMNS)]
 
 
 def test_history_and_records_csv_for_excel(race, event):
