@@ -32,7 +32,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -462,6 +462,8 @@ class Competencia(BaseModel):
     regla = pw.CharField(max_length=16, default="suma", constraints=[pw.SQL("DEFAULT 'suma'")])
     contados = pw.IntegerField(null=True)
     minimo = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+    # Left out of the public index (a test race); its pages still open by their address.
+    oculta = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "competencia"
@@ -480,6 +482,7 @@ class Competencia(BaseModel):
             "finished_at": iso(self.finished_at),
             "oficial": self.oficial_en is not None,
             "oficial_en": iso(self.oficial_en),
+            "oculta": bool(self.oculta),
         }
 
 
@@ -698,8 +701,17 @@ def _v6_accion_equipo_index(migrator):
                                       'ON "accion" ("equipo_id")')
 
 
+def _v7_hidden_competitions(migrator):
+    """Version 7: competencia gains ``oculta`` (left out of the public index)."""
+    database = migrator.database
+    if "oculta" not in {c.name for c in database.get_columns("competencia")}:
+        database.execute_sql('ALTER TABLE "competencia" ADD COLUMN "oculta" INTEGER NOT NULL '
+                             'DEFAULT 0')
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
-              4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index}
+              4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index,
+              7: _v7_hidden_competitions}
 
 
 def open_database(path):
@@ -1368,21 +1380,34 @@ def reopen_results(user_id, competencia_id, motivo):
 
 def update_competition(user_id, competencia_id, body):
     """The organizer's changes to a competition (``PATCH /api/competencias/{id}/``): ``body``
-    is ``{"regla"?: {"tipo"?, "contados"?, "minimo"?}, "fecha_hora"?, "motivo"?}``; what is
-    left out stays as it is (``contados`` null: the server's ``race.records_scored_per_team``;
-    ``fecha_hora`` ISO 8601, in the venue's zone when it has no offset, or null).
+    is ``{"nombre"?, "oculta"?, "regla"?: {"tipo"?, "contados"?, "minimo"?}, "fecha_hora"?,
+    "motivo"?}``; what is left out stays as it is (``contados`` null: the server's
+    ``race.records_scored_per_team``; ``fecha_hora`` ISO 8601, in the venue's zone when it has
+    no offset, or null; ``oculta`` true leaves it out of the public index).
 
-    Each change is one history entry (``regla``, ``programar``), in this transaction; the
-    rule cannot change while the results are official (409 ``results_official``). Returns
-    (competition dict, the rule in force, changed)."""
+    Each change is one history entry (``renombrar``, ``ocultar``/``mostrar``, ``regla``,
+    ``programar``), in this transaction; the rule cannot change while the results are official
+    (409 ``results_official``). Returns (competition dict, the rule in force, changed)."""
     if not isinstance(body, dict):
         raise Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
     comp = get_competencia(competencia_id)
     motivo = check_motivo(body.get("motivo"), required=False)
     errors, rule, fecha = {}, None, _UNSET
-    unknown = set(body) - {"regla", "fecha_hora", "motivo"}
+    unknown = set(body) - {"nombre", "oculta", "regla", "fecha_hora", "motivo"}
     for key in sorted(unknown):
-        errors[key] = "Campo desconocido: se aceptan regla, fecha_hora y motivo."
+        errors[key] = ("Campo desconocido: se aceptan nombre, oculta, regla, fecha_hora y "
+                       "motivo.")
+    nombre = body.get("nombre", _UNSET)
+    if nombre is not _UNSET:
+        if not isinstance(nombre, str) or not nombre.strip():
+            errors["nombre"] = "Obligatorio (texto)."
+        elif len(nombre) > 200:
+            errors["nombre"] = "Hasta 200 caracteres."
+        else:
+            nombre = nombre.strip()
+    oculta = body.get("oculta", _UNSET)
+    if oculta is not _UNSET and not isinstance(oculta, bool):
+        errors["oculta"] = "Debe ser true (fuera del índice público) o false."
     if "regla" in body:
         rule = _check_rule(body["regla"], comp, errors)
     if "fecha_hora" in body:
@@ -1406,6 +1431,19 @@ def update_competition(user_id, competencia_id, body):
         comp.regla, comp.contados, comp.minimo = rule["tipo"], rule["contados"], rule["minimo"]
         comp.save()
         _history(comp, "regla", "competencia", comp.id, user_id, motivo, before, rule)
+        changed = True
+    if nombre is not _UNSET and nombre != comp.nombre:
+        antes = {"nombre": comp.nombre}
+        comp.nombre = nombre
+        comp.save()
+        _history(comp, "renombrar", "competencia", comp.id, user_id, motivo, antes,
+                 {"nombre": comp.nombre})
+        changed = True
+    if oculta is not _UNSET and oculta != bool(comp.oculta):
+        comp.oculta = oculta
+        comp.save()
+        _history(comp, "ocultar" if oculta else "mostrar", "competencia", comp.id, user_id,
+                 motivo, {"oculta": not oculta}, {"oculta": oculta})
         changed = True
     if fecha is not _UNSET and fecha != comp.fecha_hora:
         antes = {"fecha_hora": iso(comp.fecha_hora)}
@@ -1745,8 +1783,12 @@ def competition_dict(competencia_id):
     return get_competencia(competencia_id).to_dict()
 
 
-def all_competitions():
-    return [c.to_dict() for c in Competencia.select().order_by(Competencia.id)]
+def all_competitions(public=False):
+    """Every competition (``public``: those not hidden from the public index)."""
+    query = Competencia.select().order_by(Competencia.id)
+    if public:
+        query = query.where(Competencia.oculta == False)  # noqa: E712  (SQL, not Python)
+    return [c.to_dict() for c in query]
 
 
 _ARRIVALS_SQL = ("SELECT r.equipo_id, COUNT(*) FROM registro_tiempo AS r "
@@ -2067,31 +2109,45 @@ CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros
                "resultados", "actualizado_en")
 
 
-def ranking_csv(result, now=None):
+# The texts of times (h:mm:ss.mmm) in the standings' CSV: Excel's flavour writes their decimal
+# comma, so a Spanish spreadsheet reads them as times. (No CSV has other numbers with decimals.)
+CSV_TIME_COLUMNS = ("tiempo_total", "mejor", "promedio")
+
+
+def ranking_csv(result, now=None, excel=False):
     """A :func:`ranking` result as CSV text: a header row, then one row per team. ``now``
-    (naive UTC, default now) is the time the standings are of."""
+    (naive UTC, default now) is the time the standings are of; ``excel``: the flavour a
+    Spanish spreadsheet opens in columns (:func:`_csv`)."""
     common = {"regla": result["regla"]["texto"],
               "resultados": "oficiales" if result["competencia"]["oficial"] else "provisionales",
               "actualizado_en": local_iso(now or utcnow())}
     return _csv(CSV_COLUMNS, (
         [" ".join(map(str, row["puestos"])) if c == "puestos" else common[c] if c in common
-         else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]))
+         else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]),
+        excel=excel, decimal_columns=CSV_TIME_COLUMNS)
 
 
-def _csv(columns, rows):
-    """CSV text: a header row, then the rows.
+def _csv(columns, rows, excel=False, decimal_columns=()):
+    """CSV text: a header row, then the rows, in one of two flavours.
 
-    Starts with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
+    * plain (the default, for programs): comma-separated, decimal point;
+    * ``excel``: the same cells as Excel opens them in columns where the list separator is
+      ``;`` and the decimal mark a comma (Spain, most of Europe and Latin America), see
+      :func:`excel_csv`.
+
+    Both start with a UTF-8 byte order mark so spreadsheets open accented team names correctly;
     empty cells stand for null. Cells that a spreadsheet would run as a formula are quoted
-    with a leading apostrophe (CSV injection).
+    with a leading apostrophe (CSV injection), in either flavour.
     """
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(value) for value in row])
-    return out.getvalue()
+    cell = _csv_cell
+    for row in rows:  # (integers, most cells, as they are: no call each)
+        writer.writerow([value if value.__class__ is int else cell(value) for value in row])
+    text = out.getvalue()
+    return excel_csv(text, decimal_columns) if excel else text
 
 
 def _csv_cell(value):
@@ -2100,6 +2156,24 @@ def _csv_cell(value):
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def excel_csv(text, decimal_columns=()):
+    """Excel's flavour of a plain CSV text made by :func:`_csv`: the same cells (formula guard
+    included), separated by ``;``, and in the columns named in ``decimal_columns`` (the texts
+    of times, ``0:19:45.200``) a decimal comma (``0:19:45,200``, which Excel reads as a time)."""
+    rows = csv.reader(io.StringIO(text[1:] if text.startswith("\ufeff") else text))
+    header = next(rows, [])
+    decimal = [i for i, name in enumerate(header) if name in decimal_columns]
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        for i in decimal:
+            row[i] = row[i].replace(".", ",")
+        writer.writerow(row)
+    return out.getvalue()
 
 
 def competition_records(competencia_id, equipo_id=None, juez_id=None,
@@ -2153,11 +2227,12 @@ AUDIT_CSV_COLUMNS = ("id", "en", "usuario", "accion", "objeto", "objeto_id", "mo
                      "despues")
 
 
-def audit_csv(result):
-    """The audit log as CSV (UTF-8 with BOM; before/after as JSON text)."""
+def audit_csv(result, excel=False):
+    """The audit log as CSV (UTF-8 with BOM; before/after as JSON text; ``excel``: the
+    spreadsheet's flavour, :func:`_csv`)."""
     return _csv(AUDIT_CSV_COLUMNS, (
         [_json(a[c]) if c in ("antes", "despues") else a[c] for c in AUDIT_CSV_COLUMNS]
-        for a in result["acciones"]))
+        for a in result["acciones"]), excel=excel)
 
 
 RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "recibido_en",
@@ -2165,10 +2240,10 @@ RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "rec
                        "ausente", "pendiente", "antes_de_salida", "tiempo_imposible")
 
 
-def records_csv(result):
-    """The organizer's records list as CSV, flags included."""
+def records_csv(result, excel=False):
+    """The organizer's records list as CSV, flags included (``excel``: :func:`_csv`)."""
     return _csv(RECORDS_CSV_COLUMNS,
-                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]))
+                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]), excel=excel)
 
 
 PUBLIC_RECORD_KEYS = ("id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_salida",

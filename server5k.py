@@ -30,6 +30,7 @@ from pathlib import Path
 import tornado.web
 import yaml
 
+import addresses
 import models
 import rehearsal
 import replica
@@ -563,7 +564,7 @@ async def serve(config, demo=False, ready=None):
     log.info("live copy: %s", "to %s, every %g s (Litestream; race status shows how far "
              "behind)" % (replica.redact_url(replicator.url), replicator.interval_s)
              if replicator is not None else "none (set replica.url to keep one off this laptop)")
-    log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
+    log_addresses(config, fd_limit)
     write_run_file(config)  # the command line's changes go through this server from now on
     try:
         if ready is not None:
@@ -666,6 +667,26 @@ def running_server(config):
                        "again once it has started, or stop it" % (
                            pid, config["database"]["path"], url))
     return url
+
+
+def log_addresses(config, fd_limit):
+    """Where the server listens, and the addresses the judges' phones can open: with
+    ``host: 0.0.0.0`` the console's "127.0.0.1" is no address for a phone."""
+    server = config["server"]
+    if server["host"] in addresses.WILDCARD_HOSTS:
+        log.info("Server5K listening on every interface, port %d (up to %s open sockets); "
+                 "this laptop: %s", server["port"], fd_limit, base_url(config))
+    else:
+        log.info("Server5K listening on %s (up to %s open sockets)", base_url(config), fd_limit)
+    urls = addresses.phone_urls(server)
+    if urls:
+        log.info("phones can reach it at: %s", ", ".join(urls))
+    elif server["host"] in addresses.WILDCARD_HOSTS:
+        log.warning("no network address other than loopback: phones cannot reach this laptop "
+                    "until it joins the venue's network")
+    else:
+        log.info("only this machine can reach it (server.host %s): set server.host: 0.0.0.0 "
+                 "for the judges' phones", server["host"])
 
 
 def base_url(config):
@@ -922,17 +943,22 @@ def cmd_competition_set(args, config):
     body = {"regla": regla} if regla else {}
     if args.date:  # sent with its offset: this command line's zone, whichever server it asks
         body["fecha_hora"] = models.local_iso(local_date(args.date))
+    if args.name is not None:
+        body["nombre"] = args.name
+    if args.oculta is not None:
+        body["oculta"] = args.oculta
+    if not body:
+        raise CliError("nothing to set: give --scoring, --counted, --min-finishers, --date, "
+                       "--name, --hide or --show")
     if args.reason:
         body["motivo"] = args.reason
-    if not regla and "fecha_hora" not in body:
-        raise CliError("nothing to set: give --scoring, --counted, --min-finishers or --date")
     session = ServerSession(args, config)
     answer = session.call("PATCH", "/api/competencias/%d/" % args.id, body,
                           what="competition set")
     comp, regla = answer["competencia"], answer["regla"]
-    emit(args, answer, "competition %d %s: %s; scheduled start %s\n  %s" % (
-        comp["id"], comp["nombre"], rule_line(regla), local(comp["fecha_hora"]) or "none",
-        regla["texto"]))
+    emit(args, answer, "competition %d %s%s: %s; scheduled start %s\n  %s" % (
+        comp["id"], comp["nombre"], " (hidden from the public index)" if comp["oculta"] else "",
+        rule_line(regla), local(comp["fecha_hora"]) or "none", regla["texto"]))
 
 
 def rule_line(regla):
@@ -1042,11 +1068,15 @@ def cmd_team(args, config):
 CREDENTIAL_COLUMNS = ("usuario", "contrasena", "juez_id", "nombre")
 
 
-def write_credentials(handle, rows):
-    """The credentials CSV that `import` and `simulate --create-demo` write (and read back).
-    A cell a spreadsheet would run as a formula (a judge named ``=HYPERLINK(...)``) gets a
-    leading apostrophe, as the console's downloads do (models._csv_cell); read_credential
-    takes it off again."""
+def write_credentials(handle, rows, spreadsheet=False):
+    """The credentials CSV that `import` and `simulate --create-demo` write (and read back,
+    with or without a byte order mark). A cell a spreadsheet would run as a formula (a judge
+    named ``=HYPERLINK(...)``) gets a leading apostrophe, as the console's downloads do
+    (models._csv_cell); read_credential takes it off again. ``spreadsheet``: the one `import`
+    writes for the organizer to open, with a UTF-8 byte order mark, so a spreadsheet keeps the
+    judges' accented names."""
+    if spreadsheet:
+        handle.write("\ufeff")
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
     writer.writerows([models._csv_cell(value) for value in row] for row in rows)
@@ -1080,8 +1110,8 @@ def cmd_import(args, config):
     creds_path = None
     if result["credenciales"]:
         creds_path = credentials_file(args.credentials, path)
-        write_private(creds_path, lambda handle: write_credentials(handle, result["credenciales"]),
-                      exclusive=True)
+        write_private(creds_path, lambda handle: write_credentials(
+            handle, result["credenciales"], spreadsheet=True), exclusive=True)
     for team in result["detalle"]["equipos"]:
         if team.get("cambios"):
             print("line %s: dorsal %d %s" % (team["linea"], team["dorsal"], printable("; ".join(
@@ -1452,12 +1482,24 @@ def cmd_team_edit(args, config):
         team["id"], team["nombre"], team["dorsal"], team["juez_id"], team["categoria"] or "-"))
 
 
+EXCEL_HELP = ("with --csv: the CSV that Excel opens in columns where the decimal mark is a comma "
+              "(Spain, Latin America): ';'-separated, times with a decimal comma, UTF-8 with BOM "
+              "(without it: the plain comma-separated CSV, for programs)")
+
+
+def excel_needs_csv(args):
+    if args.excel and not args.csv:
+        raise CliError("--excel goes with --csv FILE (the file to write for the spreadsheet)")
+
+
 @needs(SERVER)
 def cmd_audit(args, config):
     """The competition's history, from the running server."""
+    excel_needs_csv(args)
     session = ServerSession(args, config)
     if args.csv:
-        text = session.text("/api/competencias/%d/auditoria/?format=csv" % args.id, "audit")
+        text = session.text("/api/competencias/%d/auditoria/?format=csv%s" % (
+            args.id, "&excel=1" if args.excel else ""), "audit")
         Path(args.csv).write_text(text, encoding="utf-8", newline="")
         print("history of competition %d written to %s" % (args.id, args.csv))
         return
@@ -1481,6 +1523,7 @@ def cmd_results(args, config):
         args.id = int(args.what)
     except ValueError:
         raise CliError("results takes a competition ID (or official ID, reopen ID)") from None
+    excel_needs_csv(args)
     open_event_database(args, config, running_server(config))
     result = models.ranking(args.id)
     if args.category is not None:
@@ -1489,7 +1532,8 @@ def cmd_results(args, config):
                 args.id, args.category, ", ".join(result["categorias"]) or "none"))
         result = models.only_category(result, args.category)
     if args.csv:
-        Path(args.csv).write_text(models.ranking_csv(result), encoding="utf-8", newline="")
+        Path(args.csv).write_text(models.ranking_csv(result, excel=args.excel),
+                                  encoding="utf-8", newline="")
         print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
         return
     if args.json:
@@ -1582,7 +1626,7 @@ def create_simulation_judges(config, judges, competencia_id=None, session=None):
     path = simulation_credentials_path(config)
     known = {}
     if path.exists():
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             known = {read_credential(row["usuario"]): {
                 key: read_credential(value) for key, value in row.items()}
                 for row in csv.DictReader(handle)}
@@ -1654,7 +1698,7 @@ def cmd_simulate(args, config):
             raise CliError("no judge credentials at %s: pass --credentials FILE (the CSV that "
                            "`import` writes) or --create-demo to create rehearsal judges" % path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             credentials = [(read_credential(row["usuario"]), read_credential(row["contrasena"]))
                            for row in csv.DictReader(handle)]
     except (KeyError, csv.Error, UnicodeDecodeError) as exc:
@@ -1774,7 +1818,7 @@ def build_parser():
     p = comp.add_parser("list", help="every competition")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p = comp.add_parser(
-        "set", help="(server) the scoring rule and the scheduled start",
+        "set", help="(server) the scoring rule, the scheduled start, the name, the listing",
         description="The competition's scoring rule (before or during the race; every change "
         "is in the history) and its scheduled start, on the running server: the live page "
         "follows at once. suma: best N times, more finishers first, lower total; promedio: the "
@@ -1788,6 +1832,13 @@ def build_parser():
                    help="finishers a team needs to be ranked (default 1)")
     p.add_argument("--date", metavar="ISO", help="the scheduled start, ISO 8601; without an "
                    "offset it is local time (race.timezone)")
+    p.add_argument("--name", metavar="N", help="rename it")
+    listing = p.add_mutually_exclusive_group()
+    listing.add_argument("--hide", dest="oculta", action="store_const", const=True,
+                         help="leave it out of the public index (a test race; its pages still "
+                         "open by their address)")
+    listing.add_argument("--show", dest="oculta", action="store_const", const=False,
+                         help="list it in the public index again")
     p.add_argument("--reason", help="why (kept in the history)")
     add_session_arguments(p)
     for name, p in comp.choices.items():
@@ -1908,6 +1959,7 @@ def build_parser():
     p = sub.add_parser("audit", help="(server) a competition's history: who, when, why")
     p.add_argument("id", type=int, metavar="ID", help="the competition's id (competition list)")
     p.add_argument("--csv", metavar="FILE", help="write it as CSV to FILE")
+    p.add_argument("--excel", action="store_true", help=EXCEL_HELP)
     add_session_arguments(p)
     p.set_defaults(func=cmd_audit)
 
@@ -1977,6 +2029,7 @@ def build_parser():
     p.add_argument("id", nargs="?", type=int, help=argparse.SUPPRESS)
     p.add_argument("--csv", metavar="FILE", help="write the standings as CSV to FILE (the same "
                    "file as the page's download)")
+    p.add_argument("--excel", action="store_true", help=EXCEL_HELP)
     p.add_argument("--category", metavar="C", help="only the teams of category C, with their "
                    "position in it")
     p.add_argument("--reason", help="why (results official/reopen; kept in the history)")

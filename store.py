@@ -29,6 +29,7 @@ Nothing here knows of Tornado: a job is any function of the models, and an answe
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ import queue
 import re
 import signal
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -64,6 +66,8 @@ PUBLIC_READERS, MAX_QUEUED_PUBLIC_READS = 2, 32
 # lock the event loop needs (a thread's would: every wake-up of the loop would wait for it).
 COMPUTERS, MAX_QUEUED_COMPUTATIONS = 1, 32
 WORKER_NICENESS = 10
+# How long a job that comes before any warm-up waits for its worker to be spawned (~10 ms).
+SPAWN_WAIT_S = 10
 # Password checks: scrypt takes ~50-100 ms on one core, so 64 queued is a wait of a second or
 # two; beyond that a login is refused rather than left waiting.
 HASHERS, MAX_QUEUED_HASHES = 2, 64
@@ -339,31 +343,61 @@ class ProcessPool(BoundedPool):
     and results pickle.
 
     Starting a worker costs its caller ~10 ms (the spawn), so it is done on a thread of its own
-    (``warm_up``), never by a job's submitter on the event loop, except for a job that comes
-    before any warm-up (a test's app). A worker that dies fails its jobs with BrokenProcessPool
-    (the HTTP layer answers 503 with Retry-After) and the pool is replaced at once, its worker
-    started on a thread."""
+    (``warm_up``), never by a job's submitter on the event loop (a job that comes before any
+    warm-up, in a test's app, waits for that thread's spawn). A worker that dies fails its jobs
+    with BrokenProcessPool (the HTTP layer answers 503 with Retry-After) and the pool is
+    replaced at once, its worker started on that thread.
+
+    That thread is one per pool and lives as long as this process: on Linux a worker asks the
+    kernel to kill it when the thread that spawned it ends (``PR_SET_PDEATHSIG`` is tied to the
+    spawning thread, not the process), so a short-lived starter would take its worker with it."""
 
     def __init__(self, processes, max_pending, name, database_path):
         self._processes, self._database_path = processes, database_path
+        self._starts = queue.SimpleQueue()  # (executor, spawned event) for the starter thread
+        self._starter = None
+        self._starting = None  # the latest (executor, spawned event) handed to the starter
+        self._closed = False
         super().__init__(processes, max_pending, name)
 
     def _new_executor(self, workers):
         return concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_starts, initargs=(self._database_path, models.configuration()))
+            initializer=_worker_starts,
+            initargs=(os.getpid(), self._database_path, models.configuration()))
 
     def warm_up(self):
-        """Start the workers now, on a thread: not on the first request's."""
-        threading.Thread(target=self._start_workers, args=(self._executor,), daemon=True,
-                         name=self.name + "-start").start()
+        """Start the workers now, on the pool's starter thread: not on the first request's.
+        Returns an event set once they are spawned (not yet ready)."""
+        with self._lock:
+            executor = self._executor
+            if self._closed:
+                return _SET
+            if self._starting is None or self._starting[0] is not executor:
+                self._starting = (executor, threading.Event())
+                self._starts.put(self._starting)
+            if self._starter is None:
+                self._starter = threading.Thread(target=self._start_workers, daemon=True,
+                                                 name=self.name + "-start")
+                self._starter.start()
+            return self._starting[1]
 
-    def _start_workers(self, executor):
-        with contextlib.suppress(Exception):
-            executor.submit(_nothing).result()
+    def _start_workers(self):
+        while True:
+            executor, spawned = self._starts.get()
+            try:
+                with contextlib.suppress(Exception):
+                    ready = executor.submit(_nothing)  # the spawn happens in this call
+                    spawned.set()
+                    ready.result()
+            finally:
+                spawned.set()
 
     def submit(self, fn, *args):
         executor = self._executor
+        # Only the starter thread spawns (a job before any warm-up waits for the spawn, as it
+        # would have spawned the worker itself).
+        self.warm_up().wait(SPAWN_WAIT_S)
         try:
             future = super().submit(fn, *args)
         except concurrent.futures.BrokenExecutor:
@@ -379,31 +413,69 @@ class ProcessPool(BoundedPool):
 
     def _replace(self, broken):
         with self._lock:
-            if self._executor is not broken:
-                return  # replaced already
+            if self._executor is not broken or self._closed:
+                return  # replaced already, or stopping
             log.error("the %s worker process died; starting another", self.name)
             self._executor = self._new_executor(self._processes)
         broken.shutdown(wait=False)
         self.warm_up()
 
+    def shutdown(self):
+        """Stop the workers at once: neither their jobs (a ranking only reads: ending it loses
+        nothing) nor a worker still starting are waited for, so a server stopped seconds after
+        it started does not wait for its worker's spawn."""
+        with self._lock:
+            self._closed = True
+            executor = self._executor
+        processes = list((executor._processes or {}).values())  # (emptied by shutdown)
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(SPAWN_WAIT_S)
 
-def _worker_starts(database_path, configuration):
-    """A worker process starts here: the database (no schema work: the server did it), the
-    models' configuration, and Ctrl-C left to the server, which stops its workers. It runs at a
-    lower priority than the server: on a laptop's two cores busy with a ranking, a judge's
-    start notice must get the CPU first; the standings can wait a few ms."""
+
+_SET = threading.Event()  # what warm_up answers once the pool is shut down
+_SET.set()
+
+
+# prctl(2): deliver a signal to this process when the thread that spawned it ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _leave_with(server_pid):
+    """A worker outlives no server, whenever the server dies, even during the worker's own
+    start-up. On Linux the kernel kills the worker the moment its parent does (asked first,
+    then the parent checked: a server killed before the request was made has already handed
+    its worker to another parent, and the worker leaves at once). Elsewhere, and as a second
+    guard, a thread watches the parent and the worker leaves within a second of its death."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server_pid:
+        os._exit(0)
+    threading.Thread(target=_exit_with, args=(server_pid,), daemon=True,
+                     name="server5k-orphan-watch").start()
+
+
+def _worker_starts(server_pid, database_path, configuration):
+    """A worker process starts here: first its tie to the server (``_leave_with``), then the
+    database (no schema work: the server did it), the models' configuration, and Ctrl-C left to
+    the server, which stops its workers. It runs at a lower priority than the server: on a
+    laptop's two cores busy with a ranking, a judge's start notice must get the CPU first; the
+    standings can wait a few ms."""
+    _leave_with(server_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
         os.nice(WORKER_NICENESS)
     models.configure(**configuration)
     db.init(database_path, pragmas=models.PRAGMAS)
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
-                     name="server5k-orphan-watch").start()
 
 
 def _exit_with(server_pid):
-    """A worker outlives no server: when the server is gone (killed, not stopped: a stop shuts
-    the pool down), its parent changes, and the worker leaves within a second."""
+    """When the server is gone (killed, not stopped: a stop shuts the pool down), its worker's
+    parent changes, and the worker leaves within a second."""
     while os.getppid() == server_pid:
         time.sleep(1.0)
     os._exit(0)

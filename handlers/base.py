@@ -523,6 +523,22 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
             raise ApiError(403, "organizer_only", "Solo un organizador puede hacer esto.")
         return identity
 
+    def excel_requested(self, fmt):
+        """For ``?format=`` ``fmt``: None when it is not CSV, else whether ``?excel=1`` asks
+        for the CSV a Spanish spreadsheet opens in columns (``;``, decimal comma) rather than
+        the plain one for programs (the default). ``excel`` without CSV is a 400."""
+        value = self.get_query_argument("excel", None)
+        if value not in (None, "0", "1", "true", "false"):
+            raise ApiError(400, "validation_error", "excel debe ser 1 o 0.",
+                           {"excel": "Debe ser 1 (CSV para Excel) o 0 (CSV con comas)."})
+        excel = value in ("1", "true")
+        if fmt != "csv":
+            if value is not None:
+                raise ApiError(400, "validation_error", "excel solo vale con format=csv.",
+                               {"excel": "Pida format=csv."})
+            return None
+        return excel
+
 
 class OrganizerHandler(BaseHandler):
     """An organizer-only endpoint: the caller is checked as soon as the headers arrive, before
@@ -547,11 +563,14 @@ class OrganizerHandler(BaseHandler):
         self.finish(text.encode("utf-8"))
 
     def csv_requested(self):
+        """None for JSON (the default), else the CSV's flavour: "csv" (plain, for programs)
+        or "excel" (``?format=csv&excel=1``)."""
         fmt = self.get_query_argument("format", "json")
         if fmt not in ("json", "csv"):
             raise ApiError(400, "invalid_format", "Formato desconocido: use json o csv.",
                            {"format": "Debe ser json o csv."})
-        return fmt == "csv"
+        excel = self.excel_requested(fmt)
+        return None if excel is None else "excel" if excel else "csv"
 
 
 def _json_object(raw):

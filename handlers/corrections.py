@@ -25,15 +25,15 @@ def _optional_int(handler, name):
 
 class RegistrosHandler(OrganizerHandler):
     """GET -> {"competencia", "registros"} oldest first (``?equipo_id=``, ``?juez_id=``,
-    ``?format=csv``); POST {"equipo_id", "tiempo", "timestamp"?, "motivo"} -> 201 a paper
-    time (origen manual)."""
+    ``?format=csv``, ``&excel=1`` for Excel's flavour); POST {"equipo_id", "tiempo",
+    "timestamp"?, "motivo"} -> 201 a paper time (origen manual)."""
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
         equipo_id, juez_id = _optional_int(self, "equipo_id"), _optional_int(self, "juez_id")
-        csv_wanted = self.csv_requested()
-        if csv_wanted:
-            text = await self.db_read(_records_csv, cid, equipo_id, juez_id)
+        flavour = self.csv_requested()
+        if flavour:
+            text = await self.db_read(_records_csv, cid, equipo_id, juez_id, flavour == "excel")
             return self.send_csv(text, "registros-competencia-%d.csv" % cid)
         self.write_json(await self.db_read(models.competition_records, cid, equipo_id, juez_id))
 
@@ -53,8 +53,9 @@ class RegistrosHandler(OrganizerHandler):
         self.write_json(record, status=201)
 
 
-def _records_csv(competencia_id, equipo_id, juez_id):
-    return models.records_csv(models.competition_records(competencia_id, equipo_id, juez_id))
+def _records_csv(competencia_id, equipo_id, juez_id, excel):
+    return models.records_csv(models.competition_records(competencia_id, equipo_id, juez_id),
+                              excel=excel)
 
 
 class RegistroActionHandler(OrganizerHandler):
@@ -136,15 +137,17 @@ class OficialHandler(OrganizerHandler):
 
 
 class AuditoriaHandler(OrganizerHandler):
-    """GET -> {"competencia", "acciones"} oldest first; ``?format=csv`` the same as CSV."""
+    """GET -> {"competencia", "acciones"} oldest first; ``?format=csv`` the same as CSV
+    (``&excel=1``: Excel's flavour)."""
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
-        if self.csv_requested():
-            text = await self.db_read(_audit_csv, cid)
+        flavour = self.csv_requested()
+        if flavour:
+            text = await self.db_read(_audit_csv, cid, flavour == "excel")
             return self.send_csv(text, "auditoria-competencia-%d.csv" % cid)
         self.write_json(await self.db_read(models.audit_log, cid))
 
 
-def _audit_csv(competencia_id):
-    return models.audit_csv(models.audit_log(competencia_id))
+def _audit_csv(competencia_id, excel):
+    return models.audit_csv(models.audit_log(competencia_id), excel=excel)

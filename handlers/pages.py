@@ -152,10 +152,11 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
 
 
 class IndexPageHandler(PageHandler):
-    """``/``: every competition with its state and a link to its live results."""
+    """``/``: every competition with its state and a link to its live results, but those the
+    organizer hid (a test race: its pages still open by their address)."""
 
     async def get(self):
-        competencias = await self.db_public(models.all_competitions)
+        competencias = await self.db_public(models.all_competitions, True)
         if self.public_answer(self.data_etag(competencias)):
             return
         self.render("index.html", competencias=competencias)

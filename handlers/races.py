@@ -3,6 +3,7 @@ start), start/stop/reset, and who is connected."""
 
 import asyncio
 
+import addresses
 import models
 from handlers.base import BaseHandler, OrganizerHandler
 from handlers.errors import ApiError
@@ -93,6 +94,8 @@ class JuecesHandler(OrganizerHandler):
                 juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]))
         board["competencia"] = comp
         board["conectados"] = sum(1 for j in board["jueces"] if j["conectado"])
+        # Where the judges' phones can reach this server (tens of microseconds: on the loop).
+        board["direcciones"] = addresses.phone_urls(self.config["server"])
         if self.replica is not None:  # how far behind the live copy is (file reads: off the loop)
             board["replica"] = await asyncio.get_running_loop().run_in_executor(
                 None, self.replica.status)

@@ -15,7 +15,9 @@ from handlers.errors import ApiError
 class ResultadosHandler(BaseHandler):
     """GET (public) -> {"competencia", "regla", "registros_por_equipo", "categorias",
     "clasificacion", "server_time"}; ``?format=csv`` -> the same rows as a CSV file with a
-    header row; ``?categoria=NAME`` -> only that category's teams (and ``"categoria"``)."""
+    header row (``&excel=1``: the flavour a Spanish spreadsheet opens in columns, ``;`` and
+    decimal comma; the plain one is for programs); ``?categoria=NAME`` -> only that
+    category's teams (and ``"categoria"``)."""
 
     FORMATS = ("json", "csv")
     pace = "public"
@@ -27,6 +29,7 @@ class ResultadosHandler(BaseHandler):
             raise ApiError(400, "invalid_format",
                            "Formato desconocido %r: use json o csv." % fmt[:32],
                            {"format": "Debe ser json o csv."})
+        excel = self.excel_requested(fmt)
         categoria = self.get_query_argument("categoria", None)
         if categoria is not None:
             categoria = categoria.strip() or None
@@ -41,7 +44,8 @@ class ResultadosHandler(BaseHandler):
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition",
                             'attachment; filename="resultados-competencia-%d.csv"' % cid)
-            self.finish(snapshot.csv(categoria))
+            self.finish(await self.settled(self.standings.excel_csv(snapshot, categoria))
+                        if excel else snapshot.csv(categoria))
         else:
             self.finish(snapshot.json(models.iso(models.utcnow()), categoria))
 

@@ -44,15 +44,20 @@ class Snapshot:
     message, bytes). Each category's texts are made with the rest, so a filtered answer costs
     the loop no more than the whole one. ``etag`` is the strong validator of every answer made
     from it (a hash of its texts, made with them in the worker: the same standings computed
-    again, or after a restart, keep it; any change of them changes it)."""
+    again, or after a restart, keep it; any change of them changes it). ``excel``: the CSVs in
+    the flavour a Spanish spreadsheet opens in columns, by category, as
+    :meth:`Standings.excel_csv` makes them (few ask for them: making them with the rest would
+    cost every computation a third more)."""
 
-    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "etag")
+    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "etag",
+                 "excel")
 
     def __init__(self, result):
         json_text = dumps(result)
         # The object without its closing brace: each answer appends its own server_time.
         self._json_head = json_text.encode("utf-8")[:-1]
         self._csv = models.ranking_csv(result).encode("utf-8")
+        self.excel = {}
         self.message = message_text("resultados", json_text).encode("utf-8")
         self._categories = {}
         for name in result["categorias"]:
@@ -79,6 +84,14 @@ class Snapshot:
 
     def csv(self, categoria=None):
         return self._texts(categoria)[1]
+
+    def known(self, categoria):
+        return categoria is None or categoria in self._categories
+
+
+def excel_csv(data):
+    """The Excel flavour of a standings CSV (bytes), in the standings' worker process."""
+    return models.excel_csv(data.decode("utf-8"), models.CSV_TIME_COLUMNS).encode("utf-8")
 
 
 def compute(competencia_id):
@@ -209,6 +222,19 @@ class Standings:
                     self.refresh(cid)  # changed while computing: due again (this task runs it)
         finally:
             self._active.discard(cid)
+
+    async def excel_csv(self, snapshot, categoria=None):
+        """The Excel flavour of ``snapshot``'s CSV (of ``categoria``): made in the worker
+        process from the plain one the first time it is asked for, then kept with the snapshot
+        (for the competition's categories only: nothing is kept for names a stranger makes up).
+        Raises ``store.Busy`` when the worker's queue is full."""
+        data = snapshot.excel.get(categoria)
+        if data is None:
+            data = await asyncio.wrap_future(self.store.compute(excel_csv,
+                                                                snapshot.csv(categoria)))
+            if snapshot.known(categoria):
+                snapshot.excel[categoria] = data
+        return data
 
     def _forget(self, cid):
         """Drop what is known of a competition that could not be computed (it may not exist:

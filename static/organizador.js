@@ -40,7 +40,11 @@
     oficializar: 'Resultados oficiales', reabrir: 'Resultados reabiertos', iniciar: 'Salida',
     detener: 'Fin de la carrera', reiniciar: 'Salida en falso', crear: 'Alta',
     editar: 'Cambio', eliminar: 'Baja', activar: 'Juez activado',
-    desactivar: 'Juez desactivado', contrasena: 'Contraseña nueva' };
+    desactivar: 'Juez desactivado', contrasena: 'Contraseña nueva', regla: 'Regla de puntuación',
+    programar: 'Hora prevista', renombrar: 'Nombre cambiado', ocultar: 'Oculta del índice público',
+    mostrar: 'Visible en el índice público' };
+  var REGLAS = [['suma', 'Suma de los mejores tiempos'], ['promedio', 'Media de los mejores tiempos'],
+    ['puntos', 'Por puestos (como en cross)']];
 
   // -- the page ---------------------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
@@ -451,7 +455,8 @@
         return el('li', { className: 'competencia' },
           el('a', { href: '#c=' + c.id }, c.nombre),
           el('span', { className: 'estado estado-' + c.estado }, ESTADOS[c.estado] || c.estado),
-          c.fecha_hora ? el('span', { className: 'sub' }, localDateTime(c.fecha_hora)) : null);
+          c.fecha_hora ? el('span', { className: 'sub' }, localDateTime(c.fecha_hora)) : null,
+          c.oculta ? el('span', { className: 'pildora' }, 'Oculta del índice público') : null);
       }));
       if (!answer.competencias.length) {
         fill(list, [el('li', { className: 'sub' }, 'Todavía no hay competencias: cree la primera.')]);
@@ -477,9 +482,11 @@
       leaveCompetition();
       state = { cid: cid, tab: tab, comp: null, board: null, records: null, results: null,
         audit: null, limite: 200, filtroEquipo: '', filtroJuez: '', offset: 0, loading: false,
-        again: false, socket: null, retries: 0, closed: false, csv: null };
+        again: false, socket: null, retries: 0, closed: false, csv: null, categoria: null };
       main.dataset.pantalla = 'competencia';
       mount(main, 't-competencia');
+      act($('renombrar'), renameCompetition);
+      act($('ocultar'), toggleListing);
       Array.prototype.forEach.call(main.querySelectorAll('[data-pestana]'), function (link) {
         link.href = '#c=' + cid + '&t=' + link.dataset.pestana;
       });
@@ -517,7 +524,7 @@
       if (state !== mine) { return; }
       showAviso('');
       var signature = JSON.stringify([answers[0], answers[1], answers[2].clasificacion,
-        answers[2].competencia, answers[3]]);  // (not the standings' server_time)
+        answers[2].competencia, answers[2].regla, answers[2].categorias, answers[3]]);  // (not the standings' server_time)
       if (signature === mine.signature) { return; }  // nothing changed: keep the page as it is
       mine.signature = signature;
       mine.board = answers[0];
@@ -635,6 +642,8 @@
     estado.className = 'estado estado-' + comp.estado;
     $('comp-oficial').textContent = comp.oficial ? 'Resultados oficiales' : 'Resultados provisionales';
     $('comp-oficial').className = 'oficial' + (comp.oficial ? ' es-oficial' : '');
+    $('comp-oculta').hidden = !comp.oculta;
+    $('ocultar').textContent = comp.oculta ? 'Mostrar en el índice público' : 'Ocultar del índice público';
     tick();
     PANELS[state.tab].render();
   }
@@ -669,6 +678,34 @@
   }
 
   var base = function (path) { return '/api/competencias/' + state.cid + '/' + (path || ''); };
+
+  // -- the competition itself: its name and whether the public index lists it ---------------------------
+  function patchCompetition(body) {
+    return api('PATCH', base(), { body: body });
+  }
+
+  function renameCompetition() {
+    return ask({ titulo: 'Cambiar el nombre de la competencia',
+      texto: 'El nuevo nombre se ve al momento en la página pública y en los móviles de los jueces.',
+      campos: [{ name: 'nombre', label: 'Nombre', value: state.comp.nombre, required: true, maxLength: 200 },
+        { name: 'motivo', label: 'Motivo (opcional)', maxLength: 500 }],
+      aceptar: 'Guardar nombre',
+      accion: function (v) {
+        var body = { nombre: v.nombre };
+        if (v.motivo) { body.motivo = v.motivo; }
+        return patchCompetition(body);
+      } }).then(function (ok) { if (ok) { done('Nombre cambiado')(); } });
+  }
+
+  function toggleListing() {
+    var hide = !state.comp.oculta;
+    return ask({ titulo: hide ? 'Ocultar del índice público' : 'Mostrar en el índice público',
+      texto: hide ? 'La competencia deja de aparecer en la lista de la página principal (para una carrera de prueba). Su página de resultados sigue abierta para quien tenga la dirección, y los jueces no notan nada.' :
+        'La competencia vuelve a aparecer en la lista de la página principal.',
+      aceptar: hide ? 'Sí, ocultar' : 'Sí, mostrar',
+      accion: function () { return patchCompetition({ oculta: hide }); } })
+      .then(function (ok) { if (ok) { done(hide ? 'Oculta del índice público' : 'Visible en el índice público')(); } });
+  }
 
   // -- race control ---------------------------------------------------------------------------------
   var carrera = {
@@ -746,6 +783,11 @@
           (copia.lag_s === null || copia.lag_s === undefined ? '' : ', ' + copia.lag_s.toFixed(1) + ' s de retraso') +
           (copia.last_error ? ' · último error: ' + copia.last_error : '');
       }
+      var direcciones = board.direcciones || [];  // where the judges' phones reach the server
+      $('direcciones').className = 'nota' + (direcciones.length ? '' : ' marca-roja');
+      $('direcciones').textContent = direcciones.length ?
+        'Dirección para los móviles de los jueces: ' + direcciones.join(' · ') :
+        'Solo este ordenador llega al servidor: los móviles no podrán conectarse (ponga server.host: 0.0.0.0 y conecte el portátil a la red del evento).';
       fill($('tablero'), board.jueces.map(judgeCard));
       if (!board.jueces.length) {
         fill($('tablero'), [el('li', { className: 'sub' }, 'Sin jueces todavía: impórtelos en «Equipos y jueces».')]);
@@ -798,6 +840,9 @@
       });
       act($('descargar-registros'), function () {
         return download(base('registros/?format=csv'), 'registros-competencia-' + state.cid + '.csv');
+      });
+      act($('excel-registros'), function () {  // ';' and decimal comma: Excel in Spanish
+        return download(base('registros/?format=csv&excel=1'), 'registros-competencia-' + state.cid + '-excel.csv');
       });
       ['filtro-equipo', 'filtro-juez'].forEach(function (id) {
         $(id).addEventListener('change', function () {
@@ -966,13 +1011,16 @@
             state.imported.equipos_nuevos + ' equipos nuevos' + changedText(state.imported))();
         });
       });
-      act($('descargar-credenciales'), function () {
+      function credentialsCsv(separator, suffix) {
         var rows = [['usuario', 'nombre', 'contrasena']].concat(state.credentials.map(function (c) {
           return [c.username, c.nombre, c.password];
         }));
-        saveFile(new Blob(['\ufeff' + rows.map(csvRow).join('\r\n') + '\r\n'], { type: 'text/csv' }),
-          'contrasenas-competencia-' + state.cid + '.csv');
-      });
+        saveFile(new Blob(['\ufeff' + rows.map(function (row) { return csvRow(row, separator); })
+          .join('\r\n') + '\r\n'], { type: 'text/csv' }),
+          'contrasenas-competencia-' + state.cid + suffix + '.csv');
+      }
+      act($('descargar-credenciales'), function () { credentialsCsv(',', ''); });
+      act($('excel-credenciales'), function () { credentialsCsv(';', '-excel'); });
       $('ocultar-credenciales').addEventListener('click', function () {
         state.credentials = [];
         $('credenciales').hidden = true;
@@ -989,12 +1037,13 @@
     }
   };
 
-  function csvRow(cells) {
+  // One CSV row; separator ',' (programs) or ';' (Excel where the decimal mark is a comma).
+  function csvRow(cells, separator) {
     return cells.map(function (cell) {
       var text = String(cell === null || cell === undefined ? '' : cell);
       if (/^[=+\-@\t\r]/.test(text)) { text = "'" + text; }  // never a spreadsheet formula
-      return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
-    }).join(',');
+      return /[",;\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+    }).join(separator);
   }
 
   // A re-imported roster corrects the teams already there (their dorsal): say how many, and
@@ -1195,10 +1244,13 @@
   // -- results ----------------------------------------------------------------------------------------
   var resultados = {
     mount: function () {
-      $('csv-resultados').href = base('resultados/?format=csv');
+      act($('cambiar-regla'), changeRule);
       $('ver-publica').href = '/competencias/' + state.cid + '/';
       act($('csv-auditoria'), function () {
         return download(base('auditoria/?format=csv'), 'auditoria-competencia-' + state.cid + '.csv');
+      });
+      act($('excel-auditoria'), function () {
+        return download(base('auditoria/?format=csv&excel=1'), 'auditoria-competencia-' + state.cid + '-excel.csv');
       });
       act($('oficializar'), function () {
         return ask({ titulo: 'Oficializar resultados',
@@ -1218,13 +1270,40 @@
     },
     render: function () {
       var comp = state.comp;
+      var results = state.results;
       $('oficializar').hidden = comp.oficial || comp.estado !== 'finalizada';
       $('reabrir').hidden = !comp.oficial;
-      fill($('clasificacion').querySelector('tbody'), state.results.clasificacion.map(function (r) {
+      $('regla-texto').textContent = results.regla ? results.regla.texto : '';
+      $('cambiar-regla').disabled = comp.oficial;
+      $('cambiar-regla').title = comp.oficial ? 'Reabra los resultados para cambiar la regla' : '';
+      // One tab per category, as on the public page (General: every team).
+      var names = results.categorias || [];
+      if (state.categoria !== null && names.indexOf(state.categoria) < 0) { state.categoria = null; }
+      $('categorias-resultados').hidden = !names.length;
+      fill($('categorias-resultados'), [null].concat(names).map(function (name) {
+        var tab = el('button', { type: 'button' }, name === null ? 'General' : name);
+        tab.setAttribute('role', 'tab');
+        tab.setAttribute('aria-selected', String(name === state.categoria));
+        tab.setAttribute('aria-controls', 'clasificacion');
+        tab.addEventListener('click', function () {
+          state.categoria = name;
+          resultados.render();
+        });
+        return tab;
+      }));
+      var filtro = state.categoria === null ? '' : '&categoria=' + encodeURIComponent(state.categoria);
+      $('csv-resultados').href = base('resultados/?format=csv' + filtro);
+      $('excel-resultados').href = base('resultados/?format=csv&excel=1' + filtro);
+      var rows = results.clasificacion.filter(function (r) {
+        return state.categoria === null || r.categoria === state.categoria;
+      });
+      fill($('clasificacion').querySelector('tbody'), rows.map(function (r) {
+        var pos = state.categoria === null ? r.posicion : r.posicion_categoria;
         return el('tr', { dataset: { equipoId: r.equipo_id } },
           el('td', { className: 'pos' }, r.estado !== 'ok' ? r.estado.toUpperCase() :
-            (r.posicion === null ? '–' : r.posicion)),
-          el('td', {}, el('strong', {}, r.equipo), el('span', { className: 'sub' }, ' · dorsal ' + r.dorsal)),
+            (pos === null ? '–' : pos)),
+          el('td', {}, el('strong', {}, r.equipo), el('span', { className: 'sub' }, ' · dorsal ' + r.dorsal +
+            (r.categoria && state.categoria === null ? ' · ' + r.categoria : ''))),
           el('td', {}, r.registros_contados), el('td', { className: 'tiempo' }, r.tiempo_total || '—'));
       }));
       if (state.audit) {
@@ -1238,6 +1317,27 @@
       }
     }
   };
+
+  function changeRule() {
+    var regla = state.results.regla;
+    return ask({ titulo: 'Regla de puntuación',
+      texto: ['Ahora: ' + regla.texto, 'La clasificación se recalcula al momento, también en la página pública; el cambio queda en el historial.'],
+      campos: [{ name: 'tipo', label: 'Regla', value: regla.tipo, options: REGLAS },
+        { name: 'contados', label: 'Tiempos que cuentan por equipo', type: 'number', value: regla.contados, required: true },
+        { name: 'minimo', label: 'Llegadas mínimas para clasificar', type: 'number', value: regla.minimo, required: true },
+        { name: 'motivo', label: 'Motivo (opcional)', maxLength: 500 }],
+      aceptar: 'Guardar regla',
+      accion: function (v) {
+        var contados = Number(v.contados);
+        var minimo = Number(v.minimo);
+        if (!/^[0-9]+$/.test(v.contados.trim()) || contados < 1 || !/^[0-9]+$/.test(v.minimo.trim()) || minimo < 1) {
+          throw new Error('Los tiempos que cuentan y las llegadas mínimas son números enteros desde 1.');
+        }
+        var body = { regla: { tipo: v.tipo, contados: contados, minimo: minimo } };
+        if (v.motivo) { body.motivo = v.motivo; }
+        return patchCompetition(body);
+      } }).then(function (ok) { if (ok) { done('Regla guardada')(); } });
+  }
 
   var PANELS = { carrera: carrera, registros: registrosPanel, plantilla: plantilla,
     resultados: resultados };

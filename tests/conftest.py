@@ -24,17 +24,33 @@ def config(tmp_path, monkeypatch):
     })
 
 
+# The event's passwords hashed once per run (an scrypt is ~0.1 s; four per test added up to
+# minutes). Each test still verifies them with scrypt: the ``event`` fixture forgets what the
+# previous test verified.
+_HASHES = {}
+
+
+def hashed(password):
+    if password not in _HASHES:
+        _HASHES[password] = models.hash_password(password)
+    return _HASHES[password]
+
+
 @pytest.fixture
 def event(config):
     """A competition with an organizer, two judges (two teams each) and a judge of another race."""
     models.open_database(config["database"]["path"])
+    models._VERIFIED = models._Verified()  # no login remembered from another test
     with models.db.connection_context():
         comp = models.create_competition("Carrera de prueba")
         other = models.create_competition("Otra carrera")
-        models.create_user("org", "org-pass", organizer=True)
-        j1 = models.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno")
-        j2 = models.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos")
-        j3 = models.create_judge("juez3", "pass-juez3", other.id, "Juez Otra")
+        models.create_user("org", "org-pass", organizer=True, password_hash=hashed("org-pass"))
+        j1 = models.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno",
+                                 password_hash=hashed("pass-juez1"))
+        j2 = models.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos",
+                                 password_hash=hashed("pass-juez2"))
+        j3 = models.create_judge("juez3", "pass-juez3", other.id, "Juez Otra",
+                                 password_hash=hashed("pass-juez3"))
         teams = {
             "a": models.create_team("Equipo A", 1, j1.id).id,
             "b": models.create_team("Equipo B", 2, j1.id).id,

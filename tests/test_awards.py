@@ -111,7 +111,8 @@ async def test_a_rule_change_reaches_the_live_page_at_once(client, event):
     ({"regla": {"tipos": "suma"}}, "regla.tipos"),
     ({"regla": "suma"}, "regla"),
     ({"fecha_hora": "mañana"}, "fecha_hora"),
-    ({"nombre": "Otra"}, "nombre"),
+    ({"estado": "finalizada"}, "estado"),  # (nombre and oculta are changes of their own)
+    ({"nombre": ""}, "nombre"),
     ({"regla": {"tipo": "puntos"}, "motivo": ""}, "motivo"),
 ])
 async def test_bad_rule_changes_are_refused_and_write_nothing(client, event, body, field):

@@ -83,7 +83,7 @@ def test_import_roster(conf, tmp_path):
     assert "imported 2 judges (2 new) and 3 teams" in result.stdout
     creds_path = tmp_path / "roster-credenciales.csv"
     assert stat.S_IMODE(os.stat(creds_path).st_mode) == 0o600
-    with creds_path.open() as handle:
+    with creds_path.open(encoding="utf-8-sig") as handle:  # (a BOM, for spreadsheets)
         creds = list(csv.DictReader(handle))
     assert [c["usuario"] for c in creds] == ["maria", "jose"]
     for c in creds:  # passwords are never echoed

@@ -11,6 +11,7 @@ import json
 import random
 import signal
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -184,3 +185,49 @@ def test_the_standings_worker_does_not_outlive_a_killed_server(spawn, event, con
     server.wait()
     wait_for(lambda: not any(os.path.exists("/proc/%s" % pid) for pid in workers),
              timeout=15, what="the worker processes to leave")
+
+
+def _processes_marked(mark):
+    """Pids of the live processes (not zombies) whose environment carries ``mark``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if mark in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_no_worker_outlives_a_server_killed_at_any_moment_of_its_start(spawn, event, config):
+    """SIGKILL at several moments of start-up, from before the standings' worker exists to
+    after it is ready, and in the window where it is still importing the server's modules (its
+    parent gone before it could know it had one): no process of that server survives."""
+    import subprocess
+    import sys
+    from helpers import ROOT, wait_for
+    server = spawn(config["database"]["path"])
+    moments = [("after launch", 0.3)] + [("after the worker appeared", s)
+                                          for s in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)]
+    for what, delay in moments:
+        mark = "SERVER5K_TEST_RUN=%s" % uuid.uuid4().hex
+        env = dict(server.env(), SERVER5K_TEST_RUN=mark.split("=", 1)[1])
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "server5k.py"), "--config", str(server.config_path),
+             "serve"], env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            if what == "after the worker appeared":
+                wait_for(lambda: [pid for pid in _processes_marked(mark.encode())
+                                  if pid != process.pid], timeout=30,
+                         what="the standings worker to be spawned")
+            time.sleep(delay)  # the moment itself is what this test varies
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        wait_for(lambda: not _processes_marked(mark.encode()), timeout=10,
+                 what="every process of the server killed %g s %s to leave" % (delay, what))

@@ -158,7 +158,7 @@ def test_importing_again_adds_nothing_and_never_overwrites_passwords(conf, tmp_p
     assert "(1 new)" in more.stdout and "roster-credenciales-2.csv" in more.stdout
     second = tmp_path / "roster-credenciales-2.csv"
     assert stat.S_IMODE(os.stat(second).st_mode) == 0o600
-    with second.open(encoding="utf-8") as handle:
+    with second.open(encoding="utf-8-sig") as handle:  # (a BOM, for spreadsheets)
         assert [row["usuario"] for row in csv.DictReader(handle)] == ["ana"]
     assert first.read_text() == kept
 
@@ -275,7 +275,7 @@ def test_race_day_step_by_step_as_the_readme_says_with_a_reboot(tmp_path):
                          step("organizer", "add", "ana").stdout).group(1)
     (tmp_path / "roster.csv").write_bytes(SPANISH_EXCEL)
     step("import", str(tmp_path / "roster.csv"), "--competition", "1")
-    with (tmp_path / "roster-credenciales.csv").open(encoding="utf-8") as handle:
+    with (tmp_path / "roster-credenciales.csv").open(encoding="utf-8-sig") as handle:
         creds = {row["usuario"]: row for row in csv.DictReader(handle)}
     # 3. Serve.
     server = LiveServer(tmp_path, tmp_path / "race.db", secret=None,

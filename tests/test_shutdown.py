@@ -75,8 +75,15 @@ def test_signal_lets_in_flight_submission_commit_then_exits_cleanly(sig, spawn, 
     assert rows == [(1234567,)]
 
 
-def test_shutdown_with_nothing_in_flight_is_quick_and_clean(spawn, event, config):
+def test_shutdown_with_nothing_in_flight_is_quick_and_clean(spawn, event, config, monkeypatch):
+    """Stopped right after it started: the standings worker, spawned at start-up and maybe
+    still starting, is stopped with it (not waited for, not replaced)."""
+    from test_crash import _processes_marked
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv("SERVER5K_TEST_RUN", mark)  # (in the server's and its worker's environment)
     server = spawn(config["database"]["path"]).start()
     server.signal(signal.SIGTERM)
     assert server.wait(10) == 0, server.log()
     assert "stopped cleanly" in server.log()
+    assert "worker process died" not in server.log()
+    assert _processes_marked(("SERVER5K_TEST_RUN=%s" % mark).encode()) == []

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import threading
 
 import pytest
@@ -172,3 +173,25 @@ async def test_standings_are_computed_in_a_worker_process_that_comes_back_if_it_
     assert answer["regla"] == before["regla"]
     assert any(row["mejor_ms"] == 1_234_567 for row in answer["clasificacion"])
     assert set(computers._executor._processes).isdisjoint(workers)
+
+
+def test_the_worker_outlives_the_thread_that_first_needed_it(tmp_path):
+    """The worker dies with the server (PR_SET_PDEATHSIG), which on Linux means with the thread
+    that spawned it: a job first submitted from a short-lived thread must not spawn the worker
+    there, or the worker dies when that thread ends."""
+    import peewee
+    path = str(tmp_path / "pool.db")
+    peewee.SqliteDatabase(path).connect()
+    pool = store.ProcessPool(1, 4, "server5k-test-compute", path)
+    try:
+        first = []
+        thread = threading.Thread(target=lambda: first.append(
+            pool.submit(store._run_connected, os.getpid, (), {}).result(30)))
+        thread.start()
+        thread.join(30)
+        worker = first[0]
+        assert worker != os.getpid()
+        # The thread is gone; the worker still answers, and is the same one.
+        assert pool.submit(store._run_connected, os.getpid, (), {}).result(30) == worker
+    finally:
+        pool.shutdown()
