@@ -20,7 +20,8 @@ async def test_competition_is_public(client, event):
     assert code == 200
     assert comp == {"id": event["competencia"], "nombre": "Carrera de prueba",
                     "fecha_hora": None, "estado": "programada", "started_at": None,
-                    "finished_at": None, "oficial": False, "oficial_en": None}
+                    "finished_at": None, "oficial": False, "oficial_en": None,
+                    "oculta": False}
 
 
 @pytest.mark.gen_test
