@@ -345,7 +345,7 @@ def test_version_1_database_is_migrated_keeping_its_records(one_team_race):
     assert "registrotiempo_juez_id" not in indexes
     assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 4
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 5
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 
@@ -427,7 +427,7 @@ def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
     models.open_database(fresh)
     assert _shape(old) == _shape(fresh)
     with sqlite3.connect(old) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
         assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir "
                             "FROM registro_tiempo").fetchall() == [
             (uuid.UUID(int=7).hex, 1, 61000, "app", 0)]
