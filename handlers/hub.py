@@ -100,6 +100,11 @@ class RaceHub:
         """Note that ``sock`` was handed the current start (the first time counts)."""
         self._heard_start[sock.competencia_id].setdefault(sock.juez_id, models.utcnow())
 
+    def heard_start_by_poll(self, competencia_id, juez_id):
+        """Note that a judge's app read the running race by polling (Movil5K's production
+        build has no socket): for the judges board it heard the start then."""
+        self._heard_start[competencia_id].setdefault(juez_id, models.utcnow())
+
     def start_heard_at(self, competencia_id, juez_id):
         """When a judge's app was first handed the current start, or None (since this process
         started: a restart forgets, and replays the start to whoever reconnects)."""

@@ -165,7 +165,23 @@ class CompetenciaHandler(races.CompetenciaHandler):
     def write_json(self, obj, status=200):
         if self.request.method == "GET":
             obj = app_competition(obj)
+            if obj["is_running"]:
+                self._poll_heard_start(obj["id"])
         super().write_json(obj, status)
+
+    def _poll_heard_start(self, competencia_id):
+        """A judge's app polling with its token (Movil5K sends it on every GET) learns of the
+        running race now: the judges board shows it heard the start. A public read: a missing
+        or bad token changes nothing."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return
+        try:
+            juez_id = self.tokens.decode(token.strip(), "access").get("juez_id")
+        except ApiError:
+            return
+        if juez_id is not None:
+            self.hub.heard_start_by_poll(competencia_id, juez_id)
 
 
 class EquiposHandler(BaseHandler):

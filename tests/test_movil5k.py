@@ -288,6 +288,28 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert tiempo_por_sondeo(poll, noticed, start + T(minutes=19)) == 19 * 60_000
     # A screen opened after the start reads started_at from the same GET (setCompetencia).
     assert competencia_from_json(poll)["fechaInicio"] == start
+    # The judges board: juez1 heard it (its socket); a polling phone counts as hearing it.
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    assert all(j["inicio_notificado_en"] for j in board["jueces"][:2])
+    # A false start, then the real one while juez1's phone has no socket (the production
+    # build): its poll is how it hears the start, and the board says so.
+    await race(client, cid, org, "reiniciar")
+    assert ws_message_from_json(await next_message(ws))[0] == "carrera.cancelada"
+    ws.close()
+    assert await next_message(ws) is None
+    started = await race(client, cid, org, "iniciar")
+    await guide_ws.read_message(), await guide_ws.read_message()
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
+    assert heard[event["jueces"][0]] is None and heard[event["jueces"][1]] is not None
+    await phone.competencia(cid)  # the 10 s poll
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
+    assert heard[event["jueces"][0]] is not None  # by its poll
+    start = parse_dart_datetime(started["started_at"])
+    ws = await tornado.websocket.websocket_connect(phone.socket_url())
+    assert [ws_message_from_json(await next_message(ws))[0] for _ in range(2)] == [
+        "conexion.establecida", "carrera.iniciada"]  # the start, again on (re)connect
 
     # 4. Team A's 15 (one absent runner: tiempo 0), sent, then sent again (a retry, the
     # auto-sync): the same success both times, stored once.
