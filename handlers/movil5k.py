@@ -160,28 +160,32 @@ class CompetenciasHandler(accounts.CompetenciasHandler):
 
 class CompetenciaHandler(races.CompetenciaHandler):
     """GET /api/competencias/{id}/ (public): the guide's competition object plus Movil5K's
-    ``name``, ``datetime``, ``is_active`` and ``is_running``."""
+    ``name``, ``datetime``, ``is_active`` and ``is_running``.
+
+    Movil5K polls it every 10 s with its access token (the production build's only way to hear
+    the start): with a valid one the poll is a judge's request, which never waits behind the
+    anonymous turns of its address (a venue's Wi-Fi puts every phone and spectator behind one),
+    and the judges board notes when the judge's app first saw the race running."""
+
+    _claims = None
+
+    async def take_turn(self):
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            try:
+                self._claims = self.tokens.decode(token.strip(), "access")
+            except ApiError:  # a public read: a bad token is no token
+                self._claims = None
+        if self._claims is None:
+            await super().take_turn()
 
     def write_json(self, obj, status=200):
         if self.request.method == "GET":
             obj = app_competition(obj)
-            if obj["is_running"]:
-                self._poll_heard_start(obj["id"])
+            juez_id = self._claims and self._claims.get("juez_id")
+            if obj["is_running"] and juez_id is not None:
+                self.hub.heard_start_by_poll(obj["id"], juez_id)
         super().write_json(obj, status)
-
-    def _poll_heard_start(self, competencia_id):
-        """A judge's app polling with its token (Movil5K sends it on every GET) learns of the
-        running race now: the judges board shows it heard the start. A public read: a missing
-        or bad token changes nothing."""
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return
-        try:
-            juez_id = self.tokens.decode(token.strip(), "access").get("juez_id")
-        except ApiError:
-            return
-        if juez_id is not None:
-            self.hub.heard_start_by_poll(competencia_id, juez_id)
 
 
 class EquiposHandler(BaseHandler):

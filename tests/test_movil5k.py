@@ -503,3 +503,20 @@ def test_version_4_records_are_the_guides_after_the_migration(tmp_path):
         assert conn.execute("SELECT protocolo, revision FROM registro_tiempo").fetchall() == [
             ("guia", None)]
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
+
+
+@pytest.mark.gen_test
+async def test_a_judges_poll_never_waits_behind_its_addresss_anonymous_turns(client, app, event):
+    """The venue's Wi-Fi puts every phone and spectator behind one address: Movil5K's poll
+    (with its token) is a judge's request, an anonymous read of the same URL takes its turn."""
+    from handlers.limits import Pacer
+    app.settings["server5k_limits"].pacer = Pacer(1, max_wait=0.2)  # one a minute, 3 s burst
+    path = "/api/competencias/%d/" % event["competencia"]
+    token = await client.access("juez1", "pass-juez1")
+    for _ in range(5):
+        code, _ = await client.get(path, token=token)
+        assert code == 200
+    codes = [(await client.get(path))[0] for _ in range(3)]
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    assert (await client.get(path, token=token))[0] == 200
+    assert (await client.get(path, token="no-es-un-token"))[0] == 429  # a bad token is no token
