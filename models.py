@@ -914,11 +914,12 @@ def store_submissions(jobs):
     with records as validate_submission returns them and token_gen the generation of the
     caller's token (a job of an earlier generation than the user's is refused: token_revoked;
     None: the caller vouches for the user); its new records are stored with ``protocolo``
-    (default PROTOCOLO_GUIA) and ``revision`` (default None: nothing to review). Returns one (True, {"created": [...], "duplicates": [...],
-    "competencia_id": id}) or (False, DomainError) per job, in order. A refused job writes
-    nothing; the others are unaffected by it. A record is a duplicate when its id_registro is
-    already stored (or stored by an earlier job or record here) for this team with the same
-    data, or when the team already has a record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
+    (default PROTOCOLO_GUIA) and ``revision`` (default None: nothing to review). Returns one
+    (True, {"created": [...], "duplicates": [...], "competencia_id": id}) or (False,
+    DomainError) per job, in order. A refused job writes nothing; the others are unaffected by
+    it. A record is a duplicate when its id_registro is already stored (or stored by an earlier
+    job or record here) for this team with the same data, or when the team already has a
+    record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
     caller rolls back everything this call wrote.
     """
     execute = db.execute_sql
@@ -1596,8 +1597,8 @@ class _Record:
 
     __slots__ = ("row_id", "hex_id", "equipo_recibido", "juez_id", "tiempo_recibido",
                  "timestamp", "received_at", "estado_carrera", "origen", "oficial_al_recibir",
-                 "protocolo", "revision", "equipo_id", "anulado", "base", "base_seq", "aceptado", "tiempo", "cuenta",
-                 "antes_de_salida", "imposible")
+                 "protocolo", "revision", "equipo_id", "anulado", "base", "base_seq",
+                 "aceptado", "tiempo", "cuenta", "antes_de_salida", "imposible")
 
     def __init__(self, row):
         (self.row_id, self.hex_id, self.equipo_recibido, self.juez_id, self.tiempo_recibido,
