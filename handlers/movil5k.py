@@ -242,8 +242,8 @@ class EquipoRegistrosHandler(times.EquipoRegistrosHandler):
                 raise
             # Movil5K reads any 409 as "another phone sent this team" and stops sending: this
             # is something else, said without the words it matches (docs/movil5k.md).
-            raise ApiError(400, exc.code, "Un id de este envío está guardado con otro tiempo u "
-                                          "otro equipo; avise al organizador.") from None
+            raise ApiError(400, exc.code, "Un id de este envío está guardado con otros datos; "
+                                          "avise al organizador.") from None
         self.hub.records_stored(result["competencia_id"], eid, len(result["created"]))
         held = len(records)
         waiting = result["revision"]

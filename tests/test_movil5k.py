@@ -12,6 +12,7 @@ in the same race.
 import asyncio
 import datetime as dt
 import json
+import re
 import sqlite3
 import uuid
 
@@ -98,7 +99,13 @@ def convertir_error_amigable(error):
         return "El servidor está experimentando problemas."
     if "ya" in low and "registr" in low:
         return "Los registros ya fueron enviados anteriormente."
-    return error
+    clean = re.sub(r"(?i)ApiException:\s*", "", error)
+    clean = re.sub(r"(?i)\(Status:\s*\d+\)", "", clean)
+    clean = re.sub(r"(?i)Status:\s*\d+", "", clean)
+    clean = re.sub(r"(?i)Exception:\s*", "", clean).strip()
+    if not clean or len(clean) > 100:
+        return "Ocurrió un error inesperado."
+    return clean
 
 
 class MovilApp:
@@ -462,7 +469,8 @@ async def test_a_set_that_is_not_valid_stores_nothing_and_says_so(client, event,
     code, answer = await client.post(path, {"registros": [{"id_registro": rid, "tiempo": 6}]},
                                      token=token)
     assert code == 400 and "ya tiene" not in answer["detail"]
-    assert convertir_error_amigable(answer["detail"]) == answer["detail"]
+    assert convertir_error_amigable("Error: ApiException: %s (Status: 400)" % answer["detail"]
+                                    ) == "Error: " + answer["detail"]
     with sqlite3.connect(config["database"]["path"]) as conn:
         assert conn.execute("SELECT tiempo, protocolo FROM registro_tiempo").fetchall() == [
             (5, "movil5k")]
@@ -520,3 +528,48 @@ async def test_a_judges_poll_never_waits_behind_its_addresss_anonymous_turns(cli
     assert codes[0] == 200 and codes[-1] == 429, codes
     assert (await client.get(path, token=token))[0] == 200
     assert (await client.get(path, token="no-es-un-token"))[0] == 429  # a bad token is no token
+
+
+@pytest.mark.gen_test
+async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    early = set_de(range(100_000, 115_000, 1_000))
+    assert await phone.enviar(event["equipos"]["a"], early) == ("exito", 15)
+    code, listed = await client.get("/api/competencias/%d/registros/" % event["competencia"],
+                                    token=await organizer(client))
+    assert len(listed["registros"]) == 15
+    assert all(r["antes_de_salida"] and r["estado_carrera"] == "programada"
+               and r["protocolo"] == "movil5k" for r in listed["registros"])
+
+
+@pytest.mark.gen_test
+async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, event):
+    """What timer_screen._enviarDatos tells the judge for each refusal: never "another device
+    sent it" (which marks the team sent), "the race is over" or "already sent"."""
+    eq, org = event["equipos"], await organizer(client)
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    wrong = ("Los registros ya fueron enviados anteriormente.", "La competencia ha finalizado.")
+    outcomes = {
+        "another judge's team": await phone.enviar(eq["c"], set_de([61_000])),
+        "unknown team": await phone.enviar(999_999, set_de([61_000])),
+    }
+    rid = str(uuid.uuid4())
+    assert (await phone.enviar(eq["a"], [{"id": rid, "tiempo": 5}]))[0] == "exito"
+    outcomes["id with another tiempo"] = await phone.enviar(eq["a"], [{"id": rid, "tiempo": 6}])
+    code, _, _ = await client.request("PATCH", "/api/jueces/%d/" % event["jueces"][0],
+                                      {"activo": False}, org)
+    assert code == 200
+    outcomes["judge deactivated"] = await phone.enviar(eq["a"], set_de([62_000]))
+    assert outcomes == {
+        "another judge's team": ("error", "Error: El equipo %d no está asignado a este juez."
+                                 % eq["c"]),
+        "unknown team": ("error", "El servidor no pudo procesar la solicitud."),
+        "id with another tiempo": ("error", outcomes["id with another tiempo"][1]),
+        "judge deactivated": ("error", "Tu sesión ha expirado."),
+    }
+    assert "avise al organizador" in outcomes["id with another tiempo"][1]
+    assert not any(text in wrong for _, text in outcomes.values())
+    # The deactivated judge's phone did not try a refresh (its session is over, not expired).
+    assert ("POST", "/api/token/refresh/", 200) not in phone.requests
