@@ -93,7 +93,8 @@ class LoginHandler(auth.TokenHandler):
 class LogoutHandler(BaseHandler):
     """POST /api/logout/ {refresh} with Bearer access -> 200: that refresh token and the access
     token presented are refused from now on (401 ``token_revoked``), also after a restart: a
-    lost phone's session ends here. Logging out twice is answered 200 again."""
+    lost phone's session ends here. A refresh token already revoked or expired is no error
+    (the access token presented still ends)."""
 
     max_body_bytes = SMALL_BODY_BYTES
 
@@ -106,9 +107,9 @@ class LogoutHandler(BaseHandler):
         try:
             refresh = self.tokens.decode(token, "refresh")
         except ApiError as exc:
-            if exc.code != "token_revoked":
+            if exc.code not in ("token_revoked", "token_expired"):
                 raise
-            refresh = None  # already logged out
+            refresh = None  # already logged out, or over by itself: the access token still ends
         if refresh is not None and refresh["user_id"] != access["user_id"]:
             raise ApiError(403, "not_your_token", "El token de refresco es de otro usuario.")
         ended = [claims for claims in (refresh, access) if claims is not None]

@@ -483,10 +483,21 @@ async def test_a_logout_outlives_a_restart(client, event, config):
     refresh = phone.refresh
     await phone.logout()
     assert phone.requests[-1] == ("POST", "/api/logout/", 200)
-    # What a restarted server loads (server5k.make_app): both tokens stay refused.
+    # Another session of the same judge goes on; its logout with the first session's refresh
+    # token (already revoked) still ends its own access token. Another user's refresh: 403.
+    again = await client.login("juez1", "pass-juez1")
+    code, _ = await client.post("/api/logout/", {"refresh": refresh}, token=again["access"])
+    assert code == 200 and (await client.get("/api/me/", token=again["access"]))[0] == 401
+    other = await client.login("juez2", "pass-juez2")
+    mine = await client.login("juez1", "pass-juez1")
+    code, answer = await client.post("/api/logout/", {"refresh": other["refresh"]},
+                                     token=mine["access"])
+    assert code == 403 and answer["code"] == "not_your_token"
+    assert (await client.get("/api/me/", token=mine["access"]))[0] == 200
+    # What a restarted server loads (server5k.make_app): those tokens stay refused.
     with models.db.connection_context():
         revoked = models.revoked_tokens()
-    assert len(revoked) == 2
+    assert len(revoked) == 3
     restarted = TokenService(SECRET, 300, 86400)
     restarted.revoke(revoked)
     with pytest.raises(ApiError) as refused:
