@@ -32,7 +32,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -257,15 +257,19 @@ def format_ms(tiempo_ms):
     return "%d:%02d:%02d.%03d" % (hours, minutes, seconds, ms)
 
 
+# Clock text, the one grammar of it: static/duracion.js is its copy for the console, and both
+# are tested on the same table of cases (tests/duration_cases.json). The sign is a plus, a
+# hyphen or a minus sign (U+2212, what phones type); the decimal mark a point or a comma.
 _DURATION = re.compile(
-    r"(?P<sign>[+-])?(?:(?P<ms>[0-9]+)(?:ms)?|(?P<secs>[0-9]+(?:\.[0-9]{1,3})?)s|"
-    r"(?:(?P<h>[0-9]+):)?(?P<m>[0-9]{1,2}):(?P<s>[0-9]{1,2}(?:\.[0-9]{1,3})?))")
+    r"(?P<sign>[+\-\u2212])?(?:(?P<ms>[0-9]+)(?:ms)?|(?P<secs>[0-9]+(?:[.,][0-9]{1,3})?)s|"
+    r"(?:(?P<h>[0-9]+):)?(?P<m>[0-9]{1,2}):(?P<s>[0-9]{1,2}(?:[.,][0-9]{1,3})?))")
 
 
 def parse_duration(text, signed=False):
     """Milliseconds from what an organizer types: ``1185200`` (ms), ``250ms``, ``+20s``,
-    ``-1.5s``, ``19:45.2`` (m:ss.f) or ``0:19:45.200`` (h:mm:ss.mmm). A sign only when
-    ``signed``. ValueError with a plain message otherwise."""
+    ``-1.5s``, ``19:45.2`` (m:ss.f) or ``0:19:45.200`` (h:mm:ss.mmm); ``,`` for the decimal
+    point and ``−`` for the minus too. A sign only when ``signed``. ValueError with a plain
+    message otherwise."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None or (match["sign"] and not signed):
         raise ValueError("%r is not a time: use milliseconds or clock text such as 19:45.2, "
@@ -273,13 +277,14 @@ def parse_duration(text, signed=False):
     if match["ms"] is not None:
         value = int(match["ms"])
     elif match["secs"] is not None:
-        value = round(float(match["secs"]) * 1000)
+        value = round(float(match["secs"].replace(",", ".")) * 1000)
     else:
-        if match["h"] is not None and int(match["m"]) > 59 or float(match["s"]) >= 60:
+        seconds = float(match["s"].replace(",", "."))
+        if match["h"] is not None and int(match["m"]) > 59 or seconds >= 60:
             raise ValueError("%r is not a time: minutes and seconds go up to 59" % text)
         value = (int(match["h"] or 0) * 3600 + int(match["m"]) * 60) * 1000 + round(
-            float(match["s"]) * 1000)
-    return -value if match["sign"] == "-" else value
+            seconds * 1000)
+    return value if match["sign"] in (None, "+") else -value
 
 
 class UtcDateTimeField(pw.Field):
@@ -557,8 +562,11 @@ class RegistroTiempo(BaseModel):
     origen = pw.CharField(max_length=8, default=ORIGEN_APP)
     # Received while the results were official: it waits (pendiente) until an organizer accepts.
     oficial_al_recibir = pw.BooleanField(default=False)
+    # Sent without an id_registro (the server made its id): only such records are matched by
+    # content (team, timestamp, tiempo) when a phone repeats itself (PROTOCOL.md, idempotency).
+    sin_id = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT 0")])
     # Which judges' protocol sent it (PROTOCOLO_*; null for a paper time) and, when it waits for
-    # an organizer for another reason than official results, why (REVISION_*). Version 5.
+    # an organizer for another reason than official results, why (REVISION_*). Version 6.
     protocolo = pw.CharField(max_length=16, null=True)
     revision = pw.CharField(max_length=16, null=True)
 
@@ -608,6 +616,20 @@ class Accion(BaseModel):
         )
 
 
+class AvisoSalida(BaseModel):
+    """When the server first handed a judge's app ``carrera.iniciada`` (broadcast or replay),
+    one row per judge and server process at most: the judges board keeps a judge's first
+    notice of the current start across restarts (ORGANIZER.md). Plain integers, like Accion's."""
+
+    competencia_id = pw.IntegerField()
+    juez_id = pw.IntegerField()
+    en = UtcDateTimeField()
+
+    class Meta:
+        table_name = "aviso_salida"
+        indexes = ((("competencia_id", "juez_id", "en"), False),)
+
+
 class TokenRevocado(BaseModel):
     """A token ended before its time by a logout (``POST /api/logout/``): its ``jti`` is
     refused from then on, also after a restart (the server loads the unexpired ones)."""
@@ -621,7 +643,8 @@ class TokenRevocado(BaseModel):
         table_name = "token_revocado"
 
 
-MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo, Accion, TokenRevocado]
+MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo, Accion, AvisoSalida,
+          TokenRevocado]
 
 # Migrations from version N-1 to N: functions of a SqliteMigrator, run inside one transaction.
 # Version 1 is the initial schema created by create_tables.
@@ -681,8 +704,20 @@ def _v4_corrections(migrator):
             database.execute_sql('ALTER TABLE "%s" ADD COLUMN "%s" %s' % (table, column, ddl))
 
 
-def _v5_protocols(migrator):
-    """Version 5: registro_tiempo gains ``protocolo`` (every app record stored so far came
+def _v5_records_without_id(migrator):
+    """Version 5: registro_tiempo says which records came without an id_registro. Earlier
+    versions did not keep it; their app records were all matched by content, so they keep
+    being (sin_id 1), paper times never are."""
+    database = migrator.database
+    if "sin_id" not in {c.name for c in database.get_columns("registro_tiempo")}:
+        database.execute_sql('ALTER TABLE "registro_tiempo" ADD COLUMN "sin_id" INTEGER '
+                             'NOT NULL DEFAULT 0')
+        database.execute_sql("UPDATE registro_tiempo SET sin_id = 1 WHERE origen = ?",
+                             [ORIGEN_APP])
+
+
+def _v6_protocols(migrator):
+    """Version 6: registro_tiempo gains ``protocolo`` (every app record stored so far came
     through the integration guide's endpoint) and ``revision``; the token_revocado table is new
     (made by create_tables)."""
     database = migrator.database
@@ -696,7 +731,7 @@ def _v5_protocols(migrator):
 
 
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
-              4: _v4_corrections, 5: _v5_protocols}
+              4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_protocols}
 
 
 def open_database(path):
@@ -857,8 +892,9 @@ _SUBMITTERS_SQL = (
 # id_registro is unique across all teams: a known id with other data is a conflict.
 _BY_ID_SQL = ("SELECT id_registro, equipo_id, timestamp, tiempo FROM registro_tiempo "
               "WHERE id_registro IN (%s)")
-# Same team, same timestamp, same tiempo, sent by an app: one probe of the (equipo, timestamp,
-# tiempo) index per record (a paper time typed in by an organizer is never the phone's copy).
+# Same team (as first sent), same timestamp, same tiempo, sent by an app without an id: one
+# probe of the (equipo, timestamp, tiempo) index per record (a paper time typed in by an
+# organizer is never the phone's copy, a record sent with an id is only ever matched by it).
 # The join keeps the VALUES list as the outer loop; a row-value ``(equipo_id, timestamp,
 # tiempo) IN (VALUES ...)`` makes SQLite 3.40 scan instead (tests/test_models.py checks the
 # plans).
@@ -866,13 +902,13 @@ _BY_KEY_SQL = ("WITH k(e, ts, t) AS (VALUES %s) "
                "SELECT r.equipo_id, r.timestamp, r.tiempo, r.id_registro "
                "FROM k CROSS JOIN registro_tiempo AS r "
                "ON r.equipo_id = k.e AND r.timestamp = k.ts AND r.tiempo = k.t "
-               "AND r.origen = 'app'")
+               "AND r.origen = 'app' AND r.sin_id = 1 ORDER BY r.id")
 # One multi-row INSERT rather than executemany: one step into SQLite instead of one per record.
 _INSERT_SQL = ("INSERT INTO registro_tiempo (id_registro, equipo_id, juez_id, tiempo, horas, "
                "minutos, segundos, milisegundos, timestamp, received_at, estado_carrera, origen, "
-               "oficial_al_recibir, protocolo, revision) VALUES %s")
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'app', ?, ?, ?)"
-_INSERT_ROWS = 500  # rows per INSERT: 6,000 parameters, far below SQLite's 32,766
+               "oficial_al_recibir, sin_id, protocolo, revision) VALUES %s")
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'app', ?, ?, ?, ?)"
+_INSERT_ROWS = 500  # rows per INSERT: 7,500 parameters, far below SQLite's 32,766
 
 
 def _marks(n):
@@ -917,10 +953,16 @@ def store_submissions(jobs):
     (default PROTOCOLO_GUIA) and ``revision`` (default None: nothing to review). Returns one
     (True, {"created": [...], "duplicates": [...], "competencia_id": id}) or (False,
     DomainError) per job, in order. A refused job writes nothing; the others are unaffected by
-    it. A record is a duplicate when its id_registro is already stored (or stored by an earlier
-    job or record here) for this team with the same data, or when the team already has a
-    record with the same timestamp and tiempo. An unexpected error (SQLite's) propagates: the
-    caller rolls back everything this call wrote.
+    it.
+
+    Idempotency (PROTOCOL.md): a record with an ``id_registro`` is a duplicate when that id is
+    already stored (or earlier here) with the same team and data, a conflict when with other
+    data; records with different ids are different records whatever their times (two runners
+    tied, three absent). A record without an id repeats one when its team (as first sent)
+    holds a record stored without an id with the same timestamp and tiempo, counted as a
+    multiset: k equal records in a job store as many as make k such records. A judge the team
+    is no longer assigned to may repeat stored records (duplicates, 201), never add one. An
+    unexpected error (SQLite's) propagates: the caller rolls back everything this call wrote.
     """
     execute = db.execute_sql
     pairs = list({(job[0], job[1]) for job in jobs})
@@ -939,17 +981,18 @@ def store_submissions(jobs):
         for hex_id, key in mine:
             if hex_id:
                 ids.add(hex_id)
-            keys.add((equipo_id,) + key)
+            else:
+                keys.add((equipo_id,) + key)
     by_id = {}  # hex id -> (equipo_id, timestamp, tiempo)
     for chunk in _chunks(list(ids), 500):
         for hex_id, *data in execute(_BY_ID_SQL % _marks(len(chunk)), chunk).fetchall():
             by_id[hex_id] = tuple(data)
-    by_key = {}  # (equipo_id, timestamp, tiempo) -> hex id
+    by_key = defaultdict(list)  # (equipo_id, timestamp, tiempo) -> ids of records without one
     for chunk in _chunks(list(keys), 300):
         for equipo_id, stamp, tiempo, hex_id in execute(
                 _BY_KEY_SQL % ", ".join(["(?, ?, ?)"] * len(chunk)),
                 [value for key in chunk for value in key]).fetchall():
-            by_key[equipo_id, stamp, tiempo] = hex_id
+            by_key[equipo_id, stamp, tiempo].append(hex_id)
 
     now = RegistroTiempo.received_at.db_value(utcnow())
     outcomes, rows = [], []
@@ -961,39 +1004,52 @@ def store_submissions(jobs):
         row = submitters.get((user_id, equipo_id))
         error = _submitter_error(row, equipo_id, token_gen) if row else Unauthenticated(
             "El usuario no existe o está inactivo.", "user_inactive")
-        if error is not None:
+        # A team reassigned since: its former judge's retries are answered, nothing is added.
+        unassigned = error is not None and error.code == "team_not_assigned"
+        if error is not None and not unassigned:
             outcomes.append((False, error))
             continue
         juez_id, competencia_id, started, finished = row[3], row[7], row[8], row[9]
         estado = estado_de(started, finished)
         oficial = row[10] is not None  # results official: the record waits for acceptance
         # This job's additions are kept apart until the whole job is accepted.
-        new_ids, new_keys, job_rows, created, duplicates = {}, {}, [], [], []
+        new_ids, new_keys, job_rows, created, duplicates = {}, defaultdict(list), [], [], []
+        repeated = defaultdict(int)  # records without an id of this job, per key so far
+        conflict = None
         for hex_id, key in mine:
             full_key = (equipo_id,) + key
-            known = (new_ids.get(hex_id) or by_id.get(hex_id)) if hex_id else None
-            if known is not None:
-                if known != full_key:
-                    error = Conflict("El id_registro %s ya existe con otros datos."
-                                     % _uuid_text(hex_id), "id_registro_conflict")
-                    break
-                duplicates.append(_uuid_text(hex_id))
-                continue
-            stored_id = new_keys.get(full_key) or by_key.get(full_key)
-            if stored_id is not None:  # stored before, or earlier in this same payload
-                duplicates.append(_uuid_text(stored_id))
-                continue
-            hex_id = hex_id or uuid.uuid4().hex
-            new_ids[hex_id] = full_key  # the same id again with other data: a conflict
-            new_keys[full_key] = hex_id
+            if hex_id:
+                known = new_ids.get(hex_id) or by_id.get(hex_id)
+                if known is not None:
+                    if known != full_key:
+                        conflict = Conflict("El id_registro %s ya existe con otros datos."
+                                            % _uuid_text(hex_id), "id_registro_conflict")
+                        break
+                    duplicates.append(_uuid_text(hex_id))
+                    continue
+                new_ids[hex_id] = full_key  # the same id again with other data: a conflict
+                sin_id = False
+            else:
+                stored = by_key.get(full_key, ())
+                seen = repeated[full_key]
+                repeated[full_key] = seen + 1
+                if seen < len(stored):  # the (seen+1)th equal record of this job is stored
+                    duplicates.append(_uuid_text(stored[seen]))
+                    continue
+                hex_id = uuid.uuid4().hex
+                new_keys[full_key].append(hex_id)
+                sin_id = True
             job_rows.append((hex_id, equipo_id, juez_id, key[1]) + split_tiempo(key[1])
-                            + (key[0], now, estado, oficial, protocolo, revision))
+                            + (key[0], now, estado, oficial, sin_id, protocolo, revision))
             created.append(_uuid_text(hex_id))
-        if error is not None:
-            outcomes.append((False, error))
+        if unassigned and (conflict is not None or created):
+            conflict = error  # new records for a team that is not the caller's: refused
+        if conflict is not None:
+            outcomes.append((False, conflict))
             continue
         by_id.update(new_ids)
-        by_key.update(new_keys)
+        for full_key, added in new_keys.items():
+            by_key[full_key].extend(added)
         rows.extend(job_rows)
         outcomes.append((True, {"created": created, "duplicates": duplicates,
                                 "competencia_id": competencia_id}))
@@ -1372,8 +1428,8 @@ def add_manual_record(user_id, competencia_id, equipo_id, tiempo, motivo, timest
 
 
 def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
-    """Add ``delta_ms`` to the counted time of every record of the competition (or of one
-    judge's), stored and still to come. Without a judge it is a late or early start, so
+    """Add ``delta_ms`` to the counted time of every app record of the competition (or of one
+    judge's), stored and still to come; a paper time (origen manual) is never shifted. Without a judge it is a late or early start, so
     started_at moves back by ``delta_ms`` too. Returns (competition dict, records affected).
     """
     comp = get_competencia(competencia_id)
@@ -1387,7 +1443,8 @@ def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
         if juez is None or juez.competencia_id != comp.id:
             raise NotFound("El juez %s no es de esta competencia." % juez_id, "judge_not_found")
     records = competition_state(comp.id)["records"]
-    affected = [r for r in records if juez_id is None or r.juez_id == juez_id]
+    affected = [r for r in records if r.origen != ORIGEN_MANUAL  # paper times never move
+                and (juez_id is None or r.juez_id == juez_id)]
     negative = [r for r in affected if not r.ausente and r.tiempo + delta_ms < 0]
     if negative:
         raise Conflict("El ajuste dejaría %d tiempos en negativo (p. ej. el registro %s)."
@@ -1646,8 +1703,8 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
 
     * ``anular``/``restaurar`` void and restore; ``mover`` puts a record on another team;
       ``corregir`` sets the time that counts from then on; ``aceptar`` counts a pending record;
-    * ``ajustar`` adds its delta to every record (or one judge's) that is not absent, unless a
-      later ``corregir`` of that record set its time since;
+    * ``ajustar`` adds its delta to every app record (or one judge's) that is not absent,
+      unless a later ``corregir`` of that record set its time since; paper times never move;
     * a record counts (``cuenta``) when it is not voided, absent, pending or negative, its
       team's estado is ok, and it is among the team's ``scored_per_team`` best times.
     """
@@ -1695,9 +1752,11 @@ def competition_state(competencia_id, scored_per_team=COMPETITION_RULE, equipo_i
     started = db_text(comp.started_at)
     best = defaultdict(list)
     for record in records:
+        # A paper time is the true time since the real start: never shifted (ORGANIZER.md).
         record.tiempo = 0 if record.ausente else record.base + sum(
             delta for seq, juez, delta in shifts
-            if seq > record.base_seq and (juez is None or juez == record.juez_id))
+            if seq > record.base_seq and (juez is None or juez == record.juez_id)
+            and record.origen != ORIGEN_MANUAL)
         record.antes_de_salida = arrived_before_start(record.received_at,
                                                       record.estado_carrera, started)
         record.imposible = record.tiempo < 0 or (
@@ -1773,7 +1832,8 @@ def team_view(equipo, state=None):
 # Reads (run on reader threads).
 # --------------------------------------------------------------------------------------------
 def authenticate(username, password):
-    """The active user with these credentials, or None. Slow (scrypt): never on the loop."""
+    """The active user with these credentials (a judge: an active judge), or None. Slow
+    (scrypt): never on the loop."""
     if not isinstance(username, str) or not isinstance(password, str):
         return None
     user = User.get_or_none(User.username_key == username_key(username))
@@ -1782,7 +1842,10 @@ def authenticate(username, password):
         return None
     if not verify_password(password, user.password_hash) or not user.is_active:
         return None
-    return user_identity(user.id)
+    identity = user_identity(user.id)
+    if identity is not None and identity["juez_id"] is not None and not identity["juez_active"]:
+        return None  # a deactivated judge is an inactive user: it cannot log in
+    return identity
 
 
 def user_identity(user_id, token_gen=None):
@@ -1825,6 +1888,16 @@ def token_generations(user_ids):
     return found
 
 
+def revocation_mark():
+    """A mark of every account's state that any revocation (a new password, a deactivation,
+    a revoke_tokens), any user or judge made inactive or active, moves: one cheap aggregate,
+    read often by the server to notice another process's changes (handlers/sessions.py)."""
+    return tuple(db.execute_sql(
+        'SELECT (SELECT total(token_gen) FROM "user"), '
+        '(SELECT count(*) FROM "user" WHERE is_active), '
+        "(SELECT count(*) FROM juez WHERE is_active)").fetchone())
+
+
 def me(user_id):
     user = User.get_or_none(User.id == user_id)
     if user is None or not user.is_active:
@@ -1844,21 +1917,54 @@ def all_competitions():
 _ARRIVALS_SQL = ("SELECT r.equipo_id, COUNT(*) FROM registro_tiempo AS r "
                  "JOIN equipo AS e ON e.id = r.equipo_id WHERE e.competencia_id = ? "
                  "GROUP BY r.equipo_id")
-# Each app record's implied start on the phone's clock (timestamp - tiempo) minus the server's
-# started_at, in ms, for the records received since the current start.
+# Each app record's implied start on the phone's clock (timestamp - tiempo as received) minus
+# the moment the start was given, in ms, for the records received since the current start.
 _IMPLIED_START_SQL = (
     "SELECT r.juez_id, CAST(ROUND((julianday(r.timestamp) - julianday(?)) * 86400000) AS INTEGER)"
     " - r.tiempo FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
     "WHERE e.competencia_id = ? AND r.origen = 'app' AND r.received_at >= ? AND r.tiempo > 0 "
     "AND r.protocolo IS NOT 'movil5k'")  # Movil5K sends no tap time: its timestamp is receipt
+# Each judge's first notice of the current start stored by any server process.
+_NOTICES_SQL = ("SELECT juez_id, MIN(en) FROM aviso_salida WHERE competencia_id = ? AND en >= ? "
+                "GROUP BY juez_id")
+
+
+def given_start(comp):
+    """The moment the current start was given (the server's clock when an organizer fired it),
+    before any ``ajustar_tiempos``: started_at as its last ``iniciar`` set it. None when the
+    race has not started."""
+    if comp.started_at is None:
+        return None
+    row = (Accion.select(Accion.despues)
+           .where((Accion.competencia == comp.id) & (Accion.accion == "iniciar"))
+           .order_by(Accion.id.desc()).first())
+    given = row and json.loads(row.despues or "{}").get("started_at")
+    return parse_timestamp(given) if given else comp.started_at
+
+
+def record_start_notice(competencia_id, juez_id, when):
+    """Keep the moment the server first handed a judge's app the current start (run by the
+    writer). Only the first of a start is kept: a replay after a restart adds nothing."""
+    comp = Competencia.get_or_none(Competencia.id == competencia_id)
+    given = given_start(comp) if comp is not None else None
+    if given is None or when < given or AvisoSalida.select().where(
+            (AvisoSalida.competencia_id == competencia_id) & (AvisoSalida.juez_id == juez_id)
+            & (AvisoSalida.en >= given)).exists():
+        return False
+    AvisoSalida.create(competencia_id=competencia_id, juez_id=juez_id, en=when)
+    return True
 
 
 def competition_judges(competencia_id):
     """The judges board, as far as the database knows it: ``{"competencia", "jueces",
-    "registros_tras_final"}``. Each judge: id, nombre, username, activo, its teams each with
-    ``registros`` (records that arrived for it) and ``categoria``, and ``inicio_implicito_ms``:
-    the median over its records of ``timestamp - tiempo - started_at``, how late its stopwatch started on the
-    phone's clock (null without records since the current start). ``registros_tras_final``
+    "registros_tras_final", "inicio_dado"}``. ``inicio_dado``: the moment the current start
+    was given (before adjustments). Each judge: id, nombre, username, activo, its teams each
+    with ``registros`` (records that arrived for it) and ``categoria``,
+    ``inicio_notificado_en`` (its first notice of the current start as stored, kept across
+    restarts) and ``inicio_implicito_ms``: the median over its records of ``timestamp -
+    tiempo - started_at`` net of the adjustments (its time as received against the start as
+    given, less the adjustments made to that judge alone), how late its stopwatch started on
+    the phone's clock (null without records since the current start). ``registros_tras_final``
     counts records received after the race was stopped (they are stored, and count unless
     the results were official)."""
     comp = get_competencia(competencia_id)
@@ -1871,21 +1977,33 @@ def competition_judges(competencia_id):
             dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0),
                  categoria=equipo.categoria))
     implied = defaultdict(list)
+    notices = {}
     late = 0
-    if comp.started_at is not None:
-        started = db_text(comp.started_at)
-        for juez_id, lag in db.execute_sql(_IMPLIED_START_SQL, (started, comp.id, started)):
-            implied[juez_id].append(lag)
+    given = given_start(comp)
+    if given is not None:
+        given_text = db_text(given)
+        # Adjustments of one judge's records (a stopwatch started late, corrected).
+        own = defaultdict(int)
+        for juez_id, valor in db.execute_sql(
+                "SELECT juez_id, valor FROM accion WHERE competencia_id = ? AND accion = "
+                "'ajustar' AND juez_id IS NOT NULL", (comp.id,)):
+            own[juez_id] += valor
+        for juez_id, lag in db.execute_sql(_IMPLIED_START_SQL, (given_text, comp.id, given_text)):
+            implied[juez_id].append(lag - own[juez_id])
+        for juez_id, en in db.execute_sql(_NOTICES_SQL, (comp.id, given_text)):
+            notices[juez_id] = iso(dt.datetime.fromisoformat(en))
         if comp.finished_at is not None:
             late = db.execute_sql(
                 "SELECT COUNT(*) FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id"
-                " WHERE e.competencia_id = ? AND r.received_at > ?",
+                " WHERE e.competencia_id = ? AND r.received_at > ? AND r.origen = 'app'",
                 (comp.id, db_text(comp.finished_at))).fetchone()[0]
-    return {"competencia": comp.to_dict(), "registros_tras_final": late, "jueces": [
-        {"id": j.id, "nombre": j.nombre, "username": j.user.username, "activo": j.is_active,
-         "equipos": equipos.get(j.id, []),
-         "inicio_implicito_ms": _median(implied.get(j.id))}
-        for j in jueces]}
+    return {"competencia": comp.to_dict(), "registros_tras_final": late,
+            "inicio_dado": iso(given), "jueces": [
+                {"id": j.id, "nombre": j.nombre, "username": j.user.username,
+                 "activo": j.is_active, "equipos": equipos.get(j.id, []),
+                 "inicio_notificado_en": notices.get(j.id),
+                 "inicio_implicito_ms": _median(implied.get(j.id))}
+                for j in jueces]}
 
 
 def _median(values):
@@ -2073,7 +2191,9 @@ def ranking(competencia_id, scored_per_team=COMPETITION_RULE):
             row[field] = last_position if key == last_key else counted[category]
             previous[category] = (key, row[field])
     finished = db_text(comp.finished_at)
-    late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished)
+    # (a paper time is typed in whenever the organizer can: it never "arrived after the end")
+    late = sum(1 for r in state["records"] if finished is not None and r.received_at > finished
+               and r.origen != ORIGEN_MANUAL)
     return {"competencia": comp.to_dict(), "regla": regla, "registros_por_equipo": n,
             "categorias": sorted({c for _, _, _, c in teams if c}, key=str.casefold),
             "registros_tras_final": late, "clasificacion": rows}
@@ -2356,8 +2476,19 @@ def create_team(nombre, dorsal, juez_id, categoria=None):
     if Equipo.select().where((Equipo.competencia == juez.competencia_id)
                              & (Equipo.dorsal == dorsal)).exists():
         raise Conflict("El dorsal %d ya existe en esta competencia." % dorsal, "dorsal_taken")
-    return Equipo.create(nombre=nombre.strip(), dorsal=dorsal, juez=juez,
+    return Equipo.create(id=_unused_team_id(), nombre=nombre.strip(), dorsal=dorsal, juez=juez,
                          competencia=juez.competencia_id, categoria=categoria)
+
+
+def _unused_team_id():
+    """An id no team ever had: above every team's and every id the history names (a deleted
+    team's creation, status and penalty rows stay in it), so a new team never inherits a
+    deleted one's history. (SQLite alone reuses the highest id once its row is deleted.)"""
+    highest = db.execute_sql(
+        "SELECT MAX(id) FROM equipo UNION ALL "
+        "SELECT MAX(equipo_id) FROM accion UNION ALL "
+        "SELECT MAX(CAST(objeto_id AS INTEGER)) FROM accion WHERE objeto = 'equipo'").fetchall()
+    return 1 + max(row[0] or 0 for row in highest)
 
 
 MAX_CATEGORIA = 100

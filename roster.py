@@ -80,6 +80,14 @@ def parse_roster(data, source="roster"):
                                                  ", ".join(n or "(vacía)" for n in names),
                                                  delimiter, ", ".join(ROSTER_COLUMNS)),
                              "invalid_roster")
+    unknown = [cell.strip() for cell, name in zip(table[start], names)
+               if name and name not in ROSTER_COLUMNS + ROSTER_OPTIONAL]
+    if unknown:  # never dropped in silence: a garbled "Categoría" is a column lost
+        raise models.Invalid("%s: columnas desconocidas: %s (se esperan %s y, si quiere, %s; "
+                             "separador %r)" % (source, ", ".join(unknown),
+                                                ", ".join(ROSTER_COLUMNS),
+                                                ", ".join(ROSTER_OPTIONAL), delimiter),
+                             "invalid_roster")
     rows = []
     for number, cells in enumerate(table[start + 1:], start=start + 2):
         if not any(cell.strip() for cell in cells):
@@ -276,6 +284,18 @@ def _judge(juez_id, competencia_id=None, field="juez_id"):
                              "judge_other_competition",
                              {field: "Debe ser un juez de esta competencia."})
     return juez
+
+
+def judge_username(juez_id):
+    """The username of judge ``juez_id`` (NotFound when there is none): what its link to the
+    judge app fills in."""
+    juez = None
+    if 1 <= juez_id <= 2**62:  # SQLite's ids; a path's 0 or 19 digits is no judge either
+        juez = (models.Juez.select(models.Juez, models.User).join(models.User)
+                .where(models.Juez.id == juez_id).first())
+    if juez is None:
+        raise models.NotFound("El juez %s no existe." % juez_id, "judge_not_found")
+    return juez.user.username
 
 
 def judge_view(juez):

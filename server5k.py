@@ -36,8 +36,9 @@ import replica
 import roster
 import store
 from handlers import listener
-from handlers.access import InFlight, log_request, trusted_networks
+from handlers.access import InFlight, is_trusted, log_request, trusted_networks
 from handlers.base import NotFoundHandler
+from handlers.connections import Connections
 from handlers.console import Consoles
 from handlers.hub import RaceHub
 from handlers.limits import Limits
@@ -196,6 +197,8 @@ CONFIG_SCHEMA = {
         "spectator_sockets": Int(2000, 0, 1_000_000),
         "spectator_sockets_per_address": Int(200, 0, 1_000_000),
         "judge_sockets_per_judge": Int(4, 1, 1000),
+        "connections_per_address": Int(500, 0, 1_000_000, zero="off"),
+        "anonymous_idle_s": Number(20, 1, 120, "seconds"),
     },
 }
 
@@ -330,6 +333,22 @@ def signing_secret(config):
 # ------------------------------------------------------------------------------------------------
 # The application
 # ------------------------------------------------------------------------------------------------
+def start_notice_keeper(stores):
+    """The hub's ``on_start_heard``: a judge's first notice of a start is written by the writer
+    (nobody waits for it; a full queue or a failure costs only the record of it, logged)."""
+    def done(future):
+        if future.exception() is not None:
+            log.warning("first start notice not kept: %s", future.exception())
+
+    def keep(competencia_id, juez_id, when):
+        try:
+            stores.write(models.record_start_notice, competencia_id, juez_id,
+                         when).add_done_callback(done)
+        except store.Busy:
+            log.warning("first start notice of judge %s not kept: writer busy", juez_id)
+    return keep
+
+
 def make_app(config):
     """Open the database, start the writer, and build the one Tornado application."""
     models.open_database(config["database"]["path"])
@@ -342,6 +361,7 @@ def make_app(config):
     with models.db.connection_context():
         hub.load(models.all_competitions())
         revoked = models.revoked_tokens()  # logouts that outlive a restart (POST /api/logout/)
+    hub.on_start_heard = start_notice_keeper(stores)
     # The standings, computed once per change (the hub tells), served from memory; the results
     # page's sockets are a registry of their own, pushed each new computation.
     standings = Standings(stores)
@@ -451,7 +471,7 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
     """The HTTP(S) server. A connection that sends no request for ``idle_connection_timeout``
     seconds, or whose body takes longer than ``body_timeout`` to arrive, is closed (slow clients
     cannot hold connections forever)."""
-    return listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
+    server = listener.HTTPServer(  # Tornado's, with an accept loop that survives EMFILE
         app,
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
@@ -461,6 +481,17 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
     )
+    # Every client connection, by address: capped, idle anonymous ones closed sooner, and shed
+    # first when descriptors run low (handlers/connections.py).
+    limits = config["limits"]
+    proxies = trusted_networks(config["server"]["trusted_proxies"])
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    server.connections = Connections(
+        limits["connections_per_address"], min(limits["anonymous_idle_s"],
+                                               idle_connection_timeout),
+        0 if fd_limit == resource.RLIM_INFINITY else fd_limit,
+        exempt=lambda address: is_trusted(address, proxies))
+    return server
 
 
 # What to raise the open-file limit to when the hard limit is "unlimited" (macOS reports
@@ -1220,8 +1251,12 @@ def format_results(result, now=None):
     category = result.get("categoria")
     lines = ["%s; best %d times count" % (race_line(comp), result["registros_por_equipo"]),
              "rule: %s. %s" % (rule_line(regla), regla["texto"]),
+             # official: when they became so; provisional: as of now
              "results %s at %s%s" % ("official" if comp["oficial"] else "provisional",
-                                     models.local_iso(now or models.utcnow()),
+                                     models.local_iso(
+                                         models.parse_timestamp(comp["oficial_en"])
+                                         if comp["oficial"] and comp.get("oficial_en")
+                                         else now or models.utcnow()),
                                      "; category %s" % category if category else "")]
     rows = result["clasificacion"]
     if not rows:

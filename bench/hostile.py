@@ -31,6 +31,7 @@ import itertools
 import json
 import random
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -58,7 +59,14 @@ HOSTILE_JUDGE = 499            # whose token the non-reading socket uses
 SUBMITTING_JUDGE = 2           # team 2
 PROBE_ADDRESS = "127.0.0.2"
 LOADS = ("resultados16", "csv128", "junk8", "junk64", "loginflood", "pingflood",
-         "spectators1100")
+         "spectators1100", "descriptors", "spectator-flood")
+# descriptors: one address holds this many idle connections (each one the server closes is
+# opened again DESCRIPTOR_REOPEN_S later), a tenth of them trickling half a request header.
+DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 5.0
+# spectator-flood: this many spectator sockets from these addresses, each sending 60 KiB frames
+# (reconnecting when closed).
+FLOOD_SPECTATORS = 100
+FLOOD_ADDRESSES = ["127.0.0.%d" % n for n in range(11, 16)]
 DESCRIBED = {
     "resultados16": "wrk, 16 connections on `/api/competencias/1/resultados/`",
     "csv128": "wrk, 128 connections on `?format=csv`",
@@ -67,6 +75,8 @@ DESCRIBED = {
     "loginflood": "100 logins a second with random usernames",
     "pingflood": "a judge socket sending 64 KiB pings, never reading",
     "spectators1100": "1,100 spectator sockets from one address",
+    "descriptors": "one address holding 3,000 idle connections (reopened when closed)",
+    "spectator-flood": "100 spectator sockets from 5 addresses sending 60 KiB frames",
 }
 PROBES = ("start", "login", "me", "handshake", "submission")
 PROBE_NAMES = {"start": "start notice", "login": "judge login", "me": "`/api/me/`",
@@ -356,6 +366,84 @@ async def child_spectators1100(url, stop, token):
     return "%d opened, refused %s" % (opened[0], json.dumps(refused, sort_keys=True))
 
 
+async def child_descriptors(url, stop, token):
+    """One address (127.0.0.1) holding DESCRIPTOR_CONNECTIONS idle connections: each one the
+    server closes is opened again DESCRIPTOR_REOPEN_S later."""
+    host, port = url.split("//")[1].split(":")
+    counts = {"opened": 0, "closed by the server": 0, "refused": 0}
+    gate = asyncio.Semaphore(200)  # connections being opened at once
+
+    async def hold(n):
+        while not stop.is_set():
+            try:
+                async with gate:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                counts["opened"] += 1
+                if n % 10 == 0:
+                    writer.write(b"GET /api/competencias/1/ HTTP/1.1\r\nHost: x\r\n")
+                stopped = asyncio.ensure_future(stop.wait())
+                read = asyncio.ensure_future(reader.read(65536))
+                await asyncio.wait([stopped, read], return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                writer.close()
+                if read.done() and not read.cancelled():
+                    counts["refused" if read.exception() is None and read.result().startswith(
+                        b"HTTP/1.1 503") else "closed by the server"] += 1
+                else:
+                    read.cancel()
+            except OSError:
+                counts["refused"] += 1
+            try:
+                await asyncio.wait_for(stop.wait(), DESCRIPTOR_REOPEN_S)
+            except asyncio.TimeoutError:
+                pass
+
+    await asyncio.gather(*(hold(n) for n in range(DESCRIPTOR_CONNECTIONS)))
+    return "%d connections held at a time; %s" % (DESCRIPTOR_CONNECTIONS,
+                                                  json.dumps(counts, sort_keys=True))
+
+
+async def child_spectator_flood(url, stop, token):
+    """FLOOD_SPECTATORS spectator sockets from FLOOD_ADDRESSES, each sending 60 KiB frames and
+    reading nothing; a socket the server closes is opened again."""
+    host, port = url.split("//")[1].split(":")
+    frame = _frame(b"x" * (60 * 1024))
+    counts = {"opened": 0, "refused": 0, "frames": 0, "closed by the server": 0}
+
+    async def flood(n):
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(
+                    host, int(port), local_addr=(FLOOD_ADDRESSES[n % len(FLOOD_ADDRESSES)], 0))
+            except OSError:
+                counts["refused"] += 1
+                await asyncio.sleep(1)
+                continue
+            try:
+                writer.write(b"GET /ws/resultados/1/ HTTP/1.1\r\nHost: x\r\n"
+                             b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                             b"Sec-WebSocket-Version: 13\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                if not head.startswith(b"HTTP/1.1 101"):
+                    counts["refused"] += 1
+                    await asyncio.sleep(1)
+                    continue
+                counts["opened"] += 1
+                while not stop.is_set():
+                    writer.write(frame)
+                    await writer.drain()
+                    counts["frames"] += 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+                counts["closed by the server"] += 1
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(flood(n) for n in range(FLOOD_SPECTATORS)))
+    return "%d sockets from %d addresses; %s" % (FLOOD_SPECTATORS, len(FLOOD_ADDRESSES),
+                                                 json.dumps(counts, sort_keys=True))
+
+
 def child(name, url, token):
     """Run one load until SIGINT, then print what it saw on a LOAD line."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -368,7 +456,7 @@ def child(name, url, token):
         async def main():
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-            return await globals()["child_" + name](url, stop, token)
+            return await globals()["child_" + name.replace("-", "_")](url, stop, token)
         summary = asyncio.run(main())
     print("LOAD " + summary, flush=True)
 
@@ -489,8 +577,8 @@ def report(results, args, command):
              for name, entry in results["loads"].items()]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([
-        "<!-- section: %s -->" % SECTION,
-        "## Hostile loads: a judge's paths within twice their quiet time (issue 10)",
+        "<!-- section: %s -->" % args.section,
+        "## %s" % args.heading,
         "",
         "One server, race-day defaults, event of %d teams x %d records, open-file limit %s."
         % (TEAMS, args.records, args.nofile or "as inherited"),
@@ -522,7 +610,7 @@ def report(results, args, command):
         "What each load itself saw:",
         "",
     ] + loads + ["", "Every figure (ms):", ""] + detail + [
-        "", "<!-- end section: %s -->" % SECTION, ""])
+        "", "<!-- end section: %s -->" % args.section, ""])
     return text
 
 
@@ -547,6 +635,12 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                         help="where to write the report section (default docs/benchmarks.md)")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--section", default=SECTION,
+                        help="the report's section of --out (default %s; another name keeps "
+                             "that one and writes beside it)" % SECTION)
+    parser.add_argument("--heading", default="Hostile loads: a judge's paths within twice "
+                                             "their quiet time (issue 10)",
+                        help="the section's heading")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -564,11 +658,11 @@ def main(argv=None):
     if args.child:
         child(args.child, args.url, args.token)
         return 0
-    command = " ".join([".venv/bin/python bench/hostile.py"] + argv)
+    command = " ".join([".venv/bin/python bench/hostile.py", shlex.join(argv)])
     results = summarize(run(args))
     text = report(results, args, command)
     print(text)
-    bench.write_section(args.out, SECTION, text)
+    bench.write_section(args.out, args.section, text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     say("report written to %s" % args.out)

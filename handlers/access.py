@@ -40,6 +40,11 @@ def _trusted(address, trusted):
     return address is not None and any(address in network for network in trusted)
 
 
+def is_trusted(text, trusted):
+    """Whether the address ``text`` is one of the ``trusted`` networks (trusted_networks)."""
+    return _trusted(_ip(text), trusted)
+
+
 def client_address(request, trusted):
     """The address the request came from: the peer's, or, when the peer is one of the
     ``trusted`` proxies, the one it forwards: the last address of ``X-Forwarded-For`` that is

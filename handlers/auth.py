@@ -50,6 +50,7 @@ class TokenHandler(BaseHandler):
             raise ApiError(401, "invalid_credentials",
                            "Usuario o contraseña incorrectos, o usuario inactivo.")
         guard.succeeded(address, key)
+        self.trust_connection()  # a judge's or organizer's from now on (handlers/connections.py)
         return identity
 
 
@@ -67,6 +68,9 @@ class RefreshHandler(BaseHandler):
                            {"refresh": "Campo obligatorio (texto)."})
         claims = self.tokens.decode(token, "refresh")
         identity = await self.identity_of_user(claims["user_id"], claims["gen"])
+        if identity["juez_id"] is not None and not identity["juez_active"]:
+            # A deactivated judge cannot log in, nor renew a session (refused as an inactive user).
+            raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         answer = {"access": self.tokens.issue("access", identity)}
         if self.config["auth"]["rotate_refresh_tokens"]:
             answer["refresh"] = self.tokens.issue("refresh", identity)

@@ -11,6 +11,7 @@ import collections
 import concurrent.futures
 import logging
 import math
+import secrets
 
 import tornado.routing
 import tornado.web
@@ -19,6 +20,7 @@ import tornado.websocket
 import models
 import store
 from handlers.access import client_address, redact_uri
+from handlers.connections import connection_of
 from handlers.errors import ApiError, as_api_error, server_busy, too_many
 from handlers.wire import CLOSE_NOT_READING, dumps, parse_json
 
@@ -34,8 +36,21 @@ SMALL_BODY_BYTES = 4 * 1024
 # Bodies up to this size are parsed on the event loop (well under a millisecond even for
 # hostile JSON); larger ones on a reader thread (json_body_off_loop).
 INLINE_PARSE_BYTES = 4 * 1024
+# A request refused before its body was read (no token, a limit) whose body is announced up to
+# this size is answered once the body has arrived, so its connection stays open for the next
+# request (a judge's submission is about 2 KiB); a larger one is answered at once and closed.
+READ_BEFORE_REFUSING = 16 * 1024
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+# Public reads (results, a team's records, the public pages): any HTTP cache (nginx's one-second
+# micro-cache in deploy/, a CDN, the browser) may keep them a second, then serve them a few
+# seconds more while it asks again, or for a minute while the server does not answer (a restart).
+# Everything else is ``no-store`` (the handlers' defaults, and every error answer).
+PUBLIC_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5, stale-if-error=60"
+# Validators that are not a hash of data alone carry this process's start, so an upgrade (new
+# templates) or a restart never answers 304 for what an older process said.
+BOOT = secrets.token_hex(4)
 
 
 class ServiceMixin:
@@ -57,10 +72,36 @@ class ServiceMixin:
                 self.request, self.application.settings["server5k_trusted_proxies"])
         return self._client_ip
 
+    _connection = None
+
+    @property
+    def client_connection(self):
+        """The registry's record of the client connection (handlers/connections.py), or None
+        when the server keeps none."""
+        if self._connection is None:
+            stream = getattr(getattr(self.request, "connection", None), "stream", None)
+            if stream is None:  # a WebSocket, once upgraded, holds the stream itself
+                stream = getattr(getattr(self, "ws_connection", None), "stream", None)
+            self._connection = connection_of(stream)
+        return self._connection
+
+    def trust_connection(self):
+        """Credentials were checked: the connection is a judge's or an organizer's (never
+        capped nor shed as an anonymous one)."""
+        if self.client_connection is not None:
+            self.client_connection.trust()
+
     async def take_turn(self):
-        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none."""
+        """Wait for this anonymous request's turn; a 429 (after a wait) when it gets none. On a
+        connection on probation (its address holds too many), a 503 with Connection: close."""
         if self.pace is None:
             return
+        if self.client_connection is not None and self.client_connection.probation:
+            refusal = server_busy(5, code="too_many_connections",
+                                  detail="Demasiadas conexiones desde esta dirección; reintente "
+                                         "más tarde.")
+            refusal.headers["Connection"] = "close"
+            raise refusal
         pacer = self.limits.pacer
         wait = pacer.turn((self.pace, self.client_ip))
         if wait is None:
@@ -117,6 +158,13 @@ class ServiceMixin:
     def in_flight(self):
         return self.application.settings["server5k_in_flight"]
 
+    def public_url(self, path):
+        """The address of ``path`` as phones reach it: ``server.public_url`` when set (the
+        laptop cannot know its venue address), else the address this request came to."""
+        base = self.config["server"]["public_url"] or "%s://%s" % (self.request.protocol,
+                                                                   self.request.host)
+        return base + path
+
     async def db_read(self, fn, *args):
         """Run a read of a judge or organizer (or an identity check) on a reader thread; domain
         errors become API errors, a full queue a 503."""
@@ -158,6 +206,19 @@ class ServiceMixin:
         return self.hub.competition(competencia_id) or await (
             self.db_public if public else self.db_read)(models.competition_dict, competencia_id)
 
+    def public_answer(self, etag):
+        """Mark this answer as public and cacheable, with the strong validator ``etag`` (made
+        once per change of what it depends on, never by hashing the body here). True when the
+        client's ``If-None-Match`` already holds it: then it has been answered ``304`` and the
+        caller must not make the body."""
+        self.set_header("ETag", etag)
+        self.set_header("Cache-Control", PUBLIC_CACHE_CONTROL)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return True
+        return False
+
     def require_websocket_upgrade(self):
         """A plain GET on a WebSocket URL gets a JSON 400 rather than Tornado's text one."""
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -176,6 +237,7 @@ class ServiceMixin:
         identity = await self.db_read(models.user_identity, user_id, token_gen)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+        self.trust_connection()
         return identity
 
     def write_error(self, status_code, **kwargs):
@@ -193,6 +255,7 @@ class ServiceMixin:
             reason = self._reason
         error = as_api_error(exc, status_code, reason)
         self.set_status(error.status_code)
+        self.set_header("Cache-Control", "no-store")  # never cached, whatever was set before
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -341,6 +404,43 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
         arrived = getattr(self.request, "_body_future", None)
         return announced and arrived is not None and not arrived.done()
 
+    def _handle_request_exception(self, e):
+        """A refusal before the body was read (``prepare``: credentials, a limit, a wrong
+        method) is answered once the body has arrived, when it is absent or announced within
+        READ_BEFORE_REFUSING and ``max_body_bytes``: Tornado closes a connection answered
+        before its request is read (even a GET without a body), and the client's next request
+        on it met a reset. What arrives is kept within the limit (``data_received``), and a
+        body that does not come is cut by the server's body timeout. A larger or chunked body,
+        a 413, or an answer that says ``Connection: close`` is answered at once, with
+        ``Connection: close``."""
+        prepared = getattr(self, "_prepared_future", None)  # Tornado's: body reading waits on it
+        arrived = getattr(self.request, "_body_future", None)
+        if (prepared is None or prepared.done() or arrived is None or arrived.done()
+                or not self._answer_after_body(e)):
+            return super()._handle_request_exception(e)
+        prepared.set_result(None)  # the connection now reads the body (and drops it)
+        arrived.add_done_callback(lambda future: self._answer_late(future, e))
+
+    def _answer_after_body(self, exc):
+        if not isinstance(exc, tornado.web.HTTPError) or exc.status_code == 413:
+            return False
+        if isinstance(exc, ApiError) and exc.headers.get("Connection", "").lower() == "close":
+            return False
+        headers = self.request.headers
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            return False
+        try:
+            return int(headers.get("Content-Length", "0")) <= min(self.max_body_bytes,
+                                                                   READ_BEFORE_REFUSING)
+        except ValueError:
+            return False
+
+    def _answer_late(self, arrived, exc):
+        if arrived.cancelled() or arrived.exception() is not None or self._finished:
+            return  # the client went away (or the body timed out): nobody to answer
+        self.log_exception(type(exc), exc, exc.__traceback__)
+        self.send_error(exc.status_code, exc_info=(type(exc), exc, exc.__traceback__))
+
     def has_body(self):
         return any(part.strip() for part in self._body_parts)
 
@@ -407,7 +507,9 @@ class BaseHandler(ServiceMixin, tornado.web.RequestHandler):
             raise ApiError(401, "bad_authorization_header",
                            "La cabecera Authorization debe ser 'Bearer <access>'.",
                            headers=_BEARER)
-        return self.tokens.decode(token.strip(), "access")
+        claims = self.tokens.decode(token.strip(), "access")
+        self.trust_connection()  # a token the server signed: whose it is, is checked later
+        return claims
 
     async def authenticated(self):
         """The caller's identity (token checked, user still active, token not revoked).

@@ -39,6 +39,7 @@ class RaceHub:
         # competition -> {juez_id: when the server first handed one of the judge's sockets
         # carrera.iniciada for the current start (broadcast or replay on connect)}
         self._heard_start = defaultdict(dict)
+        self.on_start_heard = None  # set by the application: keeps first notices on disk
         self._locks = defaultdict(asyncio.Lock)
         self._listeners = []
 
@@ -98,8 +99,14 @@ class RaceHub:
         return notified
 
     def heard_start(self, sock):
-        """Note that ``sock`` was handed the current start (the first time counts)."""
-        self._heard_start[sock.competencia_id].setdefault(sock.juez_id, models.utcnow())
+        """Note that ``sock`` was handed the current start (the first time counts); the first
+        is also handed to ``on_start_heard`` (competencia_id, juez_id, when), which keeps it
+        in the database so that a restart does not forget it."""
+        heard = self._heard_start[sock.competencia_id]
+        if sock.juez_id not in heard:
+            heard[sock.juez_id] = models.utcnow()
+            if self.on_start_heard is not None:
+                self.on_start_heard(sock.competencia_id, sock.juez_id, heard[sock.juez_id])
 
     def heard_start_by_poll(self, competencia_id, juez_id):
         """Note that a judge's app read the running race by polling (Movil5K's production
@@ -108,8 +115,8 @@ class RaceHub:
         self.heard_start(SimpleNamespace(competencia_id=competencia_id, juez_id=juez_id))
 
     def start_heard_at(self, competencia_id, juez_id):
-        """When a judge's app was first handed the current start, or None (since this process
-        started: a restart forgets, and replays the start to whoever reconnects)."""
+        """When a judge's app was first handed the current start by this process, or None (a
+        restart replays the start to whoever reconnects; the first notice is in the database)."""
         return self._heard_start.get(competencia_id, {}).get(juez_id)
 
     @staticmethod

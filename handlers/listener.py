@@ -10,6 +10,12 @@ of thousands in seconds) while no connection is accepted or refused. Here, inste
   connections were refused in between;
 * recover: as soon as a descriptor is free, connections are accepted as usual. When even the
   reserve cannot help (the whole system is out), accepting pauses for PAUSE_S and retries.
+
+With a registry of connections (``connections``, handlers/connections.py), out of descriptors
+it accepts the waiting connection on the reserve and closes the longest idle anonymous
+connection instead: a connection is refused only when no anonymous connection is idle. The
+registry hears of every connection here: when it opens (``handle_stream``), when it waits for
+a request (``start_request``) and when a request's headers arrive.
 """
 
 import errno
@@ -17,7 +23,10 @@ import logging
 import os
 
 import tornado.httpserver
+import tornado.httputil
 from tornado.ioloop import IOLoop
+
+from handlers.connections import connection_of
 
 log = logging.getLogger("server5k")
 
@@ -29,6 +38,11 @@ _BODY = (b'{"detail":"El servidor no admite m\xc3\xa1s conexiones ahora; reinten
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8"
            b"\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
            % len(_BODY)) + _BODY
+_TOO_MANY = ('{"detail":"Demasiadas conexiones desde esta direcci\u00f3n; reintente m\u00e1s '
+             'tarde.","code":"too_many_connections"}').encode()
+TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8"
+            b"\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % len(_TOO_MANY)) + _TOO_MANY
 
 
 class HTTPServer(tornado.httpserver.HTTPServer):
@@ -36,16 +50,34 @@ class HTTPServer(tornado.httpserver.HTTPServer):
 
     refused = 0  # connections refused in the current shortage of descriptors
     _short = False
+    connections = None  # the registry of client connections (handlers/connections.py), if any
 
     def add_sockets(self, sockets):
         if getattr(self, "_reserve", None) is None:
             self._reserve = _take_reserve()
+        if self.connections is not None:
+            self.connections.start()
         for sock in sockets:  # what TCPServer.add_sockets does, with our handler
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = self._accept_on(sock)
 
+    def handle_stream(self, stream, address):
+        if self.connections is not None:
+            self.connections.opened(stream, address[0] if isinstance(address, tuple) else "")
+        return super().handle_stream(stream, address)
+
+    def start_request(self, server_conn, request_conn):
+        delegate = super().start_request(server_conn, request_conn)
+        conn = connection_of(getattr(request_conn, "stream", None))
+        if conn is None:
+            return delegate
+        conn.registry.waiting(conn)
+        return _Watched(delegate, conn)
+
     def stop(self):
         super().stop()
+        if self.connections is not None:
+            self.connections.stop()
         if getattr(self, "_reserve", None) is not None:
             os.close(self._reserve)
             self._reserve = None
@@ -71,11 +103,15 @@ class HTTPServer(tornado.httpserver.HTTPServer):
                     outcome = self._refuse_one(sock)
                     if outcome == "stuck":
                         pause()
-                    if outcome != "refused":
+                    if outcome not in ("refused", "accepted"):
                         return
                     continue
                 if self._short:
                     self._recovered()
+                if self.connections is not None and not self.connections.admit(
+                        address[0] if isinstance(address, tuple) else ""):
+                    self._refuse(connection, TOO_MANY)
+                    continue
                 self._handle_connection(connection, address)
 
         def pause():
@@ -100,42 +136,72 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         return remove_handler
 
     def _refuse_one(self, sock):
-        """Give up the reserve, accept the waiting connection, refuse it, take the reserve back:
-        "refused"; "empty" when no connection was waiting; "stuck" when even that is impossible
-        (no reserve, or the whole system is out of descriptors)."""
-        if not self._short:
-            self._short = True
-            log.warning("out of file descriptors (open-file limit reached): refusing new "
-                        "connections until some close")
+        """Give up the reserve, accept the waiting connection, and either keep it, closing an
+        idle anonymous connection instead (the registry's ``shed_one``): "accepted"; or refuse
+        it: "refused". Then take the reserve back. "empty" when no connection was waiting;
+        "stuck" when even that is impossible (no reserve, or the whole system is out of
+        descriptors)."""
         if self._reserve is None:
             return "stuck"
         os.close(self._reserve)
         self._reserve = None
         try:
-            connection, _ = sock.accept()
+            connection, address = sock.accept()
         except (BlockingIOError, ConnectionAbortedError):
             self._reserve = _take_reserve()
             return "empty"
         except OSError:
             self._reserve = _take_reserve()
             return "stuck"
+        if self.connections is not None and self.connections.shed_one():
+            self._reserve = _take_reserve()  # the descriptor the shed connection gave up
+            self._handle_connection(connection, address)
+            return "accepted"
+        if not self._short:
+            self._short = True
+            log.warning("out of file descriptors (open-file limit reached): refusing new "
+                        "connections until some close")
+        self._refuse(connection, REFUSAL)
+        self.refused += 1
+        self._reserve = _take_reserve()
+        return "refused"
+
+    def _refuse(self, connection, answer):
+        """Answer (plain HTTP only) and close a connection just accepted."""
         try:
             if self.ssl_options is None:
                 connection.setblocking(False)
-                connection.send(REFUSAL)
+                connection.send(answer)
         except OSError:
             pass
         finally:
             connection.close()
-        self.refused += 1
-        self._reserve = _take_reserve()
-        return "refused"
 
     def _recovered(self):
         self._short = False
         log.warning("file descriptors available again: accepting connections (%d refused "
                     "meanwhile)", self.refused)
         self.refused = 0
+
+
+class _Watched(tornado.httputil.HTTPMessageDelegate):
+    """The request's own delegate, telling the registry when its headers arrive."""
+
+    def __init__(self, delegate, conn):
+        self.delegate, self.conn = delegate, conn
+
+    def headers_received(self, start_line, headers):
+        self.conn.registry.busy(self.conn)
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        return self.delegate.data_received(chunk)
+
+    def finish(self):
+        return self.delegate.finish()
+
+    def on_connection_close(self):
+        return self.delegate.on_connection_close()
 
 
 def _take_reserve():

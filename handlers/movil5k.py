@@ -179,6 +179,8 @@ class CompetenciaHandler(races.CompetenciaHandler):
                 self._claims = None
         if self._claims is None:
             await super().take_turn()
+        else:
+            self.trust_connection()  # a token the server signed (handlers/connections.py)
 
     def write_json(self, obj, status=200):
         if self.request.method == "GET":

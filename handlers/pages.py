@@ -7,13 +7,19 @@ and its QR code is drawn here (segno, as SVG in a data: URI). Times are the venu
 """
 
 import functools
+import hashlib
+import re
 from pathlib import Path
 
 import segno
+import tornado.escape
+import tornado.template
 import tornado.web
 
 import models
-from handlers.base import ServiceMixin
+from handlers.base import BOOT, ServiceMixin
+from handlers.results import team_detail
+from handlers.wire import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -21,6 +27,17 @@ STATIC = ROOT / "static"
 
 ESTADOS = {models.ESTADO_PROGRAMADA: "Programada", models.ESTADO_EN_CURSO: "En curso",
            models.ESTADO_FINALIZADA: "Finalizada"}
+
+
+# Bidirectional controls (embeddings, overrides, isolates, marks): in a name they would reorder
+# what is shown around them ("Trojan Source"). Taken out of every text a page shows: here for
+# the templates, in static/*.js (BIDI) for what the scripts render.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def page_text(value):
+    """The templates' autoescape: HTML-escaped text, bidirectional controls taken out."""
+    return tornado.escape.xhtml_escape(BIDI_CONTROLS.sub("", tornado.escape.to_unicode(value)))
 
 
 MESES = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic")
@@ -90,20 +107,26 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
     def get_template_path(self):
         return str(TEMPLATES)
 
+    def create_template_loader(self, template_path):
+        return tornado.template.Loader(template_path, autoescape="page_text")
+
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
+        namespace["page_text"] = page_text
         namespace["asset"] = asset
         namespace["estado_texto"] = lambda estado: ESTADOS.get(estado, estado)
         namespace.update(fecha_texto=fecha_texto, hora_texto=hora_texto, momento=momento,
                          zona=models.zone().key)
         return namespace
 
-    def public_url(self, path):
-        """The address of ``path`` as phones reach it: ``server.public_url`` when set (the
-        laptop cannot know its venue address), else the address this request came to."""
-        base = self.config["server"]["public_url"] or "%s://%s" % (self.request.protocol,
-                                                                   self.request.host)
-        return base + path
+    def compute_etag(self):
+        return None  # public pages set theirs from their data (public_answer), before rendering
+
+    def data_etag(self, *data):
+        """A page's validator from the (small) data it shows: a hash of a few hundred bytes,
+        with this process's start for the templates it is rendered with."""
+        digest = hashlib.blake2b(dumps(data).encode("utf-8"), digest_size=12).hexdigest()
+        return '"p%s.%s"' % (BOOT, digest)
 
     def set_default_headers(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -122,6 +145,7 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429/503
             self.set_header(name, value)
+        self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.render("error.html", status=status_code,
                     title=titles.get(status_code, "Error del servidor"))
@@ -132,6 +156,8 @@ class IndexPageHandler(PageHandler):
 
     async def get(self):
         competencias = await self.db_public(models.all_competitions)
+        if self.public_answer(self.data_etag(competencias)):
+            return
         self.render("index.html", competencias=competencias)
 
 
@@ -142,6 +168,8 @@ class CompetenciaPageHandler(PageHandler):
     async def get(self, competencia_id):
         comp = await self.competition(int(competencia_id), public=True)
         url = self.public_url("/competencias/%d/" % comp["id"])
+        if self.public_answer(self.data_etag(comp, url)):
+            return
         # Drawing a code costs ~5 ms: on a public reader, never on the loop (a request with a
         # new Host header would otherwise stall every judge's start notice).
         qr = await self.db_public(qr_data_uri, url)
@@ -152,7 +180,9 @@ class EquipoPageHandler(PageHandler):
     """``/competencias/{cid}/equipos/{eid}/``: one team's records as they count (public)."""
 
     async def get(self, competencia_id, equipo_id):
-        detail = await self.db_public(models.team_detail, int(competencia_id), int(equipo_id))
+        detail = await team_detail(self, int(competencia_id), int(equipo_id), "h")
+        if detail is None:
+            return
         self.render("equipo.html", detail=detail, format_ms=models.format_ms)
 
 
@@ -161,7 +191,7 @@ class ConsolePageHandler(PageHandler):
     signs in and reads everything through the API (templates/organizador.html)."""
 
     def get(self):
-        self.render("organizador.html")
+        self.render("organizador.html", zona=models.zone().key)  # times in the venue's zone
 
 
 class StaticHandler(ServiceMixin, tornado.web.StaticFileHandler):

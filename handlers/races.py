@@ -72,16 +72,23 @@ class JuecesHandler(OrganizerHandler):
         cid = int(competencia_id)
         board = await self.db_read(models.competition_judges, cid)
         comp = self.hub.competition(cid) or board["competencia"]
-        started = models.parse_timestamp(comp["started_at"]) if comp["started_at"] else None
+        # Lateness is measured from the moment the start was given: an adjustment moves
+        # everyone's reference alike and makes nobody late (ORGANIZER.md).
+        given = models.parse_timestamp(board["inicio_dado"]) if board["inicio_dado"] else None
         alert_ms = self.config["race"]["start_lag_alert_ms"]
         for juez in board["jueces"]:
             juez["sockets"] = self.hub.sockets_of(juez["id"])
             juez["conectado"] = juez["sockets"] > 0
             juez["ultima_conexion"] = models.iso(self.hub.last_connected(juez["id"]))
-            heard = self.hub.start_heard_at(cid, juez["id"]) if started else None
+            # The first notice: as stored (kept across restarts) or heard by this process.
+            heard = [models.parse_timestamp(juez["inicio_notificado_en"])] if juez[
+                "inicio_notificado_en"] else []
+            if given is not None and self.hub.start_heard_at(cid, juez["id"]) is not None:
+                heard.append(self.hub.start_heard_at(cid, juez["id"]))
+            heard = min(heard) if given is not None and heard else None
             juez["inicio_notificado_en"] = models.iso(heard)
             juez["retraso_inicio_ms"] = (
-                (heard - started) // models.dt.timedelta(milliseconds=1) if heard else None)
+                (heard - given) // models.dt.timedelta(milliseconds=1) if heard else None)
             juez["alerta"] = any(lag is not None and lag > alert_ms for lag in (
                 juez["retraso_inicio_ms"], juez["inicio_implicito_ms"]))
         board["competencia"] = comp

@@ -3,10 +3,12 @@ every team or of one category (``?categoria=NAME``: the same standings, filtered
 
 Answered from memory (:mod:`handlers.standings`): the ranking and its texts are computed once
 per change in the standings' worker process, never per request and never on the event loop.
+Both answers are public and cacheable (``BaseHandler.public_answer``): their ``ETag`` is made
+with the standings, and a client or cache that already has them gets ``304`` at once.
 """
 
 import models
-from handlers.base import BaseHandler
+from handlers.base import BOOT, BaseHandler
 from handlers.errors import ApiError
 
 
@@ -33,6 +35,8 @@ class ResultadosHandler(BaseHandler):
                                {"categoria": "Hasta %d caracteres." % models.MAX_CATEGORIA})
         await self.competition(cid, public=True)  # 404 before anything is kept for this id
         snapshot = await self.settled(self.standings.get(cid))
+        if self.public_answer(snapshot.etag):
+            return
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition",
@@ -49,5 +53,18 @@ class EquipoResultadoHandler(BaseHandler):
     pace = "public"
 
     async def get(self, competencia_id, equipo_id):
-        self.write_json(await self.db_public(models.team_detail, int(competencia_id),
-                                             int(equipo_id)))
+        detail = await team_detail(self, int(competencia_id), int(equipo_id), "j")
+        if detail is not None:
+            self.write_json(detail)
+
+
+async def team_detail(handler, cid, eid, kind):
+    """A team's public detail for ``handler`` (a JSON answer or a page: ``kind``), or None when
+    the client already has it (answered ``304`` without reading it). Its validator is the
+    competition's standings tag (``Standings.tag``), taken before the read: what is read is at
+    least as new as what it names, and any later change makes it differ."""
+    await handler.settled(handler.standings.get(cid))  # at once when they are current
+    tag = handler.standings.tag(cid)
+    if handler.public_answer('"%s%s.%d.%s"' % (kind, BOOT, eid, tag)):
+        return None
+    return await handler.db_public(models.team_detail, cid, eid)

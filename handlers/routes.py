@@ -10,6 +10,7 @@ from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
                                   EquipoCorrectionHandler, HistorialHandler, OficialHandler,
                                   RegistroActionHandler, RegistroHandler, RegistrosHandler)
+from handlers.judge_app import JuezEnlaceHandler, JuezPageHandler, JuezServiceWorkerHandler
 from handlers.openapi import OpenApiHandler
 from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
                             IndexPageHandler, StaticHandler)
@@ -66,6 +67,8 @@ ROUTES = [
     (r"/api/equipos/%s/" % ID, EquipoHandler),
     (r"/api/jueces/", JuecesListHandler),
     (r"/api/jueces/%s/" % ID, JuezHandler),
+    # The link and QR code that open the judge app for one judge (handlers/judge_app.py)
+    (r"/api/jueces/%s/enlace/" % ID, JuezEnlaceHandler),
     # The organizer's console live channel (handlers/console.py)
     (r"/api/organizador/ws-ticket/", ConsoleTicketHandler),
     (r"/api/openapi.json", OpenApiHandler),
@@ -79,5 +82,8 @@ ROUTES = [
     (r"/competencias/%s/?" % ID, CompetenciaPageHandler),
     (r"/competencias/%s/equipos/%s/?" % (ID, ID), EquipoPageHandler),
     (r"/organizador/?", ConsolePageHandler),
+    # The judge app in the browser and its service worker (handlers/judge_app.py)
+    (r"/juez/?", JuezPageHandler),
+    (r"/juez/sw.js", JuezServiceWorkerHandler),
     (r"/static/(.*)", StaticHandler, {"path": str(STATIC)}),
 ]

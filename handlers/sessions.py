@@ -6,7 +6,10 @@ process and writes the database directly, so its change reaches the running serv
 database: every token check reads the user's generation there (the old tokens are refused at
 their next use), and every ``interval_s`` seconds :class:`SocketGuard` reads the generations of
 the users with open sockets, in one query on a reader thread, and closes the sockets opened
-with an older one, or whose user (or judge) is gone or inactive.
+with an older one, or whose user (or judge) is gone or inactive. Between sweeps, every
+WATCH_S it reads one cheap mark of the accounts (:func:`models.revocation_mark`, which every
+revocation, deactivation or new user moves), and sweeps at once when it moved: a password
+changed by another process closes the judge's sockets within about a second.
 
 A socket is known here as an object with ``user_id``, ``token_gen`` (its user's generation
 when it opened) and ``close(code, reason)``; registries as objects with ``sockets()``.
@@ -23,6 +26,8 @@ log = logging.getLogger("server5k.sessions")
 
 # How a revoked session's sockets are closed: 1008 (policy violation), and why.
 REVOKED = (1008, "Sesion revocada: inicie sesion de nuevo")
+# How often the accounts' mark is read while sockets are open (one aggregate on a reader thread).
+WATCH_S = 0.5
 
 
 class SocketGuard:
@@ -32,17 +37,32 @@ class SocketGuard:
         self.store = store
         self.registries = registries
         self.interval_s = interval_s
-        self._timer = None
+        self._timer = self._watch_timer = None
+        self._mark = None
 
     def start(self):
         """Start sweeping (on the running loop)."""
         self._timer = tornado.ioloop.PeriodicCallback(self.sweep, self.interval_s * 1000,
                                                       jitter=0.1)
         self._timer.start()
+        self._watch_timer = tornado.ioloop.PeriodicCallback(self.watch, WATCH_S * 1000)
+        self._watch_timer.start()
 
     def stop(self):
-        if self._timer is not None:
-            self._timer.stop()
+        for timer in (self._timer, self._watch_timer):
+            if timer is not None:
+                timer.stop()
+
+    async def watch(self):
+        """Sweep now if the accounts' mark moved since the last look. Returns how many sockets
+        were closed."""
+        try:
+            mark = await asyncio.wrap_future(self.store.read(models.revocation_mark))
+        except Exception:
+            log.exception("could not read the accounts' revocation mark")
+            return 0
+        moved, self._mark = self._mark is not None and mark != self._mark, mark
+        return await self.sweep() if moved else 0
 
     async def sweep(self):
         """Close every open socket whose tokens no longer hold. Returns how many."""

@@ -8,11 +8,21 @@ once per (coalesced) change, the same message text sent to every spectator, a sl
 per turn of the loop and within a budget of bytes a second. A slow spectator has at most one
 message in flight; while it drains, newer standings replace older ones (each message is a full
 snapshot, so skipping one loses nothing).
+
+What a spectator sends is bounded too (it has nothing to say; a client's own small pings at
+most): a message over SPECTATOR_MESSAGE_BYTES closes the socket with 1009 before its body is read
+(Tornado reads the frame's header only), and past an inbound budget (INBOUND_PER_S characters a
+second after a burst of INBOUND_BURST, each message counting at least MIN_MESSAGE_COST) it is
+closed with 4003 and nothing more of it is read: a flood costs the loop a few small messages
+per socket, then nothing. An address whose spectators were closed so FLOOD_BURST times (then
+more than FLOODS_PER_MINUTE) has its next spectator handshakes refused (429, Retry-After), so
+reconnecting to flood again costs the loop a refusal, not a handshake and the standings.
 """
 
 import asyncio
 import logging
 import sys
+import time
 from collections import defaultdict
 
 import tornado.websocket
@@ -20,7 +30,8 @@ import tornado.websocket
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError, server_busy, too_many
-from handlers.wire import message
+from handlers.limits import RateLimiter
+from handlers.wire import CLOSE_TOO_CHATTY, message
 
 log = logging.getLogger("server5k.spectators")
 
@@ -32,6 +43,13 @@ PUSH_SLICE = 16
 # rather than flooding the venue's Wi-Fi and the event loop; a usual one, as often as the
 # standings change (every 0.25 s at most).
 PUSH_BYTES_PER_S = 8 * 1024 * 1024
+# What one spectator's socket may send (see above).
+SPECTATOR_MESSAGE_BYTES = 1024
+INBOUND_PER_S, INBOUND_BURST, MIN_MESSAGE_COST = 1024, 8 * 1024, 128
+# After a 4003 close nothing more is read from the socket: Tornado drops the connection when the
+# client has not answered the close within its 5 s.
+CLOSE_WAIT_S = 5
+FLOOD_BURST, FLOODS_PER_MINUTE = 3, 6
 
 
 class Spectators:
@@ -52,9 +70,18 @@ class Spectators:
         self._pushes = {}     # competition -> the message being pushed to its spectators
         self._pushing = set()  # competitions with a push under way
         self._next_push = {}  # competition -> loop time before which it is not pushed again
+        self._floods = RateLimiter(FLOODS_PER_MINUTE, burst=FLOOD_BURST)
+
+    def flooded(self, address):
+        """A spectator of ``address`` was closed for sending too much."""
+        self._floods.hit(address)
 
     def refusal(self, address):
         """None if one more spectator from ``address`` fits, else the ApiError to answer."""
+        wait = self._floods.wait(address)
+        if wait:
+            return too_many("Los espectadores de esta dirección envían demasiado; reintente "
+                            "más tarde.", wait)
         if self._total >= self.max_sockets:
             return server_busy(RETRY_AFTER_S, code="too_many_spectators",
                                detail="Demasiados espectadores conectados; reintente más tarde.")
@@ -161,7 +188,9 @@ class ResultadosSocketHandler(SocketHandler):
     competencia_id = None
     _in_flight = None
     _next = None
+    _credit = _credit_at = None  # what it may still send (INBOUND_PER_S), and since when
     pace = "public"
+    max_message_size = SPECTATOR_MESSAGE_BYTES  # Tornado's own check: 1009, the body unread
 
     async def prepare(self):
         await self.take_turn()
@@ -189,12 +218,33 @@ class ResultadosSocketHandler(SocketHandler):
         return None  # compressing per socket would cost CPU per spectator on the loop
 
     def open(self, competencia_id):
+        if self.client_connection is not None:  # anonymous, never idle: its own caps apply
+            self.client_connection.spectator_socket()
         self.offer(message("conexion.establecida", {
             "competencia_id": self.competencia_id, "server_time": models.iso(models.utcnow())}))
         self.spectators.add(self)
 
     def on_message(self, text):
-        """Spectators have nothing to say: every message is ignored, never forwarded."""
+        """Spectators have nothing to say: every message is ignored, never forwarded; past the
+        inbound budget the socket is closed (4003) and no more of it is read."""
+        now = time.monotonic()
+        if self._credit_at is None:
+            self._credit, self._credit_at = INBOUND_BURST, now
+        self._credit = min(INBOUND_BURST, self._credit + (now - self._credit_at) * INBOUND_PER_S
+                           ) - max(len(text), MIN_MESSAGE_COST)
+        self._credit_at = now
+        if self._credit >= 0:
+            return None
+        log.debug("closing a spectator socket from %s that sends too much", self.address)
+        self.spectators.flooded(self.address)
+        self.close(CLOSE_TOO_CHATTY, "Un espectador no envía mensajes")
+        return _hold(CLOSE_WAIT_S)  # Tornado reads its next message only after this
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _SpectatorProtocol  # (adds no state: see below)
+        return protocol
 
     def offer(self, text):
         """Send ``text`` (str or UTF-8 bytes) now, or after the message in flight (replacing any
@@ -218,3 +268,24 @@ class ResultadosSocketHandler(SocketHandler):
     def on_close(self):
         if self.competencia_id is not None:
             self.spectators.remove(self)
+
+
+class _SpectatorProtocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's protocol, telling the registry when it closes a spectator's socket with 1009
+    (a message over ``max_message_size``, refused from its frame header)."""
+
+    def close(self, code=None, reason=None):
+        if code == 1009 and not self.server_terminated:
+            handler = self.handler
+            if getattr(handler, "address", None) is not None:
+                handler.spectators.flooded(handler.address)
+        super().close(code, reason)
+
+
+async def _hold(seconds):
+    """Nothing more is read from a closed spectator's socket meanwhile (cut short when the
+    server stops: not an error)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        pass

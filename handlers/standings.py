@@ -18,6 +18,7 @@ computation.
 
 import asyncio
 import gc
+import hashlib
 import logging
 from collections import defaultdict
 
@@ -41,9 +42,11 @@ class Snapshot:
     """The texts of one computation, ready to send: ``json(server_time, categoria=None)``
     (bytes), ``csv(categoria=None)`` (bytes) and ``message`` (the spectators' ``resultados``
     message, bytes). Each category's texts are made with the rest, so a filtered answer costs
-    the loop no more than the whole one."""
+    the loop no more than the whole one. ``etag`` is the strong validator of every answer made
+    from it (a hash of its texts, made with them in the worker: the same standings computed
+    again, or after a restart, keep it; any change of them changes it)."""
 
-    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows")
+    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "etag")
 
     def __init__(self, result):
         json_text = dumps(result)
@@ -58,6 +61,9 @@ class Snapshot:
                                       models.ranking_csv(part).encode("utf-8"))
         # For a category no team has (a few hundred bytes, made when asked for).
         self._without_rows = dict(result, clasificacion=[])
+        digest = hashlib.blake2b(self._json_head, digest_size=12)
+        digest.update(self._csv)
+        self.etag = '"r%s"' % digest.hexdigest()
 
     def _texts(self, categoria):
         if categoria is None:
@@ -134,6 +140,14 @@ class Standings:
         if asyncio.get_running_loop().time() - entry[1] > self.max_age:
             return None
         return entry[2]
+
+    def tag(self, competencia_id):
+        """A text that changes whenever what is public about the competition may have: the
+        latest standings' hash and how many changes they include (None before the first
+        computation). For answers that are not made from the standings themselves (a team's
+        records: an edit of a time that does not count changes no standings)."""
+        entry = self._current.get(competencia_id)
+        return None if entry is None else "%s.%d" % (entry[2].etag.strip('"'), entry[0])
 
     async def get(self, competencia_id):
         """The up-to-date standings, waiting for one computation if they are stale. Raises

@@ -10,6 +10,7 @@ MAX_JSON_DEPTH = 32
 # WebSocket close codes of the server, besides 1001 (shutting down) and 1009 (message too big).
 CLOSE_REPLACED = 4001     # the judge opened more sockets than allowed: this, its oldest, goes
 CLOSE_NOT_READING = 4002  # more unread data was waiting for this socket than allowed
+CLOSE_TOO_CHATTY = 4003   # a spectator's socket sent more than its inbound budget
 
 
 def _reject_duplicate_keys(pairs):

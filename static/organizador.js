@@ -22,6 +22,16 @@
   var salirEl = document.getElementById('salir');
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
+
+  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
+  // what the page shows around it: taken out of every text the server sends but passwords (as the
+  // server's templates do, handlers/pages.py).
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function plainJson(text) {
+    return JSON.parse(text, function (key, value) {
+      return typeof value === 'string' && key !== 'password' ? value.replace(BIDI, '') : value;
+    });
+  }
   var ESTADOS_EQUIPO = { ok: 'En carrera', dns: 'No salió (DNS)', dnf: 'No terminó (DNF)',
     dsq: 'Descalificado (DSQ)' };
   var ACCIONES = { anular: 'Anulado', restaurar: 'Restaurado', mover: 'Movido de equipo',
@@ -116,41 +126,54 @@
     return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
-  function localTime(iso) {
+  // Every time in the venue's zone (race.timezone, from the page), as the command line and
+  // the results page show them, whatever this device's zone.
+  var ZONA = document.body.getAttribute('data-zona') || undefined;
+
+  function inZone(iso, options) {
     if (!iso) { return '—'; }
     var when = new Date(iso);
-    return isNaN(when) ? iso : when.toLocaleTimeString('es');
+    if (isNaN(when)) { return iso; }
+    try {
+      return when.toLocaleString('es', Object.assign({ timeZone: ZONA }, options));
+    } catch (e) {  // a zone this browser does not know: its own
+      return when.toLocaleString('es', options);
+    }
+  }
+
+  // A date and time typed in the venue's zone (a datetime-local value) as ISO 8601 UTC.
+  function venueToIso(value) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(value);
+    if (!m) { return value; }
+    var wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    var guess = wall;
+    for (var i = 0; i < 2; i++) {  // the zone's offset at that moment (twice: across a change)
+      var parts = {};
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: ZONA, hourCycle: 'h23', year: 'numeric',
+          month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' })
+          .formatToParts(new Date(guess)).forEach(function (p) { parts[p.type] = +p.value; });
+      } catch (e) { return new Date(value).toISOString(); }  // unknown zone: this device's
+      var shown = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute);
+      guess = wall - (shown - guess);
+    }
+    return new Date(guess).toISOString();
+  }
+
+  function localTime(iso) {
+    return inZone(iso, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
   }
 
   function localDateTime(iso) {
-    if (!iso) { return '—'; }
-    var when = new Date(iso);
-    return isNaN(when) ? iso : when.toLocaleString('es', { dateStyle: 'medium', timeStyle: 'short' });
+    return inZone(iso, { dateStyle: 'medium', timeStyle: 'short', hourCycle: 'h23' });
   }
 
-  // A finish time as typed: 19:45.2 (m:ss.f) or 0:19:45.200 (h:mm:ss.fff).
-  function parseTiempo(text) {
-    var m = /^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?\s*$/.exec(text || '');
-    if (!m || Number(m[3]) > 59 || (m[1] !== undefined && Number(m[2]) > 59)) {
-      throw new Error('Escriba el tiempo como 19:45.2 (minutos:segundos) o 0:19:45.200.');
-    }
-    var frac = m[4] ? Number((m[4] + '00').slice(0, 3)) : 0;
-    return ((Number(m[1] || 0) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + frac;
-  }
+  // Clock text, parsed as the server and the command line parse it (static/duracion.js).
+  // A finish time: 19:45.2 (m:ss.f), 0:19:45.200 (h:mm:ss.fff) or milliseconds.
+  function parseTiempo(text) { return window.Server5KDuracion.parse(text, false); }
 
-  // A signed amount of time: +20s, -1.5s, 20 (seconds), +1:00 (m:ss) or 0.
-  function parseDuracion(text) {
-    var m = /^\s*([+-−])?\s*(\d+(?:[.,]\d{1,3})?)\s*s?\s*$/.exec(text || '');
-    var ms;
-    if (m) {
-      ms = Math.round(Number(m[2].replace(',', '.')) * 1000);
-    } else {
-      m = /^\s*([+-−])?\s*(.+)$/.exec(text || '');
-      try { ms = parseTiempo(m ? m[2] : ''); } catch (e) { m = null; }
-      if (!m) { throw new Error('Escriba segundos con signo, como +20s o -1.5s (o +1:00).'); }
-    }
-    return m[1] === '-' || m[1] === '−' ? -ms : ms;
-  }
+  // A signed amount of time: +20s, -1.5s, +2:00 (m:ss), milliseconds or 0.
+  function parseDuracion(text) { return window.Server5KDuracion.parse(text, true); }
 
   function signedSeconds(ms) {
     return (ms >= 0 ? '+' : '−') + (Math.abs(ms) / 1000).toFixed(1) + ' s';
@@ -198,7 +221,8 @@
       .then(function (response) {
         if (response.status === 204) { return null; }
         if (response.ok && options.blob) { return response.blob(); }
-        return response.json().catch(function () { return null; }).then(function (data) {
+        var parsed = response.text().then(plainJson).catch(function () { return null; });
+        return parsed.then(function (data) {
           if (!response.ok) {
             throw new ApiError(response.status, data && data.code, describe(response.status, data));
           }
@@ -437,7 +461,7 @@
     form.addEventListener('submit', once(form.querySelector('button[type=submit]'), function () {
       formError(form, '');
       var body = { nombre: form.nombre.value };
-      if (form.fecha_hora.value) { body.fecha_hora = new Date(form.fecha_hora.value).toISOString(); }
+      if (form.fecha_hora.value) { body.fecha_hora = venueToIso(form.fecha_hora.value); }
       return api('POST', '/api/competencias/', { body: body }).then(function (comp) {
         showHecho('Competencia creada: ' + comp.nombre);
         location.hash = '#c=' + comp.id + '&t=plantilla';
@@ -521,7 +545,7 @@
       mine.socket = socket;
       socket.onmessage = function (event) {
         var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
+        try { message = plainJson(event.data); } catch (e) { return; }
         if (message.type === 'conexion.establecida') {
           mine.retries = 0;
           mine.offset = Date.parse(message.data.server_time) - Date.now();
@@ -688,7 +712,7 @@
       });
       act($('ajustar'), function () {
         return ask({ titulo: 'Ajustar la salida',
-          texto: 'Suma el ajuste a cada tiempo; sin juez, la salida se mueve también (la salida se dio tarde o temprano). Con un juez, solo sus tiempos (su móvil oyó la salida tarde).',
+          texto: 'Suma el ajuste a cada tiempo enviado por los móviles; sin juez, la salida se mueve también (la salida se dio tarde o temprano). Con un juez, solo sus tiempos (su móvil oyó la salida tarde). Los tiempos en papel no se ajustan nunca: se anotan como el tiempo real desde la salida real.',
           campos: [{ name: 'delta', label: 'Ajuste (p. ej. +20s o -1.5s)', required: true },
             { name: 'juez_id', label: 'Solo los tiempos de', options: judgeOptions(['', 'todos los jueces']) },
             MOTIVO],
@@ -925,9 +949,11 @@
         $('vista-previa').hidden = true;
         var file = form.archivo.files[0];
         if (!file) { formError(form, 'Elija el archivo CSV de la lista.'); return null; }
-        return file.text().then(function (text) {
-          state.csv = text;
-          return api('POST', base('importar/?dry_run=1'), { raw: text, contentType: 'text/csv' });
+        // The file's bytes as they are: the server's one decoder decides the encoding (UTF-8
+        // or Spanish Excel's Windows-1252) and the separator, as for the command line.
+        return file.arrayBuffer().then(function (bytes) {
+          state.csv = bytes;
+          return api('POST', base('importar/?dry_run=1'), { raw: bytes, contentType: 'text/csv' });
         }).then(showPreview, function (err) { formError(form, err.message); });
       }));
       act($('importar'), function () {
@@ -1054,7 +1080,21 @@
         return e.nombre + ' (' + e.dorsal + ')';
       }).join(', ') : 'Sin equipos'),
       rowButtons([['Editar', function () { return editJudge(j); }],
-        [j.activo ? 'Desactivar' : 'Activar', function () { return setJudgeActive(j, !j.activo); }]]));
+        [j.activo ? 'Desactivar' : 'Activar', function () { return setJudgeActive(j, !j.activo); }],
+        ['Enlace y QR', function () { return showJudgeLink(j); }]]));
+  }
+
+  // The judge app's link for one judge, with its QR code (drawn by the server): it fills in the
+  // username, never the password, which the organizer hands over apart.
+  function showJudgeLink(j) {
+    return api('GET', '/api/jueces/' + j.id + '/enlace/').then(function (link) {
+      return ask({ titulo: 'App del juez: ' + (j.nombre || j.username), soloCerrar: true, aceptar: 'Cerrar',
+        texto: [el('img', { className: 'qr', src: link.qr, width: 220, height: 220,
+          alt: 'Código QR del enlace de ' + j.username }),
+          el('p', {}, el('a', { href: link.url, target: '_blank', rel: 'noopener', className: 'enlace-juez' }, link.url)),
+          'El enlace abre la app con el usuario «' + j.username + '» escrito; la contraseña se entrega aparte.',
+          link.aviso ? el('p', { className: 'nota' }, link.aviso) : null].filter(Boolean) });
+    });
   }
 
   function judgePatch(j, body, hecho) {

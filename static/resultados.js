@@ -3,10 +3,23 @@
 // a full snapshot of the standings, so a missed message is never a problem, and after a
 // reconnect the first snapshot brings the page up to date. Every snapshot also rebuilds the
 // printout (#impresion, shown only on paper): one sheet per category, podium first.
+// When the socket is refused or cut (a full server, a proxy without WebSockets, a bad network)
+// the page asks for the standings every few seconds with If-None-Match (a 304 costs nothing,
+// and any HTTP cache in front answers it), says so, and keeps trying the socket meanwhile.
 (function () {
   'use strict';
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
+
+  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
+  // what the page shows around it: taken out of every text the server sends (as the
+  // server's templates do, handlers/pages.py).
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function plainJson(text) {
+    return JSON.parse(text, function (key, value) {
+      return typeof value === 'string' ? value.replace(BIDI, '') : value;
+    });
+  }
   var MESES = ['ene', 'feb', 'mar', 'abr', 'may', 'jun', 'jul', 'ago', 'sept', 'oct', 'nov', 'dic'];
 
   var root = document.getElementById('resultados');
@@ -19,6 +32,7 @@
   var momentoEl = document.getElementById('momento');
   var enVivoEl = document.getElementById('en-vivo');
   var avisoEl = document.getElementById('aviso-conexion');
+  var avisoTextoEl = document.getElementById('aviso-texto');
   var reintentoEl = document.getElementById('aviso-reintento');
   var actualizadoEl = document.getElementById('actualizado');
   var reglaEl = document.getElementById('regla');
@@ -37,6 +51,10 @@
   var socket = null;
   var retries = 0;
   var retryTimer = null;
+  var etag = null;         // the validator of the standings shown (polling asks If-None-Match)
+  var pollTimer = null;
+  var polling = false;     // the socket is down: the page asks for the standings itself
+  var POLL_MS = 3000;      // how often, with jitter (a cache in front answers most of them)
 
   // -- the venue's local time (race.timezone), whatever this device's zone ------------------------
   var zona = root.getAttribute('data-zona') || undefined;
@@ -324,34 +342,83 @@
     impresionEl.appendChild(fragment);
   }
 
+  // The standings over plain HTTP: true when they are shown (new, or unchanged: 304), false
+  // when the server could not be reached.
   function fetchOnce() {
-    return fetch('/api/competencias/' + competenciaId + '/resultados/', { cache: 'no-store' })
+    var headers = etag ? { 'If-None-Match': etag } : {};
+    return fetch('/api/competencias/' + competenciaId + '/resultados/',
+      { cache: 'no-store', headers: headers })
       .then(function (response) {
+        if (response.status === 304) { return null; }
         if (!response.ok) { throw new Error('HTTP ' + response.status); }
-        return response.json();
+        var tag = response.headers.get('ETag');
+        return response.text().then(plainJson).then(function (data) {
+          return { data: data, tag: tag };
+        });
       })
-      .then(function (data) {
-        setServerTime(data.server_time);
-        render(data);
+      .then(function (answer) {
+        if (answer) {
+          setServerTime(answer.data.server_time);
+          render(answer.data);
+          etag = answer.tag;
+        } else {
+          actualizadoEl.textContent = 'Actualizado a las ' + horaTexto(Date.now() + offsetMs);
+        }
+        return true;
       })
-      .catch(function () { /* the socket (or its retries) will bring the standings */ });
+      .catch(function () { return false; });
   }
 
-  function showOnline(online) {
-    enVivoEl.hidden = !online;
-    avisoEl.hidden = online;
-    root.setAttribute('data-conexion', online ? 'en-vivo' : 'perdida');
+  // Without the socket: the standings every POLL_MS (with jitter), until the socket is back.
+  function poll() {
+    clearTimeout(pollTimer);
+    if (!polling) { return; }
+    if (document.hidden) {  // a tab nobody looks at asks for nothing (it asks once shown)
+      pollTimer = setTimeout(poll, POLL_MS);
+      return;
+    }
+    fetchOnce().then(function (ok) {
+      if (!polling) { return; }
+      showState(ok ? 'sondeo' : 'perdida');
+      pollTimer = setTimeout(poll, POLL_MS * (0.75 + Math.random() * 0.5));
+    });
+  }
+
+  function startPolling() {
+    if (polling) { return; }
+    polling = true;
+    poll();
+  }
+
+  function stopPolling() {
+    polling = false;
+    clearTimeout(pollTimer);
+  }
+
+  // en-vivo: the socket is open; sondeo: no socket, the page asks every few seconds;
+  // perdida: neither answers (the standings shown may be old).
+  function showState(state) {
+    enVivoEl.hidden = state !== 'en-vivo';
+    avisoEl.hidden = state === 'en-vivo';
+    avisoEl.className = 'aviso' + (state === 'sondeo' ? ' aviso-sondeo' : '');
+    avisoTextoEl.textContent = state === 'sondeo' ?
+      'Sin conexión en vivo: los resultados se actualizan cada ' + Math.round(POLL_MS / 1000) +
+      ' s.' : 'Se perdió la conexión en vivo: los resultados pueden estar desactualizados.';
+    root.setAttribute('data-conexion', state);
   }
 
   function scheduleReconnect() {
-    // Backoff 1, 2, 4, 8, 15, 15... seconds, with jitter so a thousand phones do not return at once.
-    var delay = Math.min(15000, 1000 * Math.pow(2, retries)) * (0.75 + Math.random() * 0.5);
+    // Backoff 1, 2, 4, 8, 15, 15... seconds (up to 60 while polling works), with jitter so a
+    // thousand phones do not return at once.
+    var ceiling = root.getAttribute('data-conexion') === 'sondeo' ? 60000 : 15000;
+    var delay = Math.min(ceiling, 1000 * Math.pow(2, retries)) * (0.75 + Math.random() * 0.5);
     retries += 1;
     var at = Date.now() + delay;
     clearInterval(retryTimer);
     function countdown() {
       var left = Math.max(0, Math.ceil((at - Date.now()) / 1000));
-      reintentoEl.textContent = left > 0 ? 'Reintentando en ' + left + ' s…' : 'Reintentando…';
+      reintentoEl.textContent = left > 0 ? 'Reintentando la conexión en vivo en ' + left + ' s…' :
+        'Reintentando…';
     }
     countdown();
     retryTimer = setInterval(countdown, 500);
@@ -363,24 +430,28 @@
     try {
       socket = new WebSocket(scheme + location.host + '/ws/resultados/' + competenciaId + '/');
     } catch (e) {
-      showOnline(false);
+      startPolling();
       scheduleReconnect();
       return;
     }
-    socket.onopen = function () { retries = 0; showOnline(true); };
+    socket.onopen = function () { retries = 0; stopPolling(); showState('en-vivo'); };
     socket.onmessage = function (event) {
       var msg;
-      try { msg = JSON.parse(event.data); } catch (e) { return; }
+      try { msg = plainJson(event.data); } catch (e) { return; }
       if (msg.type === 'conexion.establecida') { setServerTime(msg.data.server_time); }
-      else if (msg.type === 'resultados') { render(msg.data); }
+      else if (msg.type === 'resultados') { etag = null; render(msg.data); }
     };
     socket.onclose = function () {
       socket = null;
-      showOnline(false);
+      if (!polling) { showState('perdida'); }
+      startPolling();
       scheduleReconnect();
     };
   }
 
+  document.addEventListener('visibilitychange', function () {
+    if (!document.hidden && polling) { poll(); }
+  });
   document.getElementById('imprimir').addEventListener('click', function () { window.print(); });
   window.addEventListener('beforeprint', function () { if (latest) { renderPrint(latest); } });
   fetchOnce();

@@ -440,3 +440,15 @@ def save_screenshot(page, folder, name):
     if os.environ.get("SERVER5K_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(target, ROOT / "docs" / name)
     return target
+
+
+def decode_qr(png):
+    """What the QR code in a PNG says, read by zbarimg (Debian's zbar-tools)."""
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        pytest.skip("zbarimg is not installed (Debian package 'zbar-tools'; .ci/run installs "
+                    "it when apt-get can)")
+    run = subprocess.run([zbarimg, "--quiet", "--raw", str(png)], capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()

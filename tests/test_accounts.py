@@ -263,15 +263,16 @@ async def test_a_lost_phone_is_locked_out_in_one_request(client, event):
     assert judge["activo"] is False
     assert await closed(ws) == 1008
     await refused_everywhere(client, event, tokens, unused)
-    # Whoever has the phone and the password gets a token that can do nothing of a judge's.
-    found = await client.access("juez1", "pass-juez1")
-    code, answer = await submit(client, found, event["equipos"]["a"], 60_000)
-    assert (code, answer["code"]) == (403, "inactive_judge")
-    assert await client.handshake_status("/ws/juez/%d/?token=%s" % (j1, found)) == 403
+    # Whoever has the phone and the password cannot log in: a deactivated judge is an inactive
+    # user (401, as a wrong password), nor renew the session with a refresh token.
+    code, answer = await client.post("/api/token/", {"username": "juez1",
+                                                     "password": "pass-juez1"})
+    assert (code, answer["code"]) == (401, "invalid_credentials")
     board = await call(client, "GET", "/api/competencias/%d/jueces/" % cid, token=token)
     assert [j["activo"] for j in board["jueces"]] == [False, True]
     await call(client, "PATCH", "/api/jueces/%d/" % j1, {"activo": True, "nombre": "Juez 1"},
                token)
+    found = await client.access("juez1", "pass-juez1")  # reactivated: it logs in again
     assert (await submit(client, found, event["equipos"]["a"], 60_000))[0] == 201
     assert [a["accion"] for a in await audit(client, cid, token)] == [
         "desactivar", "editar", "activar"]

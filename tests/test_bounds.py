@@ -200,6 +200,64 @@ async def test_an_early_413_says_connection_close_and_closes(client, base_url, e
         assert (await client.get("/api/competencias/%d/" % event["competencia"]))[0] == 200
 
 
+async def keep_alive_exchange(base_url, requests, read_timeout=10):
+    """Send each raw request on one connection after the answer to the previous one: [(status,
+    head text, body)], then whether the server closed the connection after the last."""
+    parts = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    answers = []
+    try:
+        for data in requests:
+            writer.write(data)
+            await writer.drain()
+            head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), read_timeout)
+                    ).decode("latin-1")
+            length = next((int(line.split(":")[1]) for line in head.split("\r\n")
+                           if line.lower().startswith("content-length:")), 0)
+            body = await asyncio.wait_for(reader.readexactly(length), read_timeout)
+            answers.append((int(head.split(" ")[1]), head, body))
+        try:
+            closed = await asyncio.wait_for(reader.read(1), 0.3) == b""
+        except asyncio.TimeoutError:
+            closed = False
+        return answers, closed
+    finally:
+        writer.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_refusal_before_the_body_keeps_the_connection_open(client, base_url, event):
+    """A 401 (or 403, 405, 429) decided at the headers is answered after a small body has been
+    read, so a kept-alive connection stays usable: it was closed without `Connection: close`
+    and the client's next request on it met a reset."""
+    cid = event["competencia"]
+    read = b"GET /api/competencias/%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % cid
+    body = json.dumps({"equipo_id": event["equipos"]["a"], "tiempo": 61000,
+                       "motivo": "planilla"}).encode()
+    judge = await client.access("juez1", "pass-juez1")
+    refusals = [
+        (b"GET /api/competencias/%d/registros/ HTTP/1.1\r\nHost: x\r\n\r\n" % cid,
+         401, "not_authenticated"),
+        (post_head("/api/competencias/%d/registros/" % cid, "Content-Length: %d\r\n"
+                   % len(body)) + body, 401, "not_authenticated"),
+        (post_head("/api/competencias/%d/registros/" % cid, "Content-Length: %d\r\n"
+                   % len(body), token="no-es-un-token") + body, 401, "token_not_valid"),
+        (post_head("/api/competencias/%d/registros/" % cid, "Content-Length: %d\r\n"
+                   % len(body), token=judge) + body, 403, "organizer_only"),
+        (post_head("/api/enviar_tiempos/", "Content-Length: %d\r\n" % len(body)) + body,
+         401, "not_authenticated"),
+    ]
+    for request, status, code in refusals:
+        answers, closed = await keep_alive_exchange(base_url, [request, read, request, read])
+        assert [a[0] for a in answers] == [status, 200, status, 200], answers
+        assert json.loads(answers[0][2])["code"] == code
+        assert "connection: close" not in answers[0][1].lower() and not closed
+    # Nothing of the refused bodies was stored.
+    with models.db.connection_context():
+        assert models.RegistroTiempo.select().count() == 0
+    # A large one is still refused at once, with Connection: close (the test above).
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_each_endpoint_has_its_own_body_limit(client, event):
     token = await client.access("juez1", "pass-juez1")

@@ -20,13 +20,11 @@ docs/results-desktop.png, docs/results-categories.png and docs/results-print.png
 import json
 import re
 import signal
-import shutil
-import subprocess
 
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, PHONE, registros, request_json, save_screenshot
+from helpers import DESKTOP, PHONE, decode_qr, registros, request_json, save_screenshot
 
 WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
 
@@ -67,18 +65,6 @@ def screenshot(page, tmp_path, name, viewport, ticking=True):
         clock = page.locator("#reloj")
         expect(clock).not_to_have_text(clock.inner_text(), timeout=WAIT_MS)
     return save_screenshot(page, tmp_path, name)
-
-
-def decode_qr(png):
-    """What the QR code in a PNG says, read by zbarimg (Debian's zbar-tools)."""
-    zbarimg = shutil.which("zbarimg")
-    if zbarimg is None:
-        pytest.skip("zbarimg is not installed (Debian package 'zbar-tools'; .ci/run installs "
-                    "it when apt-get can)")
-    run = subprocess.run([zbarimg, "--quiet", "--raw", str(png)], capture_output=True,
-                         text=True, timeout=30)
-    assert run.returncode == 0, run.stderr
-    return run.stdout.strip()
 
 
 def test_live_results_page_follows_the_race(browser, server, tmp_path):
@@ -335,3 +321,41 @@ def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     # Both QR codes, on the screen and on paper, open the public address (zbarimg reads them).
     for png in (qr_png, sheet_qr):
         assert decode_qr(png) == PUBLIC_URL + "/competencias/%d/" % cid
+
+
+def test_page_polls_with_if_none_match_when_its_socket_is_refused(browser, spawn, tmp_path):
+    """A server (or a proxy) that refuses the live socket: the page says so, asks for the
+    standings every few seconds with If-None-Match (304 while nothing changed), and shows a
+    new time without a reload."""
+    srv = spawn(tmp_path / "event.db", limits={"spectator_sockets": 0})
+    srv.cli("demo")
+    creds = json.loads((tmp_path / "event.db.demo-credentials.json").read_text())
+    srv.start()
+    cid = creds["competencia_id"]
+    page = browser.new_page(viewport=PHONE, locale="es-ES")
+    answers = []  # (status, If-None-Match sent) of the page's standings requests
+    page.on("response", lambda r: answers.append(
+        (r.status, r.request.headers.get("if-none-match")))
+        if "/resultados/" in r.url and "/api/" in r.url else None)
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(srv.base_url + "/competencias/%d/" % cid)
+    live = page.locator("#resultados")
+    expect(live).to_have_attribute("data-conexion", "sondeo", timeout=WAIT_MS)
+    expect(page.locator("#aviso-conexion")).to_be_visible()
+    expect(page.locator("#aviso-conexion")).to_contain_text(
+        "Sin conexión en vivo: los resultados se actualizan cada 3 s")
+    expect(page.locator("#en-vivo")).to_be_hidden()
+    assert sockets, "the page never tried its socket"
+    page.evaluate("window.sinRecargar = true")
+    # Conditional polling: the validator of an earlier answer comes back, and gets 304.
+    if not any(status == 304 and sent for status, sent in answers):
+        with page.expect_response(lambda r: "/api/" in r.url and r.status == 304
+                                  and r.request.headers.get("if-none-match"), timeout=WAIT_MS):
+            pass
+
+    juez = creds["jueces"][0]
+    submit(srv, token(srv, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
+    assert page.evaluate("window.sinRecargar") is True
+    assert (200, None) == answers[0]  # the first one had nothing to ask about

@@ -23,7 +23,7 @@ def test_defaults_when_the_file_is_empty(tmp_path):
         "login_per_minute": 20, "login_per_address_per_minute": 60, "login_lockout_failures": 5,
         "login_lockout_s": 30, "submissions_per_minute": 120, "anonymous_per_minute": 1200,
         "spectator_sockets": 2000, "spectator_sockets_per_address": 200,
-        "judge_sockets_per_judge": 4}
+        "judge_sockets_per_judge": 4, "connections_per_address": 500, "anonymous_idle_s": 20}
     assert config["server"]["trusted_proxies"] == []
     assert config["database"]["path"] == str(tmp_path / "server5k.db")
 
@@ -49,6 +49,9 @@ def test_shipped_config_yaml_is_valid_and_complete():
     ("server:\n  trusted_proxies: 10.0.0.1\n", "'server.trusted_proxies'"),
     ("limits:\n  judge_sockets_per_judge: 0\n", "an integer 1-1000"),
     ("limits:\n  login_lockout_s: 0\n", "'limits.login_lockout_s'"),
+    ("limits:\n  anonymous_idle_s: 0\n", "'limits.anonymous_idle_s'"),
+    ("limits:\n  anonymous_idle_s: 600\n", "'limits.anonymous_idle_s'"),
+    ("limits:\n  connections_per_address: -1\n", "'limits.connections_per_address'"),
     ("server: [1, 2]\n", "server must be a mapping"),
     ("server:\n  tls_cert: a.pem\n", "go together"),
     ("server: {port: 1\n", "not valid YAML"),

@@ -115,14 +115,18 @@ async def test_the_console_page_sends_a_strict_csp_and_runs_no_inline_script(cli
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert response.headers["Cache-Control"] == "no-store"
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
-    assert len(scripts) == 1 and not scripts[0][1].strip()
-    assert re.search(r'src="/static/organizador\.js\?v=[0-9a-f]+"', scripts[0][0])
+    # Its own scripts only (the console and the clock-text parser it shares with the server's
+    # tests), from files, none inline.
+    assert len(scripts) == 2 and not any(body.strip() for _, body in scripts)
+    assert re.search(r'src="/static/duracion\.js\?v=[0-9a-f]+"', scripts[0][0])
+    assert re.search(r'src="/static/organizador\.js\?v=[0-9a-f]+"', scripts[1][0])
     assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
     assert "style=" not in html and "http://" not in html and "https://" not in html
-    code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', scripts[0][0])[1])
-    assert code == 200
-    # Values are written as text: the script never parses markup nor runs strings.
-    for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                   "new Function"):
-        assert unsafe not in script, unsafe
-    assert "localStorage" not in script and "sessionStorage.setItem" in script
+    for attributes, _ in scripts:
+        code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', attributes)[1])
+        assert code == 200
+        # Values are written as text: the scripts never parse markup nor run strings.
+        for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                       "eval(", "new Function", "localStorage"):
+            assert unsafe not in script, unsafe
+    assert "sessionStorage.setItem" in script  # (the console's: the last one)

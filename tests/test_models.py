@@ -219,12 +219,17 @@ def test_store_is_idempotent_by_id_and_by_content(one_team_race):
     rid = uuid.uuid4().hex
     first = models.store_submission(juez.user_id, equipo.id, registros(
         [1000, 2000], ids=[rid, None], validated=True))
-    again = models.store_submission(  # both again (12:00:00, 12:00:01), then the second once more
-        juez.user_id, equipo.id, registros([1000, 2000], validated=True)
-        + registros([2000], at="2025-11-11T12:00:01Z", validated=True))
+    again = models.store_submission(  # both again (12:00:00, 12:00:01) as first sent
+        juez.user_id, equipo.id, registros([1000, 2000], ids=[rid, None], validated=True))
     assert again["created"] == []
-    assert again["duplicates"] == first["created"] + [first["created"][1]]
-    assert models.RegistroTiempo.select().count() == 2
+    assert again["duplicates"] == first["created"]
+    # Equal records without an id count as a multiset: a second one is a second runner; a
+    # record without an id never repeats one sent with an id.
+    more = models.store_submission(
+        juez.user_id, equipo.id, registros([2000], at="2025-11-11T12:00:01Z", validated=True) * 2
+        + registros([1000], validated=True))
+    assert more["duplicates"] == [first["created"][1]] and len(more["created"]) == 2
+    assert models.RegistroTiempo.select().count() == 4
 
 
 def test_reused_id_with_other_data_is_a_conflict_and_stores_nothing(one_team_race):
@@ -345,7 +350,7 @@ def test_version_1_database_is_migrated_keeping_its_records(one_team_race):
     assert "registrotiempo_juez_id" not in indexes
     assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 5
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 6
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 
@@ -427,10 +432,11 @@ def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
     models.open_database(fresh)
     assert _shape(old) == _shape(fresh)
     with sqlite3.connect(old) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
-        assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir "
-                            "FROM registro_tiempo").fetchall() == [
-            (uuid.UUID(int=7).hex, 1, 61000, "app", 0)]
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
+        # (an app record of before version 5 may have come without an id: matched by content)
+        assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir, "
+                            "sin_id FROM registro_tiempo").fetchall() == [
+            (uuid.UUID(int=7).hex, 1, 61000, "app", 0, 1)]
         assert conn.execute("SELECT regla, contados, minimo, oficial_en FROM competencia"
                             ).fetchall() == [("suma", None, 1, None)]
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -521,7 +521,7 @@ def test_version_4_records_are_the_guides_after_the_migration(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT protocolo, revision FROM registro_tiempo").fetchall() == [
             ("guia", None)]
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
 
 
 @pytest.mark.gen_test

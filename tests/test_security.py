@@ -142,6 +142,28 @@ async def test_an_inactive_judge_with_a_valid_token_is_refused_403(client, event
 
 
 @pytest.mark.gen_test
+async def test_a_deactivated_judge_cannot_log_in_nor_refresh(client, event):
+    """Deactivated in the database without its tokens revoked (the API's deactivation revokes
+    them too): a login and a refresh are refused as an inactive user's are."""
+    tokens = await client.login("juez1", "pass-juez1")
+    with models.db.connection_context():
+        models.Juez.update(is_active=False).where(models.Juez.id == event["jueces"][0]).execute()
+    code, refused = await client.post("/api/token/", {"username": "juez1",
+                                                      "password": "pass-juez1"})
+    assert (code, refused["code"]) == (401, "invalid_credentials")
+    # A wrong password answers the same: the answer does not tell a deactivated judge apart.
+    assert await client.post("/api/token/", {"username": "juez1", "password": "mala"}) == (
+        401, refused)
+    code, answer = await client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert (code, answer["code"]) == (401, "user_inactive")
+    # Another judge and the organizer are untouched.
+    assert "access" in await client.login("juez2", "pass-juez2")
+    with models.db.connection_context():
+        models.Juez.update(is_active=True).where(models.Juez.id == event["jueces"][0]).execute()
+    assert "access" in await client.login("juez1", "pass-juez1")
+
+
+@pytest.mark.gen_test
 async def test_an_inactive_user_is_refused_401_even_with_valid_tokens(client, event):
     tokens = await client.login("juez1", "pass-juez1")
     with models.db.connection_context():

@@ -31,16 +31,20 @@ def open_file_limit(n):
 
 
 def test_out_of_descriptors_is_refused_logged_once_and_recovered(spawn, event, config):
-    """The server runs out of file descriptors (a flood of connections past its limit): new
+    """The server runs out of file descriptors (a flood of connections past its limit, each a
+    judge's, so none can be shed as an idle anonymous one: tests/test_connections.py): new
     connections are answered 503 and closed, one line says so (not a traceback per attempt),
     and once descriptors are free it serves as before."""
     server = spawn(config["database"]["path"]).start(preexec_fn=open_file_limit(64))
+    status, tokens = request_json("POST", server.base_url + "/api/token/",
+                                  {"username": "juez1", "password": "pass-juez1"})
+    assert status == 200, tokens
     held, refused = [], 0
     try:
         for _ in range(300):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            sock.sendall(b"GET /api/competencias/%d/ HTTP/1.1\r\nHost: x\r\n\r\n"
-                         % event["competencia"])
+            sock.sendall(b"GET /api/me/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                         b"\r\n" % tokens["access"].encode())
             answer = sock.recv(200)
             if answer.startswith(b"HTTP/1.1 200"):
                 held.append(sock)  # kept alive: the server holds a descriptor for it

@@ -189,7 +189,7 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
     original = records(teams[0], count=3)
     refused = [dict(original[0], id_registro=uuid.uuid4().hex),
                dict(original[1], id_registro=earlier[0]["id_registro"])]  # reused id: conflict
-    same_content = [dict(r, id_registro=uuid.uuid4().hex) for r in original]  # phone lost ids
+    same_content = [dict(r) for r in original]  # the phone's retry of what it sent
 
     gate = Gate(store.writer)
     first = store.write(models.store_submission, user_id, teams[0], refused)
@@ -205,7 +205,7 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
         wrong_team.result(10)
     # The refused job's first record was never stored, so the next job creates it.
     assert second.result(10)["created"] == [str(uuid.UUID(r["id_registro"])) for r in original]
-    # Same team, timestamp and tiempo as records stored earlier in the batch: duplicates of them.
+    # The same ids as records stored earlier in the batch: duplicates of them.
     assert retry.result(10) == {"created": [], "competencia_id": retry.result()["competencia_id"],
                                 "duplicates": second.result()["created"]}
     rows = stored(config)

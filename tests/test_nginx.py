@@ -1,0 +1,358 @@
+"""The deployment, run for real: Debian's nginx with deploy/nginx-server5k.conf (rendered for test
+ports, a self-signed certificate and a temporary prefix by bench/proxy.py) in front of the real
+server (a subprocess), and the systemd unit through ``systemd-analyze verify``.
+
+Through nginx, over HTTPS and WSS: the integration guide's judge (login, ticket and token
+sockets, the start notice, a submission), the organizer starting the race, the addresses the
+server sees (X-Forwarded-For believed only from server.trusted_proxies), an access log without
+tokens, a spectator crowd answered by the one-second micro-cache while the judges' paths keep
+working, stale answers while the server restarts, and nginx leaving with its parent.
+
+Skipped, saying why, only when nginx (or systemd-analyze) is not installed.
+"""
+
+import asyncio
+import collections
+import json
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from bench import proxy as proxy_module
+from helpers import ROOT, fetch, judge_path, next_message, registros, wait_for
+
+JUDGE_IP = "127.0.0.2"     # the judge's phone, as a source address of its own
+SPOOFER_IP = "127.0.0.3"   # a client that writes X-Forwarded-For itself
+DIRECT_IP = "127.0.0.4"    # a client that skips the proxy
+
+
+@pytest.fixture
+def stack(spawn, event, config, tmp_path):
+    """The server (trusting 127.0.0.1, where nginx connects from) behind nginx."""
+    reason = proxy_module.available()
+    if reason:
+        pytest.skip(reason)
+    server = spawn(config["database"]["path"],
+                   server={"trusted_proxies": ["127.0.0.1"]}).start()
+    nginx = proxy_module.Nginx(tmp_path / "nginx", server.port, connections=1024).start()
+    trusted = ssl.create_default_context(cafile=nginx.cert)
+    yield server, nginx, trusted
+    nginx.stop()
+
+
+def server_lines(server, pattern):
+    return [line for line in server.log().splitlines() if re.search(pattern, line)]
+
+
+def test_judges_and_organizer_through_nginx_over_https_and_wss(stack, event):
+    server, nginx, trusted = stack
+    cid, juez1 = event["competencia"], event["jueces"][0]
+
+    async def scenario():
+        tls = {"ssl_options": trusted}
+        as_judge = dict(tls, network_interface=JUDGE_IP)
+        tokens = (await fetch("POST", nginx.base_url + "/api/token/",
+                              {"username": "juez1", "password": "pass-juez1"}, **as_judge))[1]
+        assert "access" in tokens, tokens
+        code, ticket, _ = await fetch("POST", nginx.base_url + "/api/ws-ticket/",
+                                      token=tokens["access"], **as_judge)
+        assert code == 200, ticket
+        sockets = []
+        for path in (judge_path(juez1, ticket=ticket["ticket"]),
+                     judge_path(juez1, token=tokens["access"])):
+            ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+                nginx.ws_base + path, **as_judge))
+            assert (await next_message(ws))["type"] == "conexion.establecida"
+            sockets.append(ws)
+        # A refused handshake through nginx is the server's JSON answer, not nginx's page.
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+                nginx.ws_base + judge_path(juez1, token="not-a-token"), **tls))
+        assert refused.value.code == 401
+
+        # The organizer starts the race through nginx: both sockets hear it.
+        org = (await fetch("POST", nginx.base_url + "/api/token/",
+                           {"username": "org", "password": "org-pass"}, **tls))[1]
+        code, started, response = await fetch(
+            "POST", nginx.base_url + "/api/competencias/%d/iniciar/" % cid,
+            token=org["access"], **tls)
+        assert code == 200, started
+        assert response.headers["Cache-Control"] == "no-store"
+        for ws in sockets:
+            notice = await next_message(ws)
+            assert notice["type"] == "carrera.iniciada", notice
+            assert notice["data"]["started_at"] == started["competencia"]["started_at"]
+        # A ping round trip over WSS, then a submission over HTTPS.
+        sockets[0].write_message(json.dumps({"type": "ping", "data": {"n": 1}}))
+        assert (await next_message(sockets[0]))["type"] == "pong"
+        code, body, _ = await fetch("POST", nginx.base_url + "/api/enviar_tiempos/", {
+            "equipo_id": event["equipos"]["a"], "registros": registros([1_500_000])},
+            token=tokens["access"], **as_judge)
+        assert code == 201, body
+        code, results, response = await fetch(
+            "GET", nginx.base_url + "/api/competencias/%d/resultados/" % cid, **tls)
+        assert code == 200
+        assert results["clasificacion"][0]["equipo_id"] == event["equipos"]["a"]
+
+        # Who the server sees: the judge's address (nginx's X-Forwarded-For from a trusted
+        # proxy), never what a client writes itself, through nginx or around it.
+        spoof = {"X-Forwarded-For": "10.9.9.9", "X-Real-IP": "10.9.9.8"}
+        code, _, _ = await fetch("GET", nginx.base_url + "/api/me/", token=tokens["access"],
+                                 headers=spoof, ssl_options=trusted,
+                                 network_interface=SPOOFER_IP)
+        assert code == 200
+        code, _, _ = await fetch("GET", server.base_url + "/api/me/?direct=1",
+                                 token=tokens["access"], headers=spoof,
+                                 network_interface=DIRECT_IP)
+        assert code == 200
+        for ws in sockets:
+            ws.close()
+        return tokens, ticket
+
+    tokens, ticket = asyncio.run(scenario())
+
+    assert server_lines(server, r"201 POST /api/enviar_tiempos/ \(%s\)" % JUDGE_IP)
+    for query in ("ticket", "token"):
+        assert server_lines(server, r"101 GET /ws/juez/%d/\?%s=\[redacted\] \(%s\)" % (
+            juez1, query, JUDGE_IP))
+    assert server_lines(server, r"200 GET /api/me/ \(%s\)" % SPOOFER_IP)
+    assert server_lines(server, r"200 GET /api/me/\?direct=1 \(%s\)" % DIRECT_IP)
+    assert not server_lines(server, r"10\.9\.9\.[89]")
+
+    # nginx's logs keep no token and no ticket; the socket's query is redacted.
+    wait_for(lambda: "enviar_tiempos" in nginx.access_log.read_text(), what="nginx's access log")
+    access = nginx.access_log.read_text()
+    errors = nginx.log()
+    for secret in (tokens["access"], tokens["refresh"], ticket["ticket"], "not-a-token"):
+        assert secret not in access and secret not in errors
+    assert re.search(r"GET /ws/juez/%d/\?\[redacted\]" % juez1, access), access
+    assert re.search(r"^%s .*POST /api/enviar_tiempos/ HTTP/1.1\" 201" % re.escape(JUDGE_IP),
+                     access, re.M), access
+
+
+def test_a_spectator_crowd_is_served_by_the_cache_while_judges_keep_working(stack, event):
+    server, nginx, trusted = stack
+    cid, eq = event["competencia"], event["equipos"]
+    public = ["/api/competencias/%d/resultados/" % cid,
+              "/api/competencias/%d/resultados/?format=csv" % cid,
+              "/api/competencias/%d/equipos/%d/" % (cid, eq["a"]),
+              "/competencias/%d/" % cid]
+    seconds, crowd = 4.0, 40
+
+    async def scenario():
+        tls = {"ssl_options": trusted}
+        client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=crowd)
+        tokens = (await fetch("POST", nginx.base_url + "/api/token/",
+                              {"username": "juez1", "password": "pass-juez1"}, **tls))[1]
+        ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+            nginx.ws_base + judge_path(event["jueces"][0], token=tokens["access"]), **tls))
+        assert (await next_message(ws))["type"] == "conexion.establecida"
+        org = (await fetch("POST", nginx.base_url + "/api/token/",
+                           {"username": "org", "password": "org-pass"}, **tls))[1]
+        statuses = collections.Counter()
+        caches = collections.Counter()
+        etags = {}
+        deadline = time.monotonic() + seconds
+
+        async def spectator(n):
+            # Each phone its own address and its own kept-alive connection, asking as fast as
+            # a page that polls fifty times a second would.
+            path = public[n % len(public)]
+            phone = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.1.%d" % (n + 1))
+            try:
+                while time.monotonic() < deadline:
+                    headers = {"If-None-Match": etags[path]} if n % 2 and path in etags else {}
+                    status, answer, _ = await phone.get(path, headers)
+                    statuses[status] += 1
+                    caches[answer.get("x-cache")] += 1
+                    if status == 200:
+                        etags[path] = answer["etag"]
+                    await asyncio.sleep(0.02)
+            finally:
+                phone.close()
+
+        async def judges():
+            # Meanwhile: the race starts, the judge hears it, submits, and the crowd sees it.
+            await asyncio.sleep(seconds / 4)
+            code, body, _ = await fetch(
+                "POST", nginx.base_url + "/api/competencias/%d/iniciar/" % cid,
+                token=org["access"], **tls)
+            assert code == 200, body
+            assert (await next_message(ws))["type"] == "carrera.iniciada"
+            code, body, _ = await fetch("POST", nginx.base_url + "/api/enviar_tiempos/", {
+                "equipo_id": eq["b"], "registros": registros([1_400_000])},
+                token=tokens["access"], **tls)
+            assert code == 201, body
+
+        started = time.monotonic()
+        await asyncio.gather(judges(), *(spectator(n) for n in range(crowd)))
+        elapsed = time.monotonic() - started
+        # After the crowd: the new standings are out (the cache lags at most a second or two).
+        for _ in range(50):
+            code, result, _ = await fetch("GET", nginx.base_url + public[0], **tls)
+            assert code == 200, result
+            if result["clasificacion"][0]["equipo_id"] == eq["b"]:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the cache never showed the new standings")
+        ws.close()
+        return statuses, caches, elapsed
+
+    statuses, caches, elapsed = asyncio.run(scenario())
+    served = sum(statuses.values())
+    assert set(statuses) <= {200, 304}, statuses
+    assert statuses[304] > 0  # conditional requests answered by nginx from the cache
+    assert caches["HIT"] + caches["UPDATING"] > served / 2, caches
+    # The server heard about one request per second per public URL, whatever the crowd.
+    for path in public:
+        plain = path.split("?")[0]
+        heard = [line for line in server_lines(server, r" GET %s" % re.escape(path))
+                 if path != plain or "?format" not in line]
+        assert 1 <= len(heard) <= elapsed + 3, (path, len(heard), elapsed)
+    assert served > 20 * len(public) * (elapsed + 3), (served, "too few requests to mean much")
+
+
+def test_one_address_that_floods_is_refused_by_nginx_with_json(stack, event):
+    server, nginx, trusted = stack
+    path = "/api/competencias/%d/resultados/" % event["competencia"]
+
+    async def scenario():
+        answers = collections.Counter()
+        refusal = {}
+
+        async def flooder(n):
+            phone = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.2.1")
+            try:
+                for _ in range(50):
+                    status, headers, body = await phone.get(path)
+                    answers[status] += 1
+                    if status == 429:
+                        refusal.update(json.loads(body), retry=headers.get("retry-after"),
+                                       cache=headers.get("cache-control"))
+            finally:
+                phone.close()
+
+        started = time.monotonic()
+        await asyncio.gather(*(flooder(n) for n in range(30)))
+        elapsed = time.monotonic() - started
+        # Someone else, meanwhile and after, is served.
+        other = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.2.2")
+        status, _, _ = await other.get(path)
+        other.close()
+        return answers, refusal, elapsed, status
+
+    answers, refusal, elapsed, other = asyncio.run(scenario())
+    assert set(answers) == {200, 429}, answers
+    assert answers[429] > 100, answers  # 1,500 asked, at most 500 + 100 a second allowed
+    assert refusal["code"] == "rate_limited" and refusal["retry"] == "1", refusal
+    assert refusal["cache"] == "no-store"
+    assert other == 200
+    # The refusals were nginx's: the server heard about one request a second for the URL.
+    assert len(server_lines(server, r" GET %s " % re.escape(path))) <= elapsed + 3
+
+
+def test_the_cache_answers_while_the_server_restarts(stack, event):
+    server, nginx, trusted = stack
+    cid = event["competencia"]
+    results = nginx.base_url + "/api/competencias/%d/resultados/" % cid
+
+    async def get(url, **kw):
+        return await fetch("GET", url, ssl_options=trusted, **kw)
+
+    code, body, response = asyncio.run(get(results))
+    assert code == 200
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    code, stale, response = asyncio.run(get(results))
+    assert code == 200 and stale["competencia"]["id"] == cid  # stale, from the cache
+    assert response.headers["X-Cache"] in ("STALE", "UPDATING", "HIT")
+    # What is not public gets nginx's JSON answer, never a cached one or an HTML page.
+    code, answer, response = asyncio.run(get(nginx.base_url + "/api/me/", token="x"))
+    assert code == 503 and answer["code"] == "server_unavailable", answer
+    assert response.headers["Cache-Control"] == "no-store"
+    server.start()
+    code, answer, _ = asyncio.run(get(nginx.base_url + "/api/me/", token="x"))
+    assert code == 401, answer
+
+
+def test_the_site_loads_inside_debians_own_nginx_conf(tmp_path):
+    """As the operator installs it: included from Debian's /etc/nginx/nginx.conf (its http
+    block sets gzip, TLS and log defaults of its own), `nginx -t` accepts it."""
+    reason = proxy_module.available()
+    if reason:
+        pytest.skip(reason)
+    debian = proxy_module.Path("/etc/nginx/nginx.conf")
+    if not debian.exists():
+        pytest.skip("/etc/nginx/nginx.conf is not there (Debian's nginx-common)")
+    nginx = proxy_module.Nginx(tmp_path, 8000)
+    nginx.write()
+    main = debian.read_text()
+    assert "include /etc/nginx/sites-enabled/*;" in main
+    main = (main.replace("include /etc/nginx/sites-enabled/*;",
+                         "include %s;" % (tmp_path / "server5k.conf"))
+            .replace("/var/log/nginx/", str(tmp_path / "log") + "/")
+            .replace("/run/nginx.pid", str(tmp_path / "nginx.pid")))
+    (tmp_path / "debian.conf").write_text(main)
+    run = subprocess.run([proxy_module.NGINX, "-t", "-p", str(tmp_path), "-c",
+                          str(tmp_path / "debian.conf"), "-e", str(tmp_path / "log" / "e.log")],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert "[emerg]" not in run.stderr and "duplicate" not in run.stderr, run.stderr
+
+
+def test_nginx_leaves_with_its_parent(tmp_path):
+    reason = proxy_module.available()
+    if reason:
+        pytest.skip(reason)
+    script = ("import sys, time; sys.path.insert(0, %r)\n"
+              "from bench.proxy import Nginx\n"
+              "n = Nginx(%r, 9).start()\n"
+              "print(n.process.pid, n.https_port, flush=True)\n"
+              "time.sleep(60)\n") % (str(ROOT), str(tmp_path / "nginx"))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, port = map(int, parent.stdout.readline().split())
+        assert proxy_module.Path("/proc/%d" % pid).exists()
+    finally:
+        parent.kill()  # SIGKILL: nothing of the parent's runs; the kernel tells nginx
+        parent.wait(10)
+        parent.stdout.close()
+    wait_for(lambda: not _alive(pid), timeout=10, what="nginx to leave with its parent")
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package 'systemd'; .ci/run "
+                    "installs it when apt-get can)")
+    unit = (ROOT / "deploy" / "server5k.service").read_text()
+    assert "/opt/server5k" in unit
+    # The unit as installed, with the checkout here as /opt/server5k (ExecStart must exist).
+    target = tmp_path / "server5k.service"
+    target.write_text(unit.replace("/opt/server5k", str(ROOT)))
+    run = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True,
+                         timeout=60)
+    if run.returncode != 0 and "System has not been booted with systemd" in run.stderr:
+        pytest.skip("systemd-analyze cannot verify here: " + run.stderr.strip())
+    assert run.returncode == 0, run.stderr
+    assert "server5k.service" not in run.stderr, run.stderr  # no warning about the unit
+    for option in ("User=server5k", "Restart=on-failure", "NoNewPrivileges=yes",
+                   "ProtectSystem=strict", "EnvironmentFile="):
+        assert option in unit
