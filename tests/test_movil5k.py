@@ -584,3 +584,17 @@ async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, eve
     assert not any(text in wrong for _, text in outcomes.values())
     # The deactivated judge's phone did not try a refresh (its session is over, not expired).
     assert ("POST", "/api/token/refresh/", 200) not in phone.requests
+
+
+@pytest.mark.gen_test
+async def test_three_absent_runners_and_a_tie_are_five_records(client, event):
+    """aplicarPenalizacion gives each absent runner its own id and tiempo 0: different ids are
+    different records, whatever their times."""
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    team = event["equipos"]["a"]
+    assert await phone.enviar(team, set_de([0, 0, 0, 1_200_000, 1_200_000])) == ("exito", 5)
+    assert len(phone.last_answer["created"]) == 5
+    code, results = await client.get("/api/competencias/%d/resultados/" % event["competencia"])
+    row = next(r for r in results["clasificacion"] if r["equipo_id"] == team)
+    assert row["ausentes"] == 3 and row["registros_contados"] == 2
