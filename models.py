@@ -32,7 +32,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -53,6 +53,16 @@ ESTADO_FINALIZADA = "finalizada"
 
 ORIGEN_APP = "app"        # sent by a judge's phone
 ORIGEN_MANUAL = "manual"  # a paper time typed in by an organizer
+
+# Which judges' protocol sent an app record (registro_tiempo.protocolo; null for a paper time):
+# the integration guide's ``/api/enviar_tiempos/`` or Movil5K's
+# ``/api/equipos/{id}/registros/`` (docs/app-contract.md, "Two generations").
+PROTOCOLO_GUIA = "guia"
+PROTOCOLO_MOVIL5K = "movil5k"
+# Why an app record waits for an organizer (registro_tiempo.revision): a team's second set, sent
+# (a second phone) after the team already held other records. Stored, never counted until
+# accepted (``aceptar``), like a record received while the results were official.
+REVISION_SEGUNDO_ENVIO = "segundo_envio"
 
 # A team's standing besides its times: ok, did not start, did not finish, disqualified.
 ESTADOS_EQUIPO = ("ok", "dns", "dnf", "dsq")
@@ -558,6 +568,10 @@ class RegistroTiempo(BaseModel):
     # Sent without an id_registro (the server made its id): only such records are matched by
     # content (team, timestamp, tiempo) when a phone repeats itself (PROTOCOL.md, idempotency).
     sin_id = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT 0")])
+    # Which judges' protocol sent it (PROTOCOLO_*; null for a paper time) and, when it waits for
+    # an organizer for another reason than official results, why (REVISION_*). Version 6.
+    protocolo = pw.CharField(max_length=16, null=True)
+    revision = pw.CharField(max_length=16, null=True)
 
     class Meta:
         table_name = "registro_tiempo"
@@ -620,7 +634,21 @@ class AvisoSalida(BaseModel):
         indexes = ((("competencia_id", "juez_id", "en"), False),)
 
 
-MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo, Accion, AvisoSalida]
+class TokenRevocado(BaseModel):
+    """A token ended before its time by a logout (``POST /api/logout/``): its ``jti`` is
+    refused from then on, also after a restart (the server loads the unexpired ones)."""
+
+    jti = pw.CharField(max_length=64, unique=True)
+    user = pw.IntegerField()
+    expira_en = UtcDateTimeField()
+    revocado_en = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "token_revocado"
+
+
+MODELS = [SchemaVersion, User, Competencia, Juez, Equipo, RegistroTiempo, Accion, AvisoSalida,
+          TokenRevocado]
 
 # Migrations from version N-1 to N: functions of a SqliteMigrator, run inside one transaction.
 # Version 1 is the initial schema created by create_tables.
@@ -709,9 +737,23 @@ def _v7_hidden_competitions(migrator):
                              'DEFAULT 0')
 
 
+def _v8_protocols(migrator):
+    """Version 8: registro_tiempo gains ``protocolo`` (every app record stored so far came
+    through the integration guide's endpoint) and ``revision``; the token_revocado table is new
+    (made by create_tables)."""
+    database = migrator.database
+    columns = {c.name for c in database.get_columns("registro_tiempo")}
+    for column in ("protocolo", "revision"):
+        if column not in columns:
+            database.execute_sql('ALTER TABLE "registro_tiempo" ADD COLUMN "%s" VARCHAR(16)'
+                                 % column)
+    database.execute_sql('UPDATE "registro_tiempo" SET protocolo = ? WHERE origen = ? '
+                         'AND protocolo IS NULL', [PROTOCOLO_GUIA, ORIGEN_APP])
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
               4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index,
-              7: _v7_hidden_competitions}
+              7: _v7_hidden_competitions, 8: _v8_protocols}
 
 
 def open_database(path):
@@ -886,9 +928,9 @@ _BY_KEY_SQL = ("WITH k(e, ts, t) AS (VALUES %s) "
 # One multi-row INSERT rather than executemany: one step into SQLite instead of one per record.
 _INSERT_SQL = ("INSERT INTO registro_tiempo (id_registro, equipo_id, juez_id, tiempo, horas, "
                "minutos, segundos, milisegundos, timestamp, received_at, estado_carrera, origen, "
-               "oficial_al_recibir, sin_id) VALUES %s")
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'app', ?, ?)"
-_INSERT_ROWS = 500  # rows per INSERT: 6,500 parameters, far below SQLite's 32,766
+               "oficial_al_recibir, sin_id, protocolo, revision) VALUES %s")
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'app', ?, ?, ?, ?)"
+_INSERT_ROWS = 500  # rows per INSERT: 7,500 parameters, far below SQLite's 32,766
 
 
 def _marks(n):
@@ -926,12 +968,14 @@ def _submitter_error(row, equipo_id, token_gen):
 def store_submissions(jobs):
     """Store validated submissions, as if one after another. Runs in the writer.
 
-    ``jobs`` is a list of (user_id, equipo_id, records[, token_gen]) with records as
-    validate_submission returns them and token_gen the generation of the caller's token (a
-    job of an earlier generation than the user's is refused: token_revoked; without it the
-    caller vouches for the user). Returns one (True, {"created": [...], "duplicates": [...],
-    "competencia_id": id}) or (False, DomainError) per job, in order. A refused job writes
-    nothing; the others are unaffected by it.
+    ``jobs`` is a list of (user_id, equipo_id, records[, token_gen[, protocolo[, revision]]])
+    with records as validate_submission returns them and token_gen the generation of the
+    caller's token (a job of an earlier generation than the user's is refused: token_revoked;
+    None: the caller vouches for the user); its new records are stored with ``protocolo``
+    (default PROTOCOLO_GUIA) and ``revision`` (default None: nothing to review). Returns one
+    (True, {"created": [...], "duplicates": [...], "competencia_id": id}) or (False,
+    DomainError) per job, in order. A refused job writes nothing; the others are unaffected by
+    it.
 
     Idempotency (PROTOCOL.md): a record with an ``id_registro`` is a duplicate when that id is
     already stored (or earlier here) with the same team and data, a conflict when with other
@@ -977,6 +1021,8 @@ def store_submissions(jobs):
     for job, mine in zip(jobs, keyed):
         user_id, equipo_id = job[0], job[1]
         token_gen = job[3] if len(job) > 3 else None
+        protocolo = job[4] if len(job) > 4 else PROTOCOLO_GUIA
+        revision = job[5] if len(job) > 5 else None
         row = submitters.get((user_id, equipo_id))
         error = _submitter_error(row, equipo_id, token_gen) if row else Unauthenticated(
             "El usuario no existe o está inactivo.", "user_inactive")
@@ -1016,7 +1062,7 @@ def store_submissions(jobs):
                 new_keys[full_key].append(hex_id)
                 sin_id = True
             job_rows.append((hex_id, equipo_id, juez_id, key[1]) + split_tiempo(key[1])
-                            + (key[0], now, estado, oficial, sin_id))
+                            + (key[0], now, estado, oficial, sin_id, protocolo, revision))
             created.append(_uuid_text(hex_id))
         if unassigned and (conflict is not None or created):
             conflict = error  # new records for a team that is not the caller's: refused
@@ -1043,6 +1089,133 @@ def store_submission(user_id, equipo_id, records, token_gen=None):
     if not ok:
         raise value
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# Movil5K's sets (the second generation of the judges' app, docs/movil5k.md): a team's whole
+# set in one request, records with ids and no tap time. The same checks, idempotency and writer
+# as the guide's submissions (store_submissions), with two rules of their own below.
+# --------------------------------------------------------------------------------------------
+def validate_app_set(body, max_records):
+    """Check a Movil5K body ``{"registros": [{"id_registro": UUID, "tiempo": int ms, ...}]}``.
+    Returns (records, ignored) in validate_submission's form, timestamps still None (the
+    writer fills them in). All or nothing, like the guide's: Invalid with per-field errors.
+    ``horas``/``minutos``/``segundos``/``milisegundos`` are not read: they are derived from
+    ``tiempo``, as for every record."""
+    if not isinstance(body, dict):
+        raise Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
+    registros = body.get("registros")
+    errors, records = {}, []
+    if "registros" not in body:
+        errors["registros"] = "Campo obligatorio."
+    elif not isinstance(registros, list):
+        errors["registros"] = "Debe ser una lista."
+    elif not registros:
+        errors["registros"] = "La lista está vacía."
+    else:
+        considered = registros[:max_records]
+        for index, raw in enumerate(considered):
+            path = "registros.%d" % index
+            if isinstance(raw, dict) and raw.get("id_registro") is None:
+                errors[path + ".id_registro"] = "Campo obligatorio (un UUID)."
+                continue
+            # The guide's record rules, with a placeholder tap time (Movil5K sends none).
+            probe = dict(raw, timestamp=_VALID_RECORD["timestamp"]) if isinstance(
+                raw, dict) else raw
+            record = parse_record(probe)
+            if record is None:
+                errors.update(record_errors(probe, path))
+            else:
+                records.append(dict(record, timestamp=None))
+    if errors:
+        raise Invalid("Los datos enviados no son válidos; no se guardó nada.",
+                      "validation_error", errors)
+    return records, len(registros) - len(records)
+
+
+_APP_SET_KNOWN_SQL = ("SELECT id_registro, equipo_id, timestamp, revision FROM registro_tiempo "
+                      "WHERE id_registro IN (%s)")
+_TEAM_HOLDS_SQL = "SELECT COUNT(*) FROM registro_tiempo WHERE equipo_id = ?"
+
+
+def store_app_set(user_id, equipo_id, records, token_gen=None, protocolo=PROTOCOLO_MOVIL5K):
+    """Store a team's set sent without tap times (validate_app_set's records). Runs in the
+    writer, as one job: the reads below see every job committed or run before it.
+
+    * A record's ``timestamp`` is when the server first received it (the app sends no tap
+      time): a repeat of a stored id keeps the stored one, so a retry is a plain duplicate.
+    * A second set: when the team already holds records other than this request's, the new
+      ones are stored with ``revision = segundo_envio``: pending, counted only once an
+      organizer accepts them (a second phone's set never silently doubles a team's times).
+
+    Returns store_submissions' result plus ``"revision"``: how many of this request's records
+    wait for review. Raises its DomainError (nothing stored) like store_submission.
+    """
+    execute = db.execute_sql
+    ids = [r["id_registro"] for r in records]
+    known = {}
+    for chunk in _chunks(list(set(ids)), 500):
+        for hex_id, team, stamp, revision in execute(_APP_SET_KNOWN_SQL % _marks(len(chunk)),
+                                                     chunk).fetchall():
+            known[hex_id] = (team, stamp, revision)
+    now = utcnow()
+    stamped = [dict(r, timestamp=dt.datetime.fromisoformat(known[r["id_registro"]][1])
+                    if r["id_registro"] in known else now) for r in records]
+    held = execute(_TEAM_HOLDS_SQL, (equipo_id,)).fetchone()[0]
+    mine = sum(1 for team, _, _ in known.values() if team == equipo_id)
+    new = len(set(ids) - set(known))
+    revision = REVISION_SEGUNDO_ENVIO if new and held > mine else None
+    ok, result = store_submissions([(user_id, equipo_id, stamped, token_gen, protocolo,
+                                     revision)])[0]
+    if not ok:
+        raise result
+    waiting = sum(1 for team, _, rev in known.values() if team == equipo_id and rev)
+    result["revision"] = waiting + (len(result["created"]) if revision else 0)
+    return result
+
+
+def end_session(tokens_claims):
+    """Record the end of a session's tokens before their time (a logout: its refresh and access
+    tokens); repeating it is a no-op. Runs in the writer. ``tokens_claims`` are the tokens'
+    verified claims. (Unlike revoke_tokens, the user's other sessions keep working.)"""
+    for claims in tokens_claims:
+        expira = dt.datetime.fromtimestamp(claims["exp"], dt.timezone.utc).replace(tzinfo=None)
+        (TokenRevocado.insert(jti=str(claims["jti"]), user=claims["user_id"], expira_en=expira)
+         .on_conflict_ignore().execute())
+
+
+def revoked_tokens():
+    """{jti: expiry as a Unix time} of the revoked tokens that have not expired yet."""
+    now = utcnow()
+    return {jti: expira.replace(tzinfo=dt.timezone.utc).timestamp()
+            for jti, expira in TokenRevocado.select(TokenRevocado.jti, TokenRevocado.expira_en)
+            .where(TokenRevocado.expira_en > now).tuples()}
+
+
+def judge_teams(user_id, competencia_id=None):
+    """The teams a user times, as the second generation lists them: a judge's own (by dorsal),
+    every team for an organizer; optionally of one competition. Each: the team object, its
+    ``categoria``, ``competencia_id``, ``competencia_nombre`` and ``juez_username``.
+    Forbidden for a user who is neither (or an inactive judge)."""
+    user = User.get_or_none(User.id == user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    query = (Equipo.select(Equipo, Competencia.nombre.alias("competencia_nombre"),
+                           User.username.alias("juez_username"))
+             .join(Competencia).switch(Equipo).join(Juez, pw.JOIN.LEFT_OUTER)
+             .join(User, pw.JOIN.LEFT_OUTER))
+    if not user.is_organizer:
+        juez = Juez.get_or_none(Juez.user == user.id)
+        if juez is None:
+            raise Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
+        if not juez.is_active:
+            raise Forbidden("El juez está inactivo.", "inactive_judge")
+        query = query.where(Equipo.juez == juez.id)
+    if competencia_id is not None:
+        query = query.where(Equipo.competencia == competencia_id)
+    return [dict(e.to_dict(), categoria=e.categoria, competencia_id=e.competencia_id,
+                 competencia_nombre=e.competencia_nombre, juez_username=e.juez_username)
+            for e in query.order_by(Equipo.competencia, Equipo.dorsal).objects()]
 
 
 
@@ -1199,7 +1372,8 @@ def _record_change(accion, user_id, id_registro, motivo, change):
 
 def _record_summary(record):
     """What a record's history shows before and after a change."""
-    return {key: record[key] for key in ("equipo_id", "tiempo", "anulado", "pendiente", "cuenta")}
+    return {key: record[key] for key in ("equipo_id", "tiempo", "anulado", "pendiente", "cuenta",
+                                         "protocolo")}
 
 
 def void_record(user_id, id_registro, motivo):
@@ -1483,8 +1657,8 @@ def _check_rule(value, comp, errors):
 # The records as the organizer sees them: raw records plus corrections, folded in one place.
 # --------------------------------------------------------------------------------------------
 _ROWS_SQL = ("SELECT r.id, r.id_registro, r.equipo_id, r.juez_id, r.tiempo, r.timestamp, "
-             "r.received_at, r.estado_carrera, r.origen, r.oficial_al_recibir "
-             "FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
+             "r.received_at, r.estado_carrera, r.origen, r.oficial_al_recibir, r.protocolo, "
+             "r.revision FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
              "WHERE e.competencia_id = ?")
 _ACCIONES_SQL = ("SELECT id, accion, registro_id, equipo_id, juez_id, valor, texto FROM accion "
                  "WHERE competencia_id = ? AND accion IN ('anular', 'restaurar', 'mover', "
@@ -1528,13 +1702,13 @@ class _Record:
 
     __slots__ = ("row_id", "hex_id", "equipo_recibido", "juez_id", "tiempo_recibido",
                  "timestamp", "received_at", "estado_carrera", "origen", "oficial_al_recibir",
-                 "equipo_id", "anulado", "base", "base_seq", "aceptado", "tiempo", "cuenta",
-                 "antes_de_salida", "imposible")
+                 "protocolo", "revision", "equipo_id", "anulado", "base", "base_seq",
+                 "aceptado", "tiempo", "cuenta", "antes_de_salida", "imposible")
 
     def __init__(self, row):
         (self.row_id, self.hex_id, self.equipo_recibido, self.juez_id, self.tiempo_recibido,
          self.timestamp, self.received_at, self.estado_carrera, self.origen,
-         oficial) = row
+         oficial, self.protocolo, self.revision) = row
         self.oficial_al_recibir = bool(oficial)
         self.equipo_id = self.equipo_recibido
         self.anulado = self.aceptado = self.cuenta = False
@@ -1546,7 +1720,7 @@ class _Record:
 
     @property
     def pendiente(self):
-        return self.oficial_al_recibir and not self.aceptado
+        return (self.oficial_al_recibir or self.revision is not None) and not self.aceptado
 
     def view(self):
         """The record object of ORGANIZER.md."""
@@ -1556,6 +1730,7 @@ class _Record:
             "tiempo": self.tiempo, "tiempo_recibido": self.tiempo_recibido,
             "recibido_en": iso(dt.datetime.fromisoformat(self.received_at)),
             "estado_carrera": self.estado_carrera, "origen": self.origen,
+            "protocolo": self.protocolo, "revision": self.revision,
             "anulado": self.anulado, "ausente": self.ausente,
             "antes_de_salida": self.antes_de_salida, "pendiente": self.pendiente,
             "cuenta": self.cuenta, "tiempo_imposible": self.imposible,
@@ -1799,7 +1974,8 @@ _ARRIVALS_SQL = ("SELECT r.equipo_id, COUNT(*) FROM registro_tiempo AS r "
 _IMPLIED_START_SQL = (
     "SELECT r.juez_id, CAST(ROUND((julianday(r.timestamp) - julianday(?)) * 86400000) AS INTEGER)"
     " - r.tiempo FROM registro_tiempo AS r JOIN equipo AS e ON e.id = r.equipo_id "
-    "WHERE e.competencia_id = ? AND r.origen = 'app' AND r.received_at >= ? AND r.tiempo > 0")
+    "WHERE e.competencia_id = ? AND r.origen = 'app' AND r.received_at >= ? AND r.tiempo > 0 "
+    "AND r.protocolo IS NOT 'movil5k'")  # Movil5K sends no tap time: its timestamp is receipt
 # Each judge's first notice of the current start stored by any server process.
 _NOTICES_SQL = ("SELECT juez_id, MIN(en) FROM aviso_salida WHERE competencia_id = ? AND en >= ? "
                 "GROUP BY juez_id")
@@ -2237,7 +2413,8 @@ def audit_csv(result, excel=False):
 
 RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "recibido_en",
                        "estado_carrera", "tiempo_recibido", "tiempo", "cuenta", "anulado",
-                       "ausente", "pendiente", "antes_de_salida", "tiempo_imposible")
+                       "ausente", "pendiente", "antes_de_salida", "tiempo_imposible",
+                       "protocolo", "revision")
 
 
 def records_csv(result, excel=False):

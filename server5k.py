@@ -361,6 +361,7 @@ def make_app(config):
     hub = RaceHub(config["limits"]["judge_sockets_per_judge"])
     with models.db.connection_context():
         hub.load(models.all_competitions())
+        revoked = models.revoked_tokens()  # logouts that outlive a restart (POST /api/logout/)
     hub.on_start_heard = start_notice_keeper(stores)
     # The standings, computed once per change (the hub tells), served from memory; the results
     # page's sockets are a registry of their own, pushed each new computation.
@@ -397,6 +398,7 @@ def make_app(config):
         server5k_openapi=load_openapi(),
         server5k_replica=make_replicator(config),
     )
+    app.settings["server5k_tokens"].revoke(revoked)
     return app
 
 

@@ -15,6 +15,10 @@ class TokenHandler(BaseHandler):
     pace = "login"
 
     async def post(self):
+        self.write_json(self.tokens.pair(await self.credentials()))
+
+    async def credentials(self):
+        """The identity of the body's username and password (ApiError 400/401/429 else)."""
         body = self.json_body()
         username, password = body.get("username"), body.get("password")
         errors = {}
@@ -47,7 +51,7 @@ class TokenHandler(BaseHandler):
                            "Usuario o contraseña incorrectos, o usuario inactivo.")
         guard.succeeded(address, key)
         self.trust_connection()  # a judge's or organizer's from now on (handlers/connections.py)
-        self.write_json(self.tokens.pair(identity))
+        return identity
 
 
 class RefreshHandler(BaseHandler):

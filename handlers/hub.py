@@ -19,6 +19,7 @@ import asyncio
 import gc
 import logging
 from collections import defaultdict
+from types import SimpleNamespace
 
 import models
 from handlers.wire import CLOSE_REPLACED, message
@@ -106,6 +107,12 @@ class RaceHub:
             heard[sock.juez_id] = models.utcnow()
             if self.on_start_heard is not None:
                 self.on_start_heard(sock.competencia_id, sock.juez_id, heard[sock.juez_id])
+
+    def heard_start_by_poll(self, competencia_id, juez_id):
+        """Note that a judge's app read the running race by polling (Movil5K's production
+        build has no socket): for the judges board it heard the start then, as a socket that
+        was handed it would have."""
+        self.heard_start(SimpleNamespace(competencia_id=competencia_id, juez_id=juez_id))
 
     def start_heard_at(self, competencia_id, juez_id):
         """When a judge's app was first handed the current start by this process, or None (a

@@ -2,10 +2,10 @@
 record ids are UUIDs (anything else is a 404 from the default handler); handlers take ids with
 ``int()`` and record ids as text."""
 
-from handlers.accounts import (CompetenciasHandler, CompetitionJudgesHandler, EquipoHandler,
-                               EquiposHandler, ImportarHandler, JuecesListHandler, JuezHandler,
+from handlers.accounts import (CompetitionJudgesHandler, EquipoHandler, EquiposHandler,
+                               ImportarHandler, JuecesListHandler, JuezHandler,
                                OrganizadoresHandler)
-from handlers.auth import MeHandler, RefreshHandler, TokenHandler, WsTicketHandler
+from handlers.auth import RefreshHandler, TokenHandler, WsTicketHandler
 from handlers.base import OversizedRequest, TooLargeHandler
 from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
@@ -15,11 +15,14 @@ from handlers.judge_app import JuezEnlaceHandler, JuezPageHandler, JuezServiceWo
 from handlers.openapi import OpenApiHandler
 from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
                             IndexPageHandler, StaticHandler)
-from handlers.races import CompetenciaHandler, RaceActionHandler
+from handlers.movil5k import (CompetenciaHandler, CompetenciasHandler, EquipoRegistrosHandler,
+                              LoginHandler, LogoutHandler, MeHandler)
+from handlers.movil5k import EquiposHandler as AppEquiposHandler
+from handlers.races import RaceActionHandler
 from handlers.results import EquipoResultadoHandler, ResultadosHandler
 from handlers.sockets import JuezSocketHandler
 from handlers.spectators import ResultadosSocketHandler
-from handlers.times import EnviarTiemposHandler, EquipoRegistrosHandler
+from handlers.times import EnviarTiemposHandler
 
 ID = r"([0-9]{1,18})"
 RID = r"([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
@@ -32,7 +35,14 @@ ROUTES = [
     (r"/api/token/refresh/", RefreshHandler),
     (r"/api/me/", MeHandler),
     (r"/api/ws-ticket/", WsTicketHandler),
-    # A judge's finish times and their read-back (handlers/times.py)
+    # Movil5K, the app's second generation (handlers/movil5k.py): its login and logout; the
+    # paths it shares with the guide (/api/me/, the competitions, a team's records, the
+    # socket) are served by the handlers named on them, which answer both generations.
+    (r"/api/login/", LoginHandler),
+    (r"/api/logout/", LogoutHandler),
+    (r"/api/equipos/", AppEquiposHandler),
+    # A judge's finish times (handlers/times.py); a team's read-back and Movil5K's sets
+    # (handlers/movil5k.py)
     (r"/api/enviar_tiempos/", EnviarTiemposHandler),
     (r"/api/equipos/%s/registros/" % ID, EquipoRegistrosHandler),
     # Competitions and race control (handlers/races.py), standings (handlers/results.py)

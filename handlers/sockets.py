@@ -141,17 +141,19 @@ class JuezSocketHandler(SocketHandler):
             msg = parse_json(text)
         except (ValueError, RecursionError):
             return self.send("error", {"code": "invalid_json", "detail": "Mensaje no es JSON."})
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        # Movil5K names the type ``tipo``: its heartbeat is {"tipo": "ping"} (docs/movil5k.md).
+        kind = msg.get("type", msg.get("tipo")) if isinstance(msg, dict) else None
+        if not isinstance(kind, str):
             return self.send("error", {"code": "invalid_message",
                                        "detail": 'Se espera {"type": ..., "data": {...}}.'})
         data = msg.get("data", {})
-        if msg["type"] == "ping":
+        if kind == "ping":
             if not isinstance(data, dict):
                 return self.send("error", {"code": "invalid_message",
                                            "detail": "data debe ser un objeto."})
             return self.send("pong", dict(data, server_time=models.iso(models.utcnow())))
         return self.send("error", {"code": "unknown_type",
-                                   "detail": "Tipo de mensaje desconocido: %s" % msg["type"][:64]})
+                                   "detail": "Tipo de mensaje desconocido: %s" % kind[:64]})
 
     def send(self, kind, data):
         self.send_text(message(kind, data))

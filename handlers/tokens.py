@@ -29,6 +29,7 @@ class TokenService:
             raise ValueError("the signing secret must be at least 32 characters")
         self._secret = secret
         self._verified = {}  # token -> claims of a token whose signature and claims checked out
+        self._revoked = {}  # jti -> exp of tokens ended by a logout (models.TokenRevocado)
         self.lifetimes = {"access": access_lifetime_s, "refresh": refresh_lifetime_s}
 
     def issue(self, token_type, identity):
@@ -64,10 +65,20 @@ class TokenService:
             self._verified[token] = claims
         elif claims["exp"] <= time.time():  # PyJWT's own rule, without leeway
             raise ApiError(401, "token_expired", "El token ha expirado.")
+        if self._revoked and str(claims["jti"]) in self._revoked:
+            raise ApiError(401, "token_revoked",
+                           "La sesión se cerró (token revocado): inicie sesión de nuevo.")
         if claims.get("token_type") != expected_type:
             raise ApiError(401, "wrong_token_type",
                            "Se esperaba un token de tipo %s." % expected_type)
         return claims
+
+    def revoke(self, revoked):
+        """Refuse these tokens from now on: ``{jti: exp}`` (a logout, or the revoked tokens
+        loaded at start-up). Expired ones are forgotten, since their expiry refuses them."""
+        now = time.time()
+        self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now}
+        self._revoked.update((jti, exp) for jti, exp in revoked.items() if exp > now)
 
     def _verify(self, token):
         if not isinstance(token, str) or not token or len(token) > 4096:

@@ -894,6 +894,14 @@
       if (r[flag[0]]) { marks.appendChild(el('span', { className: 'marca ' + flag[0] }, flag[1])); }
     });
     if (r.origen === 'manual') { marks.appendChild(el('span', { className: 'marca papel' }, 'en papel')); }
+    // Which judges' app protocol sent it: the guide's, or Movil5K's (docs/movil5k.md)
+    if (r.protocolo) {
+      marks.appendChild(el('span', { className: 'marca protocolo', title: 'Protocolo que lo envió' },
+        r.protocolo === 'movil5k' ? 'Movil5K' : 'app (guía)'));
+    }
+    if (r.revision === 'segundo_envio') {
+      marks.appendChild(el('span', { className: 'marca pendiente' }, 'segundo envío: revisar'));
+    }
     marks.appendChild(el('span', { className: 'marca ' + (r.cuenta ? 'cuenta' : 'no-cuenta') },
       r.cuenta ? 'cuenta' : 'no cuenta'));
     var buttons = el('div', { className: 'botones' });

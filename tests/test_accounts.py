@@ -53,8 +53,10 @@ async def test_a_judge_token_can_use_none_of_the_roster_endpoints(client, event)
     judge, token = await client.access("juez1", "pass-juez1"), await org(client)
     before = await audit(client, cid, token)
     csv_headers = {"Content-Type": "text/csv"}
+    # (GET /api/competencias/ answers a judge Movil5K's list of its own competition: issue 23)
+    code, own = await client.get("/api/competencias/", token=judge)
+    assert code == 200 and [c["id"] for c in own] == [cid]
     for method, path, body, headers in [
-            ("GET", "/api/competencias/", None, None),
             ("POST", "/api/competencias/", {"nombre": "Mía"}, None),
             ("POST", "/api/competencias/%d/jueces/" % cid, {"username": "colado"}, None),
             ("GET", "/api/jueces/", None, None),

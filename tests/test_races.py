@@ -18,10 +18,13 @@ def organizer(client):
 async def test_competition_is_public(client, event):
     code, comp = await client.get(path(event["competencia"]))
     assert code == 200
+    # (plus Movil5K's name, datetime, is_active and is_running: tests/test_movil5k.py)
+    movil5k = {k: comp.pop(k) for k in ("name", "datetime", "is_active", "is_running")}
     assert comp == {"id": event["competencia"], "nombre": "Carrera de prueba",
                     "fecha_hora": None, "estado": "programada", "started_at": None,
                     "finished_at": None, "oficial": False, "oficial_en": None,
                     "oculta": False}
+    assert movil5k["name"] == "Carrera de prueba" and movil5k["is_running"] is False
 
 
 @pytest.mark.gen_test

@@ -1,0 +1,261 @@
+"""The judges' app's second generation: Movil5K (JhostinTapia/Movil5K, docs/movil5k.md).
+
+The same server, database, accounts and rules as the integration guide's protocol, in the
+words Movil5K reads: ``POST /api/login/`` and ``/api/logout/``, English field names, the
+judge's competitions and teams as arrays, and a team's whole set of records to
+``POST /api/equipos/{id}/registros/`` answered with ``exito: true``. Every handler here is a
+translation onto the domain functions the guide's handlers use (models: authentication, the
+writer's submission checks and idempotency, corrections, standings); the rules of its own
+(a record's timestamp is its receipt, a second set waits for review) are in
+models.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
+``/api/competencias/{id}/``, ``/api/equipos/{id}/registros/``) answer what they answered
+before, plus what Movil5K reads.
+
+Error texts matter here: Movil5K chooses what to tell the judge by words in them
+(docs/movil5k.md, "What the app shows"): a 409 or the words "ya tiene" / "No se permiten"
+mean "another device sent this team" and mark the team sent; "competencia" + "no" + "curso"
+means "the race is over"; "token" in a 401 makes it refresh its access token.
+"""
+
+import datetime as dt
+import uuid
+
+import models
+from handlers import accounts, auth, races, times
+from handlers.base import SMALL_BODY_BYTES, BaseHandler
+from handlers.errors import ApiError, too_many
+
+# While the race has not started, Movil5K's ``datetime`` is put at least this far ahead: the
+# app starts its stopwatch by itself when ``datetime`` comes (from 1 s before to 31 s after),
+# race started or not, and a poll never corrects a stopwatch that runs. A day ahead is never
+# reached by a phone that polls (every 10 s), nor by one whose clock is minutes wrong or that
+# lost the network for hours. docs/movil5k.md, "The times".
+NOT_BEFORE = dt.timedelta(hours=24)
+
+
+def app_datetime(comp, now=None):
+    """Movil5K's ``datetime`` (never null): what the app counts its times from.
+
+    Once the race has started: ``started_at``, the real start (adjusted, if the organizer
+    adjusted it), so a phone that learns of the start by polling counts from it exactly. Before:
+    the scheduled start if it is more than NOT_BEFORE away, else now + NOT_BEFORE, so the app's
+    own start at ``datetime`` never fires before the real start, late, early or unscheduled.
+    """
+    if comp["started_at"] is not None:
+        return comp["started_at"]
+    ahead = (now or models.utcnow()) + NOT_BEFORE
+    scheduled = models.parse_timestamp(comp["fecha_hora"]) if comp["fecha_hora"] else None
+    return models.iso(scheduled if scheduled is not None and scheduled > ahead else ahead)
+
+
+def app_competition(comp, now=None):
+    """A competition as both generations read it: the guide's object plus Movil5K's fields."""
+    return dict(comp, name=comp["nombre"], datetime=app_datetime(comp, now), is_active=True,
+                is_running=comp["estado"] == models.ESTADO_EN_CURSO)
+
+
+def app_team(team):
+    """A team (models.judge_teams) in Movil5K's words, with the guide's too."""
+    return dict({k: team[k] for k in ("id", "nombre", "dorsal")},
+                name=team["nombre"], number=team["dorsal"], category=team["categoria"],
+                category_display=team["categoria"] or "Sin categoría",
+                competition_id=team["competencia_id"],
+                competition_name=team["competencia_nombre"],
+                judge_username=team["juez_username"])
+
+
+def _bool_argument(handler, name):
+    value = handler.get_query_argument(name, None)
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise ApiError(400, "validation_error", "%s debe ser true o false." % name,
+                       {name: "Debe ser true o false."})
+    return value.lower() == "true"
+
+
+class LoginHandler(auth.TokenHandler):
+    """POST /api/login/ {username, password} -> {access, refresh}: ``/api/token/`` (same
+    limits, same tokens) for a judge's app. A user who is not an active judge is refused with
+    403, which Movil5K shows as "Usuario inactivo. Contacta al administrador"; bad credentials
+    are 401 ("Usuario o contraseña incorrectos")."""
+
+    async def post(self):
+        identity = await self.credentials()
+        if identity["juez_id"] is None:
+            raise ApiError(403, "not_a_judge", "El usuario no es juez: el organizador entra en "
+                                               "/organizador/.")
+        if not identity["juez_active"]:
+            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        self.write_json(self.tokens.pair(identity))
+
+
+class LogoutHandler(BaseHandler):
+    """POST /api/logout/ {refresh} with Bearer access -> 200: that refresh token and the access
+    token presented are refused from now on (401 ``token_revoked``), also after a restart: a
+    lost phone's session ends here. A refresh token already revoked or expired is no error
+    (the access token presented still ends)."""
+
+    max_body_bytes = SMALL_BODY_BYTES
+
+    async def post(self):
+        access = self.access_claims()
+        token = self.json_body().get("refresh")
+        if not isinstance(token, str) or not token:
+            raise ApiError(400, "validation_error", "Falta el token de refresco.",
+                           {"refresh": "Campo obligatorio (texto)."})
+        try:
+            refresh = self.tokens.decode(token, "refresh")
+        except ApiError as exc:
+            if exc.code not in ("token_revoked", "token_expired"):
+                raise
+            refresh = None  # already logged out, or over by itself: the access token still ends
+        if refresh is not None and refresh["user_id"] != access["user_id"]:
+            raise ApiError(403, "not_your_token", "El token de refresco es de otro usuario.")
+        ended = [claims for claims in (refresh, access) if claims is not None]
+        await self.db_write(models.end_session, ended)
+        self.tokens.revoke({str(claims["jti"]): claims["exp"] for claims in ended})
+        self.write_json({"detail": "Sesión cerrada."})
+
+
+class MeHandler(auth.MeHandler):
+    """GET /api/me/: the guide's {user, juez} plus what Movil5K reads at the top: ``id`` (the
+    judge id of the socket URL; null for an organizer), ``first_name`` (the judge's name),
+    ``last_name``, ``email``, ``telefono``, ``username``."""
+
+    def write_json(self, obj, status=200):
+        juez = obj.get("juez")
+        super().write_json(dict(obj, id=juez["id"] if juez else None,
+                                first_name=juez["nombre"] if juez else "", last_name="",
+                                email=None, telefono=None, username=obj["user"]["username"]),
+                           status)
+
+
+class CompetenciasHandler(accounts.CompetenciasHandler):
+    """/api/competencias/: for an organizer what it was ({"competencias": [...]}, and POST to
+    create one). For a judge, GET answers Movil5K's list: an array holding the judge's
+    competition (``?is_active=`` / ``?is_running=`` filter it)."""
+
+    async def prepare(self):
+        if self.request.method != "GET":
+            return await super().prepare()
+        await BaseHandler.prepare(self)
+        self.identity = await self.authenticated()
+        self.user_id = self.identity["user"]["id"]
+
+    async def get(self):
+        if self.identity["user"]["organizador"]:
+            return await super().get()
+        if self.identity["juez_id"] is None:
+            raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
+        if not self.identity["juez_active"]:
+            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        comp = app_competition(await self.competition(self.identity["competencia_id"]))
+        for field in ("is_active", "is_running"):
+            wanted = _bool_argument(self, field)
+            if wanted is not None and comp[field] != wanted:
+                comp = None
+                break
+        self.write_json([comp] if comp else [])
+
+
+class CompetenciaHandler(races.CompetenciaHandler):
+    """GET /api/competencias/{id}/ (public): the guide's competition object plus Movil5K's
+    ``name``, ``datetime``, ``is_active`` and ``is_running``.
+
+    Movil5K polls it every 10 s with its access token (the production build's only way to hear
+    the start): with a valid one the poll is a judge's request, which never waits behind the
+    anonymous turns of its address (a venue's Wi-Fi puts every phone and spectator behind one),
+    and the judges board notes when the judge's app first saw the race running."""
+
+    _claims = None
+
+    async def take_turn(self):
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            try:
+                self._claims = self.tokens.decode(token.strip(), "access")
+            except ApiError:  # a public read: a bad token is no token
+                self._claims = None
+        if self._claims is None:
+            await super().take_turn()
+        else:
+            self.trust_connection()  # a token the server signed (handlers/connections.py)
+
+    def write_json(self, obj, status=200):
+        if self.request.method == "GET":
+            obj = app_competition(obj)
+            juez_id = self._claims and self._claims.get("juez_id")
+            if obj["is_running"] and juez_id is not None:
+                self.hub.heard_start_by_poll(obj["id"], juez_id)
+        super().write_json(obj, status)
+
+
+class EquiposHandler(BaseHandler):
+    """GET /api/equipos/[?competition_id=N] -> an array of the caller's teams (a judge's own;
+    every team for an organizer), in Movil5K's words and the guide's."""
+
+    async def get(self):
+        user_id = (await self.authenticated())["user"]["id"]
+        raw = self.get_query_argument("competition_id", None)
+        competencia_id = None
+        if raw is not None:
+            if not raw.isdigit() or len(raw) > 18:
+                raise ApiError(400, "validation_error", "competition_id debe ser un entero.",
+                               {"competition_id": "Debe ser un entero positivo."})
+            competencia_id = int(raw)
+        teams = await self.db_read(models.judge_teams, user_id, competencia_id)
+        self.write_json([app_team(team) for team in teams])
+
+
+class EquipoRegistrosHandler(times.EquipoRegistrosHandler):
+    """/api/equipos/{eid}/registros/: GET is the judge's read-back (ORGANIZER.md); POST is
+    Movil5K's set ``{"registros": [{"id_registro", "tiempo", ...}]}`` -> 201 ``{"exito": true,
+    "mensaje", "total_guardados", "registros", "created", "duplicates", "ignored",
+    "pendientes_revision"}``.
+
+    ``total_guardados`` counts every record of the request the server now holds, new or
+    already stored, so a repeat gets the very answer of the first time (the app marks its 15
+    sent only when it equals what it sent). Same checks, writer and idempotency as
+    ``/api/enviar_tiempos/``, whatever the race state; 201 means on disk.
+    """
+
+    max_body_bytes = 256 * 1024
+    user_id = token_gen = None
+
+    async def prepare(self):
+        await super().prepare()
+        if self.request.method == "POST":  # token and limit checked before the body is read
+            claims = self.access_claims()
+            self.user_id, self.token_gen = claims["user_id"], claims["gen"]
+            retry_after = self.limits.submissions.hit(self.user_id)
+            if retry_after:
+                raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
+                               retry_after)
+
+    async def post(self, equipo_id):
+        records, ignored = models.validate_app_set(
+            await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
+        eid = int(equipo_id)
+        try:
+            result = await self.db_write(models.store_app_set, self.user_id, eid, records,
+                                         self.token_gen)
+        except ApiError as exc:
+            if exc.code != "id_registro_conflict":
+                raise
+            # Movil5K reads any 409 as "another phone sent this team" and stops sending: this
+            # is something else, said without the words it matches (docs/movil5k.md).
+            raise ApiError(400, exc.code, "Un id de este envío está guardado con otros datos; "
+                                          "avise al organizador.") from None
+        self.hub.records_stored(result["competencia_id"], eid, len(result["created"]))
+        held = len(records)
+        waiting = result["revision"]
+        self.write_json({
+            "exito": True,
+            "mensaje": ("%d registros recibidos; %d esperan la revisión del organizador."
+                        % (held, waiting) if waiting else "%d registros recibidos." % held),
+            "total_guardados": held,
+            "registros": [str(uuid.UUID(r["id_registro"])) for r in records],
+            "created": result["created"], "duplicates": result["duplicates"],
+            "ignored": ignored, "pendientes_revision": waiting,
+        }, status=201)

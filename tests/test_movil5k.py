@@ -1,0 +1,600 @@
+"""Movil5K, the judges' real app (JhostinTapia/Movil5K at b6a7d20), against Server5K unchanged.
+
+``MovilApp`` below makes Movil5K's requests and reads the answers as its Dart source does
+(cited per method, lib/...): the headers of ApiConfig.defaultHeaders, ApiService._handleResponse
+(an array becomes {"data": [...]}, the error text is error, else detail, else message), the
+retry of _sendWithRetry, the refresh of _isTokenExpiredError/_retryWithRefreshedToken, the
+models' fromJson, SyncService's success rule and the words timer_screen._enviarDatos and
+_convertirErrorAmigable match. The race-day story runs it beside the integration guide's client
+in the same race.
+"""
+
+import asyncio
+import datetime as dt
+import json
+import re
+import sqlite3
+import uuid
+
+import pytest
+import tornado.websocket
+
+import models
+from handlers import movil5k
+from handlers.errors import ApiError
+from handlers.tokens import TokenService
+from helpers import SECRET, fetch, next_message, registros
+
+T = dt.timedelta
+
+
+class ApiException(Exception):
+    """services/api_service.dart ApiException: str() is what the app's keyword checks read."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+    def __str__(self):
+        return "ApiException: %s (Status: %s)" % (self.message, self.status)
+
+
+def parse_dart_datetime(text):
+    """DateTime.parse of the app's models: with Z or an offset an instant; naive UTC here."""
+    assert isinstance(text, str) and text.endswith("Z"), text  # else phone-local time
+    return dt.datetime.fromisoformat(text[:-1])
+
+
+def competencia_from_json(j):
+    """models/competencia.dart Competencia.fromJson (a missing or wrong field throws)."""
+    assert isinstance(j["id"], int) and isinstance(j["name"], str)
+    return {"id": j["id"], "nombre": j["name"], "fechaHora": parse_dart_datetime(j["datetime"]),
+            "activa": j.get("is_active", True), "enCurso": j.get("is_running", False),
+            "fechaInicio": parse_dart_datetime(j["started_at"]) if j.get("started_at") else None,
+            "fechaFin": parse_dart_datetime(j["finished_at"]) if j.get("finished_at") else None}
+
+
+def juez_from_json(j):
+    """models/juez.dart Juez.fromJson."""
+    assert isinstance(j["id"], int)
+    for key in ("first_name", "last_name", "email", "telefono"):
+        assert j.get(key) is None or isinstance(j[key], str), key
+    return {"id": j["id"], "nombre": ("%s %s" % (j.get("first_name") or "",
+                                                 j.get("last_name") or "")).strip()}
+
+
+def equipo_from_json(j):
+    """models/equipo.dart Equipo.fromJson."""
+    for key in ("id", "number", "competition_id"):
+        assert isinstance(j[key], int), key
+    assert isinstance(j["name"], str) and isinstance(j["competition_name"], str)
+    return {"id": j["id"], "nombre": j["name"], "dorsal": j["number"],
+            "categoria": j.get("category") or "estudiantes",
+            "competenciaId": j["competition_id"]}
+
+
+def ws_message_from_json(j):
+    """services/websocket_service.dart WebSocketMessage.fromJson: (type, payload)."""
+    kind = j.get("type") or j.get("tipo")
+    data = j.get("data")
+    if data is not None and not isinstance(data, dict):
+        return None  # the cast throws: the frame is dropped
+    if data is None:
+        data = {k: v for k, v in j.items() if k not in ("type", "tipo")}
+    return kind, data
+
+
+def convertir_error_amigable(error):
+    """screens/timer_screen.dart _convertirErrorAmigable: the judge's message for an error."""
+    low = error.lower()
+    if "competencia" in low and "no" in low and ("curso" in low or "running" in low):
+        return "La competencia ha finalizado."
+    if any(w in low for w in ("timeout", "connection", "socket", "network")):
+        return "No se pudo conectar con el servidor."
+    if "401" in low or "unauthorized" in low or "token" in low:
+        return "Tu sesión ha expirado."
+    if "404" in low or "not found" in low:
+        return "El servidor no pudo procesar la solicitud."
+    if "500" in low or "internal server" in low:
+        return "El servidor está experimentando problemas."
+    if "ya" in low and "registr" in low:
+        return "Los registros ya fueron enviados anteriormente."
+    clean = re.sub(r"(?i)ApiException:\s*", "", error)
+    clean = re.sub(r"(?i)\(Status:\s*\d+\)", "", clean)
+    clean = re.sub(r"(?i)Status:\s*\d+", "", clean)
+    clean = re.sub(r"(?i)Exception:\s*", "", clean).strip()
+    if not clean or len(clean) > 100:
+        return "Ocurrió un error inesperado."
+    return clean
+
+
+class MovilApp:
+    """One phone running Movil5K, talking to ``base_url``."""
+
+    HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+    def __init__(self, base_url):
+        self.base_url = base_url
+        self.access = self.refresh = None
+        self.requests = []  # (method, path, status) of every HTTP exchange, in order
+
+    async def _send(self, method, path, body=None, auth=True):
+        """api_service.dart get/post with _sendWithRetry: up to 3 tries on 429/502/503/504."""
+        headers = dict(self.HEADERS)
+        if auth and self.access:
+            headers["Authorization"] = "Bearer " + self.access
+        for attempt in range(3):
+            code, _, response = await fetch(method, self.base_url + path, body,
+                                            headers=headers)
+            self.requests.append((method, path, code))
+            if code not in (429, 502, 503, 504) or attempt == 2:
+                break
+        return self._handle_response(code, response.body)
+
+    @staticmethod
+    def _handle_response(code, raw):
+        """api_service.dart _handleResponse."""
+        if not raw:
+            if 200 <= code < 300:
+                return {}
+            raise ApiException("Error del servidor", code)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise ApiException("Error al procesar respuesta", code) from None
+        if 200 <= code < 300:
+            return data if isinstance(data, dict) else {"data": data}
+        text = (data.get("error") or data.get("detail") or data.get("message")
+                or "Error desconocido") if isinstance(data, dict) else "Error desconocido"
+        raise ApiException(str(text), code)
+
+    async def request(self, method, path, body=None, auth=True):
+        """With the refresh of _isTokenExpiredError / _retryWithRefreshedToken."""
+        try:
+            return await self._send(method, path, body, auth)
+        except ApiException as exc:
+            low = exc.message.lower()
+            if not (auth and exc.status == 401 and ("token" in low or "unauthorized" in low)):
+                raise
+            answer = await self._send("POST", "/api/token/refresh/", {"refresh": self.refresh},
+                                      auth=False)
+            self.access = answer["access"]  # a new "refresh" in it is not kept
+            return await self._send(method, path, body, auth)
+
+    async def login(self, username, password):
+        """repositories/app_repository.dart login: tokens, /api/me/, the competitions."""
+        tokens = await self.request("POST", "/api/login/",
+                                    {"username": username, "password": password}, auth=False)
+        assert isinstance(tokens["access"], str) and isinstance(tokens["refresh"], str)
+        self.access, self.refresh = tokens["access"], tokens["refresh"]
+        self.juez = juez_from_json(await self.request("GET", "/api/me/"))
+        answer = await self.request("GET", "/api/competencias/")
+        items = answer["data"] if isinstance(answer.get("data"), list) else answer.get(
+            "results", [])
+        self.competencias = [competencia_from_json(c) for c in items]
+        return self.juez
+
+    async def equipos(self):
+        """equipos_asignados_screen.dart _cargarEquipos -> ApiService.getEquipos."""
+        answer = await self.request("GET", "/api/equipos/")
+        return [equipo_from_json(e) for e in answer["data"]]
+
+    async def competencia(self, cid):
+        """GET /api/competencias/{id}/: on a team screen's open and each poll."""
+        return competencia_from_json(await self.request("GET", "/api/competencias/%d/" % cid))
+
+    async def enviar(self, equipo_id, records):
+        """sync_service.dart enviarRegistrosPorHttp as timer_screen._enviarDatos reports it:
+        ("exito", total) | ("otro_dispositivo", text) | ("error", the judge's message)."""
+        payload = [{"id_registro": r["id"], "tiempo": r["tiempo"],
+                    **dict(zip(("horas", "minutos", "segundos", "milisegundos"),
+                               models.split_tiempo(r["tiempo"])))} for r in records]
+        try:
+            answer = await self.request("POST", "/api/equipos/%d/registros/" % equipo_id,
+                                        {"registros": payload})
+        except ApiException as exc:
+            mensaje = "Error: %s" % exc
+            if "409" in mensaje or "ya tiene" in mensaje or "No se permiten" in mensaje:
+                return "otro_dispositivo", mensaje
+            return "error", convertir_error_amigable(mensaje)
+        if answer.get("exito") is not True:
+            return "error", "Error: Exception: %s" % answer.get("error")
+        exitosos = answer.get("total_guardados", len(records))
+        if exitosos != len(records):
+            return "error", "recuento %s de %d" % (exitosos, len(records))
+        self.last_answer = answer
+        return "exito", exitosos
+
+    async def logout(self):
+        """app_repository.dart logout: POST /api/logout/ {refresh}; the answer is ignored."""
+        try:
+            await self.request("POST", "/api/logout/", {"refresh": self.refresh})
+        except ApiException:
+            pass
+
+    def socket_url(self):
+        """websocket_service.dart _buildWebSocketUri (a ws:// base URL: the dev build)."""
+        return "ws" + self.base_url[len("http"):] + "/ws/juez/%d/?token=%s" % (
+            self.juez["id"], self.access)
+
+
+def set_de(tiempos):
+    """A team's 15 records as the app keeps them: a UUID v4 each."""
+    return [{"id": str(uuid.uuid4()), "tiempo": t} for t in tiempos]
+
+
+async def organizer(client):
+    return await client.access("org", "org-pass")
+
+
+async def race(client, cid, token, action):
+    code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), token=token)
+    assert code == 200, answer
+    return answer["competencia"]
+
+
+def tiempo_por_sondeo(comp_json, noticed, tap):
+    """timer_provider.dart start() from a poll (_iniciarMonitoreoCompetencia): the offset is
+    now - datetime when datetime is past, else 0; the tap's tiempo is stopwatch + offset."""
+    comp = competencia_from_json(comp_json)
+    assert comp["enCurso"]
+    offset = noticed - comp["fechaHora"] if noticed > comp["fechaHora"] else T(0)
+    return ((tap - noticed) + offset) // T(milliseconds=1)
+
+
+def arrancaria_solo(comp_json, now, seconds):
+    """The auto-start of _iniciarMonitoreoCompetencia: any 1 s tick in the next ``seconds``
+    with datetime - now, in whole seconds (truncated), within [-30, 0]."""
+    fecha = competencia_from_json(comp_json)["fechaHora"]
+    return any(-30 <= int((fecha - (now + T(seconds=s))).total_seconds()) <= 0
+               for s in range(seconds))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config):
+    cid, eq = event["competencia"], event["equipos"]
+    org = await organizer(client)
+    phone = MovilApp(client.base_url)
+    # 1. Login, as the app's first screen does: tokens, the judge, its competition, its teams.
+    juez = await phone.login("juez1", "pass-juez1")
+    assert juez == {"id": event["jueces"][0], "nombre": "Juez Uno"}
+    assert [c["id"] for c in phone.competencias] == [cid]
+    assert [(e["id"], e["dorsal"], e["competenciaId"]) for e in await phone.equipos()] == [
+        (eq["a"], 1, cid), (eq["b"], 2, cid)]
+    # The guide's app in the same race, on the same accounts: juez2 with /api/token/.
+    guide = await client.login("juez2", "pass-juez2")
+    code, me = await client.get("/api/me/", token=guide["access"])
+    assert code == 200 and me["juez"]["id"] == event["jueces"][1]
+    guide_ws = await tornado.websocket.websocket_connect(client.ws_url(
+        "/ws/juez/%d/?token=%s" % (event["jueces"][1], guide["access"])))
+    assert json.loads(await guide_ws.read_message())["type"] == "conexion.establecida"
+
+    # 2. The team screen opens before the start: not running, and a datetime the app's own
+    # start at datetime cannot reach (it would start the stopwatch by itself).
+    before = await client.get("/api/competencias/%d/" % cid)
+    assert before[1]["is_running"] is False and before[1]["estado"] == "programada"
+    assert not arrancaria_solo(before[1], models.utcnow(), 600)
+    # The socket of the dev build: {"tipo": "ping"} is answered with a pong, never an error.
+    ws = await tornado.websocket.websocket_connect(phone.socket_url())
+    hello = ws_message_from_json(json.loads(await ws.read_message()))
+    assert hello[0] == "conexion.establecida"
+    ws.write_message(json.dumps({"tipo": "ping"}))
+    assert ws_message_from_json(await next_message(ws))[0] == "pong"
+
+    # 3. The start: heard on both generations' sockets, with started_at where the app reads it.
+    started = await race(client, cid, org, "iniciar")
+    kind, data = ws_message_from_json(await next_message(ws))
+    assert kind == "carrera.iniciada" and data["started_at"] == started["started_at"]
+    assert json.loads(await guide_ws.read_message())["data"]["started_at"] == started["started_at"]
+    start = parse_dart_datetime(data["started_at"])
+    # The polling path (the production build has no socket): the poll that sees it running
+    # carries datetime = started_at, so the stopwatch counts from the real start.
+    poll = (await client.get("/api/competencias/%d/" % cid))[1]
+    assert poll["is_running"] is True and poll["datetime"] == started["started_at"]
+    noticed = models.utcnow()
+    assert tiempo_por_sondeo(poll, noticed, start + T(minutes=19)) == 19 * 60_000
+    # A screen opened after the start reads started_at from the same GET (setCompetencia).
+    assert competencia_from_json(poll)["fechaInicio"] == start
+    # The judges board: juez1 heard it (its socket); a polling phone counts as hearing it.
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    assert all(j["inicio_notificado_en"] for j in board["jueces"][:2])
+    # A false start, then the real one while juez1's phone has no socket (the production
+    # build): its poll is how it hears the start, and the board says so.
+    await race(client, cid, org, "reiniciar")
+    assert ws_message_from_json(await next_message(ws))[0] == "carrera.cancelada"
+    ws.close()
+    assert await next_message(ws) is None
+    started = await race(client, cid, org, "iniciar")
+    await guide_ws.read_message(), await guide_ws.read_message()
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
+    assert heard[event["jueces"][0]] is None and heard[event["jueces"][1]] is not None
+    await phone.competencia(cid)  # the 10 s poll
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
+    assert heard[event["jueces"][0]] is not None  # by its poll
+    start = parse_dart_datetime(started["started_at"])
+    ws = await tornado.websocket.websocket_connect(phone.socket_url())
+    assert [ws_message_from_json(await next_message(ws))[0] for _ in range(2)] == [
+        "conexion.establecida", "carrera.iniciada"]  # the start, again on (re)connect
+
+    # 4. Team A's 15 (one absent runner: tiempo 0), sent, then sent again (a retry, the
+    # auto-sync): the same success both times, stored once.
+    set_a = set_de([0] + [1_140_000 + 7_000 * i for i in range(14)])
+    assert await phone.enviar(eq["a"], set_a) == ("exito", 15)
+    first = phone.last_answer
+    assert len(first["created"]) == 15 and first["pendientes_revision"] == 0
+    assert await phone.enviar(eq["a"], set_a) == ("exito", 15)
+    assert phone.last_answer["duplicates"] == [r["id"] for r in set_a]
+    assert phone.last_answer["created"] == []
+    # The guide's judge sends team C as the guide says.
+    code, sent = await client.post("/api/enviar_tiempos/", {
+        "equipo_id": eq["c"], "registros": registros(15, start_ms=1_150_000, ids=True)},
+        token=guide["access"])
+    assert code == 201 and len(sent["created"]) == 15
+
+    # 5. A second phone (the same judge, logged in again) sends a different set for team A:
+    # answered as a success, stored, and left for the organizer to review.
+    second = MovilApp(client.base_url)
+    await second.login("juez1", "pass-juez1")
+    set_a2 = set_de([1_000_000 + 5_000 * i for i in range(15)])
+    assert await second.enviar(eq["a"], set_a2) == ("exito", 15)
+    assert second.last_answer["pendientes_revision"] == 15
+    assert await second.enviar(eq["a"], set_a2) == ("exito", 15)  # its retry too
+    assert second.last_answer["pendientes_revision"] == 15 and not second.last_answer["created"]
+    code, listed = await client.get("/api/competencias/%d/registros/?equipo_id=%d"
+                                    % (cid, eq["a"]), token=org)
+    by_id = {r["id"]: r for r in listed["registros"]}
+    assert len(by_id) == 30
+    assert all(by_id[r["id"]]["pendiente"] and by_id[r["id"]]["revision"] == "segundo_envio"
+               and not by_id[r["id"]]["cuenta"] for r in set_a2)
+    assert by_id[set_a[0]["id"]]["ausente"] and not by_id[set_a[0]["id"]]["cuenta"]
+    assert {by_id[r["id"]]["protocolo"] for r in set_a} == {"movil5k"}
+    code, results = await client.get("/api/competencias/%d/resultados/" % cid)
+    row = next(r for r in results["clasificacion"] if r["equipo_id"] == eq["a"])
+    assert row["registros_contados"] == 14 and row["ausentes"] == 1 and row["pendientes"] == 15
+    code, c_listed = await client.get("/api/competencias/%d/registros/?equipo_id=%d"
+                                      % (cid, eq["c"]), token=org)
+    assert {r["protocolo"] for r in c_listed["registros"]} == {"guia"}
+    # The organizer accepts one of them: the audit says it came from Movil5K.
+    code, _ = await client.post("/api/registros/%s/aceptar/" % set_a2[0]["id"],
+                                {"motivo": "el segundo teléfono tenía razón"}, token=org)
+    assert code == 200
+    code, audit = await client.get("/api/competencias/%d/auditoria/" % cid, token=org)
+    assert audit["acciones"][-1]["despues"]["protocolo"] == "movil5k"
+
+    # 6. A judge of another team is refused, in words the app shows as they are (not as
+    # "sent from another device", which a 409 would make it say and mark the team sent).
+    other = MovilApp(client.base_url)
+    await other.login("juez2", "pass-juez2")
+    outcome = await other.enviar(eq["b"], set_de(range(60_000, 75_000, 1_000)))
+    assert outcome[0] == "error" and "no está asignado" in outcome[1], outcome
+
+    # 7. After the stop a phone's set is still stored (flagged after the end); the socket
+    # stays quiet about the stop in Movil5K's words (it would disable the app's send button).
+    await race(client, cid, org, "detener")
+    assert ws_message_from_json(await next_message(ws))[0] == "carrera.finalizada"
+    assert await phone.enviar(eq["b"], set_de(range(1_500_000, 1_515_000, 1_000))) == (
+        "exito", 15)
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
+    assert board["registros_tras_final"] == 15
+    juez1 = next(j for j in board["jueces"] if j["id"] == event["jueces"][0])
+    assert juez1["inicio_implicito_ms"] is None  # Movil5K sends no tap times to infer it from
+    after = (await client.get("/api/competencias/%d/" % cid))[1]
+    assert after["is_running"] is False and after["datetime"] == started["started_at"]
+
+    # 8. An access token the server refuses ("token" in the 401) is refreshed with the login's
+    # refresh token and the request repeated, as many times as it happens.
+    for _ in range(2):
+        phone.access = phone.access[:-4] + "AAAA"
+        assert [e["id"] for e in await phone.equipos()] == [eq["a"], eq["b"]]
+    assert ("POST", "/api/token/refresh/", 200) in phone.requests
+
+    # 9. Logout ends that phone's session (refresh and access), not the second phone's.
+    access, refresh = phone.access, phone.refresh
+    await phone.logout()
+    assert phone.requests[-1] == ("POST", "/api/logout/", 200)
+    code, answer = await client.post("/api/token/refresh/", {"refresh": refresh})
+    assert code == 401 and answer["code"] == "token_revoked"
+    assert (await client.get("/api/me/", token=access))[0] == 401
+    assert [e["id"] for e in await second.equipos()] == [eq["a"], eq["b"]]
+    ws.close()
+    guide_ws.close()
+
+
+def test_datetime_counts_from_the_real_start_late_early_or_unscheduled():
+    now = dt.datetime(2025, 11, 22, 8, 0, 0)
+    scheduled = models.iso(now + T(minutes=5))
+    for fecha in (scheduled, models.iso(now - T(minutes=20)), None):  # ahead, late, none
+        comp = {"id": 1, "nombre": "5K", "fecha_hora": fecha, "estado": "programada",
+                "started_at": None, "finished_at": None}
+        served = movil5k.app_competition(comp, now)
+        # Never within the app's auto-start window before the start, whoever polls when:
+        # a phone that polled at ``now`` and then lost the network for 12 hours included.
+        assert not arrancaria_solo(served, now, 12 * 3600), fecha
+        assert served["is_running"] is False
+        # The start comes (late or early): the first poll that sees it counts from it.
+        for real_start in (now + T(minutes=9), now + T(minutes=2)):
+            running = dict(comp, estado="en_curso", started_at=models.iso(real_start))
+            served = movil5k.app_competition(running, now)
+            for lag_s in (0.3, 9.9, 47):  # noticed on the next poll, or after retries
+                noticed = real_start + T(seconds=lag_s)
+                assert tiempo_por_sondeo(served, noticed, real_start + T(minutes=20)) == (
+                    20 * 60_000)
+    far = models.iso(now + T(days=30))
+    assert movil5k.app_datetime({"fecha_hora": far, "started_at": None}, now) == far
+
+
+@pytest.mark.gen_test
+async def test_login_refusals_read_as_the_app_shows_them(client, event):
+    phone = MovilApp(client.base_url)
+    with pytest.raises(ApiException) as wrong:
+        await phone.login("juez1", "no-es-la-clave")
+    assert wrong.value.status == 401  # "Usuario o contraseña incorrectos"
+    with pytest.raises(ApiException) as organizer_login:
+        await phone.login("org", "org-pass")
+    assert organizer_login.value.status == 403  # "Usuario inactivo. Contacta al administrador"
+    # The organizer's own list is what it was; a judge's is Movil5K's array.
+    code, answer = await client.get("/api/competencias/", token=await organizer(client))
+    assert code == 200 and [c["id"] for c in answer["competencias"]] == [
+        event["competencia"], event["otra"]]
+    judge = await client.access("juez3", "pass-juez3")
+    code, answer = await client.get("/api/competencias/?is_running=true", token=judge)
+    assert code == 200 and answer == []
+    code, answer = await client.get("/api/competencias/?is_running=maybe", token=judge)
+    assert code == 400
+    code, answer = await client.get("/api/equipos/?competition_id=x", token=judge)
+    assert code == 400
+
+
+@pytest.mark.gen_test
+async def test_a_set_that_is_not_valid_stores_nothing_and_says_so(client, event, config):
+    token = await client.access("juez1", "pass-juez1")
+    path = "/api/equipos/%d/registros/" % event["equipos"]["a"]
+    for body, field in (({"registros": [{"tiempo": 1000}]}, "registros.0.id_registro"),
+                        ({"registros": [{"id_registro": str(uuid.uuid4()), "tiempo": -1}]},
+                         "registros.0.tiempo"),
+                        ({"registros": []}, "registros")):
+        code, answer = await client.post(path, body, token=token)
+        assert code == 400 and field in answer["errors"], answer
+    code, answer = await client.post("/api/equipos/999999/registros/",
+                                     {"registros": [{"id_registro": str(uuid.uuid4()),
+                                                     "tiempo": 1}]}, token=token)
+    assert code == 404
+    # The same id again with another tiempo: refused without the words of "sent elsewhere".
+    rid = str(uuid.uuid4())
+    code, _ = await client.post(path, {"registros": [{"id_registro": rid, "tiempo": 5}]},
+                                token=token)
+    assert code == 201
+    code, answer = await client.post(path, {"registros": [{"id_registro": rid, "tiempo": 6}]},
+                                     token=token)
+    assert code == 400 and "ya tiene" not in answer["detail"]
+    assert convertir_error_amigable("Error: ApiException: %s (Status: 400)" % answer["detail"]
+                                    ) == "Error: " + answer["detail"]
+    with sqlite3.connect(config["database"]["path"]) as conn:
+        assert conn.execute("SELECT tiempo, protocolo FROM registro_tiempo").fetchall() == [
+            (5, "movil5k")]
+
+
+@pytest.mark.gen_test
+async def test_a_logout_outlives_a_restart(client, event, config):
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    refresh = phone.refresh
+    await phone.logout()
+    assert phone.requests[-1] == ("POST", "/api/logout/", 200)
+    # Another session of the same judge goes on; its logout with the first session's refresh
+    # token (already revoked) still ends its own access token. Another user's refresh: 403.
+    again = await client.login("juez1", "pass-juez1")
+    code, _ = await client.post("/api/logout/", {"refresh": refresh}, token=again["access"])
+    assert code == 200 and (await client.get("/api/me/", token=again["access"]))[0] == 401
+    other = await client.login("juez2", "pass-juez2")
+    mine = await client.login("juez1", "pass-juez1")
+    code, answer = await client.post("/api/logout/", {"refresh": other["refresh"]},
+                                     token=mine["access"])
+    assert code == 403 and answer["code"] == "not_your_token"
+    assert (await client.get("/api/me/", token=mine["access"]))[0] == 200
+    # What a restarted server loads (server5k.make_app): those tokens stay refused.
+    with models.db.connection_context():
+        revoked = models.revoked_tokens()
+    assert len(revoked) == 3
+    restarted = TokenService(SECRET, 300, 86400)
+    restarted.revoke(revoked)
+    with pytest.raises(ApiError) as refused:
+        restarted.decode(refresh, "refresh")
+    assert refused.value.code == "token_revoked"
+    assert restarted.decode((await client.login("juez1", "pass-juez1"))["refresh"], "refresh")
+
+
+def test_version_4_records_are_the_guides_after_the_migration(tmp_path):
+    path = tmp_path / "v4.db"
+    models.open_database(path)
+    with models.db.connection_context():
+        comp = models.create_competition("Vieja")
+        juez = models.create_judge("j", "clave-larga", comp.id)
+        team = models.create_team("E", 1, juez.id)
+        models.store_submission(juez.user_id, team.id, registros([42], validated=True))
+        models.db.execute_sql("UPDATE registro_tiempo SET protocolo = NULL")
+        models.SchemaVersion.update(version=4).execute()
+    models.db.close()
+    models.open_database(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT protocolo, revision FROM registro_tiempo").fetchall() == [
+            ("guia", None)]
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
+
+
+@pytest.mark.gen_test
+async def test_a_judges_poll_never_waits_behind_its_addresss_anonymous_turns(client, app, event):
+    """The venue's Wi-Fi puts every phone and spectator behind one address: Movil5K's poll
+    (with its token) is a judge's request, an anonymous read of the same URL takes its turn."""
+    from handlers.limits import Pacer
+    app.settings["server5k_limits"].pacer = Pacer(1, max_wait=0.2)  # one a minute, 3 s burst
+    path = "/api/competencias/%d/" % event["competencia"]
+    token = await client.access("juez1", "pass-juez1")
+    for _ in range(5):
+        code, _ = await client.get(path, token=token)
+        assert code == 200
+    codes = [(await client.get(path))[0] for _ in range(3)]
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    assert (await client.get(path, token=token))[0] == 200
+    assert (await client.get(path, token="no-es-un-token"))[0] == 429  # a bad token is no token
+
+
+@pytest.mark.gen_test
+async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    early = set_de(range(100_000, 115_000, 1_000))
+    assert await phone.enviar(event["equipos"]["a"], early) == ("exito", 15)
+    code, listed = await client.get("/api/competencias/%d/registros/" % event["competencia"],
+                                    token=await organizer(client))
+    assert len(listed["registros"]) == 15
+    assert all(r["antes_de_salida"] and r["estado_carrera"] == "programada"
+               and r["protocolo"] == "movil5k" for r in listed["registros"])
+
+
+@pytest.mark.gen_test
+async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, event):
+    """What timer_screen._enviarDatos tells the judge for each refusal: never "another device
+    sent it" (which marks the team sent), "the race is over" or "already sent"."""
+    eq, org = event["equipos"], await organizer(client)
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    wrong = ("Los registros ya fueron enviados anteriormente.", "La competencia ha finalizado.")
+    outcomes = {
+        "another judge's team": await phone.enviar(eq["c"], set_de([61_000])),
+        "unknown team": await phone.enviar(999_999, set_de([61_000])),
+    }
+    rid = str(uuid.uuid4())
+    assert (await phone.enviar(eq["a"], [{"id": rid, "tiempo": 5}]))[0] == "exito"
+    outcomes["id with another tiempo"] = await phone.enviar(eq["a"], [{"id": rid, "tiempo": 6}])
+    code, _, _ = await client.request("PATCH", "/api/jueces/%d/" % event["jueces"][0],
+                                      {"activo": False}, org)
+    assert code == 200
+    outcomes["judge deactivated"] = await phone.enviar(eq["a"], set_de([62_000]))
+    assert outcomes == {
+        "another judge's team": ("error", "Error: El equipo %d no está asignado a este juez."
+                                 % eq["c"]),
+        "unknown team": ("error", "El servidor no pudo procesar la solicitud."),
+        "id with another tiempo": ("error", outcomes["id with another tiempo"][1]),
+        "judge deactivated": ("error", "Tu sesión ha expirado."),
+    }
+    assert "avise al organizador" in outcomes["id with another tiempo"][1]
+    assert not any(text in wrong for _, text in outcomes.values())
+    # The deactivated judge's phone did not try a refresh (its session is over, not expired).
+    assert ("POST", "/api/token/refresh/", 200) not in phone.requests
+
+
+@pytest.mark.gen_test
+async def test_three_absent_runners_and_a_tie_are_five_records(client, event):
+    """aplicarPenalizacion gives each absent runner its own id and tiempo 0: different ids are
+    different records, whatever their times."""
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    team = event["equipos"]["a"]
+    assert await phone.enviar(team, set_de([0, 0, 0, 1_200_000, 1_200_000])) == ("exito", 5)
+    assert len(phone.last_answer["created"]) == 5
+    code, results = await client.get("/api/competencias/%d/resultados/" % event["competencia"])
+    row = next(r for r in results["clasificacion"] if r["equipo_id"] == team)
+    assert row["ausentes"] == 3 and row["registros_contados"] == 2
