@@ -521,7 +521,8 @@ def test_version_4_records_are_the_guides_after_the_migration(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT protocolo, revision FROM registro_tiempo").fetchall() == [
             ("guia", None)]
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
+        assert (conn.execute("SELECT version FROM schema_version").fetchone()[0]
+                == models.SCHEMA_VERSION)
 
 
 @pytest.mark.gen_test
