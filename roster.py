@@ -17,6 +17,10 @@ import json
 import unicodedata
 
 import models
+import identity
+import ledger
+import registration
+import venue_time
 
 DEMO_COMPETITION = "Carrera Demo 5K"
 REHEARSAL_PREFIX = "simjuez"
@@ -159,17 +163,17 @@ def plan_roster(rows, competencia_id, source="roster"):
                 where, dorsal, dorsals[dorsal]), "invalid_roster")
         dorsals[dorsal] = line
         try:
-            categoria = models.check_categoria(row.get("categoria"))
+            categoria = registration.check_categoria(row.get("categoria"))
         except models.Invalid:
             raise models.Invalid("%s: la categoría tiene más de %d caracteres" % (
-                where, models.MAX_CATEGORIA), "invalid_roster") from None
+                where, registration.MAX_CATEGORIA), "invalid_roster") from None
         key = models.username_key(username)
         if key not in judges:
             nombre = (row.get("juez_nombre") or "").strip() or username
             if len(nombre) > MAX_NAME:
                 raise models.Invalid("%s: el nombre del juez tiene más de %d caracteres" % (
                     where, MAX_NAME), "invalid_roster")
-            problem = models.username_problem(username)
+            problem = identity.username_problem(username)
             if problem is not None:
                 raise models.Invalid("%s: %s" % (where, problem), "invalid_username")
             judges[key] = {"username": username, "nombre": nombre, "where": where,
@@ -404,9 +408,9 @@ def roster_passwords(plan, passwords=None):
     passwords = dict(passwords or {})
     for username in plan["new_judges"]:
         if models.username_key(username) not in passwords:
-            password = models.generate_password()
+            password = identity.generate_password()
             passwords[models.username_key(username)] = (password,
-                                                        models.hash_password(password))
+                                                        identity.hash_password(password))
     return passwords
 
 
@@ -495,7 +499,7 @@ def _team_fields(equipo):
 def _created_team(user_id, equipo, motivo=None):
     models._history(equipo.competencia_id, "crear", "equipo", equipo.id, user_id, motivo, None,
                     _team_fields(equipo))
-    return models.team_view(equipo)
+    return ledger.team_view(equipo)
 
 
 def _created_judge(user_id, juez, motivo=None):
@@ -509,12 +513,12 @@ def add_competition(user_id, nombre, fecha_hora=None):
     nombre = _text(nombre, "nombre", 200)
     if fecha_hora is not None and not isinstance(fecha_hora, models.dt.datetime):
         try:
-            fecha_hora = models.parse_timestamp(fecha_hora)  # (anything but text: ValueError)
+            fecha_hora = venue_time.parse_timestamp(fecha_hora)  # (anything but text: ValueError)
         except (ValueError, TypeError, OverflowError):
             raise models.Invalid("La fecha no es válida.", "validation_error",
                                  {"fecha_hora": "Debe ser una fecha ISO 8601."}) from None
     with models.db.atomic():
-        comp = models.create_competition(nombre, fecha_hora)
+        comp = registration.create_competition(nombre, fecha_hora)
         models._history(comp, "crear", "competencia", comp.id, user_id, None, None,
                         {"nombre": comp.nombre, "fecha_hora": models.iso(comp.fecha_hora)})
     return comp.to_dict()
@@ -524,8 +528,8 @@ def add_organizer(user_id, username, password=None, password_hash=None):
     """A new organizer account: ``password`` (8+ characters), or ``password_hash`` made
     beforehand from it. Returns the user object ({"id", "username", "organizador"})."""
     with models.db.atomic():
-        return models.create_user(username, password, organizer=True,
-                                  password_hash=password_hash).to_dict()
+        return identity.create_user(username, password, organizer=True,
+                                    password_hash=password_hash).to_dict()
 
 
 def add_judge(user_id, competencia_id, username, nombre=None, password=None,
@@ -535,8 +539,8 @@ def add_judge(user_id, competencia_id, username, nombre=None, password=None,
     comp = models.get_competencia(competencia_id)
     nombre = _text(nombre, "nombre", 200, required=False)
     with models.db.atomic():
-        juez = models.create_judge(username, password, comp.id, nombre,
-                                   password_hash=password_hash)
+        juez = registration.create_judge(username, password, comp.id, nombre,
+                                         password_hash=password_hash)
         _created_judge(user_id, juez)
     return judge_view(juez)
 
@@ -546,10 +550,10 @@ def add_team(user_id, competencia_id, nombre, dorsal, juez_id, categoria=None):
     comp = models.get_competencia(competencia_id)
     nombre, dorsal = _text(nombre, "nombre", 200), _dorsal(dorsal)
     juez = _judge(juez_id, comp.id)
-    categoria = models.check_categoria(categoria)
+    categoria = registration.check_categoria(categoria)
     _no_import(comp.id)
     with models.db.atomic():
-        return _created_team(user_id, models.create_team(nombre, dorsal, juez.id, categoria))
+        return _created_team(user_id, registration.create_team(nombre, dorsal, juez.id, categoria))
 
 
 TEAM_FIELDS = ("nombre", "dorsal", "juez_id", "categoria")
@@ -573,11 +577,11 @@ def edit_team(user_id, equipo_id, changes):
     if "juez_id" in changes:
         new["juez_id"] = _judge(changes["juez_id"], equipo.competencia_id).id
     if "categoria" in changes:
-        new["categoria"] = models.check_categoria(changes["categoria"])
+        new["categoria"] = registration.check_categoria(changes["categoria"])
     before = _team_fields(equipo)
     changed = {field: value for field, value in new.items() if before[field] != value}
     if not changed:
-        return models.team_view(equipo)
+        return ledger.team_view(equipo)
     if "dorsal" in changed and models.Equipo.select().where(
             (models.Equipo.competencia == equipo.competencia_id)
             & (models.Equipo.dorsal == changed["dorsal"])).exists():
@@ -588,7 +592,7 @@ def edit_team(user_id, equipo_id, changes):
                              ).where(models.Equipo.id == equipo.id).execute()
         models._history(equipo.competencia_id, "editar", "equipo", equipo.id, user_id, None,
                         {field: before[field] for field in changed}, changed)
-    return models.team_view(_team(equipo.id))
+    return ledger.team_view(_team(equipo.id))
 
 
 def delete_team(user_id, equipo_id):
@@ -637,9 +641,9 @@ def edit_judge(user_id, juez_id, changes, password_hash=None):
             revoked = not activo
         juez.save()
         if revoked:
-            models.revoke_tokens(juez.user_id)
+            identity.revoke_tokens(juez.user_id)
         if password_hash is not None:
-            models.replace_password(juez.user_id, password_hash, user_id)
+            identity.replace_password(juez.user_id, password_hash, user_id)
             revoked = True
     return judge_view(juez), revoked
 
@@ -657,22 +661,22 @@ def create_demo_event():
     Returns their credentials:
     ``{"competencia_id", "organizador": {username, password}, "jueces": [{username, password,
     juez_id, equipos}]}``."""
-    creds = {"organizador": {"username": "organizador", "password": models.generate_password()},
+    creds = {"organizador": {"username": "organizador", "password": identity.generate_password()},
              "jueces": []}
     with models.db.atomic():
-        nine = models.to_local(models.utcnow()).replace(hour=9, minute=0, second=0,
-                                                        microsecond=0)  # today, local time
-        comp = models.create_competition(DEMO_COMPETITION,
-                                         models.parse_local_timestamp(nine.isoformat()))
-        models.create_user("organizador", creds["organizador"]["password"], organizer=True)
+        nine = venue_time.to_local(models.utcnow()).replace(hour=9, minute=0, second=0,
+                                                            microsecond=0)  # today, local time
+        comp = registration.create_competition(DEMO_COMPETITION,
+                                               venue_time.parse_local_timestamp(nine.isoformat()))
+        identity.create_user("organizador", creds["organizador"]["password"], organizer=True)
         dorsal = 1
         for n in (1, 2):
-            password = models.generate_password()
-            juez = models.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n)
+            password = identity.generate_password()
+            juez = registration.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n)
             creds["jueces"].append({"username": "juez%d" % n, "password": password,
                                     "juez_id": juez.id, "equipos": []})
             for letter in "AB":
-                equipo = models.create_team("Equipo %d%s" % (n, letter), dorsal, juez.id)
+                equipo = registration.create_team("Equipo %d%s" % (n, letter), dorsal, juez.id)
                 creds["jueces"][-1]["equipos"].append(equipo.id)
                 dorsal += 1
     creds["competencia_id"] = comp.id
@@ -704,15 +708,15 @@ def rehearsal_judges(competencia_id, count, known=None):
             if juez is not None and username in known:
                 rows.append(known[username])
                 continue
-            password = models.generate_password()
+            password = identity.generate_password()
             if juez is None:
-                juez = models.create_judge(username, password, competencia_id,
-                                           "Juez simulado %d" % n)
+                juez = registration.create_judge(username, password, competencia_id,
+                                                 "Juez simulado %d" % n)
             else:
-                models.set_password(username, password)
+                identity.set_password(username, password)
             if not juez.equipos.exists():
                 dorsal += 1
-                models.create_team("Equipo simulado %d" % n, dorsal, juez.id)
+                registration.create_team("Equipo simulado %d" % n, dorsal, juez.id)
             rows.append({"usuario": username, "contrasena": password, "juez_id": juez.id,
                          "nombre": juez.nombre})
     return rows

@@ -43,6 +43,8 @@ import threading
 import time
 
 import models
+import race_defaults
+import submissions
 import replica
 from models import db
 
@@ -52,7 +54,7 @@ log = logging.getLogger("server5k.store")
 # fn -> batched(list of each job's args) -> [(ok, result or DomainError)] in job order.
 # Submissions are race day's hot path; batching them costs a few statements per commit instead
 # of a few per submission (docs/performance.md).
-BATCHED = {models.store_submission: models.store_submissions}
+BATCHED = {submissions.store_submission: submissions.store_submissions}
 
 # Bounds of the queues (jobs waiting or running). A full queue refuses at once (Busy).
 # Writes: a commit takes a few ms, so thousands waiting means the disk has stalled.
@@ -364,7 +366,7 @@ class ProcessPool(BoundedPool):
         return concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_starts,
-            initargs=(os.getpid(), self._database_path, models.configuration()))
+            initargs=(os.getpid(), self._database_path, race_defaults.configuration()))
 
     def warm_up(self):
         """Start the workers now, on the pool's starter thread: not on the first request's.
@@ -469,7 +471,7 @@ def _worker_starts(server_pid, database_path, configuration):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
         os.nice(WORKER_NICENESS)
-    models.configure(**configuration)
+    race_defaults.configure(**configuration)
     db.init(database_path, pragmas=models.PRAGMAS)
 
 

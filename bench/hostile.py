@@ -532,6 +532,7 @@ def roster_steps(sizes):
     """The writer's holds of an import, measured on the functions the server runs (a fresh
     database): the plan (a reader's work, the preview), then each writer step's duration."""
     import models
+    import registration
     import roster
     lines = ["| rows | parse (reader) | plan = preview (reader) | writer steps | longest step "
              "| median step | steps in all |", "|---|---|---|---|---|---|---|"]
@@ -539,7 +540,7 @@ def roster_steps(sizes):
         with tempfile.TemporaryDirectory(prefix="server5k-steps-") as tmp:
             models.open_database(str(Path(tmp) / "steps.db"))
             with models.db.connection_context():
-                comp = models.create_competition("Pasos")
+                comp = registration.create_competition("Pasos")
                 started = time.perf_counter()
                 parsed, _ = roster.parse_roster(roster_csv(rows, 1))
                 parsed_at = time.perf_counter()

@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
+import identity  # noqa: E402
+import venue_time  # noqa: E402
 import rehearsal as vj  # noqa: E402
 from bench import reference_server  # noqa: E402
 from handlers.tokens import TokenService  # noqa: E402
@@ -56,7 +58,7 @@ SERVERS = ("server5k", "reference")
 # ------------------------------------------------------------------------------------------------
 def seed_server5k(path, judges, records):
     models.open_database(path)
-    password_hash = models.hash_password(PASSWORD)  # one hash for all: seeding 5,000 stays fast
+    password_hash = identity.hash_password(PASSWORD)  # one hash for all: seeding 5,000 stays fast
     now = models.utcnow()
     with models.db.connection_context(), models.db.atomic():
         models.Competencia.create(id=1, nombre="Bench 5K")
@@ -81,7 +83,7 @@ def _server5k_records(judges, records, now):
     for n in range(records):
         k = n % judges + 1
         tiempo = 1_200_000 + n
-        hours, minutes, seconds, ms = models.split_tiempo(tiempo)
+        hours, minutes, seconds, ms = venue_time.split_tiempo(tiempo)
         yield {"id_registro": "00000000-0000-4000-8000-%012x" % n, "equipo": k, "juez": k,
                "tiempo": tiempo, "horas": hours, "minutos": minutes, "segundos": seconds,
                "milisegundos": ms, "timestamp": now, "received_at": now,
@@ -89,7 +91,7 @@ def _server5k_records(judges, records, now):
 
 
 def seed_reference(path, judges, records):
-    password_hash = models.hash_password(PASSWORD)
+    password_hash = identity.hash_password(PASSWORD)
     db = sqlite3.connect(path)
     db.executescript("PRAGMA journal_mode=WAL;" + reference_server.SCHEMA)
     with db:

@@ -117,13 +117,15 @@ def http(method, url, body=None, token=None):
 
 def prepare(db_path, judges):
     import models
+    import identity
+    import registration
     models.open_database(db_path)
     with models.db.connection_context():
-        comp = models.create_competition("Bench 5K")
-        models.create_user("org", "org-pass", organizer=True)
+        comp = registration.create_competition("Bench 5K")
+        identity.create_user("org", "org-pass", organizer=True)
         for n in range(judges):
-            juez = models.create_judge("juez%d" % n, "pass-juez", comp.id)
-            models.create_team("Equipo %d" % n, n + 1, juez.id)
+            juez = registration.create_judge("juez%d" % n, "pass-juez", comp.id)
+            registration.create_team("Equipo %d" % n, n + 1, juez.id)
         return comp.id
 
 

@@ -24,41 +24,45 @@ ROOT = Path(__file__).resolve().parent.parent
 def build_and_time(root, teams, corrections, rounds, db_path):
     sys.path.insert(0, str(root))
     import models  # noqa: E402  (the checkout under test)
+    import race_control  # noqa: E402
+    import ranking  # noqa: E402
+    import registration  # noqa: E402
+    import submissions  # noqa: E402
 
     models.open_database(db_path)
     rng = random.Random(5)
     with models.db.connection_context():
         with models.db.atomic():
-            comp = models.create_competition("Bench")
-            juez = models.create_judge("juez", "x" * 10, comp.id)
-            equipos = [models.create_team("Equipo %d" % n, n, juez.id).id
+            comp = registration.create_competition("Bench")
+            juez = registration.create_judge("juez", "x" * 10, comp.id)
+            equipos = [registration.create_team("Equipo %d" % n, n, juez.id).id
                        for n in range(1, teams + 1)]
             models.Competencia.update(started_at=models.utcnow()).execute()
             jobs = [(juez.user_id, equipo_id, [
                 {"tiempo": rng.randint(1_000_000, 2_500_000),
                  "timestamp": models.utcnow(), "id_registro": None} for _ in range(15)])
                 for equipo_id in equipos]
-            store = getattr(models, "store_submissions", None)
+            store = getattr(submissions, "store_submissions", None)
             if store is None:
                 raise SystemExit("this checkout has no store_submissions")
             store(jobs)
         done = 0
-        if corrections and hasattr(models, "void_record"):
+        if corrections and hasattr(race_control, "void_record"):
             ids = [models._uuid_text(r.id_registro.hex) for r in
                    models.RegistroTiempo.select(models.RegistroTiempo.id_registro).limit(corrections)]
             with models.db.atomic():
                 for n, rid in enumerate(ids):
                     if n % 3 == 0:
-                        models.void_record(None, rid, "bench")
+                        race_control.void_record(None, rid, "bench")
                     elif n % 3 == 1:
-                        models.edit_record(None, rid, "bench", tiempo=1_111_111)
+                        race_control.edit_record(None, rid, "bench", tiempo=1_111_111)
                     else:
-                        models.edit_record(None, rid, "bench", equipo_id=equipos[n % teams])
+                        race_control.edit_record(None, rid, "bench", equipo_id=equipos[n % teams])
                     done += 1
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            models.ranking(comp.id, 15)
+            ranking.ranking(comp.id, 15)
             times.append((time.perf_counter() - start) * 1000)
     return {"median_ms": statistics.median(times), "corrections": done}
 

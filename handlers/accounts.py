@@ -11,6 +11,8 @@ at once. Every endpoint needs an organizer's access token; a judge's gets 403
 """
 
 import models
+import identity
+import race_control
 import roster
 from handlers.base import OrganizerHandler
 from handlers.errors import ApiError
@@ -23,7 +25,7 @@ class CompetenciasHandler(OrganizerHandler):
     """GET -> {"competencias": [...]}; POST {"nombre", "fecha_hora"?} -> 201 the competition."""
 
     async def get(self):
-        self.write_json({"competencias": await self.db_read(models.all_competitions)})
+        self.write_json({"competencias": await self.db_read(race_control.all_competitions)})
 
     async def post(self):
         body = self.json_body()
@@ -42,8 +44,8 @@ class CompetitionJudgesHandler(JuecesHandler):
         password = body.get("password")
         generated = password is None
         if generated:
-            password = models.generate_password()
-        password_hash = await self.db_hash(models.new_password_hash, password)
+            password = identity.generate_password()
+        password_hash = await self.db_hash(identity.new_password_hash, password)
         juez = await self.db_write(roster.add_judge, self.user_id, int(competencia_id),
                                    body.get("username"), body.get("nombre"), None, password_hash)
         self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
@@ -60,8 +62,8 @@ class OrganizadoresHandler(OrganizerHandler):
         password = body.get("password")
         generated = password is None
         if generated:
-            password = models.generate_password()
-        password_hash = await self.db_hash(models.new_password_hash, password)
+            password = identity.generate_password()
+        password_hash = await self.db_hash(identity.new_password_hash, password)
         user = await self.db_write(roster.add_organizer, self.user_id, body.get("username"),
                                    None, password_hash)
         self.write_json(dict(user, password=password if generated else None), status=201)
@@ -83,7 +85,7 @@ class JuezHandler(OrganizerHandler):
         body = self.json_body()
         password_hash = None
         if "password" in body:
-            password_hash = await self.db_hash(models.new_password_hash, body["password"])
+            password_hash = await self.db_hash(identity.new_password_hash, body["password"])
         juez, revoked = await self.db_write(roster.edit_judge, self.user_id, int(juez_id), body,
                                             password_hash)
         if revoked:
@@ -169,9 +171,9 @@ class ImportarHandler(OrganizerHandler):
                                           (raw, cid, self.SOURCE))
             prepared = {}
             for username in plan["new_judges"]:
-                password = models.generate_password()
+                password = identity.generate_password()
                 prepared[models.username_key(username)] = (
-                    password, await self.db_hash(models.hash_password, password))
+                    password, await self.db_hash(identity.hash_password, password))
             judge_ids, credentials = {}, []
             for part in roster.import_steps(plan):
                 credentials += await self.db_write(roster.apply_roster_step, plan, part,

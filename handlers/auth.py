@@ -2,6 +2,7 @@
 single-use socket tickets of ``/api/ws-ticket/``."""
 
 import models
+import identity as identity_room
 from handlers.base import SMALL_BODY_BYTES, BaseHandler
 from handlers.errors import ApiError, too_many
 
@@ -42,7 +43,7 @@ class TokenHandler(BaseHandler):
             if retry_after:
                 raise too_many("Demasiados intentos de inicio de sesión; espere %d s."
                                % retry_after, retry_after)
-            identity = await self.db_hash(models.authenticate, username, password)
+            identity = await self.db_hash(identity_room.authenticate, username, password)
         finally:
             self.limits.hashing.release(address)
         if identity is None:
@@ -82,7 +83,7 @@ class MeHandler(BaseHandler):
 
     async def get(self):
         identity = await self.authenticated()
-        answer = await self.db_read(models.me, identity["user"]["id"])
+        answer = await self.db_read(identity_room.me, identity["user"]["id"])
         if answer is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         self.write_json(answer)

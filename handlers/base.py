@@ -18,6 +18,8 @@ import tornado.web
 import tornado.websocket
 
 import models
+import identity as identity_room
+import race_control
 import store
 from handlers.access import client_address, redact_uri
 from handlers.connections import connection_of
@@ -204,7 +206,7 @@ class ServiceMixin:
         """The competition's dict: the live one on the hub, else read (ApiError 404 if none),
         on the public readers for an anonymous caller."""
         return self.hub.competition(competencia_id) or await (
-            self.db_public if public else self.db_read)(models.competition_dict, competencia_id)
+            self.db_public if public else self.db_read)(race_control.competition_dict, competencia_id)
 
     def public_answer(self, etag):
         """Mark this answer as public and cacheable, with the strong validator ``etag`` (made
@@ -234,7 +236,7 @@ class ServiceMixin:
     async def identity_of_user(self, user_id, token_gen):
         """The identity of an active user whose tokens of generation ``token_gen`` still hold.
         Raises ApiError(401) if gone, inactive or revoked (``token_revoked``)."""
-        identity = await self.db_read(models.user_identity, user_id, token_gen)
+        identity = await self.db_read(identity_room.user_identity, user_id, token_gen)
         if identity is None:
             raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
         self.trust_connection()

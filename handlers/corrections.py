@@ -7,7 +7,9 @@ transaction); once committed, the live results page and the console are told at 
 Every endpoint needs an organizer's access token; a judge's gets 403 ``organizer_only``.
 """
 
-import models
+import ledger
+import race_control
+import venue_time
 from handlers.base import OrganizerHandler
 from handlers.errors import ApiError
 
@@ -35,34 +37,34 @@ class RegistrosHandler(OrganizerHandler):
         if flavour:
             text = await self.db_read(_records_csv, cid, equipo_id, juez_id, flavour == "excel")
             return self.send_csv(text, "registros-competencia-%d.csv" % cid)
-        self.write_json(await self.db_read(models.competition_records, cid, equipo_id, juez_id))
+        self.write_json(await self.db_read(ledger.competition_records, cid, equipo_id, juez_id))
 
     async def post(self, competencia_id):
         body = self.json_body()
         timestamp = body.get("timestamp")
         if timestamp is not None:  # an organizer's date: without an offset, local time
             try:
-                timestamp = models.parse_local_timestamp(timestamp)
+                timestamp = venue_time.parse_local_timestamp(timestamp)
             except (ValueError, TypeError, OverflowError):
                 raise ApiError(400, "validation_error", "La fecha no es válida.",
                                {"timestamp": "Debe ser una fecha ISO 8601."}) from None
         cid, record = await self.db_write(
-            models.add_manual_record, self.user_id, int(competencia_id), body.get("equipo_id"),
+            race_control.add_manual_record, self.user_id, int(competencia_id), body.get("equipo_id"),
             body.get("tiempo"), body.get("motivo"), timestamp)
         self.hub.corrected(cid, "registros", record)
         self.write_json(record, status=201)
 
 
 def _records_csv(competencia_id, equipo_id, juez_id, excel):
-    return models.records_csv(models.competition_records(competencia_id, equipo_id, juez_id),
+    return ledger.records_csv(ledger.competition_records(competencia_id, equipo_id, juez_id),
                               excel=excel)
 
 
 class RegistroActionHandler(OrganizerHandler):
     """POST /api/registros/{rid}/anular|restaurar|aceptar/ {"motivo"} -> the record."""
 
-    ACTIONS = {"anular": models.void_record, "restaurar": models.restore_record,
-               "aceptar": models.accept_record}
+    ACTIONS = {"anular": race_control.void_record, "restaurar": race_control.restore_record,
+               "aceptar": race_control.accept_record}
 
     async def post(self, id_registro, action):
         motivo = self.json_body().get("motivo")
@@ -77,7 +79,7 @@ class RegistroHandler(OrganizerHandler):
 
     async def patch(self, id_registro):
         body = self.json_body()
-        cid, record = await self.db_write(models.edit_record, self.user_id, id_registro,
+        cid, record = await self.db_write(race_control.edit_record, self.user_id, id_registro,
                                           body.get("motivo"), body.get("equipo_id"),
                                           body.get("tiempo"))
         self.hub.corrected(cid, "registros", record)
@@ -88,7 +90,7 @@ class HistorialHandler(OrganizerHandler):
     """GET /api/registros/{rid}/historial/ -> {"registro", "historial"}."""
 
     async def get(self, id_registro):
-        self.write_json(await self.db_read(models.record_history, id_registro))
+        self.write_json(await self.db_read(ledger.record_history, id_registro))
 
 
 class AjustarTiemposHandler(OrganizerHandler):
@@ -100,7 +102,7 @@ class AjustarTiemposHandler(OrganizerHandler):
         cid = int(competencia_id)
         async with self.hub.lock(cid):
             comp, affected = await self.db_write(
-                models.shift_times, self.user_id, cid, body.get("delta_ms"), body.get("motivo"),
+                race_control.shift_times, self.user_id, cid, body.get("delta_ms"), body.get("motivo"),
                 body.get("juez_id"))
             self.hub.update(comp)
         self.write_json({"competencia": comp, "registros_afectados": affected})
@@ -113,10 +115,10 @@ class EquipoCorrectionHandler(OrganizerHandler):
     async def post(self, equipo_id, what):
         body = self.json_body()
         if what == "estado":
-            team = await self.db_write(models.set_team_status, self.user_id, int(equipo_id),
+            team = await self.db_write(race_control.set_team_status, self.user_id, int(equipo_id),
                                        body.get("estado"), body.get("motivo"))
         else:
-            team = await self.db_write(models.set_team_penalty, self.user_id, int(equipo_id),
+            team = await self.db_write(race_control.set_team_penalty, self.user_id, int(equipo_id),
                                        body.get("ms"), body.get("motivo"))
         self.hub.corrected(team["competencia_id"], "equipos", team)
         self.write_json(team)
@@ -128,7 +130,7 @@ class OficialHandler(OrganizerHandler):
     async def post(self, competencia_id, action):
         motivo = self.json_body().get("motivo") if self.has_body() else None
         cid = int(competencia_id)
-        fn = models.make_official if action == "oficializar" else models.reopen_results
+        fn = race_control.make_official if action == "oficializar" else race_control.reopen_results
         async with self.hub.lock(cid):
             comp, changed = await self.db_write(fn, self.user_id, cid, motivo)
             if changed:
@@ -146,8 +148,8 @@ class AuditoriaHandler(OrganizerHandler):
         if flavour:
             text = await self.db_read(_audit_csv, cid, flavour == "excel")
             return self.send_csv(text, "auditoria-competencia-%d.csv" % cid)
-        self.write_json(await self.db_read(models.audit_log, cid))
+        self.write_json(await self.db_read(ledger.audit_log, cid))
 
 
 def _audit_csv(competencia_id, excel):
-    return models.audit_csv(models.audit_log(competencia_id), excel=excel)
+    return ledger.audit_csv(ledger.audit_log(competencia_id), excel=excel)

@@ -21,6 +21,10 @@ import datetime as dt
 import uuid
 
 import models
+import identity as identity_room
+import race_control
+import submissions
+import venue_time
 from handlers import accounts, auth, races, times
 from handlers.base import SMALL_BODY_BYTES, BaseHandler
 from handlers.errors import ApiError, too_many
@@ -44,7 +48,7 @@ def app_datetime(comp, now=None):
     if comp["started_at"] is not None:
         return comp["started_at"]
     ahead = (now or models.utcnow()) + NOT_BEFORE
-    scheduled = models.parse_timestamp(comp["fecha_hora"]) if comp["fecha_hora"] else None
+    scheduled = venue_time.parse_timestamp(comp["fecha_hora"]) if comp["fecha_hora"] else None
     return models.iso(scheduled if scheduled is not None and scheduled > ahead else ahead)
 
 
@@ -113,7 +117,7 @@ class LogoutHandler(BaseHandler):
         if refresh is not None and refresh["user_id"] != access["user_id"]:
             raise ApiError(403, "not_your_token", "El token de refresco es de otro usuario.")
         ended = [claims for claims in (refresh, access) if claims is not None]
-        await self.db_write(models.end_session, ended)
+        await self.db_write(identity_room.end_session, ended)
         self.tokens.revoke({str(claims["jti"]): claims["exp"] for claims in ended})
         self.write_json({"detail": "Sesión cerrada."})
 
@@ -204,7 +208,7 @@ class EquiposHandler(BaseHandler):
                 raise ApiError(400, "validation_error", "competition_id debe ser un entero.",
                                {"competition_id": "Debe ser un entero positivo."})
             competencia_id = int(raw)
-        teams = await self.db_read(models.judge_teams, user_id, competencia_id)
+        teams = await self.db_read(race_control.judge_teams, user_id, competencia_id)
         self.write_json([app_team(team) for team in teams])
 
 
@@ -234,11 +238,11 @@ class EquipoRegistrosHandler(times.EquipoRegistrosHandler):
                                retry_after)
 
     async def post(self, equipo_id):
-        records, ignored = models.validate_app_set(
+        records, ignored = submissions.validate_app_set(
             await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
         eid = int(equipo_id)
         try:
-            result = await self.db_write(models.store_app_set, self.user_id, eid, records,
+            result = await self.db_write(submissions.store_app_set, self.user_id, eid, records,
                                          self.token_gen)
         except ApiError as exc:
             if exc.code != "id_registro_conflict":

@@ -17,6 +17,9 @@ import tornado.template
 import tornado.web
 
 import models
+import race_control
+import race_defaults
+import venue_time
 from handlers.base import BOOT, ServiceMixin
 from handlers.results import team_detail
 from handlers.wire import dumps
@@ -44,7 +47,7 @@ MESES = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", 
 
 
 def _local(wire_text):
-    return models.to_local(models.parse_timestamp(wire_text)) if wire_text else None
+    return venue_time.to_local(venue_time.parse_timestamp(wire_text)) if wire_text else None
 
 
 def offset_text(local):
@@ -116,7 +119,7 @@ class PageHandler(ServiceMixin, tornado.web.RequestHandler):
         namespace["asset"] = asset
         namespace["estado_texto"] = lambda estado: ESTADOS.get(estado, estado)
         namespace.update(fecha_texto=fecha_texto, hora_texto=hora_texto, momento=momento,
-                         zona=models.zone().key)
+                         zona=race_defaults.zone().key)
         return namespace
 
     def compute_etag(self):
@@ -156,7 +159,7 @@ class IndexPageHandler(PageHandler):
     organizer hid (a test race: its pages still open by their address)."""
 
     async def get(self):
-        competencias = await self.db_public(models.all_competitions, True)
+        competencias = await self.db_public(race_control.all_competitions, True)
         if self.public_answer(self.data_etag(competencias)):
             return
         self.render("index.html", competencias=competencias)
@@ -184,7 +187,7 @@ class EquipoPageHandler(PageHandler):
         detail = await team_detail(self, int(competencia_id), int(equipo_id), "h")
         if detail is None:
             return
-        self.render("equipo.html", detail=detail, format_ms=models.format_ms)
+        self.render("equipo.html", detail=detail, format_ms=venue_time.format_ms)
 
 
 class ConsolePageHandler(PageHandler):
@@ -192,7 +195,7 @@ class ConsolePageHandler(PageHandler):
     signs in and reads everything through the API (templates/organizador.html)."""
 
     def get(self):
-        self.render("organizador.html", zona=models.zone().key)  # times in the venue's zone
+        self.render("organizador.html", zona=race_defaults.zone().key)  # times in the venue's zone
 
 
 class StaticHandler(ServiceMixin, tornado.web.StaticFileHandler):

@@ -5,6 +5,8 @@ import asyncio
 
 import addresses
 import models
+import race_control
+import venue_time
 from handlers.base import BaseHandler, OrganizerHandler
 from handlers.errors import ApiError
 
@@ -25,7 +27,7 @@ class CompetenciaHandler(BaseHandler):
         body = self.json_body()
         cid = int(competencia_id)
         async with self.hub.lock(cid):
-            comp, regla, changed = await self.db_write(models.update_competition, user_id, cid,
+            comp, regla, changed = await self.db_write(race_control.update_competition, user_id, cid,
                                                        body)
             if changed:
                 self.hub.update(comp)  # the results page recomputes with the new rule
@@ -44,13 +46,13 @@ class RaceActionHandler(OrganizerHandler):
         force = self._force() if action == "reiniciar" else False
         async with self.hub.lock(cid):
             if action == "iniciar":
-                comp = await self.db_write(models.start_competition, cid, self.user_id)
+                comp = await self.db_write(race_control.start_competition, cid, self.user_id)
                 changed = True
             elif action == "detener":
-                comp = await self.db_write(models.stop_competition, cid, self.user_id)
+                comp = await self.db_write(race_control.stop_competition, cid, self.user_id)
                 changed = True
             else:
-                comp, changed = await self.db_write(models.reset_competition, cid, force,
+                comp, changed = await self.db_write(race_control.reset_competition, cid, force,
                                                     self.user_id)
             notified = self.hub.change_state(comp) if changed else 0
         self.write_json({"competencia": comp, "notificados": notified})
@@ -71,18 +73,18 @@ class JuecesHandler(OrganizerHandler):
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
-        board = await self.db_read(models.competition_judges, cid)
+        board = await self.db_read(race_control.competition_judges, cid)
         comp = self.hub.competition(cid) or board["competencia"]
         # Lateness is measured from the moment the start was given: an adjustment moves
         # everyone's reference alike and makes nobody late (ORGANIZER.md).
-        given = models.parse_timestamp(board["inicio_dado"]) if board["inicio_dado"] else None
+        given = venue_time.parse_timestamp(board["inicio_dado"]) if board["inicio_dado"] else None
         alert_ms = self.config["race"]["start_lag_alert_ms"]
         for juez in board["jueces"]:
             juez["sockets"] = self.hub.sockets_of(juez["id"])
             juez["conectado"] = juez["sockets"] > 0
             juez["ultima_conexion"] = models.iso(self.hub.last_connected(juez["id"]))
             # The first notice: as stored (kept across restarts) or heard by this process.
-            heard = [models.parse_timestamp(juez["inicio_notificado_en"])] if juez[
+            heard = [venue_time.parse_timestamp(juez["inicio_notificado_en"])] if juez[
                 "inicio_notificado_en"] else []
             if given is not None and self.hub.start_heard_at(cid, juez["id"]) is not None:
                 heard.append(self.hub.start_heard_at(cid, juez["id"]))

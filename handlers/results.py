@@ -8,6 +8,8 @@ with the standings, and a client or cache that already has them gets ``304`` at 
 """
 
 import models
+import ledger
+import registration
 from handlers.base import BOOT, BaseHandler
 from handlers.errors import ApiError
 
@@ -33,9 +35,9 @@ class ResultadosHandler(BaseHandler):
         categoria = self.get_query_argument("categoria", None)
         if categoria is not None:
             categoria = categoria.strip() or None
-            if categoria is not None and len(categoria) > models.MAX_CATEGORIA:
+            if categoria is not None and len(categoria) > registration.MAX_CATEGORIA:
                 raise ApiError(400, "validation_error", "La categoría es demasiado larga.",
-                               {"categoria": "Hasta %d caracteres." % models.MAX_CATEGORIA})
+                               {"categoria": "Hasta %d caracteres." % registration.MAX_CATEGORIA})
         await self.competition(cid, public=True)  # 404 before anything is kept for this id
         snapshot = await self.settled(self.standings.get(cid))
         if self.public_answer(snapshot.etag):
@@ -71,4 +73,4 @@ async def team_detail(handler, cid, eid, kind):
     tag = handler.standings.tag(cid)
     if handler.public_answer('"%s%s.%d.%s"' % (kind, BOOT, eid, tag)):
         return None
-    return await handler.db_public(models.team_detail, cid, eid)
+    return await handler.db_public(ledger.team_detail, cid, eid)

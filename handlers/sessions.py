@@ -20,7 +20,7 @@ import logging
 
 import tornado.ioloop
 
-import models
+import identity
 
 log = logging.getLogger("server5k.sessions")
 
@@ -57,7 +57,7 @@ class SocketGuard:
         """Sweep now if the accounts' mark moved since the last look. Returns how many sockets
         were closed."""
         try:
-            mark = await asyncio.wrap_future(self.store.read(models.revocation_mark))
+            mark = await asyncio.wrap_future(self.store.read(identity.revocation_mark))
         except Exception:
             log.exception("could not read the accounts' revocation mark")
             return 0
@@ -72,7 +72,7 @@ class SocketGuard:
             return 0
         try:
             current = await asyncio.wrap_future(self.store.read(
-                models.token_generations, sorted({sock.user_id for sock in sockets})))
+                identity.token_generations, sorted({sock.user_id for sock in sockets})))
         except Exception:
             log.exception("could not read the token generations of open sockets")
             return 0

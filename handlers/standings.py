@@ -23,6 +23,8 @@ import logging
 from collections import defaultdict
 
 import models
+import ledger
+import ranking
 import store
 from handlers.wire import dumps, message_text
 
@@ -56,14 +58,14 @@ class Snapshot:
         json_text = dumps(result)
         # The object without its closing brace: each answer appends its own server_time.
         self._json_head = json_text.encode("utf-8")[:-1]
-        self._csv = models.ranking_csv(result).encode("utf-8")
+        self._csv = ranking.ranking_csv(result).encode("utf-8")
         self.excel = {}
         self.message = message_text("resultados", json_text).encode("utf-8")
         self._categories = {}
         for name in result["categorias"]:
-            part = models.only_category(result, name)
+            part = ranking.only_category(result, name)
             self._categories[name] = (dumps(part).encode("utf-8")[:-1],
-                                      models.ranking_csv(part).encode("utf-8"))
+                                      ranking.ranking_csv(part).encode("utf-8"))
         # For a category no team has (a few hundred bytes, made when asked for).
         self._without_rows = dict(result, clasificacion=[])
         digest = hashlib.blake2b(self._json_head, digest_size=12)
@@ -75,8 +77,8 @@ class Snapshot:
             return self._json_head, self._csv
         texts = self._categories.get(categoria)
         if texts is None:
-            empty = models.only_category(self._without_rows, categoria)
-            texts = dumps(empty).encode("utf-8")[:-1], models.ranking_csv(empty).encode("utf-8")
+            empty = ranking.only_category(self._without_rows, categoria)
+            texts = dumps(empty).encode("utf-8")[:-1], ranking.ranking_csv(empty).encode("utf-8")
         return texts
 
     def json(self, server_time, categoria=None):
@@ -91,7 +93,7 @@ class Snapshot:
 
 def excel_csv(data):
     """The Excel flavour of a standings CSV (bytes), in the standings' worker process."""
-    return models.excel_csv(data.decode("utf-8"), models.CSV_TIME_COLUMNS).encode("utf-8")
+    return ledger.excel_csv(data.decode("utf-8"), ledger.CSV_TIME_COLUMNS).encode("utf-8")
 
 
 def compute(competencia_id):
@@ -104,7 +106,7 @@ def compute(competencia_id):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return Snapshot(models.ranking(competencia_id))
+        return Snapshot(ranking.ranking(competencia_id))
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -1,6 +1,7 @@
 """``POST /api/enviar_tiempos/``: a judge's finish times for one team."""
 
-import models
+import ledger
+import submissions
 from handlers.base import BaseHandler
 from handlers.errors import too_many
 
@@ -26,9 +27,9 @@ class EnviarTiemposHandler(BaseHandler):
                                retry_after)
 
     async def post(self):
-        equipo_id, records, ignored = models.validate_submission(
+        equipo_id, records, ignored = submissions.validate_submission(
             await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
-        result = await self.db_write(models.store_submission, self.user_id, equipo_id, records,
+        result = await self.db_write(submissions.store_submission, self.user_id, equipo_id, records,
                                      self.token_gen)
         self.hub.records_stored(result["competencia_id"], equipo_id, len(result["created"]))
         self.write_json({"created": result["created"], "duplicates": result["duplicates"],
@@ -42,4 +43,4 @@ class EquipoRegistrosHandler(BaseHandler):
 
     async def get(self, equipo_id):
         user_id = (await self.authenticated())["user"]["id"]
-        self.write_json(await self.db_read(models.team_records, user_id, int(equipo_id)))
+        self.write_json(await self.db_read(ledger.team_records, user_id, int(equipo_id)))

@@ -11,14 +11,17 @@ from helpers import CHROMIUM, ROOT, SECRET, Client, LiveServer
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
+import identity  # noqa: E402
+import registration  # noqa: E402
 import server5k  # noqa: E402
+import config_schema  # noqa: E402
 
 
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVER5K_SECRET_KEY", SECRET)
     (tmp_path / "empty.yaml").write_text("")
-    return server5k.load_config(tmp_path / "empty.yaml", {
+    return config_schema.load_config(tmp_path / "empty.yaml", {
         "database": {"path": str(tmp_path / "event.db")},
         "server": {"ws_ping_interval_s": 5},
     })
@@ -32,7 +35,7 @@ _HASHES = {}
 
 def hashed(password):
     if password not in _HASHES:
-        _HASHES[password] = models.hash_password(password)
+        _HASHES[password] = identity.hash_password(password)
     return _HASHES[password]
 
 
@@ -40,22 +43,22 @@ def hashed(password):
 def event(config):
     """A competition with an organizer, two judges (two teams each) and a judge of another race."""
     models.open_database(config["database"]["path"])
-    models._VERIFIED = models._Verified()  # no login remembered from another test
+    identity._VERIFIED = identity._Verified()  # no login remembered from another test
     with models.db.connection_context():
-        comp = models.create_competition("Carrera de prueba")
-        other = models.create_competition("Otra carrera")
-        models.create_user("org", "org-pass", organizer=True, password_hash=hashed("org-pass"))
-        j1 = models.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno",
-                                 password_hash=hashed("pass-juez1"))
-        j2 = models.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos",
-                                 password_hash=hashed("pass-juez2"))
-        j3 = models.create_judge("juez3", "pass-juez3", other.id, "Juez Otra",
-                                 password_hash=hashed("pass-juez3"))
+        comp = registration.create_competition("Carrera de prueba")
+        other = registration.create_competition("Otra carrera")
+        identity.create_user("org", "org-pass", organizer=True, password_hash=hashed("org-pass"))
+        j1 = registration.create_judge("juez1", "pass-juez1", comp.id, "Juez Uno",
+                                       password_hash=hashed("pass-juez1"))
+        j2 = registration.create_judge("juez2", "pass-juez2", comp.id, "Juez Dos",
+                                       password_hash=hashed("pass-juez2"))
+        j3 = registration.create_judge("juez3", "pass-juez3", other.id, "Juez Otra",
+                                       password_hash=hashed("pass-juez3"))
         teams = {
-            "a": models.create_team("Equipo A", 1, j1.id).id,
-            "b": models.create_team("Equipo B", 2, j1.id).id,
-            "c": models.create_team("Equipo C", 3, j2.id).id,
-            "x": models.create_team("Equipo X", 1, j3.id).id,
+            "a": registration.create_team("Equipo A", 1, j1.id).id,
+            "b": registration.create_team("Equipo B", 2, j1.id).id,
+            "c": registration.create_team("Equipo C", 3, j2.id).id,
+            "x": registration.create_team("Equipo X", 1, j3.id).id,
         }
     return {"competencia": comp.id, "otra": other.id, "jueces": [j1.id, j2.id, j3.id],
             "equipos": teams}

@@ -11,6 +11,9 @@ import json
 import pytest
 
 import models
+import identity as identity_room
+import registration
+import submissions
 from helpers import fetch, judge_socket, login, registros, wait_for, wait_for_async
 
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
@@ -110,7 +113,7 @@ async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters
     made = await call(client, "POST", path, {"username": "Lucia", "nombre": "Lucía Gil"}, token,
                       status=201)
     juez, password = made["juez"], made["password"]
-    assert len(password) > models.MIN_PASSWORD
+    assert len(password) > identity_room.MIN_PASSWORD
     assert (juez["username"], juez["nombre"], juez["activo"]) == ("Lucia", "Lucía Gil", True)
     assert juez["competencia"]["id"] == cid and juez["equipos"] == []
     code, me = await client.get("/api/me/", token=await client.access("lucia", password))
@@ -293,7 +296,7 @@ async def test_a_revocation_by_another_process_closes_the_sockets_at_the_next_sw
     guard = app.settings["server5k_guard"]
     assert await guard.sweep() == 0
     with models.db.connection_context():  # as `judge passwd` does, from its own process
-        models.set_password("juez1", "otra-clave-1")
+        identity_room.set_password("juez1", "otra-clave-1")
     assert await guard.sweep() == 1
     assert await closed(ws) == 1008
     await wait_for_async(lambda: app.settings["server5k_hub"].sockets_of(j1) == 0)
@@ -436,8 +439,8 @@ def test_an_import_being_written_refuses_other_team_changes_of_its_competition(t
     import roster
     models.open_database(tmp_path / "guard.db")
     with models.db.connection_context():
-        comp = models.create_competition("Guardia")
-        other = models.create_competition("Otra")
+        comp = registration.create_competition("Guardia")
+        other = registration.create_competition("Otra")
         juez = roster.add_judge(None, comp.id, "ana", password="clave-de-ana")
         otro = roster.add_judge(None, other.id, "luis", password="clave-de-luis")
         team = roster.add_team(None, comp.id, "Uno", 1, juez["id"])
@@ -462,7 +465,7 @@ def test_an_import_step_checks_again_what_its_plan_read(tmp_path):
     import roster
     models.open_database(tmp_path / "stale.db")
     with models.db.connection_context():
-        comp = models.create_competition("Carrera")
+        comp = registration.create_competition("Carrera")
         juez = roster.add_judge(None, comp.id, "ana", password="clave-de-ana")
         rows, _ = roster.parse_roster(ROSTER.encode())
         plan = roster.plan_roster(rows, comp.id)
@@ -511,36 +514,36 @@ async def test_the_roster_is_sent_as_csv(client, event):
 def test_passwords_set_by_hand_are_8_characters_or_more(tmp_path):
     models.open_database(tmp_path / "cuentas.db")
     with models.db.connection_context():
-        comp = models.create_competition("Claves")
+        comp = registration.create_competition("Claves")
         for short in ("", "1234567", "       ", None, 12345678):
             with pytest.raises(models.Invalid):
-                models.create_user("ana", short)
+                identity_room.create_user("ana", short)
             with pytest.raises(models.Invalid):
-                models.create_judge("ana", short, comp.id)
-        models.create_user("ana", "12345678", organizer=True)
+                registration.create_judge("ana", short, comp.id)
+        identity_room.create_user("ana", "12345678", organizer=True)
         with pytest.raises(models.Invalid):
-            models.set_password("ana", "corta")
-        assert len(models.generate_password()) > models.MIN_PASSWORD
+            identity_room.set_password("ana", "corta")
+        assert len(identity_room.generate_password()) > identity_room.MIN_PASSWORD
 
 
 def test_a_password_change_moves_the_generation_the_writer_checks(tmp_path):
     models.open_database(tmp_path / "cuentas.db")
     with models.db.connection_context():
-        comp = models.create_competition("Claves")
-        juez = models.create_judge("ana", "clave-de-ana", comp.id)
-        equipo = models.create_team("Uno", 1, juez.id)
-        identity = models.user_identity(juez.user_id, 0)
+        comp = registration.create_competition("Claves")
+        juez = registration.create_judge("ana", "clave-de-ana", comp.id)
+        equipo = registration.create_team("Uno", 1, juez.id)
+        identity = identity_room.user_identity(juez.user_id, 0)
         assert identity["gen"] == 0
-        models.store_submission(juez.user_id, equipo.id, registros([1000], validated=True), 0)
-        models.set_password("ana", "otra-clave")
+        submissions.store_submission(juez.user_id, equipo.id, registros([1000], validated=True), 0)
+        identity_room.set_password("ana", "otra-clave")
         with pytest.raises(models.Unauthenticated) as refused:
-            models.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 0)
+            submissions.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 0)
         assert refused.value.code == "token_revoked"
         with pytest.raises(models.Unauthenticated):
-            models.user_identity(juez.user_id, 0)
-        assert models.user_identity(juez.user_id, 1)["gen"] == 1
-        models.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 1)
-        assert models.token_generations([juez.user_id, 999]) == {juez.user_id: 1}
+            identity_room.user_identity(juez.user_id, 0)
+        assert identity_room.user_identity(juez.user_id, 1)["gen"] == 1
+        submissions.store_submission(juez.user_id, equipo.id, registros([2000], validated=True), 1)
+        assert identity_room.token_generations([juez.user_id, 999]) == {juez.user_id: 1}
 
 
 # -- the command line, against the running server ------------------------------------------------
@@ -589,5 +592,5 @@ def test_cli_team_edit_and_judge_deactivate_reach_the_running_server(spawn, even
 
 def test_generated_passwords_never_start_like_a_spreadsheet_formula(monkeypatch):
     draws = iter(["-starts-bad", "_fine-12345"])
-    monkeypatch.setattr(models.secrets, "token_urlsafe", lambda n: next(draws))
-    assert models.generate_password() == "_fine-12345"
+    monkeypatch.setattr(identity_room.secrets, "token_urlsafe", lambda n: next(draws))
+    assert identity_room.generate_password() == "_fine-12345"

@@ -16,6 +16,10 @@ import pytest
 import tornado.websocket
 
 import models
+import race_defaults
+import scoring
+import submissions
+import venue_time
 from helpers import next_message, registros, run_cli
 
 MADRID = "Europe/Madrid"
@@ -25,7 +29,7 @@ LOCAL = re.compile(r"[0-9-]{10}T[0-9:]{8}[+-][0-9]{2}:[0-9]{2}")
 @pytest.fixture
 def madrid(monkeypatch):
     """The venue is in Madrid (race.timezone), whatever this machine's zone."""
-    monkeypatch.setitem(models.DEFAULTS, "zona", models.zone_named(MADRID))
+    monkeypatch.setitem(race_defaults.DEFAULTS, "zona", race_defaults.zone_named(MADRID))
 
 
 async def organizer(client):
@@ -64,7 +68,7 @@ async def test_the_organizer_sets_the_rule_and_it_is_in_the_history(client, even
     answer = await set_rule(client, cid, org, regla={"tipo": "promedio", "contados": 2},
                             motivo="reglamento publicado")
     assert answer["regla"] == {"tipo": "promedio", "contados": 2, "minimo": 1,
-                               "texto": models.rule_text("promedio", 2, 1)}
+                               "texto": scoring.rule_text("promedio", 2, 1)}
     assert answer["competencia"]["id"] == cid and "regla" not in answer["competencia"]
     code, result = await client.get("/api/competencias/%d/resultados/" % cid)
     assert result["regla"] == answer["regla"] and result["registros_por_equipo"] == 2
@@ -143,37 +147,37 @@ async def test_only_an_organizer_changes_the_rule_and_not_on_official_results(cl
 
 # -- local time ------------------------------------------------------------------------------------
 def test_dates_without_an_offset_are_the_venues_local_time(madrid):
-    parse = models.parse_local_timestamp
+    parse = venue_time.parse_local_timestamp
     assert parse("2026-12-06T09:00") == dt.datetime(2026, 12, 6, 8, 0)       # winter, +01:00
     assert parse("2026-07-05T09:00:00") == dt.datetime(2026, 7, 5, 7, 0)     # summer, +02:00
     assert parse("2026-12-06T09:00:00Z") == dt.datetime(2026, 12, 6, 9, 0)   # as given
     assert parse("2026-12-06T09:00:00-05:00") == dt.datetime(2026, 12, 6, 14, 0)
     # The hour the clocks go back happens twice: the first one is taken.
     assert parse("2026-10-25T02:30") == dt.datetime(2026, 10, 25, 0, 30)
-    assert models.local_iso(dt.datetime(2026, 12, 6, 8, 0)) == "2026-12-06T09:00:00+01:00"
-    assert models.local_iso(dt.datetime(2026, 7, 5, 7, 0, 0, 999)) == "2026-07-05T09:00:00+02:00"
+    assert venue_time.local_iso(dt.datetime(2026, 12, 6, 8, 0)) == "2026-12-06T09:00:00+01:00"
+    assert venue_time.local_iso(dt.datetime(2026, 7, 5, 7, 0, 0, 999)) == "2026-07-05T09:00:00+02:00"
     for bad in ("mañana", "", "2026-13-01T09:00", None):
         with pytest.raises(ValueError):
             parse(bad)
     # A judge's app keeps PROTOCOL.md's rule: naive is UTC.
-    assert models.parse_timestamp("2026-12-06T09:00:00") == dt.datetime(2026, 12, 6, 9, 0)
+    assert venue_time.parse_timestamp("2026-12-06T09:00:00") == dt.datetime(2026, 12, 6, 9, 0)
 
 
 def test_the_machine_zone_is_the_default(monkeypatch):
     monkeypatch.setenv("TZ", "America/Bogota")
-    assert models.machine_zone().key == "America/Bogota"
+    assert race_defaults.machine_zone().key == "America/Bogota"
     monkeypatch.setenv("TZ", ":Asia/Tokyo")
-    assert models.machine_zone().key == "Asia/Tokyo"
+    assert race_defaults.machine_zone().key == "Asia/Tokyo"
     monkeypatch.setenv("TZ", "Nowhere/Atlantis")
-    assert models.machine_zone().key  # then /etc/localtime, /etc/timezone, or the offset
-    monkeypatch.setitem(models.DEFAULTS, "zona", None)
+    assert race_defaults.machine_zone().key  # then /etc/localtime, /etc/timezone, or the offset
+    monkeypatch.setitem(race_defaults.DEFAULTS, "zona", None)
     monkeypatch.setenv("TZ", "America/Bogota")
-    models.configure(timezone=None)
-    assert models.zone().key == "America/Bogota"
-    models.configure(timezone=MADRID)
-    assert models.zone().key == MADRID
+    race_defaults.configure(timezone=None)
+    assert race_defaults.zone().key == "America/Bogota"
+    race_defaults.configure(timezone=MADRID)
+    assert race_defaults.zone().key == MADRID
     with pytest.raises(ValueError):
-        models.zone_named("Mars/Olympus_Mons")
+        race_defaults.zone_named("Mars/Olympus_Mons")
 
 
 @pytest.mark.gen_test
@@ -276,7 +280,7 @@ def test_cli_results_by_category_with_the_rule_and_local_times(live, event, conf
     with models.db.connection_context():
         for juez, team, tiempos in ((0, "a", [300, 400]), (0, "b", [100, 150]), (1, "c", [200])):
             user_id = models.Juez.get_by_id(event["jueces"][juez]).user_id
-            models.store_submission(user_id, event["equipos"][team], registros(
+            submissions.store_submission(user_id, event["equipos"][team], registros(
                 tiempos, validated=True))
     cid = str(event["competencia"])
     live.org_cli("competition", "set", cid, "--scoring", "puntos", "--counted", "1")

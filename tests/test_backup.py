@@ -61,14 +61,16 @@ def big_event(path, records, padding_mb=0):
     """An event database of ``records`` records, and ``padding_mb`` more of other data (a large
     database: many times the 1,024 pages a backup step of old copied)."""
     import models
+    import registration
+    import submissions
     models.open_database(str(path))
     with models.db.connection_context():
-        comp = models.create_competition("Grande")
-        juez = models.create_judge("juez", "una-clave", comp.id)
-        equipo = models.create_team("Equipo", 1, juez.id)
+        comp = registration.create_competition("Grande")
+        juez = registration.create_judge("juez", "una-clave", comp.id)
+        equipo = registration.create_team("Equipo", 1, juez.id)
         rows = registros(records, validated=True, ids=True)
         for start in range(0, records, 2000):
-            models.store_submission(juez.user_id, equipo.id, rows[start:start + 2000])
+            submissions.store_submission(juez.user_id, equipo.id, rows[start:start + 2000])
     models.db.close()
     if padding_mb:
         with sqlite3.connect(str(path)) as conn:

@@ -15,6 +15,8 @@ import tornado.websocket
 
 import handlers.base
 import models
+import identity
+import ledger
 import store
 from helpers import fetch, next_message, nothing_within, registros, wait_for_async
 
@@ -65,7 +67,7 @@ def blocking(monkeypatch, module, name):
 async def test_a_full_public_pool_is_503_at_once_and_never_slows_a_judge(client, app, event,
                                                                          monkeypatch):
     token = await client.access("juez1", "pass-juez1")
-    release = blocking(monkeypatch, models, "team_detail")
+    release = blocking(monkeypatch, ledger, "team_detail")
     pool = app.settings["server5k_store"]._public
     pool.max_pending = 4  # (the test's HTTP client holds 10 requests at a time)
     path = "/api/competencias/%d/equipos/%d/" % (event["competencia"], event["equipos"]["a"])
@@ -84,7 +86,7 @@ async def test_a_full_public_pool_is_503_at_once_and_never_slows_a_judge(client,
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_full_hashing_queue_is_503_at_once(client, app, event, monkeypatch):
-    release = blocking(monkeypatch, models, "authenticate")
+    release = blocking(monkeypatch, identity, "authenticate")
     hashers = app.settings["server5k_store"]._hashers
     hashers.max_pending = 3
     url = client.base_url + "/api/token/"
@@ -108,7 +110,7 @@ async def test_a_full_hashing_queue_is_503_at_once(client, app, event, monkeypat
 async def test_one_address_checks_one_password_at_a_time(client, app, event, monkeypatch):
     """A flood of logins from one address holds one hashing thread, never all of them: a judge
     elsewhere is checked alongside it."""
-    release = blocking(monkeypatch, models, "authenticate")
+    release = blocking(monkeypatch, identity, "authenticate")
     hashers = app.settings["server5k_store"]._hashers
     url = client.base_url + "/api/token/"
     flood = [asyncio.ensure_future(fetch("POST", url, {"username": "nadie%d" % n,

@@ -194,7 +194,7 @@ def test_server_answers_never_reach_the_terminal_raw(spawn, tmp_path):
 def test_the_credentials_csv_guards_formula_cells_like_the_consoles_downloads(conf, tmp_path):
     """Issue 22 item 5: a judge named as a formula must not run when the organizer opens the
     credentials file in a spreadsheet; simulate reads the file back as it was."""
-    import server5k
+    import cli_local
     conf.cli("competition", "add", "Fórmulas")
     roster = tmp_path / "formulas.csv"
     roster.write_text('juez_usuario,juez_nombre,equipo,dorsal\n'
@@ -205,8 +205,8 @@ def test_the_credentials_csv_guards_formula_cells_like_the_consoles_downloads(co
         rows = list(csv.reader(handle))
     assert rows[1][0] == "'+juez" and rows[1][3].startswith("'=HYPERLINK(")
     assert rows[2][0] == "normal" and rows[2][3] == "Normal"
-    assert [server5k.read_credential(cell) for cell in rows[1]][0] == "+juez"
-    assert server5k.read_credential("'plain") == "'plain"  # only guarded cells lose it
+    assert [cli_local.read_credential(cell) for cell in rows[1]][0] == "+juez"
+    assert cli_local.read_credential("'plain") == "'plain"  # only guarded cells lose it
     judges = {j["username"]: j for j in json.loads(conf.cli("judge", "list", "--json").stdout)}
     assert judges["+juez"]["nombre"].startswith("=HYPERLINK(")  # stored as given
 

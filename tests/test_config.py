@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import server5k
+import config_schema
 
 
 def write(tmp_path, text):
@@ -17,7 +17,7 @@ def write(tmp_path, text):
 
 
 def test_defaults_when_the_file_is_empty(tmp_path):
-    config = server5k.load_config(write(tmp_path, ""))
+    config = config_schema.load_config(write(tmp_path, ""))
     assert config["server"]["port"] == 8000 and config["race"]["max_records_per_submission"] == 15
     assert config["limits"] == {
         "login_per_minute": 20, "login_per_address_per_minute": 60, "login_lockout_failures": 5,
@@ -29,9 +29,9 @@ def test_defaults_when_the_file_is_empty(tmp_path):
 
 
 def test_shipped_config_yaml_is_valid_and_complete():
-    config = server5k.load_config(server5k.HERE / "config.yaml")
-    text = (server5k.HERE / "config.yaml").read_text()
-    for section, keys in server5k.CONFIG_SCHEMA.items():
+    config = config_schema.load_config(config_schema.HERE / "config.yaml")
+    text = (config_schema.HERE / "config.yaml").read_text()
+    for section, keys in config_schema.CONFIG_SCHEMA.items():
         for key in keys:
             assert key + ":" in text, "config.yaml does not document %s.%s" % (section, key)
             assert config[section][key] is not None or keys[key].default is None
@@ -63,14 +63,14 @@ def test_shipped_config_yaml_is_valid_and_complete():
     ("server:\n  public_url: http://host/resultados\n", "'server.public_url'"),
 ])
 def test_bad_config_is_refused_naming_the_key(tmp_path, text, named):
-    with pytest.raises(server5k.ConfigError) as info:
-        server5k.load_config(write(tmp_path, text))
+    with pytest.raises(config_schema.ConfigError) as info:
+        config_schema.load_config(write(tmp_path, text))
     assert named in str(info.value)
 
 
 def test_serve_refuses_to_start_on_a_bad_key(tmp_path):
     path = write(tmp_path, "race:\n  max_records: 15\n")
-    result = subprocess.run([sys.executable, str(server5k.HERE / "server5k.py"), "--config",
+    result = subprocess.run([sys.executable, str(config_schema.HERE / "server5k.py"), "--config",
                              str(path), "serve"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "'race.max_records'" in result.stderr and "Traceback" not in result.stderr
@@ -78,7 +78,7 @@ def test_serve_refuses_to_start_on_a_bad_key(tmp_path):
 
 def test_serve_refuses_an_unknown_time_zone_naming_the_key(tmp_path):
     path = write(tmp_path, "race:\n  timezone: Europe/Atlantida\n")
-    result = subprocess.run([sys.executable, str(server5k.HERE / "server5k.py"), "--config",
+    result = subprocess.run([sys.executable, str(config_schema.HERE / "server5k.py"), "--config",
                              str(path), "serve"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "'race.timezone' must be an IANA time zone name such as Europe/Madrid" in (
@@ -87,7 +87,7 @@ def test_serve_refuses_an_unknown_time_zone_naming_the_key(tmp_path):
 
 
 def test_time_zone_and_public_url_when_given(tmp_path):
-    config = server5k.load_config(write(
+    config = config_schema.load_config(write(
         tmp_path, "race:\n  timezone: America/Bogota\nserver:\n  public_url: "
                   "http://192.168.1.10:8000/\n"))
     assert config["race"]["timezone"] == "America/Bogota"
@@ -97,26 +97,26 @@ def test_time_zone_and_public_url_when_given(tmp_path):
 def test_config_from_environment_variable(tmp_path, monkeypatch):
     path = write(tmp_path, "server:\n  port: 9123\n")
     monkeypatch.setenv("SERVER5K_CONFIG", str(path))
-    assert server5k.load_config()["server"]["port"] == 9123
+    assert config_schema.load_config()["server"]["port"] == 9123
 
 
 def test_secret_from_environment(tmp_path, monkeypatch):
-    config = server5k.load_config(write(tmp_path, ""))
+    config = config_schema.load_config(write(tmp_path, ""))
     monkeypatch.setenv("SERVER5K_SECRET_KEY", "k" * 40)
-    assert server5k.signing_secret(config) == "k" * 40
+    assert config_schema.signing_secret(config) == "k" * 40
     assert not os.path.exists(config["database"]["path"] + ".secret")
     monkeypatch.setenv("SERVER5K_SECRET_KEY", "short")
-    with pytest.raises(server5k.ConfigError):
-        server5k.signing_secret(config)
+    with pytest.raises(config_schema.ConfigError):
+        config_schema.signing_secret(config)
 
 
 def test_generated_secret_is_private_and_stable(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("SERVER5K_SECRET_KEY", raising=False)
-    config = server5k.load_config(write(tmp_path, ""))
-    first = server5k.signing_secret(config)
+    config = config_schema.load_config(write(tmp_path, ""))
+    first = config_schema.signing_secret(config)
     path = config["database"]["path"] + ".secret"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert server5k.signing_secret(config) == first and len(first) >= 32
+    assert config_schema.signing_secret(config) == first and len(first) >= 32
     assert "SERVER5K_SECRET_KEY is not set" in caplog.text
     assert first not in caplog.text
 
@@ -124,4 +124,4 @@ def test_generated_secret_is_private_and_stable(tmp_path, monkeypatch, caplog):
 def test_relative_paths_follow_the_config_file(tmp_path):
     (tmp_path / "sub").mkdir()
     path = write(tmp_path / "sub", "database:\n  path: data/race.db\n")
-    assert server5k.load_config(path)["database"]["path"] == str(tmp_path / "sub/data/race.db")
+    assert config_schema.load_config(path)["database"]["path"] == str(tmp_path / "sub/data/race.db")

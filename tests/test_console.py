@@ -10,6 +10,7 @@ import pytest
 import tornado.websocket
 
 import models
+import identity
 from helpers import next_message, nothing_within, registros
 
 
@@ -98,7 +99,7 @@ async def test_a_console_closes_when_its_organizers_password_changes(client, eve
     cid, org = event["competencia"], await client.access("org", "org-pass")
     ws, _ = await console(client, cid, org)
     with models.db.connection_context():  # `judge passwd org` from its own process
-        models.set_password("org", "nueva-clave-org")
+        identity.set_password("org", "nueva-clave-org")
     assert await app.settings["server5k_guard"].sweep() == 1
     while await asyncio.wait_for(ws.read_message(), 10) is not None:
         pass

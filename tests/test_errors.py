@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-import models
+import identity
 
 
 @pytest.mark.gen_test
@@ -70,7 +70,7 @@ async def test_cors_origin_list(listed_cors, client, event):
 async def test_unexpected_exception_is_json_500_without_traceback(client, event, monkeypatch):
     def explode(*args):
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(models, "me", explode)
+    monkeypatch.setattr(identity, "me", explode)
     token = await client.access("juez1", "pass-juez1")
     code, answer, response = await client.request("GET", "/api/me/", token=token)
     assert code == 500 and answer == {"detail": "Error interno del servidor.",

@@ -16,7 +16,8 @@ import sys
 import pytest
 import yaml
 
-import server5k
+import cli as cli_room
+import config_schema
 from helpers import (ROOT, LiveServer, fetch, free_port, judge_path, judge_socket, login,
                      next_message, registros, run_cli)
 
@@ -60,13 +61,13 @@ def test_a_config_file_that_does_not_exist_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no empty database made where it stood
 
 
-@pytest.mark.parametrize("section, key", [(s, k) for s, keys in server5k.CONFIG_SCHEMA.items()
+@pytest.mark.parametrize("section, key", [(s, k) for s, keys in config_schema.CONFIG_SCHEMA.items()
                                           for k in keys
                                           if keys[k].words.startswith(("an integer", "a number"))])
 def test_every_number_out_of_range_is_refused_stating_the_range(tmp_path, section, key):
     (tmp_path / "c.yaml").write_text("%s:\n  %s: 100000000\n" % (section, key))
-    with pytest.raises(server5k.ConfigError) as info:
-        server5k.load_config(tmp_path / "c.yaml")
+    with pytest.raises(config_schema.ConfigError) as info:
+        config_schema.load_config(tmp_path / "c.yaml")
     message = str(info.value)
     assert "'%s.%s'" % (section, key) in message
     assert re.search(r"[0-9]+-[0-9]+|over [0-9.]+ and up to [0-9.]+", message), message
@@ -93,7 +94,7 @@ def test_a_second_serve_on_a_busy_port_names_the_address(tmp_path):
 
 
 def test_every_command_and_option_explains_itself():
-    parser = server5k.build_parser()
+    parser = cli_room.build_parser()
     stack = [parser]
     while stack:
         current = stack.pop()

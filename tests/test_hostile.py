@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import models
+import registration
 import server5k
 from helpers import free_port, next_message, registros
 
@@ -197,9 +198,9 @@ UNICODE_USERS = ["José Ñandú", "裁判員", "حكم_السباق", "Ǆemal", 
 async def test_usernames_and_names_in_any_unicode(client, event):
     with models.db.connection_context():
         for n, username in enumerate(UNICODE_USERS):
-            juez = models.create_judge(username, "clave-" + username, event["competencia"],
-                                       "Nombre " + username[::-1])
-            models.create_team("Equipo «%s» 🏁" % username, 100 + n, juez.id)
+            juez = registration.create_judge(username, "clave-" + username, event["competencia"],
+                                             "Nombre " + username[::-1])
+            registration.create_team("Equipo «%s» 🏁" % username, 100 + n, juez.id)
     for username in UNICODE_USERS:
         for variant in (username, username.upper(), username.lower()):
             tokens = await client.login(variant, "clave-" + username)

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 import models
+import race_control
+import ranking
+import registration
+import venue_time
 from helpers import next_message, registros
 
 TS = "2026-12-06T09:00:00.000Z"
@@ -136,14 +140,14 @@ async def test_a_deleted_teams_id_and_history_never_reach_a_new_team(client, eve
 def test_ids_with_history_survive_a_restart_of_the_sequence(config, event):
     """The highest id deleted is remembered by the database, not by the process."""
     with models.db.connection_context():
-        made = models.create_team("Borrable", 50, event["jueces"][0])
+        made = registration.create_team("Borrable", 50, event["jueces"][0])
         import roster
         roster.delete_team(None, made.id)
     models.db.close()
     models.open_database(config["database"]["path"])
     with models.db.connection_context():
-        assert models.create_team("Nueva", 51, event["jueces"][0]).id > made.id
-        comp = models.create_competition("Otra más")
+        assert registration.create_team("Nueva", 51, event["jueces"][0]).id > made.id
+        comp = registration.create_competition("Otra más")
         assert comp.id > event["otra"]
 
 
@@ -158,7 +162,7 @@ async def test_a_start_adjustment_makes_nobody_late(client, event):
     notice = await next_message(ws)
     assert notice["type"] == "carrera.iniciada"
     # The phone's stopwatch started as it heard the start: its records imply 0 ms.
-    given = models.parse_timestamp(started["started_at"])
+    given = venue_time.parse_timestamp(started["started_at"])
     finish = given + dt.timedelta(seconds=75)
     await call(client, "POST", "/api/enviar_tiempos/", {"equipo_id": team, "registros": registros(
         [75_000], at=finish, ids=True)}, judge, 201)
@@ -175,13 +179,13 @@ async def test_a_start_adjustment_makes_nobody_late(client, event):
 def test_a_judges_first_notice_is_kept_in_the_database(config, event):
     """What a restarted server reads: the first notice, not the replay after the restart."""
     with models.db.connection_context():
-        comp = models.start_competition(event["competencia"])
-        given = models.parse_timestamp(comp["started_at"])
+        comp = race_control.start_competition(event["competencia"])
+        given = venue_time.parse_timestamp(comp["started_at"])
         juez = event["jueces"][0]
         heard = given + dt.timedelta(milliseconds=40)
-        models.record_start_notice(event["competencia"], juez, heard)
-        models.record_start_notice(event["competencia"], juez, given + dt.timedelta(seconds=65))
-        board = models.competition_judges(event["competencia"])
+        race_control.record_start_notice(event["competencia"], juez, heard)
+        race_control.record_start_notice(event["competencia"], juez, given + dt.timedelta(seconds=65))
+        board = race_control.competition_judges(event["competencia"])
     assert board["inicio_dado"] == comp["started_at"]
     uno = next(j for j in board["jueces"] if j["id"] == juez)
     assert uno["inicio_notificado_en"] == models.iso(heard)
@@ -196,9 +200,9 @@ DURATION_CASES = json.loads((Path(__file__).parent / "duration_cases.json").read
 def test_the_one_parser_of_clock_text(text, signed, expected):
     if expected is None:
         with pytest.raises(ValueError):
-            models.parse_duration(text, signed=signed)
+            venue_time.parse_duration(text, signed=signed)
     else:
-        assert models.parse_duration(text, signed=signed) == expected
+        assert venue_time.parse_duration(text, signed=signed) == expected
 
 
 # -- 1. a column the importer does not know is an error, not silence --------------------------
@@ -227,17 +231,17 @@ def test_an_unknown_roster_column_is_named_by_the_command_line(config, event, tm
 
 # -- 15. small things ---------------------------------------------------------------------------
 def test_results_say_when_they_became_official(config, event):
-    import server5k
+    import cli_output
     with models.db.connection_context():
-        models.start_competition(event["competencia"])
-        models.stop_competition(event["competencia"])
-        comp, _ = models.make_official(None, event["competencia"])
-        result = models.ranking(event["competencia"])
-    official = models.parse_timestamp(comp["oficial_en"])
+        race_control.start_competition(event["competencia"])
+        race_control.stop_competition(event["competencia"])
+        comp, _ = race_control.make_official(None, event["competencia"])
+        result = ranking.ranking(event["competencia"])
+    official = venue_time.parse_timestamp(comp["oficial_en"])
     later = official + dt.timedelta(hours=2)
-    table = server5k.format_results(result, now=later)
-    assert "results official at %s" % models.local_iso(official) in table, table
-    assert models.local_iso(later) not in table
+    table = cli_output.format_results(result, now=later)
+    assert "results official at %s" % venue_time.local_iso(official) in table, table
+    assert venue_time.local_iso(later) not in table
 
 
 @pytest.mark.gen_test

@@ -11,6 +11,7 @@ import signal
 import uuid
 
 import models
+import venue_time
 from helpers import fetch, judge_path, judge_socket, next_message, registros
 
 ORGANIZER = ("ana", "clave-de-ana")
@@ -86,7 +87,7 @@ async def replay(server):
     started = (await event.call("POST", "/api/competencias/1/iniciar/"))["competencia"]
     for ws in sockets.values():
         assert (await next_message(ws))["type"] == "carrera.iniciada"
-    given = models.parse_timestamp(started["started_at"])
+    given = venue_time.parse_timestamp(started["started_at"])
 
     # Their times: ties and absents each with an id of its own.
     bodies = {}
@@ -103,7 +104,7 @@ async def replay(server):
 
     # The starter fired 20 s before the console's button: one adjustment, nobody is late.
     await event.call("POST", "/api/competencias/1/ajustar_tiempos/", {
-        "delta_ms": models.parse_duration("+20s", signed=True), "motivo": "salida real antes"})
+        "delta_ms": venue_time.parse_duration("+20s", signed=True), "motivo": "salida real antes"})
     before = await event.board()
     heard_by = {u: j["inicio_notificado_en"] for u, j in before.items()}
     no_false_alarm(before, heard_by)
@@ -127,10 +128,10 @@ async def replay(server):
     # Paper times and a penalty, typed as in the console (its parser is the server's).
     for name, typed in (("Zorros", "1:02.5"), ("Linces", "1:30")):
         await event.call("POST", "/api/competencias/1/registros/", {
-            "equipo_id": team_of[name][1], "tiempo": models.parse_duration(typed),
+            "equipo_id": team_of[name][1], "tiempo": venue_time.parse_duration(typed),
             "motivo": "hoja de papel"}, status=201)
     await event.call("POST", "/api/equipos/%d/penalizacion/" % team_of["Halcones"][1], {
-        "ms": models.parse_duration("30s", signed=True), "motivo": "atajo"})
+        "ms": venue_time.parse_duration("30s", signed=True), "motivo": "atajo"})
     no_false_alarm(await event.board(), heard_by)
     await event.call("POST", "/api/competencias/1/detener/")
     for ws in sockets.values():

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import models
+import registration
 
 
 @pytest.mark.gen_test
@@ -89,7 +90,7 @@ async def test_the_organizer_gets_each_judges_link_and_qr_code(client, event):
 
     # A username is quoted in the link, whatever it holds.
     with models.db.connection_context():
-        odd = models.create_judge("ana&b=1 #x", "pass-odd-123", event["competencia"]).id
+        odd = registration.create_judge("ana&b=1 #x", "pass-odd-123", event["competencia"]).id
     code, link = await client.get("/api/jueces/%d/enlace/" % odd, token=org)
     assert link["url"].endswith("/juez/?usuario=ana%26b%3D1%20%23x")
 

@@ -265,10 +265,10 @@ async def test_strangers_on_many_addresses_never_keep_the_judge_out(
 @pytest.mark.gen_test(timeout=60)
 async def test_a_random_username_flood_is_refused_before_hashing(http_server, base_url, config,
                                                                  monkeypatch):
-    import models
+    import identity
     hashed = []
-    authenticate = models.authenticate
-    monkeypatch.setattr(models, "authenticate", lambda u, p: hashed.append(u) or
+    authenticate = identity.authenticate
+    monkeypatch.setattr(identity, "authenticate", lambda u, p: hashed.append(u) or
                         authenticate(u, p))
     codes = []
     for n in range(30):
@@ -285,10 +285,12 @@ def nat_judges(event, monkeypatch):
     """200 more judges, with cheap password hashes so that logging them all in stays quick (the
     hashes say their own cost: verifying them is as cheap)."""
     import models
-    monkeypatch.setattr(models, "SCRYPT_N", 2 ** 4)
+    import identity
+    import registration
+    monkeypatch.setattr(identity, "SCRYPT_N", 2 ** 4)
     with models.db.connection_context():
         for n in range(200):
-            models.create_judge("nat%d" % n, "clave-nat-%d" % n, event["competencia"])
+            registration.create_judge("nat%d" % n, "clave-nat-%d" % n, event["competencia"])
     return ["nat%d" % n for n in range(200)]
 
 

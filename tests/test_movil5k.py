@@ -20,6 +20,10 @@ import pytest
 import tornado.websocket
 
 import models
+import identity
+import registration
+import submissions
+import venue_time
 from handlers import movil5k
 from handlers.errors import ApiError
 from handlers.tokens import TokenService
@@ -188,7 +192,7 @@ class MovilApp:
         ("exito", total) | ("otro_dispositivo", text) | ("error", the judge's message)."""
         payload = [{"id_registro": r["id"], "tiempo": r["tiempo"],
                     **dict(zip(("horas", "minutos", "segundos", "milisegundos"),
-                               models.split_tiempo(r["tiempo"])))} for r in records]
+                               venue_time.split_tiempo(r["tiempo"])))} for r in records]
         try:
             answer = await self.request("POST", "/api/equipos/%d/registros/" % equipo_id,
                                         {"registros": payload})
@@ -496,7 +500,7 @@ async def test_a_logout_outlives_a_restart(client, event, config):
     assert (await client.get("/api/me/", token=mine["access"]))[0] == 200
     # What a restarted server loads (server5k.make_app): those tokens stay refused.
     with models.db.connection_context():
-        revoked = models.revoked_tokens()
+        revoked = identity.revoked_tokens()
     assert len(revoked) == 3
     restarted = TokenService(SECRET, 300, 86400)
     restarted.revoke(revoked)
@@ -510,10 +514,10 @@ def test_version_4_records_are_the_guides_after_the_migration(tmp_path):
     path = tmp_path / "v4.db"
     models.open_database(path)
     with models.db.connection_context():
-        comp = models.create_competition("Vieja")
-        juez = models.create_judge("j", "clave-larga", comp.id)
-        team = models.create_team("E", 1, juez.id)
-        models.store_submission(juez.user_id, team.id, registros([42], validated=True))
+        comp = registration.create_competition("Vieja")
+        juez = registration.create_judge("j", "clave-larga", comp.id)
+        team = registration.create_team("E", 1, juez.id)
+        submissions.store_submission(juez.user_id, team.id, registros([42], validated=True))
         models.db.execute_sql("UPDATE registro_tiempo SET protocolo = NULL")
         models.SchemaVersion.update(version=4).execute()
     models.db.close()

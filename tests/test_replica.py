@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
+import registration  # noqa: E402
 import replica  # noqa: E402
 
 try:
@@ -47,9 +48,9 @@ def server5k_database(path):
     models.open_database(str(path))
     try:
         with models.db.connection_context():
-            comp = models.create_competition("Carrera replicada")
-            juez = models.create_judge("juez-r", "password-r", comp.id, "Juez R")
-            team = models.create_team("Equipo R", 1, juez.id)
+            comp = registration.create_competition("Carrera replicada")
+            juez = registration.create_judge("juez-r", "password-r", comp.id, "Juez R")
+            team = registration.create_team("Equipo R", 1, juez.id)
             return team.id, juez.id
     finally:
         models.db.close()

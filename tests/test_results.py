@@ -12,6 +12,9 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
+import ranking
+import registration
+import submissions
 import server5k
 from helpers import next_message, nothing_within, registros, run_cli, wait_for_async
 from handlers import spectators as spectators_module
@@ -79,7 +82,7 @@ async def test_records_scored_per_team_comes_from_the_config(config, event):
         with models.db.connection_context():
             user_id = models.Juez.get_by_id(event["jueces"][0]).user_id
         await asyncio.wrap_future(app.settings["server5k_store"].write(
-            models.store_submission, user_id, event["equipos"]["a"], [
+            submissions.store_submission, user_id, event["equipos"]["a"], [
                 {"tiempo": 2000, "timestamp": models.utcnow(), "id_registro": None},
                 {"tiempo": 1000, "timestamp": models.utcnow(), "id_registro": None}]))
         from handlers.standings import compute
@@ -109,10 +112,10 @@ async def test_results_csv_has_a_header_and_the_same_rows_as_json(client, event)
     text = response.body.decode("utf-8")
     assert text.startswith("\ufeff")  # spreadsheets then read the accents right
     table = list(csv.DictReader(io.StringIO(text[1:])))
-    assert list(table[0].keys()) == list(models.CSV_COLUMNS)
+    assert list(table[0].keys()) == list(ranking.CSV_COLUMNS)
     assert len(table) == len(result["clasificacion"]) == 3
     for line, row in zip(table, result["clasificacion"]):
-        for column in models.CSV_COLUMNS:
+        for column in ranking.CSV_COLUMNS:
             if column not in row:
                 continue
             value = row[column]
@@ -182,7 +185,7 @@ async def fetch_page(client, path):
 @pytest.mark.gen_test
 async def test_index_lists_competitions_with_links(client, event):
     with models.db.connection_context():
-        models.create_competition('<script>alert("x")</script> & Cía')
+        registration.create_competition('<script>alert("x")</script> & Cía')
     response, html = await fetch_page(client, "/")
     assert response.code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -437,7 +440,7 @@ def cli(config, event, tmp_path):
         for juez, team, tiempos in ((0, "a", [1_500_000, 1_400_000]), (1, "c", [1_000_000])):
             user_id = models.Juez.get_by_id(event["jueces"][juez]).user_id
             with models.db.atomic():
-                models.store_submission(user_id, event["equipos"][team], [
+                submissions.store_submission(user_id, event["equipos"][team], [
                     {"tiempo": t, "timestamp": models.utcnow(), "id_registro": None}
                     for t in tiempos])
 
@@ -472,10 +475,10 @@ def test_cli_results_csv_writes_the_api_file(cli, event, tmp_path):
     assert result.returncode == 0
     assert "3 teams written" in result.stdout
     with models.db.connection_context():
-        expected = models.ranking_csv(models.ranking(event["competencia"], 15))
+        expected = ranking.ranking_csv(ranking.ranking(event["competencia"], 15))
     assert target.read_bytes() == expected.encode("utf-8")
     table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
-    assert table[0] == list(models.CSV_COLUMNS)
+    assert table[0] == list(ranking.CSV_COLUMNS)
     assert [row[1] for row in table[1:]] == ["1", "3", "2"]
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import models
+import identity
 from helpers import judge_socket, login, wait_for_async
 
 
@@ -29,7 +30,7 @@ async def test_the_watch_sweeps_as_soon_as_the_accounts_mark_moves(client, event
     assert await guard.watch() == 0  # the first look only learns the mark
     assert await guard.watch() == 0  # nothing moved
     with models.db.connection_context():  # as `judge passwd` does, from its own process
-        models.set_password("juez1", "otra-clave-1")
+        identity.set_password("juez1", "otra-clave-1")
     assert await guard.watch() == 1
     assert await close_code(ws, 10) == 1008
     await wait_for_async(lambda: app.settings["server5k_hub"].sockets_of(j1) == 0)

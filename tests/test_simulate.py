@@ -8,7 +8,8 @@ import stat
 import pytest
 
 import models
-import server5k
+import identity
+import cli_local
 import rehearsal
 from helpers import run_cli
 
@@ -53,14 +54,14 @@ async def test_start_refused_to_a_judge_is_reported(app, http_server, base_url):
 
 
 def test_create_demo_judges_once_with_private_credentials(config, event):
-    cid, path = server5k.create_simulation_judges(config, 3, event["competencia"])
+    cid, path = cli_local.create_simulation_judges(config, 3, event["competencia"])
     assert cid == event["competencia"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with path.open() as handle:
         first = list(csv.DictReader(handle))
     assert [row["usuario"] for row in first] == ["simjuez1", "simjuez2", "simjuez3"]
     # Again with one more: the three are reused (same passwords), one is added.
-    server5k.create_simulation_judges(config, 4, event["competencia"])
+    cli_local.create_simulation_judges(config, 4, event["competencia"])
     with path.open() as handle:
         second = list(csv.DictReader(handle))
     assert second[:3] == first and second[3]["usuario"] == "simjuez4"
@@ -71,7 +72,7 @@ def test_create_demo_judges_once_with_private_credentials(config, event):
         for juez in judges:
             assert juez.competencia_id == event["competencia"]
             assert juez.equipos.count() == 1
-        assert models.authenticate("simjuez2", second[1]["contrasena"]) is not None
+        assert identity.authenticate("simjuez2", second[1]["contrasena"]) is not None
 
 
 def test_simulate_without_credentials_says_what_to_do(config, tmp_path):

@@ -8,6 +8,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import models
+import identity
 from helpers import next_message, nothing_within, wait_for_async
 
 
@@ -258,7 +259,7 @@ async def test_a_crash_during_the_handshake_is_json_500(client, event, monkeypat
 
     def explode(user_id):
         raise RuntimeError("database on fire")
-    monkeypatch.setattr(models, "user_identity", explode)
+    monkeypatch.setattr(identity, "user_identity", explode)
     code, answer, response = await client.request(
         "GET", "/ws/juez/%d/?token=%s" % (event["jueces"][0], token),
         headers={"Upgrade": "websocket", "Connection": "Upgrade"})

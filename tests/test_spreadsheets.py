@@ -10,6 +10,9 @@ import io
 import pytest
 
 import models
+import ledger
+import ranking
+import submissions
 from helpers import request_json
 
 BOM = b"\xef\xbb\xbf"
@@ -43,7 +46,7 @@ def race(spawn, event, config):
         for juez, key, tiempos in ((0, "a", [1_500_000, 1_400_000]), (1, "c", [1_000_500])):
             user_id = models.Juez.get_by_id(event["jueces"][juez]).user_id
             with models.db.atomic():
-                models.store_submission(user_id, event["equipos"][key], [
+                submissions.store_submission(user_id, event["equipos"][key], [
                     {"tiempo": t, "timestamp": models.utcnow(), "id_registro": None}
                     for t in tiempos])
     server = spawn(config["database"]["path"]).start()
@@ -65,8 +68,8 @@ def test_results_csv_for_programs_and_for_excel(race, event):
     assert status == 200 and headers["Content-Type"] == "text/csv; charset=utf-8"
     assert b";" in excel.splitlines()[0] and b"," not in excel.splitlines()[0]
     rows_plain, rows_excel = table(plain, False), table(excel, True)
-    assert rows_plain[0] == rows_excel[0] == list(models.CSV_COLUMNS)
-    column = {name: i for i, name in enumerate(models.CSV_COLUMNS)}
+    assert rows_plain[0] == rows_excel[0] == list(ranking.CSV_COLUMNS)
+    column = {name: i for i, name in enumerate(ranking.CSV_COLUMNS)}
     by_team = {row[column["equipo_id"]]: row for row in rows_excel[1:]}
     a = by_team[str(event["equipos"]["a"])]
     assert a[column["equipo"]] == "'" + FORMULA_NAME  # never a formula, accents intact
@@ -75,15 +78,15 @@ def test_results_csv_for_programs_and_for_excel(race, event):
     assert by_team[str(event["equipos"]["c"])][column["mejor"]] == "0:16:40,500"
     plain_a = {row[column["equipo_id"]]: row for row in rows_plain[1:]}[str(event["equipos"]["a"])]
     assert plain_a[column["tiempo_total"]] == "0:48:20.000"
-    for name in models.CSV_COLUMNS:  # otherwise the same file
-        if name not in models.CSV_TIME_COLUMNS + ("actualizado_en",):
+    for name in ranking.CSV_COLUMNS:  # otherwise the same file
+        if name not in ledger.CSV_TIME_COLUMNS + ("actualizado_en",):
             assert [r[column[name]] for r in rows_plain] == [r[column[name]] for r in rows_excel]
     status, _, category = get(race, path + "&excel=1&categoria=Veteranos")
     assert [row[column["equipo"]] for row in table(category, True)[1:]] == ["'" + FORMULA_NAME]
     status, _, again = get(race, path + "&excel=1")  # (kept with the standings: the same file)
     assert again == excel
     status, _, nobody = get(race, path + "&excel=1&categoria=Nadie")
-    assert status == 200 and table(nobody, True) == [list(models.CSV_COLUMNS)]
+    assert status == 200 and table(nobody, True) == [list(ranking.CSV_COLUMNS)]
 
 
 def test_history_and_records_csv_for_excel(race, event):
@@ -96,14 +99,14 @@ def test_history_and_records_csv_for_excel(race, event):
     base = "/api/competencias/%d/" % event["competencia"]
     _, _, audit = get(race, base + "auditoria/?format=csv&excel=1", race.token)
     rows = table(audit, True)
-    assert rows[0] == list(models.AUDIT_CSV_COLUMNS)
+    assert rows[0] == list(ledger.AUDIT_CSV_COLUMNS)
     penalty = [r for r in rows[1:] if r[3] == "penalizacion"][0]
     assert penalty[6] == "'" + REASON  # the reason's ';' stays inside its cell, no formula
     _, _, plain = get(race, base + "auditoria/?format=csv", race.token)
     assert [r[6] for r in table(plain, False)[1:]] == [r[6] for r in rows[1:]]
     _, _, records = get(race, base + "registros/?format=csv&excel=1", race.token)
     rows = table(records, True)
-    assert rows[0] == list(models.RECORDS_CSV_COLUMNS)
+    assert rows[0] == list(ledger.RECORDS_CSV_COLUMNS)
     assert sorted(int(r[8]) for r in rows[1:]) == [1_000_500, 1_400_000, 1_500_000]
 
 
@@ -113,7 +116,7 @@ def test_the_command_line_writes_either_flavour(race, event, tmp_path):
         target = tmp_path / ("resultados%s.csv" % "".join(flavour))
         race.cli("results", cid, "--csv", str(target), *flavour)
         rows = table(target.read_bytes(), bool(flavour))
-        assert rows[0] == list(models.CSV_COLUMNS)
+        assert rows[0] == list(ranking.CSV_COLUMNS)
         assert "'" + FORMULA_NAME in [row[2] for row in rows]
         audit = tmp_path / ("auditoria%s.csv" % "".join(flavour))
         race.cli("audit", cid, "--csv", str(audit), *flavour,

@@ -13,6 +13,7 @@ import pytest
 
 import handlers.standings
 import models
+import registration
 import store
 from helpers import registros, wait_for_async
 
@@ -112,7 +113,7 @@ async def test_standings_are_computed_again_after_max_age(client, app, event, co
     shows once the standings are ``max_age`` old."""
     await client.get(results_path(event))
     with models.db.connection_context():
-        models.create_team("Equipo Tardío", 77, event["jueces"][0])
+        registration.create_team("Equipo Tardío", 77, event["jueces"][0])
     code, stale = await client.get(results_path(event))
     assert 77 not in [r["dorsal"] for r in stale["clasificacion"]]
     app.settings["server5k_standings"].max_age = 0

@@ -17,6 +17,10 @@ import uuid
 import pytest
 
 import models
+import ledger
+import race_control
+import registration
+import submissions
 import store as store_module
 from helpers import registros, wait_for
 
@@ -30,8 +34,8 @@ def crowd(config, event):
     crowd = {}
     with models.db.connection_context():
         for n in range(JUDGES):
-            juez = models.create_judge("crowd%d" % n, "crowd-pass", event["competencia"])
-            teams = [models.create_team("Equipo %d-%d" % (n, t), 100 + n * 10 + t, juez.id).id
+            juez = registration.create_judge("crowd%d" % n, "crowd-pass", event["competencia"])
+            teams = [registration.create_team("Equipo %d-%d" % (n, t), 100 + n * 10 + t, juez.id).id
                      for t in range(TEAMS_PER_JUDGE)]
             crowd[juez.user_id] = (juez.id, teams)
     return crowd
@@ -89,7 +93,7 @@ def test_one_conflicting_submission_fails_alone_in_a_shared_batch(config, crowd,
     # A record already stored for the first team: reusing its id with other data is a conflict.
     (first_user, (first_juez, first_teams)) = next(iter(crowd.items()))
     earlier = records(first_teams[0], count=1)
-    store.write(models.store_submission, first_user, first_teams[0], earlier).result(5)
+    store.write(submissions.store_submission, first_user, first_teams[0], earlier).result(5)
 
     gate = Gate(store.writer)
     jobs = []
@@ -97,11 +101,11 @@ def test_one_conflicting_submission_fails_alone_in_a_shared_batch(config, crowd,
         for equipo_id in teams:
             payload = records(equipo_id, base_ms=2_000_000)
             jobs.append((user_id, juez_id, equipo_id, payload,
-                         store.write(models.store_submission, user_id, equipo_id, payload)))
+                         store.write(submissions.store_submission, user_id, equipo_id, payload)))
     # The bad one sits in the middle of the batch: 14 fine records and one conflicting id.
     bad_payload = records(first_teams[1], base_ms=3_000_000)
     bad_payload[7] = dict(bad_payload[7], id_registro=earlier[0]["id_registro"])
-    bad = store.write(models.store_submission, first_user, first_teams[1], bad_payload)
+    bad = store.write(submissions.store_submission, first_user, first_teams[1], bad_payload)
     gate.wait_for_queue(len(jobs) + 1)
     gate.open()
 
@@ -129,14 +133,14 @@ def test_an_exception_inside_a_job_rolls_back_only_that_job(config, crowd, store
     users = list(crowd.items())
 
     def store_then_fail(user_id, equipo_id, payload):
-        models.store_submission(user_id, equipo_id, payload)  # rows written, then...
+        submissions.store_submission(user_id, equipo_id, payload)  # rows written, then...
         raise RuntimeError("disk on fire (simulated)")
 
     gate = Gate(store.writer)
     good = []
     for index, (user_id, (juez_id, teams)) in enumerate(users):
         payload = records(teams[0])
-        fn = store_then_fail if index == 2 else models.store_submission
+        fn = store_then_fail if index == 2 else submissions.store_submission
         good.append((index, juez_id, teams[0], payload,
                      store.write(fn, user_id, teams[0], payload)))
     gate.wait_for_queue(len(good))
@@ -163,8 +167,8 @@ def test_concurrent_identical_retries_store_each_record_once(config, crowd, stor
     user_id, (juez_id, teams) = next(iter(crowd.items()))
     payload = records(teams[0])
     gate = Gate(store.writer)
-    first = store.write(models.store_submission, user_id, teams[0], payload)
-    retry = store.write(models.store_submission, user_id, teams[0], payload)
+    first = store.write(submissions.store_submission, user_id, teams[0], payload)
+    retry = store.write(submissions.store_submission, user_id, teams[0], payload)
     gate.wait_for_queue(2)
     gate.open()
     assert len(first.result(10)["created"]) == 15
@@ -177,7 +181,7 @@ def test_same_id_twice_in_one_payload_with_other_data_is_a_conflict(config, crow
     payload = records(teams[0], count=3)
     payload[2] = dict(payload[2], id_registro=payload[0]["id_registro"])
     with pytest.raises(models.Conflict):
-        store.write(models.store_submission, user_id, teams[0], payload).result(5)
+        store.write(submissions.store_submission, user_id, teams[0], payload).result(5)
     assert stored(config) == {}
 
 
@@ -185,17 +189,17 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
     """Submissions in one batch are judged in order, and a refused one leaves no trace."""
     (user_id, (juez_id, teams)), (other_user, _) = list(crowd.items())[:2]
     earlier = records(teams[1], count=1)
-    store.write(models.store_submission, user_id, teams[1], earlier).result(5)
+    store.write(submissions.store_submission, user_id, teams[1], earlier).result(5)
     original = records(teams[0], count=3)
     refused = [dict(original[0], id_registro=uuid.uuid4().hex),
                dict(original[1], id_registro=earlier[0]["id_registro"])]  # reused id: conflict
     same_content = [dict(r) for r in original]  # the phone's retry of what it sent
 
     gate = Gate(store.writer)
-    first = store.write(models.store_submission, user_id, teams[0], refused)
-    wrong_team = store.write(models.store_submission, other_user, teams[0], original)
-    second = store.write(models.store_submission, user_id, teams[0], original)
-    retry = store.write(models.store_submission, user_id, teams[0], same_content)
+    first = store.write(submissions.store_submission, user_id, teams[0], refused)
+    wrong_team = store.write(submissions.store_submission, other_user, teams[0], original)
+    second = store.write(submissions.store_submission, user_id, teams[0], original)
+    retry = store.write(submissions.store_submission, user_id, teams[0], same_content)
     gate.wait_for_queue(4)
     gate.open()
 
@@ -214,7 +218,7 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
 
 def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crowd, store,
                                                                      monkeypatch):
-    batch = store_module.BATCHED[models.store_submission]
+    batch = store_module.BATCHED[submissions.store_submission]
     calls = []
 
     def write_then_fail(jobs):
@@ -222,12 +226,12 @@ def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crow
         batch(jobs)  # rows of every job written, then SQLite (say) fails
         raise sqlite3.OperationalError("simulated failure after the insert")
 
-    monkeypatch.setitem(store_module.BATCHED, models.store_submission, write_then_fail)
+    monkeypatch.setitem(store_module.BATCHED, submissions.store_submission, write_then_fail)
     gate = Gate(store.writer)
     jobs = []
     for user_id, (juez_id, teams) in crowd.items():
         payload = records(teams[0])
-        jobs.append((payload, store.write(models.store_submission, user_id, teams[0], payload)))
+        jobs.append((payload, store.write(submissions.store_submission, user_id, teams[0], payload)))
     gate.wait_for_queue(len(jobs))
     gate.open()
     for payload, future in jobs:
@@ -246,12 +250,12 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
         real = loop.call_soon_threadsafe
         loop.call_soon_threadsafe = lambda *a, **k: (wakeups.append(a[0]), real(*a, **k))[1]
         gate = await loop.run_in_executor(None, Gate, store.writer)
-        futures = [store.write_from_loop(models.store_submission, user_id, teams[0],
+        futures = [store.write_from_loop(submissions.store_submission, user_id, teams[0],
                                          records(teams[0])) for user_id, (_, teams) in users]
         other_team = users[1][1][1][0]  # assigned to another judge
-        refused = store.write_from_loop(models.store_submission, users[0][0], other_team,
+        refused = store.write_from_loop(submissions.store_submission, users[0][0], other_team,
                                         records(other_team))
-        cancelled = store.write_from_loop(models.store_submission, users[0][0],
+        cancelled = store.write_from_loop(submissions.store_submission, users[0][0],
                                           users[0][1][1][1], records(users[0][1][1][1]))
         cancelled.cancel()  # e.g. its request went away: the others must not care
         await loop.run_in_executor(None, gate.wait_for_queue, len(futures) + 2)
@@ -277,7 +281,7 @@ def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, cr
     users = list(crowd.items())
 
     def store_then_lose_transaction(user_id, equipo_id, payload):
-        models.store_submission(user_id, equipo_id, payload)
+        submissions.store_submission(user_id, equipo_id, payload)
         models.db.execute_sql("ROLLBACK")  # what SQLite does on SQLITE_FULL or SQLITE_IOERR
         raise sqlite3.OperationalError("database or disk is full (simulated)")
 
@@ -285,10 +289,10 @@ def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, cr
     gate = Gate(store.writer)
     futures = []
     for index, (user_id, (juez_id, teams)) in enumerate(users):
-        fn = store_then_lose_transaction if index == position else models.store_submission
+        fn = store_then_lose_transaction if index == position else submissions.store_submission
         # A create_team between submissions splits them into separate runs of jobs.
         if index % 2:
-            futures.append(store.write(models.create_team, "Extra %d" % index, 900 + index,
+            futures.append(store.write(registration.create_team, "Extra %d" % index, 900 + index,
                                        juez_id))
         futures.append(store.write(fn, user_id, teams[0], records(teams[0])))
     gate.wait_for_queue(len(futures))
@@ -299,7 +303,7 @@ def test_when_sqlite_rolls_back_the_whole_batch_no_job_is_told_stored(config, cr
     assert stored(config) == {}
     # The writer goes on: the next submission is stored.
     user_id, (juez_id, teams) = users[0]
-    assert len(store.write(models.store_submission, user_id, teams[1],
+    assert len(store.write(submissions.store_submission, user_id, teams[1],
                            records(teams[1])).result(10)["created"]) == 15
 
 
@@ -314,7 +318,7 @@ def test_a_job_that_ends_the_writer_leaves_no_caller_waiting(config, crowd, stor
 
     user_id, (juez_id, teams) = next(iter(crowd.items()))
     gate = Gate(store.writer)
-    before = store.write(models.store_submission, user_id, teams[0], records(teams[0]))
+    before = store.write(submissions.store_submission, user_id, teams[0], records(teams[0]))
     dying = store.write(fatal)
     gate.wait_for_queue(2)
     gate.open()
@@ -323,7 +327,7 @@ def test_a_job_that_ends_the_writer_leaves_no_caller_waiting(config, crowd, stor
     with pytest.raises(Fatal):  # its batch was rolled back with it, and says so
         before.result(10)
     store.writer._thread.join(10)
-    later = store.write(models.store_submission, user_id, teams[1], records(teams[1]))
+    later = store.write(submissions.store_submission, user_id, teams[1], records(teams[1]))
     with pytest.raises(RuntimeError, match="writer stopped"):
         later.result(0)  # refused at once, not queued for a writer that is gone
     assert stored(config) == {}
@@ -393,22 +397,22 @@ def test_corrections_and_submissions_sharing_a_batch_stay_consistent(config, cro
     what the jobs before it committed, and the history has one entry per correction."""
     (user_a, (_, (team_a, team_b))), (user_c, (_, (team_c, _))) = list(crowd.items())[:2]
     first = records(team_a, count=3)
-    store.write(models.store_submission, user_a, team_a, first).result(5)
-    cid = store.write(models.start_competition, config_competition(team_a)).result(5)["id"]
+    store.write(submissions.store_submission, user_a, team_a, first).result(5)
+    cid = store.write(race_control.start_competition, config_competition(team_a)).result(5)["id"]
     ids = [str(uuid.UUID(r["id_registro"])) for r in first]
     later = records(team_c, count=2, base_ms=2_000_000)
 
     gate = Gate(store.writer)
     jobs = [
-        store.write(models.void_record, None, ids[0], "toque por error"),
+        store.write(race_control.void_record, None, ids[0], "toque por error"),
         # The phone retries its first submission: all duplicates, the voided one stays voided.
-        store.write(models.store_submission, user_a, team_a, first),
-        store.write(models.edit_record, None, ids[1], "equipo equivocado", team_b),
-        store.write(models.store_submission, user_c, team_c, later),
-        store.write(models.shift_times, None, cid, 1_000, "salida tarde"),
+        store.write(submissions.store_submission, user_a, team_a, first),
+        store.write(race_control.edit_record, None, ids[1], "equipo equivocado", team_b),
+        store.write(submissions.store_submission, user_c, team_c, later),
+        store.write(race_control.shift_times, None, cid, 1_000, "salida tarde"),
         # Queued after the adjustment: a submission whose records the adjustment covers too.
-        store.write(models.store_submission, user_a, team_b, records(team_b, count=1,
-                                                                     base_ms=3_000_000)),
+        store.write(submissions.store_submission, user_a, team_b, records(team_b, count=1,
+                                                                          base_ms=3_000_000)),
     ]
     gate.wait_for_queue(len(jobs))
     gate.open()
@@ -422,7 +426,7 @@ def test_corrections_and_submissions_sharing_a_batch_stay_consistent(config, cro
     assert len(jobs[5].result(10)["created"]) == 1
 
     with models.db.connection_context():
-        state = models.competition_state(cid)
+        state = ledger.competition_state(cid)
         by_id = {models._uuid_text(r.hex_id): r for r in state["records"]}
         assert by_id[ids[0]].anulado and not by_id[ids[0]].cuenta
         assert by_id[ids[1]].equipo_id == team_b

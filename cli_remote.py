@@ -1,0 +1,493 @@
+"""The command line as a client of the running server: the HTTP client (an organizer's
+session) and the commands that change a running race through the server's API.
+"""
+
+import json
+import os
+import ssl
+import urllib.request
+from pathlib import Path
+
+import cli_output
+import models
+import ranking
+import venue_time
+
+
+# -- the run file: which server serves a database ---------------------------------------------
+# While `serve` runs, a small file beside the database says so (its pid, when that process
+# started, its URL). Every command that changes data reads it: with a live server it goes
+# through the server's API (its writer orders every change; nothing waits on a lock), else it
+# writes the database itself. A file left by a killed server names a process that is gone (or
+# another process with that pid, started at another time): it is ignored.
+def run_file(config):
+    return Path(config["database"]["path"] + ".server.json")
+
+
+def process_started(pid):
+    """When process ``pid`` started (clock ticks since boot, Linux), or None where unknown."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def running_server(config):
+    """The URL of the live server that serves this config's database, or None when none does.
+    A server whose process lives but that does not answer (starting, stopping, hung) is a
+    CliError: the command neither competes with it for the database nor waits for ever."""
+    try:
+        info = json.loads(run_file(config).read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # killed: its file stayed behind
+    except PermissionError:
+        pass  # alive, another user's
+    if info.get("started") is not None and process_started(pid) not in (None, info["started"]):
+        return None  # the pid was reused by another process
+    try:
+        status, _ = http_json("GET", url + "/api/me/", context=client_context(config),
+                              timeout=5)
+    except cli_output.CliError:
+        status = None
+    if status != 401:  # a Server5K server answers an anonymous /api/me/ with a JSON 401
+        raise cli_output.CliError("a server (pid %d) is running for %s but does not answer at %s; try "
+                                  "again once it has started, or stop it" % (
+                           pid, config["database"]["path"], url))
+    return url
+
+
+def base_url(config):
+    host = config["server"]["host"]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = "[%s]" % host
+    scheme = "https" if config["server"]["tls_cert"] else "http"
+    return "%s://%s:%d" % (scheme, host, config["server"]["port"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Demo data
+# ------------------------------------------------------------------------------------------------
+def demo_credentials_file(config):
+    """The demo event's logins, beside its database: this file marks the demo database."""
+    return Path(config["database"]["path"] + ".demo-credentials.json")
+
+
+def open_event_database(args, config, server_url_=None):
+    """Open the config's database for this command, saying which one on stderr; the demo
+    database (the one `serve --demo` made) only when asked with --demo: a terminal without
+    SERVER5K_CONFIG must not work on the demo event unawares. ``server_url_``: a server
+    serves it (its schema is ready: opened without schema work, which would take the write
+    lock)."""
+    path = config["database"]["path"]
+    check_not_demo(args, config)
+    cli_output.say(args, "database %s (config %s)%s" % (path, config["_path"], "; served by %s" %
+                                                        server_url_ if server_url_ else ""))
+    if server_url_:
+        models.db.init(path, pragmas=models.PRAGMAS)
+    else:
+        models.open_database(path)
+
+
+def check_not_demo(args, config):
+    path = config["database"]["path"]
+    if demo_credentials_file(config).exists() and not getattr(args, "use_demo", False):
+        raise cli_output.CliError("%s is the demo database (`serve --demo` made it; config %s): is "
+                                  "SERVER5K_CONFIG set in this terminal? pass --demo to use it anyway"
+                                  % (path, config["_path"]))
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_competition_set(args, config):
+    """``competition set ID``: the scoring rule and the scheduled start, on the running server
+    (so the live page changes at once, and the change is in the history)."""
+    regla = {key: value for key, value in (("tipo", args.scoring), ("contados", args.counted),
+                                           ("minimo", args.min_finishers)) if value is not None}
+    body = {"regla": regla} if regla else {}
+    if args.date:  # sent with its offset: this command line's zone, whichever server it asks
+        body["fecha_hora"] = venue_time.local_iso(cli_output.local_date(args.date))
+    if args.name is not None:
+        body["nombre"] = args.name
+    if args.oculta is not None:
+        body["oculta"] = args.oculta
+    if not body:
+        raise cli_output.CliError("nothing to set: give --scoring, --counted, --min-finishers, --date, "
+                                  "--name, --hide or --show")
+    if args.reason:
+        body["motivo"] = args.reason
+    session = ServerSession(args, config)
+    answer = session.call("PATCH", "/api/competencias/%d/" % args.id, body,
+                          what="competition set")
+    comp, regla = answer["competencia"], answer["regla"]
+    cli_output.emit(args, answer, "competition %d %s%s: %s; scheduled start %s\n  %s" % (
+        comp["id"], comp["nombre"], " (hidden from the public index)" if comp["oculta"] else "",
+        cli_output.rule_line(regla), cli_output.local(comp["fecha_hora"]) or "none", regla["texto"]))
+
+
+def credentials_file(given, roster_path):
+    """Where new judges' passwords go: ``--credentials``, else ROSTER-credenciales.csv beside
+    the roster, or -2, -3... when that exists (a file of passwords is never overwritten)."""
+    if given:
+        if Path(given).exists():
+            raise cli_output.CliError("%s already exists; passwords are never written over a file: pass "
+                                      "another --credentials" % given)
+        return Path(given)
+    for n in range(1, 1000):
+        candidate = roster_path.with_name("%s-credenciales%s.csv" % (
+            roster_path.stem, "" if n == 1 else "-%d" % n))
+        if not candidate.exists():
+            return candidate
+    raise cli_output.CliError("too many credentials files beside %s; pass --credentials" % roster_path)
+
+
+# -- race: talks to the running server over HTTP as an organizer ---------------------------------
+def http_json(method, url, body=None, token=None, context=None, timeout=15, raw=None,
+              content_type="application/json"):
+    """A JSON API call: (status, answer). ``raw``: bytes sent as they are (a roster CSV)."""
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", content_type)
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {"detail": exc.reason}
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise cli_output.CliError("the server at %s is not reachable (%s); is `python server5k.py serve` "
+                                  "running?" % (url.split("/api/")[0], reason)) from None
+
+
+def client_context(config):
+    if not config["server"]["tls_cert"]:
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(config["server"]["tls_cert"])
+    context.check_hostname = False  # our own server on this machine, pinned by its certificate
+    return context
+
+
+class ServerSession:
+    """The command line as an organizer of the running server: logs in once, then calls the
+    same API the console uses. Errors become one-line CliErrors."""
+
+    def __init__(self, args, config, url=None, why=None):
+        """``why``: the session a command that changes data opens because a server runs for
+        its database (``provide``): the login comes from the environment only (such a
+        command's --password is the new account's), and a missing one is explained by it."""
+        self.url = url or server_url(getattr(args, "url", None), config)
+        self.context = client_context(config)
+        given = (lambda name: None) if why else (lambda name: getattr(args, name, None))
+        user = given("user") or os.environ.get("SERVER5K_USER")
+        password = given("password") or os.environ.get("SERVER5K_PASSWORD")
+        if not user or not password:
+            missing = " and ".join(name for name, value in (("SERVER5K_USER", user),
+                                                            ("SERVER5K_PASSWORD", password))
+                                   if not value)
+            if why:
+                raise cli_output.CliError("%s; set %s to an organizer's login" % (why, missing))
+            raise cli_output.CliError("organizer credentials needed: --user/--password or "
+                                      "SERVER5K_USER/SERVER5K_PASSWORD (%s not set)" % missing)
+        status, answer = http_json("POST", self.url + "/api/token/",
+                                   {"username": user, "password": password},
+                                   context=self.context)
+        if status != 200:
+            raise cli_output.CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
+        self.token = answer["access"]
+
+    def call(self, method, path, body=None, what=None, **options):
+        """The answer of a 2xx; a CliError naming ``what`` (or the path) otherwise.
+        ``options``: http_json's (``raw`` bytes and their ``content_type``, ``timeout``)."""
+        status, answer = http_json(method, self.url + path, body, token=self.token,
+                                   context=self.context, **options)
+        if status >= 300:
+            code = answer.get("code")
+            words = CLI_WORDS.get(code)
+            fields = "".join("; %s: %s" % item for item in (answer.get("errors") or {}).items())
+            raise cli_output.CliError("%s failed (%d %s): %s%s" % (
+                what or path, status, code,
+                words.format(id=self.id_in(path)) if words else answer.get("detail"), fields))
+        return answer
+
+    @staticmethod
+    def id_in(path):
+        parts = [part for part in path.split("/") if part.isdigit()]
+        return parts[0] if parts else "ID"
+
+    def text(self, path, what=None):
+        """A non-JSON answer (CSV) as text."""
+        request = urllib.request.Request(self.url + path)
+        request.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
+                return response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            raise cli_output.CliError("%s failed (%d)" % (what or path, exc.code)) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise cli_output.CliError("the server at %s is not reachable (%s)" % (
+                self.url, getattr(exc, "reason", exc))) from None
+
+
+# What the command line says for a server's error code, in its own words (the server's detail
+# speaks of the API: "use force" means `--force` here).
+CLI_WORDS = {
+    "race_already_running": "the race is already running",
+    "race_finished": "the race has finished; `race reset {id}` puts it back to scheduled "
+                     "before starting it again",
+    "race_not_running": "the race is not running",
+    "records_since_start": "times have arrived since the start; `race reset {id} --force` "
+                           "resets anyway (every record is kept)",
+    "results_official": "the results are official; `results reopen {id} --reason R` first",
+    "race_not_finished": "stop the race first: `race stop {id}`",
+    "race_not_started": "the race has not started: there is no start to shift",
+    "organizer_only": "that user is not an organizer (`organizer add USERNAME` makes one)",
+    "token_expired": "the login expired; run the command again",
+}
+
+
+def server_url(given, config):
+    """The running server's base URL: ``--url`` (``http://`` assumed when it has no scheme),
+    else the config's own address."""
+    url = (given or base_url(config)).strip().rstrip("/")
+    if "://" not in url:
+        url = ("https://" if config["server"]["tls_cert"] else "http://") + url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise cli_output.CliError("--url must start with http:// or https://, not %s://" % scheme)
+    return url
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_race(args, config):
+    session = ServerSession(args, config)
+    cid = args.id
+    if args.action == "status":
+        answer = session.call("GET", "/api/competencias/%d/jueces/" % cid, what="status")
+    elif args.action == "shift":
+        body = {"delta_ms": cli_output.duration(args.by, signed=True), "motivo": args.reason}
+        if args.judge is not None:
+            body["juez_id"] = args.judge
+        answer = session.call("POST", "/api/competencias/%d/ajustar_tiempos/" % cid, body,
+                              what="shift")
+    else:
+        path = {"start": "iniciar", "stop": "detener", "reset": "reiniciar"}[args.action]
+        body = {"force": True} if getattr(args, "force", False) else None
+        answer = session.call("POST", "/api/competencias/%d/%s/" % (cid, path), body,
+                              what=args.action)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return
+    answer = cli_output.shown(answer)
+    comp = answer["competencia"]
+    print(cli_output.race_line(comp))
+    if args.action == "status":
+        print(cli_output.format_board(answer))
+    elif args.action == "shift":
+        print("%s ms added to %d records%s" % (
+            "%+d" % body["delta_ms"], answer["registros_afectados"],
+            "" if args.judge is not None
+            else "; the start is now %s" % cli_output.local(comp["started_at"])))
+    else:
+        print("judge sockets notified: %d" % answer["notificados"])
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_records(args, config):
+    """The organizer's records and their corrections, on the running server."""
+    session = ServerSession(args, config)
+    if args.action == "list":
+        query = "?equipo_id=%d" % args.team if args.team else ""
+        answer = session.call("GET", "/api/competencias/%d/registros/%s" % (args.id, query),
+                              what="records list")
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False))
+            return
+        answer = cli_output.shown(answer)
+        print("%d records of competition %d %s" % (len(answer["registros"]), args.id,
+                                                  answer["competencia"]["nombre"]))
+        for r in answer["registros"]:
+            print(cli_output.record_line(r))
+        return
+    if args.action == "history":
+        answer = session.call("GET", "/api/registros/%s/historial/" % args.rid,
+                              what="records history")
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False))
+            return
+        answer = cli_output.shown(answer)
+        print(cli_output.record_line(answer["registro"]))
+        for entry in answer["historial"]:
+            print("  %s  %-12s %-12s %s -> %s  %s" % (
+                cli_output.local(entry["en"]), entry["accion"], entry["usuario"] or "-",
+                cli_output.printable(json.dumps(entry["antes"], ensure_ascii=False)),
+                cli_output.printable(json.dumps(entry["despues"], ensure_ascii=False)),
+                entry["motivo"] or ""))
+        return
+    if args.action == "add":
+        body = {"equipo_id": args.team, "tiempo": cli_output.duration(args.tiempo), "motivo": args.reason}
+        if args.timestamp:
+            body["timestamp"] = args.timestamp
+        record = session.call("POST", "/api/competencias/%d/registros/" % args.id, body,
+                              what="records add")
+    elif args.action == "edit":
+        body = {"motivo": args.reason}
+        if args.team is not None:
+            body["equipo_id"] = args.team
+        if args.tiempo is not None:
+            body["tiempo"] = cli_output.duration(args.tiempo)
+        record = session.call("PATCH", "/api/registros/%s/" % args.rid, body, what="records edit")
+    else:
+        path = {"void": "anular", "restore": "restaurar", "accept": "aceptar"}[args.action]
+        record = session.call("POST", "/api/registros/%s/%s/" % (args.rid, path),
+                              {"motivo": args.reason}, what="records " + args.action)
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print(cli_output.record_line(cli_output.shown(record)))
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_team_correction(args, config):
+    """``team status`` and ``team penalty`` on the running server."""
+    session = ServerSession(args, config)
+    if args.action == "status":
+        body, path = {"estado": args.estado, "motivo": args.reason}, "estado"
+    else:
+        body, path = {"ms": cli_output.duration(args.ms, signed=True), "motivo": args.reason}, "penalizacion"
+    team = session.call("POST", "/api/equipos/%d/%s/" % (args.eid, path), body,
+                        what="team " + args.action)
+    cli_output.emit(args, team, "team %d %s: estado %s, penalty %s ms" % (
+        team["id"], team["nombre"], team["estado"], team["penalizacion_ms"]))
+
+
+def judge_id(session, reference, otherwise=None):
+    """A judge's id on the running server, by username (case-insensitive) or id."""
+    return server_judge(session, reference, otherwise)["id"]
+
+
+def server_judge(session, reference, otherwise=None):
+    """A judge on the running server ({"id", "username", "nombre", "competencia_id",
+    "activo"}), by username (case-insensitive) or id."""
+    judges = session.call("GET", "/api/jueces/", what="judge list")["jueces"]
+    key = models.username_key(str(reference))
+    for juez in judges:
+        if models.username_key(juez["username"]) == key or str(juez["id"]) == str(
+                reference).strip():
+            return juez
+    raise cli_output.CliError("no judge %r on the server%s: give a username or an id (judge list)"
+                              % (reference, " (%s)" % otherwise if otherwise else ""))
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_judge_active(args, config):
+    """``judge deactivate|activate USERNAME`` on the running server."""
+    session = ServerSession(args, config)
+    juez = session.call("PATCH", "/api/jueces/%d/" % judge_id(session, args.username),
+                        {"activo": args.action == "activate"}, what="judge " + args.action)
+    cli_output.emit(args, juez, "judge %d %s: %s" % (
+        juez["id"], juez["username"], "active" if juez["activo"] else
+        "inactive; its tokens are refused and its sockets closed"))
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_team_edit(args, config):
+    """``team edit EID [--name N] [--dorsal N] [--judge J] [--category C]`` on the running
+    server."""
+    session = ServerSession(args, config)
+    body = {}
+    if args.name is not None:
+        body["nombre"] = args.name
+    if args.dorsal is not None:
+        body["dorsal"] = args.dorsal
+    if args.judge is not None:
+        body["juez_id"] = judge_id(session, args.judge)
+    if args.category is not None:
+        body["categoria"] = args.category or None
+    if not body:
+        raise cli_output.CliError("team edit needs --name, --dorsal, --judge or --category")
+    team = session.call("PATCH", "/api/equipos/%d/" % args.eid, body, what="team edit")
+    cli_output.emit(args, team, "team %d %s: dorsal %d, judge %s, category %s" % (
+        team["id"], team["nombre"], team["dorsal"], team["juez_id"], team["categoria"] or "-"))
+
+
+def excel_needs_csv(args):
+    if args.excel and not args.csv:
+        raise cli_output.CliError("--excel goes with --csv FILE (the file to write for the spreadsheet)")
+
+
+@cli_output.needs(cli_output.SERVER)
+def cmd_audit(args, config):
+    """The competition's history, from the running server."""
+    excel_needs_csv(args)
+    session = ServerSession(args, config)
+    if args.csv:
+        text = session.text("/api/competencias/%d/auditoria/?format=csv%s" % (
+            args.id, "&excel=1" if args.excel else ""), "audit")
+        Path(args.csv).write_text(text, encoding="utf-8", newline="")
+        print("history of competition %d written to %s" % (args.id, args.csv))
+        return
+    answer = session.call("GET", "/api/competencias/%d/auditoria/" % args.id, what="audit")
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return
+    for a in cli_output.shown(answer["acciones"]):
+        print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
+            a["id"], cli_output.local(a["en"]), a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
+            a["motivo"] or ""))
+
+
+@cli_output.needs(cli_output.NOTHING)
+def cmd_results(args, config):
+    """The standings from the database (works while the server runs: WAL readers), or
+    ``results official|reopen ID`` on the running server."""
+    if args.what in ("official", "reopen"):
+        return results_official(args, config)
+    try:
+        args.id = int(args.what)
+    except ValueError:
+        raise cli_output.CliError("results takes a competition ID (or official ID, reopen ID)") from None
+    excel_needs_csv(args)
+    open_event_database(args, config, running_server(config))
+    result = ranking.ranking(args.id)
+    if args.category is not None:
+        if args.category not in result["categorias"]:
+            raise cli_output.CliError("competition %d has no category %r (its categories: %s)" % (
+                args.id, args.category, ", ".join(result["categorias"]) or "none"))
+        result = ranking.only_category(result, args.category)
+    if args.csv:
+        Path(args.csv).write_text(ranking.ranking_csv(result, excel=args.excel),
+                                  encoding="utf-8", newline="")
+        print("%d teams written to %s" % (len(result["clasificacion"]), args.csv))
+        return
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    print(cli_output.format_results(cli_output.shown(result)))
+
+
+def results_official(args, config):
+    if args.id is None:
+        raise cli_output.CliError("results %s needs the competition ID" % args.what)
+    if args.what == "reopen" and not args.reason:
+        raise cli_output.CliError("results reopen needs --reason")
+    session = ServerSession(args, config)
+    path = "oficializar" if args.what == "official" else "reabrir"
+    body = {"motivo": args.reason} if args.reason else None
+    comp = session.call("POST", "/api/competencias/%d/%s/" % (args.id, path), body,
+                        what="results " + args.what)
+    cli_output.emit(args, comp, "competition %d %s: results %s" % (
+        comp["id"], comp["nombre"], "official" if comp["oficial"] else "provisional"))
