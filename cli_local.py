@@ -228,7 +228,7 @@ def write_credentials(handle, rows, spreadsheet=False):
     """The credentials CSV that `import` and `simulate --create-demo` write (and read back,
     with or without a byte order mark). A cell a spreadsheet would run as a formula (a judge
     named ``=HYPERLINK(...)``) gets a leading apostrophe, as the console's downloads do
-    (models._csv_cell); read_credential takes it off again. ``spreadsheet``: the one `import`
+    (ledger._csv_cell); read_credential takes it off again. ``spreadsheet``: the one `import`
     writes for the organizer to open, with a UTF-8 byte order mark, so a spreadsheet keeps the
     judges' accented names."""
     if spreadsheet:

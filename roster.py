@@ -614,7 +614,7 @@ def delete_team(user_id, equipo_id):
 
 def edit_judge(user_id, juez_id, changes, password_hash=None):
     """Rename a judge, deactivate or reactivate it (``changes``: "nombre", "activo"), and/or
-    give it a new password (``password_hash``, made beforehand by models.new_password_hash).
+    give it a new password (``password_hash``, made beforehand by identity.new_password_hash).
     Deactivating it or a new password refuses every token it was issued before, at once.
     Each kind of change is one history row (editar, desactivar/activar, contrasena). Returns
     (the judge, whether its tokens were revoked)."""

@@ -1,4 +1,4 @@
-"""How long the standings take: ``models.ranking`` on an event of TEAMS teams x 15 records (and
+"""How long the standings take: ``ranking.ranking`` on an event of TEAMS teams x 15 records (and
 CORRECTIONS corrections where the code has them), median of ROUNDS runs.
 
     python bench/standings.py [--teams 500] [--corrections 200] [--rounds 30] [--against DIR]

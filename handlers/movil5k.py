@@ -7,7 +7,7 @@ judge's competitions and teams as arrays, and a team's whole set of records to
 translation onto the domain functions the guide's handlers use (models: authentication, the
 writer's submission checks and idempotency, corrections, standings); the rules of its own
 (a record's timestamp is its receipt, a second set waits for review) are in
-models.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
+submissions.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
 ``/api/competencias/{id}/``, ``/api/equipos/{id}/registros/``) answer what they answered
 before, plus what Movil5K reads.
 
@@ -59,7 +59,7 @@ def app_competition(comp, now=None):
 
 
 def app_team(team):
-    """A team (models.judge_teams) in Movil5K's words, with the guide's too."""
+    """A team (race_control.judge_teams) in Movil5K's words, with the guide's too."""
     return dict({k: team[k] for k in ("id", "nombre", "dorsal")},
                 name=team["nombre"], number=team["dorsal"], category=team["categoria"],
                 category_display=team["categoria"] or "Sin categoría",

@@ -7,7 +7,7 @@ database: every token check reads the user's generation there (the old tokens ar
 their next use), and every ``interval_s`` seconds :class:`SocketGuard` reads the generations of
 the users with open sockets, in one query on a reader thread, and closes the sockets opened
 with an older one, or whose user (or judge) is gone or inactive. Between sweeps, every
-WATCH_S it reads one cheap mark of the accounts (:func:`models.revocation_mark`, which every
+WATCH_S it reads one cheap mark of the accounts (:func:`identity.revocation_mark`, which every
 revocation, deactivation or new user moves), and sweeps at once when it moved: a password
 changed by another process closes the judge's sockets within about a second.
 

@@ -4,7 +4,7 @@ spectators' ``resultados`` message).
 
 A change (records stored, a correction, a start, stop or reset: the hub's listeners) makes a
 competition's standings stale. They are then computed by one job in the standings' worker process
-(``models.ranking``, then the JSON, the CSV and the socket message from that one result), at most
+(``ranking.ranking``, then the JSON, the CSV and the socket message from that one result), at most
 every ``min_interval`` seconds, and never for more than ``busy_share`` of the time when the
 ranking is slow: changes that arrive meanwhile join the next computation. A request that finds
 the standings stale waits for the computation that will include every change it could know of

@@ -3,7 +3,7 @@
 Tokens carry ``gen``, their user's token generation when they were issued (an extension claim:
 a token without it is of generation 0). A password change or a deactivation moves the user's
 generation on, and every place that accepts a token compares the two against the database
-(``models.user_identity``, the writer's submission check), so older tokens are refused at
+(``identity.user_identity``, the writer's submission check), so older tokens are refused at
 once. Verified tokens are remembered here by their text; that memory only spares the
 signature check, never the generation's.
 """

@@ -91,7 +91,7 @@ def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=Fals
     ``at``: the first record's timestamp (ISO text or naive UTC datetime); each next one
     ``every_s`` seconds later (0: all the same).
     ``ids``: False (no id_registro), True (a new UUID each) or a list (one per record, None: none).
-    ``validated``: the form models.validate_submission gives and models.store_submission takes
+    ``validated``: the form submissions.validate_submission gives and submissions.store_submission takes
     (naive UTC datetimes, 32-hex ids, id_registro always present) instead of the wire form (ISO
     text with milliseconds and Z, UUID text).
     ``fields``: set on every record as given, e.g. a value the server must refuse.

@@ -1,6 +1,6 @@
 """The ranking rule, on a real SQLite file, without a server.
 
-Every branch of models.ranking: best N counted, more counted finishers first, lower total next,
+Every branch of ranking.ranking: best N counted, more counted finishers first, lower total next,
 shared positions (1, 2, 2, 4), teams without records last and unranked, records that arrived
 before the start flagged and still counted, and the CSV export of the same rows. Then the
 event's own rule (suma, promedio, puntos with a hand-worked cross-country example), the
