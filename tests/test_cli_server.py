@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 
-from helpers import registros, request_json
+from helpers import registros, request_json, wait_for
 
 ORG = {"SERVER5K_USER": "org", "SERVER5K_PASSWORD": "org-pass-123"}
 
@@ -122,14 +122,17 @@ def test_cli_changes_go_through_a_running_server_while_judges_submit(spawn, tmp_
 def test_a_killed_servers_run_file_is_ignored(spawn, tmp_path):
     srv = spawn(tmp_path / "event.db")
     set_up(srv)
-    srv.start()
+    run_file = tmp_path / "event.db.server.json"
+    srv.start()  # (it listens a moment before it writes its run file)
+    wait_for(run_file.exists, what="the server's run file")
     srv.signal(signal.SIGKILL)
     srv.wait()
-    assert (tmp_path / "event.db.server.json").exists()  # left behind by the kill
+    assert run_file.exists()  # left behind by the kill
     done = srv.cli("team", "add", "Tras el corte", "--dorsal", "9", "--judge", "juez1")
     assert "served by" not in done.stderr and "Tras el corte" in done.stdout
     srv.start()  # a new server writes its own
-    assert json.loads((tmp_path / "event.db.server.json").read_text())["pid"] == srv.process.pid
+    wait_for(lambda: json.loads(run_file.read_text())["pid"] == srv.process.pid,
+             what="the new server's run file")
     listed = srv.cli("team", "list")
     assert "served by %s" % srv.base_url in listed.stderr and "Tras el corte" in listed.stdout
 

@@ -1,6 +1,7 @@
-"""A password changed from another process (``judge passwd`` writes the database directly) closes
-the judge's open sockets within about a second, not at the next session sweep: the server reads
-a cheap mark of the accounts every 0.5 s (handlers/sessions.py SocketGuard.watch)."""
+"""A password changed closes the judge's open sockets at once, whoever changed it: ``judge passwd``
+goes through the running server's API (which closes them), and a change written to the database
+by another process is noticed within about a second, not at the next session sweep: the server
+reads a cheap mark of the accounts every 0.5 s (handlers/sessions.py SocketGuard.watch)."""
 
 import asyncio
 import time
@@ -45,6 +46,7 @@ async def test_the_watch_sweeps_as_soon_as_the_accounts_mark_moves(client, event
 def test_judge_passwd_from_the_command_line_closes_the_sockets_within_a_second(spawn, tmp_path):
     srv = spawn(tmp_path / "event.db", server={"ws_ping_interval_s": 60})  # no sweep meanwhile
     srv.cli("competition", "add", "5K")
+    srv.cli("organizer", "add", "ana", "--password", "clave-de-ana")
     srv.cli("judge", "add", "maria", "--competition", "1", "--password", "clave-de-maria")
     srv.cli("judge", "add", "jose", "--competition", "1", "--password", "clave-de-jose")
     srv.start()
@@ -58,7 +60,8 @@ def test_judge_passwd_from_the_command_line_closes_the_sockets_within_a_second(s
                 "%s/ws/juez/%d/?token=%s" % (srv.ws_base, juez_id, access))
         changed = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: srv.cli("judge", "passwd", "maria", "--password", "clave-nueva-1"))
+            None, lambda: srv.cli("judge", "passwd", "maria", "--password", "clave-nueva-1",
+                                env={"SERVER5K_USER": "ana", "SERVER5K_PASSWORD": "clave-de-ana"}))
         assert await close_code(sockets["maria"], 5) == 1008
         took = time.monotonic() - changed
         sockets["jose"].write_message('{"type": "ping", "data": {}}')  # untouched
