@@ -13,6 +13,7 @@ import threading
 import time
 import unicodedata
 
+import messages
 import models
 
 
@@ -172,6 +173,45 @@ def authenticate(username, password):
     return identity
 
 
+# --------------------------------------------------------------------------------------------
+# Is this session still valid: the one rule. Every path that asks (a request's token, a
+# submission in the writer, a judge's read-back, the sockets' sweep) applies session_refusal,
+# one row or many rows read in bulk; the texts are in messages.py.
+# --------------------------------------------------------------------------------------------
+JUDGE_ANY, JUDGE_IF_ANY, JUDGE_REQUIRED = "any", "if_any", "required"
+
+
+def session_refusal(user_active, user_gen, token_gen=None, juez_id=None, juez_active=False,
+                    judge=JUDGE_ANY):
+    """The DomainError refusing a session, or None while it holds.
+
+    ``user_active``: the user's ``is_active`` (None or False: gone or inactive);
+    ``user_gen``/``token_gen``: the user's token generation and the one the token carries (a
+    token of another generation, after a password change or a deactivation, is revoked; None:
+    the caller vouches for the user); ``juez_id``/``juez_active``: the user's judge, if any.
+    ``judge`` says what the judge must be: JUDGE_ANY (nothing: the caller reads the identity's
+    ``juez_active``), JUDGE_IF_ANY (active if there is one: an organizer holds too) or
+    JUDGE_REQUIRED (an active judge). Checked in this order: user, token, judge."""
+    if not user_active:
+        return models.Unauthenticated(messages.USER_INACTIVE, "user_inactive")
+    if token_gen is not None and token_gen != user_gen:
+        return models.Unauthenticated(messages.TOKEN_REVOKED, "token_revoked")
+    if judge == JUDGE_ANY:
+        return None
+    if juez_id is None:
+        return models.Forbidden(messages.NOT_A_JUDGE, "not_a_judge") \
+            if judge == JUDGE_REQUIRED else None
+    if not juez_active:
+        return models.Forbidden(messages.JUDGE_INACTIVE, "inactive_judge")
+    return None
+
+
+def judge_refusal(juez_id, juez_active):
+    """The DomainError refusing a user whose session holds but who is not an active judge
+    (the judge part of session_refusal, for a caller that already checked the token)."""
+    return session_refusal(True, None, None, juez_id, juez_active, JUDGE_REQUIRED)
+
+
 def user_identity(user_id, token_gen=None):
     """What a token and ``/api/me/`` say about a user: dict, or None if gone or inactive.
 
@@ -181,10 +221,12 @@ def user_identity(user_id, token_gen=None):
     another process (the command line) counts at once.
     """
     user = models.User.get_or_none(models.User.id == user_id)
-    if user is None or not user.is_active:
-        return None
-    if token_gen is not None and token_gen != user.token_gen:
-        raise models.Unauthenticated(TOKEN_REVOKED, "token_revoked")
+    refusal = session_refusal(user is not None and user.is_active,
+                              user.token_gen if user is not None else None, token_gen)
+    if refusal is not None:
+        if refusal.code == "user_inactive":
+            return None
+        raise refusal
     juez = models.Juez.get_or_none(models.Juez.user == user.id)
     return {
         "user": user.to_dict(),
@@ -195,21 +237,34 @@ def user_identity(user_id, token_gen=None):
     }
 
 
-TOKEN_REVOKED = ("La sesión ya no vale (cambió la contraseña o se desactivó el juez): inicie "
-                 "sesión de nuevo.")
+def _session_rows(user_ids):
+    """(user id, is_active, token_gen, juez id, juez is_active) of these users, read in bulk."""
+    for chunk in models._chunks(list(user_ids), 500):
+        yield from models.db.execute_sql(
+            'SELECT u.id, u.is_active, u.token_gen, j.id, j.is_active FROM "user" AS u '
+            "LEFT JOIN juez AS j ON j.user_id = u.id WHERE u.id IN (%s)"
+            % models._marks(len(chunk)), chunk).fetchall()
 
 
 def token_generations(user_ids):
-    """{user_id: token generation} of those users that are active (and, for a judge, whose
-    judge is active): a socket opened by a user missing here, or with another generation, no
-    longer has a valid session."""
-    found = {}
-    for chunk in models._chunks(list(user_ids), 500):
-        found.update(models.db.execute_sql(
-            'SELECT u.id, u.token_gen FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id '
-            "WHERE u.id IN (%s) AND u.is_active AND (j.id IS NULL OR j.is_active)"
-            % models._marks(len(chunk)), chunk).fetchall())
-    return found
+    """{user_id: token generation} of those users whose sessions hold (session_refusal: active,
+    and for a judge, an active judge)."""
+    return {user_id: gen for user_id, active, gen, juez_id, juez_active in _session_rows(user_ids)
+            if session_refusal(active, gen, None, juez_id, juez_active, JUDGE_IF_ANY) is None}
+
+
+def refused_sessions(sessions):
+    """Of ``sessions``, (user_id, token generation) pairs (open sockets), the set of those that
+    no longer hold (session_refusal, applied to rows read in bulk: the user gone or inactive,
+    its judge inactive, or a token of another generation)."""
+    sessions = set(sessions)
+    rows = {row[0]: row for row in _session_rows(sorted({user_id for user_id, _ in sessions}))}
+    refused = set()
+    for user_id, token_gen in sessions:
+        _, active, gen, juez_id, juez_active = rows.get(user_id, (user_id, None, None, None, None))
+        if session_refusal(active, gen, token_gen, juez_id, juez_active, JUDGE_IF_ANY) is not None:
+            refused.add((user_id, token_gen))
+    return refused
 
 
 def revocation_mark():

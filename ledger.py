@@ -8,6 +8,8 @@ import io
 import json
 from collections import defaultdict
 
+import identity
+import messages
 import models
 import race_defaults
 import scoring
@@ -374,18 +376,20 @@ def team_records(user_id, equipo_id, scored_per_team=race_defaults.COMPETITION_R
     """The judge read-back: a team's records as stored and counted, for its assigned judge or
     an organizer. ``{"equipo", "registros"}``."""
     user = models.User.get_or_none(models.User.id == user_id)
-    if user is None or not user.is_active:
-        raise models.Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    refusal = identity.session_refusal(user is not None and user.is_active, None)
+    if refusal is not None:
+        raise refusal
     equipo = models.Equipo.get_or_none(models.Equipo.id == equipo_id)
     if equipo is None:
-        raise models.NotFound("El equipo %s no existe." % equipo_id, "team_not_found")
+        raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if not user.is_organizer:
         juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        if juez is None:
-            raise models.Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
+        refusal = identity.judge_refusal(juez.id if juez is not None else None,
+                                         juez is not None and juez.is_active)
+        if refusal is not None:
+            raise refusal
         if equipo.juez_id != juez.id:
-            raise models.Forbidden("El equipo %d no está asignado a este juez." % equipo.id,
-                                   "team_not_assigned")
+            raise models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo.id, "team_not_assigned")
     state = competition_state(equipo.competencia_id, scored_per_team, equipo_id=equipo.id)
     return {"equipo": team_view(equipo, state["equipos"][equipo.id]),
             "registros": [r.view() for r in state["records"]]}

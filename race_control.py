@@ -9,7 +9,9 @@ from collections import defaultdict
 
 import peewee as pw
 
+import identity
 import ledger
+import messages
 import models
 import race_defaults
 import scoring
@@ -22,18 +24,19 @@ def judge_teams(user_id, competencia_id=None):
     ``categoria``, ``competencia_id``, ``competencia_nombre`` and ``juez_username``.
     Forbidden for a user who is neither (or an inactive judge)."""
     user = models.User.get_or_none(models.User.id == user_id)
-    if user is None or not user.is_active:
-        raise models.Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
+    refusal = identity.session_refusal(user is not None and user.is_active, None)
+    if refusal is not None:
+        raise refusal
     query = (models.Equipo.select(models.Equipo, models.Competencia.nombre.alias("competencia_nombre"),
                                   models.User.username.alias("juez_username"))
              .join(models.Competencia).switch(models.Equipo).join(models.Juez, pw.JOIN.LEFT_OUTER)
              .join(models.User, pw.JOIN.LEFT_OUTER))
     if not user.is_organizer:
         juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        if juez is None:
-            raise models.Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
-        if not juez.is_active:
-            raise models.Forbidden("El juez está inactivo.", "inactive_judge")
+        refusal = identity.judge_refusal(juez.id if juez is not None else None,
+                                         juez is not None and juez.is_active)
+        if refusal is not None:
+            raise refusal
         query = query.where(models.Equipo.juez == juez.id)
     if competencia_id is not None:
         query = query.where(models.Equipo.competencia == competencia_id)
@@ -137,7 +140,7 @@ def _team_of_competition(equipo_id, competencia_id, field="equipo_id"):
                              {field: "Debe ser el id (entero) de un equipo."})
     equipo = models.Equipo.get_or_none(models.Equipo.id == equipo_id)
     if equipo is None:
-        raise models.NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
+        raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if equipo.competencia_id != competencia_id:
         raise models.Invalid("El equipo %d es de otra competencia." % equipo_id,
                              "team_other_competition",
@@ -308,7 +311,7 @@ def _team_change(accion, user_id, equipo_id, motivo, key, value, **payload):
     motivo = check_motivo(motivo)
     equipo = models.Equipo.get_or_none(models.Equipo.id == equipo_id)
     if equipo is None:
-        raise models.NotFound("El equipo %s no existe." % equipo_id, "team_not_found")
+        raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     before = ledger.team_view(equipo)
     if before[key] == value:
         return before

@@ -18,6 +18,7 @@ import unicodedata
 
 import models
 import identity
+import messages
 import ledger
 import registration
 import venue_time
@@ -453,7 +454,7 @@ def _dorsal(value):
 def _team(equipo_id):
     equipo = models.Equipo.get_or_none(models.Equipo.id == equipo_id)
     if equipo is None:
-        raise models.NotFound("El equipo %s no existe." % equipo_id, "team_not_found")
+        raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     return equipo
 
 

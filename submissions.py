@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 
 import identity
+import messages
 import models
 import venue_time
 
@@ -136,22 +137,21 @@ _INSERT_ROWS = 500  # rows per INSERT: 7,500 parameters, far below SQLite's 32,7
 
 
 def _submitter_error(row, equipo_id, token_gen):
-    """The DomainError refusing this (user, team) submission, or None if it may store."""
+    """The DomainError refusing this (user, team) submission, or None if it may store: the
+    session (identity.session_refusal: an active judge, its token's generation), then the team."""
     _, _, user_active, juez_id, juez_active, found_equipo, equipo_juez = row[:7]
-    if not user_active:
-        return models.Unauthenticated("El usuario no existe o está inactivo.", "user_inactive")
-    if token_gen is not None and token_gen != row[11]:
-        return models.Unauthenticated(identity.TOKEN_REVOKED, "token_revoked")
-    if juez_id is None:
-        return models.Forbidden("El usuario no tiene perfil de juez.", "not_a_judge")
-    if not juez_active:
-        return models.Forbidden("El juez está inactivo.", "inactive_judge")
+    error = identity.session_refusal(user_active, row[11], token_gen, juez_id, juez_active,
+                                     identity.JUDGE_REQUIRED)
+    if error is not None:
+        return error
     if found_equipo is None:
-        return models.NotFound("El equipo %d no existe." % equipo_id, "team_not_found")
+        return models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if equipo_juez != juez_id:
-        return models.Forbidden("El equipo %d no está asignado a este juez." % equipo_id,
-                                "team_not_assigned")
+        return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo_id, "team_not_assigned")
     return None
+
+
+_NO_SUBMITTER = (None,) * 12  # a (user, team) the look-up did not return: no such user
 
 
 def store_submissions(jobs):
@@ -213,8 +213,7 @@ def store_submissions(jobs):
         protocolo = job[4] if len(job) > 4 else models.PROTOCOLO_GUIA
         revision = job[5] if len(job) > 5 else None
         row = submitters.get((user_id, equipo_id))
-        error = _submitter_error(row, equipo_id, token_gen) if row else models.Unauthenticated(
-            "El usuario no existe o está inactivo.", "user_inactive")
+        error = _submitter_error(row or _NO_SUBMITTER, equipo_id, token_gen)
         # A team reassigned since: its former judge's retries are answered, nothing is added.
         unassigned = error is not None and error.code == "team_not_assigned"
         if error is not None and not unassigned:

@@ -1,6 +1,7 @@
 """Tokens and identity: ``/api/token/``, ``/api/token/refresh/``, ``/api/me/`` and the
 single-use socket tickets of ``/api/ws-ticket/``."""
 
+import messages
 import models
 import identity as identity_room
 from handlers.base import SMALL_BODY_BYTES, BaseHandler
@@ -48,8 +49,7 @@ class TokenHandler(BaseHandler):
             self.limits.hashing.release(address)
         if identity is None:
             guard.failed(address, key)
-            raise ApiError(401, "invalid_credentials",
-                           "Usuario o contraseña incorrectos, o usuario inactivo.")
+            raise ApiError(401, "invalid_credentials", messages.INVALID_CREDENTIALS)
         guard.succeeded(address, key)
         self.trust_connection()  # a judge's or organizer's from now on (handlers/connections.py)
         return identity
@@ -71,7 +71,7 @@ class RefreshHandler(BaseHandler):
         identity = await self.identity_of_user(claims["user_id"], claims["gen"])
         if identity["juez_id"] is not None and not identity["juez_active"]:
             # A deactivated judge cannot log in, nor renew a session (refused as an inactive user).
-            raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+            raise ApiError(401, "user_inactive", messages.USER_INACTIVE)
         answer = {"access": self.tokens.issue("access", identity)}
         if self.config["auth"]["rotate_refresh_tokens"]:
             answer["refresh"] = self.tokens.issue("refresh", identity)
@@ -85,7 +85,7 @@ class MeHandler(BaseHandler):
         identity = await self.authenticated()
         answer = await self.db_read(identity_room.me, identity["user"]["id"])
         if answer is None:
-            raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+            raise ApiError(401, "user_inactive", messages.USER_INACTIVE)
         self.write_json(answer)
 
 
@@ -98,9 +98,8 @@ class WsTicketHandler(BaseHandler):
 
     async def post(self):
         identity = await self.authenticated()
-        if identity["juez_id"] is None:
-            raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
-        if not identity["juez_active"]:
-            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        refusal = identity_room.judge_refusal(identity["juez_id"], identity["juez_active"])
+        if refusal is not None:
+            raise ApiError.from_domain(refusal)
         ticket = self.tickets.issue(identity["user"]["id"], identity["juez_id"], identity["gen"])
         self.write_json({"ticket": ticket, "expires_in": self.tickets.TTL_S})

@@ -17,6 +17,7 @@ import tornado.routing
 import tornado.web
 import tornado.websocket
 
+import messages
 import models
 import identity as identity_room
 import race_control
@@ -238,7 +239,7 @@ class ServiceMixin:
         Raises ApiError(401) if gone, inactive or revoked (``token_revoked``)."""
         identity = await self.db_read(identity_room.user_identity, user_id, token_gen)
         if identity is None:
-            raise ApiError(401, "user_inactive", "El usuario no existe o está inactivo.")
+            raise ApiError(401, "user_inactive", messages.USER_INACTIVE)
         self.trust_connection()
         return identity
 

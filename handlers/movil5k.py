@@ -89,8 +89,9 @@ class LoginHandler(auth.TokenHandler):
         if identity["juez_id"] is None:
             raise ApiError(403, "not_a_judge", "El usuario no es juez: el organizador entra en "
                                                "/organizador/.")
-        if not identity["juez_active"]:
-            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        refusal = identity_room.judge_refusal(identity["juez_id"], identity["juez_active"])
+        if refusal is not None:
+            raise ApiError.from_domain(refusal)
         self.write_json(self.tokens.pair(identity))
 
 
@@ -150,10 +151,10 @@ class CompetenciasHandler(accounts.CompetenciasHandler):
     async def get(self):
         if self.identity["user"]["organizador"]:
             return await super().get()
-        if self.identity["juez_id"] is None:
-            raise ApiError(403, "not_a_judge", "El usuario no tiene perfil de juez.")
-        if not self.identity["juez_active"]:
-            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        refusal = identity_room.judge_refusal(self.identity["juez_id"],
+                                              self.identity["juez_active"])
+        if refusal is not None:
+            raise ApiError.from_domain(refusal)
         comp = app_competition(await self.competition(self.identity["competencia_id"]))
         for field in ("is_active", "is_running"):
             wanted = _bool_argument(self, field)

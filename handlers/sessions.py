@@ -21,11 +21,12 @@ import logging
 import tornado.ioloop
 
 import identity
+import messages
 
 log = logging.getLogger("server5k.sessions")
 
 # How a revoked session's sockets are closed: 1008 (policy violation), and why.
-REVOKED = (1008, "Sesion revocada: inicie sesion de nuevo")
+REVOKED = (1008, messages.SOCKET_REVOKED)
 # How often the accounts' mark is read while sockets are open (one aggregate on a reader thread).
 WATCH_S = 0.5
 
@@ -71,12 +72,12 @@ class SocketGuard:
         if not sockets:
             return 0
         try:
-            current = await asyncio.wrap_future(self.store.read(
-                identity.token_generations, sorted({sock.user_id for sock in sockets})))
+            refused = await asyncio.wrap_future(self.store.read(
+                identity.refused_sessions, {(sock.user_id, sock.token_gen) for sock in sockets}))
         except Exception:
-            log.exception("could not read the token generations of open sockets")
+            log.exception("could not read the sessions of open sockets")
             return 0
-        stale = [sock for sock in sockets if current.get(sock.user_id) != sock.token_gen]
+        stale = [sock for sock in sockets if (sock.user_id, sock.token_gen) in refused]
         for sock in stale:
             sock.close(*REVOKED)
         if stale:

@@ -18,6 +18,7 @@ import sys
 import time
 
 
+import identity as identity_room
 import models
 from handlers.base import SocketHandler
 from handlers.errors import ApiError
@@ -85,8 +86,9 @@ class JuezSocketHandler(SocketHandler):
             raise ApiError(401, "not_authenticated", "Falta ?ticket=<ticket> o ?token=<access>.")
         if identity["juez_id"] != juez_id:
             raise ApiError(403, "wrong_judge", "El token no pertenece al juez %s." % juez_id)
-        if not identity["juez_active"]:
-            raise ApiError(403, "inactive_judge", "El juez está inactivo.")
+        refusal = identity_room.judge_refusal(identity["juez_id"], identity["juez_active"])
+        if refusal is not None:
+            raise ApiError.from_domain(refusal)
         self.juez_id = identity["juez_id"]
         self.competencia_id = identity["competencia_id"]
         self.user_id, self.token_gen = identity["user"]["id"], identity["gen"]

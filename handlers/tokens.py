@@ -14,6 +14,7 @@ import uuid
 
 import jwt
 
+import messages
 from handlers.errors import ApiError
 
 ALGORITHM = "HS256"
@@ -66,8 +67,7 @@ class TokenService:
         elif claims["exp"] <= time.time():  # PyJWT's own rule, without leeway
             raise ApiError(401, "token_expired", "El token ha expirado.")
         if self._revoked and str(claims["jti"]) in self._revoked:
-            raise ApiError(401, "token_revoked",
-                           "La sesión se cerró (token revocado): inicie sesión de nuevo.")
+            raise ApiError(401, "token_revoked", messages.TOKEN_LOGGED_OUT)
         if claims.get("token_type") != expected_type:
             raise ApiError(401, "wrong_token_type",
                            "Se esperaba un token de tipo %s." % expected_type)
