@@ -518,7 +518,7 @@
     mine.loading = true;
     var base = '/api/competencias/' + mine.cid + '/';
     var reads = [api('GET', base + 'jueces/'), api('GET', base + 'registros/'),
-      request('GET', base + 'resultados/', { auth: false }),
+      api('GET', base + 'resultados/'),
       mine.tab === 'resultados' ? api('GET', base + 'auditoria/') : Promise.resolve(null)];
     Promise.all(reads).then(function (answers) {
       if (state !== mine) { return; }
