@@ -357,7 +357,7 @@ async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, 
     for _ in range(pushes):
         hub.records_stored(cid, event["equipos"]["a"], 1)
         assert (await next_message(fast, timeout=30))["type"] == "resultados"
-        stuck = [s for s in spectators._by_competencia[cid]
+        stuck = [s for s in spectators.registry.of(cid)
                  if s._in_flight is not None and not s._in_flight.done()]
         held_back = max(held_back, len(stuck))
     # The fast spectator got every push; the slow one has one message in flight and at most
