@@ -76,18 +76,14 @@
   }
 
   // -- times --------------------------------------------------------------------------------------
-  function pad(n, width) { n = String(n); while (n.length < (width || 2)) { n = '0' + n; } return n; }
+  // Shared with the console and the results pages (static/comun.js, kept on the phone too).
+  var pad = window.Server5KComun.pad, clockText = window.Server5KComun.clockText;
 
   function tiempoText(ms) {  // h:mm:ss.d, as a judge reads a stopwatch
     ms = Math.max(0, Math.floor(ms));
     var s = Math.floor(ms / 1000);
     return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60) + '.' +
       Math.floor((ms % 1000) / 100);
-  }
-
-  function clockText(ms) {
-    var s = Math.max(0, Math.floor(ms / 1000));
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
   var ZONA = document.body.dataset.zona || undefined;
