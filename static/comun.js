@@ -20,11 +20,38 @@
     return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
+  // el('li', {className: 'x', dataset: {a: 1}, aria: {label: 'y'}}, 'text', node, [nodes], ...):
+  // an element whose children are text (always as text, never markup), nodes or lists of them;
+  // null, undefined and false are skipped.
+  function el(tag, props) {
+    var node = document.createElement(tag);
+    Object.keys(props || {}).forEach(function (key) {
+      if (key === 'dataset') {
+        Object.keys(props.dataset).forEach(function (k) { node.dataset[k] = props.dataset[k]; });
+      } else if (key === 'aria') {
+        Object.keys(props.aria).forEach(function (k) { node.setAttribute('aria-' + k, props.aria[k]); });
+      } else {
+        node[key] = props[key];
+      }
+    });
+    append(node, Array.prototype.slice.call(arguments, 2));
+    return node;
+  }
+
+  function append(node, children) {
+    children.forEach(function (child) {
+      if (child === null || child === undefined || child === false) { return; }
+      if (Array.isArray(child)) { return append(node, child); }
+      node.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
+    });
+  }
+
   // The wait before reconnecting a live socket after ``retries`` failed tries: 1, 2, 4, 8...
   // seconds up to ``ceiling`` ms, with jitter so a thousand pages do not return at once.
   function backoff(retries, ceiling) {
     return Math.min(ceiling, 1000 * Math.pow(2, retries)) * (0.75 + Math.random() * 0.5);
   }
 
-  root.Server5KComun = { plainJson: plainJson, pad: pad, clockText: clockText, backoff: backoff };
+  root.Server5KComun = { plainJson: plainJson, pad: pad, clockText: clockText, el: el,
+    backoff: backoff };
 }(window));

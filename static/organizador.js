@@ -44,28 +44,7 @@
   // -- the page ---------------------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
 
-  // el('li', {className: 'x', dataset: {a: 1}}, 'text', node, [nodes], ...): children are text,
-  // nodes or lists of them; null and false are skipped.
-  function el(tag, props) {
-    var node = document.createElement(tag);
-    Object.keys(props || {}).forEach(function (key) {
-      if (key === 'dataset') {
-        Object.keys(props.dataset).forEach(function (k) { node.dataset[k] = props.dataset[k]; });
-      } else {
-        node[key] = props[key];
-      }
-    });
-    append(node, Array.prototype.slice.call(arguments, 2));
-    return node;
-  }
-
-  function append(node, children) {
-    children.forEach(function (child) {
-      if (child === null || child === undefined || child === false) { return; }
-      if (Array.isArray(child)) { return append(node, child); }
-      node.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
-    });
-  }
+  var el = comun.el;  // an element, its children written as text (static/comun.js)
 
   function fill(parent, children) {
     parent.textContent = '';

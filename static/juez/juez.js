@@ -41,23 +41,7 @@
 
   function $(id) { return document.getElementById(id); }
 
-  function el(tag, props) {
-    var node = document.createElement(tag);
-    Object.keys(props || {}).forEach(function (key) {
-      if (key === 'dataset') {
-        Object.keys(props.dataset).forEach(function (k) { node.dataset[k] = props.dataset[k]; });
-      } else if (key === 'aria') {
-        Object.keys(props.aria).forEach(function (k) { node.setAttribute('aria-' + k, props.aria[k]); });
-      } else {
-        node[key] = props[key];
-      }
-    });
-    Array.prototype.slice.call(arguments, 2).forEach(function (child) {
-      if (child === null || child === undefined || child === false) { return; }
-      node.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
-    });
-    return node;
-  }
+  var el = window.Server5KComun.el;  // (static/comun.js)
 
   function showAviso(message) {
     avisoEl.textContent = message || '';
