@@ -284,6 +284,22 @@ class SocketHandler(ServiceMixin, tornado.websocket.WebSocketHandler):
     _queued = 0
     _unsent = None  # deque of (write future, characters) not yet handed to the kernel
 
+    async def get(self, *args):
+        """The handshake. ``open()`` runs after the 101, too late to refuse: every check (a
+        plain GET, credentials, caps) is made here first by ``admit``, and a refusal is a JSON
+        error with its status, never an upgrade."""
+        try:
+            self.require_websocket_upgrade()
+            await self.admit(*args)
+        except ApiError as exc:
+            self.send_error(exc.status_code, exc_info=(type(exc), exc, exc.__traceback__))
+            return
+        # No await from admit's last check to open(): what it checked still holds there.
+        await super().get(*args)
+
+    async def admit(self, *args):
+        """Check the handshake and keep what ``open()`` needs; raise ApiError to refuse it."""
+
     def send_text(self, text):
         """Write without waiting; False if the socket is already gone, or is closed now because
         what waits unsent for it would pass MAX_QUEUED_CHARS (code 4002, its connection dropped

@@ -13,7 +13,6 @@ a 30-second single-use ticket harms nobody there. Its user must be an organizer 
 still hold (handlers/sessions.py closes it once they no longer do).
 """
 
-import sys
 from collections import defaultdict
 
 import tornado.ioloop
@@ -22,6 +21,7 @@ import tornado.websocket
 import models
 from handlers.base import OrganizerHandler, SocketHandler
 from handlers.errors import ApiError
+from handlers.registry import SocketRegistry
 from handlers.wire import message
 
 # At most one message per competition this often (the console reads again on each).
@@ -33,7 +33,7 @@ class Consoles:
 
     def __init__(self, min_interval=MIN_INTERVAL_S):
         self.min_interval = min_interval
-        self._by_competencia = defaultdict(set)
+        self.registry = SocketRegistry()
         self._pending = defaultdict(set)  # competition -> kinds of change not yet told
         self._scheduled = set()
         self._last = {}
@@ -43,7 +43,7 @@ class Consoles:
 
     def changed(self, competencia_id, what, data):
         """RaceHub listener (on the loop). Cheap: marks and, at most once, schedules."""
-        if not self._by_competencia.get(competencia_id):
+        if not self.registry.watched(competencia_id):
             return
         self._pending[competencia_id].add(what)
         if competencia_id not in self._scheduled:
@@ -57,27 +57,21 @@ class Consoles:
         self._last[competencia_id] = tornado.ioloop.IOLoop.current().time()
         kinds = self._pending.pop(competencia_id, set())
         text = message("cambios", {"competencia_id": competencia_id, "que": sorted(kinds)})
-        for sock in list(self._by_competencia.get(competencia_id, ())):
+        for sock in self.registry.of(competencia_id):
             sock.send_text(text)
 
     def add(self, sock):
-        self._by_competencia[sock.competencia_id].add(sock)
+        self.registry.add(sock)
 
     def remove(self, sock):
-        group = self._by_competencia.get(sock.competencia_id)
-        if group is not None:
-            group.discard(sock)
-            if not group:
-                del self._by_competencia[sock.competencia_id]
+        self.registry.remove(sock)
 
     def sockets(self):
         """Every console socket that is alive."""
-        return [sock for group in self._by_competencia.values() for sock in group
-                if sock.alive]
+        return self.registry.alive()
 
     def close_all(self, code, reason):
-        for sock in self.sockets():
-            sock.close(code, reason)
+        self.registry.close_all(code, reason)
 
 
 class ConsoleTicketHandler(OrganizerHandler):
@@ -97,20 +91,14 @@ class ConsoleSocketHandler(SocketHandler):
     competencia_id = None
     user_id = token_gen = None  # whose tokens opened it (handlers/sessions.py checks them)
 
-    async def get(self, competencia_id):
-        try:
-            self.require_websocket_upgrade()
-            user_id, _, token_gen = self.tickets.redeem(self.get_query_argument("ticket", ""))
-            identity = await self.identity_of_user(user_id, token_gen)
-            if not identity["user"]["organizador"]:
-                raise ApiError(403, "organizer_only", "Solo un organizador puede hacer esto.")
-            self._comp = await self.competition(int(competencia_id))
-        except ApiError as exc:
-            self.send_error(exc.status_code, exc_info=sys.exc_info())
-            return
+    async def admit(self, competencia_id):
+        user_id, _, token_gen = self.tickets.redeem(self.get_query_argument("ticket", ""))
+        identity = await self.identity_of_user(user_id, token_gen)
+        if not identity["user"]["organizador"]:
+            raise ApiError(403, "organizer_only", "Solo un organizador puede hacer esto.")
+        self._comp = await self.competition(int(competencia_id))
         self.competencia_id = self._comp["id"]
         self.user_id, self.token_gen = user_id, identity["gen"]
-        await super().get(competencia_id)
 
     def check_origin(self, origin):
         # Authenticated by a ticket only an organizer's token can get, not by a cookie.

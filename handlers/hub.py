@@ -22,6 +22,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import models
+from handlers.registry import SocketRegistry
 from handlers.wire import CLOSE_REPLACED, message
 
 log = logging.getLogger("server5k.hub")
@@ -34,7 +35,7 @@ class RaceHub:
         self.max_sockets_per_judge = max_sockets_per_judge
         self._competitions = {}
         self._by_juez = defaultdict(dict)  # juez_id -> {socket: None}, oldest first
-        self._by_competencia = defaultdict(set)
+        self.registry = SocketRegistry()  # by competition: whom a start is told
         self._last_connected = {}
         # competition -> {juez_id: when the server first handed one of the judge's sockets
         # carrera.iniciada for the current start (broadcast or replay on connect)}
@@ -83,7 +84,7 @@ class RaceHub:
             kind = "carrera.finalizada"
         else:
             kind = "carrera.cancelada"
-        sockets = list(self._by_competencia.get(comp["id"], ()))
+        sockets = self.registry.of(comp["id"])
         if kind == "carrera.iniciada":
             sockets = [s for s in sockets if s.start_seen != comp["started_at"]]
         if kind != "carrera.finalizada":  # a new start, or none: nobody has heard it yet
@@ -155,7 +156,7 @@ class RaceHub:
             log.info("juez %s: a new socket replaces the oldest of %d", sock.juez_id, len(mine) + 1)
             oldest.close(CLOSE_REPLACED, "Reemplazado por una conexión más reciente del juez")
         mine[sock] = None
-        self._by_competencia[sock.competencia_id].add(sock)
+        self.registry.add(sock)
         self._last_connected[sock.juez_id] = models.utcnow()
         self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
 
@@ -165,16 +166,12 @@ class RaceHub:
             mine.pop(sock, None)
             if not mine:
                 del self._by_juez[sock.juez_id]
-        group = self._by_competencia.get(sock.competencia_id)
-        if group is not None:
-            group.discard(sock)
-            if not group:
-                del self._by_competencia[sock.competencia_id]
+        self.registry.remove(sock)
         self._notify_listeners(sock.competencia_id, "conexiones", {"juez_id": sock.juez_id})
 
     def sockets(self):
         """Every judge socket that is alive (a list: closing them while iterating is safe)."""
-        return [sock for group in self._by_juez.values() for sock in group if sock.alive]
+        return self.registry.alive()
 
     def close_juez(self, juez_id, code, reason):
         """Close every open socket of one judge (deactivated, or its tokens revoked)."""
@@ -190,11 +187,10 @@ class RaceHub:
         return self._last_connected.get(juez_id)
 
     def socket_count(self):
-        return sum(len(group) for group in self._by_juez.values())
+        return self.registry.count()
 
     def close_all(self, code, reason):
-        for sock in self.sockets():
-            sock.close(code, reason)
+        self.registry.close_all(code, reason)
 
     # -- listeners (the results page and the organizer's console subscribe here) -----------------
     def subscribe(self, listener):

@@ -23,6 +23,20 @@ class ResultadosHandler(BaseHandler):
 
     FORMATS = ("json", "csv")
     pace = "public"
+    _identity = None
+
+    async def take_turn(self):
+        """An organizer's console (or a judge's app) sends its token: a valid one makes the
+        read a trusted one, checked on the judges' and organizers' readers and never waiting
+        behind the anonymous turns of its address; an anonymous read (or one whose token does
+        not hold: a public read, a bad token is no token) takes its turn."""
+        if self.request.headers.get("Authorization"):
+            try:
+                self._identity = await self.authenticated()
+            except ApiError:
+                self._identity = None
+        if self._identity is None:
+            await super().take_turn()
 
     async def get(self, competencia_id):
         cid = int(competencia_id)
@@ -38,7 +52,8 @@ class ResultadosHandler(BaseHandler):
             if categoria is not None and len(categoria) > registration.MAX_CATEGORIA:
                 raise ApiError(400, "validation_error", "La categoría es demasiado larga.",
                                {"categoria": "Hasta %d caracteres." % registration.MAX_CATEGORIA})
-        await self.competition(cid, public=True)  # 404 before anything is kept for this id
+        # 404 before anything is kept for this id
+        await self.competition(cid, public=self._identity is None)
         snapshot = await self.settled(self.standings.get(cid))
         if self.public_answer(snapshot.etag):
             return

@@ -14,7 +14,6 @@ it is back within budget.
 import asyncio
 import logging
 import socket
-import sys
 import time
 
 
@@ -63,16 +62,8 @@ class JuezSocketHandler(SocketHandler):
     start_seen = None
     _credit = _credit_at = None  # what it may still send (see INBOUND_PER_S), and since when
 
-    async def get(self, juez_id):
-        # open() runs after the 101; refusing with 401/403 has to happen here, before upgrade.
-        try:
-            self.require_websocket_upgrade()
-            comp = await self._authenticate(int(juez_id))
-        except ApiError as exc:
-            self.send_error(exc.status_code, exc_info=sys.exc_info())
-            return
-        self._comp_from_db = comp
-        await super().get(juez_id)
+    async def admit(self, juez_id):
+        self._comp_from_db = await self._authenticate(int(juez_id))
 
     async def _authenticate(self, juez_id):
         ticket = self.get_query_argument("ticket", None)

@@ -21,7 +21,6 @@ reconnecting to flood again costs the loop a refusal, not a handshake and the st
 
 import asyncio
 import logging
-import sys
 import time
 from collections import defaultdict
 
@@ -29,8 +28,9 @@ import tornado.websocket
 
 import models
 from handlers.base import SocketHandler
-from handlers.errors import ApiError, server_busy, too_many
+from handlers.errors import server_busy, too_many
 from handlers.limits import RateLimiter
+from handlers.registry import SocketRegistry
 from handlers.wire import CLOSE_TOO_CHATTY, message
 
 log = logging.getLogger("server5k.spectators")
@@ -64,9 +64,8 @@ class Spectators:
         self.standings = standings
         self.max_sockets = max_sockets
         self.max_per_address = max_per_address
-        self._by_competencia = defaultdict(set)
+        self.registry = SocketRegistry()
         self._by_address = defaultdict(int)
-        self._total = 0
         self._pushes = {}     # competition -> the message being pushed to its spectators
         self._pushing = set()  # competitions with a push under way
         self._next_push = {}  # competition -> loop time before which it is not pushed again
@@ -82,7 +81,7 @@ class Spectators:
         if wait:
             return too_many("Los espectadores de esta dirección envían demasiado; reintente "
                             "más tarde.", wait)
-        if self._total >= self.max_sockets:
+        if self.registry.count() >= self.max_sockets:
             return server_busy(RETRY_AFTER_S, code="too_many_spectators",
                                detail="Demasiados espectadores conectados; reintente más tarde.")
         if self._by_address.get(address, 0) >= self.max_per_address:
@@ -96,7 +95,7 @@ class Spectators:
     def watching(self, competencia_id):
         """Whether a change is to be computed at once: someone watches and a push could go now
         (within the budget, computing sooner would be wasted: the push at its end catches up)."""
-        return bool(self._by_competencia.get(competencia_id)) and (
+        return self.registry.watched(competencia_id) and (
             asyncio.get_running_loop().time() >= self._next_push.get(competencia_id, 0.0))
 
     def publish(self, competencia_id, snapshot):
@@ -122,7 +121,7 @@ class Spectators:
         loop = asyncio.get_running_loop()
         started, size, sent = loop.time(), 0, None
         try:
-            for n, sock in enumerate(list(self._by_competencia.get(cid, ()))):
+            for n, sock in enumerate(self.registry.of(cid)):
                 if n and not n % PUSH_SLICE:
                     await asyncio.sleep(0)
                 sent = self._pushes[cid]  # the newest, should one come meanwhile
@@ -144,9 +143,8 @@ class Spectators:
             self.standings.refresh(cid)
 
     def add(self, sock):
-        self._by_competencia[sock.competencia_id].add(sock)
+        self.registry.add(sock)
         self._by_address[sock.address] += 1
-        self._total += 1
         current = self.standings.current(sock.competencia_id)
         if current is not None:
             sock.offer(current.message)
@@ -154,27 +152,19 @@ class Spectators:
             self.standings.refresh(sock.competencia_id)  # pushed to it by publish()
 
     def remove(self, sock):
-        group = self._by_competencia.get(sock.competencia_id)
-        if group is None or sock not in group:
+        if not self.registry.remove(sock):
             return
-        group.discard(sock)
-        if not group:
-            del self._by_competencia[sock.competencia_id]
+        if not self.registry.watched(sock.competencia_id):
             self._next_push.pop(sock.competencia_id, None)
-        self._total -= 1
         self._by_address[sock.address] -= 1
         if not self._by_address[sock.address]:
             del self._by_address[sock.address]
 
     def count(self, competencia_id=None):
-        if competencia_id is not None:
-            return len(self._by_competencia.get(competencia_id, ()))
-        return self._total
+        return self.registry.count(competencia_id)
 
     def close_all(self, code, reason):
-        for group in list(self._by_competencia.values()):
-            for sock in list(group):
-                sock.close(code, reason)
+        self.registry.close_all(code, reason)
 
 
 class ResultadosSocketHandler(SocketHandler):
@@ -195,21 +185,15 @@ class ResultadosSocketHandler(SocketHandler):
     async def prepare(self):
         await self.take_turn()
 
-    async def get(self, competencia_id):
-        try:
-            self.require_websocket_upgrade()
-            cid = int(competencia_id)
-            await self.competition(cid, public=True)
-            refusal = self.spectators.refusal(self.client_ip)
-            if refusal is not None:
-                raise refusal
-        except ApiError as exc:
-            self.send_error(exc.status_code, exc_info=sys.exc_info())
-            return
-        # No await from here to open(): the room just checked is still there when it registers.
+    async def admit(self, competencia_id):
+        cid = int(competencia_id)
+        await self.competition(cid, public=True)
+        refusal = self.spectators.refusal(self.client_ip)
+        if refusal is not None:
+            raise refusal
+        # The last check: the room it found is still there when open() registers (no await).
         self.competencia_id = cid
         self.address = self.client_ip
-        await super().get(competencia_id)
 
     def check_origin(self, origin):
         return True  # public, read-only data: any page may show it

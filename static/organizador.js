@@ -23,15 +23,10 @@
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
 
-  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
-  // what the page shows around it: taken out of every text the server sends but passwords (as the
-  // server's templates do, handlers/pages.py).
-  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-  function plainJson(text) {
-    return JSON.parse(text, function (key, value) {
-      return typeof value === 'string' && key !== 'password' ? value.replace(BIDI, '') : value;
-    });
-  }
+  // Shared with the results pages and the judge app (static/comun.js): JSON with bidirectional
+  // controls taken out, the clock's digits, the reconnect backoff.
+  var comun = window.Server5KComun;
+  var plainJson = comun.plainJson, pad = comun.pad, clockText = comun.clockText;
   var ESTADOS_EQUIPO = { ok: 'En carrera', dns: 'No salió (DNS)', dnf: 'No terminó (DNF)',
     dsq: 'Descalificado (DSQ)' };
   var ACCIONES = { anular: 'Anulado', restaurar: 'Restaurado', mover: 'Movido de equipo',
@@ -49,28 +44,7 @@
   // -- the page ---------------------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
 
-  // el('li', {className: 'x', dataset: {a: 1}}, 'text', node, [nodes], ...): children are text,
-  // nodes or lists of them; null and false are skipped.
-  function el(tag, props) {
-    var node = document.createElement(tag);
-    Object.keys(props || {}).forEach(function (key) {
-      if (key === 'dataset') {
-        Object.keys(props.dataset).forEach(function (k) { node.dataset[k] = props.dataset[k]; });
-      } else {
-        node[key] = props[key];
-      }
-    });
-    append(node, Array.prototype.slice.call(arguments, 2));
-    return node;
-  }
-
-  function append(node, children) {
-    children.forEach(function (child) {
-      if (child === null || child === undefined || child === false) { return; }
-      if (Array.isArray(child)) { return append(node, child); }
-      node.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
-    });
-  }
+  var el = comun.el;  // an element, its children written as text (static/comun.js)
 
   function fill(parent, children) {
     parent.textContent = '';
@@ -114,8 +88,6 @@
   }
 
   // -- times --------------------------------------------------------------------------------------
-  function pad(n, width) { n = String(n); while (n.length < (width || 2)) { n = '0' + n; } return n; }
-
   function formatMs(ms) {  // h:mm:ss.mmm, as the API writes times
     if (ms === null || ms === undefined) { return '—'; }
     var sign = ms < 0 ? '−' : '';
@@ -123,11 +95,6 @@
     var s = Math.floor(ms / 1000);
     return sign + Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60) +
       '.' + pad(ms % 1000, 3);
-  }
-
-  function clockText(ms) {
-    var s = Math.max(0, Math.floor(ms / 1000));
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
   // Every time in the venue's zone (race.timezone, from the page), as the command line and
@@ -518,7 +485,7 @@
     mine.loading = true;
     var base = '/api/competencias/' + mine.cid + '/';
     var reads = [api('GET', base + 'jueces/'), api('GET', base + 'registros/'),
-      request('GET', base + 'resultados/', { auth: false }),
+      api('GET', base + 'resultados/'),
       mine.tab === 'resultados' ? api('GET', base + 'auditoria/') : Promise.resolve(null)];
     Promise.all(reads).then(function (answers) {
       if (state !== mine) { return; }
@@ -577,7 +544,7 @@
   }
 
   function reconnectLater(mine) {
-    var delay = Math.min(15000, 1000 * Math.pow(2, mine.retries)) * (0.75 + Math.random() * 0.5);
+    var delay = comun.backoff(mine.retries, 15000);
     mine.retries += 1;
     setTimeout(function () { if (state === mine && !mine.closed) { connect(); } }, delay);
   }

@@ -11,15 +11,10 @@
 
   var ESTADOS = { programada: 'Programada', en_curso: 'En curso', finalizada: 'Finalizada' };
 
-  // Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) in a name would reorder
-  // what the page shows around it: taken out of every text the server sends (as the
-  // server's templates do, handlers/pages.py).
-  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-  function plainJson(text) {
-    return JSON.parse(text, function (key, value) {
-      return typeof value === 'string' ? value.replace(BIDI, '') : value;
-    });
-  }
+  // Shared with the console and the judge app (static/comun.js): JSON with bidirectional
+  // controls taken out, the clock's digits, the reconnect backoff.
+  var comun = window.Server5KComun;
+  var plainJson = comun.plainJson, clockText = comun.clockText;
   var MESES = ['ene', 'feb', 'mar', 'abr', 'may', 'jun', 'jul', 'ago', 'sept', 'oct', 'nov', 'dic'];
 
   var root = document.getElementById('resultados');
@@ -93,15 +88,8 @@
     if (!isNaN(server)) { offsetMs = server - Date.now(); }
   }
 
-  function pad(n) { return (n < 10 ? '0' : '') + n; }
-
   function clockMs(ms) {  // h:mm:ss.mmm, as the API writes times
     return clockText(ms) + '.' + ('00' + (ms % 1000)).slice(-3);
-  }
-
-  function clockText(ms) {
-    var s = Math.max(0, Math.floor(ms / 1000));
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
   function tickClock() {
@@ -411,7 +399,7 @@
     // Backoff 1, 2, 4, 8, 15, 15... seconds (up to 60 while polling works), with jitter so a
     // thousand phones do not return at once.
     var ceiling = root.getAttribute('data-conexion') === 'sondeo' ? 60000 : 15000;
-    var delay = Math.min(ceiling, 1000 * Math.pow(2, retries)) * (0.75 + Math.random() * 0.5);
+    var delay = comun.backoff(retries, ceiling);
     retries += 1;
     var at = Date.now() + delay;
     clearInterval(retryTimer);

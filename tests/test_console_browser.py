@@ -66,7 +66,8 @@ def api(server, method, path, body=None, user=ORGANIZER):
 
 def open_console(browser, server, viewport=DESKTOP):
     page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
-    page.errors, page.native_dialogs, page.sockets = [], [], []
+    page.errors, page.native_dialogs, page.sockets, page.requests = [], [], [], []
+    page.on("request", lambda r: page.requests.append(r))
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
     page.on("websocket", lambda ws: page.sockets.append(ws.url))
@@ -134,6 +135,9 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
     sign_in(page)
     page.get_by_role("link", name="5K del Puerto").click()
     expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto")
+    # Its standings read carries its token (issue 21): never behind the anonymous turns.
+    reads = [r for r in page.requests if r.url.endswith("/api/competencias/1/resultados/")]
+    assert reads and all(r.headers.get("authorization", "").startswith("Bearer ") for r in reads)
 
     # The roster: a preview that writes nothing, then one confirmation.
     tab(page, "Equipos y jueces")

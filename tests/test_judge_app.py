@@ -19,14 +19,16 @@ async def test_the_judge_page_sends_a_strict_csp_and_runs_no_inline_script(clien
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
-    assert len(scripts) == 1 and not scripts[0][1].strip()
-    assert re.search(r'src="/static/juez/juez\.js\?v=[0-9a-f]+"', scripts[0][0])
+    # The helpers the pages share (static/comun.js), then the app's own script; none inline.
+    assert len(scripts) == 2 and not any(body.strip() for _, body in scripts)
+    assert re.search(r'src="/static/comun\.js\?v=[0-9a-f]+"', scripts[0][0])
+    assert re.search(r'src="/static/juez/juez\.js\?v=[0-9a-f]+"', scripts[1][0])
     assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
     assert "style=" not in html and "http://" not in html and "https://" not in html
     assert 'data-maximo="15"' in html  # race.records_scored_per_team: "N de 15"
     for label in ("Usuario", "Contraseña", "Entrar", "Salir", "Sin conexión"):
         assert label in html
-    code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', scripts[0][0])[1])
+    code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', scripts[1][0])[1])
     assert code == 200
     # Values are written as text, tokens never go into a URL.
     for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
@@ -44,12 +46,12 @@ async def test_the_service_worker_keeps_the_app_and_nothing_of_the_api(client, e
     assert response.headers["Cache-Control"] == "no-cache"
     files = json.loads(re.search(r"var APP_FILES = (\[.*?\]);", text)[1])
     version = json.loads(re.search(r"var VERSION = (\".*?\");", text)[1])
-    assert len(files) == 6 and len(version) == 24
-    assert all(re.fullmatch(r"/static/juez/[\w.-]+\?v=[0-9a-f]{16}", f) for f in files)
+    assert len(files) == 7 and len(version) == 24  # the app's six and the pages' shared helpers
+    assert all(re.fullmatch(r"/static/(juez/)?[\w.-]+\?v=[0-9a-f]{16}", f) for f in files)
     assert "/api/" not in text
     # The page's own links are the very files the worker keeps.
     _, html, _ = await client.request("GET", "/juez/")
-    for path in re.findall(r'(?:href|src)="(/static/juez/[^"]+)"', html):
+    for path in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
         assert path.replace("&amp;", "&") in files, path
     answers = {}
     for path in files:

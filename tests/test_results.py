@@ -168,6 +168,22 @@ async def test_results_answer_preflight_and_refuse_writes(client, event):
 
 
 @pytest.mark.gen_test
+async def test_an_organizers_standings_read_never_waits_behind_anonymous_turns(client, app,
+                                                                               event):
+    """Issue 21: the console reads the standings with its token; its address's anonymous turns
+    (a venue's Wi-Fi puts the console and the spectators behind one) never hold it back."""
+    from handlers.limits import Pacer
+    path = "/api/competencias/%d/resultados/" % event["competencia"]
+    token = await client.access("org", "org-pass")  # logins take turns of their own
+    app.settings["server5k_limits"].pacer = Pacer(1, max_wait=0.2)  # one a minute, 3 s burst
+    codes = [(await client.get(path))[0] for _ in range(5)]
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    code, body = await client.get(path, token=token)
+    assert code == 200 and [r["dorsal"] for r in body["clasificacion"]]
+    assert (await client.get(path, token="no-es-un-token"))[0] == 429  # a bad token is no token
+
+
+@pytest.mark.gen_test
 async def test_unknown_api_paths_stay_json_404(client, event):
     for path in ("/api/nada/", "/api/competencias/1/resultados/extra/"):
         code, body, response = await client.request("GET", path)
@@ -341,7 +357,7 @@ async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, 
     for _ in range(pushes):
         hub.records_stored(cid, event["equipos"]["a"], 1)
         assert (await next_message(fast, timeout=30))["type"] == "resultados"
-        stuck = [s for s in spectators._by_competencia[cid]
+        stuck = [s for s in spectators.registry.of(cid)
                  if s._in_flight is not None and not s._in_flight.done()]
         held_back = max(held_back, len(stuck))
     # The fast spectator got every push; the slow one has one message in flight and at most

@@ -306,3 +306,34 @@ def test_a_phone_gone_silent_shows_as_not_connected_within_two_ping_intervals(sp
             writer.close()
 
     asyncio.run(silent_phone())
+
+
+def test_the_socket_registry_keeps_sockets_by_competition_oldest_first():
+    """handlers/registry.py, the one registry the hub, the consoles and the spectators keep:
+    by competition, oldest first, a socket counted once, closing only the ones alive."""
+    from handlers.registry import SocketRegistry
+
+    class Sock:
+        def __init__(self, cid, alive=True):
+            self.competencia_id, self.alive, self.closed = cid, alive, None
+
+        def close(self, code, reason):
+            self.closed = (code, reason)
+
+    registry = SocketRegistry()
+    a1, a2, b1, gone = Sock(1), Sock(1), Sock(2), Sock(1, alive=False)
+    for sock in (a1, a2, b1, gone, a1):  # a socket added twice is there once
+        registry.add(sock)
+    assert registry.of(1) == [a1, a2, gone] and registry.of(2) == [b1] and registry.of(3) == []
+    assert (registry.count(), registry.count(1), registry.count(3)) == (4, 3, 0)
+    assert registry.watched(2) and not registry.watched(3)
+    assert registry.alive() == [a1, a2, b1]
+    assert registry.remove(b1) and not registry.remove(b1)  # True only when it was there
+    assert not registry.watched(2) and registry.count() == 3
+    for sock in registry.of(1):  # a list: a socket leaving meanwhile is safe
+        registry.remove(sock)
+    assert registry.count() == 0 and not registry.watched(1)
+    registry.add(a1)
+    registry.add(gone)
+    registry.close_all(1001, "Servidor detenido")
+    assert a1.closed == (1001, "Servidor detenido") and gone.closed is None

@@ -41,23 +41,7 @@
 
   function $(id) { return document.getElementById(id); }
 
-  function el(tag, props) {
-    var node = document.createElement(tag);
-    Object.keys(props || {}).forEach(function (key) {
-      if (key === 'dataset') {
-        Object.keys(props.dataset).forEach(function (k) { node.dataset[k] = props.dataset[k]; });
-      } else if (key === 'aria') {
-        Object.keys(props.aria).forEach(function (k) { node.setAttribute('aria-' + k, props.aria[k]); });
-      } else {
-        node[key] = props[key];
-      }
-    });
-    Array.prototype.slice.call(arguments, 2).forEach(function (child) {
-      if (child === null || child === undefined || child === false) { return; }
-      node.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
-    });
-    return node;
-  }
+  var el = window.Server5KComun.el;  // (static/comun.js)
 
   function showAviso(message) {
     avisoEl.textContent = message || '';
@@ -76,18 +60,14 @@
   }
 
   // -- times --------------------------------------------------------------------------------------
-  function pad(n, width) { n = String(n); while (n.length < (width || 2)) { n = '0' + n; } return n; }
+  // Shared with the console and the results pages (static/comun.js, kept on the phone too).
+  var pad = window.Server5KComun.pad, clockText = window.Server5KComun.clockText;
 
   function tiempoText(ms) {  // h:mm:ss.d, as a judge reads a stopwatch
     ms = Math.max(0, Math.floor(ms));
     var s = Math.floor(ms / 1000);
     return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60) + '.' +
       Math.floor((ms % 1000) / 100);
-  }
-
-  function clockText(ms) {
-    var s = Math.max(0, Math.floor(ms / 1000));
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
   }
 
   var ZONA = document.body.dataset.zona || undefined;
