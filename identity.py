@@ -212,6 +212,17 @@ def judge_refusal(juez_id, juez_active):
     return session_refusal(True, None, None, juez_id, juez_active, JUDGE_REQUIRED)
 
 
+def acting_judge(user_id):
+    """The judge row of user ``user_id`` (whose session holds) when it is an active judge, else
+    the DomainError that refuses it (session_refusal's judge part)."""
+    juez = models.Juez.get_or_none(models.Juez.user == user_id)
+    refusal = judge_refusal(juez.id if juez is not None else None,
+                            juez is not None and juez.is_active)
+    if refusal is not None:
+        raise refusal
+    return juez
+
+
 def user_identity(user_id, token_gen=None):
     """What a token and ``/api/me/`` say about a user: dict, or None if gone or inactive.
 

@@ -383,11 +383,7 @@ def team_records(user_id, equipo_id, scored_per_team=race_defaults.COMPETITION_R
     if equipo is None:
         raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if not user.is_organizer:
-        juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        refusal = identity.judge_refusal(juez.id if juez is not None else None,
-                                         juez is not None and juez.is_active)
-        if refusal is not None:
-            raise refusal
+        juez = identity.acting_judge(user.id)
         if equipo.juez_id != juez.id:
             raise models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo.id, "team_not_assigned")
     state = competition_state(equipo.competencia_id, scored_per_team, equipo_id=equipo.id)

@@ -32,11 +32,7 @@ def judge_teams(user_id, competencia_id=None):
              .join(models.Competencia).switch(models.Equipo).join(models.Juez, pw.JOIN.LEFT_OUTER)
              .join(models.User, pw.JOIN.LEFT_OUTER))
     if not user.is_organizer:
-        juez = models.Juez.get_or_none(models.Juez.user == user.id)
-        refusal = identity.judge_refusal(juez.id if juez is not None else None,
-                                         juez is not None and juez.is_active)
-        if refusal is not None:
-            raise refusal
+        juez = identity.acting_judge(user.id)
         query = query.where(models.Equipo.juez == juez.id)
     if competencia_id is not None:
         query = query.where(models.Equipo.competencia == competencia_id)

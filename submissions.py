@@ -29,16 +29,10 @@ def validate_submission(body, max_records):
         errors["equipo_id"] = "Campo obligatorio."
     elif not models._is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
         errors["equipo_id"] = "Debe ser un entero positivo."
-    registros = body.get("registros")
     records = []
     ignored = 0
-    if "registros" not in body:
-        errors["registros"] = "Campo obligatorio."
-    elif not isinstance(registros, list):
-        errors["registros"] = "Debe ser una lista."
-    elif not registros:
-        errors["registros"] = "La lista está vacía."
-    else:
+    registros = _registros(body, errors)
+    if registros is not None:
         considered = registros[:max_records]
         ignored = len(registros) - len(considered)
         for index, raw in enumerate(considered):
@@ -51,6 +45,21 @@ def validate_submission(body, max_records):
         raise models.Invalid("Los datos enviados no son válidos; no se guardó nada.",
                              "validation_error", errors)
     return equipo_id, records, ignored
+
+
+def _registros(body, errors):
+    """A body's ``registros``: the list when it is a non-empty list, else None with the reason in
+    ``errors`` (the same words for both generations of the app)."""
+    registros = body.get("registros")
+    if "registros" not in body:
+        errors["registros"] = "Campo obligatorio."
+    elif not isinstance(registros, list):
+        errors["registros"] = "Debe ser una lista."
+    elif not registros:
+        errors["registros"] = "La lista está vacía."
+    else:
+        return registros
+    return None
 
 
 def parse_record(raw):
@@ -292,15 +301,9 @@ def validate_app_set(body, max_records):
     ``tiempo``, as for every record."""
     if not isinstance(body, dict):
         raise models.Invalid("El cuerpo debe ser un objeto JSON.", "invalid_body")
-    registros = body.get("registros")
     errors, records = {}, []
-    if "registros" not in body:
-        errors["registros"] = "Campo obligatorio."
-    elif not isinstance(registros, list):
-        errors["registros"] = "Debe ser una lista."
-    elif not registros:
-        errors["registros"] = "La lista está vacía."
-    else:
+    registros = _registros(body, errors)
+    if registros is not None:
         considered = registros[:max_records]
         for index, raw in enumerate(considered):
             path = "registros.%d" % index
@@ -318,7 +321,7 @@ def validate_app_set(body, max_records):
     if errors:
         raise models.Invalid("Los datos enviados no son válidos; no se guardó nada.",
                              "validation_error", errors)
-    return records, len(registros) - len(records)
+    return records, len(registros) - len(records)  # (registros is a list: no errors)
 
 
 _APP_SET_KNOWN_SQL = ("SELECT id_registro, equipo_id, timestamp, revision FROM registro_tiempo "

@@ -27,7 +27,7 @@ import submissions
 import venue_time
 from handlers import accounts, auth, races, times
 from handlers.base import SMALL_BODY_BYTES, BaseHandler
-from handlers.errors import ApiError, too_many
+from handlers.errors import ApiError
 
 # While the race has not started, Movil5K's ``datetime`` is put at least this far ahead: the
 # app starts its stopwatch by itself when ``datetime`` comes (from 1 s before to 31 s after),
@@ -213,7 +213,7 @@ class EquiposHandler(BaseHandler):
         self.write_json([app_team(team) for team in teams])
 
 
-class EquipoRegistrosHandler(times.EquipoRegistrosHandler):
+class EquipoRegistrosHandler(times.SubmittingHandler, times.EquipoRegistrosHandler):
     """/api/equipos/{eid}/registros/: GET is the judge's read-back (ORGANIZER.md); POST is
     Movil5K's set ``{"registros": [{"id_registro", "tiempo", ...}]}`` -> 201 ``{"exito": true,
     "mensaje", "total_guardados", "registros", "created", "duplicates", "ignored",
@@ -224,19 +224,6 @@ class EquipoRegistrosHandler(times.EquipoRegistrosHandler):
     sent only when it equals what it sent). Same checks, writer and idempotency as
     ``/api/enviar_tiempos/``, whatever the race state; 201 means on disk.
     """
-
-    max_body_bytes = 256 * 1024
-    user_id = token_gen = None
-
-    async def prepare(self):
-        await super().prepare()
-        if self.request.method == "POST":  # token and limit checked before the body is read
-            claims = self.access_claims()
-            self.user_id, self.token_gen = claims["user_id"], claims["gen"]
-            retry_after = self.limits.submissions.hit(self.user_id)
-            if retry_after:
-                raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
-                               retry_after)
 
     async def post(self, equipo_id):
         records, ignored = submissions.validate_app_set(

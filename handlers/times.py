@@ -6,15 +6,13 @@ from handlers.base import BaseHandler
 from handlers.errors import too_many
 
 
-class EnviarTiemposHandler(BaseHandler):
-    """201 means every created record is committed to disk (the writer answers after fsync).
-
-    Retries are safe: records already stored come back under ``duplicates``. Only the token is
-    checked here; the writer checks the user (and that the token's generation still holds), the
-    judge and the team inside its transaction.
-    """
+class SubmittingHandler(BaseHandler):
+    """What every judge's submission endpoint checks before reading the body (the guide's
+    ``/api/enviar_tiempos/`` and Movil5K's ``POST /api/equipos/{eid}/registros/``): the
+    access token, then the judge's submission rate; bodies up to 256 KiB."""
 
     max_body_bytes = 256 * 1024
+    user_id = token_gen = None
 
     async def prepare(self):
         await super().prepare()
@@ -25,6 +23,15 @@ class EnviarTiemposHandler(BaseHandler):
             if retry_after:
                 raise too_many("Demasiados envíos; espere %d s y reintente." % retry_after,
                                retry_after)
+
+
+class EnviarTiemposHandler(SubmittingHandler):
+    """201 means every created record is committed to disk (the writer answers after fsync).
+
+    Retries are safe: records already stored come back under ``duplicates``. Only the token is
+    checked here; the writer checks the user (and that the token's generation still holds), the
+    judge and the team inside its transaction.
+    """
 
     async def post(self):
         equipo_id, records, ignored = submissions.validate_submission(
