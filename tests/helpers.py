@@ -80,6 +80,9 @@ def _poll(condition, deadline, timeout, what):
 
 # -- records --------------------------------------------------------------------------------------
 T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
+RACE_DAY = "2026-12-06T09:%02d:00.000Z"  # the tests' race day, at 09:MM (% minute)
+# The organizer the ``event`` fixture (conftest.py) registers.
+EVENT_ORGANIZER = ("org", "org-pass")
 
 
 def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=False,
@@ -120,6 +123,14 @@ def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=Fals
         record.update(fields)
         out.append(record)
     return out
+
+
+def submission(equipo_id, tiempos, minute=0, **options):
+    """The body of a judge's ``POST /api/enviar_tiempos/``: ``tiempos`` for ``equipo_id``, the
+    first record stamped at 09:MM:00 on the race day (MM: ``minute``) unless ``options`` give
+    ``at``; ``options`` go to ``registros``."""
+    options.setdefault("at", RACE_DAY % minute)
+    return {"equipo_id": equipo_id, "registros": registros(tiempos, **options)}
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
@@ -207,6 +218,14 @@ async def nothing_within(ws, seconds):
     raise AssertionError("unexpected message: %r" % (message,))
 
 
+async def close_code(ws, timeout=10):
+    """The close code once the server closes ``ws`` (messages before it are skipped)."""
+    while await asyncio.wait_for(ws.read_message(), timeout) is not None:
+        pass
+    ws.close()  # (the client's side of it)
+    return ws.close_code
+
+
 async def next_message(ws, timeout=10):
     """The next message as JSON, or None once the server has closed the socket."""
     text = await asyncio.wait_for(ws.read_message(), timeout)
@@ -237,11 +256,33 @@ class Client:
         code, payload, _ = await self.request("GET", path, None, token, **kw)
         return code, payload
 
+    async def call(self, method, path, body=None, token=None, status=200, **kw):
+        """A request that must answer ``status``: its JSON answer."""
+        code, answer, _ = await self.request(method, path, body, token, **kw)
+        assert code == status, (method, path, answer)
+        return answer
+
     async def login(self, username, password):
         return await login(self.base_url, username, password, client=self.http)
 
     async def access(self, username, password):
         return (await self.login(username, password))["access"]
+
+    async def organizer(self):
+        """The access token of the ``event`` fixture's organizer."""
+        return await self.access(*EVENT_ORGANIZER)
+
+    async def enviar_tiempos(self, token, equipo_id, *tiempos, minute=0, status=201, **options):
+        """A judge's ``POST /api/enviar_tiempos/`` (``submission``) that must answer ``status``:
+        its JSON answer."""
+        return await self.call("POST", "/api/enviar_tiempos/",
+                               submission(equipo_id, tiempos, minute, **options), token, status)
+
+    async def race_action(self, competencia_id, token, action="iniciar", body=None, status=200):
+        """``POST /api/competencias/ID/ACTION/`` (start the race, by default) that must answer
+        ``status``: its JSON answer."""
+        return await self.call("POST", "/api/competencias/%d/%s/" % (competencia_id, action),
+                               body, token, status)
 
     def ws_url(self, path):
         return "ws" + self.base_url[len("http"):] + path
