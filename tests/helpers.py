@@ -284,6 +284,11 @@ class Client:
         return await self.call("POST", "/api/competencias/%d/%s/" % (competencia_id, action),
                                body, token, status)
 
+    async def standings(self, competencia_id):
+        """The public standings (which must answer 200): (their rows by equipo_id, the answer)."""
+        answer = await self.call("GET", "/api/competencias/%d/resultados/" % competencia_id)
+        return {row["equipo_id"]: row for row in answer["clasificacion"]}, answer
+
     def ws_url(self, path):
         return "ws" + self.base_url[len("http"):] + path
 
