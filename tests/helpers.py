@@ -83,6 +83,8 @@ T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
 RACE_DAY = "2026-12-06T09:%02d:00.000Z"  # the tests' race day, at 09:MM (% minute)
 # The organizer the ``event`` fixture (conftest.py) registers.
 EVENT_ORGANIZER = ("org", "org-pass")
+# ...and the one the tests register on a real server (``LiveServer.organize``).
+ORGANIZER = ("ana", "clave-de-ana")
 
 
 def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=False,
@@ -407,6 +409,36 @@ class LiveServer:
         """``run_cli`` with this server's config and environment (plus ``env``)."""
         return run_cli(self.config_path, *args, env=dict(self.env(), **(env or {})), check=check)
 
+    def organize(self, competition="5K del Puerto", *options, organizer=ORGANIZER):
+        """Register a competition (``competition add COMPETITION OPTIONS...``) and an organizer
+        through the command line, before ``start``: this server."""
+        self.cli("competition", "add", competition, *options)
+        self.cli("organizer", "add", organizer[0], "--password", organizer[1])
+        return self
+
+    def token(self, username, password):
+        """``POST /api/token/`` that must succeed: the access token."""
+        status, body = request_json("POST", self.base_url + "/api/token/",
+                                    {"username": username, "password": password})
+        assert status == 200, body
+        return body["access"]
+
+    def api(self, method, path, body=None, user=ORGANIZER):
+        """A request as ``user`` (by default the organizer) that must succeed (2xx): its JSON
+        answer."""
+        status, answer = request_json(method, self.base_url + path, body,
+                                      token=self.token(*user))
+        assert status < 300, answer
+        return answer
+
+    def enviar_tiempos(self, token, equipo_id, *tiempos, minute=0, status=201, **options):
+        """A judge's ``POST /api/enviar_tiempos/`` (``submission``) that must answer ``status``:
+        its JSON answer."""
+        code, answer = request_json("POST", self.base_url + "/api/enviar_tiempos/",
+                                    submission(equipo_id, tiempos, minute, **options), token=token)
+        assert code == status, answer
+        return answer
+
     def start(self, *extra, timeout=20, preexec_fn=None):
         """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens.
         ``preexec_fn`` runs in the child first (e.g. to lower its open-file limit)."""
@@ -475,6 +507,13 @@ class LoopThread:
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (never `playwright install`)
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
+
+
+def sign_in(page, user=ORGANIZER):
+    """Sign in on the organizer's console (or any page with its login form) as ``user``."""
+    page.get_by_label("Usuario", exact=True).fill(user[0])
+    page.get_by_label("Contraseña", exact=True).fill(user[1])
+    page.get_by_role("button", name="Entrar").click()
 
 
 def save_screenshot(page, folder, name):

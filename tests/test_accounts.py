@@ -24,7 +24,7 @@ ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
 
 async def audit(client, cid, token):
     return (await client.call("GET", "/api/competencias/%d/auditoria/" % cid,
-                      token=token))["acciones"]
+                              token=token))["acciones"]
 
 
 async def importar(client, cid, token, text, dry_run=False, status=200):
@@ -75,8 +75,8 @@ async def test_a_judge_token_can_use_none_of_the_roster_endpoints(client, event)
 async def test_create_and_list_competitions(client, event):
     token = await client.organizer()
     comp = await client.call("POST", "/api/competencias/",
-                     {"nombre": " 5K de Reyes ", "fecha_hora": "2027-01-06T10:00:00+01:00"},
-                     token, status=201)
+                             {"nombre": " 5K de Reyes ", "fecha_hora": "2027-01-06T10:00:00+01:00"},
+                             token, status=201)
     assert comp["nombre"] == "5K de Reyes" and comp["fecha_hora"] == "2027-01-06T09:00:00.000Z"
     assert comp["estado"] == "programada"
     listed = (await client.call("GET", "/api/competencias/", token=token))["competencias"]
@@ -95,7 +95,7 @@ async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters
     cid, token = event["competencia"], await client.organizer()
     path = "/api/competencias/%d/jueces/" % cid
     made = await client.call("POST", path, {"username": "Lucia", "nombre": "Lucía Gil"}, token,
-                     status=201)
+                             status=201)
     juez, password = made["juez"], made["password"]
     assert len(password) > identity_room.MIN_PASSWORD
     assert (juez["username"], juez["nombre"], juez["activo"]) == ("Lucia", "Lucía Gil", True)
@@ -103,7 +103,7 @@ async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters
     code, me = await client.get("/api/me/", token=await client.access("lucia", password))
     assert me["juez"]["id"] == juez["id"]
     chosen = await client.call("POST", path, {"username": "pablo", "password": "8 chars!"},
-                       token, status=201)
+                               token, status=201)
     assert chosen["password"] is None and chosen["juez"]["nombre"] == "pablo"
     await client.access("pablo", "8 chars!")
     for body in ({"username": "corta", "password": "7 chars"}, {"username": "x", "password": 12345678},
@@ -111,9 +111,9 @@ async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters
         answer = await client.call("POST", path, body, token, status=400)
         assert answer["code"] == "validation_error" and "password" in answer["errors"]
     assert (await client.call("POST", path, {"username": "LUCIA"}, token,
-                      status=409))["code"] == "username_taken"
+                              status=409))["code"] == "username_taken"
     assert (await client.call("POST", "/api/competencias/999/jueces/", {"username": "y"}, token,
-                      status=404))["code"] == "competition_not_found"
+                              status=404))["code"] == "competition_not_found"
     assert [(a["accion"], a["objeto"], a["objeto_id"]) for a in await audit(client, cid, token)] == [
         ("crear", "juez", str(juez["id"])), ("crear", "juez", str(chosen["juez"]["id"]))]
 
@@ -122,8 +122,8 @@ async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters
 async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
     cid, token, j1, j2 = event["competencia"], await client.organizer(), *event["jueces"][:2]
     team = await client.call("POST", "/api/competencias/%d/equipos/" % cid,
-                     {"nombre": "Prueba", "dorsal": 50, "juez_id": j1, "categoria": "Mixto"},
-                     token, status=201)
+                             {"nombre": "Prueba", "dorsal": 50, "juez_id": j1, "categoria": "Mixto"},
+                             token, status=201)
     assert (team["nombre"], team["dorsal"], team["juez_id"], team["categoria"]) == (
         "Prueba", 50, j1, "Mixto")
     for body, status, code in (
@@ -135,7 +135,7 @@ async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
             ({"nombre": "Otra", "dorsal": True, "juez_id": j1}, 400, "validation_error"),
             ({"nombre": " ", "dorsal": 51, "juez_id": j1}, 400, "validation_error")):
         answer = await client.call("POST", "/api/competencias/%d/equipos/" % cid, body, token,
-                           status=status)
+                                   status=status)
         assert answer["code"] == code, body
     path = "/api/equipos/%d/" % team["id"]
     edited = await client.call("PATCH", path, {"nombre": "Los de Prueba", "dorsal": 52,
@@ -152,7 +152,7 @@ async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
     await client.post("/api/enviar_tiempos/", submission(event["equipos"]["a"], [60_000]),
                       await client.access("juez1", "pass-juez1"))
     answer = await client.call("DELETE", "/api/equipos/%d/" % event["equipos"]["a"], None, token,
-                       status=409)
+                               status=409)
     assert answer["code"] == "team_has_records"
     code, _, response = await client.request("DELETE", path, None, token)
     assert code == 204 and not response.body
@@ -185,7 +185,7 @@ async def test_a_reassigned_team_is_the_new_judges_at_once(client, event):
     assert answer["code"] == "team_not_assigned"
     await client.enviar_tiempos(juez2, a, 1_300_000, minute=1)
     records = (await client.call("GET", "/api/competencias/%d/registros/?equipo_id=%d" % (cid, a),
-                         token=token))["registros"]
+                                 token=token))["registros"]
     assert [r["juez_id"] for r in records] == [j1, j2]  # each keeps the judge who sent it
 
 
@@ -225,7 +225,7 @@ async def test_a_new_password_refuses_every_earlier_token_and_closes_the_sockets
     other, _ = await client.judge_socket(event["jueces"][1], await client.access("juez2",
                                                                                  "pass-juez2"))
     short = await client.call("PATCH", "/api/jueces/%d/" % j1, {"password": "corta"}, token,
-                      status=400)
+                              status=400)
     assert "password" in short["errors"]
     await client.call("PATCH", "/api/jueces/%d/" % j1, {"password": "nueva-clave"}, token)
     assert await closed(ws) == 1008 and await closed(ticket_ws) == 1008
@@ -260,16 +260,16 @@ async def test_a_lost_phone_is_locked_out_in_one_request(client, event):
     board = await client.call("GET", "/api/competencias/%d/jueces/" % cid, token=token)
     assert [j["activo"] for j in board["jueces"]] == [False, True]
     await client.call("PATCH", "/api/jueces/%d/" % j1, {"activo": True, "nombre": "Juez 1"},
-              token)
+                      token)
     found = await client.access("juez1", "pass-juez1")  # reactivated: it logs in again
     await client.enviar_tiempos(found, event["equipos"]["a"], 60_000)
     assert [a["accion"] for a in await audit(client, cid, token)] == [
         "desactivar", "editar", "activar"]
     for body in ({"activo": "no"}, {}, {"nombre": ""}):
         assert (await client.call("PATCH", "/api/jueces/%d/" % j1, body, token,
-                          status=400))["code"] == "validation_error"
+                                  status=400))["code"] == "validation_error"
     assert (await client.call("PATCH", "/api/jueces/999/", {"activo": False}, token,
-                      status=404))["code"] == "judge_not_found"
+                              status=404))["code"] == "judge_not_found"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -487,10 +487,10 @@ async def test_the_roster_is_sent_as_csv(client, event):
                                 "unsupported_content_type"),
                                ({"Content-Type": "text/csv"}, " \n", "empty_body")):
         answer = await client.call("POST", path, token=token, raw=raw, headers=headers,
-                           status=400)
+                                   status=400)
         assert answer["code"] == code
     answer = await client.call("POST", path + "?dry_run=quizas", token=token, raw=ROSTER,
-                       headers={"Content-Type": "text/csv"}, status=400)
+                               headers={"Content-Type": "text/csv"}, status=400)
     assert answer["code"] == "validation_error"
     answer = await importar(client, 999, token, ROSTER, status=404)
     assert answer["code"] == "competition_not_found"

@@ -26,11 +26,11 @@ async def test_ties_and_absents_with_their_own_ids_are_all_stored(client, event)
     ids = [str(uuid.uuid4()) for _ in range(5)]
     sent = registros([65_000, 65_000, 0, 0, 0], at=TS, every_s=0, ids=ids)
     answer = await client.call("POST", "/api/enviar_tiempos/",
-                       {"equipo_id": team, "registros": sent}, judge, 201)
+                               {"equipo_id": team, "registros": sent}, judge, 201)
     assert answer["created"] == ids and answer["duplicates"] == []
     # The phone retries: every id answered under its own id.
     again = await client.call("POST", "/api/enviar_tiempos/",
-                      {"equipo_id": team, "registros": sent}, judge, 201)
+                              {"equipo_id": team, "registros": sent}, judge, 201)
     assert again["created"] == [] and again["duplicates"] == ids
     rows = (await client.standings(event["competencia"]))[0]
     assert rows[team]["registros_contados"] == 2 and rows[team]["ausentes"] == 3
@@ -52,7 +52,7 @@ async def test_records_without_ids_repeat_as_a_multiset(client, event):
     # A record with an id never stands in for one without (nor the other way round).
     with_id = registros([0], at=TS, ids=True)
     answer = await client.call("POST", "/api/enviar_tiempos/",
-                       {"equipo_id": team, "registros": with_id}, judge, 201)
+                               {"equipo_id": team, "registros": with_id}, judge, 201)
     assert answer["created"] == [with_id[0]["id_registro"]]
     rows = (await client.standings(event["competencia"]))[0]
     assert rows[team]["ausentes"] == 5
@@ -68,7 +68,7 @@ async def test_retry_after_reassignment_is_a_duplicate_but_new_records_are_refus
         uuid.uuid4(), None])}
     first = await client.call("POST", "/api/enviar_tiempos/", body, judge, 201)
     await client.call("PATCH", "/api/equipos/%d/" % team, {"juez_id": event["jueces"][1]},
-              token)
+                      token)
     again = await client.call("POST", "/api/enviar_tiempos/", body, judge, 201)
     assert again == {"created": [], "duplicates": first["created"], "ignored": 0}
     new = {"equipo_id": team, "registros": body["registros"] + registros([63_000], at=TS)}
@@ -89,7 +89,7 @@ async def test_paper_times_are_not_shifted_by_a_start_adjustment(client, event):
     before = await client.call("POST", paper, {"equipo_id": team, "tiempo": 62_500,
                                                "motivo": "papel"}, token, 201)
     shifted = await client.call("POST", "/api/competencias/%d/ajustar_tiempos/" % cid,
-                        {"delta_ms": 20_000, "motivo": "salida real antes"}, token)
+                                {"delta_ms": 20_000, "motivo": "salida real antes"}, token)
     assert shifted["registros_afectados"] == 1  # the app's record only
     after = await client.call("POST", paper, {"equipo_id": team, "tiempo": 64_000,
                                               "motivo": "papel"}, token, 201)
@@ -100,7 +100,7 @@ async def test_paper_times_are_not_shifted_by_a_start_adjustment(client, event):
     assert (await client.standings(cid))[0][team]["tiempo_total_ms"] == 80_000 + 62_500 + 64_000
     # A negative adjustment is judged on the app's records only.
     await client.call("POST", "/api/competencias/%d/ajustar_tiempos/" % cid,
-              {"delta_ms": -70_000, "motivo": "demasiado"}, token, 409)
+                      {"delta_ms": -70_000, "motivo": "demasiado"}, token, 409)
 
 
 # -- 7. ids of anything with history are never reused ---------------------------------------
@@ -111,9 +111,9 @@ async def test_a_deleted_teams_id_and_history_never_reach_a_new_team(client, eve
     made = await client.call("POST", "/api/competencias/%d/equipos/" % cid, {
         "nombre": "Prueba", "dorsal": 90, "juez_id": event["jueces"][0]}, token, 201)
     await client.call("POST", "/api/equipos/%d/estado/" % made["id"],
-              {"estado": "dsq", "motivo": "prueba"}, token)
+                      {"estado": "dsq", "motivo": "prueba"}, token)
     await client.call("POST", "/api/equipos/%d/penalizacion/" % made["id"],
-              {"ms": 30_000, "motivo": "prueba"}, token)
+                      {"ms": 30_000, "motivo": "prueba"}, token)
     await client.call("DELETE", "/api/equipos/%d/" % made["id"], token=token, status=204)
     new = await client.call("POST", "/api/competencias/%d/equipos/" % cid, {
         "nombre": "Los de verdad", "dorsal": 91, "juez_id": event["jueces"][0]}, token, 201)
@@ -143,7 +143,7 @@ async def test_a_start_adjustment_makes_nobody_late(client, event):
     cid, team = event["competencia"], event["equipos"]["a"]
     ws, _ = await client.judge_socket(event["jueces"][0], token=judge)
     started = (await client.call("POST", "/api/competencias/%d/iniciar/" % cid,
-                         token=token))["competencia"]
+                                 token=token))["competencia"]
     notice = await next_message(ws)
     assert notice["type"] == "carrera.iniciada"
     # The phone's stopwatch started as it heard the start: its records imply 0 ms.
@@ -152,7 +152,7 @@ async def test_a_start_adjustment_makes_nobody_late(client, event):
     await client.call("POST", "/api/enviar_tiempos/", {"equipo_id": team, "registros": registros(
         [75_000], at=finish, ids=True)}, judge, 201)
     await client.call("POST", "/api/competencias/%d/ajustar_tiempos/" % cid,
-              {"delta_ms": 20_000, "motivo": "la salida real fue antes"}, token)
+                      {"delta_ms": 20_000, "motivo": "la salida real fue antes"}, token)
     board = await client.call("GET", "/api/competencias/%d/jueces/" % cid, token=token)
     uno = next(j for j in board["jueces"] if j["id"] == event["jueces"][0])
     assert 0 <= uno["retraso_inicio_ms"] < 2000, uno
