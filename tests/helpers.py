@@ -1,19 +1,24 @@
 """What the tests share, apart from fixtures (those are in conftest.py):
 
 * waits on a condition with a deadline (``wait_for``, ``wait_for_async``), never fixed sleeps;
-* ``registros``, the records of a submission, in the wire form or the validated form;
+* ``registros``, the records of a submission, in the wire form or the validated form, and
+  ``submission``, a whole ``POST /api/enviar_tiempos/`` body;
+* ``stored_rows`` and ``stored_counts``: the records on disk, read from the SQLite file;
 * HTTP (``fetch``, ``request_json``, ``login``) and the judge socket (``judge_path``,
-  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``);
-* ``Client``, the same for the in-process app (the ``client`` fixture), and its results-page
-  socket (``Client.spectator``);
+  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``, ``close_code``);
+* ``Client``, the same for the in-process app (the ``client`` fixture): requests that must
+  answer a status (``call``), the organizer's login (``organizer``), a judge's submission
+  (``enviar_tiempos``), the race's start and stop (``race_action``), the standings by team
+  (``standings``) and its results-page socket (``spectator``);
 * ``run_cli``, the command line in a subprocess or in-process;
 * ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
   for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
-  log goes to a file the test can read;
+  log goes to a file the test can read; ``organize`` registers a competition and ``ORGANIZER``
+  before it starts, ``token``, ``api`` and ``enviar_tiempos`` talk to it synchronously;
 * ``LoopThread``, an asyncio loop on a thread of its own, so a synchronous test (Playwright's)
   keeps judges' sockets open meanwhile;
-* the browser tests' viewports (``PHONE``, ``DESKTOP``) and ``save_screenshot`` (the
-  ``browser`` fixture is in conftest.py).
+* the browser tests' viewports (``PHONE``, ``DESKTOP``), ``sign_in`` and ``save_screenshot``
+  (the ``browser`` fixture is in conftest.py).
 
 Every test file imports what it needs from here; none imports conftest.
 """
@@ -27,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -133,6 +139,27 @@ def submission(equipo_id, tiempos, minute=0, **options):
     ``at``; ``options`` go to ``registros``."""
     options.setdefault("at", RACE_DAY % minute)
     return {"equipo_id": equipo_id, "registros": registros(tiempos, **options)}
+
+
+def stored_rows(db_path, columns, where="", args=()):
+    """Rows of registro_tiempo (``SELECT COLUMNS ... WHERE``, oldest first) read straight from
+    the SQLite file by a read-only connection of their own: what is on disk, not in a cache."""
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        return conn.execute("SELECT %s FROM registro_tiempo%s ORDER BY id" % (
+            columns, " WHERE " + where if where else ""), args).fetchall()
+    finally:
+        conn.close()
+
+
+def stored_counts(db_path, ids):
+    """How many rows each id_registro of ``ids`` (UUID text) has on disk, and how many rows
+    there are in all: ({id: count}, total)."""
+    rows = stored_rows(db_path, "id_registro")
+    counts = {}
+    for (hex_id,) in rows:
+        counts[hex_id] = counts.get(hex_id, 0) + 1
+    return {rid: counts.get(uuid.UUID(rid).hex, 0) for rid in ids}, len(rows)
 
 
 # -- HTTP -----------------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ nothing. The real app, a real SQLite file, real HTTP."""
 import asyncio
 import json
 import signal
-import sqlite3
 import uuid
 
 import pytest
 import tornado.websocket
 
-from helpers import fetch, login, next_message, nothing_within, registros
+from helpers import fetch, login, next_message, nothing_within, registros, stored_rows
 
 TS = "2026-12-06T09:%02d:%02d.000Z"
 
@@ -45,10 +44,9 @@ async def patch(client, token, rid, status=200, **body):
 
 
 def raw_rows(config):
-    """registro_tiempo read with a separate connection: what the app sent, as stored."""
-    with sqlite3.connect(config["database"]["path"]) as conn:
-        return conn.execute("SELECT id_registro, equipo_id, juez_id, tiempo, origen FROM "
-                            "registro_tiempo ORDER BY id").fetchall()
+    """registro_tiempo as stored (helpers.stored_rows): what the app sent."""
+    return stored_rows(config["database"]["path"],
+                       "id_registro, equipo_id, juez_id, tiempo, origen")
 
 
 async def started(client, event):
