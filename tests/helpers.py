@@ -29,6 +29,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -317,6 +318,22 @@ class Client:
         """The public standings (which must answer 200): (their rows by equipo_id, the answer)."""
         answer = await self.call("GET", "/api/competencias/%d/resultados/" % competencia_id)
         return {row["equipo_id"]: row for row in answer["clasificacion"]}, answer
+
+    async def strict_page(self, path):
+        """GET a page that must be served (200, HTML) with a strict Content-Security-Policy
+        (everything from 'self', no framing, nothing inline nor eval'd) and no inline script,
+        event handler, style or outside URL: (its HTML, the response, its scripts as
+        (attributes, body) pairs)."""
+        code, html, response = await self.request("GET", path)
+        assert code == 200 and response.headers["Content-Type"].startswith("text/html")
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+        assert not any(body.strip() for _, body in scripts)  # from files only
+        assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
+        assert "style=" not in html and "http://" not in html and "https://" not in html
+        return html, response, scripts
 
     def ws_url(self, path):
         return "ws" + self.base_url[len("http"):] + path
