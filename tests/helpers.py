@@ -17,8 +17,9 @@
   before it starts, ``token``, ``api`` and ``enviar_tiempos`` talk to it synchronously;
 * ``LoopThread``, an asyncio loop on a thread of its own, so a synchronous test (Playwright's)
   keeps judges' sockets open meanwhile;
-* the browser tests' viewports (``PHONE``, ``DESKTOP``), ``sign_in`` and ``save_screenshot``
-  (the ``browser`` fixture is in conftest.py).
+* the browser tests' viewports (``PHONE``, ``DESKTOP``), the organizer's console
+  (``open_console``, ``sign_in``, ``tab``, ``in_dialog``, ``downloaded``) and
+  ``save_screenshot`` (the ``browser`` fixture is in conftest.py).
 
 Every test file imports what it needs from here; none imports conftest.
 """
@@ -558,6 +559,44 @@ def sign_in(page, user=ORGANIZER):
     page.get_by_label("Usuario", exact=True).fill(user[0])
     page.get_by_label("Contraseña", exact=True).fill(user[1])
     page.get_by_role("button", name="Entrar").click()
+
+
+def open_console(browser, server, viewport=DESKTOP):
+    """The organizer's console of ``server`` in a new page (Spanish, downloads on) that keeps
+    its script errors (``page.errors``), native dialogs and sockets."""
+    page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
+    page.errors, page.native_dialogs, page.sockets = [], [], []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
+    page.on("websocket", lambda ws: page.sockets.append(ws.url))
+    page.goto(server.base_url + "/organizador/")
+    return page
+
+
+def tab(page, name):
+    """Open the console's tab ``name``."""
+    page.get_by_role("navigation").get_by_role("link", name=name).click()
+
+
+def in_dialog(page, confirm, **fields):
+    """Fill the open dialog's fields (by label) and press its ``confirm`` button."""
+    from playwright.sync_api import expect
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    for label, value in fields.items():
+        control = dialog.get_by_label(label.replace("_", " "))
+        if control.evaluate("e => e.tagName") == "SELECT":
+            control.select_option(label=value)
+        else:
+            control.fill(value)
+    dialog.get_by_role("button", name=confirm, exact=True).click()
+    return dialog
+
+
+def downloaded(download):
+    """A finished download's text (UTF-8, with or without BOM), as a file to read."""
+    with open(download.value.path(), encoding="utf-8-sig", newline="") as handle:
+        return io.StringIO(handle.read())
 
 
 def save_screenshot(page, folder, name):

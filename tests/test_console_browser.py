@@ -15,15 +15,14 @@ SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/console-*.png.
 
 import csv
 import datetime as dt
-import io
 import re
 
 import pytest
 from playwright.sync_api import expect
 
 import rehearsal
-from helpers import (DESKTOP, ORGANIZER, PHONE, LoopThread, registros, save_screenshot,
-                     sign_in)
+from helpers import (DESKTOP, ORGANIZER, PHONE, LoopThread, downloaded, in_dialog, open_console,
+                     registros, save_screenshot, sign_in, tab)
 
 WAIT_MS = 10_000  # generous: the console updates within a second, the machine may be busy
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
@@ -53,44 +52,10 @@ def phones():
     loop.close()
 
 
-def open_console(browser, server, viewport=DESKTOP):
-    page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
-    page.errors, page.native_dialogs, page.sockets = [], [], []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
-    page.on("websocket", lambda ws: page.sockets.append(ws.url))
-    page.goto(server.base_url + "/organizador/")
-    return page
-
-
-def tab(page, name):
-    page.get_by_role("navigation").get_by_role("link", name=name).click()
-
-
 def upload(page, text, name="lista.csv"):
     page.get_by_label("Archivo CSV").set_input_files(
         files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode("utf-8")}])
     page.get_by_role("button", name="Vista previa").click()
-
-
-def in_dialog(page, confirm, **fields):
-    """Fill the open dialog's fields (by label) and press its ``confirm`` button."""
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    for label, value in fields.items():
-        control = dialog.get_by_label(label.replace("_", " "))
-        if control.evaluate("e => e.tagName") == "SELECT":
-            control.select_option(label=value)
-        else:
-            control.fill(value)
-    dialog.get_by_role("button", name=confirm, exact=True).click()
-    return dialog
-
-
-def downloaded(download):
-    """A finished download's text (UTF-8, with or without BOM), as a file to read."""
-    with open(download.value.path(), encoding="utf-8-sig", newline="") as handle:
-        return io.StringIO(handle.read())
 
 
 def record(page, rid):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from helpers import request_json, sign_in
+from helpers import downloaded, in_dialog, open_console, request_json, sign_in, tab
 from test_addresses import kernel_addresses
-from test_console_browser import WAIT_MS, downloaded, in_dialog, open_console, tab
+from test_console_browser import WAIT_MS
 
 PUBLIC_URL = "http://carrera.example:8000"
 TEAMS = (("Tortugas", 1, "Veteranos"), ("Liebres", 2, "Abierta"), ("Gacelas", 3, "Veteranos"))

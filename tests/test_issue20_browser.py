@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, ORGANIZER, T0, request_json, sign_in
-from test_console_browser import in_dialog, open_console, tab
+from helpers import DESKTOP, ORGANIZER, T0, in_dialog, open_console, request_json, sign_in, tab
 
 WAIT_MS = 10_000
 CASES = json.loads((Path(__file__).parent / "duration_cases.json").read_text(

@@ -2,7 +2,6 @@
 the socket with 1009 unread, a flood of small ones with 4003; a client's occasional small ping
 never comes near it, and the judges' start is not held up meanwhile."""
 
-import asyncio
 import json
 
 import pytest
