@@ -82,7 +82,7 @@ async def test_retry_after_reassignment_is_a_duplicate_but_new_records_are_refus
 async def test_paper_times_are_not_shifted_by_a_start_adjustment(client, event):
     token, judge = await client.organizer(), await client.access("juez1", "pass-juez1")
     cid, team = event["competencia"], event["equipos"]["a"]
-    await client.call("POST", "/api/competencias/%d/iniciar/" % cid, token=token)
+    await client.race_action(cid, token)
     sent = await client.call("POST", "/api/enviar_tiempos/", {
         "equipo_id": team, "registros": registros([60_000], ids=True)}, judge, 201)
     paper = "/api/competencias/%d/registros/" % cid
@@ -142,8 +142,7 @@ async def test_a_start_adjustment_makes_nobody_late(client, event):
     token, judge = await client.organizer(), await client.access("juez1", "pass-juez1")
     cid, team = event["competencia"], event["equipos"]["a"]
     ws, _ = await client.judge_socket(event["jueces"][0], token=judge)
-    started = (await client.call("POST", "/api/competencias/%d/iniciar/" % cid,
-                                 token=token))["competencia"]
+    started = (await client.race_action(cid, token))["competencia"]
     notice = await next_message(ws)
     assert notice["type"] == "carrera.iniciada"
     # The phone's stopwatch started as it heard the start: its records imply 0 ms.
@@ -233,8 +232,8 @@ def test_results_say_when_they_became_official(config, event):
 async def test_paper_times_never_arrived_after_the_finish(client, event):
     token, judge = await client.organizer(), await client.access("juez1", "pass-juez1")
     cid, team = event["competencia"], event["equipos"]["a"]
-    await client.call("POST", "/api/competencias/%d/iniciar/" % cid, token=token)
-    await client.call("POST", "/api/competencias/%d/detener/" % cid, token=token)
+    await client.race_action(cid, token)
+    await client.race_action(cid, token, "detener")
     await client.call("POST", "/api/competencias/%d/registros/" % cid, {
         "equipo_id": team, "tiempo": 62_500, "motivo": "hoja de papel"}, token, 201)
     result = await client.call("GET", "/api/competencias/%d/resultados/" % cid)
