@@ -1,19 +1,25 @@
 """What the tests share, apart from fixtures (those are in conftest.py):
 
 * waits on a condition with a deadline (``wait_for``, ``wait_for_async``), never fixed sleeps;
-* ``registros``, the records of a submission, in the wire form or the validated form;
+* ``registros``, the records of a submission, in the wire form or the validated form, and
+  ``submission``, a whole ``POST /api/enviar_tiempos/`` body;
+* ``stored_rows`` and ``stored_counts``: the records on disk, read from the SQLite file;
 * HTTP (``fetch``, ``request_json``, ``login``) and the judge socket (``judge_path``,
-  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``);
-* ``Client``, the same for the in-process app (the ``client`` fixture), and its results-page
-  socket (``Client.spectator``);
+  ``judge_socket``, ``handshake_status``, ``next_message``, ``nothing_within``, ``close_code``);
+* ``Client``, the same for the in-process app (the ``client`` fixture): requests that must
+  answer a status (``call``), the organizer's login (``organizer``), a judge's submission
+  (``enviar_tiempos``), the race's start and stop (``race_action``), the standings by team
+  (``standings``) and its results-page socket (``spectator``);
 * ``run_cli``, the command line in a subprocess or in-process;
 * ``LiveServer``, the real server as a subprocess (``python server5k.py --config FILE serve``)
   for tests that kill it, signal it or point outside tools at it (the ``spawn`` fixture); its
-  log goes to a file the test can read;
+  log goes to a file the test can read; ``organize`` registers a competition and ``ORGANIZER``
+  before it starts, ``token``, ``api`` and ``enviar_tiempos`` talk to it synchronously;
 * ``LoopThread``, an asyncio loop on a thread of its own, so a synchronous test (Playwright's)
   keeps judges' sockets open meanwhile;
-* the browser tests' viewports (``PHONE``, ``DESKTOP``) and ``save_screenshot`` (the
-  ``browser`` fixture is in conftest.py).
+* the browser tests' viewports (``PHONE``, ``DESKTOP``), the organizer's console
+  (``open_console``, ``sign_in``, ``tab``, ``in_dialog``, ``downloaded``) and
+  ``save_screenshot`` (the ``browser`` fixture is in conftest.py).
 
 Every test file imports what it needs from here; none imports conftest.
 """
@@ -24,9 +30,11 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -80,6 +88,11 @@ def _poll(condition, deadline, timeout, what):
 
 # -- records --------------------------------------------------------------------------------------
 T0 = "2025-11-11T12:00:00.000Z"  # the integration guide's example timestamp
+RACE_DAY = "2026-12-06T09:%02d:00.000Z"  # the tests' race day, at 09:MM (% minute)
+# The organizer the ``event`` fixture (conftest.py) registers.
+EVENT_ORGANIZER = ("org", "org-pass")
+# ...and the one the tests register on a real server (``LiveServer.organize``).
+ORGANIZER = ("ana", "clave-de-ana")
 
 
 def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=False,
@@ -120,6 +133,35 @@ def registros(tiempos, start_ms=60_000, step_ms=1000, at=T0, every_s=1, ids=Fals
         record.update(fields)
         out.append(record)
     return out
+
+
+def submission(equipo_id, tiempos, minute=0, **options):
+    """The body of a judge's ``POST /api/enviar_tiempos/``: ``tiempos`` for ``equipo_id``, the
+    first record stamped at 09:MM:00 on the race day (MM: ``minute``) unless ``options`` give
+    ``at``; ``options`` go to ``registros``."""
+    options.setdefault("at", RACE_DAY % minute)
+    return {"equipo_id": equipo_id, "registros": registros(tiempos, **options)}
+
+
+def stored_rows(db_path, columns, where="", args=()):
+    """Rows of registro_tiempo (``SELECT COLUMNS ... WHERE``, oldest first) read straight from
+    the SQLite file by a read-only connection of their own: what is on disk, not in a cache."""
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        return conn.execute("SELECT %s FROM registro_tiempo%s ORDER BY id" % (
+            columns, " WHERE " + where if where else ""), args).fetchall()
+    finally:
+        conn.close()
+
+
+def stored_counts(db_path, ids):
+    """How many rows each id_registro of ``ids`` (UUID text) has on disk, and how many rows
+    there are in all: ({id: count}, total)."""
+    rows = stored_rows(db_path, "id_registro")
+    counts = {}
+    for (hex_id,) in rows:
+        counts[hex_id] = counts.get(hex_id, 0) + 1
+    return {rid: counts.get(uuid.UUID(rid).hex, 0) for rid in ids}, len(rows)
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
@@ -207,6 +249,14 @@ async def nothing_within(ws, seconds):
     raise AssertionError("unexpected message: %r" % (message,))
 
 
+async def close_code(ws, timeout=10):
+    """The close code once the server closes ``ws`` (messages before it are skipped)."""
+    while await asyncio.wait_for(ws.read_message(), timeout) is not None:
+        pass
+    ws.close()  # (the client's side of it)
+    return ws.close_code
+
+
 async def next_message(ws, timeout=10):
     """The next message as JSON, or None once the server has closed the socket."""
     text = await asyncio.wait_for(ws.read_message(), timeout)
@@ -237,11 +287,54 @@ class Client:
         code, payload, _ = await self.request("GET", path, None, token, **kw)
         return code, payload
 
+    async def call(self, method, path, body=None, token=None, status=200, **kw):
+        """A request that must answer ``status``: its JSON answer."""
+        code, answer, _ = await self.request(method, path, body, token, **kw)
+        assert code == status, (method, path, answer)
+        return answer
+
     async def login(self, username, password):
         return await login(self.base_url, username, password, client=self.http)
 
     async def access(self, username, password):
         return (await self.login(username, password))["access"]
+
+    async def organizer(self):
+        """The access token of the ``event`` fixture's organizer."""
+        return await self.access(*EVENT_ORGANIZER)
+
+    async def enviar_tiempos(self, token, equipo_id, *tiempos, minute=0, status=201, **options):
+        """A judge's ``POST /api/enviar_tiempos/`` (``submission``) that must answer ``status``:
+        its JSON answer."""
+        return await self.call("POST", "/api/enviar_tiempos/",
+                               submission(equipo_id, tiempos, minute, **options), token, status)
+
+    async def race_action(self, competencia_id, token, action="iniciar", body=None, status=200):
+        """``POST /api/competencias/ID/ACTION/`` (start the race, by default) that must answer
+        ``status``: its JSON answer."""
+        return await self.call("POST", "/api/competencias/%d/%s/" % (competencia_id, action),
+                               body, token, status)
+
+    async def standings(self, competencia_id):
+        """The public standings (which must answer 200): (their rows by equipo_id, the answer)."""
+        answer = await self.call("GET", "/api/competencias/%d/resultados/" % competencia_id)
+        return {row["equipo_id"]: row for row in answer["clasificacion"]}, answer
+
+    async def strict_page(self, path):
+        """GET a page that must be served (200, HTML) with a strict Content-Security-Policy
+        (everything from 'self', no framing, nothing inline nor eval'd) and no inline script,
+        event handler, style or outside URL: (its HTML, the response, its scripts as
+        (attributes, body) pairs)."""
+        code, html, response = await self.request("GET", path)
+        assert code == 200 and response.headers["Content-Type"].startswith("text/html")
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+        assert not any(body.strip() for _, body in scripts)  # from files only
+        assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
+        assert "style=" not in html and "http://" not in html and "https://" not in html
+        return html, response, scripts
 
     def ws_url(self, path):
         return "ws" + self.base_url[len("http"):] + path
@@ -361,6 +454,36 @@ class LiveServer:
         """``run_cli`` with this server's config and environment (plus ``env``)."""
         return run_cli(self.config_path, *args, env=dict(self.env(), **(env or {})), check=check)
 
+    def organize(self, competition="5K del Puerto", *options, organizer=ORGANIZER):
+        """Register a competition (``competition add COMPETITION OPTIONS...``) and an organizer
+        through the command line, before ``start``: this server."""
+        self.cli("competition", "add", competition, *options)
+        self.cli("organizer", "add", organizer[0], "--password", organizer[1])
+        return self
+
+    def token(self, username, password):
+        """``POST /api/token/`` that must succeed: the access token."""
+        status, body = request_json("POST", self.base_url + "/api/token/",
+                                    {"username": username, "password": password})
+        assert status == 200, body
+        return body["access"]
+
+    def api(self, method, path, body=None, user=ORGANIZER):
+        """A request as ``user`` (by default the organizer) that must succeed (2xx): its JSON
+        answer."""
+        status, answer = request_json(method, self.base_url + path, body,
+                                      token=self.token(*user))
+        assert status < 300, answer
+        return answer
+
+    def enviar_tiempos(self, token, equipo_id, *tiempos, minute=0, status=201, **options):
+        """A judge's ``POST /api/enviar_tiempos/`` (``submission``) that must answer ``status``:
+        its JSON answer."""
+        code, answer = request_json("POST", self.base_url + "/api/enviar_tiempos/",
+                                    submission(equipo_id, tiempos, minute, **options), token=token)
+        assert code == status, answer
+        return answer
+
     def start(self, *extra, timeout=20, preexec_fn=None):
         """Start ``serve`` (with ``extra`` arguments such as ``--demo``) and wait until it listens.
         ``preexec_fn`` runs in the child first (e.g. to lower its open-file limit)."""
@@ -429,6 +552,52 @@ class LoopThread:
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (never `playwright install`)
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
+
+
+def sign_in(page, user=ORGANIZER):
+    """Sign in on the organizer's console (or any page with its login form) as ``user``."""
+    page.get_by_label("Usuario", exact=True).fill(user[0])
+    page.get_by_label("Contraseña", exact=True).fill(user[1])
+    page.get_by_role("button", name="Entrar").click()
+
+
+def open_console(browser, server, viewport=DESKTOP):
+    """The organizer's console of ``server`` in a new page (Spanish, downloads on) that keeps
+    its script errors (``page.errors``), native dialogs, sockets and requests."""
+    page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
+    page.errors, page.native_dialogs, page.sockets, page.requests = [], [], [], []
+    page.on("request", lambda r: page.requests.append(r))
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
+    page.on("websocket", lambda ws: page.sockets.append(ws.url))
+    page.goto(server.base_url + "/organizador/")
+    return page
+
+
+def tab(page, name):
+    """Open the console's tab ``name``."""
+    page.get_by_role("navigation").get_by_role("link", name=name).click()
+
+
+def in_dialog(page, confirm, **fields):
+    """Fill the open dialog's fields (by label) and press its ``confirm`` button."""
+    from playwright.sync_api import expect
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    for label, value in fields.items():
+        control = dialog.get_by_label(label.replace("_", " "))
+        if control.evaluate("e => e.tagName") == "SELECT":
+            control.select_option(label=value)
+        else:
+            control.fill(value)
+    dialog.get_by_role("button", name=confirm, exact=True).click()
+    return dialog
+
+
+def downloaded(download):
+    """A finished download's text (UTF-8, with or without BOM), as a file to read."""
+    with open(download.value.path(), encoding="utf-8-sig", newline="") as handle:
+        return io.StringIO(handle.read())
 
 
 def save_screenshot(page, folder, name):

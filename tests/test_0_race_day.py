@@ -53,8 +53,7 @@ async def test_race_day(client, event):
 
     # 5. The organizer starts the race (test_races.py: start, stop, false start and their
     #    conflicts; test_cli.py and test_guide.py: the same from the command line).
-    code, started = await client.post("/api/competencias/%d/iniciar/" % cid, token=organizer)
-    assert code == 200, started
+    started = await client.race_action(cid, organizer)
     assert started["competencia"]["estado"] == "en_curso" and started["notificados"] == 1
 
     # 6. The judge hears it, with the server's start time (test_sockets.py).

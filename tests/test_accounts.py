@@ -14,7 +14,7 @@ import models
 import identity as identity_room
 import registration
 import submissions
-from helpers import fetch, judge_socket, login, registros, wait_for, wait_for_async
+from helpers import fetch, judge_socket, login, registros, submission, wait_for, wait_for_async
 
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
           "maria,María López,Tortugas,10,Veteranos\n"
@@ -22,38 +22,22 @@ ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
           "jose,José Ruiz,Gacelas,12,Veteranos\n")
 
 
-async def org(client):
-    return await client.access("org", "org-pass")
-
-
-async def call(client, method, path, body=None, token=None, status=200, **kw):
-    code, answer, _ = await client.request(method, path, body, token, **kw)
-    assert code == status, (method, path, answer)
-    return answer
-
-
 async def audit(client, cid, token):
-    return (await call(client, "GET", "/api/competencias/%d/auditoria/" % cid,
-                       token=token))["acciones"]
+    return (await client.call("GET", "/api/competencias/%d/auditoria/" % cid,
+                              token=token))["acciones"]
 
 
 async def importar(client, cid, token, text, dry_run=False, status=200):
-    return await call(client, "POST", "/api/competencias/%d/importar/%s" % (
+    return await client.call("POST", "/api/competencias/%d/importar/%s" % (
         cid, "?dry_run=1" if dry_run else ""), token=token, raw=text, status=status,
         headers={"Content-Type": "text/csv; charset=utf-8"})
-
-
-async def submit(client, token, equipo_id, *tiempos, minute=0):
-    return await client.post("/api/enviar_tiempos/", {
-        "equipo_id": equipo_id,
-        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
 
 
 # -- who may ------------------------------------------------------------------------------------
 @pytest.mark.gen_test(timeout=60)
 async def test_a_judge_token_can_use_none_of_the_roster_endpoints(client, event):
     cid, a, j1 = event["competencia"], event["equipos"]["a"], event["jueces"][0]
-    judge, token = await client.access("juez1", "pass-juez1"), await org(client)
+    judge, token = await client.access("juez1", "pass-juez1"), await client.organizer()
     before = await audit(client, cid, token)
     csv_headers = {"Content-Type": "text/csv"}
     # (GET /api/competencias/ answers a judge Movil5K's list of its own competition: issue 23)
@@ -89,57 +73,57 @@ async def test_a_judge_token_can_use_none_of_the_roster_endpoints(client, event)
 # -- competitions, judges, teams ------------------------------------------------------------------
 @pytest.mark.gen_test
 async def test_create_and_list_competitions(client, event):
-    token = await org(client)
-    comp = await call(client, "POST", "/api/competencias/",
-                      {"nombre": " 5K de Reyes ", "fecha_hora": "2027-01-06T10:00:00+01:00"},
-                      token, status=201)
+    token = await client.organizer()
+    comp = await client.call("POST", "/api/competencias/",
+                             {"nombre": " 5K de Reyes ", "fecha_hora": "2027-01-06T10:00:00+01:00"},
+                             token, status=201)
     assert comp["nombre"] == "5K de Reyes" and comp["fecha_hora"] == "2027-01-06T09:00:00.000Z"
     assert comp["estado"] == "programada"
-    listed = (await call(client, "GET", "/api/competencias/", token=token))["competencias"]
+    listed = (await client.call("GET", "/api/competencias/", token=token))["competencias"]
     assert [c["id"] for c in listed] == [event["competencia"], event["otra"], comp["id"]]
     (created,) = await audit(client, comp["id"], token)
     assert (created["accion"], created["objeto"], created["usuario"]) == (
         "crear", "competencia", "org")
     for body in ({}, {"nombre": ""}, {"nombre": 5}, {"nombre": "x", "fecha_hora": "mañana"},
                  {"nombre": "x" * 201}):
-        answer = await call(client, "POST", "/api/competencias/", body, token, status=400)
+        answer = await client.call("POST", "/api/competencias/", body, token, status=400)
         assert answer["code"] == "validation_error" and answer["errors"], body
 
 
 @pytest.mark.gen_test
 async def test_a_new_judge_gets_a_generated_password_once_or_one_of_8_characters(client, event):
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     path = "/api/competencias/%d/jueces/" % cid
-    made = await call(client, "POST", path, {"username": "Lucia", "nombre": "Lucía Gil"}, token,
-                      status=201)
+    made = await client.call("POST", path, {"username": "Lucia", "nombre": "Lucía Gil"}, token,
+                             status=201)
     juez, password = made["juez"], made["password"]
     assert len(password) > identity_room.MIN_PASSWORD
     assert (juez["username"], juez["nombre"], juez["activo"]) == ("Lucia", "Lucía Gil", True)
     assert juez["competencia"]["id"] == cid and juez["equipos"] == []
     code, me = await client.get("/api/me/", token=await client.access("lucia", password))
     assert me["juez"]["id"] == juez["id"]
-    chosen = await call(client, "POST", path, {"username": "pablo", "password": "8 chars!"},
-                        token, status=201)
+    chosen = await client.call("POST", path, {"username": "pablo", "password": "8 chars!"},
+                               token, status=201)
     assert chosen["password"] is None and chosen["juez"]["nombre"] == "pablo"
     await client.access("pablo", "8 chars!")
     for body in ({"username": "corta", "password": "7 chars"}, {"username": "x", "password": 12345678},
                  {"username": "x", "password": "        "}):
-        answer = await call(client, "POST", path, body, token, status=400)
+        answer = await client.call("POST", path, body, token, status=400)
         assert answer["code"] == "validation_error" and "password" in answer["errors"]
-    assert (await call(client, "POST", path, {"username": "LUCIA"}, token,
-                       status=409))["code"] == "username_taken"
-    assert (await call(client, "POST", "/api/competencias/999/jueces/", {"username": "y"}, token,
-                       status=404))["code"] == "competition_not_found"
+    assert (await client.call("POST", path, {"username": "LUCIA"}, token,
+                              status=409))["code"] == "username_taken"
+    assert (await client.call("POST", "/api/competencias/999/jueces/", {"username": "y"}, token,
+                              status=404))["code"] == "competition_not_found"
     assert [(a["accion"], a["objeto"], a["objeto_id"]) for a in await audit(client, cid, token)] == [
         ("crear", "juez", str(juez["id"])), ("crear", "juez", str(chosen["juez"]["id"]))]
 
 
 @pytest.mark.gen_test
 async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
-    cid, token, j1, j2 = event["competencia"], await org(client), *event["jueces"][:2]
-    team = await call(client, "POST", "/api/competencias/%d/equipos/" % cid,
-                      {"nombre": "Prueba", "dorsal": 50, "juez_id": j1, "categoria": "Mixto"},
-                      token, status=201)
+    cid, token, j1, j2 = event["competencia"], await client.organizer(), *event["jueces"][:2]
+    team = await client.call("POST", "/api/competencias/%d/equipos/" % cid,
+                             {"nombre": "Prueba", "dorsal": 50, "juez_id": j1, "categoria": "Mixto"},
+                             token, status=201)
     assert (team["nombre"], team["dorsal"], team["juez_id"], team["categoria"]) == (
         "Prueba", 50, j1, "Mixto")
     for body, status, code in (
@@ -150,28 +134,29 @@ async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
             ({"nombre": "Otra", "dorsal": 0, "juez_id": j1}, 400, "validation_error"),
             ({"nombre": "Otra", "dorsal": True, "juez_id": j1}, 400, "validation_error"),
             ({"nombre": " ", "dorsal": 51, "juez_id": j1}, 400, "validation_error")):
-        answer = await call(client, "POST", "/api/competencias/%d/equipos/" % cid, body, token,
-                            status=status)
+        answer = await client.call("POST", "/api/competencias/%d/equipos/" % cid, body, token,
+                                   status=status)
         assert answer["code"] == code, body
     path = "/api/equipos/%d/" % team["id"]
-    edited = await call(client, "PATCH", path, {"nombre": "Los de Prueba", "dorsal": 52,
-                                                "juez_id": j2, "categoria": None}, token)
+    edited = await client.call("PATCH", path, {"nombre": "Los de Prueba", "dorsal": 52,
+                                               "juez_id": j2, "categoria": None}, token)
     assert (edited["nombre"], edited["dorsal"], edited["juez_id"], edited["categoria"]) == (
         "Los de Prueba", 52, j2, None)
-    same = await call(client, "PATCH", path, {"nombre": "Los de Prueba"}, token)  # no change
+    same = await client.call("PATCH", path, {"nombre": "Los de Prueba"}, token)  # no change
     assert same == edited
-    assert (await call(client, "PATCH", path, {"dorsal": 1}, token, status=409))["code"] == (
+    assert (await client.call("PATCH", path, {"dorsal": 1}, token, status=409))["code"] == (
         "dorsal_taken")
-    assert (await call(client, "PATCH", path, {"otra": 1}, token, status=400))["code"] == (
+    assert (await client.call("PATCH", path, {"otra": 1}, token, status=400))["code"] == (
         "validation_error")
     # A team with records cannot be removed; the test team can.
-    await submit(client, await client.access("juez1", "pass-juez1"), event["equipos"]["a"], 60_000)
-    answer = await call(client, "DELETE", "/api/equipos/%d/" % event["equipos"]["a"], None, token,
-                        status=409)
+    await client.post("/api/enviar_tiempos/", submission(event["equipos"]["a"], [60_000]),
+                      await client.access("juez1", "pass-juez1"))
+    answer = await client.call("DELETE", "/api/equipos/%d/" % event["equipos"]["a"], None, token,
+                               status=409)
     assert answer["code"] == "team_has_records"
     code, _, response = await client.request("DELETE", path, None, token)
     assert code == 204 and not response.body
-    assert (await call(client, "DELETE", path, None, token, status=404))["code"] == (
+    assert (await client.call("DELETE", path, None, token, status=404))["code"] == (
         "team_not_found")
     entries = [a for a in await audit(client, cid, token) if a["objeto"] == "equipo"]
     assert [a["accion"] for a in entries] == ["crear", "editar", "eliminar"]
@@ -187,20 +172,20 @@ async def test_teams_are_added_edited_and_a_test_team_removed(client, event):
 @pytest.mark.gen_test
 async def test_a_reassigned_team_is_the_new_judges_at_once(client, event):
     cid, a, (j1, j2) = event["competencia"], event["equipos"]["a"], event["jueces"][:2]
-    token = await org(client)
+    token = await client.organizer()
     juez1, juez2 = (await client.access("juez1", "pass-juez1"),
                     await client.access("juez2", "pass-juez2"))
-    assert (await submit(client, juez1, a, 1_200_000))[0] == 201
-    await call(client, "PATCH", "/api/equipos/%d/" % a, {"juez_id": j2}, token)
+    await client.enviar_tiempos(juez1, a, 1_200_000)
+    await client.call("PATCH", "/api/equipos/%d/" % a, {"juez_id": j2}, token)
     code, me = await client.get("/api/me/", token=juez2)  # the same token, no new login
     assert a in [e["id"] for e in me["juez"]["equipos"]]
     code, me = await client.get("/api/me/", token=juez1)
     assert a not in [e["id"] for e in me["juez"]["equipos"]]
-    code, answer = await submit(client, juez1, a, 1_300_000, minute=1)
-    assert (code, answer["code"]) == (403, "team_not_assigned")
-    assert (await submit(client, juez2, a, 1_300_000, minute=1))[0] == 201
-    records = (await call(client, "GET", "/api/competencias/%d/registros/?equipo_id=%d" % (cid, a),
-                          token=token))["registros"]
+    answer = await client.enviar_tiempos(juez1, a, 1_300_000, minute=1, status=403)
+    assert answer["code"] == "team_not_assigned"
+    await client.enviar_tiempos(juez2, a, 1_300_000, minute=1)
+    records = (await client.call("GET", "/api/competencias/%d/registros/?equipo_id=%d" % (cid, a),
+                                 token=token))["registros"]
     assert [r["juez_id"] for r in records] == [j1, j2]  # each keeps the judge who sent it
 
 
@@ -219,7 +204,8 @@ async def refused_everywhere(client, event, tokens, ticket):
     for code, answer in [await client.get("/api/me/", token=access),
                          await client.post("/api/ws-ticket/", token=access),
                          await client.post("/api/token/refresh/", {"refresh": refresh}),
-                         await submit(client, access, event["equipos"]["a"], 1_000_000),
+                         await client.post("/api/enviar_tiempos/",
+                                           submission(event["equipos"]["a"], [1_000_000]), access),
                          await client.get("/api/equipos/%d/registros/" % event["equipos"]["a"],
                                           token=access)]:
         assert (code, answer["code"]) == (401, "token_revoked"), answer
@@ -229,25 +215,25 @@ async def refused_everywhere(client, event, tokens, ticket):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_new_password_refuses_every_earlier_token_and_closes_the_sockets(client, event):
-    cid, j1, token = event["competencia"], event["jueces"][0], await org(client)
+    cid, j1, token = event["competencia"], event["jueces"][0], await client.organizer()
     tokens = await client.login("juez1", "pass-juez1")
-    assert (await submit(client, tokens["access"], event["equipos"]["a"], 60_000))[0] == 201
+    await client.enviar_tiempos(tokens["access"], event["equipos"]["a"], 60_000)
     ws, _ = await client.judge_socket(j1, tokens["access"])
     ticket_ws, _ = await client.judge_socket(j1, ticket=(await client.post(
         "/api/ws-ticket/", token=tokens["access"]))[1]["ticket"])
     unused = (await client.post("/api/ws-ticket/", token=tokens["access"]))[1]["ticket"]
     other, _ = await client.judge_socket(event["jueces"][1], await client.access("juez2",
                                                                                  "pass-juez2"))
-    short = await call(client, "PATCH", "/api/jueces/%d/" % j1, {"password": "corta"}, token,
-                       status=400)
+    short = await client.call("PATCH", "/api/jueces/%d/" % j1, {"password": "corta"}, token,
+                              status=400)
     assert "password" in short["errors"]
-    await call(client, "PATCH", "/api/jueces/%d/" % j1, {"password": "nueva-clave"}, token)
+    await client.call("PATCH", "/api/jueces/%d/" % j1, {"password": "nueva-clave"}, token)
     assert await closed(ws) == 1008 and await closed(ticket_ws) == 1008
     await refused_everywhere(client, event, tokens, unused)
     assert (await client.post("/api/token/", {"username": "juez1",
                                               "password": "pass-juez1"}))[0] == 401
     fresh = await client.access("juez1", "nueva-clave")
-    assert (await submit(client, fresh, event["equipos"]["a"], 70_000))[0] == 201
+    await client.enviar_tiempos(fresh, event["equipos"]["a"], 70_000)
     assert (await client.get("/api/me/", token=fresh))[0] == 200
     other.write_message(json.dumps({"type": "ping", "data": {}}))  # juez2 is untouched
     assert json.loads(await other.read_message())["type"] == "pong"
@@ -258,11 +244,11 @@ async def test_a_new_password_refuses_every_earlier_token_and_closes_the_sockets
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_lost_phone_is_locked_out_in_one_request(client, event):
-    cid, j1, token = event["competencia"], event["jueces"][0], await org(client)
+    cid, j1, token = event["competencia"], event["jueces"][0], await client.organizer()
     tokens = await client.login("juez1", "pass-juez1")
     ws, _ = await client.judge_socket(j1, tokens["access"])
     unused = (await client.post("/api/ws-ticket/", token=tokens["access"]))[1]["ticket"]
-    judge = await call(client, "PATCH", "/api/jueces/%d/" % j1, {"activo": False}, token)
+    judge = await client.call("PATCH", "/api/jueces/%d/" % j1, {"activo": False}, token)
     assert judge["activo"] is False
     assert await closed(ws) == 1008
     await refused_everywhere(client, event, tokens, unused)
@@ -271,19 +257,19 @@ async def test_a_lost_phone_is_locked_out_in_one_request(client, event):
     code, answer = await client.post("/api/token/", {"username": "juez1",
                                                      "password": "pass-juez1"})
     assert (code, answer["code"]) == (401, "invalid_credentials")
-    board = await call(client, "GET", "/api/competencias/%d/jueces/" % cid, token=token)
+    board = await client.call("GET", "/api/competencias/%d/jueces/" % cid, token=token)
     assert [j["activo"] for j in board["jueces"]] == [False, True]
-    await call(client, "PATCH", "/api/jueces/%d/" % j1, {"activo": True, "nombre": "Juez 1"},
-               token)
+    await client.call("PATCH", "/api/jueces/%d/" % j1, {"activo": True, "nombre": "Juez 1"},
+                      token)
     found = await client.access("juez1", "pass-juez1")  # reactivated: it logs in again
-    assert (await submit(client, found, event["equipos"]["a"], 60_000))[0] == 201
+    await client.enviar_tiempos(found, event["equipos"]["a"], 60_000)
     assert [a["accion"] for a in await audit(client, cid, token)] == [
         "desactivar", "editar", "activar"]
     for body in ({"activo": "no"}, {}, {"nombre": ""}):
-        assert (await call(client, "PATCH", "/api/jueces/%d/" % j1, body, token,
-                           status=400))["code"] == "validation_error"
-    assert (await call(client, "PATCH", "/api/jueces/999/", {"activo": False}, token,
-                       status=404))["code"] == "judge_not_found"
+        assert (await client.call("PATCH", "/api/jueces/%d/" % j1, body, token,
+                                  status=400))["code"] == "validation_error"
+    assert (await client.call("PATCH", "/api/jueces/999/", {"activo": False}, token,
+                              status=404))["code"] == "judge_not_found"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -307,7 +293,7 @@ async def test_a_revocation_by_another_process_closes_the_sockets_at_the_next_sw
 # -- the roster CSV ---------------------------------------------------------------------------------
 @pytest.mark.gen_test(timeout=60)
 async def test_roster_preview_writes_nothing_then_the_import_creates_it_all(client, event):
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     preview = await importar(client, cid, token, ROSTER, dry_run=True)
     assert preview["dry_run"] is True
     assert (preview["jueces_nuevos"], preview["equipos_nuevos"], preview["credenciales"]) == (
@@ -319,7 +305,7 @@ async def test_roster_preview_writes_nothing_then_the_import_creates_it_all(clie
             for t in preview["detalle"]["equipos"]] == [
         (2, "Tortugas", 10, "maria", "Veteranos", True), (3, "Liebres", 11, "maria", None, True),
         (4, "Gacelas", 12, "jose", "Veteranos", True)]
-    judges = (await call(client, "GET", "/api/jueces/", token=token))["jueces"]
+    judges = (await client.call("GET", "/api/jueces/", token=token))["jueces"]
     assert "maria" not in [j["username"] for j in judges]
     assert await audit(client, cid, token) == []
     done = await importar(client, cid, token, ROSTER)
@@ -353,12 +339,12 @@ async def test_roster_preview_writes_nothing_then_the_import_creates_it_all(clie
     ("juez_usuario,juez_nombre,equipo,dorsal\n", 400, "tiene cabecera pero ninguna fila"),
 ])
 async def test_a_rejected_roster_line_imports_nothing(client, event, text, status, words):
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     for dry_run in (True, False):
         answer = await importar(client, cid, token, text, dry_run=dry_run, status=status)
         assert words in answer["detail"], answer
     assert await audit(client, cid, token) == []
-    judges = (await call(client, "GET", "/api/jueces/", token=token))["jueces"]
+    judges = (await client.call("GET", "/api/jueces/", token=token))["jueces"]
     assert [j["username"] for j in judges] == ["juez1", "juez2", "juez3"]
 
 
@@ -366,7 +352,7 @@ async def test_a_rejected_roster_line_imports_nothing(client, event, text, statu
 async def test_a_corrected_roster_applies_its_changes_with_history_and_says_which(
         client, event):
     """Issue 20 item 12: a category fixed, a team renamed, a team moved to another judge."""
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     await importar(client, cid, token, ROSTER)
     fixed = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
              "maria,María López,Tortugas Ninja,10,Veteranos\n"   # renamed
@@ -382,14 +368,14 @@ async def test_a_corrected_roster_applies_its_changes_with_history_and_says_whic
     assert done["equipos_cambiados"] == 3 and done["detalle"] == preview["detalle"]
     edits = [a for a in await audit(client, cid, token) if a["accion"] == "editar"]
     judges = {j["username"]: j["id"]
-              for j in (await call(client, "GET", "/api/jueces/", token=token))["jueces"]}
+              for j in (await client.call("GET", "/api/jueces/", token=token))["jueces"]}
     assert [(e["antes"], e["despues"], e["motivo"]) for e in edits] == [
         ({"nombre": "Tortugas"}, {"nombre": "Tortugas Ninja"}, "importado: El CSV, línea 2"),
         ({"categoria": None}, {"categoria": "Junior"}, "importado: El CSV, línea 3"),
         ({"juez_id": judges["jose"]}, {"juez_id": judges["maria"]},
          "importado: El CSV, línea 4")]
-    teams = {t["dorsal"]: t for t in (await call(
-        client, "GET", "/api/competencias/%d/resultados/" % cid))["clasificacion"]}
+    teams = {t["dorsal"]: t for t in (await client.call(
+        "GET", "/api/competencias/%d/resultados/" % cid))["clasificacion"]}
     assert teams[10]["equipo"] == "Tortugas Ninja" and teams[11]["categoria"] == "Junior"
     again = await importar(client, cid, token, fixed)
     assert again["equipos_cambiados"] == 0
@@ -401,7 +387,7 @@ async def test_a_corrected_roster_applies_its_changes_with_history_and_says_whic
 
 @pytest.mark.gen_test(timeout=60)
 async def test_roster_names_are_200_characters_at_most_like_the_apis(client, event):
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     for text in (ROSTER + "ana,Ana,%s,13\n" % ("x" * 201),
                  ROSTER + "ana,%s,Linces,13\n" % ("y" * 201)):
         answer = await importar(client, cid, token, text, dry_run=True, status=400)
@@ -415,7 +401,7 @@ async def test_a_preview_reads_without_the_writer(app, client, event):
     """Issue 22: the preview never waits for (nor holds) the writer: with the writer held by
     another job, it still answers; the import itself waits its turn."""
     import threading
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     hold, held = threading.Event(), threading.Event()
 
     def busy():
@@ -495,16 +481,16 @@ def test_a_version_4_database_gains_the_history_index_on_teams(tmp_path):
 
 @pytest.mark.gen_test
 async def test_the_roster_is_sent_as_csv(client, event):
-    cid, token = event["competencia"], await org(client)
+    cid, token = event["competencia"], await client.organizer()
     path = "/api/competencias/%d/importar/" % cid
     for headers, raw, code in (({"Content-Type": "application/json"}, ROSTER,
                                 "unsupported_content_type"),
                                ({"Content-Type": "text/csv"}, " \n", "empty_body")):
-        answer = await call(client, "POST", path, token=token, raw=raw, headers=headers,
-                            status=400)
+        answer = await client.call("POST", path, token=token, raw=raw, headers=headers,
+                                   status=400)
         assert answer["code"] == code
-    answer = await call(client, "POST", path + "?dry_run=quizas", token=token, raw=ROSTER,
-                        headers={"Content-Type": "text/csv"}, status=400)
+    answer = await client.call("POST", path + "?dry_run=quizas", token=token, raw=ROSTER,
+                               headers={"Content-Type": "text/csv"}, status=400)
     assert answer["code"] == "validation_error"
     answer = await importar(client, 999, token, ROSTER, status=404)
     assert answer["code"] == "competition_not_found"

@@ -32,17 +32,6 @@ def madrid(monkeypatch):
     monkeypatch.setitem(race_defaults.DEFAULTS, "zona", race_defaults.zone_named(MADRID))
 
 
-async def organizer(client):
-    return await client.access("org", "org-pass")
-
-
-async def send(client, token, equipo_id, *tiempos, minute=0):
-    code, body = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": equipo_id,
-        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
-    assert code == 201, body
-
-
 async def set_rule(client, cid, token, status=200, **body):
     code, answer, _ = await client.request("PATCH", "/api/competencias/%d/" % cid, body,
                                            token=token)
@@ -61,10 +50,10 @@ def set_categories(event, **by_team):
 @pytest.mark.gen_test
 async def test_the_organizer_sets_the_rule_and_it_is_in_the_history(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    org = await organizer(client)
+    org = await client.organizer()
     judge = await client.access("juez1", "pass-juez1")
-    await send(client, judge, eq["a"], 100, 200, 900)
-    await send(client, judge, eq["b"], 300, 310)
+    await client.enviar_tiempos(judge, eq["a"], 100, 200, 900)
+    await client.enviar_tiempos(judge, eq["b"], 300, 310)
     answer = await set_rule(client, cid, org, regla={"tipo": "promedio", "contados": 2},
                             motivo="reglamento publicado")
     assert answer["regla"] == {"tipo": "promedio", "contados": 2, "minimo": 1,
@@ -92,8 +81,8 @@ async def test_the_organizer_sets_the_rule_and_it_is_in_the_history(client, even
 @pytest.mark.gen_test
 async def test_a_rule_change_reaches_the_live_page_at_once(client, event):
     cid, eq = event["competencia"], event["equipos"]
-    org = await organizer(client)
-    await send(client, await client.access("juez1", "pass-juez1"), eq["a"], 100, 200)
+    org = await client.organizer()
+    await client.enviar_tiempos(await client.access("juez1", "pass-juez1"), eq["a"], 100, 200)
     ws = await tornado.websocket.websocket_connect(client.ws_url("/ws/resultados/%d/" % cid))
     assert (await next_message(ws))["type"] == "conexion.establecida"
     assert (await next_message(ws))["data"]["regla"]["tipo"] == "suma"
@@ -121,7 +110,7 @@ async def test_a_rule_change_reaches_the_live_page_at_once(client, event):
 ])
 async def test_bad_rule_changes_are_refused_and_write_nothing(client, event, body, field):
     cid = event["competencia"]
-    answer = await set_rule(client, cid, await organizer(client), status=400, **body)
+    answer = await set_rule(client, cid, await client.organizer(), status=400, **body)
     assert answer["code"] == "validation_error" and field in answer["errors"], answer
     code, result = await client.get("/api/competencias/%d/resultados/" % cid)
     assert result["regla"]["tipo"] == "suma"
@@ -136,7 +125,7 @@ async def test_only_an_organizer_changes_the_rule_and_not_on_official_results(cl
     code, answer, _ = await client.request("PATCH", "/api/competencias/%d/" % cid,
                                            {"regla": {"tipo": "puntos"}})
     assert code == 401
-    org = await organizer(client)
+    org = await client.organizer()
     await set_rule(client, 999, org, status=404, regla={"tipo": "puntos"})
     for action in ("iniciar", "detener", "oficializar"):
         code, body = await client.post("/api/competencias/%d/%s/" % (cid, action), token=org)
@@ -183,7 +172,7 @@ def test_the_machine_zone_is_the_default(monkeypatch):
 @pytest.mark.gen_test
 async def test_organizer_dates_are_local_and_the_wire_keeps_utc(client, event, madrid):
     cid, eq = event["competencia"], event["equipos"]
-    org = await organizer(client)
+    org = await client.organizer()
     answer = await set_rule(client, cid, org, fecha_hora="2026-12-06T09:30")
     assert answer["competencia"]["fecha_hora"] == "2026-12-06T08:30:00.000Z"
     code, comp = await client.get("/api/competencias/%d/" % cid)
@@ -210,9 +199,9 @@ async def test_organizer_dates_are_local_and_the_wire_keeps_utc(client, event, m
 async def test_results_of_one_category_are_the_same_rows_filtered(client, event):
     cid, eq = event["competencia"], event["equipos"]
     set_categories(event, a="Veteranos", b="Abierta", c="Veteranos")
-    await send(client, await client.access("juez1", "pass-juez1"), eq["a"], 300)
-    await send(client, await client.access("juez1", "pass-juez1"), eq["b"], 100)
-    await send(client, await client.access("juez2", "pass-juez2"), eq["c"], 200)
+    await client.enviar_tiempos(await client.access("juez1", "pass-juez1"), eq["a"], 300)
+    await client.enviar_tiempos(await client.access("juez1", "pass-juez1"), eq["b"], 100)
+    await client.enviar_tiempos(await client.access("juez2", "pass-juez2"), eq["c"], 200)
     code, every = await client.get("/api/competencias/%d/resultados/" % cid)
     assert every["categorias"] == ["Abierta", "Veteranos"]
     assert [(r["dorsal"], r["posicion"], r["categoria"], r["posicion_categoria"])

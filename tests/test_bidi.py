@@ -8,21 +8,18 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, fetch
+from helpers import DESKTOP, fetch, sign_in
 
 BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 COMPETITION = "5K \u202eodaruG\u202c del Puerto"
 TEAM = "Tortugas \u2066\u202e99 lasrodoR\u2069\u200f"
 JUDGE = "Mar\u061cía \u200eLópez"
 WAIT_MS = 10_000
-ORGANIZER = ("ana", "clave-de-ana")
 
 
 @pytest.fixture
 def server(spawn, tmp_path):
-    srv = spawn(tmp_path / "event.db")
-    srv.cli("competition", "add", COMPETITION)
-    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    srv = spawn(tmp_path / "event.db").organize(COMPETITION)
     srv.cli("judge", "add", "maria", "--competition", "1", "--name", JUDGE,
             "--password", "clave-de-maria")
     srv.cli("team", "add", TEAM, "--dorsal", "7", "--judge", "maria")
@@ -60,9 +57,7 @@ def test_the_scripts_take_bidi_controls_out(browser, server):
     assert_no_bidi(page.title(), "the results page's title")
     # The console: the competition, its teams and judges.
     page.goto(server.base_url + "/organizador/")
-    page.get_by_label("Usuario", exact=True).fill(ORGANIZER[0])
-    page.get_by_label("Contraseña", exact=True).fill(ORGANIZER[1])
-    page.get_by_role("button", name="Entrar").click()
+    sign_in(page)
     page.get_by_role("link", name="5K odaruG del Puerto").click()
     expect(page.locator("#comp-nombre")).to_have_text("5K odaruG del Puerto")
     page.get_by_role("navigation").get_by_role("link", name="Equipos y jueces").click()

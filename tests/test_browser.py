@@ -24,7 +24,7 @@ import signal
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, PHONE, decode_qr, registros, request_json, save_screenshot
+from helpers import DESKTOP, PHONE, decode_qr, save_screenshot
 
 WAIT_MS = 10_000  # generous: the page updates within a second, the machine may be busy
 
@@ -38,22 +38,8 @@ def server(spawn, tmp_path):
     return srv.start()
 
 
-def token(server, username, password):
-    status, body = request_json("POST", server.base_url + "/api/token/",
-                                {"username": username, "password": password})
-    assert status == 200, body
-    return body["access"]
-
-
 def row(page, equipo_id):
     return page.locator('#clasificacion tbody tr[data-equipo-id="%d"]' % equipo_id)
-
-
-def submit(server, token, equipo_id, *tiempos, minute=0):
-    status, body = request_json("POST", server.base_url + "/api/enviar_tiempos/", {
-        "equipo_id": equipo_id,
-        "registros": registros(tiempos, at="2026-12-06T09:%02d:00.000Z" % minute)}, token=token)
-    assert status == 201, body
 
 
 def screenshot(page, tmp_path, name, viewport, ticking=True):
@@ -72,8 +58,8 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
     juez1, juez2 = server.creds["jueces"]
     a1, b1 = juez1["equipos"]
     a2, b2 = juez2["equipos"]
-    token1 = token(server, juez1["username"], juez1["password"])
-    token2 = token(server, juez2["username"], juez2["password"])
+    token1 = server.token(juez1["username"], juez1["password"])
+    token2 = server.token(juez2["username"], juez2["password"])
 
     page = browser.new_page(viewport=DESKTOP, locale="es-ES")
     errors = []
@@ -97,7 +83,7 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
 
     # A phone that started by hand uploads before the organizer starts: the public page shows
     # the time, not a warning (the organizer's views flag it: issue 12).
-    submit(server, token2, b2, 1_250_000)
+    server.enviar_tiempos(token2, b2, 1_250_000)
     expect(row(page, b2).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     expect(row(page, b2)).not_to_contain_text("antes de la salida")
     expect(page.locator("#oficial")).to_have_text("Resultados provisionales")
@@ -116,17 +102,17 @@ def test_live_results_page_follows_the_race(browser, server, tmp_path):
     expect(page.locator("#reloj")).not_to_have_text(first_tick, timeout=WAIT_MS)  # running
 
     # Judges submit: the table changes by itself.
-    submit(server, token1, a1, 1_100_000, 1_180_000, 1_320_000)
+    server.enviar_tiempos(token1, a1, 1_100_000, 1_180_000, 1_320_000)
     expect(row(page, a1).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     expect(row(page, a1).locator("td.total")).to_have_text("1:00:00.000")
     expect(row(page, a1).locator("td.contados")).to_have_text("3")
     expect(row(page, a1).locator("td.mejor")).to_have_text("0:18:20.000")
     expect(row(page, a1).locator("td.promedio")).to_have_text("0:20:00.000")
 
-    submit(server, token2, a2, 1_050_000, 1_090_000, 1_150_000, 1_400_000, minute=1)
+    server.enviar_tiempos(token2, a2, 1_050_000, 1_090_000, 1_150_000, 1_400_000, minute=1)
     expect(row(page, a2).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)  # 4 > 3
     expect(row(page, a1).locator("td.pos")).to_have_text("2")
-    submit(server, token1, b1, 1_210_000, 1_330_000, minute=2)
+    server.enviar_tiempos(token1, b1, 1_210_000, 1_330_000, minute=2)
     expect(row(page, b1).locator("td.pos")).to_have_text("3", timeout=WAIT_MS)
     expect(page.locator("#clasificacion tbody tr td.equipo")).to_have_count(4)
     first_team = page.locator("#clasificacion tbody tr").first.locator("td.equipo")
@@ -164,7 +150,7 @@ def test_page_shows_a_lost_connection_and_reconnects_by_itself(browser, server):
     expect(page.locator("#aviso-conexion")).to_be_hidden()
     # And it is live again: a submission after the reconnect shows up.
     juez = server.creds["jueces"][0]
-    submit(server, token(server, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    server.enviar_tiempos(server.token(juez["username"], juez["password"]), juez["equipos"][0], 999_000)
     expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     assert page.evaluate("window.sinRecargar") is True
 
@@ -196,8 +182,8 @@ def awards(spawn, tmp_path):
 def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     cid = awards.creds["competencia_id"]
     juez1, juez2 = awards.creds["jueces"]
-    token1 = token(awards, juez1["username"], juez1["password"])
-    token2 = token(awards, juez2["username"], juez2["password"])
+    token1 = awards.token(juez1["username"], juez1["password"])
+    token2 = awards.token(juez2["username"], juez2["password"])
     teams = awards.teams
 
     def cli(*args):
@@ -224,10 +210,10 @@ def test_awards_tabs_print_and_qr_code(browser, awards, tmp_path):
     cli("race", "start", str(cid))
     expect(page.locator("#momento")).to_have_text(
         re.compile(r"^Salida a las [0-9:]{8} \(UTC-05:00\)$"), timeout=WAIT_MS)
-    submit(awards, token1, teams["Liebres"], 1_100_000, 1_150_000, 1_400_000)
-    submit(awards, token1, teams["Tortugas"], 1_120_000, 1_130_000, 1_160_000, minute=1)
-    submit(awards, token2, teams["Gacelas"], 1_000_000, 1_300_000, 1_310_000, minute=2)
-    submit(awards, token2, teams["Linces"], 1_200_000, minute=3)
+    awards.enviar_tiempos(token1, teams["Liebres"], 1_100_000, 1_150_000, 1_400_000)
+    awards.enviar_tiempos(token1, teams["Tortugas"], 1_120_000, 1_130_000, 1_160_000, minute=1)
+    awards.enviar_tiempos(token2, teams["Gacelas"], 1_000_000, 1_300_000, 1_310_000, minute=2)
+    awards.enviar_tiempos(token2, teams["Linces"], 1_200_000, minute=3)
 
     # The cross-country rule, set on the command line: the page follows without a reload.
     page.evaluate("window.sinRecargar = true")
@@ -355,7 +341,7 @@ def test_page_polls_with_if_none_match_when_its_socket_is_refused(browser, spawn
             pass
 
     juez = creds["jueces"][0]
-    submit(srv, token(srv, juez["username"], juez["password"]), juez["equipos"][0], 999_000)
+    srv.enviar_tiempos(srv.token(juez["username"], juez["password"]), juez["equipos"][0], 999_000)
     expect(row(page, juez["equipos"][0]).locator("td.pos")).to_have_text("1", timeout=WAIT_MS)
     assert page.evaluate("window.sinRecargar") is True
     assert (200, None) == answers[0]  # the first one had nothing to ask about

@@ -15,17 +15,16 @@ SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/console-*.png.
 
 import csv
 import datetime as dt
-import io
 import re
 
 import pytest
 from playwright.sync_api import expect
 
 import rehearsal
-from helpers import DESKTOP, PHONE, LoopThread, registros, request_json, save_screenshot
+from helpers import (DESKTOP, ORGANIZER, PHONE, LoopThread, downloaded, in_dialog, open_console,
+                     registros, save_screenshot, sign_in, tab)
 
 WAIT_MS = 10_000  # generous: the console updates within a second, the machine may be busy
-ORGANIZER = ("ana", "clave-de-ana")
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
           "maria,María López,Tortugas,1,Veteranos\n"
           "maria,María López,Liebres,2,\n"
@@ -38,10 +37,8 @@ def server(spawn, tmp_path):
     """A competition and its organizer, nothing else, served by ``server5k.py serve``. (The
     phones send 20-minute times seconds after the start: the tolerance keeps them from being
     flagged as impossible.)"""
-    srv = spawn(tmp_path / "event.db", race={"impossible_time_tolerance_ms": 3_600_000})
-    srv.cli("competition", "add", "5K del Puerto")
-    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
-    return srv.start()
+    return spawn(tmp_path / "event.db",
+                 race={"impossible_time_tolerance_ms": 3_600_000}).organize().start()
 
 
 @pytest.fixture
@@ -55,60 +52,10 @@ def phones():
     loop.close()
 
 
-def api(server, method, path, body=None, user=ORGANIZER):
-    status, token = request_json("POST", server.base_url + "/api/token/",
-                                 {"username": user[0], "password": user[1]})
-    assert status == 200, token
-    status, answer = request_json(method, server.base_url + path, body, token=token["access"])
-    assert status < 300, answer
-    return answer
-
-
-def open_console(browser, server, viewport=DESKTOP):
-    page = browser.new_page(viewport=viewport, locale="es-ES", accept_downloads=True)
-    page.errors, page.native_dialogs, page.sockets, page.requests = [], [], [], []
-    page.on("request", lambda r: page.requests.append(r))
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.on("dialog", lambda d: (page.native_dialogs.append(d.message), d.dismiss()))
-    page.on("websocket", lambda ws: page.sockets.append(ws.url))
-    page.goto(server.base_url + "/organizador/")
-    return page
-
-
-def sign_in(page, user=ORGANIZER):
-    page.get_by_label("Usuario", exact=True).fill(user[0])
-    page.get_by_label("Contraseña", exact=True).fill(user[1])
-    page.get_by_role("button", name="Entrar").click()
-
-
-def tab(page, name):
-    page.get_by_role("navigation").get_by_role("link", name=name).click()
-
-
 def upload(page, text, name="lista.csv"):
     page.get_by_label("Archivo CSV").set_input_files(
         files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode("utf-8")}])
     page.get_by_role("button", name="Vista previa").click()
-
-
-def in_dialog(page, confirm, **fields):
-    """Fill the open dialog's fields (by label) and press its ``confirm`` button."""
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    for label, value in fields.items():
-        control = dialog.get_by_label(label.replace("_", " "))
-        if control.evaluate("e => e.tagName") == "SELECT":
-            control.select_option(label=value)
-        else:
-            control.fill(value)
-    dialog.get_by_role("button", name=confirm, exact=True).click()
-    return dialog
-
-
-def downloaded(download):
-    """A finished download's text (UTF-8, with or without BOM), as a file to read."""
-    with open(download.value.path(), encoding="utf-8-sig", newline="") as handle:
-        return io.StringIO(handle.read())
 
 
 def record(page, rid):
@@ -144,7 +91,7 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
     upload(page, ROSTER)
     expect(page.locator("#previa-resumen")).to_have_text("Se crearán 2 jueces y 3 equipos.")
     expect(page.locator("#previa-lineas")).to_contain_text("Línea 4: Gacelas · dorsal 3 · juez jose")
-    assert api(server, "GET", "/api/jueces/")["jueces"] == []
+    assert server.api("GET", "/api/jueces/")["jueces"] == []
     page.get_by_role("button", name="Importar").click()
     in_dialog(page, "Sí, importar")
     expect(page.locator("#credenciales")).to_be_visible()
@@ -165,7 +112,7 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
     page.get_by_role("button", name="Importar").click()
     in_dialog(page, "Sí, importar")
     expect(page.locator("#vista-previa")).to_be_hidden()
-    liebres = [t for t in api(server, "GET", "/api/competencias/1/resultados/")["clasificacion"]
+    liebres = [t for t in server.api("GET", "/api/competencias/1/resultados/")["clasificacion"]
                if t["equipo"] == "Liebres"]
     assert liebres[0]["categoria"] == "Abierta"
 
@@ -260,7 +207,7 @@ def test_race_day_through_the_console(browser, server, phones, tmp_path):
 
     # Every change is in the history, by the organizer (after the competition's creation by the
     # command line), with its reason.
-    created, *acciones = api(server, "GET", "/api/competencias/%d/auditoria/" % cid)["acciones"]
+    created, *acciones = server.api("GET", "/api/competencias/%d/auditoria/" % cid)["acciones"]
     assert (created["accion"], created["usuario"]) == ("crear", None)
     # (an import writes its judges first, then its teams; the corrected roster, one editar)
     assert [(a["accion"], a["objeto"]) for a in acciones] == [("crear", "juez"), ("crear", "juez"),
@@ -318,7 +265,7 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     # A wrong password, then a judge's account.
     sign_in(page, (ORGANIZER[0], "no-es-esta"))
     expect(form_error).to_have_text("Usuario o contraseña incorrectos, o usuario inactivo.")
-    api(server, "POST", "/api/competencias/1/jueces/", {"username": "pepe",
+    server.api("POST", "/api/competencias/1/jueces/", {"username": "pepe",
                                                        "password": "clave-de-pepe"})
     sign_in(page, ("pepe", "clave-de-pepe"))
     expect(form_error).to_have_text(
@@ -332,7 +279,7 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     expect(page.locator("#form-importar .error")).to_contain_text(
         "línea 5: el dorsal 'uno' no es un número")
     expect(page.locator("#vista-previa")).to_be_hidden()
-    assert [j["username"] for j in api(server, "GET", "/api/jueces/")["jueces"]] == ["pepe"]
+    assert [j["username"] for j in server.api("GET", "/api/jueces/")["jueces"]] == ["pepe"]
 
     # Names are text, never markup: a roster full of markup shows it as it is.
     upload(page, "juez_usuario,juez_nombre,equipo,dorsal\nraro,%s,\"%s\",7\n" % (XSS, XSS))
@@ -354,7 +301,7 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     expect(page.locator("#registros [data-registro]")).to_have_count(1, timeout=WAIT_MS)
     expect(dialog).to_be_hidden()
     page.wait_for_timeout(500)
-    assert len(api(server, "GET", "/api/competencias/1/registros/")["registros"]) == 1
+    assert len(server.api("GET", "/api/competencias/1/registros/")["registros"]) == 1
 
     # A failed action: the server's reason in the dialog, which stays open to fix it.
     page.get_by_role("button", name="Añadir tiempo").click()
@@ -378,7 +325,7 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     page.get_by_role("button", name="Iniciar carrera").click()
     in_dialog(page, "Sí, iniciar")
     expect(page.locator("#comp-estado")).to_have_text("En curso", timeout=WAIT_MS)
-    api(server, "POST", "/api/competencias/1/detener/")  # from elsewhere: the page follows
+    server.api("POST", "/api/competencias/1/detener/")  # from elsewhere: the page follows
     expect(page.locator("#comp-estado")).to_have_text("Finalizada", timeout=WAIT_MS)
 
     # The session survives a reload, and ends with "Salir".

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from helpers import request_json
+from helpers import downloaded, in_dialog, open_console, request_json, sign_in, tab
 from test_addresses import kernel_addresses
-from test_console_browser import ORGANIZER, WAIT_MS, api, downloaded, in_dialog, open_console, \
-    sign_in, tab
+from test_console_browser import WAIT_MS
 
 PUBLIC_URL = "http://carrera.example:8000"
 TEAMS = (("Tortugas", 1, "Veteranos"), ("Liebres", 2, "Abierta"), ("Gacelas", 3, "Veteranos"))
@@ -27,23 +26,17 @@ def server(spawn, tmp_path):
     """A competition of three teams in two categories with times, on every interface."""
     srv = spawn(tmp_path / "event.db", server={"host": "0.0.0.0", "public_url": PUBLIC_URL},
                 race={"impossible_time_tolerance_ms": 3_600_000})
-    srv.cli("competition", "add", "5K del Puerto")
+    srv.organize()
     srv.cli("competition", "add", "Otra carrera")
-    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
     srv.cli("judge", "add", "maria", "--competition", "1", "--password", "clave-de-maria")
     for nombre, dorsal, categoria in TEAMS:
         srv.cli("team", "add", nombre, "--dorsal", str(dorsal), "--judge", "maria",
                 "--category", categoria)
     srv.start()
-    api(srv, "POST", "/api/competencias/1/iniciar/")
-    status, token = request_json("POST", srv.base_url + "/api/token/",
-                                 {"username": "maria", "password": "clave-de-maria"})
+    srv.api("POST", "/api/competencias/1/iniciar/")
+    token = srv.token("maria", "clave-de-maria")
     for equipo_id, (nombre, _, _) in enumerate(TEAMS, start=1):
-        status, answer = request_json("POST", srv.base_url + "/api/enviar_tiempos/", {
-            "equipo_id": equipo_id, "registros": [
-                {"tiempo": t, "timestamp": "2026-12-06T09:%02d:00.000Z" % i}
-                for i, t in enumerate(TIMES[nombre])]}, token=token["access"])
-        assert status == 201, answer
+        srv.enviar_tiempos(token, equipo_id, *TIMES[nombre], every_s=60)
     return srv
 
 

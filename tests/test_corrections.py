@@ -5,40 +5,14 @@ nothing. The real app, a real SQLite file, real HTTP."""
 import asyncio
 import json
 import signal
-import sqlite3
 import uuid
 
 import pytest
 import tornado.websocket
 
-from helpers import fetch, login, next_message, nothing_within, registros
+from helpers import fetch, login, next_message, nothing_within, registros, stored_rows
 
 TS = "2026-12-06T09:%02d:%02d.000Z"
-
-
-async def org(client):
-    return await client.access("org", "org-pass")
-
-
-async def send(client, token, equipo_id, *tiempos, ids=None, minute=0):
-    """A judge's submission; returns the ids of the records it created (in order)."""
-    code, body = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": equipo_id, "registros": registros(tiempos, at=TS % (minute, 0), ids=ids)},
-        token=token)
-    assert code == 201, body
-    return body
-
-
-async def start(client, cid, token):
-    code, body = await client.post("/api/competencias/%d/iniciar/" % cid, token=token)
-    assert code == 200, body
-    return body["competencia"]
-
-
-async def standings(client, cid):
-    code, result = await client.get("/api/competencias/%d/resultados/" % cid)
-    assert code == 200, result
-    return {row["equipo_id"]: row for row in result["clasificacion"]}, result
 
 
 async def records(client, cid, token, **query):
@@ -70,18 +44,17 @@ async def patch(client, token, rid, status=200, **body):
 
 
 def raw_rows(config):
-    """registro_tiempo read with a separate connection: what the app sent, as stored."""
-    with sqlite3.connect(config["database"]["path"]) as conn:
-        return conn.execute("SELECT id_registro, equipo_id, juez_id, tiempo, origen FROM "
-                            "registro_tiempo ORDER BY id").fetchall()
+    """registro_tiempo as stored (helpers.stored_rows): what the app sent."""
+    return stored_rows(config["database"]["path"],
+                       "id_registro, equipo_id, juez_id, tiempo, origen")
 
 
 async def started(client, event):
     """The event's race started, with juez1's team A holding two times and B one."""
-    token, judge = await org(client), await client.access("juez1", "pass-juez1")
-    await start(client, event["competencia"], token)
-    a = await send(client, judge, event["equipos"]["a"], 1_200_000, 1_300_000)
-    b = await send(client, judge, event["equipos"]["b"], 1_250_000, minute=1)
+    token, judge = await client.organizer(), await client.access("juez1", "pass-juez1")
+    await client.race_action(event["competencia"], token)
+    a = await client.enviar_tiempos(judge, event["equipos"]["a"], 1_200_000, 1_300_000)
+    b = await client.enviar_tiempos(judge, event["equipos"]["b"], 1_250_000, minute=1)
     return {"org": token, "judge": judge, "a": a["created"], "b": b["created"],
             "cid": event["competencia"], "eq": event["equipos"]}
 
@@ -94,7 +67,7 @@ async def test_void_and_restore_a_stray_tap(client, event, config):
     before = raw_rows(config)
     voided = await act(client, race["org"], race["a"][0], "anular", "toque por error")
     assert voided["anulado"] is True and voided["cuenta"] is False
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["a"]]["registros_contados"] == 1
     assert rows[eq["a"]]["tiempo_total_ms"] == 1_300_000
     # Voiding a voided record is a no-op: same answer, no second history entry.
@@ -103,7 +76,7 @@ async def test_void_and_restore_a_stray_tap(client, event, config):
     assert len(await audit(client, cid, race["org"])) == entries
     restored = await act(client, race["org"], race["a"][0], "restaurar", "era bueno")
     assert restored["anulado"] is False and restored["cuenta"] is True
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000
     assert raw_rows(config) == before  # the stored records never changed
 
@@ -115,7 +88,7 @@ async def test_move_a_record_to_the_right_team(client, event, config):
     moved = await patch(client, race["org"], race["a"][1], equipo_id=eq["b"],
                         motivo="el juez tocó el equipo equivocado")
     assert moved["equipo_id"] == eq["b"] and moved["equipo_recibido_id"] == eq["a"]
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["a"]]["registros_contados"] == 1
     assert rows[eq["b"]]["registros_contados"] == 2
     assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000 + 1_300_000
@@ -131,7 +104,7 @@ async def test_fix_a_time_keeps_the_time_as_received(client, event):
     fixed = await patch(client, race["org"], race["a"][0], tiempo=1_185_200,
                         motivo="hoja de papel: 19:45.2")
     assert fixed["tiempo"] == 1_185_200 and fixed["tiempo_recibido"] == 1_200_000
-    rows, _ = await standings(client, race["cid"])
+    rows, _ = await client.standings(race["cid"])
     assert rows[race["eq"]["a"]]["mejor_ms"] == 1_185_200
 
 
@@ -149,7 +122,7 @@ async def test_paper_time_for_a_phone_that_died(client, event, config):
         "equipo_id": eq["c"], "tiempo": 1_500_000, "motivo": "segundo corredor"},
         token=race["org"])
     assert code == 201 and second["id"] != record["id"]
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["c"]]["registros_contados"] == 2
     assert [r[4] for r in raw_rows(config)].count("manual") == 2
 
@@ -158,14 +131,14 @@ async def test_paper_time_for_a_phone_that_died(client, event, config):
 async def test_a_late_start_moves_every_time_and_the_start(client, event):
     race = await started(client, event)
     cid, eq = race["cid"], race["eq"]
-    _, before = await standings(client, cid)
+    _, before = await client.standings(cid)
     code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
         "delta_ms": 20_000, "motivo": "race start se lanzó 20 s tarde"}, token=race["org"])
     assert code == 200, body
     assert body["registros_afectados"] == 3
     old = before["competencia"]["started_at"]
     assert body["competencia"]["started_at"] < old  # 20 s earlier
-    rows, after = await standings(client, cid)
+    rows, after = await client.standings(cid)
     assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000 + 2 * 20_000
     assert after["competencia"]["started_at"] == body["competencia"]["started_at"]
     # The live competition (what late judges are replayed) follows at once.
@@ -185,17 +158,17 @@ async def test_one_judges_adjustment_leaves_the_others(client, event):
     race = await started(client, event)
     cid, eq = race["cid"], race["eq"]
     judge2 = await client.access("juez2", "pass-juez2")
-    await send(client, judge2, eq["c"], 1_400_000)
+    await client.enviar_tiempos(judge2, eq["c"], 1_400_000)
     code, body = await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
         "delta_ms": 30_000, "juez_id": event["jueces"][1],
         "motivo": "su app oyó la salida 30 s tarde"}, token=race["org"])
     assert code == 200 and body["registros_afectados"] == 1
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["c"]]["tiempo_total_ms"] == 1_430_000
     assert rows[eq["a"]]["tiempo_total_ms"] == 2_500_000
     # A record that judge sends later is adjusted too ("those still to come").
-    await send(client, judge2, eq["c"], 1_100_000, minute=2)
-    rows, _ = await standings(client, cid)
+    await client.enviar_tiempos(judge2, eq["c"], 1_100_000, minute=2)
+    rows, _ = await client.standings(cid)
     assert rows[eq["c"]]["tiempo_total_ms"] == 1_430_000 + 1_130_000
 
 
@@ -206,13 +179,13 @@ async def test_team_status_and_penalty(client, event):
     code, team = await client.post("/api/equipos/%d/penalizacion/" % eq["b"], {
         "ms": 120_000, "motivo": "atajo"}, token=race["org"])
     assert code == 200 and team["penalizacion_ms"] == 120_000
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000 + 120_000
     assert rows[eq["b"]]["penalizacion_ms"] == 120_000
     code, team = await client.post("/api/equipos/%d/estado/" % eq["a"], {
         "estado": "dsq", "motivo": "corredor sin dorsal"}, token=race["org"])
     assert code == 200 and team["estado"] == "dsq"
-    rows, result = await standings(client, cid)
+    rows, result = await client.standings(cid)
     order = [(r["posicion"], r["equipo_id"], r["estado"]) for r in result["clasificacion"]]
     assert order[0] == (1, eq["b"], "ok")
     assert (None, eq["a"], "dsq") == order[-1]  # listed after every ranked team
@@ -221,7 +194,7 @@ async def test_team_status_and_penalty(client, event):
     # Penalty 0 clears it.
     await client.post("/api/equipos/%d/penalizacion/" % eq["b"], {"ms": 0, "motivo": "revisado"},
                       token=race["org"])
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000
 
 
@@ -234,11 +207,11 @@ async def test_official_results_freeze_what_counts(client, event):
     await client.post("/api/competencias/%d/detener/" % cid, token=race["org"])
     code, comp = await client.post("/api/competencias/%d/oficializar/" % cid, token=race["org"])
     assert code == 200 and comp["oficial"] is True and comp["oficial_en"].endswith("Z")
-    _, frozen = await standings(client, cid)
+    _, frozen = await client.standings(cid)
     assert frozen["competencia"]["oficial"] is True
     # A late upload is answered 201 as always, and waits.
-    late = await send(client, race["judge"], eq["b"], 1_000_000, minute=3)
-    rows, _ = await standings(client, cid)
+    late = await client.enviar_tiempos(race["judge"], eq["b"], 1_000_000, minute=3)
+    rows, _ = await client.standings(cid)
     assert rows[eq["b"]]["registros_contados"] == 1 and rows[eq["b"]]["pendientes"] == 1
     assert rows[eq["b"]]["tiempo_total_ms"] == 1_250_000  # the podium did not move
     [pending] = [r for r in await records(client, cid, race["org"]) if r["pendiente"]]
@@ -255,8 +228,8 @@ async def test_official_results_freeze_what_counts(client, event):
 async def test_a_zero_is_an_absent_runner(client, event):
     race = await started(client, event)
     cid, eq = race["cid"], race["eq"]
-    await send(client, race["judge"], eq["b"], 0, minute=4)
-    rows, _ = await standings(client, cid)
+    await client.enviar_tiempos(race["judge"], eq["b"], 0, minute=4)
+    rows, _ = await client.standings(cid)
     assert rows[eq["b"]]["ausentes"] == 1 and rows[eq["b"]]["registros_contados"] == 1
     # Adjustments never make an absent runner a finisher.
     await client.post("/api/competencias/%d/ajustar_tiempos/" % cid, {
@@ -324,21 +297,21 @@ async def test_retries_never_revive_a_voided_record_nor_recreate_a_moved_one(cli
     race = await started(client, event)
     cid, eq, judge = race["cid"], race["eq"], race["judge"]
     rid = str(uuid.uuid4())
-    sent = await send(client, judge, eq["a"], 1_111_000, ids=[rid], minute=5)
+    sent = await client.enviar_tiempos(judge, eq["a"], 1_111_000, ids=[rid], minute=5)
     assert sent["created"] == [rid]
     await act(client, race["org"], rid, "anular", "duplicado")
     await patch(client, race["org"], race["a"][0], equipo_id=eq["b"], motivo="otro equipo")
     rows_before = raw_rows(config)
     # The same requests again: by id_registro, and by team + timestamp + tiempo.
-    again = await send(client, judge, eq["a"], 1_111_000, ids=[rid], minute=5)
+    again = await client.enviar_tiempos(judge, eq["a"], 1_111_000, ids=[rid], minute=5)
     assert again == {"created": [], "duplicates": [rid], "ignored": 0}
-    again = await send(client, judge, eq["a"], 1_200_000, 1_300_000)
+    again = await client.enviar_tiempos(judge, eq["a"], 1_200_000, 1_300_000)
     assert again["created"] == [] and again["duplicates"] == race["a"]
     assert raw_rows(config) == rows_before
     listed = {r["id"]: r for r in await records(client, cid, race["org"])}
     assert listed[rid]["anulado"] is True
     assert listed[race["a"][0]]["equipo_id"] == eq["b"]
-    rows, _ = await standings(client, cid)
+    rows, _ = await client.standings(cid)
     assert rows[eq["a"]]["registros_contados"] == 1  # only the record never moved
 
 
@@ -351,7 +324,7 @@ async def test_a_paper_time_is_never_taken_for_a_phones_copy(client, event):
         "motivo": "papel"}, token=race["org"])
     assert code == 201
     # The phone later uploads the same team, timestamp and time: a record of its own.
-    sent = await send(client, race["judge"], eq["a"], 1_400_000, minute=6)
+    sent = await client.enviar_tiempos(race["judge"], eq["a"], 1_400_000, minute=6)
     assert len(sent["created"]) == 1 and sent["created"][0] != paper["id"]
 
 

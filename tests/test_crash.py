@@ -10,30 +10,16 @@ import itertools
 import json
 import random
 import signal
-import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 import tornado.httpclient
 
-from helpers import fetch, judge_socket, login, next_message, wait_for_async
+from helpers import fetch, judge_socket, login, next_message, stored_counts, wait_for_async
 
 WORKERS = 6
 ANSWERED_BEFORE_KILL = 150
-
-
-def stored_counts(db_path, ids):
-    """How many rows each id_registro has, read straight from the SQLite file."""
-    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
-    try:
-        rows = conn.execute("SELECT id_registro, COUNT(*) FROM registro_tiempo "
-                            "GROUP BY id_registro").fetchall()
-        total = conn.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0]
-    finally:
-        conn.close()
-    counts = dict(rows)
-    return {rid: counts.get(uuid.UUID(rid).hex, 0) for rid in ids}, total
 
 
 def test_sigkill_mid_load_loses_nothing_answered_and_retries_complete(spawn, event, config):

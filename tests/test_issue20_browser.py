@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, registros, request_json
-from test_console_browser import ORGANIZER, api, in_dialog, open_console, sign_in, tab
+from helpers import DESKTOP, ORGANIZER, T0, in_dialog, open_console, request_json, sign_in, tab
 
 WAIT_MS = 10_000
 CASES = json.loads((Path(__file__).parent / "duration_cases.json").read_text(
@@ -22,10 +21,8 @@ ROSTER_1252 = ("Juez Usuario;Juez Nombre;Equipo;Dorsal;Categoría\r\n"
 
 @pytest.fixture
 def server(spawn, tmp_path):
-    srv = spawn(tmp_path / "event.db", race={"timezone": "Pacific/Auckland"})
-    srv.cli("competition", "add", "5K del Colegio", "--date", "2026-12-06T09:00:00Z")
-    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
-    return srv.start()
+    return spawn(tmp_path / "event.db", race={"timezone": "Pacific/Auckland"}).organize(
+        "5K del Colegio", "--date", "2026-12-06T09:00:00Z").start()
 
 
 def open_teams(browser, server, **page_options):
@@ -58,10 +55,10 @@ def test_a_spanish_excel_roster_through_the_console(browser, server):
     page.get_by_role("button", name="Importar").click()
     in_dialog(page, "Sí, importar")
     expect(page.locator("#equipos [data-equipo-id]")).to_have_count(2, timeout=WAIT_MS)
-    teams = api(server, "GET", "/api/competencias/1/resultados/")["clasificacion"]
+    teams = server.api("GET", "/api/competencias/1/resultados/")["clasificacion"]
     assert sorted((t["equipo"], t["categoria"]) for t in teams) == [
         ("Los Peñascos", "Educación Infantil"), ("Águilas", "Educación Primaria")]
-    assert [j["nombre"] for j in api(server, "GET", "/api/jueces/")["jueces"]] == [
+    assert [j["nombre"] for j in server.api("GET", "/api/jueces/")["jueces"]] == [
         "Marta Ibáñez"]
 
     # A penalty typed as the field's own example says, then cleared.
@@ -91,7 +88,7 @@ def test_the_console_shows_the_venues_time_and_says_paper_times_stay(browser, se
     page.get_by_label("Fecha y hora (opcional)").fill("2026-12-07T10:00")
     page.get_by_role("button", name="Crear competencia").click()
     expect(page.locator("#comp-nombre")).to_have_text("5K de Navidad", timeout=WAIT_MS)
-    created = api(server, "GET", "/api/competencias/2/")
+    created = server.api("GET", "/api/competencias/2/")
     assert created["fecha_hora"] == "2026-12-06T21:00:00.000Z"
     page.goto(server.base_url + "/organizador/")
     page.get_by_role("link", name="5K del Colegio").click()
@@ -135,13 +132,9 @@ def test_team_names_never_break_mid_word_on_a_phone(browser, spawn, tmp_path):
     for dorsal, name in enumerate(LONG_NAMES, start=1):
         srv.cli("team", "add", name, "--dorsal", str(dorsal), "--judge", "1")
     srv.start()
-    status, judge = request_json("POST", srv.base_url + "/api/token/",
-                                 {"username": "marta", "password": "clave-de-marta"})
+    judge = srv.token("marta", "clave-de-marta")
     for equipo_id in (1, 2, 3):  # times, penalties' worth of digits: the other columns widen
-        status, answer = request_json("POST", srv.base_url + "/api/enviar_tiempos/", {
-            "equipo_id": equipo_id, "registros": registros([3_599_999, 3_600_001, 3_700_000])},
-            token=judge["access"])
-        assert status == 201, answer
+        srv.enviar_tiempos(judge, equipo_id, 3_599_999, 3_600_001, 3_700_000, at=T0)
     for width in (PHONE["width"], 360):
         page = browser.new_page(viewport={"width": width, "height": 800}, locale="es-ES")
         page.goto(srv.base_url + "/competencias/1/")

@@ -12,9 +12,8 @@ import uuid
 
 import models
 import venue_time
-from helpers import fetch, judge_path, judge_socket, next_message, registros
+from helpers import ORGANIZER, fetch, judge_path, judge_socket, next_message, registros
 
-ORGANIZER = ("ana", "clave-de-ana")
 ROSTER = ("Juez Usuario;Juez Nombre;Equipo;Dorsal;Categoría\r\n"
           "marta;Marta Ibáñez;Los Peñascos;1;Educación Infantil\r\n"
           "marta;Marta Ibáñez;Águilas;2;Educación Primaria\r\n"
@@ -142,8 +141,7 @@ async def replay(server):
 def test_the_newcomers_event_replayed(spawn, tmp_path):
     server = spawn(tmp_path / "event.db", race={"impossible_time_tolerance_ms": 3_600_000,
                                                 "timezone": "Europe/Madrid"})
-    server.cli("competition", "add", "5K Solidario del Colegio")
-    server.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    server.organize("5K Solidario del Colegio")
     server.start()
     result = asyncio.run(replay(server))
     rows = [(r["posicion"], r["equipo"], r["categoria"], r["posicion_categoria"],

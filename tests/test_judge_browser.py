@@ -24,10 +24,10 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from helpers import CHROMIUM, PHONE, decode_qr, request_json, save_screenshot, wait_for
+from helpers import (CHROMIUM, ORGANIZER, PHONE, decode_qr, request_json, save_screenshot, sign_in,
+                     wait_for)
 
 WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
-ORGANIZER = ("ana", "clave-de-ana")
 MARIA = ("maria", "clave-de-maria")
 JOSE = ("jose", "clave-de-jose")
 TOLERANCE_MS = 100
@@ -57,35 +57,24 @@ WRONG_CLOCK = """
 def server(spawn, tmp_path):
     """A competition, its organizer, María with Tortugas (1) and Liebres (2), José with Gacelas
     (3) and a team whose name looks like markup (4), served by ``server5k.py serve``."""
-    srv = spawn(tmp_path / "event.db")
-    srv.cli("competition", "add", "5K del Puerto", "--date", "2026-12-06T09:00:00Z")
-    srv.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    srv = spawn(tmp_path / "event.db").organize("5K del Puerto", "--date", "2026-12-06T09:00:00Z")
     srv.start()
     teams = {}
     for (username, password), nombre, equipos in ((MARIA, "María López", [("Tortugas", 1), ("Liebres", 2)]),
                                                   (JOSE, "José Ruiz", [("Gacelas", 3), (XSS, 4)])):
-        juez = api(srv, "POST", "/api/competencias/1/jueces/",
-                   {"username": username, "nombre": nombre, "password": password})["juez"]
+        juez = srv.api("POST", "/api/competencias/1/jueces/",
+                       {"username": username, "nombre": nombre, "password": password})["juez"]
         for equipo, dorsal in equipos:
-            teams[equipo] = api(srv, "POST", "/api/competencias/1/equipos/",
-                                {"nombre": equipo, "dorsal": dorsal, "juez_id": juez["id"]})["id"]
+            teams[equipo] = srv.api("POST", "/api/competencias/1/equipos/",
+                                    {"nombre": equipo, "dorsal": dorsal, "juez_id": juez["id"]})["id"]
     srv.teams = teams
     return srv
-
-
-def api(server, method, path, body=None):
-    status, token = request_json("POST", server.base_url + "/api/token/",
-                                 {"username": ORGANIZER[0], "password": ORGANIZER[1]})
-    assert status == 200, token
-    status, answer = request_json(method, server.base_url + path, body, token=token["access"])
-    assert status < 300, answer
-    return answer
 
 
 def stored(server, equipo=None):
     """The records as the server stored them (the organizer's view), oldest first."""
     query = "?equipo_id=%d" % server.teams[equipo] if equipo else ""
-    return api(server, "GET", "/api/competencias/1/registros/" + query)["registros"]
+    return server.api("GET", "/api/competencias/1/registros/" + query)["registros"]
 
 
 def ms(iso):
@@ -103,12 +92,6 @@ def phone(browser, server):
     page.on("dialog", lambda d: d.dismiss())
     page.goto(server.base_url + "/juez/")
     return page
-
-
-def sign_in(page, user):
-    page.get_by_label("Usuario", exact=True).fill(user[0])
-    page.get_by_label("Contraseña", exact=True).fill(user[1])
-    page.get_by_role("button", name="Entrar").click()
 
 
 def team(page, nombre):
@@ -178,7 +161,7 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     shoot(page, tmp_path, "juez-espera.png")
 
     # The start, by the socket.
-    started_at = api(server, "POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
+    started_at = server.api("POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:0\d$"))
 
@@ -242,19 +225,19 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
 
     # The judges board: connected, heard the start, its stopwatch on time (no alert), though
     # the phone's clock is 7 minutes slow.
-    board = {j["username"]: j for j in api(server, "GET", "/api/competencias/1/jueces/")["jueces"]}
+    board = {j["username"]: j for j in server.api("GET", "/api/competencias/1/jueces/")["jueces"]}
     maria = board["maria"]
     assert maria["conectado"] and maria["inicio_notificado_en"] and not maria["alerta"]
     assert abs(maria["inicio_implicito_ms"]) <= TOLERANCE_MS, maria
 
     # A stop is shown as such, and the clock stops.
-    api(server, "POST", "/api/competencias/1/detener/")
+    server.api("POST", "/api/competencias/1/detener/")
     expect(page.get_by_text("Carrera finalizada", exact=True)).to_be_visible(timeout=WAIT_MS)
     no_secrets(page, server)
 
 
 def start_race(server):
-    return api(server, "POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
+    return server.api("POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
 
 
 def test_offline_taps_survive_a_reload_and_are_sent_once(browser, server, tmp_path):
@@ -329,7 +312,7 @@ def test_the_server_killed_and_restarted_mid_race(browser, server):
     records = stored(server)
     assert len(records) == 3 and len({r["id"] for r in records}) == 3
     check_times(records, taps, started_at)
-    wait_for(lambda: {j["username"]: j for j in api(server, "GET", "/api/competencias/1/jueces/")
+    wait_for(lambda: {j["username"]: j for j in server.api("GET", "/api/competencias/1/jueces/")
                       ["jueces"]}["maria"]["conectado"], what="María connected again")
     no_secrets(page, server)
 
@@ -362,7 +345,7 @@ def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, serv
     assert page.locator("img").count() == 0
 
     # A false start is shown as such; its taps stay listed, marked, and no longer count.
-    api(server, "POST", "/api/competencias/1/reiniciar/", {"force": True})
+    server.api("POST", "/api/competencias/1/reiniciar/", {"force": True})
     expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#nota-salida")).to_contain_text("Salida en falso")
     expect(gacelas.locator(".cuenta")).to_have_text("0 de 15")
@@ -511,7 +494,7 @@ def test_a_team_taken_from_the_judge_with_taps_unsent(browser, server):
     expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
     liebres, jose = server.teams["Liebres"], stored_judge(server, "jose")
     maria = stored_judge(server, "maria")
-    api(server, "PATCH", "/api/equipos/%d/" % liebres, {"juez_id": jose})
+    server.api("PATCH", "/api/equipos/%d/" % liebres, {"juez_id": jose})
     page.unroute("**/api/enviar_tiempos/")
     expect(page.locator("#aviso")).to_contain_text("no acepta", timeout=WAIT_MS)
     page.reload()  # the phone learns its teams again: Liebres is gone, its tap is not
@@ -520,7 +503,7 @@ def test_a_team_taken_from_the_judge_with_taps_unsent(browser, server):
     expect(page.locator("#por-enviar")).to_have_text("1 por enviar")
     assert stored(server) == []
 
-    api(server, "PATCH", "/api/equipos/%d/" % liebres, {"juez_id": maria})
+    server.api("PATCH", "/api/equipos/%d/" % liebres, {"juez_id": maria})
     expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
     expect(page.locator(".equipo")).to_have_count(2, timeout=WAIT_MS)
     assert [r["equipo_id"] for r in stored(server)] == [liebres]
@@ -528,4 +511,4 @@ def test_a_team_taken_from_the_judge_with_taps_unsent(browser, server):
 
 
 def stored_judge(server, username):
-    return {j["username"]: j["id"] for j in api(server, "GET", "/api/jueces/")["jueces"]}[username]
+    return {j["username"]: j["id"] for j in server.api("GET", "/api/jueces/")["jueces"]}[username]

@@ -227,16 +227,6 @@ def set_de(tiempos):
     return [{"id": str(uuid.uuid4()), "tiempo": t} for t in tiempos]
 
 
-async def organizer(client):
-    return await client.access("org", "org-pass")
-
-
-async def race(client, cid, token, action):
-    code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), token=token)
-    assert code == 200, answer
-    return answer["competencia"]
-
-
 def tiempo_por_sondeo(comp_json, noticed, tap):
     """timer_provider.dart start() from a poll (_iniciarMonitoreoCompetencia): the offset is
     now - datetime when datetime is past, else 0; the tap's tiempo is stopwatch + offset."""
@@ -257,7 +247,7 @@ def arrancaria_solo(comp_json, now, seconds):
 @pytest.mark.gen_test(timeout=60)
 async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config):
     cid, eq = event["competencia"], event["equipos"]
-    org = await organizer(client)
+    org = await client.organizer()
     phone = MovilApp(client.base_url)
     # 1. Login, as the app's first screen does: tokens, the judge, its competition, its teams.
     juez = await phone.login("juez1", "pass-juez1")
@@ -286,7 +276,7 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert ws_message_from_json(await next_message(ws))[0] == "pong"
 
     # 3. The start: heard on both generations' sockets, with started_at where the app reads it.
-    started = await race(client, cid, org, "iniciar")
+    started = (await client.race_action(cid, org, "iniciar"))["competencia"]
     kind, data = ws_message_from_json(await next_message(ws))
     assert kind == "carrera.iniciada" and data["started_at"] == started["started_at"]
     assert json.loads(await guide_ws.read_message())["data"]["started_at"] == started["started_at"]
@@ -304,11 +294,11 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert all(j["inicio_notificado_en"] for j in board["jueces"][:2])
     # A false start, then the real one while juez1's phone has no socket (the production
     # build): its poll is how it hears the start, and the board says so.
-    await race(client, cid, org, "reiniciar")
+    await client.race_action(cid, org, "reiniciar")
     assert ws_message_from_json(await next_message(ws))[0] == "carrera.cancelada"
     ws.close()
     assert await next_message(ws) is None
-    started = await race(client, cid, org, "iniciar")
+    started = (await client.race_action(cid, org, "iniciar"))["competencia"]
     await guide_ws.read_message(), await guide_ws.read_message()
     code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
     heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
@@ -376,7 +366,7 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
 
     # 7. After the stop a phone's set is still stored (flagged after the end); the socket
     # stays quiet about the stop in Movil5K's words (it would disable the app's send button).
-    await race(client, cid, org, "detener")
+    await client.race_action(cid, org, "detener")
     assert ws_message_from_json(await next_message(ws))[0] == "carrera.finalizada"
     assert await phone.enviar(eq["b"], set_de(range(1_500_000, 1_515_000, 1_000))) == (
         "exito", 15)
@@ -439,7 +429,7 @@ async def test_login_refusals_read_as_the_app_shows_them(client, event):
         await phone.login("org", "org-pass")
     assert organizer_login.value.status == 403  # "Usuario inactivo. Contacta al administrador"
     # The organizer's own list is what it was; a judge's is Movil5K's array.
-    code, answer = await client.get("/api/competencias/", token=await organizer(client))
+    code, answer = await client.get("/api/competencias/", token=await client.organizer())
     assert code == 200 and [c["id"] for c in answer["competencias"]] == [
         event["competencia"], event["otra"]]
     judge = await client.access("juez3", "pass-juez3")
@@ -553,7 +543,7 @@ async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
     early = set_de(range(100_000, 115_000, 1_000))
     assert await phone.enviar(event["equipos"]["a"], early) == ("exito", 15)
     code, listed = await client.get("/api/competencias/%d/registros/" % event["competencia"],
-                                    token=await organizer(client))
+                                    token=await client.organizer())
     assert len(listed["registros"]) == 15
     assert all(r["antes_de_salida"] and r["estado_carrera"] == "programada"
                and r["protocolo"] == "movil5k" for r in listed["registros"])
@@ -563,7 +553,7 @@ async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
 async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, event):
     """What timer_screen._enviarDatos tells the judge for each refusal: never "another device
     sent it" (which marks the team sent), "the race is over" or "already sent"."""
-    eq, org = event["equipos"], await organizer(client)
+    eq, org = event["equipos"], await client.organizer()
     phone = MovilApp(client.base_url)
     await phone.login("juez1", "pass-juez1")
     wrong = ("Los registros ya fueron enviados anteriormente.", "La competencia ha finalizado.")

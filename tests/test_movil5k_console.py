@@ -5,17 +5,14 @@ import uuid
 
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, registros, request_json
+from helpers import DESKTOP, ORGANIZER, registros, request_json, sign_in
 
 WAIT_MS = 10_000
-ORGANIZER = ("ana", "clave-de-ana")
 
 
 def test_the_console_shows_each_records_protocol_and_a_second_set_to_review(browser, spawn,
                                                                               tmp_path):
-    server = spawn(tmp_path / "event.db")
-    server.cli("competition", "add", "5K del Puerto")
-    server.cli("organizer", "add", ORGANIZER[0], "--password", ORGANIZER[1])
+    server = spawn(tmp_path / "event.db").organize()
     server.start()
     base = server.base_url
 
@@ -48,9 +45,7 @@ def test_the_console_shows_each_records_protocol_and_a_second_set_to_review(brow
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(base + "/organizador/")
-    page.get_by_label("Usuario", exact=True).fill(ORGANIZER[0])
-    page.get_by_label("Contraseña", exact=True).fill(ORGANIZER[1])
-    page.get_by_role("button", name="Entrar").click()
+    sign_in(page)
     page.get_by_role("link", name="5K del Puerto").click()
     page.get_by_role("navigation").get_by_role("link", name="Registros").click()
     cards = page.locator("#registros [data-registro]")

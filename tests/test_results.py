@@ -16,18 +16,8 @@ import ranking
 import registration
 import submissions
 import server5k
-from helpers import next_message, nothing_within, registros, run_cli, wait_for_async
+from helpers import next_message, nothing_within, run_cli, wait_for_async
 from handlers import spectators as spectators_module
-
-TS = "2026-12-06T09:%02d:00.000Z"
-
-
-async def submit(client, token, equipo_id, *tiempos, minute=0):
-    code, body = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": equipo_id,
-        "registros": registros(tiempos, at=TS % minute, every_s=60)}, token=token)
-    assert code == 201, body
-    return body
 
 
 def rows_by_dorsal(result):
@@ -40,13 +30,13 @@ async def test_results_are_public_and_follow_the_submissions(client, event):
     cid, eq = event["competencia"], event["equipos"]
     token1 = await client.access("juez1", "pass-juez1")
     token2 = await client.access("juez2", "pass-juez2")
-    await submit(client, token1, eq["a"], 1_500_000, 1_400_000)   # before the start
+    await client.enviar_tiempos(token1, eq["a"], 1_500_000, 1_400_000, every_s=60)   # before the start
     code, org = await client.login("org", "org-pass"), None
     org = code["access"]
     code, body = await client.post("/api/competencias/%d/iniciar/" % cid, token=org)
     assert code == 200, body
-    await submit(client, token1, eq["b"], 1_300_000, minute=5)
-    await submit(client, token2, eq["c"], 1_000_000, 1_100_000, minute=10)
+    await client.enviar_tiempos(token1, eq["b"], 1_300_000, minute=5, every_s=60)
+    await client.enviar_tiempos(token2, eq["c"], 1_000_000, 1_100_000, minute=10, every_s=60)
 
     code, result = await client.get("/api/competencias/%d/resultados/" % cid)  # no token
     assert code == 200, result
@@ -99,7 +89,7 @@ async def test_records_scored_per_team_comes_from_the_config(config, event):
 async def test_results_csv_has_a_header_and_the_same_rows_as_json(client, event):
     cid, eq = event["competencia"], event["equipos"]
     token = await client.access("juez1", "pass-juez1")
-    await submit(client, token, eq["a"], 1_234_567)
+    await client.enviar_tiempos(token, eq["a"], 1_234_567, every_s=60)
     code, result = await client.get("/api/competencias/%d/resultados/" % cid)
     assert code == 200
     response = await client.http.fetch(
@@ -274,7 +264,7 @@ async def test_spectator_gets_standings_after_a_submission_and_after_start_and_s
     assert all(r["posicion"] is None for r in first["clasificacion"])
 
     token = await client.access("juez2", "pass-juez2")
-    await submit(client, token, eq["c"], 1_000_000)
+    await client.enviar_tiempos(token, eq["c"], 1_000_000, every_s=60)
     update = await next_message(ws)
     assert update["type"] == "resultados"
     assert rows_by_dorsal(update["data"])[3]["posicion"] == 1
@@ -316,7 +306,7 @@ async def test_spectators_only_hear_about_their_competition(client, event):
     code, _ = await client.post("/api/competencias/%d/iniciar/" % event["otra"], token=org)
     assert code == 200
     token = await client.access("juez3", "pass-juez3")
-    await submit(client, token, event["equipos"]["x"], 1000)
+    await client.enviar_tiempos(token, event["equipos"]["x"], 1000, every_s=60)
     assert await nothing_within(ws, 0.6)
     ws.close()
 
@@ -381,7 +371,7 @@ async def test_a_spectator_that_stops_reading_never_holds_up_the_others(client, 
 async def test_a_late_spectator_gets_the_current_standings_at_once(client, event):
     cid, eq = event["competencia"], event["equipos"]
     token = await client.access("juez1", "pass-juez1")
-    await submit(client, token, eq["b"], 1_111_111)
+    await client.enviar_tiempos(token, eq["b"], 1_111_111, every_s=60)
     first_ws, first = await client.spectator(cid)
     late_ws, late = await client.spectator(cid)  # served from the cached snapshot
     assert late == first
@@ -407,7 +397,7 @@ async def test_spectator_messages_never_reach_judges(client, event):
     await judge.write_message(json.dumps({"type": "ping", "data": {"n": 1}}))
     pong = await next_message(judge)
     assert pong["type"] == "pong" and pong["data"]["n"] == 1
-    await submit(client, token, event["equipos"]["a"], 5000)
+    await client.enviar_tiempos(token, event["equipos"]["a"], 5000, every_s=60)
     assert (await next_message(ws))["type"] == "resultados"
     assert await nothing_within(judge, 0.3)  # a submission is no judge event either
     judge.close()

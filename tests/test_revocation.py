@@ -10,15 +10,7 @@ import pytest
 
 import models
 import identity
-from helpers import judge_socket, login, wait_for_async
-
-
-async def close_code(ws, timeout):
-    """The close code once the server closes ``ws`` (messages before it are skipped)."""
-    while await asyncio.wait_for(ws.read_message(), timeout) is not None:
-        pass
-    ws.close()  # (the client's side of it)
-    return ws.close_code
+from helpers import close_code, judge_socket, login, wait_for_async
 
 
 @pytest.mark.gen_test(timeout=30)

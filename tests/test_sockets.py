@@ -12,12 +12,6 @@ import identity
 from helpers import next_message, nothing_within, wait_for_async
 
 
-async def start(client, cid, token, action="iniciar", body=None):
-    code, answer = await client.post("/api/competencias/%d/%s/" % (cid, action), body, token)
-    assert code == 200, answer
-    return answer
-
-
 @pytest.mark.gen_test
 async def test_connect_gets_conexion_establecida(client, event):
     token = await client.access("juez1", "pass-juez1")
@@ -100,7 +94,7 @@ async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(cli
     other_judge, _ = await client.judge_socket(j2, t2)
     other_race, _ = await client.judge_socket(j3, t3)
     organizer = await client.access("org", "org-pass")
-    answer = await start(client, event["competencia"], organizer)
+    answer = await client.race_action(event["competencia"], organizer)
     assert answer["notificados"] == 3
     assert answer["competencia"]["estado"] == "en_curso"
     for ws in (phone_a, phone_b, other_judge):
@@ -121,7 +115,7 @@ async def test_start_reaches_every_socket_of_the_competition_and_no_one_else(cli
 @pytest.mark.gen_test
 async def test_late_joiner_gets_the_start_replayed_once(client, event):
     organizer = await client.access("org", "org-pass")
-    answer = await start(client, event["competencia"], organizer)
+    answer = await client.race_action(event["competencia"], organizer)
     token = await client.access("juez2", "pass-juez2")
     ws, hello = await client.judge_socket(event["jueces"][1], token)
     assert hello["data"]["competencia"]["estado"] == "en_curso"
@@ -166,18 +160,18 @@ async def test_stop_and_false_start_events(client, event):
     organizer = await client.access("org", "org-pass")
     ws, _ = await client.judge_socket(event["jueces"][0], token)
     cid = event["competencia"]
-    await start(client, cid, organizer)
+    await client.race_action(cid, organizer)
     assert (await next_message(ws))["type"] == "carrera.iniciada"
-    answer = await start(client, cid, organizer, "reiniciar")
+    answer = await client.race_action(cid, organizer, "reiniciar")
     assert answer["notificados"] == 1 and answer["competencia"]["estado"] == "programada"
     cancel = await next_message(ws)
     assert cancel["type"] == "carrera.cancelada"
     assert cancel["data"]["competencia"]["started_at"] is None
-    second = await start(client, cid, organizer)
+    second = await client.race_action(cid, organizer)
     restart = await next_message(ws)
     assert restart["type"] == "carrera.iniciada"
     assert restart["data"]["started_at"] == second["competencia"]["started_at"]
-    stop = await start(client, cid, organizer, "detener")
+    stop = await client.race_action(cid, organizer, "detener")
     finished = await next_message(ws)
     assert finished["type"] == "carrera.finalizada"
     assert finished["data"]["finished_at"] == stop["competencia"]["finished_at"]
@@ -224,7 +218,7 @@ async def test_closed_sockets_leave_the_registry(client, app, event):
                          what="the closed socket to leave the registry")
     assert hub.sockets_of(event["jueces"][0]) == 0
     organizer = await client.access("org", "org-pass")
-    answer = await start(client, event["competencia"], organizer)
+    answer = await client.race_action(event["competencia"], organizer)
     assert answer["notificados"] == 0
 
 
@@ -239,7 +233,7 @@ async def test_a_dead_socket_does_not_break_the_broadcast(client, app, event):
     (victim,) = hub._by_juez[event["jueces"][0]]
     victim.ws_connection.stream.close()
     organizer = await client.access("org", "org-pass")
-    answer = await start(client, event["competencia"], organizer)
+    answer = await client.race_action(event["competencia"], organizer)
     assert answer["notificados"] == 1
     assert (await next_message(alive))["type"] == "carrera.iniciada"
     alive.close()

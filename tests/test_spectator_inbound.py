@@ -2,21 +2,12 @@
 the socket with 1009 unread, a flood of small ones with 4003; a client's occasional small ping
 never comes near it, and the judges' start is not held up meanwhile."""
 
-import asyncio
 import json
 
 import pytest
 
 from handlers import spectators
-from helpers import next_message, nothing_within
-
-
-async def close_code(ws, timeout=10):
-    """The close code once the server closes ``ws`` (messages before it are skipped)."""
-    while await asyncio.wait_for(ws.read_message(), timeout) is not None:
-        pass
-    ws.close()
-    return ws.close_code
+from helpers import close_code, next_message, nothing_within
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -15,7 +15,7 @@ import handlers.standings
 import models
 import registration
 import store
-from helpers import registros, wait_for_async
+from helpers import T0, wait_for_async
 
 
 @pytest.fixture
@@ -50,12 +50,6 @@ def results_path(event, csv_format=False):
                                                     "?format=csv" if csv_format else "")
 
 
-async def submit(client, token, equipo_id, tiempo):
-    code, body = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": equipo_id, "registros": registros([tiempo], ids=True)}, token=token)
-    assert code == 201, body
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_a_crowd_of_requests_costs_one_computation(client, event, computations):
     answers = await asyncio.gather(*(
@@ -78,7 +72,7 @@ async def test_a_crowd_of_requests_costs_one_computation(client, event, computat
 async def test_a_request_after_a_change_sees_it(client, event, computations):
     token = await client.access("juez1", "pass-juez1")
     code, before = await client.get(results_path(event))
-    await submit(client, token, event["equipos"]["a"], 1_234_000)
+    await client.enviar_tiempos(token, event["equipos"]["a"], 1_234_000, at=T0, ids=True)
     code, after = await client.get(results_path(event))
     assert computations["count"] == 2
     row = next(r for r in after["clasificacion"] if r["equipo_id"] == event["equipos"]["a"])
@@ -138,7 +132,7 @@ async def test_unknown_competitions_are_404_and_leave_nothing_behind(client, app
 async def test_spectators_get_each_computation_as_the_api_does(client, app, event):
     ws, _ = await client.spectator(event["competencia"])
     token = await client.access("juez2", "pass-juez2")
-    await submit(client, token, event["equipos"]["c"], 999_000)
+    await client.enviar_tiempos(token, event["equipos"]["c"], 999_000, at=T0, ids=True)
     pushed = json.loads(await asyncio.wait_for(ws.read_message(), 10))
     code, served = await client.get(results_path(event))
     served.pop("server_time")
@@ -165,7 +159,8 @@ async def test_standings_are_computed_in_a_worker_process_that_comes_back_if_it_
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     token = await client.access("juez1", "pass-juez1")
-    await submit(client, token, event["equipos"]["a"], 1_234_567)  # the standings are stale
+    # the standings are stale:
+    await client.enviar_tiempos(token, event["equipos"]["a"], 1_234_567, at=T0, ids=True)
     code, answer, response = await client.request("GET", results_path(event))
     if code == 503:  # the computation that met the dead worker
         assert answer["code"] == "server_busy" and response.headers["Retry-After"]

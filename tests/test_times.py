@@ -1,24 +1,19 @@
 """A judge sends finish times: stored durably, validated all-or-nothing, retries are safe."""
 
-import sqlite3
 import uuid
 
 import pytest
 
 import models
-from helpers import registros
+from helpers import registros, stored_rows
 
 URL = "/api/enviar_tiempos/"
 
 
-def stored_rows(config, equipo_id=None):
-    """Read the SQLite file with a separate connection: what is on disk, not in a cache."""
-    with sqlite3.connect(config["database"]["path"]) as conn:
-        query = "SELECT id_registro, equipo_id, tiempo, horas, minutos, segundos, milisegundos, " \
-                "timestamp, estado_carrera FROM registro_tiempo"
-        if equipo_id is not None:
-            return conn.execute(query + " WHERE equipo_id = ?", (equipo_id,)).fetchall()
-        return conn.execute(query).fetchall()
+def stored(config):
+    """The records on disk (helpers.stored_rows), with the columns these tests look at."""
+    return stored_rows(config["database"]["path"], "id_registro, equipo_id, tiempo, horas, "
+                       "minutos, segundos, milisegundos, timestamp, estado_carrera")
 
 
 @pytest.fixture
@@ -35,7 +30,7 @@ async def test_guide_payload_is_stored_and_201(client, config, event, juez1):
     code, answer = await client.post(URL, body, token)
     assert code == 201
     assert len(answer["created"]) == 2 and answer["duplicates"] == [] and answer["ignored"] == 0
-    rows = stored_rows(config)
+    rows = stored(config)
     assert sorted(r[2] for r in rows) == [12345, 13345]
     row = next(r for r in rows if r[2] == 12345)
     assert row[1] == event["equipos"]["a"] and row[3:7] == (0, 0, 12, 345)
@@ -50,8 +45,8 @@ async def test_only_first_15_are_processed(client, config, event, juez1):
     code, answer = await client.post(URL, {"equipo_id": event["equipos"]["a"],
                                            "registros": registros(16)}, token)
     assert code == 201 and len(answer["created"]) == 15 and answer["ignored"] == 1
-    assert len(stored_rows(config)) == 15
-    assert max(r[2] for r in stored_rows(config)) == 60_000 + 14 * 1000
+    assert len(stored(config)) == 15
+    assert max(r[2] for r in stored(config)) == 60_000 + 14 * 1000
 
 
 @pytest.mark.gen_test
@@ -72,7 +67,7 @@ async def test_one_invalid_record_rejects_all_and_stores_nothing(client, config,
                                            "registros": bad}, token)
     assert code == 400 and answer["code"] == "validation_error"
     assert set(answer["errors"]) == {"registros.3.tiempo", "registros.4.timestamp"}
-    assert stored_rows(config) == []
+    assert stored(config) == []
 
 
 @pytest.mark.gen_test
@@ -95,7 +90,7 @@ async def test_bad_record_fields(client, config, event, juez1, record, field):
                                            "registros": [record]}, token)
     assert code == 400 and answer["errors"] == {"registros.0." + field: answer["errors"][
         "registros.0." + field]}
-    assert stored_rows(config) == []
+    assert stored(config) == []
 
 
 @pytest.mark.gen_test
@@ -113,7 +108,7 @@ async def test_malformed_bodies_are_400_json(client, config, juez1, raw, code):
     token = await juez1
     status, answer, _ = await client.request("POST", URL, token=token, raw=raw)
     assert status == 400 and answer["code"] == code and answer["detail"]
-    assert stored_rows(config) == []
+    assert stored(config) == []
 
 
 @pytest.mark.gen_test
@@ -139,7 +134,7 @@ async def test_another_judges_team_is_403(client, config, event, juez1):
     code, answer = await client.post(URL, {"equipo_id": event["equipos"]["c"],
                                            "registros": registros(1)}, token)
     assert code == 403 and answer["code"] == "team_not_assigned"
-    assert stored_rows(config) == []
+    assert stored(config) == []
 
 
 @pytest.mark.gen_test
@@ -166,7 +161,7 @@ async def test_inactive_judge_with_valid_token_is_403(client, config, event, jue
     code, answer = await client.post(URL, {"equipo_id": event["equipos"]["a"],
                                            "registros": registros(1)}, token)
     assert code == 403 and answer["code"] == "inactive_judge"
-    assert stored_rows(config) == []
+    assert stored(config) == []
 
 
 @pytest.mark.gen_test
@@ -187,7 +182,7 @@ async def test_retries_never_duplicate(client, config, event, juez1):
         assert code1 == code2 == 201
         assert answer2["created"] == [] and answer2["duplicates"] == answer1["created"]
     assert [r["id_registro"] for r in with_ids["registros"]] == first[0][1]["created"]
-    assert len(stored_rows(config)) == 6
+    assert len(stored(config)) == 6
 
 
 @pytest.mark.gen_test
@@ -200,7 +195,7 @@ async def test_partial_retry_stores_only_the_new_records(client, config, event, 
     assert code == 201
     assert answer["duplicates"] == [r["id_registro"] for r in batch[:2]]
     assert answer["created"] == [r["id_registro"] for r in batch[2:]]
-    assert len(stored_rows(config)) == 4
+    assert len(stored(config)) == 4
 
 
 @pytest.mark.gen_test
@@ -212,7 +207,7 @@ async def test_reused_id_with_different_data_is_409(client, config, event, juez1
     code, answer = await client.post(URL, {"equipo_id": event["equipos"]["a"],
                                            "registros": changed}, token)
     assert code == 409 and answer["code"] == "id_registro_conflict"
-    assert len(stored_rows(config)) == 1
+    assert len(stored(config)) == 1
 
 
 @pytest.mark.gen_test
@@ -229,7 +224,7 @@ async def test_accepted_in_every_race_state_and_state_kept(client, config, event
         code, _ = await client.post(URL, {"equipo_id": team,
                                           "registros": registros(1, start_ms=step)}, token)
         assert code == 201
-    states = sorted((r[2], r[8]) for r in stored_rows(config))
+    states = sorted((r[2], r[8]) for r in stored(config))
     assert states == [(0, "programada"), (1, "en_curso"), (2, "finalizada")]
 
 
@@ -241,7 +236,7 @@ async def test_naive_and_offset_timestamps_are_utc(client, config, event, juez1)
         {"timestamp": "2025-11-11T12:00:00", "tiempo": 2}]}
     code, _ = await client.post(URL, body, token)
     assert code == 201
-    assert sorted(r[7] for r in stored_rows(config)) == ["2025-11-11 12:00:00.000000"] * 2
+    assert sorted(r[7] for r in stored(config)) == ["2025-11-11 12:00:00.000000"] * 2
 
 
 @pytest.fixture

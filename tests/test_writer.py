@@ -22,7 +22,7 @@ import race_control
 import registration
 import submissions
 import store as store_module
-from helpers import registros, wait_for
+from helpers import registros, stored_rows, wait_for
 
 TEAMS_PER_JUDGE = 2
 JUDGES = 6
@@ -49,12 +49,8 @@ def records(equipo_id, count=15, base_ms=1_500_000):
 
 def stored(config):
     """Every stored record as {id_registro hex: (equipo_id, juez_id, tiempo)}, read afresh."""
-    conn = sqlite3.connect(config["database"]["path"])
-    try:
-        return {row[0]: row[1:] for row in conn.execute(
-            "SELECT id_registro, equipo_id, juez_id, tiempo FROM registro_tiempo")}
-    finally:
-        conn.close()
+    return {row[0]: row[1:] for row in stored_rows(config["database"]["path"],
+                                                   "id_registro, equipo_id, juez_id, tiempo")}
 
 
 class Gate:
