@@ -462,7 +462,8 @@ def test_an_unwritable_copy_is_logged_as_errors_and_has_no_lag(event_db, tmp_pat
 
 
 @needs_litestream
-def test_a_leftover_litestream_of_a_killed_server_is_stopped_first(event_db, tmp_path, caplog):
+def test_a_leftover_litestream_of_a_killed_server_is_stopped_first(event_db, tmp_path, caplog,
+                                                                   request):
     db, _, _ = event_db
     url = file_url(tmp_path / "copy")
     conf = replica.write_config(db, url)
@@ -470,6 +471,8 @@ def test_a_leftover_litestream_of_a_killed_server_is_stopped_first(event_db, tmp
     orphan = subprocess.Popen([LITESTREAM, "replicate", "-no-expand-env", "-config", str(conf)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
+    # (a failed run of this test must not leave it running: it is this test's own process)
+    request.addfinalizer(lambda: orphan.poll() is None and (orphan.kill(), orphan.wait()))
     replica.pid_path(db).write_text("%d\n" % orphan.pid)
     rep = replica.Replicator(db, url)
     caplog.set_level(logging.WARNING, logger="server5k.replica")
