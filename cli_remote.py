@@ -11,6 +11,7 @@ from pathlib import Path
 import cli_output
 import models
 import ranking
+import store
 import venue_time
 
 
@@ -42,12 +43,8 @@ def running_server(config):
         pid, url = int(info["pid"]), str(info["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not store.process_alive(pid):
         return None  # killed: its file stayed behind
-    except PermissionError:
-        pass  # alive, another user's
     if info.get("started") is not None and process_started(pid) not in (None, info["started"]):
         return None  # the pid was reused by another process
     try:

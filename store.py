@@ -445,16 +445,26 @@ _SET.set()
 PR_SET_PDEATHSIG = 1
 
 
+def die_with_parent():
+    """Ask the kernel to SIGKILL this process when the thread that spawned it ends (Linux's
+    prctl; the caller then checks its parent is still the one it expects). False where it
+    cannot be asked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL,
+                                                       0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _leave_with(server_pid):
     """A worker outlives no server, whenever the server dies, even during the worker's own
     start-up. On Linux the kernel kills the worker the moment its parent does (asked first,
     then the parent checked: a server killed before the request was made has already handed
     its worker to another parent, and the worker leaves at once). Elsewhere, and as a second
     guard, a thread watches the parent and the worker leaves within a second of its death."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent()
     if os.getppid() != server_pid:
         os._exit(0)
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True,
@@ -616,7 +626,7 @@ def clean_partials(folder):
         return removed
     for name in names:
         match = _PARTIAL.match(name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(folder, name))
@@ -627,7 +637,8 @@ def clean_partials(folder):
     return removed
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether process ``pid`` exists (another user's counts: it is not ours to signal)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -39,6 +39,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import store  # noqa: E402  (whether a namespace's owner is alive)
+
 PREFIX = "s5k-"
 SERVER_ADDR = "10.55.0.1"
 CLIENT_ADDR = "10.55.0.2"
@@ -97,13 +100,7 @@ def _owner_alive(name):
         pid = int(name.rsplit("-", 2)[-2])
     except (ValueError, IndexError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return store.process_alive(pid)
 
 
 def lab_namespaces():

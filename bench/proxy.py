@@ -14,7 +14,6 @@ configuration around it (``nginx.conf`` in the prefix) stands in for Debian's
 nginx when its parent goes, its temporary folders in the prefix, nothing under /var or /run.
 """
 
-import ctypes
 import datetime as dt
 import ipaddress
 import os
@@ -25,11 +24,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import store  # (its callers put the repository on sys.path: tests, bench/crowd.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "deploy" / "nginx-server5k.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-PR_SET_PDEATHSIG = 1
 
 
 def available():
@@ -133,10 +133,7 @@ http {{
 def _die_with_parent(parent):
     """In the child before exec: SIGKILL when the parent (thread) dies; gone already if it died
     before this ran."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(1)
-    if os.getppid() != parent:
+    if not store.die_with_parent() or os.getppid() != parent:
         os._exit(1)
 
 

@@ -21,6 +21,14 @@ from handlers.sessions import REVOKED
 from handlers.wire import dumps
 
 
+async def new_password(handler, password):
+    """A new account's password, hashed on the hashing threads: (its hash, the password to show
+    once: the one generated when the organizer gave none, else None, never echoed)."""
+    shown = identity.generate_password() if password is None else None
+    return await handler.db_hash(identity.new_password_hash,
+                                 shown if password is None else password), shown
+
+
 class CompetenciasHandler(OrganizerHandler):
     """GET -> {"competencias": [...]}; POST {"nombre", "fecha_hora"?} -> 201 the competition."""
 
@@ -41,15 +49,11 @@ class CompetitionJudgesHandler(JuecesHandler):
 
     async def post(self, competencia_id):
         body = self.json_body()
-        password = body.get("password")
-        generated = password is None
-        if generated:
-            password = identity.generate_password()
-        password_hash = await self.db_hash(identity.new_password_hash, password)
+        password_hash, shown = await new_password(self, body.get("password"))
         juez = await self.db_write(roster.add_judge, self.user_id, int(competencia_id),
                                    body.get("username"), body.get("nombre"), None, password_hash)
         self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
-        self.write_json({"juez": juez, "password": password if generated else None}, status=201)
+        self.write_json({"juez": juez, "password": shown}, status=201)
 
 
 class OrganizadoresHandler(OrganizerHandler):
@@ -59,14 +63,10 @@ class OrganizadoresHandler(OrganizerHandler):
 
     async def post(self):
         body = self.json_body()
-        password = body.get("password")
-        generated = password is None
-        if generated:
-            password = identity.generate_password()
-        password_hash = await self.db_hash(identity.new_password_hash, password)
+        password_hash, shown = await new_password(self, body.get("password"))
         user = await self.db_write(roster.add_organizer, self.user_id, body.get("username"),
                                    None, password_hash)
-        self.write_json(dict(user, password=password if generated else None), status=201)
+        self.write_json(dict(user, password=shown), status=201)
 
 
 class JuecesListHandler(OrganizerHandler):
