@@ -288,9 +288,11 @@ async def serve(config, demo=False, ready=None):
     log.info("live copy: %s", "to %s, every %g s (Litestream; race status shows how far "
              "behind)" % (replica.redact_url(replicator.url), replicator.interval_s)
              if replicator is not None else "none (set replica.url to keep one off this laptop)")
-    log_addresses(config, fd_limit)
-    write_run_file(config)  # the command line's changes go through this server from now on
+    # The command line's changes go through this server from now on. Written before the
+    # "listening on" line, so whoever waits for that line (a script, a test) finds the file.
+    write_run_file(config)
     try:
+        log_addresses(config, fd_limit)
         if ready is not None:
             ready()
         await stopping.wait()
