@@ -167,6 +167,8 @@ def build_parser():
                           ("activate", "(server) let a deactivated judge log in and work again")):
         p = judge.add_parser(action, help=words)
         p.add_argument("username", metavar="USERNAME", help="the judge's username (or id)")
+        p.add_argument("--competition", type=int, metavar="ID", help="the competition (needed "
+                       "when the username judges several)")
         add_session_arguments(p)
         p.set_defaults(func=cli_remote.cmd_judge_active)
 
@@ -180,6 +182,8 @@ def build_parser():
                    help="the judge who times it: username or id (judge list)")
     p.add_argument("--category", metavar="C",
                    help="its category: the results rank it within it too (optional)")
+    p.add_argument("--competition", type=int, metavar="ID", help="the competition (needed "
+                   "when the judge's username judges several)")
     p.add_argument("--json", action="store_true", help="print it as one JSON line")
     p = team.add_parser("list", help="teams with their judges")
     p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")

@@ -141,21 +141,28 @@ def cmd_organizer(args, config):
 @cli_output.needs(cli_output.CHANGES)
 def cmd_judge(args, config):
     if args.action == "add":
+        # A judge of other competitions is added with the password it has: a generated one is
+        # only for a new account (and a given one is refused for an existing account).
         password, generated = cli_output.password_or_generated(args)
         if args.server:
-            juez = args.server.call("POST", "/api/competencias/%d/jueces/" % args.competition, {
-                "username": args.username, "nombre": args.name, "password": password},
-                what="judge add")["juez"]
+            answer = args.server.call("POST", "/api/competencias/%d/jueces/" % args.competition, {
+                "username": args.username, "nombre": args.name,
+                **({} if generated else {"password": password})}, what="judge add")
+            juez, shown = answer["juez"], answer["password"]
         else:
             juez = write_alone(roster.add_judge, None, args.competition, args.username,
-                               args.name, None, identity.new_password_hash(password))
+                               args.name, None, identity.new_password_hash(password),
+                               not generated)
+            shown = password if generated and juez["cuenta_nueva"] else None
         obj = {"id": juez["id"], "username": juez["username"], "nombre": juez["nombre"],
-               "competencia_id": juez["competencia"]["id"]}
-        if generated:
-            obj["password"] = password
+               "competencia_id": juez["competencia"]["id"], "cuenta_nueva": juez["cuenta_nueva"]}
+        if shown:
+            obj["password"] = shown
         cli_output.emit(args, obj, "judge %d created: %s (competition %d)%s" % (
             obj["id"], obj["username"], obj["competencia_id"],
-            ("\npassword (shown once): %s" % password) if generated else ""))
+            ("\npassword (shown once): %s" % shown) if shown else
+            "" if juez["cuenta_nueva"] else "; the account it judges other competitions with: "
+            "same username, same password"))
     elif args.action == "list":
         rows = roster.list_judges(args.competition)
         if args.json:
@@ -194,14 +201,14 @@ def cmd_judge(args, config):
 def cmd_team(args, config):
     if args.action == "add":
         if args.server:
-            juez = cli_remote.server_judge(args.server, args.judge)
+            juez = cli_remote.server_judge(args.server, args.judge, competencia_id=args.competition)
             team = args.server.call("POST", "/api/competencias/%d/equipos/" % (
                 juez["competencia_id"]), {"nombre": args.name, "dorsal": args.dorsal,
                                           "juez_id": juez["id"], "categoria": args.category},
                 what="team add")
             username = juez["username"]
         else:
-            juez = roster.find_judge(args.judge)
+            juez = roster.find_judge(args.judge, args.competition)
             team = write_alone(roster.add_team, None, juez.competencia_id, args.name,
                                args.dorsal, juez.id, args.category)
             username = juez.user.username
@@ -320,7 +327,8 @@ def create_simulation_judges(config, judges, competencia_id=None, session=None):
 def rehearsal_judges_through(session, competencia_id, count, known):
     """roster.rehearsal_judges, through the running server's API (as an organizer)."""
     judges = {j["username"]: j for j in session.call("GET", "/api/jueces/",
-                                                     what="judge list")["jueces"]}
+                                                     what="judge list")["jueces"]
+              if j["competencia_id"] == competencia_id}  # (one row per competition judged)
     board = session.call("GET", "/api/competencias/%d/jueces/" % competencia_id,
                          what="judges board")
     with_teams = {j["id"] for j in board["jueces"] if j["equipos"]}
@@ -329,18 +337,18 @@ def rehearsal_judges_through(session, competencia_id, count, known):
     for n in range(1, count + 1):
         username = "%s%d" % (roster.REHEARSAL_PREFIX, n)
         juez = judges.get(username)
-        if juez is not None and juez["competencia_id"] != competencia_id:
-            raise cli_output.CliError("%s is a judge of competition %d, not %d"
-                                      % (username, juez["competencia_id"], competencia_id))
         if juez is not None and username in known:
             rows.append(known[username])
             continue
-        password = identity.generate_password()
-        if juez is None:
-            juez = session.call("POST", "/api/competencias/%d/jueces/" % competencia_id, {
-                "username": username, "nombre": "Juez simulado %d" % n, "password": password},
-                what="judge add")["juez"]
-        else:
+        added = None
+        if juez is None:  # (a rehearsal judge of another competition keeps its account)
+            added = session.call("POST", "/api/competencias/%d/jueces/" % competencia_id, {
+                "username": username, "nombre": "Juez simulado %d" % n}, what="judge add")
+            juez = added["juez"]
+        if added is not None and added["password"] is not None:
+            password = added["password"]
+        else:  # its password is not at hand: a new one
+            password = identity.generate_password()
             juez = session.call("PATCH", "/api/jueces/%d/" % juez["id"],
                                 {"password": password}, what="judge passwd")
         if juez["id"] not in with_teams:

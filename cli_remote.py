@@ -11,6 +11,7 @@ from pathlib import Path
 import cli_output
 import models
 import ranking
+import roster
 import store
 import venue_time
 
@@ -371,20 +372,25 @@ def cmd_team_correction(args, config):
         team["id"], team["nombre"], team["estado"], team["penalizacion_ms"]))
 
 
-def judge_id(session, reference, otherwise=None):
+def judge_id(session, reference, otherwise=None, competencia_id=None):
     """A judge's id on the running server, by username (case-insensitive) or id."""
-    return server_judge(session, reference, otherwise)["id"]
+    return server_judge(session, reference, otherwise, competencia_id)["id"]
 
 
-def server_judge(session, reference, otherwise=None):
+def server_judge(session, reference, otherwise=None, competencia_id=None):
     """A judge on the running server ({"id", "username", "nombre", "competencia_id",
-    "activo"}), by username (case-insensitive) or id."""
+    "activo"}), by username (case-insensitive) or id; by username, of ``competencia_id``
+    when given (a username judging several competitions needs it: roster.pick_judge)."""
     judges = session.call("GET", "/api/jueces/", what="judge list")["jueces"]
     key = models.username_key(str(reference))
-    for juez in judges:
-        if models.username_key(juez["username"]) == key or str(juez["id"]) == str(
-                reference).strip():
-            return juez
+    by_id = [j for j in judges if str(j["id"]) == str(reference).strip()]
+    named = [j for j in judges if models.username_key(j["username"]) == key]
+    try:
+        juez = roster.pick_judge(reference, named, competencia_id) or (by_id or [None])[0]
+    except models.DomainError as exc:
+        raise cli_output.CliError(exc.detail) from None
+    if juez is not None:
+        return juez
     raise cli_output.CliError("no judge %r on the server%s: give a username or an id (judge list)"
                               % (reference, " (%s)" % otherwise if otherwise else ""))
 
@@ -393,7 +399,8 @@ def server_judge(session, reference, otherwise=None):
 def cmd_judge_active(args, config):
     """``judge deactivate|activate USERNAME`` on the running server."""
     session = ServerSession(args, config)
-    juez = session.call("PATCH", "/api/jueces/%d/" % judge_id(session, args.username),
+    juez = session.call("PATCH", "/api/jueces/%d/" % judge_id(session, args.username,
+                                                              competencia_id=args.competition),
                         {"activo": args.action == "activate"}, what="judge " + args.action)
     cli_output.emit(args, juez, "judge %d %s: %s" % (
         juez["id"], juez["username"], "active" if juez["activo"] else

@@ -212,15 +212,58 @@ def judge_refusal(juez_id, juez_active):
     return session_refusal(True, None, None, juez_id, juez_active, JUDGE_REQUIRED)
 
 
-def acting_judge(user_id):
-    """The judge row of user ``user_id`` (whose session holds) when it is an active judge, else
-    the DomainError that refuses it (session_refusal's judge part)."""
-    juez = models.Juez.get_or_none(models.Juez.user == user_id)
-    refusal = judge_refusal(juez.id if juez is not None else None,
-                            juez is not None and juez.is_active)
+def judges_of(user_id):
+    """The judge rows of user ``user_id``, one per competition it times, each with its
+    competition; by id."""
+    return list(models.Juez.select(models.Juez, models.Competencia).join(models.Competencia)
+                .where(models.Juez.user == user_id).order_by(models.Juez.id))
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _seconds(value):
+    return (value - _EPOCH).total_seconds()
+
+
+def current_judge(judges):
+    """Of a user's judge rows (:func:`judges_of`), the one that matters now, or None: an active
+    one before an inactive one; then a race running (the latest started), then the next one
+    to run (the earliest ``fecha_hora``; undated ones after, the newest first), then the last
+    one finished. The guide's apps know one judge: this is the one ``/api/me/`` names and
+    tokens carry."""
+    def rank(juez):
+        comp = juez.competencia
+        if comp.estado == models.ESTADO_EN_CURSO:
+            order = (0, -_seconds(comp.started_at), 0)
+        elif comp.estado == models.ESTADO_PROGRAMADA:
+            order = (1, _seconds(comp.fecha_hora) if comp.fecha_hora else float("inf"), -juez.id)
+        else:
+            order = (2, -_seconds(comp.finished_at), -juez.id)
+        return (not juez.is_active,) + order
+    return min(judges, key=rank, default=None)
+
+
+def acting_judges(user_id):
+    """The active judge rows of user ``user_id`` (whose session holds), one per competition
+    it times; the DomainError that refuses it when it has none (session_refusal's judge
+    part: not a judge, or no longer an active one)."""
+    judges = judges_of(user_id)
+    active = [juez for juez in judges if juez.is_active]
+    refusal = judge_refusal(judges[0].id if judges else None, bool(active))
     if refusal is not None:
         raise refusal
-    return juez
+    return active
+
+
+def team_refusal(judges, equipo):
+    """The DomainError refusing a judge (its rows, :func:`judges_of`) a team, or None when one
+    of its active rows times it."""
+    for juez in judges:
+        if juez.id == equipo.juez_id:
+            return None if juez.is_active else models.Forbidden(messages.JUDGE_INACTIVE,
+                                                                "inactive_judge")
+    return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo.id, "team_not_assigned")
 
 
 def user_identity(user_id, token_gen=None):
@@ -229,7 +272,9 @@ def user_identity(user_id, token_gen=None):
     ``token_gen``: the generation a token carries (its ``gen`` claim); a token of an earlier
     generation than the user's (a password change or a deactivation since) is refused with
     Unauthenticated ``token_revoked``. Read from the database every time, so a change made by
-    another process (the command line) counts at once.
+    another process (the command line) counts at once. ``juez_id`` is the user's current
+    judge (:func:`current_judge`), ``juez_active`` whether any of its judges is active and
+    ``jueces`` {juez_id: (competencia_id, active)} all of them.
     """
     user = models.User.get_or_none(models.User.id == user_id)
     refusal = session_refusal(user is not None and user.is_active,
@@ -238,23 +283,36 @@ def user_identity(user_id, token_gen=None):
         if refusal.code == "user_inactive":
             return None
         raise refusal
-    juez = models.Juez.get_or_none(models.Juez.user == user.id)
+    judges = judges_of(user.id)
+    juez = current_judge(judges)
     return {
         "user": user.to_dict(),
         "gen": user.token_gen,
         "juez_id": juez.id if juez is not None else None,
         "juez_active": bool(juez is not None and juez.is_active),
         "competencia_id": juez.competencia_id if juez is not None else None,
+        "jueces": {j.id: (j.competencia_id, bool(j.is_active)) for j in judges},
     }
+
+
+def judge_of_identity(identity, juez_id):
+    """The judge ``juez_id`` of an identity (:func:`user_identity`): (juez_id, competencia_id),
+    or the DomainError refusing it (another user's judge: Forbidden ``wrong_judge``; an
+    inactive one)."""
+    juez = identity.get("jueces", {}).get(juez_id)
+    if juez is None:
+        return models.Forbidden(messages.WRONG_JUDGE % juez_id, "wrong_judge")
+    refusal = judge_refusal(juez_id, juez[1])
+    return refusal if refusal is not None else (juez_id, juez[0])
 
 
 def _session_rows(user_ids):
     """(user id, is_active, token_gen, juez id, juez is_active) of these users, read in bulk."""
-    for chunk in models._chunks(list(user_ids), 500):
-        yield from models.db.execute_sql(
-            'SELECT u.id, u.is_active, u.token_gen, j.id, j.is_active FROM "user" AS u '
-            "LEFT JOIN juez AS j ON j.user_id = u.id WHERE u.id IN (%s)"
-            % models._marks(len(chunk)), chunk).fetchall()
+    for chunk in models._chunks(list(user_ids), 500):  # (a judge of several competitions:
+        yield from models.db.execute_sql(                # any judge row, any of them active)
+            'SELECT u.id, u.is_active, u.token_gen, min(j.id), max(j.is_active) '
+            'FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id WHERE u.id IN (%s) '
+            "GROUP BY u.id" % models._marks(len(chunk)), chunk).fetchall()
 
 
 def token_generations(user_ids):
@@ -292,8 +350,11 @@ def me(user_id):
     user = models.User.get_or_none(models.User.id == user_id)
     if user is None or not user.is_active:
         return None
-    juez = models.Juez.get_or_none(models.Juez.user == user.id)
-    return {"user": user.to_dict(), "juez": juez.to_dict() if juez is not None else None}
+    judges = judges_of(user.id)
+    juez = current_judge(judges)
+    others = [j for j in judges if j.is_active and j is not juez]
+    return {"user": user.to_dict(), "juez": juez.to_dict() if juez is not None else None,
+            "jueces": [j.to_dict(competencia=j.competencia) for j in [juez] + others if j]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,8 +449,7 @@ def replace_password(user_id, password_hash, by=None):
     (never the password). Runs inside the caller's transaction."""
     models.User.update(password_hash=password_hash).where(models.User.id == user_id).execute()
     revoke_tokens(user_id)
-    juez = models.Juez.get_or_none(models.Juez.user == user_id)
-    if juez is not None:
+    for juez in models.Juez.select().where(models.Juez.user == user_id):
         models._history(juez.competencia_id, "contrasena", "juez", juez.id, by)
 
 

@@ -383,9 +383,9 @@ def team_records(user_id, equipo_id, scored_per_team=race_defaults.COMPETITION_R
     if equipo is None:
         raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if not user.is_organizer:
-        juez = identity.acting_judge(user.id)
-        if equipo.juez_id != juez.id:
-            raise models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo.id, "team_not_assigned")
+        refusal = identity.team_refusal(identity.acting_judges(user.id), equipo)
+        if refusal is not None:
+            raise refusal
     state = competition_state(equipo.competencia_id, scored_per_team, equipo_id=equipo.id)
     return {"equipo": team_view(equipo, state["equipos"][equipo.id]),
             "registros": [r.view() for r in state["records"]]}

@@ -14,6 +14,7 @@ JUDGE_INACTIVE = "El juez está inactivo."
 # The team a judge writes for or reads (``% equipo_id``).
 TEAM_NOT_FOUND = "El equipo %s no existe."
 TEAM_NOT_ASSIGNED = "El equipo %d no está asignado a este juez."
+WRONG_JUDGE = "El token no pertenece al juez %s."
 
 # Login refused (the guide's /api/token/ and Movil5K's /api/login/).
 INVALID_CREDENTIALS = "Usuario o contraseña incorrectos, o usuario inactivo."

@@ -21,7 +21,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -227,15 +227,19 @@ def estado_de(started_at, finished_at):
 
 
 class Juez(BaseModel):
-    """A judge: the guide's ``juez_profile``, one per user."""
+    """A judge of one competition: the guide's ``juez_profile``. A person who times several
+    competitions (a monthly series, a morning and an afternoon race) is one user, one password,
+    with one judge row in each (issue 20 item 12): ``/api/me/`` names the one that matters now
+    (identity.current_judge) and lists them all."""
 
-    user = pw.ForeignKeyField(User, unique=True, backref="juez_profile", on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, backref="juez_profiles", on_delete="CASCADE", index=False)
     competencia = pw.ForeignKeyField(Competencia, backref="jueces", on_delete="CASCADE")
     nombre = pw.CharField(max_length=200)
     is_active = pw.BooleanField(default=True)
 
     class Meta:
         table_name = "juez"
+        indexes = ((("user", "competencia"), True),)
 
     def to_dict(self, equipos=None, competencia=None):
         if equipos is None:
@@ -472,9 +476,17 @@ def _v8_protocols(migrator):
                          'AND protocolo IS NULL', [PROTOCOLO_GUIA, ORIGEN_APP])
 
 
+def _v9_judges_of_several_competitions(migrator):
+    """Version 9: a user may judge several competitions, one judge row in each: the unique
+    index on juez.user_id becomes one on (user_id, competencia_id) (made by create_tables)."""
+    # (The new index leads with user_id: a user's judges are still one index probe.)
+    migrator.database.execute_sql('DROP INDEX IF EXISTS "juez_user_id"')
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
               4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index,
-              7: _v7_hidden_competitions, 8: _v8_protocols}
+              7: _v7_hidden_competitions, 8: _v8_protocols,
+              9: _v9_judges_of_several_competitions}
 
 
 def open_database(path):

@@ -32,8 +32,8 @@ def judge_teams(user_id, competencia_id=None):
              .join(models.Competencia).switch(models.Equipo).join(models.Juez, pw.JOIN.LEFT_OUTER)
              .join(models.User, pw.JOIN.LEFT_OUTER))
     if not user.is_organizer:
-        juez = identity.acting_judge(user.id)
-        query = query.where(models.Equipo.juez == juez.id)
+        judges = identity.acting_judges(user.id)  # (one per competition it times)
+        query = query.where(models.Equipo.juez.in_([juez.id for juez in judges]))
     if competencia_id is not None:
         query = query.where(models.Equipo.competencia == competencia_id)
     return [dict(e.to_dict(), categoria=e.categoria, competencia_id=e.competencia_id,

@@ -12,11 +12,46 @@ def create_competition(nombre, fecha_hora=None):
     return models.Competencia.create(nombre=nombre.strip(), fecha_hora=fecha_hora)
 
 
+def judge_account(username, competencia_id):
+    """The account of ``username`` when it judges other competitions (its judge row here is
+    to be added, its password kept), or None when there is no such account (a new one is to be
+    made). Conflict ``username_taken`` when the account is an organizer's or already judges
+    this competition."""
+    if not isinstance(username, str):
+        return None  # (no account: create_user says what is wrong with it)
+    user = models.User.get_or_none(models.User.username_key == models.username_key(username))
+    if user is None:
+        return None
+    judges = {competencia for competencia, in models.Juez.select(models.Juez.competencia)
+              .where(models.Juez.user == user.id).tuples()}
+    if competencia_id in judges:
+        raise models.Conflict("El usuario %r ya es juez de esta competencia." % user.username,
+                              "username_taken")
+    if user.is_organizer or not judges:
+        raise models.Conflict("El usuario %r ya existe y no es juez." % user.username,
+                              "username_taken")
+    return user
+
+
 def create_judge(username, password, competencia_id, nombre=None, password_hash=None):
+    """A judge of a competition: a new account (``password``, or its ``password_hash`` made
+    beforehand), or, when ``username`` judges other competitions already, that account's judge
+    row here (one person, one password: ``password`` and ``password_hash`` are then unused;
+    ``nombre`` defaults to its name there). The judge's ``cuenta_nueva`` says which."""
     comp = models.get_competencia(competencia_id)
     with models.db.atomic():
-        user = identity.create_user(username, password, password_hash=password_hash)
-        return models.Juez.create(user=user, competencia=comp, nombre=(nombre or username).strip())
+        user = judge_account(username, comp.id)
+        new_account = user is None
+        if not new_account:
+            nombre = nombre or (models.Juez.select(models.Juez.nombre)
+                                .where(models.Juez.user == user.id)
+                                .order_by(models.Juez.id.desc()).scalar())
+        else:
+            user = identity.create_user(username, password, password_hash=password_hash)
+        juez = models.Juez.create(user=user, competencia=comp,
+                                  nombre=(nombre or username).strip())
+        juez.cuenta_nueva = new_account
+        return juez
 
 
 def create_team(nombre, dorsal, juez_id, categoria=None):

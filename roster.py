@@ -127,14 +127,17 @@ def plan_roster(rows, competencia_id, source="roster"):
     without writing (a reader thread: the preview never holds the writer): every row checked,
     the existing judges and teams looked up in a few queries, linear in the rows.
 
-    A judge already in the competition is reused. A team whose dorsal is already there is the
-    same team: what the roster says differently (its name, its judge, its category when the
-    roster has that column) is a correction, applied with its history row; the same roster
-    again changes nothing. Returns the plan :func:`apply_roster` carries out, whose "result"
-    is the answer without credentials: ``{"jueces", "jueces_nuevos", "equipos_nuevos",
-    "equipos_cambiados", "credenciales": [], "detalle": {"jueces": [{"username", "nombre",
-    "nuevo"}], "equipos": [{"linea", "nombre", "dorsal", "juez_usuario", "categoria", "nuevo",
-    "cambios"?: {campo: [antes, despues]}}]}}``. Invalid / Conflict naming the line at fault.
+    A judge already in the competition is reused. A judge of other competitions (the same
+    judges, next month's race) is added to this one with the account and password it has: no
+    new credentials (``cuentas_existentes`` counts them; ``jueces_nuevos`` counts every judge
+    new to this competition). A team whose dorsal is already there is the same team: what
+    the roster says differently (its name, its judge, its category when the roster has that
+    column) is a correction, applied with its history row; the same roster again changes
+    nothing. Returns the plan :func:`apply_roster` carries out, whose "result"
+    is the answer without credentials: ``{"jueces", "jueces_nuevos", "cuentas_existentes",
+    "equipos_nuevos", "equipos_cambiados", "credenciales": [], "detalle": {"jueces":
+    [{"username", "nombre", "nuevo", "cuenta_existente"?: true}], "equipos": [{"linea",
+    "nombre", "dorsal", "juez_usuario", "categoria", "nuevo", "cambios"?: {campo: [antes, despues]}}]}}``. Invalid / Conflict naming the line at fault.
     """
     comp = models.get_competencia(competencia_id)
     with_category = any("categoria" in row for row in rows)
@@ -178,24 +181,37 @@ def plan_roster(rows, competencia_id, source="roster"):
             if problem is not None:
                 raise models.Invalid("%s: %s" % (where, problem), "invalid_username")
             judges[key] = {"username": username, "nombre": nombre, "where": where,
-                           "juez_id": None}
+                           "juez_id": None, "user_id": None,
+                           "nombre_dado": bool((row.get("juez_nombre") or "").strip())}
         teams.append({"linea": line, "where": where, "nombre": nombre_equipo, "dorsal": dorsal,
                       "key": key, "categoria": categoria})
     # The judges and teams that exist, in a few queries (never one per row).
+    # (A user judging several competitions has a judge row in each: one row per row here.)
+    accounts = {}
     for chunk in models._chunks(list(judges), 500):
-        for key, username, juez_id, juez_comp, juez_nombre in (
-                models.User.select(models.User.username_key, models.User.username,
+        for key, user_id, username, organizer, juez_id, juez_comp, juez_nombre in (
+                models.User.select(models.User.username_key, models.User.id,
+                                   models.User.username, models.User.is_organizer,
                                    models.Juez.id, models.Juez.competencia, models.Juez.nombre)
                 .join(models.Juez, models.pw.JOIN.LEFT_OUTER,
                       on=(models.Juez.user == models.User.id))
-                .where(models.User.username_key.in_(chunk)).tuples()):
+                .where(models.User.username_key.in_(chunk))
+                .order_by(models.Juez.id).tuples()):
             judge = judges[key]
-            if juez_id is None or juez_comp != comp.id:
-                raise models.Conflict("%s: el usuario %r existe pero no es juez de la "
-                                      "competencia %d" % (judge["where"], judge["username"],
-                                                          comp.id), "username_taken")
-            judge.update(username=username, nombre=juez_nombre, juez_id=juez_id)
-    new_judges = [j for j in judges.values() if j["juez_id"] is None]
+            if juez_id is None or organizer:
+                raise models.Conflict("%s: el usuario %r existe pero no es juez" % (
+                    judge["where"], judge["username"]), "username_taken")
+            if juez_comp == comp.id:
+                judge.update(username=username, nombre=juez_nombre, juez_id=juez_id)
+            else:  # a judge of another competition: its account, its latest name
+                accounts[key] = (user_id, username, juez_nombre)
+    for key, (user_id, username, juez_nombre) in accounts.items():
+        judge = judges[key]
+        if judge["juez_id"] is None:
+            judge.update(user_id=user_id, username=username,
+                         nombre=judge["nombre"] if judge["nombre_dado"] else juez_nombre)
+    new_judges = [j for j in judges.values() if j["juez_id"] is None and j["user_id"] is None]
+    added_judges = [j for j in judges.values() if j["juez_id"] is None]
     if len(new_judges) > MAX_NEW_JUDGES:
         raise models.Invalid("%s crea %d jueces nuevos; como mucho %d por importación (cada "
                              "uno necesita su contraseña): divida la lista" % (
@@ -229,11 +245,15 @@ def plan_roster(rows, competencia_id, source="roster"):
                                 ([names.get(pair[0]), judge["username"]] if field == "juez_id"
                                  else pair) for field, pair in changes.items()}
             edits.append(dict(team, equipo_id=before.id, cambios=changes))
-    result = {"jueces": len(judges), "jueces_nuevos": len(new_judges),
+    result = {"jueces": len(judges), "jueces_nuevos": len(added_judges),
+              "cuentas_existentes": len(added_judges) - len(new_judges),
               "equipos_nuevos": len(creates), "equipos_cambiados": len(edits),
               "credenciales": [],
-              "detalle": {"jueces": [{"username": j["username"], "nombre": j["nombre"],
-                                      "nuevo": j["juez_id"] is None} for j in judges.values()],
+              "detalle": {"jueces": [dict({"username": j["username"], "nombre": j["nombre"],
+                                           "nuevo": j["juez_id"] is None},
+                                          **({"cuenta_existente": True}
+                                             if j["user_id"] is not None else {}))
+                                     for j in judges.values()],
                           "equipos": detail_teams}}
     return {"competencia_id": comp.id, "source": source, "judges": judges,
             "new_judges": [j["username"] for j in new_judges], "creates": creates,
@@ -286,7 +306,9 @@ def plan_import(data, competencia_id, source="roster"):
 def import_answer(result, notes, dry_run):
     """What POST .../importar/ answers (ORGANIZER.md), from an import's or a plan's result."""
     return {"dry_run": dry_run, "jueces": result["jueces"],
-            "jueces_nuevos": result["jueces_nuevos"], "equipos_nuevos": result["equipos_nuevos"],
+            "jueces_nuevos": result["jueces_nuevos"],
+            "cuentas_existentes": result["cuentas_existentes"],
+            "equipos_nuevos": result["equipos_nuevos"],
             "equipos_cambiados": result["equipos_cambiados"],
             "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
                              for u, p, j, n in result["credenciales"]],
@@ -329,23 +351,34 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
         keys = [key for kind, key in part if kind == "juez"]
         cursor = models.db.cursor()
         now = models.db_text(models.utcnow())
+        accounts = {key: plan["judges"][key]["user_id"] for key in keys
+                    if plan["judges"][key]["user_id"] is not None}  # judges of other races
         if keys:
             taken = [row[0] for row in models.User.select(models.User.username).where(
-                models.User.username_key.in_(keys)).tuples()]
+                models.User.username_key.in_([k for k in keys if k not in accounts])).tuples()]
+            taken += [row[0] for row in models.User.select(models.User.username)
+                      .join(models.Juez, on=(models.Juez.user == models.User.id))
+                      .where(models.User.id.in_(list(accounts.values()))
+                             & (models.Juez.competencia == cid)).tuples()]
             if taken:
                 raise models.Conflict("el usuario %r se creó mientras se importaba; vuelva a "
                                       "importar" % taken[0], "roster_changed")
         for key in keys:
             judge = plan["judges"][key]
-            password, password_hash = passwords[key]
-            cursor.execute(_INSERT_USER, (judge["username"], key, password_hash, now))
-            cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, judge["nombre"]))
+            if key in accounts:  # its account and password as they are
+                cursor.execute(_INSERT_JUDGE, (accounts[key], cid, judge["nombre"]))
+            else:
+                password, password_hash = passwords[key]
+                cursor.execute(_INSERT_USER, (judge["username"], key, password_hash, now))
+                cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, judge["nombre"]))
             judge_ids[key] = cursor.lastrowid
             cursor.execute(_INSERT_HISTORY, (
                 cid, "crear", "juez", str(cursor.lastrowid), user_id, now,
                 "importado: %s" % judge["where"], None,
                 models._json({"username": judge["username"], "nombre": judge["nombre"]})))
-            credentials.append([judge["username"], password, judge_ids[key], judge["nombre"]])
+            if key not in accounts:
+                credentials.append([judge["username"], password, judge_ids[key],
+                                    judge["nombre"]])
         creates = [team for kind, team in part if kind == "crear"]
         edits = [team for kind, team in part if kind == "editar"]
         if creates:
@@ -534,16 +567,24 @@ def add_organizer(user_id, username, password=None, password_hash=None):
 
 
 def add_judge(user_id, competencia_id, username, nombre=None, password=None,
-              password_hash=None):
+              password_hash=None, password_given=True):
     """A new judge of a competition: ``password`` (8+ characters), or ``password_hash`` made
-    beforehand from it. Returns the judge (:func:`judge_view`)."""
+    beforehand from it. A judge of other competitions is added to this one with the password it
+    has (registration.create_judge); Conflict ``judge_has_password`` if one was given
+    (``password_given``: by the organizer, not made up by the server). Returns the judge
+    (:func:`judge_view`) with ``cuenta_nueva``."""
     comp = models.get_competencia(competencia_id)
     nombre = _text(nombre, "nombre", 200, required=False)
     with models.db.atomic():
         juez = registration.create_judge(username, password, comp.id, nombre,
                                          password_hash=password_hash)
+        if not juez.cuenta_nueva and password_given:
+            raise models.Conflict(
+                "El usuario %r ya es juez de otra competencia: se añade a esta con la "
+                "contraseña que ya tiene (cámbiela aparte si hace falta)." % juez.user.username,
+                "judge_has_password")
         _created_judge(user_id, juez)
-    return judge_view(juez)
+    return dict(judge_view(juez), cuenta_nueva=juez.cuenta_nueva)
 
 
 def add_team(user_id, competencia_id, nombre, dorsal, juez_id, categoria=None):
@@ -701,19 +742,16 @@ def rehearsal_judges(competencia_id, count, known=None):
         for n in range(1, count + 1):
             username = "%s%d" % (REHEARSAL_PREFIX, n)
             user = models.User.get_or_none(models.User.username_key == username)
-            juez = user and models.Juez.get_or_none(models.Juez.user == user.id)
-            if juez is not None and juez.competencia_id != competencia_id:
-                raise models.Conflict("%s is a judge of competition %d, not %d"
-                                      % (username, juez.competencia_id, competencia_id),
-                                      "username_taken")
+            juez = user and models.Juez.get_or_none((models.Juez.user == user.id)
+                                                    & (models.Juez.competencia == competencia_id))
             if juez is not None and username in known:
                 rows.append(known[username])
                 continue
             password = identity.generate_password()
-            if juez is None:
+            if juez is None:  # (a rehearsal judge of another competition keeps its account)
                 juez = registration.create_judge(username, password, competencia_id,
                                                  "Juez simulado %d" % n)
-            else:
+            if not getattr(juez, "cuenta_nueva", False):  # its password is not at hand
                 identity.set_password(username, password)
             if not juez.equipos.exists():
                 dorsal += 1
@@ -748,13 +786,35 @@ def list_teams(competencia_id=None):
             for e in query.order_by(models.Equipo.competencia, models.Equipo.dorsal)]
 
 
-def find_judge(reference):
-    """A judge by username (case-insensitive) or by id; NotFound naming what was asked."""
+def pick_judge(reference, judges, competencia_id=None):
+    """Of the judges a username names (dicts or rows with ``competencia_id``: one per
+    competition it times), the one of ``competencia_id``, or the only one; None for none.
+    Invalid (``judge_ambiguous``) naming the competitions when it judges several and none was
+    said, NotFound when it judges none of that competition."""
+    def cid(juez):
+        return juez["competencia_id"] if isinstance(juez, dict) else juez.competencia_id
+    if competencia_id is not None and judges:
+        chosen = [j for j in judges if cid(j) == competencia_id]
+        if not chosen:
+            raise models.NotFound("%s is no judge of competition %d" % (reference,
+                                                                        competencia_id),
+                                  "judge_not_found")
+        return chosen[0]
+    if len(judges) > 1:
+        raise models.Invalid("%s judges competitions %s: say which with --competition ID" % (
+            reference, ", ".join(str(cid(j)) for j in judges)), "judge_ambiguous")
+    return judges[0] if judges else None
+
+
+def find_judge(reference, competencia_id=None):
+    """A judge by username (case-insensitive; of ``competencia_id`` when it judges several:
+    :func:`pick_judge`) or by id; NotFound naming what was asked."""
     juez = None
     text = str(reference).strip()
     user = models.User.get_or_none(models.User.username_key == models.username_key(text))
     if user is not None:
-        juez = models.Juez.get_or_none(models.Juez.user == user.id)
+        juez = pick_judge(text, list(models.Juez.select().where(models.Juez.user == user.id)
+                                     .order_by(models.Juez.id)), competencia_id)
     if juez is None and text.isdigit():
         juez = models.Juez.get_or_none(models.Juez.id == int(text))
     if juez is None:

@@ -116,13 +116,17 @@ def record_errors(raw, path):
 # writer thread gives up the GIL and must win it back from the event loop, so a batch costs a
 # handful of statements, not a handful per submission.
 #
-# Who submits, for which team: one row per (user, team) asked about.
+# Who submits, for which team: one row per (user, team) asked about. ``j`` is the user's judge
+# in the team's competition (a user may judge several, one judge row in each); the last column
+# says whether any of its judges is active (NULL: it is no judge).
 _SUBMITTERS_SQL = (
     'WITH req(uid, eid) AS (VALUES %s) '
     'SELECT req.uid, req.eid, u.is_active, j.id, j.is_active, e.id, e.juez_id, c.id, '
-    'c.started_at, c.finished_at, c.oficial_en, u.token_gen '
-    'FROM req LEFT JOIN "user" AS u ON u.id = req.uid LEFT JOIN juez AS j ON j.user_id = u.id '
-    'LEFT JOIN equipo AS e ON e.id = req.eid LEFT JOIN competencia AS c ON c.id = e.competencia_id')
+    'c.started_at, c.finished_at, c.oficial_en, u.token_gen, '
+    '(SELECT max(aj.is_active) FROM juez AS aj WHERE aj.user_id = u.id) '
+    'FROM req LEFT JOIN "user" AS u ON u.id = req.uid '
+    'LEFT JOIN equipo AS e ON e.id = req.eid LEFT JOIN competencia AS c ON c.id = e.competencia_id '
+    'LEFT JOIN juez AS j ON j.user_id = u.id AND j.competencia_id = e.competencia_id')
 # id_registro is unique across all teams: a known id with other data is a conflict.
 _BY_ID_SQL = ("SELECT id_registro, equipo_id, timestamp, tiempo FROM registro_tiempo "
               "WHERE id_registro IN (%s)")
@@ -149,18 +153,22 @@ def _submitter_error(row, equipo_id, token_gen):
     """The DomainError refusing this (user, team) submission, or None if it may store: the
     session (identity.session_refusal: an active judge, its token's generation), then the team."""
     _, _, user_active, juez_id, juez_active, found_equipo, equipo_juez = row[:7]
-    error = identity.session_refusal(user_active, row[11], token_gen, juez_id, juez_active,
+    any_active = row[12]
+    error = identity.session_refusal(user_active, row[11], token_gen,  # (0: "some judge")
+                                     None if any_active is None else 0, any_active,
                                      identity.JUDGE_REQUIRED)
     if error is not None:
         return error
     if found_equipo is None:
         return models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
-    if equipo_juez != juez_id:
+    if juez_id is None or equipo_juez != juez_id:
         return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo_id, "team_not_assigned")
+    if not juez_active:  # (its judge in this competition; it is active in another)
+        return models.Forbidden(messages.JUDGE_INACTIVE, "inactive_judge")
     return None
 
 
-_NO_SUBMITTER = (None,) * 12  # a (user, team) the look-up did not return: no such user
+_NO_SUBMITTER = (None,) * 13  # a (user, team) the look-up did not return: no such user
 
 
 def store_submissions(jobs):

@@ -51,9 +51,12 @@ class CompetitionJudgesHandler(JuecesHandler):
         body = self.json_body()
         password_hash, shown = await new_password(self, body.get("password"))
         juez = await self.db_write(roster.add_judge, self.user_id, int(competencia_id),
-                                   body.get("username"), body.get("nombre"), None, password_hash)
+                                   body.get("username"), body.get("nombre"), None, password_hash,
+                                   body.get("password") is not None)
         self.hub.corrected(juez["competencia"]["id"], "jueces", juez)
-        self.write_json({"juez": juez, "password": shown}, status=201)
+        # A judge of other competitions keeps the password it has: none to show.
+        self.write_json({"juez": juez, "password": shown if juez["cuenta_nueva"] else None},
+                        status=201)
 
 
 class OrganizadoresHandler(OrganizerHandler):

@@ -155,13 +155,17 @@ class CompetenciasHandler(accounts.CompetenciasHandler):
                                               self.identity["juez_active"])
         if refusal is not None:
             raise ApiError.from_domain(refusal)
-        comp = app_competition(await self.competition(self.identity["competencia_id"]))
-        for field in ("is_active", "is_running"):
-            wanted = _bool_argument(self, field)
-            if wanted is not None and comp[field] != wanted:
-                comp = None
-                break
-        self.write_json([comp] if comp else [])
+        # Each competition it times (its active judges'), the current one first.
+        current = self.identity["competencia_id"]
+        ids = sorted({cid for cid, active in self.identity["jueces"].values() if active},
+                     key=lambda cid: (cid != current, cid))
+        wanted = {field: _bool_argument(self, field) for field in ("is_active", "is_running")}
+        comps = []
+        for cid in ids:
+            comp = app_competition(await self.competition(cid))
+            if all(value is None or comp[field] == value for field, value in wanted.items()):
+                comps.append(comp)
+        self.write_json(comps)
 
 
 class CompetenciaHandler(races.CompetenciaHandler):
@@ -190,7 +194,11 @@ class CompetenciaHandler(races.CompetenciaHandler):
     def write_json(self, obj, status=200):
         if self.request.method == "GET":
             obj = app_competition(obj)
-            juez_id = self._claims and self._claims.get("juez_id")
+            juez_id = None
+            if self._claims:  # the caller's judge in this competition (if it has one)
+                jueces = self._claims.get("jueces")
+                juez_id = (dict(jueces).get(obj["id"]) if isinstance(jueces, list)
+                           else self._claims.get("juez_id"))  # (a token of an older server)
             if obj["is_running"] and juez_id is not None:
                 self.hub.heard_start_by_poll(obj["id"], juez_id)
         super().write_json(obj, status)

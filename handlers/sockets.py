@@ -75,13 +75,11 @@ class JuezSocketHandler(SocketHandler):
             identity = await self.identity_from_token(token)
         else:
             raise ApiError(401, "not_authenticated", "Falta ?ticket=<ticket> o ?token=<access>.")
-        if identity["juez_id"] != juez_id:
-            raise ApiError(403, "wrong_judge", "El token no pertenece al juez %s." % juez_id)
-        refusal = identity_room.judge_refusal(identity["juez_id"], identity["juez_active"])
-        if refusal is not None:
-            raise ApiError.from_domain(refusal)
-        self.juez_id = identity["juez_id"]
-        self.competencia_id = identity["competencia_id"]
+        # Any of the user's judges (one per competition it times), if active.
+        judge = identity_room.judge_of_identity(identity, juez_id)
+        if isinstance(judge, models.DomainError):
+            raise ApiError.from_domain(judge)
+        self.juez_id, self.competencia_id = judge
         self.user_id, self.token_gen = identity["user"]["id"], identity["gen"]
         return await self.competition(self.competencia_id)
 

@@ -44,7 +44,11 @@ class TokenService:
             "gen": identity.get("gen", 0),
         }
         if identity.get("juez_id") is not None:
-            claims["juez_id"] = identity["juez_id"]
+            claims["juez_id"] = identity["juez_id"]  # its current judge (identity.current_judge)
+            # [competencia_id, juez_id] of each of its active judges (one per competition it
+            # times): what a poll of a competition tells the judges board without a read.
+            claims["jueces"] = sorted([competencia_id, juez_id] for juez_id, (competencia_id,
+                                      active) in identity.get("jueces", {}).items() if active)
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def pair(self, identity):

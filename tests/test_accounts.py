@@ -334,7 +334,7 @@ async def test_roster_preview_writes_nothing_then_the_import_creates_it_all(clie
     (ROSTER + "ana,Ana,Linces,uno\n", 400, "línea 5: el dorsal 'uno' no es un número"),
     (ROSTER + "ana,Ana,Linces,10\n", 400, "línea 5: el dorsal 10 también está en la línea 2"),
     (ROSTER + "ana,Ana,,13\n", 400, "línea 5: falta equipo"),
-    (ROSTER + "juez3,Ana,Linces,13\n", 409, "línea 5: el usuario 'juez3' existe pero no es juez"),
+    (ROSTER + "org,Ana,Linces,13\n", 409, "línea 5: el usuario 'org' existe pero no es juez"),
     ("usuario,equipo\nx,y\n", 400, "faltan columnas: juez_usuario, juez_nombre, dorsal"),
     ("juez_usuario,juez_nombre,equipo,dorsal\n", 400, "tiene cabecera pero ninguna fila"),
 ])

@@ -355,7 +355,7 @@ def test_version_1_database_is_migrated_keeping_its_records(one_team_race):
     assert "registrotiempo_juez_id" not in indexes
     assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 8
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 9
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 
@@ -437,7 +437,7 @@ def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
     models.open_database(fresh)
     assert _shape(old) == _shape(fresh)
     with sqlite3.connect(old) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 8
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 9
         # (an app record of before version 5 may have come without an id: matched by content)
         assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir, "
                             "sin_id FROM registro_tiempo").fetchall() == [

@@ -444,6 +444,16 @@
   // -- taps -----------------------------------------------------------------------------------------
   function mine(t) { return session && t.usuario === session.usuario; }
 
+  // Every team of this account, in every competition it times (`jueces` of /api/me/: a judge
+  // of the morning race and the afternoon one): taps kept for any of them are still sent.
+  function allTeamIds() {
+    var jueces = (session.me.jueces && session.me.jueces.length) ? session.me.jueces
+      : [session.me.juez];
+    return [].concat.apply([], jueces.map(function (j) {
+      return j.equipos.map(function (e) { return e.id; });
+    }));
+  }
+
   function teamTaps(equipoId) {
     return toques.filter(function (t) {
       return mine(t) && t.equipo_id === equipoId && t.started_at === race.started;
@@ -571,7 +581,7 @@
       (answer.created || []).concat(answer.duplicates || []).forEach(function (id) { confirmed[id] = true; });
       var done = batch.filter(function (t) { return confirmed[t.id]; });
       done.forEach(function (t) { t.estado = 'enviado'; t.error = null; });
-      if (!session.me.juez.equipos.some(function (e) { return e.id === equipoId; })) { poll(0); }
+      if (allTeamIds().indexOf(equipoId) < 0) { poll(0); }
       return updateTaps(done).then(function () {
         if (done.length === batch.length) { sendBackoff = 0; return 0; }
         throw new Error('unconfirmed');  // not listed: sent again after a pause
@@ -699,7 +709,7 @@
     }
     juez.equipos.forEach(updateTeamBlock);
     var others = toques.filter(function (t) { return !mine(t) && t.estado === 'pendiente'; });
-    var ids = juez.equipos.map(function (e) { return e.id; });
+    var ids = allTeamIds();
     var orphans = pending().filter(function (t) { return ids.indexOf(t.equipo_id) < 0; });
     var notes = [];
     if (orphans.length) {
