@@ -297,14 +297,19 @@ class VirtualJudge:
         if self.username:
             await self.login()
 
-    async def learn(self):
-        """``/api/me/``: the juez_id and the teams this judge times."""
+    async def learn(self, competencia_id=None):
+        """``/api/me/``: the juez_id and the teams this judge times (in ``competencia_id``,
+        when given: a judge of several competitions has a judge id in each, ``jueces``)."""
         status, answer = await self._request("GET", "/api/me/")
         if status != 200 or not answer.get("juez"):
             raise RuntimeError("/api/me/ for %s: %s" % (self.username, answer.get("code")))
-        self.juez_id = answer["juez"]["id"]
-        self.competencia_id = answer["juez"]["competencia"]["id"]
-        self.equipos = [e["id"] for e in answer["juez"]["equipos"]]
+        juez = answer["juez"]
+        if competencia_id is not None:
+            juez = next((j for j in answer.get("jueces") or [juez]
+                         if j["competencia"]["id"] == competencia_id), juez)
+        self.juez_id = juez["id"]
+        self.competencia_id = juez["competencia"]["id"]
+        self.equipos = [e["id"] for e in juez["equipos"]]
         return answer
 
     # -- WebSocket -------------------------------------------------------------------------------
@@ -468,7 +473,7 @@ async def simulate(base_url, credentials, competencia_id=None, organizer=None, w
         await asyncio.sleep(random.uniform(0, min(2.0, len(judges) / 100.0)))
         try:
             await judge.login()
-            await judge.learn()
+            await judge.learn(competencia_id)
             if competencia_id is not None and judge.competencia_id != competencia_id:
                 raise RuntimeError("not a judge of competition %s" % competencia_id)
             await judge.connect_with_retry()

@@ -82,3 +82,27 @@ def test_simulate_without_credentials_says_what_to_do(config, tmp_path):
     assert result.returncode == 1
     err = result.stderr
     assert "--create-demo" in err and "--credentials" in err
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_rehearsal_of_the_other_competition_uses_the_judges_there(app, http_server,
+                                                                         base_url, config,
+                                                                         event):
+    """juez1 also judges the other race (issue 20 item 12): a rehearsal of that race logs it
+    in, listens on its judge id there and sends only that race's team (its /api/me/ names the
+    first race, scheduled earlier)."""
+    import registration
+    with models.db.connection_context():
+        models.Competencia.update(fecha_hora=models.utcnow() + models.dt.timedelta(hours=1)).where(
+            models.Competencia.id == event["competencia"]).execute()
+        there = registration.create_judge("juez1", None, event["otra"])
+        equipo = registration.create_team("Equipo Y", 7, there.id).id
+    summary, ok = await rehearsal.simulate(
+        base_url, [("juez1", "pass-juez1")], competencia_id=event["otra"],
+        organizer=("org", "org-pass"), finish_within_s=0.2)
+    assert ok, summary
+    assert "start notice received:  1 / 1" in summary
+    conn = sqlite3.connect(config["database"]["path"])
+    assert conn.execute("SELECT DISTINCT equipo_id, juez_id FROM registro_tiempo").fetchall() \
+        == [(equipo, there.id)]
+    conn.close()
