@@ -510,5 +510,46 @@ def test_a_team_taken_from_the_judge_with_taps_unsent(browser, server):
     assert page.errors == []
 
 
-def stored_judge(server, username):
-    return {j["username"]: j["id"] for j in server.api("GET", "/api/jueces/")["jueces"]}[username]
+def stored_judge(server, username, competencia=1):
+    return {j["username"]: j["id"] for j in server.api("GET", "/api/jueces/")["jueces"]
+            if j["competencia_id"] == competencia}[username]
+
+
+def test_a_judge_of_two_competitions_times_each_on_its_own(browser, server):
+    """María also judges the afternoon race (issue 20 item 12): one sign-in; the app opens the
+    race that is running, offers the other one, and on the switch listens to that race's start
+    on its judge id there; the choice survives a reload."""
+    tarde = server.api("POST", "/api/competencias/", {"nombre": "10K de la tarde"})["id"]
+    aqui = server.api("POST", "/api/competencias/%d/jueces/" % tarde, {"username": "maria"})
+    assert aqui["password"] is None  # her account and password, as they are
+    pumas = server.api("POST", "/api/competencias/%d/equipos/" % tarde, {
+        "nombre": "Pumas", "dorsal": 1, "juez_id": aqui["juez"]["id"]})["id"]
+    server.api("POST", "/api/competencias/%d/iniciar/" % tarde)
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    expect(page.locator("#comp-nombre")).to_have_text("10K de la tarde", timeout=WAIT_MS)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(".equipo")).to_have_count(1)
+    clock_synced(page)
+    tap(page, "Pumas", 1)
+    expect(team(page, "Pumas").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+
+    page.get_by_role("button", name="Cambiar a 5K del Puerto").click()
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto", timeout=WAIT_MS)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(".equipo")).to_have_count(2)
+    first = stored_judge(server, "maria", competencia=1)
+    wait_for(lambda: page.sockets and "/ws/juez/%d/" % first in page.sockets[-1],
+             what="a socket on her judge id of the first race")
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1)]
+    expect(team(page, "Tortugas").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    check_times(stored(server, "Tortugas"), taps, started_at)
+    page.reload()
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto", timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Cambiar a 10K de la tarde")).to_be_visible()
+    records = server.api("GET", "/api/competencias/%d/registros/" % tarde)["registros"]
+    assert [(r["equipo_id"], r["juez_id"]) for r in records] == [(pumas, aqui["juez"]["id"])]
+    assert page.errors == []

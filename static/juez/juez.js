@@ -431,14 +431,57 @@
     api('GET', '/api/me/').then(function (me) {
       if (!session) { return; }
       if (!me.juez) { return sessionEnded('Esta cuenta ya no es de un juez.'); }
+      var before = session.me.juez.id;
+      me.juez = pickJuez(me);
       session.me = me;
       writeJson(SESSION_KEY, session);
+      if (me.juez.id !== before) { return switchCompetition(); }
       applyCompetition(me.juez.competencia);
     }).catch(function () { /* offline: the next poll */ })
       .then(function () {
         polling = false;
         if (session) { poll(ws && ws.readyState === 1 ? POLL_CONNECTED_MS : POLL_MS); }
       });
+  }
+
+  // A judge of several competitions (`jueces` of /api/me/: the same people every month, a
+  // morning and an afternoon race) times one at a time on this phone: the one it chose here
+  // (session.competencia), else the one the server says matters now (`juez`: the race running,
+  // else the next one).
+  function pickJuez(me) {
+    var chosen = session && session.competencia;
+    var jueces = me.jueces || [];
+    for (var i = 0; i < jueces.length; i++) {
+      if (jueces[i].competencia.id === chosen) { return jueces[i]; }
+    }
+    return me.juez;
+  }
+
+  // Another competition on this phone: its own start, its own socket (its judge id).
+  function switchCompetition() {
+    session.started = null;
+    writeJson(SESSION_KEY, session);
+    closeSocket();
+    start();
+  }
+
+  function renderOtherCompetitions() {
+    var box = $('otras-competencias');
+    var others = (session.me.jueces || []).filter(function (j) { return j.id !== session.me.juez.id; });
+    box.textContent = '';
+    box.hidden = !others.length;
+    others.forEach(function (juez) {
+      var button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'boton secundario';
+      button.textContent = 'Cambiar a ' + juez.competencia.nombre;  // (text, never markup)
+      button.addEventListener('click', function () {
+        session.competencia = juez.competencia.id;
+        session.me.juez = juez;
+        switchCompetition();
+      });
+      box.appendChild(button);
+    });
   }
 
   // -- taps -----------------------------------------------------------------------------------------
@@ -690,6 +733,7 @@
     $('comp-nombre').textContent = comp.nombre;
     $('comp-prevista').textContent = comp.fecha_hora ? 'Salida prevista: ' + venueTime(comp.fecha_hora, true) : '';
     $('juez-nombre').textContent = 'Juez: ' + (juez.nombre || session.usuario);
+    renderOtherCompetitions();
     var estado = comp.estado === 'en_curso' ? 'Carrera en curso' :
       comp.estado === 'finalizada' ? 'Carrera finalizada' : 'Esperando la salida';
     $('estado').textContent = estado;
