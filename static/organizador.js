@@ -4,23 +4,23 @@
 //   static/comun.js, static/duracion.js  what the pages share; clock text as the server parses it
 //   organizador/pagina.js        the page's helpers, the words, times in the venue's zone
 //   organizador/dialogo.js       the one dialog: confirmations and reasons
-//   organizador/sesion.js        the tokens, the API, signing in and out
+//   organizador/sesion.js        the tokens, the API, signing in and out, resuming a session
 //   organizador/competencia.js   one competition open: its reads, live socket, header, tabs
 //   organizador/carrera.js       tab "Carrera": race controls and the judges board
 //   organizador/registros.js     tab "Registros": records, corrections and their history
 //   organizador/plantilla.js     tab "Equipos y jueces": roster import, judges and teams
 //   organizador/clasificacion.js tab "Resultados": standings, official results, rule, history
-//   organizador.js (this file)   the sign-in screen, the competitions, the address, the start
+//   organizador.js (this file)   the sign-in screen, the competitions, the address (#c=ID&t=TAB);
+//                                then it resumes this tab's session, or asks to sign in
 // Every value from the server is written as text (textContent), never as markup.
 (function (C) {
   'use strict';
 
   var $ = C.$, el = C.el, fill = C.fill, mount = C.mount, main = C.main, showAviso = C.showAviso,
     showHecho = C.showHecho, formError = C.formError, once = C.once, ESTADOS = C.ESTADOS,
-    localDateTime = C.localDateTime, venueToIso = C.venueToIso, session = C.session,
-    ApiError = C.ApiError, request = C.request, refreshAccess = C.refreshAccess, api = C.api,
-    showSignedIn = C.showSignedIn, signIn = C.signIn, signOut = C.signOut,
-    openCompetition = C.openCompetition, leaveCompetition = C.leaveCompetition;
+    localDateTime = C.localDateTime, venueToIso = C.venueToIso, api = C.api, signIn = C.signIn,
+    signedIn = C.signedIn, openCompetition = C.openCompetition,
+    leaveCompetition = C.leaveCompetition;
 
   // -- signing in ---------------------------------------------------------------------------------
   function showLogin(message) {
@@ -47,7 +47,7 @@
   }
 
   function route() {
-    if (!session.user) { return showLogin(''); }
+    if (!signedIn()) { return showLogin(''); }
     showAviso('');
     var place = parseHash();
     if (place.cid) {
@@ -86,24 +86,7 @@
     }));
   }
 
-  // -- start: resume the session if this tab has one ---------------------------------------------------
-  function resume() {
-    if (!session.refresh) { return showLogin(''); }
-    refreshAccess().then(function () { return request('GET', '/api/me/'); }).then(function (me) {
-      if (!me.user.organizador) { throw new ApiError(403, 'organizer_only', ''); }
-      session.user = me.user;
-      showSignedIn();
-      route();
-    }, function (err) {
-      if (err.status === 0) {
-        showAviso(err.message);
-        setTimeout(resume, 3000);
-        return;
-      }
-      signOut(err.status === 401 ? 'La sesión terminó. Vuelva a entrar.' : err.message);
-    });
-  }
-
   C.showLogin = showLogin;
-  resume();
+  C.route = route;
+  C.resume();
 }(window.Server5KConsola));

@@ -1,5 +1,6 @@
 // The organizer's console, its session: the tokens, every request to the API (the same REST API
-// the command line uses: there is no second way to change data), signing in and out.
+// the command line uses: there is no second way to change data), signing in and out, and resuming
+// this tab's session when the page opens.
 //
 // Where the tokens live: the refresh token in sessionStorage (it survives a reload and a phone
 // putting the tab to sleep, for as long as the refresh token lives; it dies with the tab, so a
@@ -8,7 +9,7 @@
 (function (C) {
   'use strict';
 
-  var el = C.el, plainJson = window.Server5KComun.plainJson;
+  var el = C.el, showAviso = C.showAviso, plainJson = window.Server5KComun.plainJson;
   var KEY = 'server5k.organizador.refresh';
   var quienEl = document.getElementById('quien');
   var salirEl = document.getElementById('salir');
@@ -158,7 +159,27 @@
     history.replaceState(null, '', location.pathname);
   });
 
-  Object.assign(C, { session: session, ApiError: ApiError, request: request,
-    refreshAccess: refreshAccess, api: api, saveFile: saveFile, download: download,
-    showSignedIn: showSignedIn, signIn: signIn, signOut: signOut });
+  // -- start: resume the session if this tab has one ---------------------------------------------------
+  function resume() {
+    if (!session.refresh) { return C.showLogin(''); }
+    refreshAccess().then(function () { return request('GET', '/api/me/'); }).then(function (me) {
+      if (!me.user.organizador) { throw new ApiError(403, 'organizer_only', ''); }
+      session.user = me.user;
+      showSignedIn();
+      C.route();  // (static/organizador.js)
+    }, function (err) {
+      if (err.status === 0) {
+        showAviso(err.message);
+        setTimeout(resume, 3000);
+        return;
+      }
+      signOut(err.status === 401 ? 'La sesión terminó. Vuelva a entrar.' : err.message);
+    });
+  }
+
+  function signedIn() { return !!session.user; }
+
+  // The tokens stay in this file; the other files ask through these.
+  Object.assign(C, { api: api, saveFile: saveFile, download: download, signIn: signIn,
+    signOut: signOut, signedIn: signedIn, resume: resume });
 }(window.Server5KConsola));
