@@ -16,13 +16,15 @@ SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/console-*.png.
 import csv
 import datetime as dt
 import re
+import subprocess
+import sys
 
 import pytest
 from playwright.sync_api import expect
 
 import rehearsal
-from helpers import (DESKTOP, ORGANIZER, PHONE, LoopThread, downloaded, in_dialog, open_console,
-                     registros, save_screenshot, sign_in, tab)
+from helpers import (DESKTOP, ORGANIZER, PHONE, ROOT, LoopThread, downloaded, in_dialog,
+                     open_console, registros, save_screenshot, sign_in, tab)
 
 WAIT_MS = 10_000  # generous: the console updates within a second, the machine may be busy
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
@@ -336,4 +338,33 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     page.reload()
     expect(page.get_by_role("button", name="Entrar")).to_be_visible()
     assert page.evaluate("Object.keys(sessionStorage)") == []
+    assert page.errors == [] and page.native_dialogs == []
+
+
+def test_a_session_revoked_while_the_console_is_open_goes_back_to_sign_in(browser, server):
+    """A new password for the organizer, from another process: the console's live socket is
+    closed (1008), the dialog left open closes, and the sign-in screen says why (the socket,
+    the session, the dialog and the sign-in screen are four of the console's files)."""
+    page = open_console(browser, server)
+    sign_in(page)
+    page.get_by_role("link", name="5K del Puerto").click()
+    expect(page.locator("#en-vivo")).to_have_text("● En vivo", timeout=WAIT_MS)
+    page.get_by_role("button", name="Cambiar el nombre").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    # (The command line changes only a judge's password while the server runs: another
+    # process writes the organizer's into the database, as the socket guard expects.)
+    subprocess.run([sys.executable, "-c", "import sys, models, identity\n"
+                    "models.open_database(sys.argv[1])\n"
+                    "with models.db.connection_context():\n"
+                    "    identity.set_password(sys.argv[2], sys.argv[3])",
+                    server.db_path, ORGANIZER[0], "otra-clave-del-org"],
+                   cwd=ROOT, check=True, timeout=60)
+    expect(page.locator("#form-entrar .error")).to_have_text(
+        "Su sesión ya no vale (cambió la contraseña o se desactivó la cuenta). Vuelva a entrar.",
+        timeout=WAIT_MS)
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("#en-vivo")).to_be_hidden()
+    assert page.evaluate("Object.keys(sessionStorage)") == []
+    sign_in(page, (ORGANIZER[0], "otra-clave-del-org"))
+    expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto", timeout=WAIT_MS)
     assert page.errors == [] and page.native_dialogs == []
