@@ -68,6 +68,21 @@ def test_a_spanish_excel_roster_through_the_console(browser, server):
     in_dialog(page, "Guardar penalización", **{
         "Penalización (p. ej. +2:00 o 30s; 0 la quita)": "30s", "Motivo": "atajo"})
     expect(row).to_contain_text("penalización +30.0 s", timeout=WAIT_MS)
+
+    # The same roster for next month's race (item 12): Marta keeps her account and password,
+    # and the preview says so; no new password is shown.
+    otra = server.api("POST", "/api/competencias/", {"nombre": "5K de enero"})["id"]
+    page.goto(server.base_url + "/organizador/#c=%d&t=plantilla" % otra)
+    expect(page.get_by_role("heading", name="5K de enero")).to_be_visible(timeout=WAIT_MS)
+    upload_bytes(page, ROSTER_1252)
+    expect(page.locator("#previa-resumen")).to_have_text(
+        "Se crearán 1 jueces y 2 equipos (1 de los jueces ya tienen cuenta de otra competencia: "
+        "entran con su contraseña de siempre).", timeout=WAIT_MS)
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    expect(page.locator("#equipos [data-equipo-id]")).to_have_count(2, timeout=WAIT_MS)
+    assert [(j["username"], j["competencia_id"]) for j in server.api(
+        "GET", "/api/jueces/")["jueces"]] == [("marta", 1), ("marta", otra)]
     assert not page.errors
 
 

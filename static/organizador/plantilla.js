@@ -83,8 +83,15 @@
   // A re-imported roster corrects the teams already there (their dorsal): say how many, and
   // on each line what changes (detalle.equipos[].cambios: {campo: [antes, después]}).
   function changedText(answer) {
-    return answer.equipos_cambiados ? '; se corregirán ' + answer.equipos_cambiados +
-      ' equipos que ya estaban' : '';
+    return accountsText(answer) + (answer.equipos_cambiados ? '; se corregirán ' +
+      answer.equipos_cambiados + ' equipos que ya estaban' : '');
+  }
+
+  // Judges of other competitions join this one with the account they have (same username,
+  // same password): no new password for them.
+  function accountsText(answer) {
+    return answer.cuentas_existentes ? ' (' + answer.cuentas_existentes + ' de los jueces ya ' +
+      'tienen cuenta de otra competencia: entran con su contraseña de siempre)' : '';
   }
 
   function changesText(t) {
