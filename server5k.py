@@ -34,7 +34,7 @@ import replica
 import store
 from handlers import listener
 from handlers.access import InFlight, is_trusted, log_request, trusted_networks
-from handlers.base import NotFoundHandler
+from handlers.fallback import NotFoundHandler
 from handlers.connections import Connections
 from handlers.console import Consoles
 from handlers.hub import RaceHub
@@ -199,7 +199,7 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
         max_body_size=4 * 1024 * 1024,
-        # The whole header block; the app answers 414/431 well below it (handlers/base.py).
+        # The whole header block; the app answers 414/431 well below it (handlers/fallback.py).
         max_header_size=64 * 1024,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
