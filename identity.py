@@ -250,11 +250,11 @@ def user_identity(user_id, token_gen=None):
 
 def _session_rows(user_ids):
     """(user id, is_active, token_gen, juez id, juez is_active) of these users, read in bulk."""
-    for chunk in models._chunks(list(user_ids), 500):
+    for chunk in models.chunks(list(user_ids), 500):
         yield from models.db.execute_sql(
             'SELECT u.id, u.is_active, u.token_gen, j.id, j.is_active FROM "user" AS u '
             "LEFT JOIN juez AS j ON j.user_id = u.id WHERE u.id IN (%s)"
-            % models._marks(len(chunk)), chunk).fetchall()
+            % models.sql_marks(len(chunk)), chunk).fetchall()
 
 
 def token_generations(user_ids):
@@ -390,7 +390,7 @@ def replace_password(user_id, password_hash, by=None):
     revoke_tokens(user_id)
     juez = models.Juez.get_or_none(models.Juez.user == user_id)
     if juez is not None:
-        models._history(juez.competencia_id, "contrasena", "juez", juez.id, by)
+        models.add_history(juez.competencia_id, "contrasena", "juez", juez.id, by)
 
 
 def revoke_tokens(user_id):
