@@ -31,8 +31,8 @@ def provide(args, config):
             return
         cli_remote.check_not_demo(args, config)
         path = config["database"]["path"]
-        cli_output.say(args, "database %s (config %s) is served by %s: the change went through it" % (
-                       path, config["_path"], url))
+        message = "database %s (config %s) is served by %s: the change went through it"
+        cli_output.say(args, message % (path, config["_path"], url))
         args.server = cli_remote.ServerSession(args, config, url, why=(
             "a server is running for %s at %s, so changes go through it as an organizer"
             % (path, url)))
@@ -131,8 +131,8 @@ def build_parser():
     p.add_argument("--reason", help="why (kept in the history)")
     add_session_arguments(p)
     for name, p in comp.choices.items():
-        p.set_defaults(func=cli_remote.cmd_competition_set if name == "set" else cli_local.cmd_competition,
-                       needs=cli_output.DATABASE if name == "list" else None)
+        func = cli_remote.cmd_competition_set if name == "set" else cli_local.cmd_competition
+        p.set_defaults(func=func, needs=cli_output.DATABASE if name == "list" else None)
 
     p = sub.add_parser("organizer", help="organizer accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -161,7 +161,8 @@ def build_parser():
     p.add_argument("--password", help="default: asked on a terminal, else generated and "
                    "printed once")
     for name, p in judge.choices.items():
-        p.set_defaults(func=cli_local.cmd_judge, needs=cli_output.DATABASE if name == "list" else None)
+        p.set_defaults(func=cli_local.cmd_judge,
+                       needs=cli_output.DATABASE if name == "list" else None)
     for action, words in (("deactivate", "(server) lock a judge out at once: its tokens are "
                                          "refused and its open sockets closed"),
                           ("activate", "(server) let a deactivated judge log in and work again")):
@@ -189,7 +190,8 @@ def build_parser():
     p.add_argument("--competition", type=int, metavar="ID", help="only this competition's")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     for name, p in team.choices.items():
-        p.set_defaults(func=cli_local.cmd_team, needs=cli_output.DATABASE if name == "list" else None)
+        p.set_defaults(func=cli_local.cmd_team,
+                       needs=cli_output.DATABASE if name == "list" else None)
     p = team.add_parser("edit", help="(server) rename a team, change its dorsal or category, "
                         "or give it to another judge")
     p.add_argument("eid", type=int, metavar="EID", help="the team's id (team list)")

@@ -94,8 +94,8 @@ def cmd_backup(args, config):
 def cmd_demo(args, config):
     if cli_remote.running_server(config) is not None:
         if not cli_remote.demo_credentials_file(config).exists():
-            raise cli_output.CliError("a server is running for %s: the demo event is made by `serve "
-                                      "--demo` (stop it first)" % config["database"]["path"])
+            raise cli_output.CliError("a server is running for %s: the demo event is made by "
+                                      "`serve --demo` (stop it first)" % config["database"]["path"])
         print_demo(json.loads(cli_remote.demo_credentials_file(config).read_text()), config)
         return
     cli_output.say(args, "database %s (config %s)" % (config["database"]["path"], config["_path"]))
@@ -112,15 +112,16 @@ def cmd_competition(args, config):
                 what="competition add")
         else:
             comp = write_alone(roster.add_competition, None, args.name, fecha)
+        start = ", start %s" % venue_time.local_iso(fecha) if fecha else ""
         cli_output.emit(args, comp, "competition %d created: %s%s" % (
-            comp["id"], comp["nombre"], ", start %s" % venue_time.local_iso(fecha) if fecha else ""))
+            comp["id"], comp["nombre"], start))
     else:
         rows = race_control.all_competitions()
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         for c in [] if args.json else cli_output.shown(rows):
-            print("%4d  %-11s %-25s %s" % (c["id"], c["estado"], cli_output.local(c["fecha_hora"]) or "-",
-                                          c["nombre"]))
+            print("%4d  %-11s %-25s %s" % (c["id"], c["estado"],
+                                          cli_output.local(c["fecha_hora"]) or "-", c["nombre"]))
 
 
 @cli_output.needs(cli_output.CHANGES)
@@ -235,19 +236,19 @@ def write_credentials(handle, rows, spreadsheet=False):
     """The credentials CSV that `import` and `simulate --create-demo` write (and read back,
     with or without a byte order mark). A cell a spreadsheet would run as a formula (a judge
     named ``=HYPERLINK(...)``) gets a leading apostrophe, as the console's downloads do
-    (ledger._csv_cell); read_credential takes it off again. ``spreadsheet``: the one `import`
+    (ledger.csv_cell); read_credential takes it off again. ``spreadsheet``: the one `import`
     writes for the organizer to open, with a UTF-8 byte order mark, so a spreadsheet keeps the
     judges' accented names."""
     if spreadsheet:
         handle.write("\ufeff")
     writer = csv.writer(handle)
     writer.writerow(CREDENTIAL_COLUMNS)
-    writer.writerows([ledger._csv_cell(value) for value in row] for row in rows)
+    writer.writerows([ledger.csv_cell(value) for value in row] for row in rows)
 
 
 def read_credential(value):
     """A cell of a credentials CSV as it was before write_credentials guarded it."""
-    if isinstance(value, str) and value[:1] == "'" and ledger._csv_cell(value[1:]) != value[1:]:
+    if isinstance(value, str) and value[:1] == "'" and ledger.csv_cell(value[1:]) != value[1:]:
         return value[1:]
     return value
 
@@ -277,9 +278,10 @@ def cmd_import(args, config):
             handle, result["credenciales"], spreadsheet=True), exclusive=True)
     for team in result["detalle"]["equipos"]:
         if team.get("cambios"):
-            print("line %s: dorsal %d %s" % (team["linea"], team["dorsal"], cli_output.printable("; ".join(
-                "%s %s -> %s" % (field, before, after)
-                for field, (before, after) in team["cambios"].items()))))
+            changes = "; ".join("%s %s -> %s" % (field, before, after)
+                                for field, (before, after) in team["cambios"].items())
+            print("line %s: dorsal %d %s" % (team["linea"], team["dorsal"],
+                                             cli_output.printable(changes)))
     print("imported %d judges (%d new) and %d teams into competition %d%s%s" % (
         result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
         "; %d teams corrected" % result["equipos_cambiados"] if result["equipos_cambiados"]
@@ -378,8 +380,9 @@ def cmd_simulate(args, config):
     else:
         path = Path(args.credentials) if args.credentials else simulation_credentials_path(config)
         if not path.exists():
-            raise cli_output.CliError("no judge credentials at %s: pass --credentials FILE (the CSV that "
-                                      "`import` writes) or --create-demo to create rehearsal judges" % path)
+            raise cli_output.CliError("no judge credentials at %s: pass --credentials FILE (the "
+                                      "CSV that `import` writes) or --create-demo to create "
+                                      "rehearsal judges" % path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             credentials = [(read_credential(row["usuario"]), read_credential(row["contrasena"]))

@@ -54,9 +54,9 @@ def running_server(config):
     except cli_output.CliError:
         status = None
     if status != 401:  # a Server5K server answers an anonymous /api/me/ with a JSON 401
-        raise cli_output.CliError("a server (pid %d) is running for %s but does not answer at %s; try "
-                                  "again once it has started, or stop it" % (
-                           pid, config["database"]["path"], url))
+        raise cli_output.CliError("a server (pid %d) is running for %s but does not answer at "
+                                  "%s; try again once it has started, or stop it" % (
+                                      pid, config["database"]["path"], url))
     return url
 
 
@@ -100,8 +100,8 @@ def check_not_demo(args, config):
     path = config["database"]["path"]
     if demo_credentials_file(config).exists() and not getattr(args, "use_demo", False):
         raise cli_output.CliError("%s is the demo database (`serve --demo` made it; config %s): is "
-                                  "SERVER5K_CONFIG set in this terminal? pass --demo to use it anyway"
-                                  % (path, config["_path"]))
+                                  "SERVER5K_CONFIG set in this terminal? pass --demo to use it "
+                                  "anyway" % (path, config["_path"]))
 
 
 @cli_output.needs(cli_output.SERVER)
@@ -118,8 +118,8 @@ def cmd_competition_set(args, config):
     if args.oculta is not None:
         body["oculta"] = args.oculta
     if not body:
-        raise cli_output.CliError("nothing to set: give --scoring, --counted, --min-finishers, --date, "
-                                  "--name, --hide or --show")
+        raise cli_output.CliError("nothing to set: give --scoring, --counted, --min-finishers, "
+                                  "--date, --name, --hide or --show")
     if args.reason:
         body["motivo"] = args.reason
     session = ServerSession(args, config)
@@ -128,7 +128,8 @@ def cmd_competition_set(args, config):
     comp, regla = answer["competencia"], answer["regla"]
     cli_output.emit(args, answer, "competition %d %s%s: %s; scheduled start %s\n  %s" % (
         comp["id"], comp["nombre"], " (hidden from the public index)" if comp["oculta"] else "",
-        cli_output.rule_line(regla), cli_output.local(comp["fecha_hora"]) or "none", regla["texto"]))
+        cli_output.rule_line(regla), cli_output.local(comp["fecha_hora"]) or "none",
+        regla["texto"]))
 
 
 def credentials_file(given, roster_path):
@@ -136,15 +137,16 @@ def credentials_file(given, roster_path):
     the roster, or -2, -3... when that exists (a file of passwords is never overwritten)."""
     if given:
         if Path(given).exists():
-            raise cli_output.CliError("%s already exists; passwords are never written over a file: pass "
-                                      "another --credentials" % given)
+            raise cli_output.CliError("%s already exists; passwords are never written over a "
+                                      "file: pass another --credentials" % given)
         return Path(given)
     for n in range(1, 1000):
         candidate = roster_path.with_name("%s-credenciales%s.csv" % (
             roster_path.stem, "" if n == 1 else "-%d" % n))
         if not candidate.exists():
             return candidate
-    raise cli_output.CliError("too many credentials files beside %s; pass --credentials" % roster_path)
+    raise cli_output.CliError("too many credentials files beside %s; pass --credentials"
+                              % roster_path)
 
 
 # -- race: talks to the running server over HTTP as an organizer ---------------------------------
@@ -166,8 +168,8 @@ def http_json(method, url, body=None, token=None, context=None, timeout=15, raw=
             return exc.code, {"detail": exc.reason}
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise cli_output.CliError("the server at %s is not reachable (%s); is `python server5k.py serve` "
-                                  "running?" % (url.split("/api/")[0], reason)) from None
+        raise cli_output.CliError("the server at %s is not reachable (%s); is `python server5k.py "
+                                  "serve` running?" % (url.split("/api/")[0], reason)) from None
 
 
 def client_context(config):
@@ -204,7 +206,8 @@ class ServerSession:
                                    {"username": user, "password": password},
                                    context=self.context)
         if status != 200:
-            raise cli_output.CliError("login as %s failed (%d): %s" % (user, status, answer.get("detail")))
+            raise cli_output.CliError("login as %s failed (%d): %s" % (user, status,
+                                                                        answer.get("detail")))
         self.token = answer["access"]
 
     def call(self, method, path, body=None, what=None, **options):
@@ -336,7 +339,8 @@ def cmd_records(args, config):
                 entry["motivo"] or ""))
         return
     if args.action == "add":
-        body = {"equipo_id": args.team, "tiempo": cli_output.duration(args.tiempo), "motivo": args.reason}
+        body = {"equipo_id": args.team, "tiempo": cli_output.duration(args.tiempo),
+                "motivo": args.reason}
         if args.timestamp:
             body["timestamp"] = args.timestamp
         record = session.call("POST", "/api/competencias/%d/registros/" % args.id, body,
@@ -365,7 +369,8 @@ def cmd_team_correction(args, config):
     if args.action == "status":
         body, path = {"estado": args.estado, "motivo": args.reason}, "estado"
     else:
-        body, path = {"ms": cli_output.duration(args.ms, signed=True), "motivo": args.reason}, "penalizacion"
+        body = {"ms": cli_output.duration(args.ms, signed=True), "motivo": args.reason}
+        path = "penalizacion"
     team = session.call("POST", "/api/equipos/%d/%s/" % (args.eid, path), body,
                         what="team " + args.action)
     cli_output.emit(args, team, "team %d %s: estado %s, penalty %s ms" % (
@@ -430,7 +435,8 @@ def cmd_team_edit(args, config):
 
 def excel_needs_csv(args):
     if args.excel and not args.csv:
-        raise cli_output.CliError("--excel goes with --csv FILE (the file to write for the spreadsheet)")
+        raise cli_output.CliError(
+            "--excel goes with --csv FILE (the file to write for the spreadsheet)")
 
 
 @cli_output.needs(cli_output.SERVER)
@@ -450,8 +456,8 @@ def cmd_audit(args, config):
         return
     for a in cli_output.shown(answer["acciones"]):
         print("%5d  %s  %-12s %-11s %-36s %-12s %s" % (
-            a["id"], cli_output.local(a["en"]), a["accion"], a["objeto"], a["objeto_id"], a["usuario"] or "-",
-            a["motivo"] or ""))
+            a["id"], cli_output.local(a["en"]), a["accion"], a["objeto"], a["objeto_id"],
+            a["usuario"] or "-", a["motivo"] or ""))
 
 
 @cli_output.needs(cli_output.NOTHING)
@@ -463,7 +469,8 @@ def cmd_results(args, config):
     try:
         args.id = int(args.what)
     except ValueError:
-        raise cli_output.CliError("results takes a competition ID (or official ID, reopen ID)") from None
+        raise cli_output.CliError(
+            "results takes a competition ID (or official ID, reopen ID)") from None
     excel_needs_csv(args)
     open_event_database(args, config, running_server(config))
     result = ranking.ranking(args.id)

@@ -308,11 +308,11 @@ def judge_of_identity(identity, juez_id):
 
 def _session_rows(user_ids):
     """(user id, is_active, token_gen, juez id, juez is_active) of these users, read in bulk."""
-    for chunk in models._chunks(list(user_ids), 500):  # (a judge of several competitions:
+    for chunk in models.chunks(list(user_ids), 500):  # (a judge of several competitions:
         yield from models.db.execute_sql(                # any judge row, any of them active)
             'SELECT u.id, u.is_active, u.token_gen, min(j.id), max(j.is_active) '
             'FROM "user" AS u LEFT JOIN juez AS j ON j.user_id = u.id WHERE u.id IN (%s) '
-            "GROUP BY u.id" % models._marks(len(chunk)), chunk).fetchall()
+            "GROUP BY u.id" % models.sql_marks(len(chunk)), chunk).fetchall()
 
 
 def token_generations(user_ids):
@@ -450,7 +450,7 @@ def replace_password(user_id, password_hash, by=None):
     models.User.update(password_hash=password_hash).where(models.User.id == user_id).execute()
     revoke_tokens(user_id)
     for juez in models.Juez.select().where(models.Juez.user == user_id):
-        models._history(juez.competencia_id, "contrasena", "juez", juez.id, by)
+        models.add_history(juez.competencia_id, "contrasena", "juez", juez.id, by)
 
 
 def revoke_tokens(user_id):

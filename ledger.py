@@ -23,7 +23,8 @@ def get_registro(id_registro):
         hex_id = None
     row = hex_id and models.RegistroTiempo.get_or_none(models.RegistroTiempo.id_registro == hex_id)
     if not row:
-        raise models.NotFound("El registro %s no existe." % str(id_registro)[:64], "record_not_found")
+        raise models.NotFound("El registro %s no existe." % str(id_registro)[:64],
+                              "record_not_found")
     return row
 
 
@@ -67,7 +68,8 @@ class _Record:
     def view(self):
         """The record object of ORGANIZER.md."""
         return {
-            "id": models._uuid_text(self.hex_id), "equipo_id": self.equipo_id, "juez_id": self.juez_id,
+            "id": models.uuid_text(self.hex_id), "equipo_id": self.equipo_id,
+            "juez_id": self.juez_id,
             "timestamp": models.iso(dt.datetime.fromisoformat(self.timestamp)),
             "tiempo": self.tiempo, "tiempo_recibido": self.tiempo_recibido,
             "recibido_en": models.iso(dt.datetime.fromisoformat(self.received_at)),
@@ -80,7 +82,8 @@ class _Record:
         }
 
 
-def competition_state(competencia_id, scored_per_team=race_defaults.COMPETITION_RULE, equipo_id=None):
+def competition_state(competencia_id, scored_per_team=race_defaults.COMPETITION_RULE,
+                      equipo_id=None):
     """Every stored record of a competition (or only those now on team ``equipo_id``) with
     every correction applied, in arrival order, and each team's status and penalty.
 
@@ -99,7 +102,7 @@ def competition_state(competencia_id, scored_per_team=race_defaults.COMPETITION_
       team's estado is ok, and it is among the team's ``scored_per_team`` best times.
     """
     comp = models.get_competencia(competencia_id)
-    scored_per_team = scoring._contados(comp, scored_per_team)
+    scored_per_team = scoring.contados_of(comp, scored_per_team)
     tolerance_ms = race_defaults.DEFAULTS["tolerancia_ms"]
     execute = models.db.execute_sql
     acciones = execute(_ACCIONES_SQL, (comp.id,)).fetchall()
@@ -111,8 +114,8 @@ def competition_state(competencia_id, scored_per_team=race_defaults.COMPETITION_
         rows = execute(_ROWS_SQL, (comp.id,)).fetchall()
     else:
         ids = [rid for rid, target in moved.items() if target == equipo_id]
-        rows = execute(_ROWS_SQL + " AND (r.equipo_id = ? OR r.id IN (%s))" % models._marks(len(ids))
-                       if ids else _ROWS_SQL + " AND r.equipo_id = ?",
+        rows = execute(_ROWS_SQL + " AND (r.equipo_id = ? OR r.id IN (%s))"
+                       % models.sql_marks(len(ids)) if ids else _ROWS_SQL + " AND r.equipo_id = ?",
                        [comp.id, equipo_id] + ids).fetchall()
     records = [_Record(row) for row in sorted(rows)]
     by_id = {record.row_id: record for record in records}
@@ -172,7 +175,8 @@ def _elapsed_ms(since, text):
 def record_view(row):
     """The record object of one stored record (a RegistroTiempo), corrections applied."""
     equipo_now = _current_team(row)
-    state = competition_state(models.Equipo.get_by_id(equipo_now).competencia_id, equipo_id=equipo_now)
+    state = competition_state(models.Equipo.get_by_id(equipo_now).competencia_id,
+                              equipo_id=equipo_now)
     return next(r.view() for r in state["records"] if r.row_id == row.id)
 
 
@@ -205,7 +209,8 @@ def team_view(equipo, state=None):
         for accion, valor, texto in (
                 models.Accion.select(models.Accion.accion, models.Accion.valor, models.Accion.texto)
                 .where((models.Accion.competencia == equipo.competencia_id)
-                       & (models.Accion.equipo_id == equipo.id) & models.Accion.accion.in_(TEAM_ACCIONES))
+                       & (models.Accion.equipo_id == equipo.id)
+                       & models.Accion.accion.in_(TEAM_ACCIONES))
                 .order_by(models.Accion.id).tuples()):
             _apply_team(state, accion, valor, texto)
     return dict(equipo.to_dict(), estado=state["estado"], penalizacion_ms=state["penalizacion_ms"],
@@ -233,7 +238,7 @@ def arrived_before_start(received_at, estado_carrera, started_at):
 CSV_TIME_COLUMNS = ("tiempo_total", "mejor", "promedio")
 
 
-def _csv(columns, rows, excel=False, decimal_columns=()):
+def csv_text(columns, rows, excel=False, decimal_columns=()):
     """CSV text: a header row, then the rows, in one of two flavours.
 
     * plain (the default, for programs): comma-separated, decimal point;
@@ -249,14 +254,15 @@ def _csv(columns, rows, excel=False, decimal_columns=()):
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    cell = _csv_cell
+    cell = csv_cell
     for row in rows:  # (integers, most cells, as they are: no call each)
         writer.writerow([value if value.__class__ is int else cell(value) for value in row])
     text = out.getvalue()
     return excel_csv(text, decimal_columns) if excel else text
 
 
-def _csv_cell(value):
+def csv_cell(value):
+    """A CSV cell: None empty, text that a spreadsheet would run as a formula led by ``'``."""
     if value is None:
         return ""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -265,7 +271,7 @@ def _csv_cell(value):
 
 
 def excel_csv(text, decimal_columns=()):
-    """Excel's flavour of a plain CSV text made by :func:`_csv`: the same cells (formula guard
+    """Excel's flavour of a plain CSV text made by :func:`csv_text`: the same cells (formula guard
     included), separated by ``;``, and in the columns named in ``decimal_columns`` (the texts
     of times, ``0:19:45.200``) a decimal comma (``0:19:45,200``, which Excel reads as a time)."""
     rows = csv.reader(io.StringIO(text[1:] if text.startswith("\ufeff") else text))
@@ -296,7 +302,8 @@ def _usernames(ids):
     ids = {i for i in ids if i is not None}
     if not ids:
         return {}
-    return dict(models.User.select(models.User.id, models.User.username).where(models.User.id.in_(list(ids))).tuples())
+    return dict(models.User.select(models.User.id, models.User.username)
+                .where(models.User.id.in_(list(ids))).tuples())
 
 
 def _entries(acciones):
@@ -325,7 +332,8 @@ def record_history(id_registro):
 def audit_log(competencia_id):
     """``{"competencia", "acciones"}``: the competition's whole history, oldest first."""
     comp = models.get_competencia(competencia_id)
-    acciones = list(models.Accion.select().where(models.Accion.competencia == comp.id).order_by(models.Accion.id))
+    acciones = list(models.Accion.select().where(models.Accion.competencia == comp.id)
+                    .order_by(models.Accion.id))
     return {"competencia": comp.to_dict(), "acciones": _entries(acciones)}
 
 
@@ -335,9 +343,9 @@ AUDIT_CSV_COLUMNS = ("id", "en", "usuario", "accion", "objeto", "objeto_id", "mo
 
 def audit_csv(result, excel=False):
     """The audit log as CSV (UTF-8 with BOM; before/after as JSON text; ``excel``: the
-    spreadsheet's flavour, :func:`_csv`)."""
-    return _csv(AUDIT_CSV_COLUMNS, (
-        [models._json(a[c]) if c in ("antes", "despues") else a[c] for c in AUDIT_CSV_COLUMNS]
+    spreadsheet's flavour, :func:`csv_text`)."""
+    return csv_text(AUDIT_CSV_COLUMNS, (
+        [models.json_text(a[c]) if c in ("antes", "despues") else a[c] for c in AUDIT_CSV_COLUMNS]
         for a in result["acciones"]), excel=excel)
 
 
@@ -348,9 +356,9 @@ RECORDS_CSV_COLUMNS = ("id", "equipo_id", "juez_id", "origen", "timestamp", "rec
 
 
 def records_csv(result, excel=False):
-    """The organizer's records list as CSV, flags included (``excel``: :func:`_csv`)."""
-    return _csv(RECORDS_CSV_COLUMNS,
-                ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]), excel=excel)
+    """The organizer's records list as CSV, flags included (``excel``: :func:`csv_text`)."""
+    return csv_text(RECORDS_CSV_COLUMNS,
+                   ([r[c] for c in RECORDS_CSV_COLUMNS] for r in result["registros"]), excel=excel)
 
 
 PUBLIC_RECORD_KEYS = ("id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_salida",
@@ -360,9 +368,11 @@ PUBLIC_RECORD_KEYS = ("id", "tiempo", "cuenta", "anulado", "ausente", "antes_de_
 def team_detail(competencia_id, equipo_id, scored_per_team=race_defaults.COMPETITION_RULE):
     """Public: ``{"competencia", "equipo", "registros"}`` with no reasons and no judges."""
     comp = models.get_competencia(competencia_id)
-    equipo = models.Equipo.get_or_none((models.Equipo.id == equipo_id) & (models.Equipo.competencia == comp.id))
+    equipo = models.Equipo.get_or_none((models.Equipo.id == equipo_id)
+                                       & (models.Equipo.competencia == comp.id))
     if equipo is None:
-        raise models.NotFound("El equipo %s no es de esta competencia." % equipo_id, "team_not_found")
+        raise models.NotFound("El equipo %s no es de esta competencia." % equipo_id,
+                              "team_not_found")
     state = competition_state(comp.id, scored_per_team, equipo_id=equipo.id)
     view = team_view(equipo, state["equipos"][equipo.id])
     return {"competencia": comp.to_dict(),

@@ -538,19 +538,23 @@ def get_competencia(competencia_id):
     return comp
 
 
-def _is_int(value):
+def is_int(value):
+    """An int and not a bool (JSON's true is not a number of milliseconds)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _marks(n):
+def sql_marks(n):
+    """``?, ?, ?``: the SQL parameter marks of an ``IN (...)`` of ``n`` values."""
     return ", ".join("?" * n)
 
 
-def _chunks(items, size):
+def chunks(items, size):
+    """``items`` in slices of at most ``size`` (SQLite's limit of parameters per statement)."""
     return (items[start:start + size] for start in range(0, len(items), size))
 
 
-def _uuid_text(hex_id):
+def uuid_text(hex_id):
+    """A record id as the wire writes it (8-4-4-4-12) from the 32 hex digits stored."""
     return "%s-%s-%s-%s-%s" % (hex_id[:8], hex_id[8:12], hex_id[12:16], hex_id[16:20],
                                hex_id[20:])
 
@@ -559,15 +563,17 @@ def _uuid_text(hex_id):
 # --------------------------------------------------------------------------------------------
 # Race state changes (run in the writer). Each returns the competition's new dict.
 # --------------------------------------------------------------------------------------------
-def _history(comp, accion, objeto, objeto_id, user_id, motivo=None, antes=None, despues=None,
-             **payload):
+def add_history(comp, accion, objeto, objeto_id, user_id, motivo=None, antes=None, despues=None,
+                **payload):
     """Add the Accion row of a change (run by the writer, inside the change's transaction)."""
     return Accion.create(competencia=comp if isinstance(comp, int) else comp.id, accion=accion,
                          objeto=objeto, objeto_id=str(objeto_id), usuario=user_id, en=utcnow(),
-                         motivo=motivo, antes=_json(antes), despues=_json(despues), **payload)
+                         motivo=motivo, antes=json_text(antes), despues=json_text(despues),
+                         **payload)
 
 
-def _json(value):
+def json_text(value):
+    """A history row's ``antes``/``despues`` as stored: sorted JSON text, or None."""
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 

@@ -27,7 +27,8 @@ def judge_teams(user_id, competencia_id=None):
     refusal = identity.session_refusal(user is not None and user.is_active, None)
     if refusal is not None:
         raise refusal
-    query = (models.Equipo.select(models.Equipo, models.Competencia.nombre.alias("competencia_nombre"),
+    query = (models.Equipo.select(models.Equipo,
+                                  models.Competencia.nombre.alias("competencia_nombre"),
                                   models.User.username.alias("juez_username"))
              .join(models.Competencia).switch(models.Equipo).join(models.Juez, pw.JOIN.LEFT_OUTER)
              .join(models.User, pw.JOIN.LEFT_OUTER))
@@ -57,7 +58,8 @@ def start_competition(competencia_id, user_id=None):
     comp.started_at = models.utcnow()
     comp.finished_at = None
     comp.save()
-    models._history(comp, "iniciar", "competencia", comp.id, user_id, None, before, _race_state(comp))
+    models.add_history(comp, "iniciar", "competencia", comp.id, user_id, None, before,
+                       _race_state(comp))
     return comp.to_dict()
 
 
@@ -68,7 +70,8 @@ def stop_competition(competencia_id, user_id=None):
     before = _race_state(comp)
     comp.finished_at = models.utcnow()
     comp.save()
-    models._history(comp, "detener", "competencia", comp.id, user_id, None, before, _race_state(comp))
+    models.add_history(comp, "detener", "competencia", comp.id, user_id, None, before,
+                       _race_state(comp))
     return comp.to_dict()
 
 
@@ -82,8 +85,9 @@ def reset_competition(competencia_id, force=False, user_id=None):
     if comp.estado == models.ESTADO_PROGRAMADA:
         return comp.to_dict(), False
     if comp.oficial_en is not None:
-        raise models.Conflict("Los resultados son oficiales; reábralos antes de reiniciar la carrera.",
-                              "results_official")
+        raise models.Conflict(
+            "Los resultados son oficiales; reábralos antes de reiniciar la carrera.",
+            "results_official")
     if not force:
         received = (models.RegistroTiempo.select()
                     .join(models.Equipo)
@@ -98,8 +102,8 @@ def reset_competition(competencia_id, force=False, user_id=None):
     comp.started_at = None
     comp.finished_at = None
     comp.save()
-    models._history(comp, "reiniciar", "competencia", comp.id, user_id, None, before,
-                    dict(_race_state(comp), forzado=bool(force)))
+    models.add_history(comp, "reiniciar", "competencia", comp.id, user_id, None, before,
+                       dict(_race_state(comp), forzado=bool(force)))
     return comp.to_dict(), True
 
 
@@ -123,7 +127,7 @@ def check_motivo(motivo, required=True):
 
 def check_tiempo(value, field="tiempo"):
     """A time in ms as stored: a JSON integer 0..24 h. Invalid else."""
-    if not models._is_int(value) or not 0 <= value <= models.MAX_TIEMPO_MS:
+    if not models.is_int(value) or not 0 <= value <= models.MAX_TIEMPO_MS:
         raise models.Invalid("El tiempo no es válido.", "validation_error",
                              {field: "Debe ser un entero de milisegundos entre 0 y %d (24 h)."
                        % models.MAX_TIEMPO_MS})
@@ -131,7 +135,7 @@ def check_tiempo(value, field="tiempo"):
 
 
 def _team_of_competition(equipo_id, competencia_id, field="equipo_id"):
-    if not models._is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
+    if not models.is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
         raise models.Invalid("El equipo no es válido.", "validation_error",
                              {field: "Debe ser el id (entero) de un equipo."})
     equipo = models.Equipo.get_or_none(models.Equipo.id == equipo_id)
@@ -155,12 +159,12 @@ def _record_change(accion, user_id, id_registro, motivo, change):
     payload = change(before, competencia_id)
     if payload is None:
         return competencia_id, before
-    entry = models._history(competencia_id, accion, "registro", before["id"], user_id, motivo,
-                            _record_summary(before), None, registro_id=row.id, **payload)
+    entry = models.add_history(competencia_id, accion, "registro", before["id"], user_id, motivo,
+                               _record_summary(before), None, registro_id=row.id, **payload)
     after = ledger.record_view(row)
     # The state after is the fold with this very row, so it is filled in once the row exists,
     # before the transaction commits: no one ever sees the entry without it.
-    entry.despues = models._json(_record_summary(after))
+    entry.despues = models.json_text(_record_summary(after))
     entry.save()
     return competencia_id, after
 
@@ -235,37 +239,42 @@ def add_manual_record(user_id, competencia_id, equipo_id, tiempo, motivo, timest
                      if comp.started_at is not None else models.utcnow())
     row = models.RegistroTiempo.create(
         id_registro=uuid.uuid4(), equipo=equipo.id, juez=None, tiempo=tiempo,
-        **dict(zip(("horas", "minutos", "segundos", "milisegundos"), venue_time.split_tiempo(tiempo))),
+        **dict(zip(("horas", "minutos", "segundos", "milisegundos"),
+                   venue_time.split_tiempo(tiempo))),
         timestamp=timestamp, received_at=models.utcnow(), estado_carrera=comp.estado,
         origen=models.ORIGEN_MANUAL, oficial_al_recibir=False)
     record = ledger.record_view(row)
-    models._history(comp, "manual", "registro", record["id"], user_id, motivo, None,
-                    _record_summary(record), registro_id=row.id, equipo_id=equipo.id, valor=tiempo)
+    models.add_history(comp, "manual", "registro", record["id"], user_id, motivo, None,
+                       _record_summary(record), registro_id=row.id, equipo_id=equipo.id,
+                       valor=tiempo)
     return comp.id, record
 
 
 def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
     """Add ``delta_ms`` to the counted time of every app record of the competition (or of one
-    judge's), stored and still to come; a paper time (origen manual) is never shifted. Without a judge it is a late or early start, so
-    started_at moves back by ``delta_ms`` too. Returns (competition dict, records affected).
+    judge's), stored and still to come; a paper time (origen manual) is never shifted. Without a
+    judge it is a late or early start, so started_at moves back by ``delta_ms`` too. Returns
+    (competition dict, records affected).
     """
     comp = models.get_competencia(competencia_id)
-    if not models._is_int(delta_ms) or delta_ms == 0 or abs(delta_ms) > models.MAX_TIEMPO_MS:
+    if not models.is_int(delta_ms) or delta_ms == 0 or abs(delta_ms) > models.MAX_TIEMPO_MS:
         raise models.Invalid("El ajuste no es válido.", "validation_error",
                              {"delta_ms": "Un entero de milisegundos distinto de 0, hasta 24 h."})
     motivo = check_motivo(motivo)
     if juez_id is not None:
         juez = (models.Juez.get_or_none(models.Juez.id == juez_id)
-                if models._is_int(juez_id) and 1 <= juez_id <= 2**62 else None)  # SQLite: 64-bit ids
+                if models.is_int(juez_id) and 1 <= juez_id <= 2**62 else None)  # SQLite: 64-bit ids
         if juez is None or juez.competencia_id != comp.id:
-            raise models.NotFound("El juez %s no es de esta competencia." % juez_id, "judge_not_found")
+            raise models.NotFound("El juez %s no es de esta competencia." % juez_id,
+                                  "judge_not_found")
     records = ledger.competition_state(comp.id)["records"]
     affected = [r for r in records if r.origen != models.ORIGEN_MANUAL  # paper times never move
                 and (juez_id is None or r.juez_id == juez_id)]
     negative = [r for r in affected if not r.ausente and r.tiempo + delta_ms < 0]
     if negative:
         raise models.Conflict("El ajuste dejaría %d tiempos en negativo (p. ej. el registro %s)."
-                              % (len(negative), models._uuid_text(negative[0].hex_id)), "negative_time")
+                              % (len(negative), models.uuid_text(negative[0].hex_id)),
+                              "negative_time")
     before = after = None
     if juez_id is None:
         if comp.started_at is None:
@@ -279,10 +288,10 @@ def shift_times(user_id, competencia_id, delta_ms, motivo, juez_id=None):
         comp.started_at = new_start
         comp.save()
         after = {"started_at": models.iso(comp.started_at)}
-    models._history(comp, "ajustar", "juez" if juez_id is not None else "competencia",
-                    juez_id if juez_id is not None else comp.id, user_id, motivo,
-                    dict(before or {}, delta_ms=0), dict(after or {}, delta_ms=delta_ms),
-                    juez_id=juez_id, valor=delta_ms)
+    models.add_history(comp, "ajustar", "juez" if juez_id is not None else "competencia",
+                       juez_id if juez_id is not None else comp.id, user_id, motivo,
+                       dict(before or {}, delta_ms=0), dict(after or {}, delta_ms=delta_ms),
+                       juez_id=juez_id, valor=delta_ms)
     return comp.to_dict(), len(affected)
 
 
@@ -296,9 +305,10 @@ def set_team_status(user_id, equipo_id, estado, motivo):
 
 def set_team_penalty(user_id, equipo_id, ms, motivo):
     """A time penalty (signed ms, 0 clears) added to the team's total."""
-    if not models._is_int(ms) or abs(ms) > models.MAX_TIEMPO_MS:
-        raise models.Invalid("La penalización no es válida.", "validation_error",
-                             {"ms": "Un entero de milisegundos (con signo; 0 la quita), hasta 24 h."})
+    if not models.is_int(ms) or abs(ms) > models.MAX_TIEMPO_MS:
+        raise models.Invalid(
+            "La penalización no es válida.", "validation_error",
+            {"ms": "Un entero de milisegundos (con signo; 0 la quita), hasta 24 h."})
     return _team_change("penalizacion", user_id, equipo_id, motivo, "penalizacion_ms", ms,
                         valor=ms)
 
@@ -311,8 +321,8 @@ def _team_change(accion, user_id, equipo_id, motivo, key, value, **payload):
     before = ledger.team_view(equipo)
     if before[key] == value:
         return before
-    models._history(equipo.competencia_id, accion, "equipo", equipo.id, user_id, motivo,
-                    {key: before[key]}, {key: value}, equipo_id=equipo.id, **payload)
+    models.add_history(equipo.competencia_id, accion, "equipo", equipo.id, user_id, motivo,
+                       {key: before[key]}, {key: value}, equipo_id=equipo.id, **payload)
     return ledger.team_view(equipo)
 
 
@@ -328,8 +338,9 @@ def make_official(user_id, competencia_id, motivo=None):
                               "race_not_finished")
     comp.oficial_en = models.utcnow()
     comp.save()
-    models._history(comp, "oficializar", "competencia", comp.id, user_id, motivo, {"oficial": False},
-                    {"oficial": True, "oficial_en": models.iso(comp.oficial_en)})
+    models.add_history(comp, "oficializar", "competencia", comp.id, user_id, motivo,
+                       {"oficial": False},
+                       {"oficial": True, "oficial_en": models.iso(comp.oficial_en)})
     return comp.to_dict(), True
 
 
@@ -343,7 +354,8 @@ def reopen_results(user_id, competencia_id, motivo):
     before = {"oficial": True, "oficial_en": models.iso(comp.oficial_en)}
     comp.oficial_en = None
     comp.save()
-    models._history(comp, "reabrir", "competencia", comp.id, user_id, motivo, before, {"oficial": False})
+    models.add_history(comp, "reabrir", "competencia", comp.id, user_id, motivo, before,
+                       {"oficial": False})
     return comp.to_dict(), True
 
 
@@ -378,7 +390,7 @@ def update_competition(user_id, competencia_id, body):
     if oculta is not _UNSET and not isinstance(oculta, bool):
         errors["oculta"] = "Debe ser true (fuera del índice público) o false."
     if "regla" in body:
-        rule = scoring._check_rule(body["regla"], comp, errors)
+        rule = scoring.check_rule(body["regla"], comp, errors)
     if "fecha_hora" in body:
         fecha = body["fecha_hora"]
         if fecha is not None:
@@ -390,36 +402,38 @@ def update_competition(user_id, competencia_id, body):
                 errors["fecha_hora"] = ("Una fecha ISO 8601 de 2000 a 2999 (sin desfase: hora "
                                         "local, %s), o null." % race_defaults.zone().key)
     if errors:
-        raise models.Invalid("Los cambios de la competencia no son válidos.", "validation_error", errors)
+        raise models.Invalid("Los cambios de la competencia no son válidos.", "validation_error",
+                             errors)
     changed = False
     before = {"tipo": comp.regla, "contados": comp.contados, "minimo": comp.minimo}
     if rule is not None and rule != before:
         if comp.oficial_en is not None:
-            raise models.Conflict("Los resultados son oficiales; reábralos antes de cambiar la regla.",
-                                  "results_official")
+            raise models.Conflict(
+                "Los resultados son oficiales; reábralos antes de cambiar la regla.",
+                "results_official")
         comp.regla, comp.contados, comp.minimo = rule["tipo"], rule["contados"], rule["minimo"]
         comp.save()
-        models._history(comp, "regla", "competencia", comp.id, user_id, motivo, before, rule)
+        models.add_history(comp, "regla", "competencia", comp.id, user_id, motivo, before, rule)
         changed = True
     if nombre is not _UNSET and nombre != comp.nombre:
         antes = {"nombre": comp.nombre}
         comp.nombre = nombre
         comp.save()
-        models._history(comp, "renombrar", "competencia", comp.id, user_id, motivo, antes,
-                        {"nombre": comp.nombre})
+        models.add_history(comp, "renombrar", "competencia", comp.id, user_id, motivo, antes,
+                           {"nombre": comp.nombre})
         changed = True
     if oculta is not _UNSET and oculta != bool(comp.oculta):
         comp.oculta = oculta
         comp.save()
-        models._history(comp, "ocultar" if oculta else "mostrar", "competencia", comp.id, user_id,
-                        motivo, {"oculta": not oculta}, {"oculta": oculta})
+        models.add_history(comp, "ocultar" if oculta else "mostrar", "competencia", comp.id,
+                           user_id, motivo, {"oculta": not oculta}, {"oculta": oculta})
         changed = True
     if fecha is not _UNSET and fecha != comp.fecha_hora:
         antes = {"fecha_hora": models.iso(comp.fecha_hora)}
         comp.fecha_hora = fecha
         comp.save()
-        models._history(comp, "programar", "competencia", comp.id, user_id, motivo, antes,
-                        {"fecha_hora": models.iso(comp.fecha_hora)})
+        models.add_history(comp, "programar", "competencia", comp.id, user_id, motivo, antes,
+                           {"fecha_hora": models.iso(comp.fecha_hora)})
         changed = True
     return comp.to_dict(), scoring.competition_rule(comp), changed
 
@@ -473,7 +487,8 @@ def record_start_notice(competencia_id, juez_id, when):
     comp = models.Competencia.get_or_none(models.Competencia.id == competencia_id)
     given = given_start(comp) if comp is not None else None
     if given is None or when < given or models.AvisoSalida.select().where(
-            (models.AvisoSalida.competencia_id == competencia_id) & (models.AvisoSalida.juez_id == juez_id)
+            (models.AvisoSalida.competencia_id == competencia_id)
+            & (models.AvisoSalida.juez_id == juez_id)
             & (models.AvisoSalida.en >= given)).exists():
         return False
     models.AvisoSalida.create(competencia_id=competencia_id, juez_id=juez_id, en=when)
@@ -497,7 +512,8 @@ def competition_judges(competencia_id):
               .where(models.Juez.competencia == comp.id).order_by(models.Juez.id))
     arrivals = dict(models.db.execute_sql(_ARRIVALS_SQL, (comp.id,)).fetchall())
     equipos = {}
-    for equipo in models.Equipo.select().where(models.Equipo.competencia == comp.id).order_by(models.Equipo.dorsal):
+    teams = models.Equipo.select().where(models.Equipo.competencia == comp.id)
+    for equipo in teams.order_by(models.Equipo.dorsal):
         equipos.setdefault(equipo.juez_id, []).append(
             dict(equipo.to_dict(), registros=arrivals.get(equipo.id, 0),
                  categoria=equipo.categoria))
@@ -513,7 +529,8 @@ def competition_judges(competencia_id):
                 "SELECT juez_id, valor FROM accion WHERE competencia_id = ? AND accion = "
                 "'ajustar' AND juez_id IS NOT NULL", (comp.id,)):
             own[juez_id] += valor
-        for juez_id, lag in models.db.execute_sql(_IMPLIED_START_SQL, (given_text, comp.id, given_text)):
+        for juez_id, lag in models.db.execute_sql(_IMPLIED_START_SQL,
+                                                  (given_text, comp.id, given_text)):
             implied[juez_id].append(lag - own[juez_id])
         for juez_id, en in models.db.execute_sql(_NOTICES_SQL, (comp.id, given_text)):
             notices[juez_id] = models.iso(dt.datetime.fromisoformat(en))

@@ -42,13 +42,14 @@ def ranking(competencia_id, scored_per_team=race_defaults.COMPETITION_RULE):
     ``scored_per_team``, when given, is N instead of the competition's own.
     """
     if scored_per_team is not race_defaults.COMPETITION_RULE and (
-            not models._is_int(scored_per_team) or scored_per_team < 1):
+            not models.is_int(scored_per_team) or scored_per_team < 1):
         raise ValueError("scored_per_team must be a positive integer")
     state = ledger.competition_state(competencia_id, scored_per_team)
     comp = state["competencia"]
     regla = scoring.competition_rule(comp, state["contados"])
     tipo, n, minimo = regla["tipo"], regla["contados"], regla["minimo"]
-    teams = list(models.Equipo.select(models.Equipo.id, models.Equipo.nombre, models.Equipo.dorsal, models.Equipo.categoria)
+    teams = list(models.Equipo.select(models.Equipo.id, models.Equipo.nombre, models.Equipo.dorsal,
+                                      models.Equipo.categoria)
                  .where(models.Equipo.competencia == comp.id).tuples())
     kept, early, absent, pending = (defaultdict(int), defaultdict(int), defaultdict(int),
                                     defaultdict(int))
@@ -171,11 +172,11 @@ CSV_COLUMNS = ("posicion", "dorsal", "equipo", "equipo_id", "estado", "registros
 def ranking_csv(result, now=None, excel=False):
     """A :func:`ranking` result as CSV text: a header row, then one row per team. ``now``
     (naive UTC, default now) is the time the standings are of; ``excel``: the flavour a
-    Spanish spreadsheet opens in columns (:func:`_csv`)."""
+    Spanish spreadsheet opens in columns (:func:`ledger.csv_text`)."""
     common = {"regla": result["regla"]["texto"],
               "resultados": "oficiales" if result["competencia"]["oficial"] else "provisionales",
               "actualizado_en": venue_time.local_iso(now or models.utcnow())}
-    return ledger._csv(CSV_COLUMNS, (
+    return ledger.csv_text(CSV_COLUMNS, (
         [" ".join(map(str, row["puestos"])) if c == "puestos" else common[c] if c in common
          else row[c] for c in CSV_COLUMNS] for row in result["clasificacion"]),
         excel=excel, decimal_columns=ledger.CSV_TIME_COLUMNS)

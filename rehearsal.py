@@ -202,7 +202,8 @@ class Stats:
         self.records_duplicate = 0
 
 
-def _backoff(attempt):
+def backoff(attempt):
+    """Seconds to wait before retry ``attempt``: doubling from 0.25 s up to 5 s, jittered."""
     return min(5.0, 0.25 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)
 
 
@@ -271,7 +272,7 @@ class VirtualJudge:
             if status == 429:
                 delay = float(response.headers.get("Retry-After", 1))
             elif status >= 500:
-                delay = _backoff(attempt)
+                delay = backoff(attempt)
             else:
                 return status, answer  # a client error: retrying would not help
             await asyncio.sleep(delay)
@@ -336,7 +337,7 @@ class VirtualJudge:
                     raise
             except (OSError, asyncio.TimeoutError):
                 self.stats.errors["ws_connection_error"] += 1
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
             attempt += 1
         raise RuntimeError("juez %s could not connect its socket" % self.juez_id)
 
@@ -358,7 +359,7 @@ class VirtualJudge:
 
     async def _reconnect(self):
         try:
-            await asyncio.sleep(_backoff(0))
+            await asyncio.sleep(backoff(0))
             await self.connect_with_retry()
         except Exception:
             self.stats.errors["ws_reconnect_failed"] += 1
@@ -373,7 +374,7 @@ class VirtualJudge:
     def records_for(self, equipo_id, count=15):
         """``count`` plausible finish times after the start, each with its own id_registro."""
         started = self.start_info["started_at"] if self.start_info else None
-        base = time.time() if started is None else _parse_iso(started)
+        base = time.time() if started is None else parse_iso(started)
         tiempos = sorted(random.randint(18 * 60_000, 45 * 60_000) for _ in range(count))
         return [{"timestamp": _iso(base + t / 1000.0), "tiempo": t,
                  "id_registro": str(uuid.uuid4())} for t in tiempos]
@@ -396,7 +397,8 @@ def _iso(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%S", stamp) + ".%03dZ" % (int(epoch * 1000) % 1000)
 
 
-def _parse_iso(text):
+def parse_iso(text):
+    """A wire timestamp (ISO 8601, ``Z`` for UTC) as seconds since the epoch."""
     import datetime as dt
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value.timestamp()
@@ -528,7 +530,7 @@ async def simulate(base_url, credentials, competencia_id=None, organizer=None, w
         if start_sent is not None:
             delays.append((judge.start_mono - start_sent) * 1000)
         else:  # started by hand: measure from the server's own start time (same clock here)
-            delays.append((judge.start_wall - _parse_iso(judge.start_info["started_at"])) * 1000)
+            delays.append((judge.start_wall - parse_iso(judge.start_info["started_at"])) * 1000)
     teams = sum(len(j.equipos) for j in arrived)
     lines = ["Simulation against %s: %d virtual judges" % (base_url, len(judges)),
              "  judges connected:       %d / %d" % (connected_at_start, len(judges)),

@@ -896,7 +896,8 @@ def restore(replica_url, target_path, expected_version, max_age_s=DEFAULT_MAX_AG
         except (ValueError, KeyError, TypeError):
             txid = None
         info = check_copy(tmp, expected_version, allow_older)
-        times = [t for x, t in replica_timeline(replica_url, binary, source=source) if txid is None or x <= txid]
+        times = [t for x, t in replica_timeline(replica_url, binary, source=source)
+                 if txid is None or x <= txid]
         copied_at = max(times) if times else None
         now = time.time() if now is None else now
         age = None if copied_at is None else max(0.0, now - copied_at)

@@ -188,7 +188,7 @@ def plan_roster(rows, competencia_id, source="roster"):
     # The judges and teams that exist, in a few queries (never one per row).
     # (A user judging several competitions has a judge row in each: one row per row here.)
     accounts = {}
-    for chunk in models._chunks(list(judges), 500):
+    for chunk in models.chunks(list(judges), 500):
         for key, user_id, username, organizer, juez_id, juez_comp, juez_nombre in (
                 models.User.select(models.User.username_key, models.User.id,
                                    models.User.username, models.User.is_organizer,
@@ -375,7 +375,7 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
             cursor.execute(_INSERT_HISTORY, (
                 cid, "crear", "juez", str(cursor.lastrowid), user_id, now,
                 "importado: %s" % judge["where"], None,
-                models._json({"username": judge["username"], "nombre": judge["nombre"]})))
+                models.json_text({"username": judge["username"], "nombre": judge["nombre"]})))
             if key not in accounts:
                 credentials.append([judge["username"], password, judge_ids[key],
                                     judge["nombre"]])
@@ -394,7 +394,7 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
                                               team["categoria"]))
                 cursor.execute(_INSERT_HISTORY, (
                     cid, "crear", "equipo", str(cursor.lastrowid), user_id, now,
-                    "importado: %s" % team["where"], None, models._json({
+                    "importado: %s" % team["where"], None, models.json_text({
                         "nombre": team["nombre"], "dorsal": team["dorsal"], "juez_id": juez_id,
                         "categoria": team["categoria"]})))
         if edits:
@@ -417,7 +417,8 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
                     models.Equipo.id == equipo.id).execute()
                 cursor.execute(_INSERT_HISTORY, (
                     cid, "editar", "equipo", str(equipo.id), user_id, now,
-                    "importado: %s" % team["where"], models._json(antes), models._json(despues)))
+                    "importado: %s" % team["where"], models.json_text(antes),
+                    models.json_text(despues)))
     return credentials
 
 
@@ -478,7 +479,7 @@ def _text(value, field, max_length, required=True):
 
 
 def _dorsal(value):
-    if not models._is_int(value) or not 1 <= value <= MAX_DORSAL:
+    if not models.is_int(value) or not 1 <= value <= MAX_DORSAL:
         raise models.Invalid("El dorsal no es válido.", "validation_error",
                              {"dorsal": "Un número entero positivo."})
     return value
@@ -493,7 +494,7 @@ def _team(equipo_id):
 
 def _judge(juez_id, competencia_id=None, field="juez_id"):
     """The judge ``juez_id`` (of that competition, when given)."""
-    if not models._is_int(juez_id) or not 1 <= juez_id <= 2**62:
+    if not models.is_int(juez_id) or not 1 <= juez_id <= 2**62:
         raise models.Invalid("El juez no es válido.", "validation_error",
                              {field: "Debe ser el id (entero) de un juez."})
     juez = (models.Juez.select(models.Juez, models.User).join(models.User)
@@ -531,14 +532,14 @@ def _team_fields(equipo):
 
 
 def _created_team(user_id, equipo, motivo=None):
-    models._history(equipo.competencia_id, "crear", "equipo", equipo.id, user_id, motivo, None,
-                    _team_fields(equipo))
+    models.add_history(equipo.competencia_id, "crear", "equipo", equipo.id, user_id, motivo, None,
+                       _team_fields(equipo))
     return ledger.team_view(equipo)
 
 
 def _created_judge(user_id, juez, motivo=None):
-    models._history(juez.competencia_id, "crear", "juez", juez.id, user_id, motivo, None,
-                    {"username": juez.user.username, "nombre": juez.nombre})
+    models.add_history(juez.competencia_id, "crear", "juez", juez.id, user_id, motivo, None,
+                       {"username": juez.user.username, "nombre": juez.nombre})
 
 
 def add_competition(user_id, nombre, fecha_hora=None):
@@ -553,8 +554,8 @@ def add_competition(user_id, nombre, fecha_hora=None):
                                  {"fecha_hora": "Debe ser una fecha ISO 8601."}) from None
     with models.db.atomic():
         comp = registration.create_competition(nombre, fecha_hora)
-        models._history(comp, "crear", "competencia", comp.id, user_id, None, None,
-                        {"nombre": comp.nombre, "fecha_hora": models.iso(comp.fecha_hora)})
+        models.add_history(comp, "crear", "competencia", comp.id, user_id, None, None,
+                           {"nombre": comp.nombre, "fecha_hora": models.iso(comp.fecha_hora)})
     return comp.to_dict()
 
 
@@ -632,8 +633,8 @@ def edit_team(user_id, equipo_id, changes):
     with models.db.atomic():
         models.Equipo.update(**{("juez" if f == "juez_id" else f): v for f, v in changed.items()}
                              ).where(models.Equipo.id == equipo.id).execute()
-        models._history(equipo.competencia_id, "editar", "equipo", equipo.id, user_id, None,
-                        {field: before[field] for field in changed}, changed)
+        models.add_history(equipo.competencia_id, "editar", "equipo", equipo.id, user_id, None,
+                           {field: before[field] for field in changed}, changed)
     return ledger.team_view(_team(equipo.id))
 
 
@@ -648,8 +649,8 @@ def delete_team(user_id, equipo_id):
         raise models.Conflict("El equipo %s tiene tiempos: no se puede eliminar (márquelo como "
                               "dns si no corre)." % equipo.nombre, "team_has_records")
     with models.db.atomic():
-        models._history(equipo.competencia_id, "eliminar", "equipo", equipo.id, user_id, None,
-                        _team_fields(equipo))
+        models.add_history(equipo.competencia_id, "eliminar", "equipo", equipo.id, user_id, None,
+                           _team_fields(equipo))
         equipo.delete_instance()
     return equipo.competencia_id
 
@@ -672,13 +673,13 @@ def edit_judge(user_id, juez_id, changes, password_hash=None):
     revoked = False
     with models.db.atomic():
         if nombre != juez.nombre:
-            models._history(juez.competencia_id, "editar", "juez", juez.id, user_id, None,
-                            {"nombre": juez.nombre}, {"nombre": nombre})
+            models.add_history(juez.competencia_id, "editar", "juez", juez.id, user_id, None,
+                               {"nombre": juez.nombre}, {"nombre": nombre})
             juez.nombre = nombre
         if activo != juez.is_active:
-            models._history(juez.competencia_id, "activar" if activo else "desactivar", "juez",
-                            juez.id, user_id, None, {"activo": juez.is_active},
-                            {"activo": activo})
+            models.add_history(juez.competencia_id, "activar" if activo else "desactivar", "juez",
+                               juez.id, user_id, None, {"activo": juez.is_active},
+                               {"activo": activo})
             juez.is_active = activo
             revoked = not activo
         juez.save()

@@ -6,7 +6,7 @@ import models
 import race_defaults
 
 
-def _check_rule(value, comp, errors):
+def check_rule(value, comp, errors):
     """The new rule (``tipo``, ``contados``, ``minimo``) from a partial one, or None with
     ``errors`` filled in."""
     if not isinstance(value, dict):
@@ -18,11 +18,11 @@ def _check_rule(value, comp, errors):
         errors["regla." + key] = "Campo desconocido: tipo, contados o minimo."
     if rule["tipo"] not in REGLAS:
         errors["regla.tipo"] = "Debe ser uno de: %s." % ", ".join(REGLAS)
-    if rule["contados"] is not None and not (models._is_int(rule["contados"])
+    if rule["contados"] is not None and not (models.is_int(rule["contados"])
                                              and 1 <= rule["contados"] <= MAX_CONTADOS):
         errors["regla.contados"] = ("Un entero de 1 a %d, o null (el valor del servidor)."
                                     % MAX_CONTADOS)
-    if not (models._is_int(rule["minimo"]) and 1 <= rule["minimo"] <= MAX_CONTADOS):
+    if not (models.is_int(rule["minimo"]) and 1 <= rule["minimo"] <= MAX_CONTADOS):
         errors["regla.minimo"] = "Un entero de 1 a %d." % MAX_CONTADOS
     return None if any(k.startswith("regla") for k in errors) else rule
 
@@ -37,14 +37,14 @@ def competition_rule(comp, scored_per_team=race_defaults.COMPETITION_RULE):
     """The rule in force for a Competencia: ``{"tipo", "contados", "minimo", "texto"}``.
     ``contados`` is ``scored_per_team`` when given, else the competition's, else the server's
     ``race.records_scored_per_team``; ``texto`` says the rule in words (the page, the CSV)."""
-    contados = _contados(comp, scored_per_team)
+    contados = contados_of(comp, scored_per_team)
     tipo = comp.regla if comp.regla in REGLAS else "suma"
     minimo = max(1, comp.minimo or 1)
     return {"tipo": tipo, "contados": contados, "minimo": minimo,
             "texto": rule_text(tipo, contados, minimo)}
 
 
-def _contados(comp, scored_per_team):
+def contados_of(comp, scored_per_team):
     """N: the count given, else the competition's, else the server's."""
     if scored_per_team is race_defaults.COMPETITION_RULE:
         return comp.contados or race_defaults.DEFAULTS["contados"]

@@ -34,7 +34,7 @@ import replica
 import store
 from handlers import listener
 from handlers.access import InFlight, is_trusted, log_request, trusted_networks
-from handlers.base import NotFoundHandler
+from handlers.fallback import NotFoundHandler
 from handlers.connections import Connections
 from handlers.console import Consoles
 from handlers.hub import RaceHub
@@ -199,7 +199,7 @@ def make_server(app, config, idle_connection_timeout=120, body_timeout=30):
         ssl_options=ssl_context(config),
         # The API refuses large bodies itself with a JSON 413; this is the hard cap behind it.
         max_body_size=4 * 1024 * 1024,
-        # The whole header block; the app answers 414/431 well below it (handlers/base.py).
+        # The whole header block; the app answers 414/431 well below it (handlers/fallback.py).
         max_header_size=64 * 1024,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
@@ -329,7 +329,8 @@ async def shutdown(app, server, grace_s=SHUTDOWN_GRACE_S):
 
 def write_run_file(config):
     info = {"pid": os.getpid(), "started": cli_remote.process_started(os.getpid()),
-            "url": cli_remote.base_url(config), "database": os.path.abspath(config["database"]["path"])}
+            "url": cli_remote.base_url(config),
+            "database": os.path.abspath(config["database"]["path"])}
     path = cli_remote.run_file(config)
     partial = path.with_name(path.name + ".%d.tmp" % os.getpid())
     config_schema.write_private(partial, lambda handle: json.dump(info, handle))
@@ -355,7 +356,8 @@ def log_addresses(config, fd_limit):
         log.info("Server5K listening on every interface, port %d (up to %s open sockets); "
                  "this laptop: %s", server["port"], fd_limit, cli_remote.base_url(config))
     else:
-        log.info("Server5K listening on %s (up to %s open sockets)", cli_remote.base_url(config), fd_limit)
+        log.info("Server5K listening on %s (up to %s open sockets)", cli_remote.base_url(config),
+                 fd_limit)
     urls = addresses.phone_urls(server)
     if urls:
         log.info("phones can reach it at: %s", ", ".join(urls))
@@ -384,11 +386,11 @@ def main(argv=None):
         cli.provide(args, config)
         args.func(args, config)
         cli_output.said(args)
-    except (config_schema.ConfigError, cli_output.CliError, models.DomainError, replica.ReplicaError, OSError,
-            ssl.SSLError) as exc:
+    except (config_schema.ConfigError, cli_output.CliError, models.DomainError,
+            replica.ReplicaError, OSError, ssl.SSLError) as exc:
         # (printable: a roster's header cell or a name can carry terminal escape sequences)
-        print("server5k: error: %s" % cli_output.printable(str(getattr(exc, "detail", None) or exc)),
-              file=sys.stderr)
+        text = str(getattr(exc, "detail", None) or exc)
+        print("server5k: error: %s" % cli_output.printable(text), file=sys.stderr)
         return 2 if isinstance(exc, config_schema.ConfigError) else 1
     except KeyboardInterrupt:
         return 130

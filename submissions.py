@@ -27,7 +27,7 @@ def validate_submission(body, max_records):
     equipo_id = body.get("equipo_id")
     if "equipo_id" not in body:
         errors["equipo_id"] = "Campo obligatorio."
-    elif not models._is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
+    elif not models.is_int(equipo_id) or not 1 <= equipo_id <= 2**62:
         errors["equipo_id"] = "Debe ser un entero positivo."
     records = []
     ignored = 0
@@ -101,8 +101,8 @@ def record_errors(raw, path):
             continue
         if field == "tiempo":
             errors[path + ".tiempo"] = (
-                "Debe estar entre 0 y %d ms (24 h)." % models.MAX_TIEMPO_MS if models._is_int(raw["tiempo"])
-                else "Debe ser un entero de milisegundos.")
+                "Debe estar entre 0 y %d ms (24 h)." % models.MAX_TIEMPO_MS
+                if models.is_int(raw["tiempo"]) else "Debe ser un entero de milisegundos.")
         elif field == "timestamp":
             errors[path + ".timestamp"] = "Debe ser una fecha ISO 8601."
         else:
@@ -195,7 +195,7 @@ def store_submissions(jobs):
     execute = models.db.execute_sql
     pairs = list({(job[0], job[1]) for job in jobs})
     submitters = {}
-    for chunk in models._chunks(pairs, 400):
+    for chunk in models.chunks(pairs, 400):
         for row in execute(_SUBMITTERS_SQL % ", ".join(["(?, ?)"] * len(chunk)),
                            [value for pair in chunk for value in pair]).fetchall():
             submitters[row[0], row[1]] = row
@@ -212,11 +212,11 @@ def store_submissions(jobs):
             else:
                 keys.add((equipo_id,) + key)
     by_id = {}  # hex id -> (equipo_id, timestamp, tiempo)
-    for chunk in models._chunks(list(ids), 500):
-        for hex_id, *data in execute(_BY_ID_SQL % models._marks(len(chunk)), chunk).fetchall():
+    for chunk in models.chunks(list(ids), 500):
+        for hex_id, *data in execute(_BY_ID_SQL % models.sql_marks(len(chunk)), chunk).fetchall():
             by_id[hex_id] = tuple(data)
     by_key = defaultdict(list)  # (equipo_id, timestamp, tiempo) -> ids of records without one
-    for chunk in models._chunks(list(keys), 300):
+    for chunk in models.chunks(list(keys), 300):
         for equipo_id, stamp, tiempo, hex_id in execute(
                 _BY_KEY_SQL % ", ".join(["(?, ?, ?)"] * len(chunk)),
                 [value for key in chunk for value in key]).fetchall():
@@ -250,9 +250,10 @@ def store_submissions(jobs):
                 if known is not None:
                     if known != full_key:
                         conflict = models.Conflict("El id_registro %s ya existe con otros datos."
-                                                   % models._uuid_text(hex_id), "id_registro_conflict")
+                                                   % models.uuid_text(hex_id),
+                                                   "id_registro_conflict")
                         break
-                    duplicates.append(models._uuid_text(hex_id))
+                    duplicates.append(models.uuid_text(hex_id))
                     continue
                 new_ids[hex_id] = full_key  # the same id again with other data: a conflict
                 sin_id = False
@@ -261,14 +262,14 @@ def store_submissions(jobs):
                 seen = repeated[full_key]
                 repeated[full_key] = seen + 1
                 if seen < len(stored):  # the (seen+1)th equal record of this job is stored
-                    duplicates.append(models._uuid_text(stored[seen]))
+                    duplicates.append(models.uuid_text(stored[seen]))
                     continue
                 hex_id = uuid.uuid4().hex
                 new_keys[full_key].append(hex_id)
                 sin_id = True
             job_rows.append((hex_id, equipo_id, juez_id, key[1]) + venue_time.split_tiempo(key[1])
                             + (key[0], now, estado, oficial, sin_id, protocolo, revision))
-            created.append(models._uuid_text(hex_id))
+            created.append(models.uuid_text(hex_id))
         if unassigned and (conflict is not None or created):
             conflict = error  # new records for a team that is not the caller's: refused
         if conflict is not None:
@@ -280,7 +281,7 @@ def store_submissions(jobs):
         rows.extend(job_rows)
         outcomes.append((True, {"created": created, "duplicates": duplicates,
                                 "competencia_id": competencia_id}))
-    for chunk in models._chunks(rows, _INSERT_ROWS):
+    for chunk in models.chunks(rows, _INSERT_ROWS):
         execute(_INSERT_SQL % ", ".join([_INSERT_ROW] * len(chunk)),
                 [value for row in chunk for value in row])
     return outcomes
@@ -353,9 +354,9 @@ def store_app_set(user_id, equipo_id, records, token_gen=None, protocolo=models.
     execute = models.db.execute_sql
     ids = [r["id_registro"] for r in records]
     known = {}
-    for chunk in models._chunks(list(set(ids)), 500):
-        for hex_id, team, stamp, revision in execute(_APP_SET_KNOWN_SQL % models._marks(len(chunk)),
-                                                     chunk).fetchall():
+    for chunk in models.chunks(list(set(ids)), 500):
+        sql = _APP_SET_KNOWN_SQL % models.sql_marks(len(chunk))
+        for hex_id, team, stamp, revision in execute(sql, chunk).fetchall():
             known[hex_id] = (team, stamp, revision)
     now = models.utcnow()
     stamped = [dict(r, timestamp=dt.datetime.fromisoformat(known[r["id_registro"]][1])

@@ -9,7 +9,8 @@ import re
 import race_defaults
 
 
-_ZULU_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+_ZULU_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 # What PROTOCOL.md accepts, and nothing more of what datetime.fromisoformat would: a calendar
 # date and a time of day (hours and minutes at least; seconds and a fraction of up to nine
 # digits, as phones send, optional), then Z, an offset (+01:00 or +0100) or nothing (UTC).

@@ -48,7 +48,7 @@ def build_and_time(root, teams, corrections, rounds, db_path):
             store(jobs)
         done = 0
         if corrections and hasattr(race_control, "void_record"):
-            ids = [models._uuid_text(r.id_registro.hex) for r in
+            ids = [models.uuid_text(r.id_registro.hex) for r in
                    models.RegistroTiempo.select(models.RegistroTiempo.id_registro).limit(corrections)]
             with models.db.atomic():
                 for n, rid in enumerate(ids):

@@ -152,7 +152,7 @@ class AppJudge(rehearsal.VirtualJudge):
                 if 400 <= status < 500 and status not in (401, 429):
                     self.failed = "upload %d %s" % (status, answer.get("code"))
                     return
-                await asyncio.sleep(rehearsal._backoff(3))
+                await asyncio.sleep(rehearsal.backoff(3))
         self.uploaded = not self.unacked
         self.upload_s = time.monotonic() - began
 
@@ -331,7 +331,7 @@ class ControlAgent:
                 # machine's clock, to the millisecond) is how long the server's loop took to
                 # get to the ping; unlike the round trip, it does not include this process
                 # being late to read the pong.
-                one_way = rehearsal._parse_iso(data["server_time"]) - data["t"]
+                one_way = rehearsal.parse_iso(data["server_time"]) - data["t"]
                 self.samples.append([round(sent, 4), round((time.monotonic() - sent) * 1000, 2),
                                      round(one_way * 1000, 1)])
 

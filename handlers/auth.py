@@ -4,7 +4,8 @@ single-use socket tickets of ``/api/ws-ticket/``."""
 import messages
 import models
 import identity as identity_room
-from handlers.base import SMALL_BODY_BYTES, BaseHandler
+from handlers.base import BaseHandler
+from handlers.bodies import SMALL_BODY_BYTES
 from handlers.errors import ApiError, too_many
 
 

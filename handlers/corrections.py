@@ -49,8 +49,8 @@ class RegistrosHandler(OrganizerHandler):
                 raise ApiError(400, "validation_error", "La fecha no es válida.",
                                {"timestamp": "Debe ser una fecha ISO 8601."}) from None
         cid, record = await self.db_write(
-            race_control.add_manual_record, self.user_id, int(competencia_id), body.get("equipo_id"),
-            body.get("tiempo"), body.get("motivo"), timestamp)
+            race_control.add_manual_record, self.user_id, int(competencia_id),
+            body.get("equipo_id"), body.get("tiempo"), body.get("motivo"), timestamp)
         self.hub.corrected(cid, "registros", record)
         self.write_json(record, status=201)
 
@@ -102,8 +102,8 @@ class AjustarTiemposHandler(OrganizerHandler):
         cid = int(competencia_id)
         async with self.hub.lock(cid):
             comp, affected = await self.db_write(
-                race_control.shift_times, self.user_id, cid, body.get("delta_ms"), body.get("motivo"),
-                body.get("juez_id"))
+                race_control.shift_times, self.user_id, cid, body.get("delta_ms"),
+                body.get("motivo"), body.get("juez_id"))
             self.hub.update(comp)
         self.write_json({"competencia": comp, "registros_afectados": affected})
 

@@ -26,7 +26,8 @@ import race_control
 import submissions
 import venue_time
 from handlers import accounts, auth, races, times
-from handlers.base import SMALL_BODY_BYTES, BaseHandler
+from handlers.base import BaseHandler
+from handlers.bodies import SMALL_BODY_BYTES
 from handlers.errors import ApiError
 
 # While the race has not started, Movil5K's ``datetime`` is put at least this far ahead: the

@@ -20,7 +20,7 @@ import models
 import race_control
 import race_defaults
 import venue_time
-from handlers.base import BOOT, ServiceMixin
+from handlers.services import BOOT, ServiceMixin
 from handlers.results import team_detail
 from handlers.wire import dumps
 

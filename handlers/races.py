@@ -27,8 +27,8 @@ class CompetenciaHandler(BaseHandler):
         body = self.json_body()
         cid = int(competencia_id)
         async with self.hub.lock(cid):
-            comp, regla, changed = await self.db_write(race_control.update_competition, user_id, cid,
-                                                       body)
+            comp, regla, changed = await self.db_write(race_control.update_competition, user_id,
+                                                       cid, body)
             if changed:
                 self.hub.update(comp)  # the results page recomputes with the new rule
         self.write_json({"competencia": comp, "regla": regla})

@@ -10,7 +10,8 @@ with the standings, and a client or cache that already has them gets ``304`` at 
 import models
 import ledger
 import registration
-from handlers.base import BOOT, BaseHandler
+from handlers.base import BaseHandler
+from handlers.services import BOOT
 from handlers.errors import ApiError
 
 

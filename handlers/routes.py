@@ -6,7 +6,7 @@ from handlers.accounts import (CompetitionJudgesHandler, EquipoHandler, EquiposH
                                ImportarHandler, JuecesListHandler, JuezHandler,
                                OrganizadoresHandler)
 from handlers.auth import RefreshHandler, TokenHandler, WsTicketHandler
-from handlers.base import OversizedRequest, TooLargeHandler
+from handlers.fallback import OversizedRequest, TooLargeHandler
 from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
                                   EquipoCorrectionHandler, HistorialHandler, OficialHandler,
@@ -28,7 +28,7 @@ ID = r"([0-9]{1,18})"
 RID = r"([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
 
 ROUTES = [
-    # Any request with an oversized URL or headers: 414/431 JSON (handlers/base.py)
+    # Any request with an oversized URL or headers: 414/431 JSON (handlers/fallback.py)
     (OversizedRequest(), TooLargeHandler),
     # Accounts and tokens (handlers/auth.py)
     (r"/api/token/", TokenHandler),

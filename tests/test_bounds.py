@@ -13,7 +13,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-import handlers.base
+import handlers.bodies
 import models
 import identity
 import ledger
@@ -268,7 +268,7 @@ async def test_each_endpoint_has_its_own_body_limit(client, event):
                              ("/api/token/refresh/", 4 * KIB, None),
                              ("/api/ws-ticket/", 4 * KIB, token),
                              ("/api/competencias/%d/reiniciar/" % event["competencia"],
-                              handlers.base.DEFAULT_BODY_BYTES, organizer)):
+                              handlers.bodies.DEFAULT_BODY_BYTES, organizer)):
         raw = json.dumps({"pad": "x" * size})
         code, answer = await client.post(path, raw=raw, token=auth)
         assert (code, answer["code"]) == (413, "body_too_large"), path
@@ -283,13 +283,13 @@ async def test_each_endpoint_has_its_own_body_limit(client, event):
 @pytest.mark.gen_test(timeout=30)
 async def test_large_bodies_are_parsed_off_the_event_loop(client, event, monkeypatch):
     threads = []
-    original = handlers.base._json_object
+    original = handlers.bodies.json_object
 
     def parse(raw):
         threads.append(threading.current_thread().name)
         return original(raw)
 
-    monkeypatch.setattr(handlers.base, "_json_object", parse)
+    monkeypatch.setattr(handlers.bodies, "json_object", parse)
     token = await client.access("juez1", "pass-juez1")
     for count in (15, 400):
         code, _ = await client.post("/api/enviar_tiempos/", {

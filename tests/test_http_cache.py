@@ -8,7 +8,7 @@ validator. Organizer and judge answers, and every error, say ``no-store``."""
 import pytest
 
 from handlers import standings as standings_module
-from handlers.base import PUBLIC_CACHE_CONTROL
+from handlers.services import PUBLIC_CACHE_CONTROL
 from helpers import registros
 
 

@@ -423,7 +423,7 @@ def test_corrections_and_submissions_sharing_a_batch_stay_consistent(config, cro
 
     with models.db.connection_context():
         state = ledger.competition_state(cid)
-        by_id = {models._uuid_text(r.hex_id): r for r in state["records"]}
+        by_id = {models.uuid_text(r.hex_id): r for r in state["records"]}
         assert by_id[ids[0]].anulado and not by_id[ids[0]].cuenta
         assert by_id[ids[1]].equipo_id == team_b
         assert all(r.tiempo == r.tiempo_recibido + 1_000 for r in state["records"])
