@@ -141,7 +141,8 @@ def end_session(tokens_claims):
     verified claims. (Unlike revoke_tokens, the user's other sessions keep working.)"""
     for claims in tokens_claims:
         expira = dt.datetime.fromtimestamp(claims["exp"], dt.timezone.utc).replace(tzinfo=None)
-        (models.TokenRevocado.insert(jti=str(claims["jti"]), user=claims["user_id"], expira_en=expira)
+        (models.TokenRevocado.insert(jti=str(claims["jti"]), user=claims["user_id"],
+                                     expira_en=expira)
          .on_conflict_ignore().execute())
 
 
@@ -149,7 +150,8 @@ def revoked_tokens():
     """{jti: expiry as a Unix time} of the revoked tokens that have not expired yet."""
     now = models.utcnow()
     return {jti: expira.replace(tzinfo=dt.timezone.utc).timestamp()
-            for jti, expira in models.TokenRevocado.select(models.TokenRevocado.jti, models.TokenRevocado.expira_en)
+            for jti, expira in models.TokenRevocado.select(models.TokenRevocado.jti,
+                                                           models.TokenRevocado.expira_en)
             .where(models.TokenRevocado.expira_en > now).tuples()}
 
 
@@ -456,4 +458,5 @@ def replace_password(user_id, password_hash, by=None):
 def revoke_tokens(user_id):
     """Refuse every token issued so far to this user (inside the change's transaction): tokens
     carry the generation they were issued in, and this moves the user's on."""
-    models.User.update(token_gen=models.User.token_gen + 1).where(models.User.id == user_id).execute()
+    (models.User.update(token_gen=models.User.token_gen + 1)
+     .where(models.User.id == user_id).execute())

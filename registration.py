@@ -64,9 +64,10 @@ def create_team(nombre, dorsal, juez_id, categoria=None):
     categoria = check_categoria(categoria)
     if models.Equipo.select().where((models.Equipo.competencia == juez.competencia_id)
                                     & (models.Equipo.dorsal == dorsal)).exists():
-        raise models.Conflict("El dorsal %d ya existe en esta competencia." % dorsal, "dorsal_taken")
-    return models.Equipo.create(id=_unused_team_id(), nombre=nombre.strip(), dorsal=dorsal, juez=juez,
-                                competencia=juez.competencia_id, categoria=categoria)
+        raise models.Conflict("El dorsal %d ya existe en esta competencia." % dorsal,
+                              "dorsal_taken")
+    return models.Equipo.create(id=_unused_team_id(), nombre=nombre.strip(), dorsal=dorsal,
+                                juez=juez, competencia=juez.competencia_id, categoria=categoria)
 
 
 def _unused_team_id():
@@ -90,5 +91,6 @@ def check_categoria(value):
         return None
     if not isinstance(value, str) or len(value.strip()) > MAX_CATEGORIA:
         raise models.Invalid("La categoría no es válida.", "validation_error",
-                             {"categoria": "Texto de hasta %d caracteres, o vacío." % MAX_CATEGORIA})
+                             {"categoria": "Texto de hasta %d caracteres, o vacío."
+                                           % MAX_CATEGORIA})
     return value.strip()

@@ -133,11 +133,12 @@ def plan_roster(rows, competencia_id, source="roster"):
     new to this competition). A team whose dorsal is already there is the same team: what
     the roster says differently (its name, its judge, its category when the roster has that
     column) is a correction, applied with its history row; the same roster again changes
-    nothing. Returns the plan :func:`apply_roster` carries out, whose "result"
-    is the answer without credentials: ``{"jueces", "jueces_nuevos", "cuentas_existentes",
-    "equipos_nuevos", "equipos_cambiados", "credenciales": [], "detalle": {"jueces":
-    [{"username", "nombre", "nuevo", "cuenta_existente"?: true}], "equipos": [{"linea",
-    "nombre", "dorsal", "juez_usuario", "categoria", "nuevo", "cambios"?: {campo: [antes, despues]}}]}}``. Invalid / Conflict naming the line at fault.
+    nothing. Returns the plan :func:`apply_roster` carries out, whose "result" is the answer
+    without credentials: ``{"jueces", "jueces_nuevos", "cuentas_existentes", "equipos_nuevos",
+    "equipos_cambiados", "credenciales": [], "detalle": {"jueces": [{"username", "nombre",
+    "nuevo", "cuenta_existente"?: true}], "equipos": [{"linea", "nombre", "dorsal",
+    "juez_usuario", "categoria", "nuevo", "cambios"?: {campo: [antes, despues]}}]}}``.
+    Invalid / Conflict naming the line at fault.
     """
     comp = models.get_competencia(competencia_id)
     with_category = any("categoria" in row for row in rows)

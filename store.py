@@ -603,7 +603,8 @@ def backup(source_path, target_path):
             info = replica.check_copy(partial, models.SCHEMA_VERSION, allow_older=True)
             replica.put_in_place(partial, target_path)
         except replica.ReplicaError as exc:
-            raise models.Conflict("La copia no se ha guardado: %s." % exc, "backup_refused") from None
+            raise models.Conflict("La copia no se ha guardado: %s." % exc,
+                                  "backup_refused") from None
         _fsync(folder)
         return info["records"]
     finally:
