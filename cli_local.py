@@ -20,6 +20,7 @@ import race_control
 import rehearsal
 import replica
 import roster
+import roster_import
 import store
 import venue_time
 
@@ -258,7 +259,7 @@ def cmd_import(args, config):
     """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file.
     A team already there (its dorsal) is corrected where the roster says otherwise."""
     path = Path(args.roster)
-    rows, notes = roster.read_roster(path)  # (read and checked here: errors name the file)
+    rows, notes = roster_import.read_roster(path)  # (read and checked here: errors name the file)
     if args.server:
         answer = args.server.call(
             "POST", "/api/competencias/%d/importar/" % args.competition,
@@ -267,8 +268,8 @@ def cmd_import(args, config):
         result = dict(answer, credenciales=[[c["username"], c["password"], c["juez_id"],
                                              c["nombre"]] for c in answer["credenciales"]])
     else:  # read and hashed here, then written in one transaction (all or nothing)
-        plan = roster.plan_roster(rows, args.competition, source=str(path))
-        result = write_alone(roster.apply_roster, plan, None, roster.roster_passwords(plan))
+        plan = roster_import.plan_roster(rows, args.competition, source=str(path))
+        result = write_alone(roster_import.apply_roster, plan, None, roster_import.roster_passwords(plan))
     for note in notes:
         print("note: %s" % cli_output.printable(note))
     creds_path = None

@@ -82,6 +82,7 @@ def _unused_team_id():
 
 
 MAX_CATEGORIA = 100
+MAX_DORSAL = 10**9  # a dorsal is 1 to this
 
 
 def check_categoria(value):
@@ -94,3 +95,9 @@ def check_categoria(value):
                              {"categoria": "Texto de hasta %d caracteres, o vacío."
                                            % MAX_CATEGORIA})
     return value.strip()
+
+
+def team_fields(equipo):
+    """A team's fields as its history rows record them (before and after a change)."""
+    return {"nombre": equipo.nombre, "dorsal": equipo.dorsal, "juez_id": equipo.juez_id,
+            "categoria": equipo.categoria}

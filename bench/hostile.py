@@ -533,7 +533,7 @@ def roster_steps(sizes):
     database): the plan (a reader's work, the preview), then each writer step's duration."""
     import models
     import registration
-    import roster
+    import roster_import
     lines = ["| rows | parse (reader) | plan = preview (reader) | writer steps | longest step "
              "| median step | steps in all |", "|---|---|---|---|---|---|---|"]
     for rows in sizes:
@@ -542,16 +542,16 @@ def roster_steps(sizes):
             with models.db.connection_context():
                 comp = registration.create_competition("Pasos")
                 started = time.perf_counter()
-                parsed, _ = roster.parse_roster(roster_csv(rows, 1))
+                parsed, _ = roster_import.parse_roster(roster_csv(rows, 1))
                 parsed_at = time.perf_counter()
-                plan = roster.plan_roster(parsed, comp.id)
+                plan = roster_import.plan_roster(parsed, comp.id)
                 planned_at = time.perf_counter()
                 prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
                 steps, ids = [], {}
-                for part in roster.import_steps(plan):
+                for part in roster_import.import_steps(plan):
                     step = time.perf_counter()
                     with models.db.atomic():  # as the writer runs it: one transaction a job
-                        roster.apply_roster_step(plan, part, None, prepared, ids)
+                        roster_import.apply_roster_step(plan, part, None, prepared, ids)
                     steps.append((time.perf_counter() - step) * 1000)
             models.db.close()
         steps.sort()
@@ -799,8 +799,8 @@ def main(argv=None):
     results = summarize(run(args))
     sizes = sorted({ROSTER_LOADS[name] for name in args.loads if name in ROSTER_LOADS})
     if sizes:
-        import roster
-        results["steps"], results["step_size"] = roster_steps(sizes), roster.IMPORT_STEP
+        import roster_import
+        results["steps"], results["step_size"] = roster_steps(sizes), roster_import.IMPORT_STEP
     text = report(results, args, command)
     print(text)
     bench.write_section(args.out, args.section or section_of(args.loads), text)

@@ -14,6 +14,7 @@ import models
 import identity
 import race_control
 import roster
+import roster_import
 from handlers.base import OrganizerHandler
 from handlers.errors import ApiError
 from handlers.races import JuecesHandler
@@ -137,7 +138,7 @@ class ImportarHandler(OrganizerHandler):
     there too), never on the writer nor on a thread of this process, whose interpreter lock
     the event loop needs; the new judges' passwords are
     hashed one after another on a hashing thread (the other stays free for logins); then the
-    plan is written in writer jobs of at most ``roster.IMPORT_STEP`` teams, so a start or a
+    plan is written in writer jobs of at most ``roster_import.IMPORT_STEP`` teams, so a start or a
     submission waits a few ms at most. While they run, other changes of this competition's
     teams are refused (409 ``import_in_progress``), so what the plan read stays true; each step
     checks it again anyway (409 ``roster_changed``, that step written not at all).
@@ -153,24 +154,24 @@ class ImportarHandler(OrganizerHandler):
         raw = self._csv_body()
         if dry_run:  # parsed, planned and answered in the worker process, off this one
             self.set_status(200)
-            self.finish(await self._run(self.store.compute, roster.preview_answer,
+            self.finish(await self._run(self.store.compute, roster_import.preview_answer,
                                         (raw, cid, self.SOURCE)))
             return
         result, notes = await self._import(raw, cid)
         self.hub.corrected(cid, "equipos", {})
         # The answer of a big roster is megabytes of JSON: made on a reader, not on the loop.
         self.set_status(200)
-        self.finish(await self.db_read(dumps, roster.import_answer(result, notes, False)))
+        self.finish(await self.db_read(dumps, roster_import.import_answer(result, notes, False)))
 
     async def _import(self, raw, cid):
         ours = True  # whether the competition's import mark is this request's to take off
         try:
             try:
-                await self.db_write(roster.begin_import, cid)
+                await self.db_write(roster_import.begin_import, cid)
             except ApiError as exc:  # (another import's mark stays; a failed commit's goes)
                 ours = exc.code != "import_in_progress"
                 raise
-            plan, notes = await self._run(self.store.compute, roster.plan_import,
+            plan, notes = await self._run(self.store.compute, roster_import.plan_import,
                                           (raw, cid, self.SOURCE))
             prepared = {}
             for username in plan["new_judges"]:
@@ -178,12 +179,12 @@ class ImportarHandler(OrganizerHandler):
                 prepared[models.username_key(username)] = (
                     password, await self.db_hash(identity.hash_password, password))
             judge_ids, credentials = {}, []
-            for part in roster.import_steps(plan):
-                credentials += await self.db_write(roster.apply_roster_step, plan, part,
+            for part in roster_import.import_steps(plan):
+                credentials += await self.db_write(roster_import.apply_roster_step, plan, part,
                                                    self.user_id, prepared, judge_ids)
         finally:
             if ours:
-                await self.db_write(roster.end_import, cid)
+                await self.db_write(roster_import.end_import, cid)
         return dict(plan["result"], credenciales=credentials), notes
 
     def _dry_run(self):

@@ -423,6 +423,7 @@ async def test_a_preview_reads_without_the_writer(app, client, event):
 
 def test_an_import_being_written_refuses_other_team_changes_of_its_competition(tmp_path):
     import roster
+    import roster_import
     models.open_database(tmp_path / "guard.db")
     with models.db.connection_context():
         comp = registration.create_competition("Guardia")
@@ -430,18 +431,18 @@ def test_an_import_being_written_refuses_other_team_changes_of_its_competition(t
         juez = roster.add_judge(None, comp.id, "ana", password="clave-de-ana")
         otro = roster.add_judge(None, other.id, "luis", password="clave-de-luis")
         team = roster.add_team(None, comp.id, "Uno", 1, juez["id"])
-        roster.begin_import(comp.id)
+        roster_import.begin_import(comp.id)
         try:
             for change in (lambda: roster.add_team(None, comp.id, "Dos", 2, juez["id"]),
                            lambda: roster.edit_team(None, team["id"], {"nombre": "Otro"}),
                            lambda: roster.delete_team(None, team["id"]),
-                           lambda: roster.begin_import(comp.id)):
+                           lambda: roster_import.begin_import(comp.id)):
                 with pytest.raises(models.Conflict) as refused:
                     change()
                 assert refused.value.code == "import_in_progress"
             roster.add_team(None, other.id, "Tres", 3, otro["id"])  # another competition: fine
         finally:
-            roster.end_import(comp.id)
+            roster_import.end_import(comp.id)
         roster.add_team(None, comp.id, "Dos", 2, juez["id"])
 
 
@@ -449,16 +450,17 @@ def test_an_import_step_checks_again_what_its_plan_read(tmp_path):
     """A dorsal taken or a team changed between the plan (a reader) and the step (the writer):
     409 roster_changed, and nothing of that step is written."""
     import roster
+    import roster_import
     models.open_database(tmp_path / "stale.db")
     with models.db.connection_context():
         comp = registration.create_competition("Carrera")
         juez = roster.add_judge(None, comp.id, "ana", password="clave-de-ana")
-        rows, _ = roster.parse_roster(ROSTER.encode())
-        plan = roster.plan_roster(rows, comp.id)
+        rows, _ = roster_import.parse_roster(ROSTER.encode())
+        plan = roster_import.plan_roster(rows, comp.id)
         roster.add_team(None, comp.id, "Intrusos", 11, juez["id"])
         prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
         with pytest.raises(models.Conflict) as refused:
-            roster.apply_roster_step(plan, roster.import_steps(plan)[0], None, prepared, {})
+            roster_import.apply_roster_step(plan, roster_import.import_steps(plan)[0], None, prepared, {})
         assert refused.value.code == "roster_changed"
         assert [j["username"] for j in roster.list_judges()] == ["ana"]
         assert [t["dorsal"] for t in roster.list_teams()] == [11]
