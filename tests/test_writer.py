@@ -22,6 +22,7 @@ import race_control
 import registration
 import submissions
 import store as store_module
+import writer as writer_module
 from helpers import registros, stored_rows, wait_for
 
 TEAMS_PER_JUDGE = 2
@@ -266,7 +267,7 @@ def test_loop_jobs_of_one_commit_are_answered_in_one_wake_up(config, crowd, stor
     wakeups, answers = asyncio.run(main())
     assert [len(answer["created"]) for answer in answers] == [15] * len(crowd)
     # The gate's own future is a concurrent one; every loop job came back in a single callback.
-    assert wakeups.count(store_module._settle) == 1
+    assert wakeups.count(writer_module._settle) == 1
     assert len(stored(config)) == 15 * len(crowd)
 
 
