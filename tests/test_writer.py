@@ -432,3 +432,64 @@ def test_corrections_and_submissions_sharing_a_batch_stay_consistent(config, cro
                  .order_by(models.Accion.id)]
     assert kinds == ["iniciar", "anular", "mover", "ajustar"]
     assert len(stored(config)) == 3 + 2 + 1  # the retry stored nothing
+
+
+def test_the_wal_is_checkpointed_off_the_writer_after_commits(config, crowd, store):
+    """SQLite's own checkpoint ran inside the commit that crossed 1,000 pages, and every job of
+    that batch waited for it: the writer keeps it only as a backstop, and a thread of its own
+    copies the WAL into the database file after commits."""
+    checkpointer = store.writer.checkpointer
+    assert checkpointer is not None
+    autocheckpoint = store.write(
+        lambda: models.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]).result(10)
+    assert autocheckpoint == writer_module.WRITER_CHECKPOINT_PAGES
+    before = checkpointer.checkpoints
+    for user_id, (juez_id, teams) in crowd.items():
+        for equipo_id in teams:
+            store.write(submissions.store_submission, user_id, equipo_id,
+                        records(equipo_id)).result(10)
+    # After the last commit the checkpointer copies every page of the WAL (nobody else writes).
+    wait_for(lambda: checkpointer.checkpoints > before and checkpointer.last[0] == 0
+             and checkpointer.last[1] == checkpointer.last[2] > 0,
+             what="a checkpoint that copied the whole WAL")
+    # The database file alone, without its WAL, now holds every record (a reader that copies
+    # only the .db file sees them).
+    copy = config["database"]["path"] + ".alone"
+    with open(config["database"]["path"], "rb") as source, open(copy, "wb") as target:
+        target.write(source.read())
+    alone = sqlite3.connect(copy)
+    try:
+        assert alone.execute("SELECT COUNT(*) FROM registro_tiempo").fetchone()[0] == \
+            15 * TEAMS_PER_JUDGE * JUDGES
+    finally:
+        alone.close()
+
+
+def test_a_failing_checkpoint_is_logged_once_and_writes_go_on(config, crowd, store, monkeypatch,
+                                                              caplog):
+    checkpointer = store.writer.checkpointer
+    real = models.db.execute_sql
+
+    def failing(sql, *args, **kwargs):
+        if sql.startswith("PRAGMA wal_checkpoint") and \
+                threading.current_thread().name == "server5k-checkpoint":
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+        return real(sql, *args, **kwargs)
+
+    monkeypatch.setattr(models.db, "execute_sql", failing)
+    checkpointer.every_s = 0.01
+    (user_id, (juez_id, teams)) = next(iter(crowd.items()))
+    for n, base_ms in enumerate(range(1_000_000, 1_500_000, 100_000), 1):  # five commits
+        created = store.write(submissions.store_submission, user_id, teams[0],
+                              records(teams[0], base_ms=base_ms)).result(10)["created"]
+        assert len(created) == 15
+        wait_for(lambda: checkpointer.failures >= n, what="checkpoint %d to fail" % n)
+    failures = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
+    assert len(failures) == 1  # once per run of failures, not once a commit
+    assert len(stored(config)) == 5 * 15
+
+    monkeypatch.setattr(models.db, "execute_sql", real)
+    done = checkpointer.checkpoints
+    store.write(submissions.store_submission, user_id, teams[1], records(teams[1])).result(10)
+    wait_for(lambda: checkpointer.checkpoints > done, what="a checkpoint once the disk is back")
+    assert any("WAL checkpoints work again" in r.getMessage() for r in caplog.records)
