@@ -7,8 +7,7 @@ on disk) and only then answers each job. One failing job rolls back to its savep
 alone. Consecutive jobs of a function listed in :data:`BATCHED` run together through its batched
 form, which judges each job on its own but reads and writes for all of them in a few statements.
 Its queue is bounded (``max_queued``): a job that does not fit is refused at once with
-:class:`Busy`. The WAL is copied into the database file by a :class:`Checkpointer` thread of its
-own, after commits, rather than inside one commit in eight.
+:class:`Busy`.
 
 Nothing here knows of Tornado: a job is any function of the models, and an answer is a
 ``concurrent.futures.Future`` or, for a caller on an asyncio loop, an asyncio future settled
@@ -38,19 +37,6 @@ BATCHED = {submissions.store_submission: submissions.store_submissions}
 # Writes: a commit takes a few ms, so thousands waiting means the disk has stalled.
 MAX_QUEUED_WRITES = 10_000
 
-# The WAL's checkpoints (committed pages copied from the WAL into the database file) run on a
-# thread of their own, not in the writer's commits. SQLite's own (wal_autocheckpoint, every 1,000
-# pages) runs inside the commit that crosses the mark: under a stream of submissions one commit in
-# eight also copied the WAL into the database file and fsynced it (5-14 ms instead of 1-2 ms), and
-# every job of that batch waited for it (docs/performance.md). The checkpointer runs PASSIVE
-# checkpoints (it never waits for the writer or a reader, and never makes them wait) after
-# commits, at most every CHECKPOINT_EVERY_S; an idle server does none. The writer keeps SQLite's
-# own at WRITER_CHECKPOINT_PAGES (~40 MB of WAL with 4 KiB pages), a backstop that bounds the WAL
-# should the checkpointer fall behind or stop. Durability is unchanged: a commit is on disk once
-# the WAL is fsynced, whoever copies it into the database file later.
-CHECKPOINT_EVERY_S = 0.25
-WRITER_CHECKPOINT_PAGES = 10_000
-
 
 class Busy(Exception):
     """A bounded queue is full: the work was refused before it started. ``retry_after`` is a hint
@@ -70,8 +56,7 @@ class Writer:
     exception rolls back that job alone and is delivered to its future; the others still commit.
     """
 
-    def __init__(self, database=db, max_batch=512, batched=None, max_queued=MAX_QUEUED_WRITES,
-                 checkpoint_every=CHECKPOINT_EVERY_S):
+    def __init__(self, database=db, max_batch=512, batched=None, max_queued=MAX_QUEUED_WRITES):
         self.database = database
         self.max_batch = max_batch
         self.max_queued = max_queued
@@ -80,13 +65,8 @@ class Writer:
         self._thread = None
         self._stopping = False
         self._lock = threading.Lock()  # no job is queued behind the stop marker
-        # (an in-memory database has no WAL, and no other connection could see it)
-        self.checkpointer = Checkpointer(database, checkpoint_every) if (
-            checkpoint_every is not None and on_disk(database)) else None
 
     def start(self):
-        if self.checkpointer is not None:
-            self.checkpointer.start()
         self._thread = threading.Thread(target=self._run, name="server5k-writer", daemon=True)
         self._thread.start()
 
@@ -122,8 +102,6 @@ class Writer:
     def _run(self):
         self.database.connect(reuse_if_open=True)
         try:
-            if self.checkpointer is not None:  # SQLite's own checkpoints: only as a backstop
-                self.database.execute_sql("PRAGMA wal_autocheckpoint=%d" % WRITER_CHECKPOINT_PAGES)
             stop = False
             while not stop:
                 item = self._queue.get()
@@ -141,13 +119,9 @@ class Writer:
                         break
                 if batch:
                     self._commit(batch)
-                    if self.checkpointer is not None:
-                        self.checkpointer.committed()
         finally:
             with self._lock:  # also when the thread dies: later jobs are refused at once
                 self._stopping = True
-            if self.checkpointer is not None:
-                self.checkpointer.stop()
             self.database.close()
             # Anything still queued is refused, never left hanging.
             while True:
@@ -214,73 +188,6 @@ class Writer:
         """
         if not self.database.connection().in_transaction:
             raise TransactionLost("SQLite rolled back the transaction; nothing was stored")
-
-
-def on_disk(database):
-    """Whether ``database`` is a file other connections can open (not SQLite's in-memory one)."""
-    return database.database not in (":memory:", "", None)
-
-
-class Checkpointer:
-    """Checkpoints the WAL on a thread and connection of its own, after the writer's commits.
-
-    ``committed()`` (the writer, after each commit) wakes it; it then runs one PASSIVE checkpoint
-    and rests ``every_s`` before the next, so a stream of commits costs a few checkpoints a second
-    and an idle server none. A failed checkpoint is logged and tried again after the next commit
-    (the writer's backstop bounds the WAL meanwhile).
-    """
-
-    def __init__(self, database, every_s=CHECKPOINT_EVERY_S):
-        self.database, self.every_s = database, every_s
-        self.checkpoints = 0  # run so far (the last one's result: ``last``)
-        self.failures = 0  # failed so far
-        self.last = None  # (busy, pages in the WAL, pages copied into the database file)
-        self._committed = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = None
-        self._failing = False
-
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name="server5k-checkpoint",
-                                        daemon=True)
-        self._thread.start()
-
-    def committed(self):
-        self._committed.set()
-
-    def stop(self, timeout=10):
-        self._stopping.set()
-        self._committed.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self):
-        try:
-            while True:
-                self._committed.wait()
-                if self._stopping.is_set():
-                    return
-                self._committed.clear()
-                self._checkpoint()
-                if self._stopping.wait(self.every_s):
-                    return
-        finally:
-            self.database.close()  # this thread's connection (Peewee keeps one per thread)
-
-    def _checkpoint(self):
-        try:
-            self.database.connect(reuse_if_open=True)
-            self.last = self.database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.checkpoints += 1
-            if self._failing:
-                log.warning("WAL checkpoints work again")
-            self._failing = False
-        except Exception:  # noqa: BLE001  (the writer's own checkpoints still bound the WAL)
-            self.failures += 1
-            if not self._failing:  # once per run of failures, not once a commit
-                log.warning("WAL checkpoint failed; retrying after the next commit",
-                            exc_info=True)
-            self._failing = True
 
 
 class TransactionLost(sqlite3.OperationalError):
