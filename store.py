@@ -4,8 +4,8 @@ standings' worker process, and consistent copies of the database (backup, checkp
 Peewee keeps one connection (and one transaction) per thread. Every coroutine on the Tornado
 loop shares the loop thread, so no database work runs there at all:
 
-* all writes go through the one writer thread (``writer.py``: group commit, durable commits,
-  the WAL checkpointed off its path).
+* all writes go through the one writer thread (``writer.py``): group commits, each durable
+  before any of its jobs is answered.
 * reads run on reader threads, each with its own connection (WAL lets them read while the writer
   writes), in two pools: one for identity checks and the reads of judges and organizers, and a
   separate one for anonymous public reads (team pages, the list of competitions, QR codes), so
