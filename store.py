@@ -42,7 +42,8 @@ import race_defaults
 import replica
 from models import db
 # The writer's names, as the rest of the house has always found them here.
-from writer import BATCHED, MAX_QUEUED_WRITES, Busy, TransactionLost, Writer, savepoint  # noqa: F401
+from writer import (  # noqa: F401
+    BATCHED, MAX_QUEUED_WRITES, Busy, TransactionLost, Writer, savepoint)
 
 log = logging.getLogger("server5k.store")
 
