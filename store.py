@@ -43,7 +43,7 @@ import replica
 from models import db
 # The writer's names, as the rest of the house has always found them here.
 from writer import (  # noqa: F401
-    BATCHED, MAX_QUEUED_WRITES, Busy, TransactionLost, Writer, savepoint)
+    MAX_QUEUED_WRITES, Busy, TransactionLost, Writer, savepoint)
 
 log = logging.getLogger("server5k.store")
 

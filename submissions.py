@@ -288,13 +288,19 @@ def store_submissions(jobs):
 
 
 def store_submission(user_id, equipo_id, records, token_gen=None):
-    """Store one validated submission (see store_submissions). Raises its DomainError."""
+    """Store one validated submission (see store_submissions). Raises its DomainError.
+
+    Its batched form is store_submissions: the writer runs the consecutive submissions waiting
+    in its queue through it, a few statements per commit instead of a few per submission."""
     job = (user_id, equipo_id, records) if token_gen is None else (
         user_id, equipo_id, records, token_gen)
     ok, value = store_submissions([job])[0]
     if not ok:
         raise value
     return value
+
+
+store_submission.batched = store_submissions  # (read by writer.Writer)
 
 
 # --------------------------------------------------------------------------------------------

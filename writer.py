@@ -4,8 +4,9 @@ Peewee keeps one connection (and one transaction) per thread; the :class:`Writer
 write connection. It takes every job waiting in its queue, runs each in its own savepoint inside
 one ``BEGIN IMMEDIATE`` transaction, commits once (``synchronous=FULL`` in WAL mode: the commit is
 on disk) and only then answers each job. One failing job rolls back to its savepoint and fails
-alone. Consecutive jobs of a function listed in :data:`BATCHED` run together through its batched
-form, which judges each job on its own but reads and writes for all of them in a few statements.
+alone. Consecutive jobs of a function that declares a batched form (its ``batched`` attribute,
+set where the function is defined: ``submissions.store_submission``) run together through it,
+which judges each job on its own but reads and writes for all of them in a few statements.
 Its queue is bounded (``max_queued``): a job that does not fit is refused at once with
 :class:`Busy`.
 
@@ -22,16 +23,9 @@ import queue
 import sqlite3
 import threading
 
-import submissions
 from models import db
 
 log = logging.getLogger("server5k.store")
-
-# Functions whose consecutive jobs the writer runs in one call of their batched form:
-# fn -> batched(list of each job's args) -> [(ok, result or DomainError)] in job order.
-# Submissions are race day's hot path; batching them costs a few statements per commit instead
-# of a few per submission (docs/performance.md).
-BATCHED = {submissions.store_submission: submissions.store_submissions}
 
 # The writer's queue (jobs waiting or running) is bounded: when full, a job is refused (Busy).
 # Writes: a commit takes a few ms, so thousands waiting means the disk has stalled.
@@ -60,7 +54,7 @@ class Writer:
         self.database = database
         self.max_batch = max_batch
         self.max_queued = max_queued
-        self.batched = BATCHED if batched is None else batched
+        self.batched = batched  # {fn: its batched form}, else each fn's own ``batched``
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._stopping = False
@@ -159,7 +153,8 @@ class Writer:
         one. Otherwise each job runs in its own savepoint, so a failure undoes that job alone.
         """
         fn = run[0][1]
-        many = self.batched.get(fn)
+        many = (getattr(fn, "batched", None) if self.batched is None
+                else self.batched.get(fn))
         if many is not None and len(run) > 1 and not any(kwargs for *_, kwargs in run):
             try:
                 with savepoint(self.database, "batch"):

@@ -215,7 +215,7 @@ def test_a_refused_submission_does_not_shadow_later_ones_in_its_batch(config, cr
 
 def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crowd, store,
                                                                      monkeypatch):
-    batch = store_module.BATCHED[submissions.store_submission]
+    batch = submissions.store_submission.batched
     calls = []
 
     def write_then_fail(jobs):
@@ -223,7 +223,7 @@ def test_a_failing_batch_is_rolled_back_and_its_jobs_run_one_by_one(config, crow
         batch(jobs)  # rows of every job written, then SQLite (say) fails
         raise sqlite3.OperationalError("simulated failure after the insert")
 
-    monkeypatch.setitem(store_module.BATCHED, submissions.store_submission, write_then_fail)
+    monkeypatch.setattr(submissions.store_submission, "batched", write_then_fail)
     gate = Gate(store.writer)
     jobs = []
     for user_id, (juez_id, teams) in crowd.items():
