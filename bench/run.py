@@ -579,8 +579,8 @@ def rows(results, sockets):
             b["kib_per_socket"], "<= 40 KiB", a["kib_per_socket"] <= 40)
     if "ingest" in s and "ingest" in r:
         a, b = s["ingest"], r["ingest"]
-        add("ingest: requests/s", "%.0f", a["rps"], b["rps"], ">= 0.7x reference",
-            a["rps"] >= 0.7 * b["rps"])
+        add("ingest: requests/s", "%.0f", a["rps"], b["rps"], ">= 1.0x reference",
+            a["rps"] >= b["rps"])  # (issue 21; issue 4 asked 0.7x)
         add("ingest: records/s", "%.0f", a["records_s"], b["records_s"])
         add("ingest: latency p50 (ms)", "%.1f", a["p50_ms"], b["p50_ms"])
         add("ingest: latency p99 (ms)", "%.1f", a["p99_ms"], b["p99_ms"], "< 25 ms",
