@@ -21,7 +21,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("server5k.models")
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Durable commits: in WAL mode synchronous=FULL fsyncs the WAL on every commit, so a commit that
 # returned is on disk even if the laptop loses power right after.
@@ -195,6 +195,12 @@ class Competencia(BaseModel):
     minimo = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
     # Left out of the public index (a test race); its pages still open by their address.
     oculta = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT 0")])
+    # The moment the current start was given (the server's clock when an organizer fired it):
+    # started_at as ``iniciar`` set it, before any ``ajustar_tiempos`` moved started_at. An app
+    # times against it, so that a phone that first hears the start after an adjustment is
+    # shifted by the server like every other (ORGANIZER.md: adjustments apply to records still
+    # to come). Null when not started.
+    inicio_dado = UtcDateTimeField(null=True)
 
     class Meta:
         table_name = "competencia"
@@ -214,6 +220,7 @@ class Competencia(BaseModel):
             "oficial": self.oficial_en is not None,
             "oficial_en": iso(self.oficial_en),
             "oculta": bool(self.oculta),
+            "inicio_dado": iso(self.inicio_dado),
         }
 
 
@@ -483,10 +490,29 @@ def _v9_judges_of_several_competitions(migrator):
     migrator.database.execute_sql('DROP INDEX IF EXISTS "juez_user_id"')
 
 
+def _v10_start_as_given(migrator):
+    """Version 10: competencia gains ``inicio_dado``; a started race's is read from its last
+    ``iniciar`` history row (started_at as it set it), else its started_at."""
+    database = migrator.database
+    if "inicio_dado" not in {c.name for c in database.get_columns("competencia")}:
+        database.execute_sql('ALTER TABLE "competencia" ADD COLUMN "inicio_dado" TEXT')
+    for cid, started_at in database.execute_sql(
+            'SELECT id, started_at FROM "competencia" WHERE started_at IS NOT NULL').fetchall():
+        row = database.execute_sql(
+            "SELECT despues FROM accion WHERE competencia_id = ? AND accion = 'iniciar' "
+            "ORDER BY id DESC LIMIT 1", (cid,)).fetchone() if database.table_exists(
+                "accion") else None
+        given = row and row[0] and json.loads(row[0]).get("started_at")
+        value = (dt.datetime.fromisoformat(given.replace("Z", "+00:00")).replace(tzinfo=None)
+                 .isoformat(sep=" ", timespec="microseconds") if given else started_at)
+        database.execute_sql('UPDATE "competencia" SET inicio_dado = ? WHERE id = ?',
+                             (value, cid))
+
+
 MIGRATIONS = {2: _v2_drop_redundant_indexes, 3: _v3_drop_equipo_tiempo_index,
               4: _v4_corrections, 5: _v5_records_without_id, 6: _v6_accion_equipo_index,
               7: _v7_hidden_competitions, 8: _v8_protocols,
-              9: _v9_judges_of_several_competitions}
+              9: _v9_judges_of_several_competitions, 10: _v10_start_as_given}
 
 
 def open_database(path):

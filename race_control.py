@@ -3,7 +3,6 @@ official results, competition settings, and the judges' board. Runs in the write
 """
 
 import datetime as dt
-import json
 import uuid
 from collections import defaultdict
 
@@ -55,7 +54,7 @@ def start_competition(competencia_id, user_id=None):
         raise models.Conflict("La carrera ya finalizó; use reiniciar para volver a programarla.",
                               "race_finished")
     before = _race_state(comp)
-    comp.started_at = models.utcnow()
+    comp.started_at = comp.inicio_dado = models.utcnow()
     comp.finished_at = None
     comp.save()
     models.add_history(comp, "iniciar", "competencia", comp.id, user_id, None, before,
@@ -99,7 +98,7 @@ def reset_competition(competencia_id, force=False, user_id=None):
                 "Ya se recibieron %d registros desde la salida; use force para reiniciar "
                 "igualmente (los registros se conservan)." % received, "records_since_start")
     before = _race_state(comp)
-    comp.started_at = None
+    comp.started_at = comp.inicio_dado = None
     comp.finished_at = None
     comp.save()
     models.add_history(comp, "reiniciar", "competencia", comp.id, user_id, None, before,
@@ -474,11 +473,8 @@ def given_start(comp):
     race has not started."""
     if comp.started_at is None:
         return None
-    row = (models.Accion.select(models.Accion.despues)
-           .where((models.Accion.competencia == comp.id) & (models.Accion.accion == "iniciar"))
-           .order_by(models.Accion.id.desc()).first())
-    given = row and json.loads(row.despues or "{}").get("started_at")
-    return venue_time.parse_timestamp(given) if given else comp.started_at
+    given = comp.inicio_dado or comp.started_at  # (kept by start_competition since schema 10)
+    return given.replace(microsecond=given.microsecond // 1000 * 1000)  # as the apps read it
 
 
 def record_start_notice(competencia_id, juez_id, when):

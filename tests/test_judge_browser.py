@@ -553,3 +553,27 @@ def test_a_judge_of_two_competitions_times_each_on_its_own(browser, server):
     records = server.api("GET", "/api/competencias/%d/registros/" % tarde)["registros"]
     assert [(r["equipo_id"], r["juez_id"]) for r in records] == [(pumas, aqui["juez"]["id"])]
     assert page.errors == []
+
+
+def test_a_phone_that_first_hears_the_start_after_an_adjustment(browser, server):
+    """The start was pressed 20 s after the gun and corrected at once (+20 s, ORGANIZER.md:
+    every app record of the race, those still to come too, counts 20 s more). A phone that
+    signs in only then times against the start as it was given (``inicio_dado``), so its
+    counted times are right: the real time since the gun, not 20 s more."""
+    given = start_race(server)
+    adjusted = server.api("POST", "/api/competencias/1/ajustar_tiempos/", {
+        "delta_ms": 20_000, "motivo": "salida pulsada 20 s tarde"})["competencia"]
+    assert adjusted["inicio_dado"] == given and ms(adjusted["started_at"]) == ms(given) - 20_000
+    page = phone(browser, server)
+    sign_in(page, JOSE)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    clock_synced(page)
+    taps = [tap(page, "Gacelas", 3)]
+    expect(team(page, "Gacelas").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    [record] = stored(server, "Gacelas")
+    check_times([record], taps, given)  # as received: against the start as given
+    real = ms(adjusted["started_at"])  # the gun
+    before, after = taps[0]
+    assert before - real - TOLERANCE_MS <= record["tiempo"] <= after - real + TOLERANCE_MS, (
+        record, before - real)
+    assert page.errors == []

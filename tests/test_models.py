@@ -191,6 +191,26 @@ def test_schema_is_versioned_and_reopening_keeps_data(database):
     assert models.Competencia.get().nombre == "Sigue aquí"
 
 
+def test_the_start_as_given_survives_adjustments_and_a_version_9_database_learns_it(
+        one_team_race, database):
+    """``inicio_dado``: started_at as the start set it; an adjustment moves started_at alone, a
+    reset clears both. A race started under schema 9 has its given start read from history."""
+    comp = one_team_race[0]
+    given = race_control.start_competition(comp.id)["started_at"]
+    adjusted = race_control.shift_times(None, comp.id, 20_000, "salida tarde")
+    after = models.Competencia.get_by_id(comp.id).to_dict()
+    assert after["inicio_dado"] == given != after["started_at"]
+    assert adjusted is not None
+    models.db.execute_sql('ALTER TABLE "competencia" DROP COLUMN "inicio_dado"')
+    models.SchemaVersion.update(version=9).execute()
+    models.db.close()
+    models.open_database(database)
+    migrated = models.Competencia.get_by_id(comp.id).to_dict()
+    assert (migrated["inicio_dado"], migrated["started_at"]) == (given, after["started_at"])
+    reset, _ = race_control.reset_competition(comp.id, force=True)
+    assert reset["inicio_dado"] is None and reset["started_at"] is None
+
+
 def test_newer_schema_is_refused(database):
     models.SchemaVersion.update(version=models.SCHEMA_VERSION + 1).execute()
     models.db.close()
@@ -355,7 +375,7 @@ def test_version_1_database_is_migrated_keeping_its_records(one_team_race):
     assert "registrotiempo_juez_id" not in indexes
     assert "registrotiempo_equipo_id_tiempo" not in indexes  # version 3
     assert "registrotiempo_equipo_id_timestamp_tiempo" in indexes
-    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 9
+    assert models.SchemaVersion.get().version == models.SCHEMA_VERSION == 10
     assert [r.tiempo for r in models.RegistroTiempo.select()] == [42]
 
 
@@ -437,7 +457,7 @@ def test_a_version_3_database_migrates_to_exactly_the_fresh_schema(tmp_path):
     models.open_database(fresh)
     assert _shape(old) == _shape(fresh)
     with sqlite3.connect(old) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 9
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 10
         # (an app record of before version 5 may have come without an id: matched by content)
         assert conn.execute("SELECT id_registro, juez_id, tiempo, origen, oficial_al_recibir, "
                             "sin_id FROM registro_tiempo").fetchall() == [

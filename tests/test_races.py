@@ -23,7 +23,7 @@ async def test_competition_is_public(client, event):
     assert comp == {"id": event["competencia"], "nombre": "Carrera de prueba",
                     "fecha_hora": None, "estado": "programada", "started_at": None,
                     "finished_at": None, "oficial": False, "oficial_en": None,
-                    "oculta": False}
+                    "oculta": False, "inicio_dado": None}
     assert movil5k["name"] == "Carrera de prueba" and movil5k["is_running"] is False
 
 

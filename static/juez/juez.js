@@ -286,8 +286,10 @@
   window.addEventListener('offline', function () { setReachable(false); });
 
   // -- the race's state -----------------------------------------------------------------------------
-  // started: the started_at this phone times against for the current start (the first one it
-  // heard: a later ajustar_tiempos is the organizer's, applied by the server).
+  // started: the start this phone times against: the moment it was given (`inicio_dado`), before
+  // any ajustar_tiempos moved started_at. The server applies an adjustment to every record of
+  // the race, those still to come too: a phone that first hears the start after one must not
+  // have it in its times already.
   var race = { comp: null, started: null, nota: null };
 
   function applyCompetition(comp) {
@@ -300,9 +302,9 @@
       }
       race.started = null;
     } else {
-      // The start this phone heard first stays its reference: a later started_at is the
-      // organizer's ajustar_tiempos, which the server applies to this phone's times itself.
-      if (!race.started) { race.started = comp.started_at; }
+      // The start as given stays its reference: a later started_at is the organizer's
+      // ajustar_tiempos, which the server applies to this phone's times itself.
+      if (!race.started) { race.started = comp.inicio_dado || comp.started_at; }
       if (comp.estado === 'en_curso') { race.nota = null; }
       if (comp.estado === 'finalizada') {
         race.nota = 'Carrera finalizada a las ' + venueTime(comp.finished_at) +
