@@ -303,7 +303,12 @@
       race.started = null;
     } else {
       // The start as given stays its reference: a later started_at is the organizer's
-      // ajustar_tiempos, which the server applies to this phone's times itself.
+      // ajustar_tiempos, which the server applies to this phone's times itself. Another
+      // inicio_dado is another start: this phone was away through a false start and the new
+      // one (what it tapped meanwhile is the cancelled start's, marked as such).
+      if (race.started && comp.inicio_dado && comp.inicio_dado !== race.started) {
+        race.started = null;
+      }
       if (!race.started) { race.started = comp.inicio_dado || comp.started_at; }
       if (comp.estado === 'en_curso') { race.nota = null; }
       if (comp.estado === 'finalizada') {
