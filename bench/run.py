@@ -513,8 +513,9 @@ def say(text):
     print("bench: %s" % text, file=sys.stderr, flush=True)
 
 
-# Other benchmarks (bench/hostile.py) keep their report in docs/benchmarks.md between these
-# markers; this one's report is the rest of the file.
+# Other benchmarks (bench/hostile.py, bench/crowd.py) and the notes on their figures keep their
+# text in docs/benchmarks.md between these markers (every word of the file outside this run's
+# report must be in a section, or the next run drops it); this one's report is the rest.
 SECTION_BEGIN, SECTION_END = "<!-- section: %s -->", "<!-- end section: %s -->"
 
 
