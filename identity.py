@@ -276,7 +276,7 @@ def user_identity(user_id, token_gen=None):
     Unauthenticated ``token_revoked``. Read from the database every time, so a change made by
     another process (the command line) counts at once. ``juez_id`` is the user's current
     judge (:func:`current_judge`), ``juez_active`` whether any of its judges is active and
-    ``jueces`` {juez_id: (competencia_id, active)} all of them.
+    ``jueces`` {juez_id: (competencia_id, active, race finished)} all of them.
     """
     user = models.User.get_or_none(models.User.id == user_id)
     refusal = session_refusal(user is not None and user.is_active,
@@ -293,7 +293,8 @@ def user_identity(user_id, token_gen=None):
         "juez_id": juez.id if juez is not None else None,
         "juez_active": bool(juez is not None and juez.is_active),
         "competencia_id": juez.competencia_id if juez is not None else None,
-        "jueces": {j.id: (j.competencia_id, bool(j.is_active)) for j in judges},
+        "jueces": {j.id: (j.competencia_id, bool(j.is_active),
+                          j.competencia.estado == models.ESTADO_FINALIZADA) for j in judges},
     }
 
 

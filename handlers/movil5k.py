@@ -158,7 +158,7 @@ class CompetenciasHandler(accounts.CompetenciasHandler):
             raise ApiError.from_domain(refusal)
         # Each competition it times (its active judges'), the current one first.
         current = self.identity["competencia_id"]
-        ids = sorted({cid for cid, active in self.identity["jueces"].values() if active},
+        ids = sorted({cid for cid, active, _ in self.identity["jueces"].values() if active},
                      key=lambda cid: (cid != current, cid))
         wanted = {field: _bool_argument(self, field) for field in ("is_active", "is_running")}
         comps = []

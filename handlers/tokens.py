@@ -46,9 +46,11 @@ class TokenService:
         if identity.get("juez_id") is not None:
             claims["juez_id"] = identity["juez_id"]  # its current judge (identity.current_judge)
             # [competencia_id, juez_id] of each of its active judges (one per competition it
-            # times): what a poll of a competition tells the judges board without a read.
-            claims["jueces"] = sorted([competencia_id, juez_id] for juez_id, (competencia_id,
-                                      active) in identity.get("jueces", {}).items() if active)
+            # times) whose race is not over: what a poll of a running competition tells the
+            # judges board without a read (a judge of a monthly series does not carry years).
+            claims["jueces"] = sorted(
+                [competencia_id, juez_id] for juez_id, (competencia_id, active, finished)
+                in identity.get("jueces", {}).items() if active and not finished)
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def pair(self, identity):

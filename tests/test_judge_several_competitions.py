@@ -5,6 +5,7 @@ HTTP and WebSocket clients; the command line as a subprocess."""
 
 import json
 
+import jwt
 import pytest
 
 from helpers import LiveServer, handshake_status, judge_path, next_message, nothing_within, \
@@ -165,6 +166,14 @@ async def test_movil5k_lists_every_competition_and_team_of_the_judge(client, eve
                                token=token))["jueces"]
     heard = {j["id"]: j["inicio_notificado_en"] for j in board}
     assert heard[added["juez"]["id"]] is not None
+    # Its tokens name its judge in each race not over (what a poll marks), not those finished.
+    claims = jwt.decode(app, options={"verify_signature": False})
+    assert claims["jueces"] == sorted([[cid, added["juez"]["id"]], [otra, event["jueces"][2]]])
+    await client.race_action(cid, token, "detener")
+    again = (await client.call("POST", "/api/login/", {"username": "juez3",
+                                                       "password": "pass-juez3"}))["access"]
+    assert jwt.decode(again, options={"verify_signature": False})["jueces"] == [
+        [otra, event["jueces"][2]]]
 
 
 def test_the_command_line_adds_a_judge_to_a_second_competition_and_asks_which(tmp_path):
