@@ -258,14 +258,16 @@ def acting_judges(user_id):
     return active
 
 
-def team_refusal(judges, equipo):
-    """The DomainError refusing a judge (its rows, :func:`judges_of`) a team, or None when one
-    of its active rows times it."""
-    for juez in judges:
-        if juez.id == equipo.juez_id:
-            return None if juez.is_active else models.Forbidden(messages.JUDGE_INACTIVE,
-                                                                "inactive_judge")
-    return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo.id, "team_not_assigned")
+def team_refusal(equipo_id, equipo_juez_id, juez_id, juez_active):
+    """The DomainError refusing a judge a team it writes for or reads, or None: ``juez_id`` /
+    ``juez_active`` is the user's judge row in the team's competition (None: it has none
+    there), ``equipo_juez_id`` the team's judge. The one rule of the submission (read in bulk
+    in the writer) and of the judge's read-back."""
+    if juez_id is None or equipo_juez_id != juez_id:
+        return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo_id, "team_not_assigned")
+    if not juez_active:  # (its judge in this competition; it may be active in another)
+        return models.Forbidden(messages.JUDGE_INACTIVE, "inactive_judge")
+    return None
 
 
 def user_identity(user_id, token_gen=None):

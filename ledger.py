@@ -393,7 +393,11 @@ def team_records(user_id, equipo_id, scored_per_team=race_defaults.COMPETITION_R
     if equipo is None:
         raise models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
     if not user.is_organizer:
-        refusal = identity.team_refusal(identity.acting_judges(user.id), equipo)
+        identity.acting_judges(user.id)  # (raises unless it is an active judge somewhere)
+        juez = models.Juez.get_or_none((models.Juez.user == user.id)
+                                       & (models.Juez.competencia == equipo.competencia_id))
+        refusal = identity.team_refusal(equipo.id, equipo.juez_id, juez and juez.id,
+                                        juez is not None and juez.is_active)
         if refusal is not None:
             raise refusal
     state = competition_state(equipo.competencia_id, scored_per_team, equipo_id=equipo.id)

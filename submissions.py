@@ -161,11 +161,7 @@ def _submitter_error(row, equipo_id, token_gen):
         return error
     if found_equipo is None:
         return models.NotFound(messages.TEAM_NOT_FOUND % equipo_id, "team_not_found")
-    if juez_id is None or equipo_juez != juez_id:
-        return models.Forbidden(messages.TEAM_NOT_ASSIGNED % equipo_id, "team_not_assigned")
-    if not juez_active:  # (its judge in this competition; it is active in another)
-        return models.Forbidden(messages.JUDGE_INACTIVE, "inactive_judge")
-    return None
+    return identity.team_refusal(equipo_id, equipo_juez, juez_id, juez_active)
 
 
 _NO_SUBMITTER = (None,) * 13  # a (user, team) the look-up did not return: no such user

@@ -128,6 +128,9 @@ async def test_one_login_times_two_competitions_each_on_its_own_judge(client, ev
     judge = await client.access("juez1", "pass-juez1")
     refused = await client.enviar_tiempos(judge, event["equipos"]["a"], 63_000, status=403)
     assert refused["code"] == "inactive_judge"
+    read = await client.call("GET", "/api/equipos/%d/registros/" % event["equipos"]["a"],
+                             token=judge, status=403)  # (the read-back: the same rule)
+    assert read["code"] == "inactive_judge"
     await client.enviar_tiempos(judge, team_there, 64_000)
     assert await handshake_status(client.ws_url(judge_path(j1_here, judge))) == 403
     me = await client.call("GET", "/api/me/", token=judge)
