@@ -475,6 +475,10 @@
   function renderOtherCompetitions() {
     var box = $('otras-competencias');
     var others = (session.me.jueces || []).filter(function (j) { return j.id !== session.me.juez.id; });
+    // Built anew only when the list changes: a poll's render must not swap a button mid-tap.
+    var key = JSON.stringify(others.map(function (j) { return [j.id, j.competencia.nombre]; }));
+    if (box.dataset.lista === key) { return; }
+    box.dataset.lista = key;
     box.textContent = '';
     box.hidden = !others.length;
     others.forEach(function (juez) {
