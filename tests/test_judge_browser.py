@@ -538,9 +538,10 @@ def test_a_judge_of_two_competitions_times_each_on_its_own(browser, server):
     expect(page.locator("#comp-nombre")).to_have_text("5K del Puerto", timeout=WAIT_MS)
     expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(".equipo")).to_have_count(2)
-    first = stored_judge(server, "maria", competencia=1)
-    wait_for(lambda: page.sockets and "/ws/juez/%d/" % first in page.sockets[-1],
-             what="a socket on her judge id of the first race")
+    # Her socket is now her judge row's in the first race: the board there shows her connected
+    # (asked of the server: the page's socket list only fills while Playwright is called).
+    wait_for(lambda: {j["username"]: j for j in server.api("GET", "/api/competencias/1/jueces/")
+                      ["jueces"]}["maria"]["conectado"], what="María connected in the first race")
     clock_synced(page)
     started_at = start_race(server)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
