@@ -185,9 +185,20 @@ def cmd_judge(args, config):
         else:
             password, generated = identity.generate_password(), True
         if args.server:  # a judge's password, through the server: its sockets close at once
-            juez = args.server.call("PATCH", "/api/jueces/%d/" % cli_remote.judge_id(
-                args.server, args.username, "only a judge's password can be changed while "
-                "the server runs"), {"password": password}, what="judge passwd")
+            try:
+                juez_id = cli_remote.judge_id(args.server, args.username, "only a judge's "
+                                              "password can be changed while the server runs")
+            except cli_output.CliError:
+                if organizer_account(config, args.username):
+                    raise cli_output.CliError(
+                        "%s is an organizer: its password is changed only with no server "
+                        "running for %s (the server has no way to change it, and this command "
+                        "never writes the database beside it): stop the server, run this "
+                        "again, serve again; or `organizer add` another organizer through it"
+                        % (args.username, config["database"]["path"])) from None
+                raise
+            juez = args.server.call("PATCH", "/api/jueces/%d/" % juez_id,
+                                    {"password": password}, what="judge passwd")
             username = juez["username"]
         else:  # refused at their next use by a server started later (token generations)
             user = models.User.get_or_none(
@@ -199,6 +210,16 @@ def cmd_judge(args, config):
             username = user.username
         print("password changed for %s; every token issued before is refused%s" % (
             username, ("\nnew password (shown once): %s" % password) if generated else ""))
+
+
+def organizer_account(config, username):
+    """Whether ``username`` is an organizer's account: read from the database (a reader, never
+    in a running server's way; opened without schema work, which would write)."""
+    models.db.init(config["database"]["path"], pragmas=models.PRAGMAS)
+    with models.db.connection_context():
+        user = models.User.get_or_none(
+            models.User.username_key == models.username_key(username))
+    return user is not None and user.is_organizer
 
 
 @cli_output.needs(cli_output.CHANGES)

@@ -59,6 +59,17 @@ def test_a_second_serve_is_refused_and_the_first_keeps_serving(spawn, tmp_path):
     done = first.cli("competition", "add", "Por el servidor", env=ORG)
     assert "served by %s" % first.base_url in done.stderr
     assert "POST /api/competencias/" in first.log()
+    # An organizer's password: the server has no way to change it, so the command refuses (it
+    # never writes beside the server), saying what to do; the password is the same.
+    refused = first.cli("judge", "passwd", "org", "--password", "nueva-clave-9", env=ORG,
+                        check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "server5k: error: org is an organizer: its password is changed only with no server "
+        "running for %s (the server has no way to change it, and this command never writes "
+        "the database beside it): stop the server, run this again, serve again; or `organizer "
+        "add` another organizer through it" % first.db_path]
+    assert first.token("org", ORG["SERVER5K_PASSWORD"])
     # Once it stops (its run file goes with it), the second one starts.
     first.signal(signal.SIGTERM)
     assert first.wait() == 0
