@@ -86,11 +86,19 @@ def lock_file(config):
 
 
 def _open_lock(config):
+    """The lock file, opened (created if missing; it holds no secret, only the server's pid).
+    One another user made (root, say) is locked read-only: flock needs no write access."""
+    path = lock_file(config)
     try:
-        return os.open(lock_file(config), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            error = exc
     except OSError as exc:
-        raise cli_output.CliError("cannot open the lock file %s: %s" % (
-            lock_file(config), exc.strerror or exc)) from None
+        error = exc
+    raise cli_output.CliError("cannot open the lock file %s: %s" % (path, error.strerror or error))
 
 
 def _try_lock(fd, mode):
@@ -200,8 +208,11 @@ def hold_for_server(config, wait_s=None, waiting=None):
         os.close(fd)
         raise
     info = json.dumps({"pid": os.getpid(), "started": process_started(os.getpid())}).encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, info, 0)
+    try:  # (for the words of a second `serve`: the lock is what counts)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+    except OSError:
+        pass  # (read-only: another user's file)
     return fd
 
 
