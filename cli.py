@@ -23,9 +23,11 @@ def provide(args, config):
     need = getattr(args, "needs", None) or getattr(args.func, "needs", cli_output.NOTHING)
     args.server = None
     if need == cli_output.DATABASE:
-        cli_remote.open_event_database(args, config, cli_remote.running_server(config))
+        cli_remote.open_event_database(args, config, cli_remote.claim_database(config))
     elif need == cli_output.CHANGES:
-        url = cli_remote.running_server(config)
+        # No server: this command holds the database's lock until it ends, so none can start
+        # and write beside it (cli_remote.claim_database).
+        url = cli_remote.claim_database(config)
         if url is None:
             cli_remote.open_event_database(args, config)
             return

@@ -58,7 +58,9 @@ def print_demo(creds, config):
 def write_alone(fn, *args):
     """A change with no server running: the domain function run as the server runs it, as a
     job of the one writer (store.Writer: its thread, BEGIN IMMEDIATE, a savepoint, a durable
-    commit). Passwords are hashed before, never inside its transaction."""
+    commit). Passwords are hashed before, never inside its transaction. Only under the
+    database's lock (cli_remote.claim_database found no server): never beside a server."""
+    cli_remote.check_claimed(models.db.database)
     writer = store.Writer()
     writer.start()
     try:
@@ -69,7 +71,7 @@ def write_alone(fn, *args):
 
 @cli_output.needs(cli_output.NOTHING)
 def cmd_init_db(args, config):
-    url = cli_remote.running_server(config)
+    url = cli_remote.claim_database(config)
     if url is not None:
         print("database ready: %s is served by %s (its schema is version %d)" % (
             config["database"]["path"], url, models.SCHEMA_VERSION))
@@ -93,7 +95,7 @@ def cmd_backup(args, config):
 
 @cli_output.needs(cli_output.NOTHING)
 def cmd_demo(args, config):
-    if cli_remote.running_server(config) is not None:
+    if cli_remote.claim_database(config) is not None:
         if not cli_remote.demo_credentials_file(config).exists():
             raise cli_output.CliError("a server is running for %s: the demo event is made by "
                                       "`serve --demo` (stop it first)" % config["database"]["path"])
@@ -183,9 +185,20 @@ def cmd_judge(args, config):
         else:
             password, generated = identity.generate_password(), True
         if args.server:  # a judge's password, through the server: its sockets close at once
-            juez = args.server.call("PATCH", "/api/jueces/%d/" % cli_remote.judge_id(
-                args.server, args.username, "only a judge's password can be changed while "
-                "the server runs"), {"password": password}, what="judge passwd")
+            try:
+                juez_id = cli_remote.judge_id(args.server, args.username, "only a judge's "
+                                              "password can be changed while the server runs")
+            except cli_output.CliError:
+                if organizer_account(config, args.username):
+                    raise cli_output.CliError(
+                        "%s is an organizer: its password is changed only with no server "
+                        "running for %s (the server has no way to change it, and this command "
+                        "never writes the database beside it): stop the server, run this "
+                        "again, serve again; or `organizer add` another organizer through it"
+                        % (args.username, config["database"]["path"])) from None
+                raise
+            juez = args.server.call("PATCH", "/api/jueces/%d/" % juez_id,
+                                    {"password": password}, what="judge passwd")
             username = juez["username"]
         else:  # refused at their next use by a server started later (token generations)
             user = models.User.get_or_none(
@@ -197,6 +210,16 @@ def cmd_judge(args, config):
             username = user.username
         print("password changed for %s; every token issued before is refused%s" % (
             username, ("\nnew password (shown once): %s" % password) if generated else ""))
+
+
+def organizer_account(config, username):
+    """Whether ``username`` is an organizer's account: read from the database (a reader, never
+    in a running server's way; opened without schema work, which would write)."""
+    models.db.init(config["database"]["path"], pragmas=models.PRAGMAS)
+    with models.db.connection_context():
+        user = models.User.get_or_none(
+            models.User.username_key == models.username_key(username))
+    return user is not None and user.is_organizer
 
 
 @cli_output.needs(cli_output.CHANGES)
@@ -371,12 +394,13 @@ def cmd_simulate(args, config):
     if args.create_demo:
         print("creating or reusing %d rehearsal judges (%s1..%s%d) ..." % (
             args.judges, roster.REHEARSAL_PREFIX, roster.REHEARSAL_PREFIX, args.judges), flush=True)
-        url = cli_remote.running_server(config)
+        url = cli_remote.claim_database(config)
         # (a server runs for the database: the rehearsal judges are made through it, as an
         # organizer: --user/--password or SERVER5K_USER/SERVER5K_PASSWORD)
         session = url and cli_remote.ServerSession(args, config, url)
         competencia_id, path = create_simulation_judges(config, args.judges, competencia_id,
                                                         session)
+        cli_remote.release_claims()  # (a server may start now: the rehearsal waits for one)
         print("competition %d; their passwords are in %s (mode 0600)" % (competencia_id, path))
     else:
         path = Path(args.credentials) if args.credentials else simulation_credentials_path(config)

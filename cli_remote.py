@@ -2,9 +2,11 @@
 session) and the commands that change a running race through the server's API.
 """
 
+import fcntl
 import json
 import os
 import ssl
+import time
 import urllib.request
 from pathlib import Path
 
@@ -18,10 +20,12 @@ import venue_time
 
 # -- the run file: which server serves a database ---------------------------------------------
 # While `serve` runs, a small file beside the database says so (its pid, when that process
-# started, its URL). Every command that changes data reads it: with a live server it goes
-# through the server's API (its writer orders every change; nothing waits on a lock), else it
-# writes the database itself. A file left by a killed server names a process that is gone (or
-# another process with that pid, started at another time): it is ignored.
+# started, its URL). Every command that works on the database reads it once the database's
+# lock (below) says a server holds it: with the server answering there it goes through the
+# server's API (its writer orders every change; nothing waits on a lock); with no server it
+# writes the database itself, holding the lock. A file left by a killed server names a process
+# that is gone (or another process with that pid, started at another time): it is ignored, and
+# only the process that wrote a file removes it.
 def run_file(config):
     return Path(config["database"]["path"] + ".server.json")
 
@@ -58,6 +62,167 @@ def running_server(config):
                                   "%s; try again once it has started, or stop it" % (
                                       pid, config["database"]["path"], url))
     return url
+
+
+# -- the database lock: one server, or commands of the command line, never both ---------------
+# `serve` holds an exclusive advisory lock (flock) on DATABASE.lock for its whole life; a command
+# that works on the database itself holds a shared one until it ends (claim_database). So a
+# second `serve` is refused while one runs, `serve` waits for a command writing the database to
+# finish, and a command never writes beside a server, not even one that started between the
+# command's look at the run file and its write. The kernel drops a lock when its process ends,
+# however it ends (SIGKILL, a crash, a reboot): unlike a pid in a file, it never goes stale. The
+# lock file is never removed (a process could be holding the removed one while the next takes
+# a new one: two "only" holders).
+# How long a command waits for a server that holds the lock to answer at its address (it is
+# starting: the run file is written once it listens), and `serve` for commands to finish.
+SERVER_ANSWER_WAIT_S = 15
+COMMANDS_WAIT_S = 30
+
+_claims = {}  # database path -> the descriptor of this process's shared lock on it
+
+
+def lock_file(config):
+    return Path(config["database"]["path"] + ".lock")
+
+
+def _open_lock(config):
+    """The lock file, opened (created if missing; it holds no secret, only the server's pid).
+    One another user made (root, say) is locked read-only: flock needs no write access."""
+    path = lock_file(config)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            error = exc
+    except OSError as exc:
+        error = exc
+    raise cli_output.CliError("cannot open the lock file %s: %s" % (path, error.strerror or error))
+
+
+def _try_lock(fd, mode):
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _lockable(config):
+    """Whether the database can have a lock file (not ``:memory:``, its folder exists: else
+    open_database refuses it with its own words)."""
+    path = config["database"]["path"]
+    return path != ":memory:" and os.path.isdir(os.path.dirname(os.path.abspath(path)))
+
+
+def lock_holder(config):
+    """The server that holds the database's lock: ({"pid", "started"} as it wrote them in the
+    lock file, or {} if unreadable), or None when only commands hold it (or nobody)."""
+    fd = _open_lock(config)
+    try:
+        if _try_lock(fd, fcntl.LOCK_SH):
+            return None  # shared holders only: commands of the command line
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return info if isinstance(info, dict) else {}
+        except ValueError:
+            return {}
+    finally:
+        os.close(fd)  # (and the probe's shared lock with it)
+
+
+def claim_database(config, wait_s=None):
+    """Which server serves this config's database: its URL, or None, and then none does and
+    none can start until this command ends (this process holds the shared lock: release_claims,
+    or its exit, lets it go). A server that holds the lock but does not answer within
+    ``wait_s`` (starting, stopping, hung) is a CliError: the command neither writes beside it
+    nor waits for ever."""
+    path = config["database"]["path"]
+    if path in _claims or not _lockable(config):
+        return None
+    deadline = time.monotonic() + (SERVER_ANSWER_WAIT_S if wait_s is None else wait_s)
+    while True:
+        fd = _open_lock(config)
+        if _try_lock(fd, fcntl.LOCK_SH):
+            _claims[path] = fd
+            return None
+        os.close(fd)
+        try:
+            url = running_server(config)
+        except cli_output.CliError:
+            url = None  # (alive, not answering yet: it may be starting)
+        if url is not None:
+            return url
+        if time.monotonic() >= deadline:
+            holder = lock_holder(config)
+            if holder is None:
+                continue  # it has just stopped: the lock is free (or a command's)
+            raise cli_output.CliError(
+                "a server (pid %s) holds %s but does not answer at %s; try again once it has "
+                "started, or stop it" % (holder.get("pid", "?"), path, base_url(config)))
+        time.sleep(0.1)
+
+
+def release_claims():
+    """Let the shared locks of this process go (server5k.main, once a command is done)."""
+    while _claims:
+        os.close(_claims.popitem()[1])
+
+
+def check_claimed(path):
+    """Raise unless this process holds ``path``'s shared lock (a change written alone)."""
+    if str(path) != ":memory:" and str(path) not in _claims:
+        raise RuntimeError("%s written without its lock: claim_database first" % path)
+
+
+def hold_for_server(config, wait_s=None, waiting=None):
+    """The exclusive lock for `serve`, held as long as the returned descriptor is open (its
+    process's life): a CliError naming the server that holds it, or, after ``wait_s`` seconds,
+    the commands that do (``waiting(text)`` is told once that it waits for them)."""
+    if not _lockable(config):
+        return None
+    path = config["database"]["path"]
+    wait_s = COMMANDS_WAIT_S if wait_s is None else wait_s
+    fd = _open_lock(config)
+    deadline = time.monotonic() + wait_s
+    told = False
+    try:
+        while not _try_lock(fd, fcntl.LOCK_EX):
+            holder = lock_holder(config)
+            if holder is not None:
+                raise cli_output.CliError(
+                    "another server (pid %s%s) already serves %s: stop it first, or give this "
+                    "one another database.path" % (holder.get("pid", "?"), running_address(
+                        config, holder.get("pid")), path))
+            if time.monotonic() >= deadline:
+                raise cli_output.CliError(
+                    "a command is still working on %s after %g s (import, judge add ...: see "
+                    "your other terminals); try again once it has finished" % (path, wait_s))
+            if waiting is not None and not told:
+                waiting("a command is working on %s; waiting up to %g s for it to finish"
+                        % (path, wait_s))
+                told = True
+            time.sleep(0.1)
+    except BaseException:
+        os.close(fd)
+        raise
+    info = json.dumps({"pid": os.getpid(), "started": process_started(os.getpid())}).encode()
+    try:  # (for the words of a second `serve`: the lock is what counts)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+    except OSError:
+        pass  # (read-only: another user's file)
+    return fd
+
+
+def running_address(config, pid):
+    """", at URL" from the run file when it names process ``pid``, else ""."""
+    try:
+        info = json.loads(run_file(config).read_text())
+        return ", at %s" % info["url"] if info.get("pid") == pid else ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
 
 
 def base_url(config):
@@ -472,7 +637,7 @@ def cmd_results(args, config):
         raise cli_output.CliError(
             "results takes a competition ID (or official ID, reopen ID)") from None
     excel_needs_csv(args)
-    open_event_database(args, config, running_server(config))
+    open_event_database(args, config, claim_database(config))
     result = ranking.ranking(args.id)
     if args.category is not None:
         if args.category not in result["categorias"]:

@@ -245,6 +245,18 @@ SWITCH_INTERVAL_S = 0.001
 
 
 async def serve(config, demo=False, ready=None):
+    # One server per database, and none beside a command writing it: the lock is held until
+    # this returns (a second `serve` is refused, naming this one; the kernel lets it go however
+    # this process ends, so a restart after a crash is never refused).
+    lock = cli_remote.hold_for_server(config, waiting=log.info)
+    try:
+        await serve_locked(config, demo, ready)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+async def serve_locked(config, demo, ready):
     if demo:
         cli_local.print_demo(cli_local.ensure_demo(config), config)
     fd_limit = raise_open_file_limit()
@@ -402,6 +414,8 @@ def main(argv=None):
         return 2 if isinstance(exc, config_schema.ConfigError) else 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        cli_remote.release_claims()  # (a test calls main in its own process, again and again)
     return 0
 
 
