@@ -14,8 +14,10 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import time
 import uuid
 
+import jwt
 import pytest
 import tornado.websocket
 
@@ -536,6 +538,165 @@ async def test_a_judges_poll_never_waits_behind_its_addresss_anonymous_turns(cli
     assert (await client.get(path, token="no-es-un-token"))[0] == 429  # a bad token is no token
 
 
+@pytest.fixture
+def short_access(config):
+    """Access tokens of 1 s (the app's are 300 s: the same story, sooner)."""
+    config["auth"]["access_token_lifetime_s"] = 1
+    return config
+
+
+@pytest.fixture
+def short_session(short_access):
+    """Access tokens of 1 s and refresh tokens of 3 s."""
+    short_access["auth"]["refresh_token_lifetime_s"] = 3
+    return short_access
+
+
+async def until_expired(*tokens):
+    """Wait until every one of ``tokens`` is past its ``exp``."""
+    exp = max(jwt.decode(t, options={"verify_signature": False})["exp"] for t in tokens)
+    await asyncio.sleep(max(0.0, exp - time.time()) + 0.05)
+    assert time.time() > exp
+
+
+def heard_start(board):
+    return {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_expired_access_token_still_says_whose_poll_it_is(short_access, client, app,
+                                                                   event):
+    """Movil5K polls the public competition with the access token of its login; the 200s never
+    tell it the token expired (it refreshes only after a 401), so by the start it has. Such a
+    poll is still the judge's: the judges board marks it, and it never waits in the anonymous
+    queue. A token that no longer holds for any other reason (a new password, a logout, a bad
+    signature) is no token; and an expired one authorizes nothing."""
+    from handlers.limits import Pacer
+    assert app.settings["server5k_tokens"].lifetimes["access"] == 1  # (read after the fixture)
+    cid, jueces = event["competencia"], event["jueces"]
+    path = "/api/competencias/%d/" % cid
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    revoked = MovilApp(client.base_url)  # juez2's phone: its password is changed below
+    await revoked.login("juez2", "pass-juez2")
+    gone = MovilApp(client.base_url)  # juez1's other phone, logged out
+    await gone.login("juez1", "pass-juez1")
+    await gone.logout()
+    assert gone.requests[-1] == ("POST", "/api/logout/", 200)
+    with models.db.connection_context():
+        identity.set_password("juez2", "otra-clave-larga")
+    await client.race_action(cid, await client.organizer(), "iniciar")
+    await until_expired(phone.access, revoked.access, gone.access)
+    code, answer = await client.get("/api/me/", token=phone.access)
+    assert code == 401 and answer["code"] == "token_expired"  # it authorizes nothing
+
+    app.settings["server5k_limits"].pacer = Pacer(1, max_wait=0.2)  # one a minute, 3 s burst
+    # juez2's expired token of an older generation is anonymous: it takes the address's turn
+    # and the board does not mark juez2.
+    assert (await client.get(path, token=revoked.access))[0] == 200
+    for _ in range(5):  # the expired token of the current generation: never queued
+        code, answer = await client.get(path, token=phone.access)
+        assert code == 200 and answer["is_running"] is True
+    anonymous = [(await client.get(path))[0] for _ in range(2)]
+    assert anonymous[-1] == 429, anonymous
+    assert (await client.get(path, token=phone.access))[0] == 200
+    for token in (revoked.access, gone.access, phone.access[:-4] + "AAAA"):
+        assert (await client.get(path, token=token))[0] == 429
+    app.settings["server5k_limits"].pacer = Pacer(0)
+    code, board = await client.get("/api/competencias/%d/jueces/" % cid,
+                                   token=await client.organizer())
+    heard = heard_start(board)
+    assert heard[jueces[0]] is not None and heard[jueces[1]] is None, heard
+    # A restarted server still refuses the logged-out token once expired (make_app keeps the
+    # revoked ones a refresh lifetime past their expiry).
+    gone_jti = jwt.decode(gone.access, options={"verify_signature": False})["jti"]
+    with models.db.connection_context():
+        assert gone_jti not in identity.revoked_tokens()
+        assert gone_jti in identity.revoked_tokens(86400)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_expired_access_token_is_refreshed_and_a_lapsed_session_says_so(
+        short_session, client, app, event):
+    """As the app meets them: its access token expires (401 "El token ha expirado.", with
+    "token" in it) and it refreshes with the login's refresh token and repeats the request;
+    once the refresh token has expired too, the send fails with "Tu sesión ha expirado", nothing
+    stored, and a new login sends it."""
+    assert app.settings["server5k_tokens"].lifetimes == {"access": 1, "refresh": 3}
+    team = event["equipos"]["a"]
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    await until_expired(phone.access)
+    assert [e["id"] for e in await phone.equipos()] == [team, event["equipos"]["b"]]
+    assert phone.requests[-3:] == [("GET", "/api/equipos/", 401),
+                                   ("POST", "/api/token/refresh/", 200),
+                                   ("GET", "/api/equipos/", 200)]
+    await until_expired(phone.access, phone.refresh)
+    tiempos = set_de(range(1_200_000, 1_215_000, 1_000))
+    assert await phone.enviar(team, tiempos) == ("error", "Tu sesión ha expirado.")
+    assert phone.requests[-2:] == [("POST", "/api/equipos/%d/registros/" % team, 401),
+                                   ("POST", "/api/token/refresh/", 401)]
+    with models.db.connection_context():
+        assert models.RegistroTiempo.select().count() == 0
+    await phone.login("juez1", "pass-juez1")
+    assert await phone.enviar(team, tiempos) == ("exito", 15)
+
+
+@pytest.mark.gen_test
+async def test_a_second_set_waits_for_review_only_once_the_team_is_complete(client, event):
+    """A team is complete when it holds Movil5K's full set: 15 records standing on it now,
+    from either app or typed in or moved in by the organizer, absent runners included, voided
+    and pending ones not. Before that, a set counts at once; after, a different set waits."""
+    cid, eq = event["competencia"], event["equipos"]
+    org = await client.organizer()
+    await client.race_action(cid, org, "iniciar")
+    phone = MovilApp(client.base_url)
+    await phone.login("juez1", "pass-juez1")
+    guide = await client.access("juez1", "pass-juez1")  # the same judge on the guide's app
+
+    async def waiting(equipo_id):
+        code, listed = await client.get("/api/competencias/%d/registros/?equipo_id=%d"
+                                        % (cid, equipo_id), token=org)
+        return sum(1 for r in listed["registros"] if r["pendiente"])
+
+    # Team A: three records from the guide's app; Movil5K's 15 then count at once.
+    code, sent = await client.post("/api/enviar_tiempos/", {
+        "equipo_id": eq["a"], "registros": registros(3, start_ms=1_100_000, ids=True)},
+        token=guide)
+    assert code == 201
+    assert await phone.enviar(eq["a"], set_de(range(1_150_000, 1_165_000, 1_000))) == (
+        "exito", 15)
+    assert phone.last_answer["pendientes_revision"] == 0 and await waiting(eq["a"]) == 0
+    # Team B: a paper time the organizer typed in and a record it moved in from team A; the
+    # phone's 15 (two absent runners) count, and make the team complete.
+    code, _ = await client.post("/api/competencias/%d/registros/" % cid, {
+        "equipo_id": eq["b"], "tiempo": 1_300_000, "motivo": "planilla"}, token=org)
+    assert code == 201
+    code, _, _ = await client.request("PATCH", "/api/registros/%s/" % sent["created"][0],
+                                      {"equipo_id": eq["b"], "motivo": "era del B"}, org)
+    assert code == 200
+    set_b = set_de([0, 0] + list(range(1_250_000, 1_263_000, 1_000)))
+    assert await phone.enviar(eq["b"], set_b) == ("exito", 15)
+    assert phone.last_answer["pendientes_revision"] == 0
+    assert await phone.enviar(eq["b"], set_b) == ("exito", 15)  # a repeat: the same answer
+    assert phone.last_answer["pendientes_revision"] == 0 and await waiting(eq["b"]) == 0
+    # A second phone's different set for the complete team: stored, waiting for review.
+    second = MovilApp(client.base_url)
+    await second.login("juez1", "pass-juez1")
+    assert await second.enviar(eq["b"], set_de(range(1_240_000, 1_255_000, 1_000))) == (
+        "exito", 15)
+    assert second.last_answer["pendientes_revision"] == 15 and await waiting(eq["b"]) == 15
+    # The organizer voids four of the phone's records: 13 stand (the 15 waiting do not), so
+    # the team is no longer complete and a third set counts at once.
+    for record in set_b[:4]:
+        code, _ = await client.post("/api/registros/%s/anular/" % record["id"],
+                                    {"motivo": "repetidos"}, token=org)
+        assert code == 200
+    assert await phone.enviar(eq["b"], set_de(range(1_230_000, 1_245_000, 1_000))) == (
+        "exito", 15)
+    assert phone.last_answer["pendientes_revision"] == 0 and await waiting(eq["b"]) == 15
+
+
 @pytest.mark.gen_test
 async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
     phone = MovilApp(client.base_url)
@@ -550,35 +711,91 @@ async def test_before_the_start_a_set_is_kept_and_flagged(client, event):
 
 
 @pytest.mark.gen_test
-async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, event):
+async def test_every_refusal_a_set_can_meet_reads_right_on_the_phone(client, app, event):
     """What timer_screen._enviarDatos tells the judge for each refusal: never "another device
-    sent it" (which marks the team sent), "the race is over" or "already sent"."""
+    sent it" (which marks the team sent: its times would never be sent again), "the race is
+    over" or "already sent"; also when a team's or a competition's id, or a wait in seconds,
+    holds the digits the app matches (409, 401, 404, 500, 403)."""
+    from handlers.limits import RateLimiter
     eq, org = event["equipos"], await client.organizer()
+    with models.db.connection_context():  # teams whose ids hold the app's status codes
+        for team_id, dorsal in ((1409, 1409), (14010, 14010), (45003, 45003)):
+            models.Equipo.create(id=team_id, nombre="Equipo %d" % dorsal, dorsal=dorsal,
+                                 juez=event["jueces"][1], competencia=event["competencia"])
     phone = MovilApp(client.base_url)
     await phone.login("juez1", "pass-juez1")
-    wrong = ("Los registros ya fueron enviados anteriormente.", "La competencia ha finalizado.")
+    wrong = ("Los registros ya fueron enviados anteriormente.", "La competencia ha finalizado.",
+             "Tu sesión ha expirado.", "El servidor está experimentando problemas.")
+    not_assigned = ("error", "Error: Este equipo no está asignado a este juez.")
     outcomes = {
         "another judge's team": await phone.enviar(eq["c"], set_de([61_000])),
+        "another judge's team 1409": await phone.enviar(1409, set_de([61_000])),
+        "another judge's team 14010": await phone.enviar(14010, set_de([61_000])),
+        "another judge's team 45003": await phone.enviar(45003, set_de([61_000])),
         "unknown team": await phone.enviar(999_999, set_de([61_000])),
+        "unknown team 4090": await phone.enviar(4090, set_de([61_000])),
+        "unknown team 5001": await phone.enviar(5001, set_de([61_000])),
     }
     rid = str(uuid.uuid4())
     assert (await phone.enviar(eq["a"], [{"id": rid, "tiempo": 5}]))[0] == "exito"
     outcomes["id with another tiempo"] = await phone.enviar(eq["a"], [{"id": rid, "tiempo": 6}])
+    # Too many sets: the wait is 409 s (a judge's bucket that slow), the text does not say it.
+    limits = app.settings["server5k_limits"]
+    limits.submissions = RateLimiter(60 / 408.5, clock=lambda: 0.0, burst=1)  # (time stands)
+    for expected in (400, 429):  # its one set (empty: refused), then the wait
+        code, answer, response = await client.request(
+            "POST", "/api/equipos/%d/registros/" % eq["a"], {"registros": []}, phone.access)
+        assert code == expected
+    assert response.headers["Retry-After"] == "409"
+    outcomes["too many sets"] = await phone.enviar(eq["a"], set_de([63_000]))
+    limits.submissions = RateLimiter(0)
     code, _, _ = await client.request("PATCH", "/api/jueces/%d/" % event["jueces"][0],
                                       {"activo": False}, org)
     assert code == 200
     outcomes["judge deactivated"] = await phone.enviar(eq["a"], set_de([62_000]))
+    unknown = ("error", "El servidor no pudo procesar la solicitud.")  # (its status: 404)
     assert outcomes == {
-        "another judge's team": ("error", "Error: El equipo %d no está asignado a este juez."
-                                 % eq["c"]),
-        "unknown team": ("error", "El servidor no pudo procesar la solicitud."),
-        "id with another tiempo": ("error", outcomes["id with another tiempo"][1]),
+        "another judge's team": not_assigned, "another judge's team 1409": not_assigned,
+        "another judge's team 14010": not_assigned, "another judge's team 45003": not_assigned,
+        "unknown team": unknown, "unknown team 4090": unknown, "unknown team 5001": unknown,
+        "id with another tiempo": ("error", "Error: Un id de este envío está guardado con "
+                                            "otros datos; avise al organizador."),
+        "too many sets": ("error", "Error: Demasiadas peticiones seguidas; espere un momento "
+                                   "y reintente."),
         "judge deactivated": ("error", "Tu sesión ha expirado."),
     }
-    assert "avise al organizador" in outcomes["id with another tiempo"][1]
-    assert not any(text in wrong for _, text in outcomes.values())
+    assert phone.requests.count(("POST", "/api/equipos/%d/registros/" % eq["a"], 429)) == 3
+    assert not any(text in wrong for _, text in outcomes.values()
+                   if text != "Tu sesión ha expirado." or _ != "error")
     # The deactivated judge's phone did not try a refresh (its session is over, not expired).
     assert ("POST", "/api/token/refresh/", 200) not in phone.requests
+    # Its poll of a competition that is not there (1409): a 404 that says nothing else.
+    code, answer = await client.get("/api/competencias/1409/")
+    assert code == 404 and not re.search("[0-9]", answer["detail"]), answer
+
+
+def test_no_text_to_movil5k_holds_what_the_app_matches():
+    """handlers/movil5k.app_error, the words of every refusal the app's handlers answer: a
+    409 is a 400; a number holding 401, 403, 404, 409 or 500 never reaches the app, nor the
+    phrases it takes for "sent from another device"; other texts are left as they are."""
+    cases = [
+        (ApiError(409, "id_registro_conflict", "El id_registro 1409 ya existe con otros datos."),
+         400, "Un id de este envío está guardado con otros datos; avise al organizador."),
+        (ApiError(429, "rate_limited", "Demasiados intentos; espere 403 s."), 429,
+         "Demasiadas peticiones seguidas; espere un momento y reintente."),
+        (ApiError(400, "something_new", "El dorsal 4010 y el 5000 no valen; el 12 sí."), 400,
+         "El dorsal y el no valen; el 12 sí."),
+        (ApiError(403, "something_new", "El equipo ya tiene dueño."), 403,
+         "El servidor no aceptó la petición (something_new)."),
+        (ApiError(401, "token_expired", "El token ha expirado."), 401, "El token ha expirado."),
+    ]
+    for error, status, text in cases:
+        answer = movil5k.app_error(error)
+        assert (answer.status_code, answer.code, answer.detail) == (status, error.code, text)
+    unchanged = ApiError(401, "token_expired", "El token ha expirado.")
+    assert movil5k.app_error(unchanged) is unchanged
+    for code, text in movil5k.APP_TEXTS.items():
+        assert not re.search("[0-9]", text) and "ya tiene" not in text, code
 
 
 @pytest.mark.gen_test
