@@ -10,7 +10,9 @@ in the same race.
 """
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import json
 import re
 import sqlite3
@@ -229,13 +231,72 @@ def set_de(tiempos):
     return [{"id": str(uuid.uuid4()), "tiempo": t} for t in tiempos]
 
 
+def in_milliseconds(delta):
+    """Dart's Duration.inMilliseconds: the microseconds, truncated toward zero."""
+    micro = delta // T(microseconds=1)
+    return micro // 1000 if micro >= 0 else -(-micro // 1000)
+
+
+class Cronometro:
+    """The clock of one team's screen, as providers/timer_provider.dart keeps it:
+    ``_serverStartedAt``, the Stopwatch and ``_tiempoInicioOffset``. ``tiempo(at)`` is
+    elapsedMilliseconds at a tap at phone time ``at`` (marcarTiempo). Phone times are the
+    test's clock (the app corrects no clock)."""
+
+    def __init__(self):
+        self.competencia = self.server_started_at = self.started = None
+        self.offset = 0
+
+    def set_competencia(self, comp, now):
+        """setCompetencia: the screen opens with GET /api/competencias/{id}/ (parsed); a
+        running race gives the server start and starts the stopwatch."""
+        self.competencia = comp
+        self.server_started_at = (comp["fechaInicio"] if comp["enCurso"] and comp["fechaInicio"]
+                                  else None)
+        if comp["enCurso"]:
+            self.start(now)
+
+    def carrera_iniciada(self, data, now):
+        """_handleCarreraIniciada: a socket start (its payload) gives the server start."""
+        self.server_started_at = parse_dart_datetime(data["started_at"])
+        self.competencia = dict(self.competencia, enCurso=True,
+                                fechaInicio=self.server_started_at)
+        self.start(now)
+
+    def sondeo(self, comp, now):
+        """The 10 s poll of _iniciarMonitoreoCompetencia: the competition is replaced, and
+        start() once it runs; the poll never sets the server start."""
+        self.competencia = comp
+        if comp["enCurso"]:
+            self.start(now)
+
+    def start(self, now):
+        """start(): the offset from the server start, else from ``datetime`` if the race is
+        running and ``datetime`` past, else 0 (each truncated to the millisecond)."""
+        if self.started is not None:
+            return
+        if self.server_started_at is not None:
+            self.offset = in_milliseconds(now - self.server_started_at)
+        elif self.competencia["enCurso"] and now > self.competencia["fechaHora"]:
+            self.offset = in_milliseconds(now - self.competencia["fechaHora"])
+        else:
+            self.offset = 0
+        self.started = now
+
+    def tiempo(self, at):
+        """elapsedMilliseconds: now − server start when known, else the Stopwatch's
+        (truncated) milliseconds plus the offset."""
+        if self.server_started_at is not None:
+            return in_milliseconds(at - self.server_started_at)
+        return in_milliseconds(at - self.started) + self.offset
+
+
 def tiempo_por_sondeo(comp_json, noticed, tap):
-    """timer_provider.dart start() from a poll (_iniciarMonitoreoCompetencia): the offset is
-    now - datetime when datetime is past, else 0; the tap's tiempo is stopwatch + offset."""
-    comp = competencia_from_json(comp_json)
-    assert comp["enCurso"]
-    offset = noticed - comp["fechaHora"] if noticed > comp["fechaHora"] else T(0)
-    return ((tap - noticed) + offset) // T(milliseconds=1)
+    """A tap's tiempo on a phone that learnt of the running race from its poll at ``noticed``
+    (:class:`Cronometro`)."""
+    cronometro = Cronometro()
+    cronometro.sondeo(competencia_from_json(comp_json), noticed)
+    return cronometro.tiempo(tap)
 
 
 def arrancaria_solo(comp_json, now, seconds):
@@ -288,7 +349,9 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     poll = (await client.get("/api/competencias/%d/" % cid))[1]
     assert poll["is_running"] is True and poll["datetime"] == started["started_at"]
     noticed = models.utcnow()
-    assert tiempo_por_sondeo(poll, noticed, start + T(minutes=19)) == 19 * 60_000
+    # (at most 1 ms short: the app truncates its offset and its stopwatch separately)
+    assert 19 * 60_000 - 1 <= tiempo_por_sondeo(poll, noticed, start + T(minutes=19)) <= (
+        19 * 60_000)
     # A screen opened after the start reads started_at from the same GET (setCompetencia).
     assert competencia_from_json(poll)["fechaInicio"] == start
     # The judges board: juez1 heard it (its socket); a polling phone counts as hearing it.
@@ -300,40 +363,74 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert ws_message_from_json(await next_message(ws))[0] == "carrera.cancelada"
     ws.close()
     assert await next_message(ws) is None
+    # A screen opened after the false start was reset (setCompetencia: not running).
+    por_sondeo = Cronometro()
+    por_sondeo.set_competencia(await phone.competencia(cid), models.utcnow())
+    pressed = models.utcnow()
     started = (await client.race_action(cid, org, "iniciar"))["competencia"]
+    answered = models.utcnow()
     await guide_ws.read_message(), await guide_ws.read_message()
     code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
     heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
     assert heard[event["jueces"][0]] is None and heard[event["jueces"][1]] is not None
-    await phone.competencia(cid)  # the 10 s poll
+    polled = await phone.competencia(cid)  # the 10 s poll
+    por_sondeo.sondeo(polled, models.utcnow())
     code, board = await client.get("/api/competencias/%d/jueces/" % cid, token=org)
     heard = {j["id"]: j["inicio_notificado_en"] for j in board["jueces"]}
     assert heard[event["jueces"][0]] is not None  # by its poll
+    # The real start: the moment the organizer's start was taken (millisecond precision).
     start = parse_dart_datetime(started["started_at"])
+    assert pressed - T(milliseconds=1) < start <= answered
     ws = await tornado.websocket.websocket_connect(phone.socket_url())
-    assert [ws_message_from_json(await next_message(ws))[0] for _ in range(2)] == [
-        "conexion.establecida", "carrera.iniciada"]  # the start, again on (re)connect
+    hello, again = [ws_message_from_json(await next_message(ws)) for _ in range(2)]
+    assert (hello[0], again[0]) == ("conexion.establecida", "carrera.iniciada")  # on reconnect
+    # The other two ways the app learns it: the socket's start, a screen opened after it.
+    por_socket, abierta = Cronometro(), Cronometro()
+    por_socket.set_competencia(competencia_from_json(before[1]), models.utcnow())
+    por_socket.carrera_iniciada(again[1], models.utcnow())
+    abierta.set_competencia(await phone.competencia(cid), models.utcnow())
 
-    # 4. Team A's 15 (one absent runner: tiempo 0), sent, then sent again (a retry, the
-    # auto-sync): the same success both times, stored once.
-    set_a = set_de([0] + [1_140_000 + 7_000 * i for i in range(14)])
+    # 4. Team A's 15 (one absent runner: tiempo 0), timed as timer_provider.dart times them on
+    # the polling path (the production build's), sent, then sent again (a retry, the
+    # auto-sync): the same success both times, stored once. Each tiempo is the tap's time
+    # since the real start: exactly on the socket and screen paths, and at most 1 ms short on
+    # the polling path (its offset and its stopwatch are each truncated to the millisecond).
+    taps = [start + T(minutes=19, seconds=7 * i, microseconds=1_234 * i + 567)
+            for i in range(14)]
+    for tap in taps:
+        real = in_milliseconds(tap - start)
+        assert por_socket.tiempo(tap) == abierta.tiempo(tap) == real
+        assert real - 1 <= por_sondeo.tiempo(tap) <= real
+    set_a = set_de([0] + [por_sondeo.tiempo(tap) for tap in taps])
     assert await phone.enviar(eq["a"], set_a) == ("exito", 15)
     first = phone.last_answer
     assert len(first["created"]) == 15 and first["pendientes_revision"] == 0
     assert await phone.enviar(eq["a"], set_a) == ("exito", 15)
     assert phone.last_answer["duplicates"] == [r["id"] for r in set_a]
     assert phone.last_answer["created"] == []
-    # The guide's judge sends team C as the guide says.
-    code, sent = await client.post("/api/enviar_tiempos/", {
-        "equipo_id": eq["c"], "registros": registros(15, start_ms=1_150_000, ids=True)},
-        token=guide["access"])
+    code, listed = await client.get("/api/competencias/%d/registros/?equipo_id=%d"
+                                    % (cid, eq["a"]), token=org)
+    stored = {r["id"]: r["tiempo"] for r in listed["registros"]}
+    assert [stored[r["id"]] for r in set_a] == [r["tiempo"] for r in set_a]  # as sent
+    assert all(0 <= in_milliseconds(tap - start) - stored[r["id"]] <= 1
+               for tap, r in zip(taps, set_a[1:]))
+    # The guide's judge sends team C as the guide says, sends it again (its answer was lost),
+    # and reads back what the server holds.
+    body = {"equipo_id": eq["c"], "registros": registros(15, start_ms=1_150_000, ids=True)}
+    code, sent = await client.post("/api/enviar_tiempos/", body, token=guide["access"])
     assert code == 201 and len(sent["created"]) == 15
+    code, again = await client.post("/api/enviar_tiempos/", body, token=guide["access"])
+    assert code == 201 and again["created"] == [] and again["duplicates"] == sent["created"]
+    code, back = await client.get("/api/equipos/%d/registros/" % eq["c"], token=guide["access"])
+    assert code == 200 and [r["id"] for r in back["registros"]] == sent["created"]
+    assert {(r["protocolo"], r["cuenta"]) for r in back["registros"]} == {("guia", True)}
 
     # 5. A second phone (the same judge, logged in again) sends a different set for team A:
     # answered as a success, stored, and left for the organizer to review.
     second = MovilApp(client.base_url)
     await second.login("juez1", "pass-juez1")
-    set_a2 = set_de([1_000_000 + 5_000 * i for i in range(15)])
+    set_a2 = set_de([abierta.tiempo(start + T(minutes=16, seconds=5 * i, microseconds=901 * i))
+                     for i in range(15)])  # (its screen opened after the start)
     assert await second.enviar(eq["a"], set_a2) == ("exito", 15)
     assert second.last_answer["pendientes_revision"] == 15
     assert await second.enviar(eq["a"], set_a2) == ("exito", 15)  # its retry too
@@ -358,6 +455,20 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert code == 200
     code, audit = await client.get("/api/competencias/%d/auditoria/" % cid, token=org)
     assert audit["acciones"][-1]["despues"]["protocolo"] == "movil5k"
+    # The CSV exports say so too: the records' protocolo column, the audit's after.
+    async def fetch_csv(path):
+        code, _, response = await client.request("GET", path, None, org)
+        assert code == 200, path
+        return list(csv.DictReader(io.StringIO(response.body.decode("utf-8-sig"))))
+
+    exported = await fetch_csv("/api/competencias/%d/registros/?format=csv" % cid)
+    protocolos = {row["id"]: (row["protocolo"], row["revision"]) for row in exported}
+    assert {protocolos[r["id"]] for r in set_a} == {("movil5k", "")}
+    assert {protocolos[r["id"]] for r in set_a2} == {("movil5k", "segundo_envio")}
+    assert {protocolos[rid] for rid in sent["created"]} == {("guia", "")}
+    audit_rows = await fetch_csv("/api/competencias/%d/auditoria/?format=csv" % cid)
+    assert audit_rows[-1]["accion"] == "aceptar"
+    assert json.loads(audit_rows[-1]["despues"])["protocolo"] == "movil5k"
 
     # 6. A judge of another team is refused, in words the app shows as they are (not as
     # "sent from another device", which a 409 would make it say and mark the team sent).
@@ -378,6 +489,11 @@ async def test_race_day_with_movil5k_beside_the_guides_app(client, event, config
     assert juez1["inicio_implicito_ms"] is None  # Movil5K sends no tap times to infer it from
     after = (await client.get("/api/competencias/%d/" % cid))[1]
     assert after["is_running"] is False and after["datetime"] == started["started_at"]
+    # The guide's app hears the stop and reads the results: its team C, 15 counted.
+    assert json.loads(await guide_ws.read_message())["type"] == "carrera.finalizada"
+    code, results = await client.get("/api/competencias/%d/resultados/" % cid)
+    row_c = next(r for r in results["clasificacion"] if r["equipo_id"] == eq["c"])
+    assert code == 200 and row_c["registros_contados"] == 15 and row_c["pendientes"] == 0
 
     # 8. An access token the server refuses ("token" in the 401) is refreshed with the login's
     # refresh token and the request repeated, as many times as it happens.
