@@ -553,6 +553,15 @@ async def test_login_refusals_read_as_the_app_shows_them(client, event):
     judge = await client.access("juez3", "pass-juez3")
     code, answer = await client.get("/api/competencias/?is_running=true", token=judge)
     assert code == 200 and answer == []
+    # A judge sees the races it times, in any state, and nothing of the others.
+    org = await client.organizer()
+    for action in ("iniciar", "detener"):
+        await client.race_action(event["otra"], org, action)
+    code, answer = await client.get("/api/competencias/", token=judge)
+    assert code == 200 and [(c["id"], c["estado"], c["is_running"]) for c in answer] == [
+        (event["otra"], "finalizada", False)]
+    code, answer = await client.post("/api/competencias/", {"nombre": "Mía"}, token=judge)
+    assert code == 403 and answer["code"] == "organizer_only"
     code, answer = await client.get("/api/competencias/?is_running=maybe", token=judge)
     assert code == 400
     code, answer = await client.get("/api/equipos/?competition_id=x", token=judge)
