@@ -6,15 +6,16 @@ judge's competitions and teams as arrays, and a team's whole set of records to
 ``POST /api/equipos/{id}/registros/`` answered with ``exito: true``. Every handler here is a
 translation onto the domain functions the guide's handlers use (models: authentication, the
 writer's submission checks and idempotency, corrections, standings); the rules of its own
-(a record's timestamp is its receipt, a second set waits for review) are in
-submissions.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
+(a record's timestamp is its receipt, a second set for a complete team waits for review) are
+in submissions.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
 ``/api/competencias/{id}/``, ``/api/equipos/{id}/registros/``) answer what they answered
 before, plus what Movil5K reads.
 
-Error texts matter here: Movil5K chooses what to tell the judge by words in them
-(docs/movil5k.md, "What the app shows"): a 409 or the words "ya tiene" / "No se permiten"
-mean "another device sent this team" and mark the team sent; "competencia" + "no" + "curso"
-means "the race is over"; "token" in a 401 makes it refresh its access token.
+Error texts matter here: Movil5K chooses what to tell the judge by words and digits in them
+(docs/movil5k.md, "Never losing a time"): "409", "ya tiene" or "No se permiten" anywhere mean
+"another device sent this team" and mark the team sent; "competencia" + "no" + "curso" means
+"the race is over"; "token" in a 401 makes it refresh its access token. Every handler here
+words its refusals through :func:`app_error` (AppErrors).
 """
 
 import datetime as dt
