@@ -80,8 +80,9 @@ def app_team(team):
 # "espere 409 s"): the status code, which the app adds itself, says them when they are meant.
 APP_CODES = ("401", "403", "404", "409", "500")
 APP_PHRASES = ("ya tiene", "No se permiten")
-# Movil5K's words for the refusals whose shared text names an id or a number (the app knows
-# which team it sent; Retry-After says how long to wait, though the app ignores it).
+# Movil5K's words for the refusals whose shared text names an id or a wait (the app knows which
+# team it sent; Retry-After says how long to wait, though the app ignores it). Other texts keep
+# their numbers unless one holds an APP_CODES string (app_error).
 APP_TEXTS = {
     "team_not_found": "Este equipo no existe en el servidor; avise al organizador.",
     "team_not_assigned": "Este equipo no está asignado a este juez.",
@@ -89,9 +90,8 @@ APP_TEXTS = {
     "id_registro_conflict": "Un id de este envío está guardado con otros datos; avise al "
                             "organizador.",
     "rate_limited": "Demasiadas peticiones seguidas; espere un momento y reintente.",
-    "body_too_large": "El envío es demasiado grande.",
-    "invalid_json": "El envío no es JSON válido.",
-    "not_found": "No existe.",
+    "body_too_large": "El envío es demasiado grande.",  # (4096 bytes: "409")
+    "invalid_json": "El envío no es JSON válido.",  # (Python's text names a line and column)
 }
 _NUMBER = re.compile(r" ?[0-9]+")
 
@@ -114,7 +114,9 @@ def app_error(error):
 
 class AppErrors:
     """Mixin of every handler Movil5K calls: its refusals for the methods the app uses
-    (``app_methods``) are worded by :func:`app_error`."""
+    (``app_methods``) are worded by :func:`app_error`. (But ``/api/token/refresh/``, the
+    guide's, whose texts for the app's body, ``{"refresh"}`` of a few hundred bytes, name no
+    number: only a body over 4096 bytes would, which the guide's clients read as it is.)"""
 
     app_methods = ("GET", "POST")
 
@@ -148,11 +150,6 @@ class LoginHandler(AppErrors, auth.TokenHandler):
         if refusal is not None:
             raise ApiError.from_domain(refusal)
         self.write_json(self.tokens.pair(identity))
-
-
-class RefreshHandler(AppErrors, auth.RefreshHandler):
-    """POST /api/token/refresh/: the guide's, its refusals worded for Movil5K too (both
-    generations call it)."""
 
 
 class LogoutHandler(AppErrors, BaseHandler):

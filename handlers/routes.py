@@ -5,7 +5,7 @@ record ids are UUIDs (anything else is a 404 from the default handler); handlers
 from handlers.accounts import (CompetitionJudgesHandler, EquipoHandler, EquiposHandler,
                                ImportarHandler, JuecesListHandler, JuezHandler,
                                OrganizadoresHandler)
-from handlers.auth import TokenHandler, WsTicketHandler
+from handlers.auth import RefreshHandler, TokenHandler, WsTicketHandler
 from handlers.fallback import OversizedRequest, TooLargeHandler
 from handlers.console import ConsoleSocketHandler, ConsoleTicketHandler
 from handlers.corrections import (AjustarTiemposHandler, AuditoriaHandler,
@@ -16,7 +16,7 @@ from handlers.openapi import OpenApiHandler
 from handlers.pages import (STATIC, CompetenciaPageHandler, ConsolePageHandler, EquipoPageHandler,
                             IndexPageHandler, StaticHandler)
 from handlers.movil5k import (CompetenciaHandler, CompetenciasHandler, EquipoRegistrosHandler,
-                              LoginHandler, LogoutHandler, MeHandler, RefreshHandler)
+                              LoginHandler, LogoutHandler, MeHandler)
 from handlers.movil5k import EquiposHandler as AppEquiposHandler
 from handlers.races import RaceActionHandler
 from handlers.results import EquipoResultadoHandler, ResultadosHandler
