@@ -146,9 +146,11 @@ def end_session(tokens_claims):
          .on_conflict_ignore().execute())
 
 
-def revoked_tokens():
-    """{jti: expiry as a Unix time} of the revoked tokens that have not expired yet."""
-    now = models.utcnow()
+def revoked_tokens(kept_s=0):
+    """{jti: expiry as a Unix time} of the revoked tokens that have not expired yet, or
+    expired less than ``kept_s`` seconds ago (the server keeps refusing a logged-out token for
+    a refresh lifetime after its expiry: handlers/tokens.py, ``expired_ok``)."""
+    now = models.utcnow() - dt.timedelta(seconds=kept_s)
     return {jti: expira.replace(tzinfo=dt.timezone.utc).timestamp()
             for jti, expira in models.TokenRevocado.select(models.TokenRevocado.jti,
                                                            models.TokenRevocado.expira_en)

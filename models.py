@@ -49,8 +49,9 @@ ORIGEN_MANUAL = "manual"  # a paper time typed in by an organizer
 PROTOCOLO_GUIA = "guia"
 PROTOCOLO_MOVIL5K = "movil5k"
 # Why an app record waits for an organizer (registro_tiempo.revision): a team's second set, sent
-# (a second phone) after the team already held other records. Stored, never counted until
-# accepted (``aceptar``), like a record received while the results were official.
+# (a second phone) after the team already held a full set (submissions.team_complete). Stored,
+# never counted until accepted (``aceptar``), like a record received while the results were
+# official.
 REVISION_SEGUNDO_ENVIO = "segundo_envio"
 
 # A team's standing besides its times: ok, did not start, did not finish, disqualified.

@@ -85,7 +85,8 @@ def make_app(config):
     hub = RaceHub(config["limits"]["judge_sockets_per_judge"])
     with models.db.connection_context():
         hub.load(race_control.all_competitions())
-        revoked = identity.revoked_tokens()  # logouts that outlive a restart (POST /api/logout/)
+        # Logouts that outlive a restart (POST /api/logout/), as long as a token can be used.
+        revoked = identity.revoked_tokens(config["auth"]["refresh_token_lifetime_s"])
     hub.on_start_heard = start_notice_keeper(stores)
     # The standings, computed once per change (the hub tells), served from memory; the results
     # page's sockets are a registry of their own, pushed each new computation.

@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 
 import identity
+import ledger
 import messages
 import models
 import venue_time
@@ -337,7 +338,26 @@ def validate_app_set(body, max_records):
 
 _APP_SET_KNOWN_SQL = ("SELECT id_registro, equipo_id, timestamp, revision FROM registro_tiempo "
                       "WHERE id_registro IN (%s)")
-_TEAM_HOLDS_SQL = "SELECT COUNT(*) FROM registro_tiempo WHERE equipo_id = ?"
+_TEAM_COMPETITION_SQL = "SELECT competencia_id FROM equipo WHERE id = ?"
+# A team's full set in Movil5K: one record per runner, absent runners (tiempo 0) included; the
+# app sends exactly this many or nothing (timer_provider.dart maxParticipantes,
+# sync_service.dart syncRegistros).
+APP_SET_SIZE = 15
+
+
+def team_complete(equipo_id, leaving_out=(), set_size=APP_SET_SIZE):
+    """Whether team ``equipo_id`` already holds a full set: ``set_size`` records on it now
+    (corrections applied: moved in or out, voided) that stand, whoever sent them (either app,
+    or the organizer by hand), absent runners included; not counting records waiting for
+    review, nor those whose ids are in ``leaving_out`` (the request being stored)."""
+    row = models.db.execute_sql(_TEAM_COMPETITION_SQL, (equipo_id,)).fetchone()
+    if row is None:
+        return False
+    state = ledger.competition_state(row[0], equipo_id=equipo_id)
+    leaving_out = set(leaving_out)
+    standing = sum(1 for record in state["records"]
+                   if not (record.anulado or record.pendiente or record.hex_id in leaving_out))
+    return standing >= set_size
 
 
 def store_app_set(user_id, equipo_id, records, token_gen=None, protocolo=models.PROTOCOLO_MOVIL5K):
@@ -346,9 +366,12 @@ def store_app_set(user_id, equipo_id, records, token_gen=None, protocolo=models.
 
     * A record's ``timestamp`` is when the server first received it (the app sends no tap
       time): a repeat of a stored id keeps the stored one, so a retry is a plain duplicate.
-    * A second set: when the team already holds records other than this request's, the new
-      ones are stored with ``revision = segundo_envio``: pending, counted only once an
-      organizer accepts them (a second phone's set never silently doubles a team's times).
+    * A second set: when the team is already complete without this request's records (it
+      holds a full set: :func:`team_complete`), the new ones are stored with ``revision =
+      segundo_envio``: pending, counted only once an organizer accepts them (a second phone's
+      set never silently doubles a team's times). A team holding fewer (a few records from
+      the guide's app, a paper time the organizer typed or moved in) takes the set as it
+      comes: its records count at once, beside the others, as any app's do.
 
     Returns store_submissions' result plus ``"revision"``: how many of this request's records
     wait for review. Raises its DomainError (nothing stored) like store_submission.
@@ -363,10 +386,9 @@ def store_app_set(user_id, equipo_id, records, token_gen=None, protocolo=models.
     now = models.utcnow()
     stamped = [dict(r, timestamp=dt.datetime.fromisoformat(known[r["id_registro"]][1])
                     if r["id_registro"] in known else now) for r in records]
-    held = execute(_TEAM_HOLDS_SQL, (equipo_id,)).fetchone()[0]
-    mine = sum(1 for team, _, _ in known.values() if team == equipo_id)
     new = len(set(ids) - set(known))
-    revision = models.REVISION_SEGUNDO_ENVIO if new and held > mine else None
+    revision = (models.REVISION_SEGUNDO_ENVIO if new and team_complete(equipo_id, ids)
+                else None)
     ok, result = store_submissions([(user_id, equipo_id, stamped, token_gen, protocolo,
                                      revision)])[0]
     if not ok:

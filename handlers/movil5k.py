@@ -6,18 +6,20 @@ judge's competitions and teams as arrays, and a team's whole set of records to
 ``POST /api/equipos/{id}/registros/`` answered with ``exito: true``. Every handler here is a
 translation onto the domain functions the guide's handlers use (models: authentication, the
 writer's submission checks and idempotency, corrections, standings); the rules of its own
-(a record's timestamp is its receipt, a second set waits for review) are in
-submissions.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
+(a record's timestamp is its receipt, a second set for a complete team waits for review) are
+in submissions.store_app_set. Paths shared with the guide (``/api/me/``, ``/api/competencias/``,
 ``/api/competencias/{id}/``, ``/api/equipos/{id}/registros/``) answer what they answered
 before, plus what Movil5K reads.
 
-Error texts matter here: Movil5K chooses what to tell the judge by words in them
-(docs/movil5k.md, "What the app shows"): a 409 or the words "ya tiene" / "No se permiten"
-mean "another device sent this team" and mark the team sent; "competencia" + "no" + "curso"
-means "the race is over"; "token" in a 401 makes it refresh its access token.
+Error texts matter here: Movil5K chooses what to tell the judge by words and digits in them
+(docs/movil5k.md, "Never losing a time"): "409", "ya tiene" or "No se permiten" anywhere mean
+"another device sent this team" and mark the team sent; "competencia" + "no" + "curso" means
+"the race is over"; "token" in a 401 makes it refresh its access token. Every handler here
+words its refusals through :func:`app_error` (AppErrors).
 """
 
 import datetime as dt
+import re
 import uuid
 
 import models
@@ -69,6 +71,60 @@ def app_team(team):
                 judge_username=team["juez_username"])
 
 
+# What Movil5K reads in an error text (the body's ``detail``, which it shows as "ApiException:
+# <text> (Status: <code>)"): timer_screen.dart _enviarDatos takes "409", "ya tiene" or "No se
+# permiten" anywhere in it for "another device sent this team" and marks the team sent (its
+# times are never sent again); _convertirErrorAmigable picks the judge's message by "401",
+# "404" and "500" (and words); at login auth_provider.dart _getErrorMessage by "401", "403" and
+# "500". So no number in a text to Movil5K may hold one of these by chance (team 1409 or 4090,
+# "espere 409 s"): the status code, which the app adds itself, says them when they are meant.
+APP_CODES = ("401", "403", "404", "409", "500")
+APP_PHRASES = ("ya tiene", "No se permiten")
+# Movil5K's words for the refusals whose shared text names an id or a wait (the app knows which
+# team it sent; Retry-After says how long to wait, though the app ignores it). Other texts keep
+# their numbers unless one holds an APP_CODES string (app_error).
+APP_TEXTS = {
+    "team_not_found": "Este equipo no existe en el servidor; avise al organizador.",
+    "team_not_assigned": "Este equipo no está asignado a este juez.",
+    "competition_not_found": "La competencia no existe en el servidor.",
+    "id_registro_conflict": "Un id de este envío está guardado con otros datos; avise al "
+                            "organizador.",
+    "rate_limited": "Demasiadas peticiones seguidas; espere un momento y reintente.",
+    "body_too_large": "El envío es demasiado grande.",  # (4096 bytes: "409")
+    "invalid_json": "El envío no es JSON válido.",  # (Python's text names a line and column)
+}
+_NUMBER = re.compile(r" ?[0-9]+")
+
+
+def app_error(error):
+    """``error`` (an ApiError) as Movil5K must read it: never a 409 (the app takes any 409 for
+    "another phone sent this team": 400, same code), in APP_TEXTS' words where its text names
+    a number, and without any number that holds one of APP_CODES or any of APP_PHRASES
+    whatever the text (a last guard for texts written later)."""
+    status = 400 if error.status_code == 409 else error.status_code
+    text = APP_TEXTS.get(error.code, error.detail)
+    text = _NUMBER.sub(lambda m: "" if any(code in m.group() for code in APP_CODES)
+                       else m.group(), text)
+    if any(phrase in text for phrase in APP_PHRASES):
+        text = "El servidor no aceptó la petición (%s)." % error.code
+    if status == error.status_code and text == error.detail:
+        return error
+    return ApiError(status, error.code, text, error.errors, error.headers)
+
+
+class AppErrors:
+    """Mixin of every handler Movil5K calls: its refusals for the methods the app uses
+    (``app_methods``) are worded by :func:`app_error`. (But ``/api/token/refresh/``, the
+    guide's, whose texts for the app's body, ``{"refresh"}`` of a few hundred bytes, name no
+    number: only a body over 4096 bytes would, which the guide's clients read as it is.)"""
+
+    app_methods = ("GET", "POST")
+
+    def error_answer(self, error):
+        error = super().error_answer(error)
+        return app_error(error) if self.request.method in self.app_methods else error
+
+
 def _bool_argument(handler, name):
     value = handler.get_query_argument(name, None)
     if value is None:
@@ -79,7 +135,7 @@ def _bool_argument(handler, name):
     return value.lower() == "true"
 
 
-class LoginHandler(auth.TokenHandler):
+class LoginHandler(AppErrors, auth.TokenHandler):
     """POST /api/login/ {username, password} -> {access, refresh}: ``/api/token/`` (same
     limits, same tokens) for a judge's app. A user who is not an active judge is refused with
     403, which Movil5K shows as "Usuario inactivo. Contacta al administrador"; bad credentials
@@ -96,7 +152,7 @@ class LoginHandler(auth.TokenHandler):
         self.write_json(self.tokens.pair(identity))
 
 
-class LogoutHandler(BaseHandler):
+class LogoutHandler(AppErrors, BaseHandler):
     """POST /api/logout/ {refresh} with Bearer access -> 200: that refresh token and the access
     token presented are refused from now on (401 ``token_revoked``), also after a restart: a
     lost phone's session ends here. A refresh token already revoked or expired is no error
@@ -124,7 +180,7 @@ class LogoutHandler(BaseHandler):
         self.write_json({"detail": "Sesión cerrada."})
 
 
-class MeHandler(auth.MeHandler):
+class MeHandler(AppErrors, auth.MeHandler):
     """GET /api/me/: the guide's {user, juez} plus what Movil5K reads at the top: ``id`` (the
     judge id of the socket URL; null for an organizer), ``first_name`` (the judge's name),
     ``last_name``, ``email``, ``telefono``, ``username``."""
@@ -137,10 +193,12 @@ class MeHandler(auth.MeHandler):
                            status)
 
 
-class CompetenciasHandler(accounts.CompetenciasHandler):
+class CompetenciasHandler(AppErrors, accounts.CompetenciasHandler):
     """/api/competencias/: for an organizer what it was ({"competencias": [...]}, and POST to
     create one). For a judge, GET answers Movil5K's list: an array holding the judge's
     competition (``?is_active=`` / ``?is_running=`` filter it)."""
+
+    app_methods = ("GET",)
 
     async def prepare(self):
         if self.request.method != "GET":
@@ -169,43 +227,40 @@ class CompetenciasHandler(accounts.CompetenciasHandler):
         self.write_json(comps)
 
 
-class CompetenciaHandler(races.CompetenciaHandler):
+class CompetenciaHandler(AppErrors, races.CompetenciaHandler):
     """GET /api/competencias/{id}/ (public): the guide's competition object plus Movil5K's
     ``name``, ``datetime``, ``is_active`` and ``is_running``.
 
     Movil5K polls it every 10 s with its access token (the production build's only way to hear
-    the start): with a valid one the poll is a judge's request, which never waits behind the
-    anonymous turns of its address (a venue's Wi-Fi puts every phone and spectator behind one),
-    and the judges board notes when the judge's app first saw the race running."""
+    the start). The answer is public (200), so the app never learns the token expired (after
+    5 minutes; it refreshes only after a 401): a token that holds but for its expiry still says
+    whose the poll is (``identity_of_public_caller``). Such a poll is a judge's request, which
+    never waits behind the anonymous turns of its address (a venue's Wi-Fi puts every phone
+    and spectator behind one), and the judges board notes when the judge's app first saw the
+    race running. Nothing else is authorized by it."""
 
-    _claims = None
+    app_methods = ("GET",)
+
+    _caller = None
 
     async def take_turn(self):
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            try:
-                self._claims = self.tokens.decode(token.strip(), "access")
-            except ApiError:  # a public read: a bad token is no token
-                self._claims = None
-        if self._claims is None:
+        self._caller = await self.identity_of_public_caller()
+        if self._caller is None:
             await super().take_turn()
-        else:
-            self.trust_connection()  # a token the server signed (handlers/connections.py)
 
     def write_json(self, obj, status=200):
         if self.request.method == "GET":
             obj = app_competition(obj)
-            juez_id = None
-            if self._claims:  # the caller's judge in this competition (if it has one)
-                jueces = self._claims.get("jueces")
-                juez_id = (dict(jueces).get(obj["id"]) if isinstance(jueces, list)
-                           else self._claims.get("juez_id"))  # (a token of an older server)
-            if obj["is_running"] and juez_id is not None:
-                self.hub.heard_start_by_poll(obj["id"], juez_id)
+            if obj["is_running"] and self._caller is not None:
+                # The caller's active judge in this competition, if it has one.
+                juez_id = next((jid for jid, (cid, active, _) in self._caller["jueces"].items()
+                                if cid == obj["id"] and active), None)
+                if juez_id is not None:
+                    self.hub.heard_start_by_poll(obj["id"], juez_id)
         super().write_json(obj, status)
 
 
-class EquiposHandler(BaseHandler):
+class EquiposHandler(AppErrors, BaseHandler):
     """GET /api/equipos/[?competition_id=N] -> an array of the caller's teams (a judge's own;
     every team for an organizer), in Movil5K's words and the guide's."""
 
@@ -222,7 +277,7 @@ class EquiposHandler(BaseHandler):
         self.write_json([app_team(team) for team in teams])
 
 
-class EquipoRegistrosHandler(times.SubmittingHandler, times.EquipoRegistrosHandler):
+class EquipoRegistrosHandler(AppErrors, times.SubmittingHandler, times.EquipoRegistrosHandler):
     """/api/equipos/{eid}/registros/: GET is the judge's read-back (ORGANIZER.md); POST is
     Movil5K's set ``{"registros": [{"id_registro", "tiempo", ...}]}`` -> 201 ``{"exito": true,
     "mensaje", "total_guardados", "registros", "created", "duplicates", "ignored",
@@ -234,20 +289,15 @@ class EquipoRegistrosHandler(times.SubmittingHandler, times.EquipoRegistrosHandl
     ``/api/enviar_tiempos/``, whatever the race state; 201 means on disk.
     """
 
+    app_methods = ("POST",)  # (GET is the guide's read-back)
+
     async def post(self, equipo_id):
         records, ignored = submissions.validate_app_set(
             await self.json_body_off_loop(), self.config["race"]["max_records_per_submission"])
         eid = int(equipo_id)
-        try:
-            result = await self.db_write(submissions.store_app_set, self.user_id, eid, records,
-                                         self.token_gen)
-        except ApiError as exc:
-            if exc.code != "id_registro_conflict":
-                raise
-            # Movil5K reads any 409 as "another phone sent this team" and stops sending: this
-            # is something else, said without the words it matches (docs/movil5k.md).
-            raise ApiError(400, exc.code, "Un id de este envío está guardado con otros datos; "
-                                          "avise al organizador.") from None
+        # (an id stored with other data is a 409 elsewhere: a 400 here, app_error)
+        result = await self.db_write(submissions.store_app_set, self.user_id, eid, records,
+                                     self.token_gen)
         self.hub.records_stored(result["competencia_id"], eid, len(result["created"]))
         held = len(records)
         waiting = result["revision"]

@@ -216,6 +216,22 @@ class ServiceMixin:
         claims = self.tokens.decode(token, "access")
         return await self.identity_of_user(claims["user_id"], claims["gen"])
 
+    async def identity_of_public_caller(self):
+        """Whose a public read is: the identity behind the request's ``Authorization: Bearer``
+        access token, or None (no token, or one that does not hold). An expired token still
+        says who (``TokenService.decode``'s ``expired_ok``: a phone that only polls a public
+        URL never hears that its token expired), checked as every token is otherwise: its
+        signature and type, not logged out, its user active and its generation current. Good
+        for a judge's turn and the judges board only; never to authorize anything."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            claims = self.tokens.decode(token.strip(), "access", expired_ok=True)
+            return await self.identity_of_user(claims["user_id"], claims["gen"])
+        except ApiError:  # a public read: a token that does not hold is no token
+            return None
+
     async def identity_of_user(self, user_id, token_gen):
         """The identity of an active user whose tokens of generation ``token_gen`` still hold.
         Raises ApiError(401) if gone, inactive or revoked (``token_revoked``)."""
@@ -224,6 +240,11 @@ class ServiceMixin:
             raise ApiError(401, "user_inactive", messages.USER_INACTIVE)
         self.trust_connection()
         return identity
+
+    def error_answer(self, error):
+        """The ApiError this handler answers for ``error``: itself (handlers/movil5k.py words
+        its answers so that Movil5K's text matching reads them right)."""
+        return error
 
     def write_error(self, status_code, **kwargs):
         body_pending = getattr(self, "body_pending", None)
@@ -238,7 +259,7 @@ class ServiceMixin:
                 self.set_header("Allow", self.allowed_methods())
         else:
             reason = self._reason
-        error = as_api_error(exc, status_code, reason)
+        error = self.error_answer(as_api_error(exc, status_code, reason))
         self.set_status(error.status_code)
         self.set_header("Cache-Control", "no-store")  # never cached, whatever was set before
         for name, value in error.headers.items():

@@ -57,20 +57,27 @@ class TokenService:
         return {"access": self.issue("access", identity),
                 "refresh": self.issue("refresh", identity)}
 
-    def decode(self, token, expected_type):
+    def decode(self, token, expected_type, expired_ok=False):
         """The claims of a valid token of ``expected_type``; ApiError(401) for anything else.
 
         A token that verified once is remembered by its exact text (signature included), so
         the same string can only give the same answer; its expiry is still checked every time.
         The claims dict is shared with that memory: read it, never change it.
+
+        ``expired_ok``: an expired token is accepted too, for as long as a refresh token issued
+        with it would last (``iat`` + the refresh lifetime), signature, type and logout checked
+        as ever. Only to say whose a public read is (a phone that polls a public URL never
+        learns its access token expired); never to authorize anything.
         """
         claims = self._verified.get(token) if isinstance(token, str) else None
         if claims is None:
-            claims = self._verify(token)
+            claims = self._verify(token, expired_ok)
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[token] = claims
-        elif claims["exp"] <= time.time():  # PyJWT's own rule, without leeway
+        now = time.time()
+        if claims["exp"] <= now and not (  # PyJWT's own rule, without leeway
+                expired_ok and now < claims["iat"] + self.lifetimes["refresh"]):
             raise ApiError(401, "token_expired", "El token ha expirado.")
         if self._revoked and str(claims["jti"]) in self._revoked:
             raise ApiError(401, "token_revoked", messages.TOKEN_LOGGED_OUT)
@@ -81,17 +88,19 @@ class TokenService:
 
     def revoke(self, revoked):
         """Refuse these tokens from now on: ``{jti: exp}`` (a logout, or the revoked tokens
-        loaded at start-up). Expired ones are forgotten, since their expiry refuses them."""
-        now = time.time()
-        self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now}
-        self._revoked.update((jti, exp) for jti, exp in revoked.items() if exp > now)
+        loaded at start-up). They are forgotten a refresh lifetime after they expire, when
+        nothing accepts them any more (``decode``'s ``expired_ok`` included)."""
+        kept = time.time() - self.lifetimes["refresh"]
+        self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > kept}
+        self._revoked.update((jti, exp) for jti, exp in revoked.items() if exp > kept)
 
-    def _verify(self, token):
+    def _verify(self, token, expired_ok=False):
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise ApiError(401, "token_not_valid", "Token ausente o no válido.")
         try:
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                options={"require": REQUIRED_CLAIMS})
+                                options={"require": REQUIRED_CLAIMS,
+                                         "verify_exp": not expired_ok})
         except jwt.ExpiredSignatureError:
             raise ApiError(401, "token_expired", "El token ha expirado.") from None
         except jwt.PyJWTError:
@@ -99,7 +108,7 @@ class TokenService:
         user_id = claims.get("user_id")
         if not isinstance(user_id, int) or isinstance(user_id, bool):
             raise ApiError(401, "token_not_valid", "Token no válido.")
-        if not isinstance(claims.get("exp"), (int, float)):
+        if not all(isinstance(claims.get(name), (int, float)) for name in ("exp", "iat")):
             raise ApiError(401, "token_not_valid", "Token no válido.")
         gen = claims.setdefault("gen", 0)  # issued before generations existed: generation 0
         if not isinstance(gen, int) or isinstance(gen, bool):

@@ -31,10 +31,12 @@ def test_the_console_shows_each_records_protocol_and_a_second_set_to_review(brow
     # Movil5K's first phone, its second phone, and the guide's app: all the same judge.
     phone = call("POST", "/api/login/", {"username": "maria", "password": "clave-de-maria"},
                  status=200)["access"]
-    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    full_set = [str(uuid.uuid4()) for _ in range(15)]  # the team's 15, complete
+    first, second = full_set[0], str(uuid.uuid4())
     path = "/api/equipos/%d/registros/" % team["id"]
-    assert call("POST", path, {"registros": [{"id_registro": first, "tiempo": 1_190_000}]},
-                phone, 201)["exito"] is True
+    assert call("POST", path, {"registros": [{"id_registro": rid, "tiempo": 1_190_000 + i}
+                                             for i, rid in enumerate(full_set)]},
+                phone, 201)["pendientes_revision"] == 0
     assert call("POST", path, {"registros": [{"id_registro": second, "tiempo": 1_180_000}]},
                 phone, 201)["pendientes_revision"] == 1
     guide = call("POST", "/api/enviar_tiempos/", {
@@ -49,7 +51,7 @@ def test_the_console_shows_each_records_protocol_and_a_second_set_to_review(brow
     page.get_by_role("link", name="5K del Puerto").click()
     page.get_by_role("navigation").get_by_role("link", name="Registros").click()
     cards = page.locator("#registros [data-registro]")
-    expect(cards).to_have_count(3, timeout=WAIT_MS)
+    expect(cards).to_have_count(17, timeout=WAIT_MS)
 
     def card(rid):
         return page.locator('#registros [data-registro="%s"]' % rid)
