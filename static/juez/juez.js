@@ -42,6 +42,9 @@
   function $(id) { return document.getElementById(id); }
 
   var el = window.Server5KComun.el;  // (static/comun.js)
+  // Every text from the server (and what was kept of it) without bidirectional controls: a
+  // team's name must not reorder what the page shows around it (static/comun.js).
+  var plainJson = window.Server5KComun.plainJson;
 
   function showAviso(message) {
     avisoEl.textContent = message || '';
@@ -145,7 +148,7 @@
 
   // -- storage ------------------------------------------------------------------------------------
   function readJson(key) {
-    try { return JSON.parse(localStorage.getItem(key) || 'null'); } catch (e) { return null; }
+    try { return plainJson(localStorage.getItem(key) || 'null'); } catch (e) { return null; }
   }
 
   function writeJson(key, value) {
@@ -228,7 +231,7 @@
       })
       .then(function (response) {
         setReachable(true);
-        return response.json().catch(function () { return null; }).then(function (answer) {
+        return response.text().then(plainJson).catch(function () { return null; }).then(function (answer) {
           if (response.ok) { return answer; }
           throw new ApiError(response.status, answer && answer.code,
             (answer && answer.detail) || 'El servidor respondió con un error (' + response.status + ').',
@@ -404,7 +407,7 @@
   function onSocketMessage(socket, text) {
     var t1 = performance.now();
     var msg;
-    try { msg = JSON.parse(text); } catch (e) { return; }
+    try { msg = plainJson(text); } catch (e) { return; }
     var data = msg.data || {};
     setReachable(true);
     if (msg.type === 'pong') {
