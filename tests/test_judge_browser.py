@@ -609,3 +609,24 @@ def test_a_phone_away_through_a_false_start_times_from_the_new_start(browser, se
     expect(team(page, "Liebres").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
     check_times(stored(server, "Liebres"), taps, started_at)
     assert page.errors == []
+
+
+def test_offline_the_manifests_icons_come_from_the_service_worker(browser, server):
+    """The manifest names its icons by their plain URLs (not the pages' hashed ones): the
+    service worker keeps those too, so an installed app draws its icon without a network."""
+    page = phone(browser, server)
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
+    manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href)"
+                             ".then(r => r.json())")
+    icons = sorted({i["src"] for i in manifest["icons"]})
+    assert "/static/juez/icono-192.png" in icons
+    answers = []
+    page.on("response", lambda r: answers.append((r.url, r.status, r.from_service_worker)))
+    page.context.set_offline(True)
+    got = page.evaluate("srcs => Promise.all(srcs.map(s => fetch(s).then("
+                        "r => r.blob().then(b => [r.status, b.type, b.size]))))", icons)
+    assert all(status == 200 and size > 0 for status, _, size in got), got
+    assert all(kind.startswith("image/") for _, kind, _ in got), got
+    served = {u.replace(server.base_url, ""): (s, sw) for u, s, sw in answers}
+    assert all(served[src] == (200, True) for src in icons), served
+    assert page.errors == []
