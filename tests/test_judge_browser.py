@@ -115,6 +115,13 @@ def shoot(page, tmp_path, name):
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
+def controlled(page):
+    """Wait for the service worker to control the page (an event, not a poll: a polled string
+    would be evaluated by the page, which its CSP forbids)."""
+    page.evaluate("""() => new Promise(done => navigator.serviceWorker.controller ? done() :
+        navigator.serviceWorker.addEventListener('controllerchange', () => done()))""")
+
+
 def clock_synced(page):
     expect(page.locator("#reloj-servidor")).to_contain_text(re.compile(r"Hora del servidor ±\d+ ms"),
                                                            timeout=WAIT_MS)
@@ -157,13 +164,16 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
     expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
     clock_synced(page)
-    expect(page.get_by_role("button", name=re.compile("Tortugas.*1"))).to_be_disabled()
+    # The buttons work before the start too (this phone may not know of it yet), with a warning.
+    expect(page.get_by_role("button", name=re.compile("Tortugas.*1"))).to_be_enabled()
+    expect(page.locator("#sin-salida")).to_contain_text("aún no sabe de la salida")
     shoot(page, tmp_path, "juez-espera.png")
 
     # The start, by the socket.
     started_at = server.api("POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:0\d$"))
+    expect(page.locator("#sin-salida")).to_be_hidden()
 
     # Taps for two teams, each sent and confirmed.
     taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
@@ -615,7 +625,7 @@ def test_offline_the_manifests_icons_come_from_the_service_worker(browser, serve
     """The manifest names its icons by their plain URLs (not the pages' hashed ones): the
     service worker keeps those too, so an installed app draws its icon without a network."""
     page = phone(browser, server)
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
+    controlled(page)
     manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href)"
                              ".then(r => r.json())")
     icons = sorted({i["src"] for i in manifest["icons"]})
@@ -629,4 +639,47 @@ def test_offline_the_manifests_icons_come_from_the_service_worker(browser, serve
     assert all(kind.startswith("image/") for _, kind, _ in got), got
     served = {u.replace(server.base_url, ""): (s, sw) for u, s, sw in answers}
     assert all(served[src] == (200, True) for src in icons), served
+    assert page.errors == []
+
+
+def test_offline_at_the_gun_the_taps_wait_for_the_start_and_are_timed_from_it(browser, server):
+    """The phone heard the server (its clock is known) but went offline before the gun; the
+    race started; the judge taps anyway (warned that the start is not known); a tap made
+    before the gun waits too. Back online, the taps take the real start: times within 100 ms,
+    each sent once; the tap before the start is kept and listed, neither counted nor sent."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    clock_synced(page)
+    tap(page, "Liebres", 2)  # before the gun (online: the phone knows it has not started)
+    liebres, tortugas = team(page, "Liebres"), team(page, "Tortugas")
+    expect(liebres.locator(".tiempos li").first).to_contain_text("sin salida aún")
+    expect(page.locator("#aviso")).to_contain_text("Toque guardado sin salida")
+    page.context.set_offline(True)
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    started_at = start_race(server)
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    expect(page.get_by_text("Esperando la salida")).to_be_visible()
+    expect(page.locator("#sin-salida")).to_be_visible()
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15")
+    expect(liebres.locator(".cuenta")).to_have_text("2 de 15")
+    expect(page.locator("#por-enviar")).to_have_text("4 por enviar")
+    assert stored(server) == []
+
+    page.context.set_offline(False)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".tiempos .enviado")).to_have_count(3)
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("antes de la salida")
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("No se envía")
+    expect(liebres.locator(".cuenta")).to_have_text("1 de 15")
+    expect(page.locator("#otros-pendientes")).to_contain_text("1 toques anteriores a la salida")
+    records = stored(server)
+    assert len(records) == 3 and len({r["id"] for r in records}) == 3
+    check_times(sorted(records, key=lambda r: r["timestamp"]), taps, started_at)
+    page.reload()  # nothing is sent again, the early tap is still listed
+    expect(page.locator(".tiempos .enviado")).to_have_count(3, timeout=WAIT_MS)
+    expect(liebres.locator(".tiempos .antes")).to_have_count(1)
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+    assert len(stored(server)) == 3
     assert page.errors == []

@@ -511,15 +511,18 @@
     }));
   }
 
+  // The team's records of the start this phone times against (before it knows one: the taps
+  // waiting for it); a tap that turned out to be before the start does not count.
   function teamTaps(equipoId) {
     return toques.filter(function (t) {
-      return mine(t) && t.equipo_id === equipoId && t.started_at === race.started;
+      return mine(t) && t.equipo_id === equipoId && t.started_at === race.started && t.estado !== 'antes';
     });
   }
 
-  // at: the performance.now() of the finger touching the button (else now).
+  // at: the performance.now() of the finger touching the button (else now). Before this phone
+  // knows of a start (offline at the gun, the socket and the polls not through yet) a tap is
+  // kept all the same, with no start (started_at null): it takes the start once it is known.
   function tap(equipo, ausente, at) {
-    if (!race.started) { return Promise.resolve(); }
     var mono = performance.now();
     var now = serverNow();
     if (at !== undefined && at <= mono && mono - at < 2000) {
@@ -533,13 +536,13 @@
       return Promise.resolve();
     }
     var record = { id: newId(), usuario: session.usuario, equipo_id: equipo.id,
-      started_at: race.started, ausente: !!ausente, mono: mono, wall: Date.now(), sesion: SESSION_ID,
+      competencia_id: race.comp.id, started_at: race.started, sin_salida: !race.started, ausente: !!ausente, mono: mono, wall: Date.now(), sesion: SESSION_ID,
       server_ms: now ? now.ms : null, unc: now ? now.unc : null, fuente: now ? (now.mono ? 'mono' : 'pared') : null,
       tiempo: null, timestamp: null, estado: 'pendiente' };
     resolve(record);
     if (navigator.vibrate) { navigator.vibrate(ausente ? [40, 40, 40] : 40); }
     return saveTap(record).then(function () {
-      showAviso('');
+      showAviso(race.started ? '' : 'Toque guardado sin salida: su tiempo se calcula cuando este móvil sepa de la salida.');
       render();
       kickSender(0);
     }, function (err) {
@@ -551,7 +554,9 @@
   // A tap timed from the offset of a past page life (the phone's own clock) is timed again from
   // this page's monotonic clock as soon as it has a sample, if it is still unsent.
   function resolve(t) {
-    if (!t.started_at || t.estado !== 'pendiente' || inFlight[t.id]) { return false; }
+    if (t.estado !== 'pendiente' || inFlight[t.id]) { return false; }
+    if (!t.started_at) { t.started_at = startOf(t.competencia_id); }
+    if (!t.started_at) { return false; }
     if (t.tiempo !== null && !(t.fuente !== 'mono' && clock.best && t.sesion === SESSION_ID)) { return false; }
     if (clock.best && t.sesion === SESSION_ID) {
       if (t.fuente !== 'mono') {
@@ -566,8 +571,31 @@
       t.fuente = 'pared';
     }
     t.timestamp = new Date(Math.round(t.server_ms)).toISOString();
-    t.tiempo = t.ausente ? 0 : Math.max(1, Math.round(t.server_ms - Date.parse(t.started_at)));
+    var since = Math.round(t.server_ms - Date.parse(t.started_at));
+    if (t.sin_salida && !t.ausente && since < 0) {
+      // Tapped before the start it waited for (a tap while waiting, or the cancelled start of a
+      // false start the phone never heard of): not a finish of this start. Kept and listed,
+      // never sent (the protocol has no negative time; 0 is an absent runner and any other
+      // would count as a finish in the live standings): the judge tells the organizer, who
+      // can enter a paper time if it was one.
+      t.estado = 'antes';
+      t.antes_ms = since;
+      return true;
+    }
+    t.tiempo = t.ausente ? 0 : Math.max(1, since);
     return true;
+  }
+
+  // The start a tap kept without one takes: its competition's, once this phone knows it
+  // (the one it times, or another of the judge's that /api/me/ says has started).
+  function startOf(competenciaId) {
+    if (race.comp && race.comp.id === competenciaId) { return race.started; }
+    var jueces = (session && session.me.jueces) || [];
+    for (var i = 0; i < jueces.length; i++) {
+      var c = jueces[i].competencia;
+      if (c.id === competenciaId && c.estado !== 'programada') { return c.inicio_dado || c.started_at; }
+    }
+    return null;
   }
 
   function resolvePending() {
@@ -755,6 +783,7 @@
     $('reloj').hidden = !race.started;
     $('nota-salida').textContent = race.nota || '';
     $('nota-salida').hidden = !race.nota;
+    $('sin-salida').hidden = !!race.started;
     renderRaceClock();
     // The blocks are built once per roster and updated in place: a button rebuilt under the
     // judge's finger would lose the tap.
@@ -770,6 +799,10 @@
     var ids = allTeamIds();
     var orphans = pending().filter(function (t) { return ids.indexOf(t.equipo_id) < 0; });
     var notes = [];
+    var early = toques.filter(function (t) { return mine(t) && t.estado === 'antes'; });
+    if (early.length) {
+      notes.push(early.length + ' toques anteriores a la salida se guardan en este móvil y no se envían: si alguno era una llegada, avise al organizador.');
+    }
     if (orphans.length) {
       notes.push(orphans.length + ' toques de equipos que ya no tiene asignados esperan en este móvil y el servidor no los acepta: avise al organizador.');
     }
@@ -817,21 +850,21 @@
     var block = app.querySelector('.equipo[data-equipo-id="' + Number(equipo.id) + '"]');
     if (!block) { return; }
     var taps = teamTaps(equipo.id);
-    var racing = !!race.started;
     var full = taps.length >= MAXIMO;
-    block.className = 'equipo' + (full ? ' lleno' : '');
-    Array.prototype.forEach.call(block.querySelectorAll('button'), function (b) { b.disabled = !racing; });
+    block.className = 'equipo' + (full ? ' lleno' : '') + (race.started ? '' : ' sin-salida');
     block.querySelector('.cuenta').textContent = taps.length + ' de ' + MAXIMO;
     var times = block.querySelector('.tiempos');
     times.textContent = '';
     // Newest first; taps of a start since cancelled (a false start) stay listed, marked, and
     // do not count.
     toques.filter(function (t) { return mine(t) && t.equipo_id === equipo.id; }).reverse().forEach(function (t) {
-      var state = t.estado === 'enviado' ? 'Enviado' : 'Pendiente';
+      var state = t.estado === 'enviado' ? 'Enviado' : t.estado === 'antes' ? 'No se envía' : 'Pendiente';
       times.appendChild(el('li', { className: t.estado, dataset: { registro: t.id } },
-        el('span', { className: 'valor' }, t.ausente ? 'Ausente' : t.tiempo === null ? 'sin hora aún' : tiempoText(t.tiempo)),
+        el('span', { className: 'valor' }, t.ausente ? 'Ausente' : t.estado === 'antes' ?
+          'antes de la salida (' + tiempoText(-t.antes_ms) + ')' : t.tiempo !== null ? tiempoText(t.tiempo) :
+          t.started_at ? 'sin hora aún' : 'sin salida aún'),
         el('span', { className: 'marca' }, state),
-        t.started_at !== race.started ? el('span', { className: 'anterior' }, 'salida anulada') : null,
+        t.started_at !== race.started && t.started_at ? el('span', { className: 'anterior' }, 'salida anulada') : null,
         t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null));
     });
   }
