@@ -683,3 +683,43 @@ def test_offline_at_the_gun_the_taps_wait_for_the_start_and_are_timed_from_it(br
     expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
     assert len(stored(server)) == 3
     assert page.errors == []
+
+
+def test_a_second_phone_of_the_judge_reads_back_what_the_first_sent(browser, server):
+    """The judge's records as the server holds them (GET /api/equipos/{eid}/registros/) are
+    merged with the phone's: a second phone (or a cleared one) lists the first one's times as
+    sent and counts them in "N de 15" (the 16th is refused from the union); a record the
+    organizer voided is marked and no longer counts."""
+    first = phone(browser, server)
+    sign_in(first, MARIA)
+    clock_synced(first)
+    start_race(server)
+    expect(first.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    tap(first, "Tortugas", 1)
+    tap(first, "Tortugas", 1)
+    expect(first.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+    texts = first.locator(".tiempos .valor").all_inner_texts()
+
+    second = phone(browser, server)  # another browser context: nothing of the first phone
+    sign_in(second, MARIA)
+    tortugas = team(second, "Tortugas")
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15", timeout=WAIT_MS)
+    expect(tortugas.locator(".tiempos .enviado")).to_have_count(2)
+    expect(tortugas.locator(".tiempos li").first).to_contain_text("desde otro móvil")
+    assert tortugas.locator(".tiempos .valor").all_inner_texts() == texts
+    expect(second.locator("#por-enviar")).to_have_text("0 por enviar")
+
+    voided = stored(server, "Tortugas")[0]["id"]
+    server.api("POST", "/api/registros/%s/anular/" % voided, {"motivo": "toque de prueba"})
+    second.reload()
+    expect(tortugas.locator(".cuenta")).to_have_text("1 de 15", timeout=WAIT_MS)
+    expect(tortugas.locator("[data-registro='%s']" % voided)).to_contain_text("anulado por el organizador")
+    clock_synced(second)
+    for _ in range(14):
+        tap(second, "Tortugas", 1)
+    expect(tortugas.locator(".cuenta")).to_have_text("15 de 15")
+    tap(second, "Tortugas", 1)
+    expect(second.locator("#aviso")).to_contain_text("ya tiene 15 registros")
+    expect(second.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    assert len(stored(server, "Tortugas")) == 16
+    assert first.errors == [] and second.errors == []

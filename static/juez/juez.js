@@ -30,6 +30,7 @@
   var SAMPLE_WINDOW_MS = 10 * 60 * 1000; // the best sample is chosen among these recent ones
   var PONG_TIMEOUT_MS = 10000;   // a socket whose pong (or handshake) does not come is dropped
   var REFUSED_PAUSE_MS = 10000;  // a team the server refused (no longer this judge's): again after
+  var READBACK_MS = 60000;       // the teams' records read back from the server at most this often
   var SESSION_ID = newId();      // this page's life: performance.now() means nothing outside it
 
   var app = document.getElementById('app');
@@ -64,14 +65,7 @@
 
   // -- times --------------------------------------------------------------------------------------
   // Shared with the console and the results pages (static/comun.js, kept on the phone too).
-  var pad = window.Server5KComun.pad, clockText = window.Server5KComun.clockText;
-
-  function tiempoText(ms) {  // h:mm:ss.d, as a judge reads a stopwatch
-    ms = Math.max(0, Math.floor(ms));
-    var s = Math.floor(ms / 1000);
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60) + '.' +
-      Math.floor((ms % 1000) / 100);
-  }
+  var clockText = window.Server5KComun.clockText;
 
   var ZONA = document.body.dataset.zona || undefined;
   function venueTime(iso, withDate) {
@@ -447,6 +441,7 @@
       writeJson(SESSION_KEY, session);
       if (me.juez.id !== before) { return switchCompetition(); }
       applyCompetition(me.juez.competencia);
+      readBack(false);
     }).catch(function () { /* offline: the next poll */ })
       .then(function () {
         polling = false;
@@ -529,7 +524,7 @@
       if (now) { now.ms -= mono - at; }
       mono = at;
     }
-    if (teamTaps(equipo.id).length >= MAXIMO) {
+    if (teamCount(equipo.id) >= MAXIMO) {
       showAviso('El equipo ' + equipo.nombre + ' (dorsal ' + equipo.dorsal + ') ya tiene ' + MAXIMO +
         ' registros: no se guarda otro.');
       if (navigator.vibrate) { navigator.vibrate([80, 60, 80]); }
@@ -605,6 +600,56 @@
     }
   }
 
+  // -- the read-back: the teams' records as the server holds them ------------------------------------
+  // On sign-in and reload, then with the polls at most every READBACK_MS (never per tap): each
+  // team of the judge, one request at a time. Merged with the taps in static/juez/lectura.js.
+  var lecturas = {};  // equipo_id -> {pedida, registros}
+  var lastReadBack = 0;
+  var readingBack = false;
+
+  function teamView(equipoId) {
+    return window.Server5KJuezLectura.teamView(equipoId, toques.filter(mine), lecturas[equipoId], race.started);
+  }
+
+  function teamCount(equipoId) { return teamView(equipoId).cuenta; }
+
+  function readBack(force) {
+    if (!session || readingBack || (!force && Date.now() - lastReadBack < READBACK_MS)) { return; }
+    readingBack = true;
+    lastReadBack = Date.now();
+    var equipos = session.me.juez.equipos.slice();
+    var usuario = session.usuario;
+    var confirmed = [];
+    (function next(i) {
+      if (!session || session.usuario !== usuario || i >= equipos.length) {
+        readingBack = false;
+        if (confirmed.length) { updateTaps(confirmed); }
+        render();
+        return;
+      }
+      var pedida = Date.now();
+      api('GET', '/api/equipos/' + Number(equipos[i].id) + '/registros/').then(function (answer) {
+        var registros = (answer && answer.registros) || [];
+        lecturas[equipos[i].id] = { pedida: pedida, registros: registros };
+        // A tap the server already holds is sent (its 201 was lost on the way back).
+        registros.forEach(function (r) {
+          toques.forEach(function (t) {
+            if (t.id === r.id && mine(t) && t.estado === 'pendiente' && t.tiempo !== null && !inFlight[t.id]) {
+              t.estado = 'enviado';
+              t.error = null;
+              t.confirmado_en = pedida;
+              confirmed.push(t);
+            }
+          });
+        });
+        next(i + 1);
+      }, function (err) {
+        if (err.status === 0) { lastReadBack = 0; i = equipos.length; }  // offline: the next poll
+        next(i + 1);
+      });
+    }(0));
+  }
+
   function undo(equipo) {
     var taps = teamTaps(equipo.id).filter(function (t) { return t.estado === 'pendiente'; });
     var last = taps[taps.length - 1];
@@ -665,7 +710,7 @@
       var confirmed = {};
       (answer.created || []).concat(answer.duplicates || []).forEach(function (id) { confirmed[id] = true; });
       var done = batch.filter(function (t) { return confirmed[t.id]; });
-      done.forEach(function (t) { t.estado = 'enviado'; t.error = null; });
+      done.forEach(function (t) { t.estado = 'enviado'; t.error = null; t.confirmado_en = Date.now(); });
       if (allTeamIds().indexOf(equipoId) < 0) { poll(0); }
       return updateTaps(done).then(function () {
         if (done.length === batch.length) { sendBackoff = 0; return 0; }
@@ -751,6 +796,7 @@
     writeJson(SESSION_KEY, null);
     releaseWakeLock();
     race = { comp: null, started: null, nota: null };
+    lecturas = {};
     showSignIn(message);
     renderCounts();
   }
@@ -765,6 +811,7 @@
     connectSocket(0);
     poll(POLL_MS);
     kickSender(0);
+    readBack(true);
   }
 
   function render() {
@@ -835,7 +882,7 @@
     deshacer.addEventListener('click', function () { undo(equipo); });
     var ausente = el('button', { type: 'button', className: 'boton secundario ausente' }, 'Ausente');
     ausente.addEventListener('click', function () {
-      if (teamTaps(equipo.id).length >= MAXIMO) { return tap(equipo, true); }
+      if (teamCount(equipo.id) >= MAXIMO) { return tap(equipo, true); }
       confirmDialog('¿Un corredor ausente?', 'Se registra un corredor ausente de ' + equipo.nombre +
         ' (dorsal ' + equipo.dorsal + '): cuenta como uno de sus ' + MAXIMO + ' registros, sin tiempo.',
         'Sí, ausente').then(function (ok) { if (ok) { tap(equipo, true); } });
@@ -849,24 +896,14 @@
   function updateTeamBlock(equipo) {
     var block = app.querySelector('.equipo[data-equipo-id="' + Number(equipo.id) + '"]');
     if (!block) { return; }
-    var taps = teamTaps(equipo.id);
-    var full = taps.length >= MAXIMO;
-    block.className = 'equipo' + (full ? ' lleno' : '') + (race.started ? '' : ' sin-salida');
-    block.querySelector('.cuenta').textContent = taps.length + ' de ' + MAXIMO;
+    var view = teamView(equipo.id);
+    block.className = 'equipo' + (view.cuenta >= MAXIMO ? ' lleno' : '') + (race.started ? '' : ' sin-salida');
+    block.querySelector('.cuenta').textContent = view.cuenta + ' de ' + MAXIMO;
     var times = block.querySelector('.tiempos');
     times.textContent = '';
     // Newest first; taps of a start since cancelled (a false start) stay listed, marked, and
-    // do not count.
-    toques.filter(function (t) { return mine(t) && t.equipo_id === equipo.id; }).reverse().forEach(function (t) {
-      var state = t.estado === 'enviado' ? 'Enviado' : t.estado === 'antes' ? 'No se envía' : 'Pendiente';
-      times.appendChild(el('li', { className: t.estado, dataset: { registro: t.id } },
-        el('span', { className: 'valor' }, t.ausente ? 'Ausente' : t.estado === 'antes' ?
-          'antes de la salida (' + tiempoText(-t.antes_ms) + ')' : t.tiempo !== null ? tiempoText(t.tiempo) :
-          t.started_at ? 'sin hora aún' : 'sin salida aún'),
-        el('span', { className: 'marca' }, state),
-        t.started_at !== race.started && t.started_at ? el('span', { className: 'anterior' }, 'salida anulada') : null,
-        t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null));
-    });
+    // do not count; so do the records the organizer voided or moved (static/juez/lectura.js).
+    view.items.forEach(function (x) { times.appendChild(window.Server5KJuezLectura.itemNode(x, race.started)); });
   }
 
   function renderCounts() {
