@@ -17,15 +17,18 @@ Screenshots at 390 px (before the start, racing, offline) go to the test's tmp d
 SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/juez-*.png.
 """
 
+import asyncio
 import datetime as dt
 import re
 import time
+import uuid
 
 import pytest
 from playwright.sync_api import expect
 
-from helpers import (CHROMIUM, ORGANIZER, PHONE, decode_qr, request_json, save_screenshot, sign_in,
-                     wait_for)
+import rehearsal
+from helpers import (CHROMIUM, DESKTOP, ORGANIZER, PHONE, LoopThread, decode_qr, open_console,
+                     request_json, save_screenshot, sign_in, wait_for)
 
 WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
 MARIA = ("maria", "clave-de-maria")
@@ -57,7 +60,12 @@ WRONG_CLOCK = """
 def server(spawn, tmp_path):
     """A competition, its organizer, María with Tortugas (1) and Liebres (2), José with Gacelas
     (3) and a team whose name looks like markup (4), served by ``server5k.py serve``."""
-    srv = spawn(tmp_path / "event.db").organize("5K del Puerto", "--date", "2026-12-06T09:00:00Z")
+    return event_server(spawn, tmp_path)
+
+
+def event_server(spawn, tmp_path, **config):
+    srv = spawn(tmp_path / "event.db", **config).organize("5K del Puerto", "--date",
+                                                          "2026-12-06T09:00:00Z")
     srv.start()
     teams = {}
     for (username, password), nombre, equipos in ((MARIA, "María López", [("Tortugas", 1), ("Liebres", 2)]),
@@ -276,7 +284,7 @@ def test_offline_taps_survive_a_reload_and_are_sent_once(browser, server, tmp_pa
 
     # A reload without network: the service worker serves the app, the taps are still there,
     # and the race goes on (one more tap, timed from the offset kept across the reload).
-    page.reload()
+    assert page.reload().from_service_worker
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(".tiempos .pendiente")).to_have_count(3)
     expect(page.locator("#por-enviar")).to_have_text("3 por enviar")
@@ -723,3 +731,145 @@ def test_a_second_phone_of_the_judge_reads_back_what_the_first_sent(browser, ser
     expect(second.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
     assert len(stored(server, "Tortugas")) == 16
     assert first.errors == [] and second.errors == []
+
+
+def test_closing_the_tab_keeps_the_unsent_taps(browser, server):
+    """The tab is closed with taps unsent (the Wi-Fi failing); a new tab of the same browser
+    lists them and sends them, each once, timed from the real start."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    page.route("**/api/enviar_tiempos/", lambda route: route.abort())
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2)]
+    expect(page.locator("#por-enviar")).to_have_text("2 por enviar")
+    context = page.context
+    page.close()
+
+    again = context.new_page()
+    again.goto(server.base_url + "/juez/")
+    expect(again.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(again.locator(".tiempos li")).to_have_count(2)
+    expect(again.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(again.locator(".tiempos .enviado")).to_have_count(2)
+    records = stored(server)
+    assert len(records) == 2 and len({r["id"] for r in records}) == 2
+    check_times(records, taps, started_at)
+
+
+def test_the_access_token_expires_while_offline(browser, spawn, tmp_path):
+    """Access tokens live 10 s here: the phone is offline past that, with taps waiting; back
+    online its next requests are refused (401), it renews the token with its refresh token and
+    sends everything, once."""
+    server = event_server(spawn, tmp_path, auth={"access_token_lifetime_s": 10})
+    page = phone(browser, server)
+    renewals = []
+    page.on("request", lambda r: renewals.append(r.url) if r.url.endswith("/api/token/refresh/") else None)
+    sign_in(page, MARIA)
+    signed_in = time.monotonic()
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    page.context.set_offline(True)
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2)]
+    # The token's lifetime is time itself: wait it out (plus the JWT's one-second granularity).
+    time.sleep(max(0.0, signed_in + 11.5 - time.monotonic()))
+    assert renewals == []
+    page.context.set_offline(False)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".tiempos .enviado")).to_have_count(2)
+    assert renewals  # the expired token was renewed, not the session lost
+    expect(page.get_by_text("Carrera en curso")).to_be_visible()
+    records = stored(server)
+    assert len(records) == 2 and len({r["id"] for r in records}) == 2
+    check_times(sorted(records, key=lambda r: r["timestamp"]), taps, started_at)
+    assert page.errors == []
+
+
+def test_on_a_laptop(browser, server, tmp_path):
+    """/juez/ at a laptop's width: a centred column, the teams side by side, nothing wider than
+    the window, the same big buttons."""
+    context = browser.new_context(viewport=DESKTOP, locale="es-ES")
+    page = context.new_page()
+    page.goto(server.base_url + "/juez/")
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    save_screenshot(page, tmp_path, "juez-portatil.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
+    main = page.locator("main").bounding_box()
+    assert main["width"] < DESKTOP["width"] * 0.75
+    assert abs(main["x"] - (DESKTOP["width"] - main["x"] - main["width"])) < 20  # centred
+    boxes = [page.get_by_role("button", name=re.compile(n)).bounding_box()
+             for n in ("Tortugas.*1", "Liebres.*2")]
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[0]["x"] < boxes[1]["x"]  # side by side
+    assert min(b["height"] for b in boxes) >= 48
+    taps = [tap(page, "Liebres", 2)]
+    expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    assert len(stored(server)) == len(taps)
+
+
+def test_the_judges_board_shows_both_clients_alike(browser, server):
+    """María on /juez/ and José with the integration guide's client (rehearsal.VirtualJudge,
+    the socket by access token): the console's judges board shows the two the same way, from
+    the same fields."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    phones = LoopThread()
+    jose = phones.run(guide_client(server, JOSE))
+    try:
+        console = open_console(browser, server)
+        sign_in(console, ORGANIZER)
+        console.get_by_role("link", name="5K del Puerto").click()
+        console.get_by_role("navigation").get_by_role("link", name="Carrera").click()
+        expect(console.locator("#conectados")).to_have_text("2 de 2 conectados", timeout=WAIT_MS)
+        start_race(server)
+        expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+        phones.run(asyncio.wait_for(jose.started.wait(), 10))
+        tap(page, "Tortugas", 1)
+        expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+        gacelas = server.teams["Gacelas"]
+        start = dt.datetime.fromisoformat(jose.start_info["started_at"].replace("Z", "+00:00"))
+        now = dt.datetime.now(dt.timezone.utc)
+        assert phones.run(jose.submit(gacelas, [{
+            "id_registro": str(uuid.uuid4()), "tiempo": (now - start) // dt.timedelta(milliseconds=1),
+            "timestamp": now.isoformat().replace("+00:00", "Z")}]))
+        cards = {}
+        for username, nombre, equipo in (("maria", "María López", "Tortugas"),
+                                         ("jose", "José Ruiz", "Gacelas")):
+            card = cards[username] = console.locator("#tablero [data-juez-id]", has_text=nombre)
+            expect(card).to_contain_text(equipo + ": 1 tiempo", timeout=WAIT_MS)
+            expect(card).to_contain_text("Conectado")
+            expect(card).to_contain_text("1 conexión")
+            expect(card).to_contain_text(re.compile(r"Oyó la salida .* · su cronómetro: "))
+        shape = "el => [el.className, [...el.querySelectorAll('*')].map(c => c.tagName + '.' + c.className)]"
+        assert cards["maria"].evaluate(shape) == cards["jose"].evaluate(shape)
+        board = {j["username"]: j for j in server.api("GET", "/api/competencias/1/jueces/")["jueces"]}
+        maria_row, jose_row = board["maria"], board["jose"]
+        assert set(maria_row) == set(jose_row)
+        for row in (maria_row, jose_row):
+            assert row["conectado"] and row["sockets"] == 1 and row["inicio_notificado_en"], row
+            assert not row["alerta"] and abs(row["inicio_implicito_ms"]) <= 1000, row
+        assert page.errors == []
+    finally:
+        phones.run(hang_up(jose))
+        phones.close()
+
+
+async def guide_client(server, credentials):
+    """A judge with the integration guide's client: signs in, learns its teams, opens the socket
+    with its access token."""
+    judge = rehearsal.VirtualJudge(server.base_url, *credentials, http=rehearsal.make_http())
+    await judge.login()
+    await judge.learn()
+    await judge.connect()
+    return judge
+
+
+async def hang_up(judge):
+    judge.close()
+    judge.http.close()
