@@ -601,31 +601,38 @@ def test_a_phone_that_first_hears_the_start_after_an_adjustment(browser, server)
 def test_a_phone_away_through_a_false_start_times_from_the_new_start(browser, server):
     """The phone heard the first start, then lost the server (its socket gone, no reads);
     meanwhile the organizer reset it (a false start) and started again. Back, the phone hears a
-    start other than the one it timed (``inicio_dado``): it times from the new one, and what it
-    tapped meanwhile is marked as the cancelled start's."""
+    start other than the one it timed (``inicio_dado``): its unsent taps take the new one, as
+    taps kept without a start do: one made after it is timed from it and sent; one made before
+    it (during the cancelled start) is listed, counts for nothing and is never sent."""
     page = phone(browser, server)
     sign_in(page, MARIA)
     clock_synced(page)
     start_race(server)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
-    for path in ("**/api/ws-ticket/", "**/api/me/"):
+    for path in ("**/api/ws-ticket/", "**/api/me/", "**/api/enviar_tiempos/"):
         page.route(path, lambda route: route.abort())
     server.stop()  # SIGKILL: the socket is gone, and the phone cannot open another
     expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    tap(page, "Liebres", 2)  # during the start about to be cancelled
     server.start()
     server.api("POST", "/api/competencias/1/reiniciar/", {"force": True})
     time.sleep(1.5)  # the new start comes a moment later
     started_at = start_race(server)
-    tap(page, "Tortugas", 1)  # still timed against the start the phone knows
+    taps = [tap(page, "Tortugas", 1)]  # timed against the start the phone knows, for now
     for path in ("**/api/ws-ticket/", "**/api/me/"):
         page.unroute(path)
-    tortugas = team(page, "Tortugas")
-    expect(tortugas.locator(".tiempos .anterior")).to_have_count(1, timeout=WAIT_MS)
-    expect(tortugas.locator(".cuenta")).to_have_text("0 de 15")
+    tortugas, liebres = team(page, "Tortugas"), team(page, "Liebres")
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("No se envía", timeout=WAIT_MS)
+    expect(liebres.locator(".cuenta")).to_have_text("0 de 15")
+    expect(tortugas.locator(".cuenta")).to_have_text("1 de 15")
+    expect(tortugas.locator(".tiempos .anterior")).to_have_count(0)
+    page.unroute("**/api/enviar_tiempos/")
+    expect(tortugas.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
-    taps = [tap(page, "Liebres", 2)]
-    expect(team(page, "Liebres").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
-    check_times(stored(server, "Liebres"), taps, started_at)
+    taps.append(tap(page, "Liebres", 2))
+    expect(liebres.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
+    check_times(stored(server), taps, started_at)
     assert page.errors == []
 
 

@@ -292,6 +292,7 @@
   function applyCompetition(comp) {
     if (!comp) { return; }
     var before = race.comp;
+    var startedBefore = race.started;
     race.comp = comp;
     if (comp.estado === 'programada') {
       if (race.started || (before && before.estado !== 'programada')) {
@@ -302,11 +303,12 @@
       // The start as given stays its reference: a later started_at is the organizer's
       // ajustar_tiempos, which the server applies to this phone's times itself. Another
       // inicio_dado is another start: this phone was away through a false start and the new
-      // one (what it tapped meanwhile is the cancelled start's, marked as such).
+      // one (what it sent meanwhile is the cancelled start's, marked as such).
       if (race.started && comp.inicio_dado && comp.inicio_dado !== race.started) {
         race.started = null;
       }
       if (!race.started) { race.started = comp.inicio_dado || comp.started_at; }
+      if (race.started && race.started !== startedBefore) { retakeStart(comp.id); }
       if (comp.estado === 'en_curso') { race.nota = null; }
       if (comp.estado === 'finalizada') {
         race.nota = 'Carrera finalizada a las ' + venueTime(comp.finished_at) +
@@ -579,6 +581,22 @@
     }
     t.tiempo = t.ausente ? 0 : Math.max(1, since);
     return true;
+  }
+
+  // A new start (after a false start): the taps of this competition still unsent that were
+  // timed against another start take this one, as those kept without a start do: after it, a
+  // finish of this start; before it, a tap of the cancelled one (listed, never sent).
+  function retakeStart(competenciaId) {
+    var retaken = toques.filter(function (t) {
+      return mine(t) && t.competencia_id === competenciaId && t.estado === 'pendiente' && !inFlight[t.id] &&
+        t.started_at && t.started_at !== race.started;
+    });
+    retaken.forEach(function (t) {
+      t.started_at = null;
+      t.sin_salida = true;
+      t.tiempo = null;
+    });
+    if (retaken.length) { updateTaps(retaken); }  // (resolve() times them when it can)
   }
 
   // The start a tap kept without one takes: its competition's, once this phone knows it
