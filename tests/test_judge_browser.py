@@ -737,6 +737,19 @@ def test_a_second_phone_of_the_judge_reads_back_what_the_first_sent(browser, ser
     expect(second.locator("#aviso")).to_contain_text("ya tiene 15 registros")
     expect(second.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
     assert len(stored(server, "Tortugas")) == 16
+
+    # The organizer moves the first phone's other time to Liebres: on that phone (read back on
+    # its reload) it is marked in Tortugas and counts in Liebres.
+    moved = stored(server, "Tortugas")[1]["id"]
+    server.api("PATCH", "/api/registros/%s/" % moved, {"equipo_id": server.teams["Liebres"],
+                                                      "motivo": "era de Liebres"})
+    first.reload()
+    tortugas, liebres = team(first, "Tortugas"), team(first, "Liebres")
+    expect(tortugas.locator("[data-registro='%s']" % moved)).to_contain_text(
+        "movido a otro equipo", timeout=WAIT_MS)
+    expect(tortugas.locator(".cuenta")).to_have_text("14 de 15")
+    expect(liebres.locator("[data-registro='%s']" % moved)).to_contain_text("movido aquí")
+    expect(liebres.locator(".cuenta")).to_have_text("1 de 15")
     assert first.errors == [] and second.errors == []
 
 

@@ -618,54 +618,31 @@
     }
   }
 
-  // -- the read-back: the teams' records as the server holds them ------------------------------------
-  // On sign-in and reload, then with the polls at most every READBACK_MS (never per tap): each
-  // team of the judge, one request at a time. Merged with the taps in static/juez/lectura.js.
-  var lecturas = {};  // equipo_id -> {pedida, registros}
-  var lastReadBack = 0;
-  var readingBack = false;
+  // -- the read-back: the teams' records as the server holds them (static/juez/lectura.js) -------------
+  // On sign-in and reload, then with the polls at most every READBACK_MS (never per tap).
+  var lectura = window.Server5KJuezLectura.reader({
+    api: api, every: READBACK_MS,
+    taps: function () { return toques.filter(mine); },
+    started: function () { return race.started; },
+    // A tap the server already holds is sent (its 201 was lost on the way back).
+    held: function (t, pedida) {
+      if (!session || !mine(t) || t.estado !== 'pendiente' || t.tiempo === null || inFlight[t.id]) { return false; }
+      t.estado = 'enviado';
+      t.error = null;
+      t.confirmado_en = pedida;
+      return true;
+    },
+    done: function (confirmed) {
+      if (confirmed.length) { updateTaps(confirmed); }
+      render();
+    }
+  });
 
-  function teamView(equipoId) {
-    return window.Server5KJuezLectura.teamView(equipoId, toques.filter(mine), lecturas[equipoId], race.started);
-  }
-
-  function teamCount(equipoId) { return teamView(equipoId).cuenta; }
+  function teamView(equipoId) { return lectura.teamView(equipoId); }
+  function teamCount(equipoId) { return lectura.teamView(equipoId).cuenta; }
 
   function readBack(force) {
-    if (!session || readingBack || (!force && Date.now() - lastReadBack < READBACK_MS)) { return; }
-    readingBack = true;
-    lastReadBack = Date.now();
-    var equipos = session.me.juez.equipos.slice();
-    var usuario = session.usuario;
-    var confirmed = [];
-    (function next(i) {
-      if (!session || session.usuario !== usuario || i >= equipos.length) {
-        readingBack = false;
-        if (confirmed.length) { updateTaps(confirmed); }
-        render();
-        return;
-      }
-      var pedida = Date.now();
-      api('GET', '/api/equipos/' + Number(equipos[i].id) + '/registros/').then(function (answer) {
-        var registros = (answer && answer.registros) || [];
-        lecturas[equipos[i].id] = { pedida: pedida, registros: registros };
-        // A tap the server already holds is sent (its 201 was lost on the way back).
-        registros.forEach(function (r) {
-          toques.forEach(function (t) {
-            if (t.id === r.id && mine(t) && t.estado === 'pendiente' && t.tiempo !== null && !inFlight[t.id]) {
-              t.estado = 'enviado';
-              t.error = null;
-              t.confirmado_en = pedida;
-              confirmed.push(t);
-            }
-          });
-        });
-        next(i + 1);
-      }, function (err) {
-        if (err.status === 0) { lastReadBack = 0; i = equipos.length; }  // offline: the next poll
-        next(i + 1);
-      });
-    }(0));
+    if (session) { lectura.read(session.me.juez.equipos, force); }
   }
 
   function undo(equipo) {
@@ -814,7 +791,7 @@
     writeJson(SESSION_KEY, null);
     releaseWakeLock();
     race = { comp: null, started: null, nota: null };
-    lecturas = {};
+    lectura.forget();
     showSignIn(message);
     renderCounts();
   }

@@ -1,7 +1,7 @@
 // Server5K judge app (JUEZ.md): a team's records as the judge sees them, this phone's taps and
-// the server's read-back (GET /api/equipos/{eid}/registros/) merged by id, and their lines on
-// the screen. Loaded after static/comun.js and before juez.js (window.Server5KJuezLectura); no
-// state of its own, nothing from the network.
+// the server's read-back (GET /api/equipos/{eid}/registros/, read through juez.js's api()),
+// merged by id, and their lines on the screen. Loaded after static/comun.js and before juez.js
+// (window.Server5KJuezLectura). It keeps only the last read-back; the taps are juez.js's.
 //
 // What the read-back adds to what the phone knows:
 // - a record of the team the server holds and this phone does not (sent by another phone of
@@ -38,7 +38,7 @@
     registros.forEach(function (r, i) {
       if (local[r.id] && local[r.id].equipo_id === equipoId) { return; }
       items.push({ registro: r, orden: taps.length + i,
-        nota: r.anulado ? 'anulado por el organizador' :
+        nota: r.anulado ? 'anulado por el organizador' : local[r.id] ? 'movido aquí por el organizador' :
           r.origen === 'manual' ? 'anotado por el organizador' : 'desde otro móvil',
         cuenta: !!started && !r.anulado && !r.antes_de_salida,
         clave: Date.parse(r.timestamp) || 0 });
@@ -46,6 +46,58 @@
     // Newest first (a tap still without a time is the newest).
     items.sort(function (a, b) { return b.clave - a.clave || b.orden - a.orden; });
     return { items: items, cuenta: items.filter(function (x) { return x.cuenta; }).length };
+  }
+
+  // The reader: each team of the judge read back, one request at a time, at most every
+  // `every` ms unless forced (sign-in, reload); a network failure ends the round and lets the
+  // next poll try again. options: api(method, path), taps() (this account's), started(),
+  // held(tap, pedida) (a tap of the phone the server holds: true when that changed it),
+  // done(changed taps).
+  function reader(options) {
+    var lecturas = {};  // equipo_id -> {pedida, registros}
+    var last = 0;
+    var reading = false;
+    var round = 0;      // forget() drops a round under way
+
+    function read(equipos, force) {
+      if (reading || (!force && Date.now() - last < options.every)) { return; }
+      reading = true;
+      last = Date.now();
+      var mine = round;
+      var changed = [];
+      equipos = equipos.slice();
+      (function next(i) {
+        if (mine !== round) { return; }
+        if (i >= equipos.length) {
+          reading = false;
+          options.done(changed);
+          return;
+        }
+        var pedida = Date.now();
+        options.api('GET', '/api/equipos/' + Number(equipos[i].id) + '/registros/').then(function (answer) {
+          if (mine !== round) { return; }
+          var registros = (answer && answer.registros) || [];
+          lecturas[equipos[i].id] = { pedida: pedida, registros: registros };
+          var held = {};
+          registros.forEach(function (r) { held[r.id] = true; });
+          options.taps().forEach(function (t) {
+            if (held[t.id] && options.held(t, pedida)) { changed.push(t); }
+          });
+          next(i + 1);
+        }, function (err) {
+          if (err && err.status === 0) { last = 0; return next(equipos.length); }  // offline
+          next(i + 1);  // (a team no longer this judge's: the others still)
+        });
+      }(0));
+    }
+
+    return {
+      read: read,
+      teamView: function (equipoId) {
+        return teamView(equipoId, options.taps(), lecturas[equipoId], options.started());
+      },
+      forget: function () { lecturas = {}; last = 0; reading = false; round++; }
+    };
   }
 
   var el = root.Server5KComun.el, pad = root.Server5KComun.pad;
@@ -78,5 +130,5 @@
       t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null);
   }
 
-  root.Server5KJuezLectura = { teamView: teamView, itemNode: itemNode, tiempoText: tiempoText };
+  root.Server5KJuezLectura = { reader: reader, teamView: teamView, itemNode: itemNode, tiempoText: tiempoText };
 }(window));
