@@ -127,6 +127,10 @@
       el('span', { className: 'marca' }, state),
       t.started_at !== started && t.started_at ? el('span', { className: 'anterior' }, 'salida anulada') : null,
       x.nota ? el('span', { className: 'anterior' }, x.nota) : null,
+      // Timed from the offset of an earlier page life, carried by the phone's own clock (no
+      // sample in this one yet): less sure than the rest.
+      t.fuente === 'pared' && t.tiempo !== null ? el('span', { className: 'anterior' },
+        'hora estimada con el reloj del móvil (±' + t.unc + ' ms o más)') : null,
       t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null);
   }
 
