@@ -15,8 +15,9 @@ from handlers.base import OrganizerHandler
 from handlers.pages import STATIC, PageHandler, asset, qr_data_uri
 
 # What the service worker keeps on the phone: the app itself, nothing of the API.
-APP_FILES = ("comun.js", "juez/juez.js", "juez/juez.css", "juez/manifest.webmanifest",
-             "juez/icono.svg", "juez/icono-192.png", "juez/icono-512.png")
+APP_FILES = ("comun.js", "juez/lectura.js", "juez/juez.js", "juez/juez.css",
+             "juez/manifest.webmanifest", "juez/icono.svg", "juez/icono-192.png",
+             "juez/icono-512.png")
 
 HTTPS_NOTICE = ("Sin HTTPS el navegador no guarda la app en el móvil: los toques nunca se "
                 "pierden, pero una recarga sin conexión no abre la app. Para trabajar sin "

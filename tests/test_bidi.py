@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from helpers import DESKTOP, fetch, sign_in
+from helpers import DESKTOP, PHONE, fetch, sign_in
 
 BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 COMPETITION = "5K \u202eodaruG\u202c del Puerto"
@@ -65,4 +65,22 @@ def test_the_scripts_take_bidi_controls_out(browser, server):
     expect(page.locator("#consola")).to_contain_text("María López")
     assert_no_bidi(page.inner_text("body"), "the console")
     assert_no_bidi(page.title(), "the console's title")
+    assert not errors
+
+
+def test_the_judge_app_takes_bidi_controls_out(browser, server):
+    """The judge app (/juez/): the competition's, the team's and the judge's names come from
+    the API and are kept on the phone (the session in localStorage, read again on a reload)."""
+    page = browser.new_page(viewport=PHONE, locale="es-ES")
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.base_url + "/juez/")
+    sign_in(page, ("maria", "clave-de-maria"))
+    expect(page.locator("#comp-nombre")).to_have_text("5K odaruG del Puerto", timeout=WAIT_MS)
+    expect(page.locator("#equipos")).to_contain_text("Tortugas 99 lasrodoR")
+    expect(page.locator("#juez-nombre")).to_have_text("Juez: María López")
+    assert_no_bidi(page.inner_text("body"), "the judge app")
+    page.reload()
+    expect(page.locator("#equipos")).to_contain_text("Tortugas 99 lasrodoR", timeout=WAIT_MS)
+    assert_no_bidi(page.inner_text("body"), "the judge app after a reload")
     assert not errors

@@ -14,15 +14,19 @@ import registration
 @pytest.mark.gen_test
 async def test_the_judge_page_sends_a_strict_csp_and_runs_no_inline_script(client, event):
     html, response, scripts = await client.strict_page("/juez/")
-    # The helpers the pages share (static/comun.js), then the app's own script; none inline.
-    assert len(scripts) == 2
+    # The helpers the pages share (static/comun.js), then the app's own scripts; none inline.
+    assert len(scripts) == 3
     assert re.search(r'src="/static/comun\.js\?v=[0-9a-f]+"', scripts[0][0])
-    assert re.search(r'src="/static/juez/juez\.js\?v=[0-9a-f]+"', scripts[1][0])
+    assert re.search(r'src="/static/juez/lectura\.js\?v=[0-9a-f]+"', scripts[1][0])
+    assert re.search(r'src="/static/juez/juez\.js\?v=[0-9a-f]+"', scripts[2][0])
     assert 'data-maximo="15"' in html  # race.records_scored_per_team: "N de 15"
     for label in ("Usuario", "Contraseña", "Entrar", "Salir", "Sin conexión"):
         assert label in html
-    code, script, _ = await client.request("GET", re.search(r'src="([^"]+)"', scripts[1][0])[1])
-    assert code == 200
+    script = ""
+    for tag in scripts[1:]:
+        code, text, _ = await client.request("GET", re.search(r'src="([^"]+)"', tag[0])[1])
+        assert code == 200
+        script += text
     # Values are written as text, tokens never go into a URL.
     for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                    "new Function", "?token="):
@@ -39,7 +43,7 @@ async def test_the_service_worker_keeps_the_app_and_nothing_of_the_api(client, e
     assert response.headers["Cache-Control"] == "no-cache"
     files = json.loads(re.search(r"var APP_FILES = (\[.*?\]);", text)[1])
     version = json.loads(re.search(r"var VERSION = (\".*?\");", text)[1])
-    assert len(files) == 7 and len(version) == 24  # the app's six and the pages' shared helpers
+    assert len(files) == 8 and len(version) == 24  # the app's seven and the pages' shared helpers
     assert all(re.fullmatch(r"/static/(juez/)?[\w.-]+\?v=[0-9a-f]{16}", f) for f in files)
     assert "/api/" not in text
     # The page's own links are the very files the worker keeps.

@@ -17,15 +17,18 @@ Screenshots at 390 px (before the start, racing, offline) go to the test's tmp d
 SERVER5K_UPDATE_SCREENSHOTS=1 they replace docs/juez-*.png.
 """
 
+import asyncio
 import datetime as dt
 import re
 import time
+import uuid
 
 import pytest
 from playwright.sync_api import expect
 
-from helpers import (CHROMIUM, ORGANIZER, PHONE, decode_qr, request_json, save_screenshot, sign_in,
-                     wait_for)
+import rehearsal
+from helpers import (CHROMIUM, DESKTOP, ORGANIZER, PHONE, LoopThread, decode_qr, open_console,
+                     request_json, save_screenshot, sign_in, wait_for)
 
 WAIT_MS = 15_000  # generous: the app reacts within a second or two, the machine may be busy
 MARIA = ("maria", "clave-de-maria")
@@ -57,7 +60,12 @@ WRONG_CLOCK = """
 def server(spawn, tmp_path):
     """A competition, its organizer, María with Tortugas (1) and Liebres (2), José with Gacelas
     (3) and a team whose name looks like markup (4), served by ``server5k.py serve``."""
-    srv = spawn(tmp_path / "event.db").organize("5K del Puerto", "--date", "2026-12-06T09:00:00Z")
+    return event_server(spawn, tmp_path)
+
+
+def event_server(spawn, tmp_path, **config):
+    srv = spawn(tmp_path / "event.db", **config).organize("5K del Puerto", "--date",
+                                                          "2026-12-06T09:00:00Z")
     srv.start()
     teams = {}
     for (username, password), nombre, equipos in ((MARIA, "María López", [("Tortugas", 1), ("Liebres", 2)]),
@@ -115,6 +123,13 @@ def shoot(page, tmp_path, name):
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
+def controlled(page):
+    """Wait for the service worker to control the page (an event, not a poll: a polled string
+    would be evaluated by the page, which its CSP forbids)."""
+    page.evaluate("""() => new Promise(done => navigator.serviceWorker.controller ? done() :
+        navigator.serviceWorker.addEventListener('controllerchange', () => done()))""")
+
+
 def clock_synced(page):
     expect(page.locator("#reloj-servidor")).to_contain_text(re.compile(r"Hora del servidor ±\d+ ms"),
                                                            timeout=WAIT_MS)
@@ -157,13 +172,16 @@ def test_race_day_on_a_phone_with_a_wrong_clock(browser, server, tmp_path):
     expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
     expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
     clock_synced(page)
-    expect(page.get_by_role("button", name=re.compile("Tortugas.*1"))).to_be_disabled()
+    # The buttons work before the start too (this phone may not know of it yet), with a warning.
+    expect(page.get_by_role("button", name=re.compile("Tortugas.*1"))).to_be_enabled()
+    expect(page.locator("#sin-salida")).to_contain_text("aún no sabe de la salida")
     shoot(page, tmp_path, "juez-espera.png")
 
     # The start, by the socket.
     started_at = server.api("POST", "/api/competencias/1/iniciar/")["competencia"]["started_at"]
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#reloj")).to_have_text(re.compile(r"^0:00:0\d$"))
+    expect(page.locator("#sin-salida")).to_be_hidden()
 
     # Taps for two teams, each sent and confirmed.
     taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
@@ -266,7 +284,7 @@ def test_offline_taps_survive_a_reload_and_are_sent_once(browser, server, tmp_pa
 
     # A reload without network: the service worker serves the app, the taps are still there,
     # and the race goes on (one more tap, timed from the offset kept across the reload).
-    page.reload()
+    assert page.reload().from_service_worker
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(".tiempos .pendiente")).to_have_count(3)
     expect(page.locator("#por-enviar")).to_have_text("3 por enviar")
@@ -583,29 +601,295 @@ def test_a_phone_that_first_hears_the_start_after_an_adjustment(browser, server)
 def test_a_phone_away_through_a_false_start_times_from_the_new_start(browser, server):
     """The phone heard the first start, then lost the server (its socket gone, no reads);
     meanwhile the organizer reset it (a false start) and started again. Back, the phone hears a
-    start other than the one it timed (``inicio_dado``): it times from the new one, and what it
-    tapped meanwhile is marked as the cancelled start's."""
+    start other than the one it timed (``inicio_dado``): its unsent taps take the new one, as
+    taps kept without a start do: one made after it is timed from it and sent; one made before
+    it (during the cancelled start) is listed, counts for nothing and is never sent."""
     page = phone(browser, server)
     sign_in(page, MARIA)
     clock_synced(page)
     start_race(server)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
-    for path in ("**/api/ws-ticket/", "**/api/me/"):
+    for path in ("**/api/ws-ticket/", "**/api/me/", "**/api/enviar_tiempos/"):
         page.route(path, lambda route: route.abort())
     server.stop()  # SIGKILL: the socket is gone, and the phone cannot open another
     expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    tap(page, "Liebres", 2)  # during the start about to be cancelled
     server.start()
     server.api("POST", "/api/competencias/1/reiniciar/", {"force": True})
     time.sleep(1.5)  # the new start comes a moment later
     started_at = start_race(server)
-    tap(page, "Tortugas", 1)  # still timed against the start the phone knows
+    taps = [tap(page, "Tortugas", 1)]  # timed against the start the phone knows, for now
     for path in ("**/api/ws-ticket/", "**/api/me/"):
         page.unroute(path)
-    tortugas = team(page, "Tortugas")
-    expect(tortugas.locator(".tiempos .anterior")).to_have_count(1, timeout=WAIT_MS)
-    expect(tortugas.locator(".cuenta")).to_have_text("0 de 15")
+    tortugas, liebres = team(page, "Tortugas"), team(page, "Liebres")
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("No se envía", timeout=WAIT_MS)
+    expect(liebres.locator(".cuenta")).to_have_text("0 de 15")
+    expect(tortugas.locator(".cuenta")).to_have_text("1 de 15")
+    expect(tortugas.locator(".tiempos .anterior")).to_have_count(0)
+    page.unroute("**/api/enviar_tiempos/")
+    expect(tortugas.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
-    taps = [tap(page, "Liebres", 2)]
-    expect(team(page, "Liebres").locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
-    check_times(stored(server, "Liebres"), taps, started_at)
+    taps.append(tap(page, "Liebres", 2))
+    expect(liebres.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar")
+    check_times(stored(server), taps, started_at)
     assert page.errors == []
+
+
+def test_offline_the_manifests_icons_come_from_the_service_worker(browser, server):
+    """The manifest names its icons by their plain URLs (not the pages' hashed ones): the
+    service worker keeps those too, so an installed app draws its icon without a network."""
+    page = phone(browser, server)
+    controlled(page)
+    manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href)"
+                             ".then(r => r.json())")
+    icons = sorted({i["src"] for i in manifest["icons"]})
+    assert "/static/juez/icono-192.png" in icons
+    answers = []
+    page.on("response", lambda r: answers.append((r.url, r.status, r.from_service_worker)))
+    page.context.set_offline(True)
+    got = page.evaluate("srcs => Promise.all(srcs.map(s => fetch(s).then("
+                        "r => r.blob().then(b => [r.status, b.type, b.size]))))", icons)
+    assert all(status == 200 and size > 0 for status, _, size in got), got
+    assert all(kind.startswith("image/") for _, kind, _ in got), got
+    served = {u.replace(server.base_url, ""): (s, sw) for u, s, sw in answers}
+    assert all(served[src] == (200, True) for src in icons), served
+    assert page.errors == []
+
+
+def test_offline_at_the_gun_the_taps_wait_for_the_start_and_are_timed_from_it(browser, server):
+    """The phone heard the server (its clock is known) but went offline before the gun; the
+    race started; the judge taps anyway (warned that the start is not known); a tap made
+    before the gun waits too. Back online, the taps take the real start: times within 100 ms,
+    each sent once; the tap before the start is kept and listed, neither counted nor sent."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    clock_synced(page)
+    tap(page, "Liebres", 2)  # before the gun (online: the phone knows it has not started)
+    liebres, tortugas = team(page, "Liebres"), team(page, "Tortugas")
+    expect(liebres.locator(".tiempos li").first).to_contain_text("sin salida aún")
+    expect(page.locator("#aviso")).to_contain_text("Toque guardado sin salida")
+    page.context.set_offline(True)
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    started_at = start_race(server)
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    expect(page.get_by_text("Esperando la salida")).to_be_visible()
+    expect(page.locator("#sin-salida")).to_be_visible()
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15")
+    expect(liebres.locator(".cuenta")).to_have_text("2 de 15")
+    expect(page.locator("#por-enviar")).to_have_text("4 por enviar")
+    assert stored(server) == []
+
+    page.context.set_offline(False)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".tiempos .enviado")).to_have_count(3)
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("antes de la salida")
+    expect(liebres.locator(".tiempos .antes")).to_contain_text("No se envía")
+    expect(liebres.locator(".cuenta")).to_have_text("1 de 15")
+    expect(page.locator("#otros-pendientes")).to_contain_text("1 toques anteriores a la salida")
+    records = stored(server)
+    assert len(records) == 3 and len({r["id"] for r in records}) == 3
+    check_times(sorted(records, key=lambda r: r["timestamp"]), taps, started_at)
+    page.reload()  # nothing is sent again, the early tap is still listed
+    expect(page.locator(".tiempos .enviado")).to_have_count(3, timeout=WAIT_MS)
+    expect(liebres.locator(".tiempos .antes")).to_have_count(1)
+    expect(page.locator("#conexion")).to_have_text("Conectado", timeout=WAIT_MS)
+    assert len(stored(server)) == 3
+    assert page.errors == []
+
+
+def test_a_second_phone_of_the_judge_reads_back_what_the_first_sent(browser, server):
+    """The judge's records as the server holds them (GET /api/equipos/{eid}/registros/) are
+    merged with the phone's: a second phone (or a cleared one) lists the first one's times as
+    sent and counts them in "N de 15" (the 16th is refused from the union); a record the
+    organizer voided is marked and no longer counts."""
+    first = phone(browser, server)
+    sign_in(first, MARIA)
+    clock_synced(first)
+    start_race(server)
+    expect(first.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    tap(first, "Tortugas", 1)
+    tap(first, "Tortugas", 1)
+    expect(first.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+    texts = first.locator(".tiempos .valor").all_inner_texts()
+
+    second = phone(browser, server)  # another browser context: nothing of the first phone
+    sign_in(second, MARIA)
+    tortugas = team(second, "Tortugas")
+    expect(tortugas.locator(".cuenta")).to_have_text("2 de 15", timeout=WAIT_MS)
+    expect(tortugas.locator(".tiempos .enviado")).to_have_count(2)
+    expect(tortugas.locator(".tiempos li").first).to_contain_text("desde otro móvil")
+    assert tortugas.locator(".tiempos .valor").all_inner_texts() == texts
+    expect(second.locator("#por-enviar")).to_have_text("0 por enviar")
+
+    voided = stored(server, "Tortugas")[0]["id"]
+    server.api("POST", "/api/registros/%s/anular/" % voided, {"motivo": "toque de prueba"})
+    second.reload()
+    expect(tortugas.locator(".cuenta")).to_have_text("1 de 15", timeout=WAIT_MS)
+    expect(tortugas.locator("[data-registro='%s']" % voided)).to_contain_text("anulado por el organizador")
+    clock_synced(second)
+    for _ in range(14):
+        tap(second, "Tortugas", 1)
+    expect(tortugas.locator(".cuenta")).to_have_text("15 de 15")
+    tap(second, "Tortugas", 1)
+    expect(second.locator("#aviso")).to_contain_text("ya tiene 15 registros")
+    expect(second.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    assert len(stored(server, "Tortugas")) == 16
+
+    # The organizer moves the first phone's other time to Liebres: on that phone (read back on
+    # its reload) it is marked in Tortugas and counts in Liebres.
+    moved = stored(server, "Tortugas")[1]["id"]
+    server.api("PATCH", "/api/registros/%s/" % moved, {"equipo_id": server.teams["Liebres"],
+                                                      "motivo": "era de Liebres"})
+    first.reload()
+    tortugas, liebres = team(first, "Tortugas"), team(first, "Liebres")
+    expect(tortugas.locator("[data-registro='%s']" % moved)).to_contain_text(
+        "movido a otro equipo", timeout=WAIT_MS)
+    expect(tortugas.locator(".cuenta")).to_have_text("14 de 15")
+    expect(liebres.locator("[data-registro='%s']" % moved)).to_contain_text("movido aquí")
+    expect(liebres.locator(".cuenta")).to_have_text("1 de 15")
+    assert first.errors == [] and second.errors == []
+
+
+def test_closing_the_tab_keeps_the_unsent_taps(browser, server):
+    """The tab is closed with taps unsent (the Wi-Fi failing); a new tab of the same browser
+    lists them and sends them, each once, timed from the real start."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    page.route("**/api/enviar_tiempos/", lambda route: route.abort())
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2)]
+    expect(page.locator("#por-enviar")).to_have_text("2 por enviar")
+    context = page.context
+    page.close()
+
+    again = context.new_page()
+    again.goto(server.base_url + "/juez/")
+    expect(again.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    expect(again.locator(".tiempos li")).to_have_count(2)
+    expect(again.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(again.locator(".tiempos .enviado")).to_have_count(2)
+    records = stored(server)
+    assert len(records) == 2 and len({r["id"] for r in records}) == 2
+    check_times(records, taps, started_at)
+
+
+def test_the_access_token_expires_while_offline(browser, spawn, tmp_path):
+    """Access tokens live 10 s here: the phone is offline past that, with taps waiting; back
+    online its next requests are refused (401), it renews the token with its refresh token and
+    sends everything, once."""
+    server = event_server(spawn, tmp_path, auth={"access_token_lifetime_s": 10})
+    page = phone(browser, server)
+    renewals = []
+    page.on("request", lambda r: renewals.append(r.url) if r.url.endswith("/api/token/refresh/") else None)
+    sign_in(page, MARIA)
+    signed_in = time.monotonic()
+    clock_synced(page)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    page.context.set_offline(True)
+    expect(page.locator("#conexion")).to_have_text("Sin conexión", timeout=WAIT_MS)
+    taps = [tap(page, "Tortugas", 1), tap(page, "Liebres", 2)]
+    # The token's lifetime is time itself: wait it out (plus the JWT's one-second granularity).
+    time.sleep(max(0.0, signed_in + 11.5 - time.monotonic()))
+    assert renewals == []
+    page.context.set_offline(False)
+    expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
+    expect(page.locator(".tiempos .enviado")).to_have_count(2)
+    assert renewals  # the expired token was renewed, not the session lost
+    expect(page.get_by_text("Carrera en curso")).to_be_visible()
+    records = stored(server)
+    assert len(records) == 2 and len({r["id"] for r in records}) == 2
+    check_times(sorted(records, key=lambda r: r["timestamp"]), taps, started_at)
+    assert page.errors == []
+
+
+def test_on_a_laptop(browser, server, tmp_path):
+    """/juez/ at a laptop's width: a centred column, the teams side by side, nothing wider than
+    the window, the same big buttons."""
+    context = browser.new_context(viewport=DESKTOP, locale="es-ES")
+    page = context.new_page()
+    page.goto(server.base_url + "/juez/")
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+    save_screenshot(page, tmp_path, "juez-portatil.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
+    main = page.locator("main").bounding_box()
+    assert main["width"] < DESKTOP["width"] * 0.75
+    assert abs(main["x"] - (DESKTOP["width"] - main["x"] - main["width"])) < 20  # centred
+    boxes = [page.get_by_role("button", name=re.compile(n)).bounding_box()
+             for n in ("Tortugas.*1", "Liebres.*2")]
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[0]["x"] < boxes[1]["x"]  # side by side
+    assert min(b["height"] for b in boxes) >= 48
+    taps = [tap(page, "Liebres", 2)]
+    expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+    assert len(stored(server)) == len(taps)
+
+
+def test_the_judges_board_shows_both_clients_alike(browser, server):
+    """María on /juez/ and José with the integration guide's client (rehearsal.VirtualJudge,
+    the socket by access token): the console's judges board shows the two the same way, from
+    the same fields."""
+    page = phone(browser, server)
+    sign_in(page, MARIA)
+    clock_synced(page)
+    phones = LoopThread()
+    jose = phones.run(guide_client(server, JOSE))
+    try:
+        console = open_console(browser, server)
+        sign_in(console, ORGANIZER)
+        console.get_by_role("link", name="5K del Puerto").click()
+        console.get_by_role("navigation").get_by_role("link", name="Carrera").click()
+        expect(console.locator("#conectados")).to_have_text("2 de 2 conectados", timeout=WAIT_MS)
+        start_race(server)
+        expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
+        phones.run(asyncio.wait_for(jose.started.wait(), 10))
+        tap(page, "Tortugas", 1)
+        expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
+        gacelas = server.teams["Gacelas"]
+        start = dt.datetime.fromisoformat(jose.start_info["started_at"].replace("Z", "+00:00"))
+        now = dt.datetime.now(dt.timezone.utc)
+        assert phones.run(jose.submit(gacelas, [{
+            "id_registro": str(uuid.uuid4()), "tiempo": (now - start) // dt.timedelta(milliseconds=1),
+            "timestamp": now.isoformat().replace("+00:00", "Z")}]))
+        cards = {}
+        for username, nombre, equipo in (("maria", "María López", "Tortugas"),
+                                         ("jose", "José Ruiz", "Gacelas")):
+            card = cards[username] = console.locator("#tablero [data-juez-id]", has_text=nombre)
+            expect(card).to_contain_text(equipo + ": 1 tiempo", timeout=WAIT_MS)
+            expect(card).to_contain_text("Conectado")
+            expect(card).to_contain_text("1 conexión")
+            expect(card).to_contain_text(re.compile(r"Oyó la salida .* · su cronómetro: "))
+        shape = "el => [el.className, [...el.querySelectorAll('*')].map(c => c.tagName + '.' + c.className)]"
+        assert cards["maria"].evaluate(shape) == cards["jose"].evaluate(shape)
+        board = {j["username"]: j for j in server.api("GET", "/api/competencias/1/jueces/")["jueces"]}
+        maria_row, jose_row = board["maria"], board["jose"]
+        assert set(maria_row) == set(jose_row)
+        for row in (maria_row, jose_row):
+            assert row["conectado"] and row["sockets"] == 1 and row["inicio_notificado_en"], row
+            assert not row["alerta"] and abs(row["inicio_implicito_ms"]) <= 1000, row
+        assert page.errors == []
+    finally:
+        phones.run(hang_up(jose))
+        phones.close()
+
+
+async def guide_client(server, credentials):
+    """A judge with the integration guide's client: signs in, learns its teams, opens the socket
+    with its access token."""
+    judge = rehearsal.VirtualJudge(server.base_url, *credentials, http=rehearsal.make_http())
+    await judge.login()
+    await judge.learn()
+    await judge.connect()
+    return judge
+
+
+async def hang_up(judge):
+    judge.close()
+    judge.http.close()

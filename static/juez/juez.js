@@ -30,6 +30,7 @@
   var SAMPLE_WINDOW_MS = 10 * 60 * 1000; // the best sample is chosen among these recent ones
   var PONG_TIMEOUT_MS = 10000;   // a socket whose pong (or handshake) does not come is dropped
   var REFUSED_PAUSE_MS = 10000;  // a team the server refused (no longer this judge's): again after
+  var READBACK_MS = 60000;       // the teams' records read back from the server at most this often
   var SESSION_ID = newId();      // this page's life: performance.now() means nothing outside it
 
   var app = document.getElementById('app');
@@ -42,6 +43,9 @@
   function $(id) { return document.getElementById(id); }
 
   var el = window.Server5KComun.el;  // (static/comun.js)
+  // Every text from the server (and what was kept of it) without bidirectional controls: a
+  // team's name must not reorder what the page shows around it (static/comun.js).
+  var plainJson = window.Server5KComun.plainJson;
 
   function showAviso(message) {
     avisoEl.textContent = message || '';
@@ -61,14 +65,7 @@
 
   // -- times --------------------------------------------------------------------------------------
   // Shared with the console and the results pages (static/comun.js, kept on the phone too).
-  var pad = window.Server5KComun.pad, clockText = window.Server5KComun.clockText;
-
-  function tiempoText(ms) {  // h:mm:ss.d, as a judge reads a stopwatch
-    ms = Math.max(0, Math.floor(ms));
-    var s = Math.floor(ms / 1000);
-    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60) + '.' +
-      Math.floor((ms % 1000) / 100);
-  }
+  var clockText = window.Server5KComun.clockText;
 
   var ZONA = document.body.dataset.zona || undefined;
   function venueTime(iso, withDate) {
@@ -145,7 +142,7 @@
 
   // -- storage ------------------------------------------------------------------------------------
   function readJson(key) {
-    try { return JSON.parse(localStorage.getItem(key) || 'null'); } catch (e) { return null; }
+    try { return plainJson(localStorage.getItem(key) || 'null'); } catch (e) { return null; }
   }
 
   function writeJson(key, value) {
@@ -228,7 +225,7 @@
       })
       .then(function (response) {
         setReachable(true);
-        return response.json().catch(function () { return null; }).then(function (answer) {
+        return response.text().then(plainJson).catch(function () { return null; }).then(function (answer) {
           if (response.ok) { return answer; }
           throw new ApiError(response.status, answer && answer.code,
             (answer && answer.detail) || 'El servidor respondió con un error (' + response.status + ').',
@@ -295,6 +292,7 @@
   function applyCompetition(comp) {
     if (!comp) { return; }
     var before = race.comp;
+    var startedBefore = race.started;
     race.comp = comp;
     if (comp.estado === 'programada') {
       if (race.started || (before && before.estado !== 'programada')) {
@@ -305,11 +303,12 @@
       // The start as given stays its reference: a later started_at is the organizer's
       // ajustar_tiempos, which the server applies to this phone's times itself. Another
       // inicio_dado is another start: this phone was away through a false start and the new
-      // one (what it tapped meanwhile is the cancelled start's, marked as such).
+      // one (what it sent meanwhile is the cancelled start's, marked as such).
       if (race.started && comp.inicio_dado && comp.inicio_dado !== race.started) {
         race.started = null;
       }
       if (!race.started) { race.started = comp.inicio_dado || comp.started_at; }
+      if (race.started && race.started !== startedBefore) { retakeStart(comp.id); }
       if (comp.estado === 'en_curso') { race.nota = null; }
       if (comp.estado === 'finalizada') {
         race.nota = 'Carrera finalizada a las ' + venueTime(comp.finished_at) +
@@ -404,7 +403,7 @@
   function onSocketMessage(socket, text) {
     var t1 = performance.now();
     var msg;
-    try { msg = JSON.parse(text); } catch (e) { return; }
+    try { msg = plainJson(text); } catch (e) { return; }
     var data = msg.data || {};
     setReachable(true);
     if (msg.type === 'pong') {
@@ -444,6 +443,7 @@
       writeJson(SESSION_KEY, session);
       if (me.juez.id !== before) { return switchCompetition(); }
       applyCompetition(me.juez.competencia);
+      readBack(false);
     }).catch(function () { /* offline: the next poll */ })
       .then(function () {
         polling = false;
@@ -508,35 +508,38 @@
     }));
   }
 
+  // The team's records of the start this phone times against (before it knows one: the taps
+  // waiting for it); a tap that turned out to be before the start does not count.
   function teamTaps(equipoId) {
     return toques.filter(function (t) {
-      return mine(t) && t.equipo_id === equipoId && t.started_at === race.started;
+      return mine(t) && t.equipo_id === equipoId && t.started_at === race.started && t.estado !== 'antes';
     });
   }
 
-  // at: the performance.now() of the finger touching the button (else now).
+  // at: the performance.now() of the finger touching the button (else now). Before this phone
+  // knows of a start (offline at the gun, the socket and the polls not through yet) a tap is
+  // kept all the same, with no start (started_at null): it takes the start once it is known.
   function tap(equipo, ausente, at) {
-    if (!race.started) { return Promise.resolve(); }
     var mono = performance.now();
     var now = serverNow();
     if (at !== undefined && at <= mono && mono - at < 2000) {
       if (now) { now.ms -= mono - at; }
       mono = at;
     }
-    if (teamTaps(equipo.id).length >= MAXIMO) {
+    if (teamCount(equipo.id) >= MAXIMO) {
       showAviso('El equipo ' + equipo.nombre + ' (dorsal ' + equipo.dorsal + ') ya tiene ' + MAXIMO +
         ' registros: no se guarda otro.');
       if (navigator.vibrate) { navigator.vibrate([80, 60, 80]); }
       return Promise.resolve();
     }
     var record = { id: newId(), usuario: session.usuario, equipo_id: equipo.id,
-      started_at: race.started, ausente: !!ausente, mono: mono, wall: Date.now(), sesion: SESSION_ID,
+      competencia_id: race.comp.id, started_at: race.started, sin_salida: !race.started, ausente: !!ausente, mono: mono, wall: Date.now(), sesion: SESSION_ID,
       server_ms: now ? now.ms : null, unc: now ? now.unc : null, fuente: now ? (now.mono ? 'mono' : 'pared') : null,
       tiempo: null, timestamp: null, estado: 'pendiente' };
     resolve(record);
     if (navigator.vibrate) { navigator.vibrate(ausente ? [40, 40, 40] : 40); }
     return saveTap(record).then(function () {
-      showAviso('');
+      showAviso(race.started ? '' : 'Toque guardado sin salida: su tiempo se calcula cuando este móvil sepa de la salida.');
       render();
       kickSender(0);
     }, function (err) {
@@ -548,7 +551,9 @@
   // A tap timed from the offset of a past page life (the phone's own clock) is timed again from
   // this page's monotonic clock as soon as it has a sample, if it is still unsent.
   function resolve(t) {
-    if (!t.started_at || t.estado !== 'pendiente' || inFlight[t.id]) { return false; }
+    if (t.estado !== 'pendiente' || inFlight[t.id]) { return false; }
+    if (!t.started_at) { t.started_at = startOf(t.competencia_id); }
+    if (!t.started_at) { return false; }
     if (t.tiempo !== null && !(t.fuente !== 'mono' && clock.best && t.sesion === SESSION_ID)) { return false; }
     if (clock.best && t.sesion === SESSION_ID) {
       if (t.fuente !== 'mono') {
@@ -563,8 +568,47 @@
       t.fuente = 'pared';
     }
     t.timestamp = new Date(Math.round(t.server_ms)).toISOString();
-    t.tiempo = t.ausente ? 0 : Math.max(1, Math.round(t.server_ms - Date.parse(t.started_at)));
+    var since = Math.round(t.server_ms - Date.parse(t.started_at));
+    if (t.sin_salida && !t.ausente && since < 0) {
+      // Tapped before the start it waited for (a tap while waiting, or the cancelled start of a
+      // false start the phone never heard of): not a finish of this start. Kept and listed,
+      // never sent (the protocol has no negative time; 0 is an absent runner and any other
+      // would count as a finish in the live standings): the judge tells the organizer, who
+      // can enter a paper time if it was one.
+      t.estado = 'antes';
+      t.antes_ms = since;
+      return true;
+    }
+    t.tiempo = t.ausente ? 0 : Math.max(1, since);
     return true;
+  }
+
+  // A new start (after a false start): the taps of this competition still unsent that were
+  // timed against another start take this one, as those kept without a start do: after it, a
+  // finish of this start; before it, a tap of the cancelled one (listed, never sent).
+  function retakeStart(competenciaId) {
+    var retaken = toques.filter(function (t) {
+      return mine(t) && t.competencia_id === competenciaId && t.estado === 'pendiente' && !inFlight[t.id] &&
+        t.started_at && t.started_at !== race.started;
+    });
+    retaken.forEach(function (t) {
+      t.started_at = null;
+      t.sin_salida = true;
+      t.tiempo = null;
+    });
+    if (retaken.length) { updateTaps(retaken); }  // (resolve() times them when it can)
+  }
+
+  // The start a tap kept without one takes: its competition's, once this phone knows it
+  // (the one it times, or another of the judge's that /api/me/ says has started).
+  function startOf(competenciaId) {
+    if (race.comp && race.comp.id === competenciaId) { return race.started; }
+    var jueces = (session && session.me.jueces) || [];
+    for (var i = 0; i < jueces.length; i++) {
+      var c = jueces[i].competencia;
+      if (c.id === competenciaId && c.estado !== 'programada') { return c.inicio_dado || c.started_at; }
+    }
+    return null;
   }
 
   function resolvePending() {
@@ -572,6 +616,33 @@
     if (changed.length) {
       updateTaps(changed).then(function () { kickSender(0); });
     }
+  }
+
+  // -- the read-back: the teams' records as the server holds them (static/juez/lectura.js) -------------
+  // On sign-in and reload, then with the polls at most every READBACK_MS (never per tap).
+  var lectura = window.Server5KJuezLectura.reader({
+    api: api, every: READBACK_MS,
+    taps: function () { return toques.filter(mine); },
+    started: function () { return race.started; },
+    // A tap the server already holds is sent (its 201 was lost on the way back).
+    held: function (t, pedida) {
+      if (!session || !mine(t) || t.estado !== 'pendiente' || t.tiempo === null || inFlight[t.id]) { return false; }
+      t.estado = 'enviado';
+      t.error = null;
+      t.confirmado_en = pedida;
+      return true;
+    },
+    done: function (confirmed) {
+      if (confirmed.length) { updateTaps(confirmed); }
+      render();
+    }
+  });
+
+  function teamView(equipoId) { return lectura.teamView(equipoId); }
+  function teamCount(equipoId) { return lectura.teamView(equipoId).cuenta; }
+
+  function readBack(force) {
+    if (session) { lectura.read(session.me.juez.equipos, force); }
   }
 
   function undo(equipo) {
@@ -634,7 +705,7 @@
       var confirmed = {};
       (answer.created || []).concat(answer.duplicates || []).forEach(function (id) { confirmed[id] = true; });
       var done = batch.filter(function (t) { return confirmed[t.id]; });
-      done.forEach(function (t) { t.estado = 'enviado'; t.error = null; });
+      done.forEach(function (t) { t.estado = 'enviado'; t.error = null; t.confirmado_en = Date.now(); });
       if (allTeamIds().indexOf(equipoId) < 0) { poll(0); }
       return updateTaps(done).then(function () {
         if (done.length === batch.length) { sendBackoff = 0; return 0; }
@@ -720,6 +791,7 @@
     writeJson(SESSION_KEY, null);
     releaseWakeLock();
     race = { comp: null, started: null, nota: null };
+    lectura.forget();
     showSignIn(message);
     renderCounts();
   }
@@ -734,6 +806,7 @@
     connectSocket(0);
     poll(POLL_MS);
     kickSender(0);
+    readBack(true);
   }
 
   function render() {
@@ -752,6 +825,7 @@
     $('reloj').hidden = !race.started;
     $('nota-salida').textContent = race.nota || '';
     $('nota-salida').hidden = !race.nota;
+    $('sin-salida').hidden = !!race.started;
     renderRaceClock();
     // The blocks are built once per roster and updated in place: a button rebuilt under the
     // judge's finger would lose the tap.
@@ -767,6 +841,10 @@
     var ids = allTeamIds();
     var orphans = pending().filter(function (t) { return ids.indexOf(t.equipo_id) < 0; });
     var notes = [];
+    var early = toques.filter(function (t) { return mine(t) && t.estado === 'antes'; });
+    if (early.length) {
+      notes.push(early.length + ' toques anteriores a la salida se guardan en este móvil y no se envían: si alguno era una llegada, avise al organizador.');
+    }
     if (orphans.length) {
       notes.push(orphans.length + ' toques de equipos que ya no tiene asignados esperan en este móvil y el servidor no los acepta: avise al organizador.');
     }
@@ -799,7 +877,7 @@
     deshacer.addEventListener('click', function () { undo(equipo); });
     var ausente = el('button', { type: 'button', className: 'boton secundario ausente' }, 'Ausente');
     ausente.addEventListener('click', function () {
-      if (teamTaps(equipo.id).length >= MAXIMO) { return tap(equipo, true); }
+      if (teamCount(equipo.id) >= MAXIMO) { return tap(equipo, true); }
       confirmDialog('¿Un corredor ausente?', 'Se registra un corredor ausente de ' + equipo.nombre +
         ' (dorsal ' + equipo.dorsal + '): cuenta como uno de sus ' + MAXIMO + ' registros, sin tiempo.',
         'Sí, ausente').then(function (ok) { if (ok) { tap(equipo, true); } });
@@ -813,24 +891,14 @@
   function updateTeamBlock(equipo) {
     var block = app.querySelector('.equipo[data-equipo-id="' + Number(equipo.id) + '"]');
     if (!block) { return; }
-    var taps = teamTaps(equipo.id);
-    var racing = !!race.started;
-    var full = taps.length >= MAXIMO;
-    block.className = 'equipo' + (full ? ' lleno' : '');
-    Array.prototype.forEach.call(block.querySelectorAll('button'), function (b) { b.disabled = !racing; });
-    block.querySelector('.cuenta').textContent = taps.length + ' de ' + MAXIMO;
+    var view = teamView(equipo.id);
+    block.className = 'equipo' + (view.cuenta >= MAXIMO ? ' lleno' : '') + (race.started ? '' : ' sin-salida');
+    block.querySelector('.cuenta').textContent = view.cuenta + ' de ' + MAXIMO;
     var times = block.querySelector('.tiempos');
     times.textContent = '';
     // Newest first; taps of a start since cancelled (a false start) stay listed, marked, and
-    // do not count.
-    toques.filter(function (t) { return mine(t) && t.equipo_id === equipo.id; }).reverse().forEach(function (t) {
-      var state = t.estado === 'enviado' ? 'Enviado' : 'Pendiente';
-      times.appendChild(el('li', { className: t.estado, dataset: { registro: t.id } },
-        el('span', { className: 'valor' }, t.ausente ? 'Ausente' : t.tiempo === null ? 'sin hora aún' : tiempoText(t.tiempo)),
-        el('span', { className: 'marca' }, state),
-        t.started_at !== race.started ? el('span', { className: 'anterior' }, 'salida anulada') : null,
-        t.error && t.estado !== 'enviado' ? el('span', { className: 'error' }, t.error) : null));
-    });
+    // do not count; so do the records the organizer voided or moved (static/juez/lectura.js).
+    view.items.forEach(function (x) { times.appendChild(window.Server5KJuezLectura.itemNode(x, race.started)); });
   }
 
   function renderCounts() {

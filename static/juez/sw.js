@@ -3,7 +3,8 @@
 //
 // It keeps the app itself on the phone so that it opens without a network after the first
 // visit: the page (/juez/, fetched from the network first, from here when that fails) and its
-// script, stylesheet, manifest and icons (from here: their URLs change with their content). It
+// script, stylesheet, manifest and icons (from here: their URLs change with their content; the
+// manifest's plain icon URLs are kept with this version, see keepManifestIcons). It
 // never touches the API or the sockets: taps are the page's (IndexedDB), never a cached answer.
 'use strict';
 
@@ -12,9 +13,24 @@ var PAGE = '/juez/';
 
 self.addEventListener('install', function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) {
-    return cache.addAll([PAGE].concat(APP_FILES));
+    return cache.addAll([PAGE].concat(APP_FILES)).then(function () { return keepManifestIcons(cache); });
   }).then(function () { return self.skipWaiting(); }));
 });
+
+// The manifest names its icons by their plain URLs (an installed app keeps them, and the
+// browser asks for them when it draws the home screen's icon or the splash screen): the copies
+// named there are kept too, read from the very manifest this version keeps. (They change only
+// with a new manifest or icon, which is a new worker: VERSION covers their hashes.)
+function keepManifestIcons(cache) {
+  var manifest = APP_FILES.filter(function (f) { return /\.webmanifest\?/.test(f); })[0];
+  return cache.match(manifest).then(function (response) { return response.json(); })
+    .then(function (parsed) {
+      var icons = (parsed.icons || []).map(function (icon) { return new URL(icon.src, self.location.href); })
+        .filter(function (url) { return url.origin === self.location.origin && APP_FILES.indexOf(url.pathname + url.search) < 0; })
+        .map(function (url) { return url.pathname + url.search; });
+      return cache.addAll(icons.filter(function (u, i) { return icons.indexOf(u) === i; }));
+    });
+}
 
 self.addEventListener('activate', function (event) {
   event.waitUntil(caches.keys().then(function (names) {
@@ -33,7 +49,7 @@ self.addEventListener('fetch', function (event) {
     event.respondWith(page(request));
     return;
   }
-  if (APP_FILES.indexOf(url.pathname + url.search) >= 0) {
+  if (APP_FILES.indexOf(url.pathname + url.search) >= 0 || url.pathname.indexOf('/static/juez/icono') === 0) {
     event.respondWith(caches.open(CACHE).then(function (cache) {
       return cache.match(request).then(function (kept) {
         return kept || fetch(request).then(function (response) {
