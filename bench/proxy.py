@@ -256,11 +256,18 @@ class KeepAlive:
             local_addr=(self.source, 0) if self.source else None)
 
     async def get(self, path, headers=None):
+        return await self.request("GET", path, headers)
+
+    async def request(self, method, path, headers=None, body=b""):
+        """One request on the connection (opened, or opened again, when needed); ``body``
+        (bytes) is sent with its Content-Length."""
         if self.writer is None:
             await self.connect()
-        lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (self.host, self.port)]
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s:%d" % (self.host, self.port)]
         lines += ["%s: %s" % item for item in (headers or {}).items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if body or method not in ("GET", "HEAD"):
+            lines.append("Content-Length: %d" % len(body))
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         status = int(status_line.split()[1])
