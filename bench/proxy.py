@@ -14,6 +14,7 @@ configuration around it (``nginx.conf`` in the prefix) stands in for Debian's
 nginx when its parent goes, its temporary folders in the prefix, nothing under /var or /run.
 """
 
+import asyncio
 import datetime as dt
 import ipaddress
 import os
@@ -250,7 +251,6 @@ class KeepAlive:
         self.reader = self.writer = None
 
     async def connect(self):
-        import asyncio
         self.reader, self.writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.ssl,
             local_addr=(self.source, 0) if self.source else None)
@@ -289,10 +289,21 @@ class KeepAlive:
         else:
             body = b""
         if answer.get("connection", "").lower() == "close":
-            self.close()
+            await self.aclose()
         return status, answer, body
 
     def close(self):
         if self.writer is not None:
             self.writer.close()
             self.writer = self.reader = None
+
+    async def aclose(self):
+        """``close()``, then wait until the connection (its TLS closing included) is gone, so
+        that nothing of it is left when the event loop ends."""
+        writer = self.writer
+        self.close()
+        if writer is not None:
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            except (OSError, asyncio.TimeoutError):
+                pass

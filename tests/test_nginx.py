@@ -61,6 +61,8 @@ def within(measured, reference, what):
     """``measured`` and ``reference`` are lists of ms: their medians must keep the rule above."""
     got, base = statistics.median(measured), statistics.median(reference)
     allowed = max(2 * base, base + SLACK_MS)
+    print("%s: median %.1f ms, reference %.1f ms (%.2fx), allowed %.1f ms" % (
+        what, got, base, got / base, allowed))
     assert got <= allowed, "%s: median %.1f ms > %.1f ms allowed (reference median %.1f ms, " \
         "%d and %d samples)" % (what, got, allowed, base, len(measured), len(reference))
     return got, base
@@ -182,87 +184,243 @@ def test_judges_and_organizer_through_nginx_over_https_and_wss(stack, event):
                      access, re.M), access
 
 
-def test_a_spectator_crowd_is_served_by_the_cache_while_judges_keep_working(stack, event):
-    server, nginx, trusted = stack
-    cid, eq = event["competencia"], event["equipos"]
+class RaceClock:
+    """One way to the server (straight: ``context`` None; or through nginx over TLS): the
+    organizer's kept-alive connection, a judge's and the judge's socket, read all the time.
+    ``notice()`` starts the race and gives the ms from the organizer's POST to
+    ``carrera.iniciada`` on the socket; ``submit()`` the ms of a judge's submission (201);
+    ``reset()`` puts the race back (force: records since the start are kept)."""
+
+    def __init__(self, port, context, cid, tokens, juez_id, equipo_id):
+        self.port, self.context, self.cid = port, context, cid
+        self.org, self.judge = tokens
+        self.juez_id, self.equipo_id = juez_id, equipo_id
+
+    async def open(self):
+        self.organizer = proxy_module.KeepAlive(self.port, self.context)
+        self.phone = proxy_module.KeepAlive(self.port, self.context)
+        scheme = "wss" if self.context else "ws"
+        self.ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+            "%s://127.0.0.1:%d%s" % (scheme, self.port, judge_path(self.juez_id,
+                                                                   token=self.judge)),
+            ssl_options=self.context))
+        assert (await next_message(self.ws))["type"] == "conexion.establecida"
+        self.queue = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self):
+        while (text := await self.ws.read_message()) is not None:
+            self.queue.put_nowait((json.loads(text)["type"], time.perf_counter()))
+
+    async def _heard(self, kind):
+        while True:
+            got, at = await asyncio.wait_for(self.queue.get(), 10)
+            if got == kind:
+                return at
+
+    async def _post(self, connection, path, token, body=None, status=200):
+        code, _, answer = await connection.request(
+            "POST", path, {"Authorization": "Bearer " + token,
+                           "Content-Type": "application/json"},
+            json.dumps(body).encode() if body is not None else b"")
+        assert code == status, (path, code, answer[:300])
+
+    async def notice(self):
+        while not self.queue.empty():  # what earlier starts and resets brought
+            self.queue.get_nowait()
+        t0 = time.perf_counter()
+        await self._post(self.organizer, "/api/competencias/%d/iniciar/" % self.cid, self.org)
+        return (await self._heard("carrera.iniciada") - t0) * 1000
+
+    async def submit(self):
+        t0 = time.perf_counter()
+        await self._post(self.phone, "/api/enviar_tiempos/", self.judge, {
+            "equipo_id": self.equipo_id, "registros": registros([1_500_000], ids=True)},
+            status=201)
+        return (time.perf_counter() - t0) * 1000
+
+    async def reset(self):
+        await self._post(self.organizer, "/api/competencias/%d/reiniciar/" % self.cid,
+                         self.org, {"force": True})
+        await self._heard("carrera.cancelada")
+
+    async def close(self):
+        self.ws.close()
+        try:
+            await asyncio.wait_for(self.reader, 10)  # until the server's closing frame
+        except asyncio.TimeoutError:
+            pass
+        await self.organizer.aclose()
+        await self.phone.aclose()
+
+
+async def logins(base_url, context, juez="juez1"):
+    org = (await fetch("POST", base_url + "/api/token/", {"username": "org",
+                                                          "password": "org-pass"},
+                       ssl_options=context))[1]["access"]
+    judge = (await fetch("POST", base_url + "/api/token/", {"username": juez,
+                                                            "password": "pass-" + juez},
+                         ssl_options=context))[1]["access"]
+    return org, judge
+
+
+def test_the_start_notice_through_nginx_within_twice_the_direct_one(make_stack, event):
+    """The judges' start notice through nginx (the organizer's POST over HTTPS, the judge's
+    socket over WSS) against the same straight at the server, rounds interleaved so that the
+    machine's other work weighs on both alike: medians within SLACK_MS's rule."""
+    server, nginx, trusted = make_stack(limits={"submissions_per_minute": 0})
+    cid, juez, team = event["competencia"], event["jueces"][0], event["equipos"]["a"]
+
+    async def scenario():
+        tokens = await logins(server.base_url, None)
+        direct = await RaceClock(server.port, None, cid, tokens, juez, team).open()
+        proxied = await RaceClock(nginx.https_port, trusted, cid, tokens, juez, team).open()
+        figures = {direct: [], proxied: []}
+        try:
+            for n in range(2 + 21):  # two rounds of warm-up each, then 21 samples each
+                for clock in (direct, proxied) if n % 2 else (proxied, direct):
+                    delay = await clock.notice()
+                    await clock.reset()
+                    if n >= 2:
+                        figures[clock].append(delay)
+        finally:
+            await direct.close()
+            await proxied.close()
+        return figures[direct], figures[proxied]
+
+    direct, proxied = asyncio.run(scenario())
+    within(proxied, direct, "start notice through nginx against straight at the server")
+
+
+# The spectator crowd: wrk's clients (a C program: the test's own event loop, which times the
+# judges, is not the one loaded), each asking once a second for one of the public URLs, half of
+# them with If-None-Match, as the results page polls. 2,000 of them for 14 s: the issue's
+# "2,000 clients polling for 20 s" shortened to keep the test near 25 s (3 s of it their TLS
+# handshakes, 10 s of judges' rounds among them).
+CROWD, CROWD_SECONDS, RAMP_SECONDS = 2000, 14, 3.0
+
+CROWD_SCRIPT = """\
+local paths = {%(paths)s}
+local etags = {%(etags)s}
+local threads = {}
+local n = 0
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; unchanged = 0; other = 0 end
+function request()
+  n = n + 1
+  local i = n %% #paths + 1
+  local headers = {}
+  if n %% 2 == 0 then headers["If-None-Match"] = etags[i] end
+  return wrk.format("GET", paths[i], headers)
+end
+function delay() return 1000 end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 elseif status == 304 then unchanged = unchanged + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local a, b, c = 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("ok"); b = b + t:get("unchanged"); c = c + t:get("other") end
+  io.write(string.format("statuses 200=%%d 304=%%d other=%%d\\n", a, b, c))
+end
+"""
+
+
+def test_a_spectator_crowd_is_served_by_the_cache_while_judges_keep_working(make_stack, event,
+                                                                           tmp_path):
+    """CROWD clients poll the public reads through nginx while the organizer starts and resets
+    the race and a judge submits: every answer is a 200 or a 304, the server hears about one
+    request a second per URL, and the judges' start notice and submission (through nginx)
+    keep within twice their quiet medians (SLACK_MS's rule), measured just before."""
+    wrk = shutil.which("wrk")
+    needed(None if wrk else "wrk is not installed (Debian package 'wrk'; .ci/run installs it)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # wrk and nginx inherit it
+    assert hard >= 3 * CROWD, "the open-file limit %d is too low for the crowd" % hard
+    # wrk is one address (127.0.0.1): listed as a venue's NAT is (not limited), as
+    # bench/crowd.py does; the limits themselves are tested above.
+    server, nginx, trusted = make_stack(connections=CROWD + 512, unlimited=["127.0.0.1"],
+                                        limits={"submissions_per_minute": 0})
+    cid, eq, juez = event["competencia"], event["equipos"], event["jueces"][0]
     public = ["/api/competencias/%d/resultados/" % cid,
               "/api/competencias/%d/resultados/?format=csv" % cid,
               "/api/competencias/%d/equipos/%d/" % (cid, eq["a"]),
               "/competencias/%d/" % cid]
-    seconds, crowd = 4.0, 40
 
     async def scenario():
-        tls = {"ssl_options": trusted}
-        client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=crowd)
-        tokens = (await fetch("POST", nginx.base_url + "/api/token/",
-                              {"username": "juez1", "password": "pass-juez1"}, **tls))[1]
-        ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
-            nginx.ws_base + judge_path(event["jueces"][0], token=tokens["access"]), **tls))
-        assert (await next_message(ws))["type"] == "conexion.establecida"
-        org = (await fetch("POST", nginx.base_url + "/api/token/",
-                           {"username": "org", "password": "org-pass"}, **tls))[1]
-        statuses = collections.Counter()
-        caches = collections.Counter()
-        etags = {}
-        deadline = time.monotonic() + seconds
+        etags = []
+        for path in public:
+            code, _, response = await fetch("GET", nginx.base_url + path, ssl_options=trusted)
+            assert code == 200
+            etags.append(response.headers["ETag"])
+        script = tmp_path / "crowd.lua"
+        script.write_text(CROWD_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in public),
+                                          "etags": ", ".join(json.dumps(e) for e in etags)})
+        tokens = await logins(nginx.base_url, trusted)
+        clock = await RaceClock(nginx.https_port, trusted, cid, tokens, juez, eq["a"]).open()
+        quiet, busy = collections.defaultdict(list), collections.defaultdict(list)
 
-        async def spectator(n):
-            # Each phone its own address and its own kept-alive connection, asking as fast as
-            # a page that polls fifty times a second would.
-            path = public[n % len(public)]
-            phone = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.1.%d" % (n + 1))
-            try:
-                while time.monotonic() < deadline:
-                    headers = {"If-None-Match": etags[path]} if n % 2 and path in etags else {}
-                    status, answer, _ = await phone.get(path, headers)
-                    statuses[status] += 1
-                    caches[answer.get("x-cache")] += 1
-                    if status == 200:
-                        etags[path] = answer["etag"]
-                    await asyncio.sleep(0.02)
-            finally:
-                phone.close()
+        async def rounds(into, until=None, count=None):
+            n = 0
+            while (count is None or n < count) and (until is None or time.monotonic() < until):
+                into["notice"].append(await clock.notice())
+                into["submission"].append(await clock.submit())
+                await clock.reset()
+                n += 1
 
-        async def judges():
-            # Meanwhile: the race starts, the judge hears it, submits, and the crowd sees it.
-            await asyncio.sleep(seconds / 4)
-            code, body, _ = await fetch(
-                "POST", nginx.base_url + "/api/competencias/%d/iniciar/" % cid,
-                token=org["access"], **tls)
-            assert code == 200, body
-            assert (await next_message(ws))["type"] == "carrera.iniciada"
-            code, body, _ = await fetch("POST", nginx.base_url + "/api/enviar_tiempos/", {
-                "equipo_id": eq["b"], "registros": registros([1_400_000])},
-                token=tokens["access"], **tls)
-            assert code == 201, body
+        try:
+            await rounds(collections.defaultdict(list), count=2)  # warm-up
+            await rounds(quiet, count=15)
+            heard_before = {path: len(server_lines(server, r" GET %s " % re.escape(path)))
+                            for path in public}
+            started = time.monotonic()
+            crowd = await asyncio.create_subprocess_exec(
+                wrk, "-t2", "-c%d" % CROWD, "-d%ds" % CROWD_SECONDS, "--timeout", "10s",
+                "-s", str(script), nginx.base_url + "/", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            await asyncio.sleep(RAMP_SECONDS)  # the crowd's connections are up
+            await rounds(busy, until=started + CROWD_SECONDS - 1)
+            output = (await crowd.communicate())[0].decode()
+            elapsed = time.monotonic() - started
+            # The last submission is out through the cache within a second or two.
+            await clock.notice()
+            await clock.submit()
+            for _ in range(50):
+                code, result, response = await fetch("GET", nginx.base_url + public[0],
+                                                     ssl_options=trusted)
+                assert code == 200, result
+                if result["clasificacion"][0]["registros_recibidos"] == \
+                        2 + len(quiet["submission"]) + len(busy["submission"]) + 1:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the cache never showed the new standings")
+            # A poll of what it has: 304 from the cache.
+            code, _, again = await fetch("GET", nginx.base_url + public[0], ssl_options=trusted,
+                                         headers={"If-None-Match": response.headers["ETag"]})
+            assert code == 304 and again.headers["X-Cache"] in ("HIT", "UPDATING", "REVALIDATED")
+        finally:
+            await clock.close()
+        return quiet, busy, output, elapsed, heard_before
 
-        started = time.monotonic()
-        await asyncio.gather(judges(), *(spectator(n) for n in range(crowd)))
-        elapsed = time.monotonic() - started
-        # After the crowd: the new standings are out (the cache lags at most a second or two).
-        for _ in range(50):
-            code, result, _ = await fetch("GET", nginx.base_url + public[0], **tls)
-            assert code == 200, result
-            if result["clasificacion"][0]["equipo_id"] == eq["b"]:
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("the cache never showed the new standings")
-        ws.close()
-        return statuses, caches, elapsed
-
-    statuses, caches, elapsed = asyncio.run(scenario())
-    served = sum(statuses.values())
-    assert set(statuses) <= {200, 304}, statuses
-    assert statuses[304] > 0  # conditional requests answered by nginx from the cache
-    assert caches["HIT"] + caches["UPDATING"] > served / 2, caches
+    quiet, busy, output, elapsed, heard_before = asyncio.run(scenario())
+    print(output)
+    statuses = re.search(r"statuses 200=(\d+) 304=(\d+) other=(\d+)", output)
+    assert statuses, output
+    ok, unchanged, other = map(int, statuses.groups())
+    assert other == 0 and "Socket errors" not in output, output
+    assert unchanged > 0, output  # conditional polls answered 304 (by nginx, from the cache)
+    # Most clients polled about every second once connected (2,000 TLS handshakes first).
+    assert ok + unchanged > CROWD * (CROWD_SECONDS - RAMP_SECONDS) / 2, output
     # The server heard about one request per second per public URL, whatever the crowd.
     for path in public:
-        plain = path.split("?")[0]
-        heard = [line for line in server_lines(server, r" GET %s" % re.escape(path))
-                 if path != plain or "?format" not in line]
-        assert 1 <= len(heard) <= elapsed + 3, (path, len(heard), elapsed)
-    assert served > 20 * len(public) * (elapsed + 3), (served, "too few requests to mean much")
+        heard = len(server_lines(server, r" GET %s " % re.escape(path))) - heard_before[path]
+        print("the server heard %d requests for %s in %.1f s" % (heard, path, elapsed))
+        assert 1 <= heard <= elapsed + 3, (path, heard, elapsed)
+    assert len(busy["notice"]) >= 8, busy  # enough rounds during the crowd to mean something
+    for what in ("notice", "submission"):
+        within(busy[what], quiet[what], "judges' %s during the crowd against quiet" % what)
 
 
 def test_one_address_that_floods_is_refused_by_nginx_with_json(stack, event):
@@ -283,7 +441,7 @@ def test_one_address_that_floods_is_refused_by_nginx_with_json(stack, event):
                         refusal.update(json.loads(body), retry=headers.get("retry-after"),
                                        cache=headers.get("cache-control"))
             finally:
-                phone.close()
+                await phone.aclose()
 
         started = time.monotonic()
         await asyncio.gather(*(flooder(n) for n in range(30)))
@@ -291,7 +449,7 @@ def test_one_address_that_floods_is_refused_by_nginx_with_json(stack, event):
         # Someone else, meanwhile and after, is served.
         other = proxy_module.KeepAlive(nginx.https_port, trusted, source="127.0.2.2")
         status, _, _ = await other.get(path)
-        other.close()
+        await other.aclose()
         return answers, refusal, elapsed, status
 
     answers, refusal, elapsed, other = asyncio.run(scenario())
@@ -328,11 +486,14 @@ def test_open_live_pages_never_refuse_reads_from_their_address(make_stack, event
             try:
                 answers = [await phone.get(path) for path in reads]
             finally:
-                phone.close()
+                await phone.aclose()
             return answers, all(ws.protocol is not None for ws in sockets)
         finally:
             for ws in sockets:
                 ws.close()
+            for ws in sockets:  # gone before the loop ends (nothing left unclosed)
+                while await asyncio.wait_for(ws.read_message(), 10) is not None:
+                    pass
 
     answers, open_all = asyncio.run(scenario())
     assert open_all
@@ -357,7 +518,7 @@ def test_results_queries_the_server_does_not_read_are_refused_by_nginx(make_stac
             return ([await phone.get(base + query) for query in refused],
                     [await phone.get(base + query) for query in served])
         finally:
-            phone.close()
+            await phone.aclose()
 
     no, yes = asyncio.run(scenario())
     for query, (status, headers, body) in zip(refused, no):
@@ -394,7 +555,7 @@ def test_anonymous_requests_outside_the_public_reads_are_limited_too(make_stack,
                     if status == 429:
                         refusal.update(json.loads(body))
             finally:
-                phone.close()
+                await phone.aclose()
 
         await asyncio.gather(*(one(n) for n in range(30)))  # 1,200 asked, burst 500 + 50/s
         token = (await fetch("POST", nginx.base_url + "/api/token/",
@@ -405,7 +566,7 @@ def test_anonymous_requests_outside_the_public_reads_are_limited_too(make_stack,
             with_token = [(await phone.get(path, {"Authorization": "Bearer " + token}))[0]
                           for _ in range(100)]
         finally:
-            phone.close()
+            await phone.aclose()
         return answers, refusal, with_token
 
     answers, refusal, with_token = asyncio.run(scenario())
