@@ -5,8 +5,11 @@ server (a subprocess), and the systemd unit through ``systemd-analyze verify``.
 Through nginx, over HTTPS and WSS: the integration guide's judge (login, ticket and token
 sockets, the start notice, a submission), the organizer starting the race, the addresses the
 server sees (X-Forwarded-For believed only from server.trusted_proxies), an access log without
-tokens, a spectator crowd answered by the one-second micro-cache while the judges' paths keep
-working, stale answers while the server restarts, and nginx leaving with its parent.
+tokens, a spectator crowd (wrk, 2,000 clients polling) answered by the one-second micro-cache
+while the judges' start notice and submission keep within twice their quiet times, the start
+notice through nginx within twice the direct one, the anonymous limits (sockets counted apart
+from reads, results queries the server does not read refused, requests under ``location /``),
+stale answers while the server restarts, and nginx leaving with its parent.
 
 Skipped, saying why, when nginx (or systemd-analyze, or wrk for the crowd) is not installed,
 except under CI (the environment variable ``CI`` set, as .ci/run sets it), where that fails: CI
