@@ -19,6 +19,8 @@ judges' start notice (p50, p99 over every judge and round).
 
     .venv/bin/python bench/crowd.py                              # 20 judges, 2000 clients, 20 s
     .venv/bin/python bench/crowd.py --connections 500 --seconds 5 --rounds 5   # a quick look
+    .venv/bin/python bench/crowd.py --judges 2 --connections 20 --seconds 3 --rounds 2 \
+        --pause 0.05                                 # it runs (tests/test_bench_smoke.py)
 
 The server's per-address pacing of anonymous requests (limits.anonymous_per_minute) is off here:
 wrk is one address, and the direct figure is meant to be the server's capacity, not its pacing.
@@ -192,10 +194,12 @@ async def crowd(url, args, judges, server_pid, nginx_pid, server_log, path, scri
                                                          script),
                                                stdout=asyncio.subprocess.PIPE,
                                                stderr=asyncio.subprocess.STDOUT)
-    await asyncio.sleep(3.0)  # the crowd is up (2,000 connections, TLS handshakes included)
+    # The crowd is up (2,000 connections, TLS handshakes included) after 3 s; a short run
+    # (the smoke test's) waits a quarter of it. At least one round, however short.
+    await asyncio.sleep(min(3.0, args.seconds / 4))
     delays = []
-    while time.monotonic() - t0 < args.seconds - 2:
-        delays += await judges.rounds(1)
+    while not delays or time.monotonic() - t0 < args.seconds - 2:
+        delays += await judges.rounds(1, args.pause)
     output = (await wrk.communicate())[0].decode()
     elapsed = time.monotonic() - t0
     cpu1 = cpu_seconds(server_pid), cpu_seconds(nginx_pid) if nginx_pid else 0.0
@@ -244,10 +248,11 @@ async def bench(args):
         direct = await Judges(base, ws_base, cid, 0, args.judges, None).open()
         proxied = await Judges(nginx.base_url, nginx.ws_base, cid, args.judges, args.judges,
                                context).open()
-        await direct.rounds(2)  # warm-up: first queries, first connections
-        await proxied.rounds(2)
-        results["quiet"] = {"direct": summary(await direct.rounds(args.rounds)),
-                            "through_nginx": summary(await proxied.rounds(args.rounds))}
+        await direct.rounds(2, args.pause)  # warm-up: first queries, first connections
+        await proxied.rounds(2, args.pause)
+        results["quiet"] = {"direct": summary(await direct.rounds(args.rounds, args.pause)),
+                            "through_nginx": summary(await proxied.rounds(args.rounds,
+                                                                          args.pause))}
         paced = tmp / "paced.lua"
         paced.write_text(PACED)
         for name, url, judges, nginx_pid in (
@@ -277,6 +282,8 @@ def main():
     parser.add_argument("--connections", type=int, default=2000, help="wrk's clients")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15, help="start notices when quiet")
+    parser.add_argument("--pause", type=float, default=0.4,
+                        help="seconds after each start and each reset")
     args = parser.parse_args()
     if proxy_module.available():
         sys.exit(proxy_module.available())

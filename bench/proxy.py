@@ -14,6 +14,7 @@ configuration around it (``nginx.conf`` in the prefix) stands in for Debian's
 nginx when its parent goes, its temporary folders in the prefix, nothing under /var or /run.
 """
 
+import asyncio
 import datetime as dt
 import ipaddress
 import os
@@ -250,17 +251,23 @@ class KeepAlive:
         self.reader = self.writer = None
 
     async def connect(self):
-        import asyncio
         self.reader, self.writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.ssl,
             local_addr=(self.source, 0) if self.source else None)
 
     async def get(self, path, headers=None):
+        return await self.request("GET", path, headers)
+
+    async def request(self, method, path, headers=None, body=b""):
+        """One request on the connection (opened, or opened again, when needed); ``body``
+        (bytes) is sent with its Content-Length."""
         if self.writer is None:
             await self.connect()
-        lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (self.host, self.port)]
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s:%d" % (self.host, self.port)]
         lines += ["%s: %s" % item for item in (headers or {}).items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if body or method not in ("GET", "HEAD"):
+            lines.append("Content-Length: %d" % len(body))
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         status = int(status_line.split()[1])
@@ -282,10 +289,21 @@ class KeepAlive:
         else:
             body = b""
         if answer.get("connection", "").lower() == "close":
-            self.close()
+            await self.aclose()
         return status, answer, body
 
     def close(self):
         if self.writer is not None:
             self.writer.close()
             self.writer = self.reader = None
+
+    async def aclose(self):
+        """``close()``, then wait until the connection (its TLS closing included) is gone, so
+        that nothing of it is left when the event loop ends."""
+        writer = self.writer
+        self.close()
+        if writer is not None:
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            except (OSError, asyncio.TimeoutError):
+                pass

@@ -192,8 +192,9 @@ class ServiceMixin:
                                                                   competencia_id)
 
     def public_answer(self, etag):
-        """Mark this answer as public and cacheable, with the strong validator ``etag`` (made
-        once per change of what it depends on, never by hashing the body here). True when the
+        """Mark this answer as public and cacheable, with the validator ``etag`` (made once per
+        change of what it depends on, never by hashing the body here; weak, ``W/"..."``, when
+        answers with the same meaning differ in bytes). True when the
         client's ``If-None-Match`` already holds it: then it has been answered ``304`` and the
         caller must not make the body."""
         self.set_header("ETag", etag)

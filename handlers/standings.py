@@ -44,15 +44,21 @@ class Snapshot:
     """The texts of one computation, ready to send: ``json(server_time, categoria=None)``
     (bytes), ``csv(categoria=None)`` (bytes) and ``message`` (the spectators' ``resultados``
     message, bytes). Each category's texts are made with the rest, so a filtered answer costs
-    the loop no more than the whole one. ``etag`` is the strong validator of every answer made
-    from it (a hash of its texts, made with them in the worker: the same standings computed
-    again, or after a restart, keep it; any change of them changes it). ``excel``: the CSVs in
+    the loop no more than the whole one. ``digest`` is a hash of what the standings say (their
+    JSON, and the CSV's columns), made with them in the worker: the same standings computed
+    again, or after a restart, keep it; any change of them changes it. It never depends on when
+    they were computed: the CSV's ``actualizado_en`` and the JSON's ``server_time`` are left out
+    (:meth:`Standings._compute` keeps the earlier snapshot, texts and all, when a computation
+    gives the same digest). ``etag`` is the validator of every answer made from it: weak
+    (``W/"r<digest>"``), because answers with the same meaning differ in bytes (each JSON
+    answer has its own ``server_time``; after a restart the CSV has a new ``actualizado_en``).
+    ``excel``: the CSVs in
     the flavour a Spanish spreadsheet opens in columns, by category, as
     :meth:`Standings.excel_csv` makes them (few ask for them: making them with the rest would
     cost every computation a third more)."""
 
-    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "etag",
-                 "excel")
+    __slots__ = ("_json_head", "_csv", "message", "_categories", "_without_rows", "digest",
+                 "etag", "excel")
 
     def __init__(self, result):
         json_text = dumps(result)
@@ -68,9 +74,12 @@ class Snapshot:
                                       ranking.ranking_csv(part).encode("utf-8"))
         # For a category no team has (a few hundred bytes, made when asked for).
         self._without_rows = dict(result, clasificacion=[])
+        # What the standings mean, not when they were computed (the CSV's actualizado_en is
+        # not in it; its columns are: a server with a new CSV layout gives a new validator).
         digest = hashlib.blake2b(self._json_head, digest_size=12)
-        digest.update(self._csv)
-        self.etag = '"r%s"' % digest.hexdigest()
+        digest.update(repr(ranking.CSV_COLUMNS).encode("utf-8"))
+        self.digest = digest.hexdigest()
+        self.etag = 'W/"r%s"' % self.digest
 
     def _texts(self, categoria):
         if categoria is None:
@@ -162,7 +171,7 @@ class Standings:
         computation). For answers that are not made from the standings themselves (a team's
         records: an edit of a time that does not count changes no standings)."""
         entry = self._current.get(competencia_id)
-        return None if entry is None else "%s.%d" % (entry[2].etag.strip('"'), entry[0])
+        return None if entry is None else "%s.%d" % (entry[2].digest, entry[0])
 
     async def get(self, competencia_id):
         """The up-to-date standings, waiting for one computation if they are stale. Raises
@@ -212,6 +221,14 @@ class Standings:
                     self._last[cid] = (started, loop.time() - started)
                 log.debug("standings of competencia %s computed in %.0f ms", cid,
                           1000 * self._last[cid][1])
+                previous = self._current.get(cid)
+                same = previous is not None and previous[2].digest == snapshot.digest
+                if same:
+                    # The same standings (computed again after max_age, or after a change that
+                    # moved nothing): the same texts, so the same validator and the same
+                    # actualizado_en (when they were first computed so). Still handed to the
+                    # listeners: a spectator that connected meanwhile waits for this push.
+                    snapshot = previous[2]
                 self._current[cid] = (changes, started, snapshot)
                 future.set_result(snapshot)
                 for on_snapshot, watching in self._listeners:

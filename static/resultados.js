@@ -83,8 +83,13 @@
     return p.hour + ':' + p.minute + ':' + p.second + ' (' + p.offset + ')';
   }
 
-  function setServerTime(iso) {
+  // ``floorMs``: a time the server's clock had certainly reached (an answer's Date header).
+  // Through a cache (nginx's micro-cache, a CDN) the body's server_time is when the server made
+  // it, up to a few seconds before the answer left the cache, whose Date is now to the second:
+  // the later of the two is the better clock.
+  function setServerTime(iso, floorMs) {
     var server = Date.parse(iso);
+    if (!isNaN(floorMs) && !(server >= floorMs)) { server = floorMs; }
     if (!isNaN(server)) { offsetMs = server - Date.now(); }
   }
 
@@ -340,13 +345,14 @@
         if (response.status === 304) { return null; }
         if (!response.ok) { throw new Error('HTTP ' + response.status); }
         var tag = response.headers.get('ETag');
+        var dated = Date.parse(response.headers.get('Date') || '');
         return response.text().then(plainJson).then(function (data) {
-          return { data: data, tag: tag };
+          return { data: data, tag: tag, dated: dated };
         });
       })
       .then(function (answer) {
         if (answer) {
-          setServerTime(answer.data.server_time);
+          setServerTime(answer.data.server_time, answer.dated);
           render(answer.data);
           etag = answer.tag;
         } else {

@@ -88,3 +88,30 @@ def test_hostile_benchmarks_roster_loads_run_end_to_end(tmp_path):
     report = out.read_text()
     assert "kept" in report and "<!-- section: bench/hostile.py roster -->" in report
     assert "| 2000 |" in report  # the writer's steps
+
+
+def test_crowd_benchmark_runs_end_to_end_on_tiny_parameters():
+    """bench/crowd.py (nginx's micro-cache against the server straight) with a crowd of 20 for
+    3 s per phase: every phase measured, the cache kept the server's requests down, no
+    spectator got an error. No timing is judged here."""
+    from bench import proxy
+
+    reason = proxy.available() or (None if bench.ensure_wrk()[0] else "wrk is not installed")
+    if reason:
+        pytest.skip(reason)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "crowd.py"), "--judges", "2", "--connections",
+         "20", "--seconds", "3", "--rounds", "2", "--pause", "0.05"],
+        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results, end = json.JSONDecoder().raw_decode(done.stdout)
+    assert "start notice, 2 judges, quiet" in done.stdout[end:]
+    for way in ("direct", "through_nginx"):
+        assert results["quiet"][way]["p50_ms"] > 0
+    for name in ("cache_polling", "cache_flat_out", "direct_polling", "direct_flat_out"):
+        phase = results[name]
+        assert phase["requests_per_s"] > 0 and phase["non_2xx_3xx"] == 0, phase
+        assert phase["judges_start_notice"]["p50_ms"] > 0, phase
+    # Through the cache the server heard about one request a second; straight, all of them.
+    assert results["cache_flat_out"]["server_requests_per_s"] <= 3
+    assert results["direct_flat_out"]["server_requests_per_s"] > 10

@@ -1,9 +1,13 @@
 """Public reads are cacheable by any HTTP cache; nothing else is.
 
 The results (JSON, CSV, one category), a team's public records and the public pages answer with
-a strong ``ETag`` and ``Cache-Control: public, max-age=1, stale-while-revalidate=...``; the same
-``If-None-Match`` gets ``304`` without the standings being computed again; a change gives a new
-validator. Organizer and judge answers, and every error, say ``no-store``."""
+an ``ETag`` and ``Cache-Control: public, max-age=1, stale-while-revalidate=...``; the same
+``If-None-Match`` gets ``304`` without the standings being computed again, also after they are
+computed again unchanged; a change gives a new validator. The results' validator is weak (each
+JSON answer has its own ``server_time``); a team's records and the pages have strong ones.
+Organizer and judge answers, and every error, say ``no-store``."""
+
+import re
 
 import pytest
 
@@ -12,9 +16,10 @@ from handlers.services import PUBLIC_CACHE_CONTROL
 from helpers import registros
 
 
-def public(response):
+def public(response, weak=False):
     etag = response.headers.get("ETag")
-    assert etag and etag.startswith('"') and etag.endswith('"'), etag  # strong: no W/
+    assert etag and etag.endswith('"'), etag
+    assert etag.startswith('W/"' if weak else '"'), etag
     assert response.headers["Cache-Control"] == PUBLIC_CACHE_CONTROL
     assert "stale-while-revalidate=" in PUBLIC_CACHE_CONTROL
     return etag
@@ -49,7 +54,7 @@ async def test_results_answer_304_without_computing_again(client, event, computa
     for path in variants:
         code, _, response = await get(client, path)
         assert code == 200
-        etags[path] = public(response)
+        etags[path] = public(response, weak=True)
     assert len(set(etags.values())) == 1  # one validator per standings, made with them
     computed = computations[0]
     assert computed >= 1
@@ -60,8 +65,11 @@ async def test_results_answer_304_without_computing_again(client, event, computa
         assert not response.body
         assert response.headers["ETag"] == etags[path]
         assert response.headers["Cache-Control"] == PUBLIC_CACHE_CONTROL
-        # A list of validators, a weak form of ours (RFC 9110: weak comparison) and * match too.
-        code, _, _ = await get(client, path, **{"If-None-Match": '"x", W/' + etags[path]})
+        # A list of validators, the strong form of ours (RFC 9110: If-None-Match compares
+        # weakly) and * match too.
+        code, _, _ = await get(client, path, **{"If-None-Match": '"x", ' + etags[path][2:]})
+        assert code == 304
+        code, _, _ = await get(client, path, **{"If-None-Match": '*'})
         assert code == 304
     code, _, _ = await get(client, base, **{"If-None-Match": '"something-else"'})
     assert code == 200
@@ -74,8 +82,63 @@ async def test_results_answer_304_without_computing_again(client, event, computa
     assert code == 201, body
     code, result, response = await get(client, base, **{"If-None-Match": etags[base]})
     assert code == 200
-    assert public(response) != etags[base]
+    assert public(response, weak=True) != etags[base]
     assert result["clasificacion"][0]["equipo_id"] == eq["a"]
+
+
+@pytest.mark.gen_test
+async def test_standings_computed_again_unchanged_keep_their_validators(app, client, event,
+                                                                        computations):
+    """The standings are computed again every Standings.max_age seconds (and after a change
+    that moves nothing): the same data keeps every validator, so a polling page and a cache
+    revalidating get 304, and the CSV keeps its bytes (actualizado_en is when the standings
+    were first computed as they are)."""
+    cid, eq = event["competencia"], event["equipos"]
+    standings = app.settings["server5k_standings"]
+    base = "/api/competencias/%d/resultados/" % cid
+    paths = [base, base + "?format=csv", base + "?categoria=Abierta",
+             "/api/competencias/%d/equipos/%d/" % (cid, eq["a"]),
+             "/competencias/%d/equipos/%d/" % (cid, eq["a"])]
+    first = {}
+    for path in paths:
+        code, _, response = await get(client, path)
+        assert code == 200, path
+        first[path] = response
+    csv_before = first[paths[1]].body
+    assert re.search(rb"[0-9-]{10}T[0-9:]{8}[+-][0-9]{2}:[0-9]{2}", csv_before)
+
+    async def computed_again():
+        # What max_age brings about (a computation without a change notice), made to happen
+        # now: a real computation in the standings' worker, then the same requests.
+        before = computations[0]
+        fresh = await standings.refresh(cid)
+        assert computations[0] == before + 1
+        assert standings.current(cid) is fresh
+        for path in paths:
+            etag = first[path].headers["ETag"]
+            code, body, response = await get(client, path, **{"If-None-Match": etag})
+            assert code == 304, (path, body)
+            assert response.headers["ETag"] == etag
+
+    await computed_again()
+    # Past max_age: the next request waits for a computation of its own, which says the same.
+    standings.max_age = 0.0
+    before = computations[0]
+    code, _, response = await get(client, paths[1])
+    assert code == 200 and computations[0] > before
+    assert response.body == csv_before  # the same bytes: the same actualizado_en
+    standings.max_age = standings_module.MAX_AGE_S
+    await computed_again()
+
+    # A new time changes them: the results and the team's records answer 200 again.
+    token = await client.access("juez1", "pass-juez1")
+    code, body = await client.post("/api/enviar_tiempos/", {
+        "equipo_id": eq["a"], "registros": registros([1_250_000])}, token=token)
+    assert code == 201, body
+    for path in paths:  # (a category's answers too: one validator for all the standings)
+        code, _, response = await get(client, path,
+                                      **{"If-None-Match": first[path].headers["ETag"]})
+        assert code == 200, path
 
 
 @pytest.mark.gen_test
