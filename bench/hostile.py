@@ -551,7 +551,7 @@ def roster_steps(sizes):
                 for part in roster_import.import_steps(plan):
                     step = time.perf_counter()
                     with models.db.atomic():  # as the writer runs it: one transaction a job
-                        roster_import.apply_roster_step(plan, part, None, prepared, ids)
+                        roster_import.apply_roster_step(part, None, prepared, ids)
                     steps.append((time.perf_counter() - step) * 1000)
             models.db.close()
         steps.sort()
