@@ -233,9 +233,10 @@ class ImportarHandler(OrganizerHandler):
     def interrupted(self, exc, steps, total, written, credentials):
         """The answer of an import stopped by ``exc`` after ``steps`` of its ``total`` writer
         steps: the failure's status and code, and ``importado``: {"pasos", "pasos_total",
-        "jueces_nuevos", "equipos_nuevos", "equipos_cambiados", "credenciales"}, what those
-        steps wrote (they stay: nothing stored is ever undone) with the passwords of the new
-        judges among them, shown once, here."""
+        "causa" (the failure's own detail), "jueces_nuevos", "equipos_nuevos",
+        "equipos_cambiados", "credenciales"}, what those steps wrote (they stay: nothing
+        stored is ever undone) with the passwords of the new judges among them, shown once,
+        here."""
         if not isinstance(exc, ApiError):
             log.error("a roster import stopped after %d of %d steps", steps, total,
                       exc_info=(type(exc), exc, exc.__traceback__))
@@ -247,7 +248,7 @@ class ImportarHandler(OrganizerHandler):
                       steps, total, written["jueces"], written["equipos_nuevos"],
                       written["equipos_cambiados"], exc.detail.rstrip(".") + "."))
         return ApiError(exc.status_code, exc.code, detail, exc.errors, exc.headers, extra={
-            "importado": {"pasos": steps, "pasos_total": total,
+            "importado": {"pasos": steps, "pasos_total": total, "causa": exc.detail,
                           "jueces_nuevos": written["jueces"],
                           "equipos_nuevos": written["equipos_nuevos"],
                           "equipos_cambiados": written["equipos_cambiados"],

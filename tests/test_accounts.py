@@ -557,6 +557,47 @@ async def test_an_import_stopped_partway_answers_what_it_wrote_with_its_password
         assert dorsals[11]["cambios"]["nombre"] == ["Intrusos", "Liebres"]
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_the_cli_keeps_the_passwords_of_an_import_stopped_partway(client, event, config,
+                                                                       tmp_path, monkeypatch):
+    """``server5k.py import`` through a running server (its own code, on a thread, against the
+    real app): an import the server stopped partway still writes the passwords of the judges
+    it made to the credentials file, then fails with one line saying what was written."""
+    import types
+    import cli_local
+    import cli_output
+    import cli_remote
+    import roster_import
+    monkeypatch.setattr(roster_import, "IMPORT_STEP", 1)
+    real = roster_import.apply_spooled_step
+
+    def step(*args):  # jose's account appears in another competition after maria's step
+        done = real(*args)
+        if not models.User.select().where(models.User.username_key == "jose").exists():
+            registration.create_judge("jose", None, event["otra"], None, password_hash="!")
+        return done
+    monkeypatch.setattr(roster_import, "apply_spooled_step", step)
+    roster = tmp_path / "lista.csv"
+    roster.write_text(ROSTER, encoding="utf-8")
+    login = types.SimpleNamespace(user="org", password="org-pass", url=None)
+    args = types.SimpleNamespace(roster=str(roster), competition=event["competencia"],
+                                 credentials=None)
+
+    def run():
+        args.server = cli_remote.ServerSession(login, config, url=client.base_url)
+        cli_local.cmd_import(args, config)
+    with pytest.raises(cli_output.CliError) as failed:
+        await asyncio.get_running_loop().run_in_executor(None, run)
+    line = str(failed.value)
+    assert line.startswith("import failed (409 roster_changed): el usuario 'jose' se creó")
+    assert "written before it stopped: 1 judges, 0 new teams" in line
+    assert "new passwords in %s" % (tmp_path / "lista-credenciales.csv") in line
+    rows = (tmp_path / "lista-credenciales.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 2 and rows[1].startswith("maria,")
+    password = rows[1].split(",")[1]
+    assert await client.access("maria", password)
+
+
 def test_an_import_being_written_refuses_other_team_changes_of_its_competition(tmp_path):
     import roster
     import roster_import
