@@ -124,7 +124,7 @@ MAX_NAME = 200
 
 def plan_roster(rows, competencia_id, source="roster"):
     """What importing roster rows (:func:`parse_roster`) into a competition would do, read
-    without writing (a reader thread: the preview never holds the writer): every row checked,
+    without writing (the preview never holds the writer: a server runs it in its worker process): every row checked,
     the existing judges and teams looked up in a few queries, linear in the rows.
 
     A judge already in the competition is reused. A judge of other competitions (the same
@@ -538,8 +538,8 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
     """Judges and teams from roster rows (:func:`parse_roster`) into a competition, all or
     nothing (one transaction), each new judge and team a history row (``crear``) of
     ``user_id`` and each corrected team one (``editar``): :func:`plan_roster`, then its steps.
-    The command line without a server runs it; a server runs the plan on a reader and the steps
-    as writer jobs of their own. Returns the plan's result, with ``credenciales``: [[usuario,
+    Without a server; a server prepares the plan in its worker process (:func:`prepare_import`)
+    and writes its steps as writer jobs of their own. Returns the plan's result, with ``credenciales``: [[usuario,
     contrasena, juez_id, nombre]] of the new judges (a password generated for each, shown to
     nobody else). ``dry_run``: the plan's result only, nothing written, no password made."""
     plan = plan_roster(rows, competencia_id, source)

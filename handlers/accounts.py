@@ -242,8 +242,8 @@ class ImportarHandler(OrganizerHandler):
                       exc_info=(type(exc), exc, exc.__traceback__))
             exc = ApiError(500, "internal_error", "Error interno del servidor.")
         detail = ("La importación se detuvo tras escribir %d de sus %d pasos (%d jueces, %d "
-                  "equipos nuevos, %d corregidos): %s Lo escrito se queda; las contraseñas de "
-                  "sus jueces nuevos están en importado.credenciales (no se vuelven a mostrar). "
+                  "equipos nuevos, %d corregidos): %s Lo escrito se queda, y las contraseñas "
+                  "de sus jueces nuevos vienen en esta respuesta (no se vuelven a mostrar). "
                   "Vuelva a importar la misma lista para completarla." % (
                       steps, total, written["jueces"], written["equipos_nuevos"],
                       written["equipos_cambiados"], exc.detail.rstrip(".") + "."))
