@@ -492,8 +492,8 @@ async def test_a_big_answer_is_sent_in_pieces_and_its_spool_file_removed(client,
     assert (done["dry_run"], done["equipos_nuevos"], len(done["detalle"]["equipos"])) == (
         False, 43, 43)
     assert sorted(c["username"] for c in done["credenciales"]) == ["ana", "jose", "maria"]
-    folder = pathlib.Path(config["database"]["path"]).parent
-    assert not list(folder.glob(".import.*"))
+    folder = pathlib.Path(config["database"]["path"]).parent  # (removed once it is sent)
+    await wait_for_async(lambda: not list(folder.glob(".import.*")), what="no spool file")
 
 
 @pytest.mark.gen_test(timeout=60)
