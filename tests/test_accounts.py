@@ -598,6 +598,32 @@ async def test_the_cli_keeps_the_passwords_of_an_import_stopped_partway(client, 
     assert await client.access("maria", password)
 
 
+def test_the_demo_event_and_the_rehearsal_judges_hash_before_they_write(tmp_path, monkeypatch):
+    """Issue 22: a password is never hashed (scrypt, ~0.1 s) inside a write transaction, also
+    on the command line's paths without a server (the demo event, ``simulate``'s judges)."""
+    import roster
+    models.open_database(tmp_path / "demo.db")
+    real, inside = identity_room.hash_password, []
+
+    def hashing(password):
+        inside.append(models.db.in_transaction())
+        return real(password)
+    monkeypatch.setattr(identity_room, "hash_password", hashing)
+    with models.db.connection_context():
+        demo = roster.create_demo_event()
+        first = roster.rehearsal_judges(demo["competencia_id"], 3)
+        # simjuez1's password still at hand: reused; the other two's lost: new ones
+        again = roster.rehearsal_judges(demo["competencia_id"], 3, {"simjuez1": first[0]})
+        stored = {u.username: u.password_hash for u in models.User.select()}
+    assert inside == [False] * (3 + 3 + 2)
+    assert again[0] == first[0] and again[1]["contrasena"] != first[1]["contrasena"]
+    for row in again:
+        assert identity_room.verify_password(row["contrasena"], stored[row["usuario"]])
+    for juez in demo["jueces"]:
+        assert identity_room.verify_password(juez["password"], stored[juez["username"]])
+    assert identity_room.verify_password(demo["organizador"]["password"], stored["organizador"])
+
+
 def test_an_import_being_written_refuses_other_team_changes_of_its_competition(tmp_path):
     import roster
     import roster_import
