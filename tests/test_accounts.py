@@ -476,6 +476,27 @@ def test_an_import_is_handed_to_the_server_in_bounded_pieces(tmp_path):
     assert not list(tmp_path.glob(".import.*"))
 
 
+def test_a_killed_servers_spool_file_is_removed_by_the_next_start(tmp_path):
+    """A spool file is named for the server that asked for it (its pid): the cleaning a
+    server's start does (store.clean_partials, as for a killed backup's file) removes those
+    of a server that is gone, and leaves a running one's."""
+    import os
+    import subprocess
+    import sys
+    import roster_import
+    import store
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    models.open_database(tmp_path / "spool.db")
+    with models.db.connection_context():
+        cid = registration.create_competition("Restos").id
+        left = roster_import.prepare_import(ROSTER.encode(), cid, owner=gone.pid)
+        ours = roster_import.prepare_import(ROSTER.encode(), cid, owner=os.getpid())
+    assert store.clean_partials(str(tmp_path)) == [os.path.basename(left["path"])]
+    assert not os.path.exists(left["path"]) and os.path.exists(ours["path"])
+    roster_import.discard_spool(ours["path"])
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_a_big_answer_is_sent_in_pieces_and_its_spool_file_removed(client, event,
                                                                          config, monkeypatch):
