@@ -88,3 +88,14 @@ def test_hostile_benchmarks_roster_loads_run_end_to_end(tmp_path):
     report = out.read_text()
     assert "kept" in report and "<!-- section: bench/hostile.py roster -->" in report
     assert "| 2000 |" in report  # the writer's steps
+
+
+def test_the_import_stalls_bench_runs_on_a_tiny_roster():
+    """bench/import_stalls.py (issue 22): previews and imports through the in-process app, its
+    table printed (no speed target here)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "import_stalls.py"), "--rows",
+                           "300", "--imports", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| preview", "| import"))]
+    assert [row.split(" | ")[1] for row in rows] == ["300", "300"], done.stdout
