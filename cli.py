@@ -260,11 +260,16 @@ def build_parser():
     add_session_arguments(p)
     p.set_defaults(func=cli_remote.cmd_audit)
 
-    p = sub.add_parser("import", help="judges and teams from a roster CSV (all or nothing)",
+    p = sub.add_parser("import", help="judges and teams from a roster CSV (nothing written "
+                       "unless every line is right)",
                        description="Columns juez_usuario, juez_nombre, equipo, dorsal (and "
                        "optionally categoria), one row per team; separated by , or ; "
-                       "(detected); UTF-8 or Windows-1252; headers in any case. Importing the "
-                       "same roster again adds nothing.")
+                       "(detected); UTF-8 or Windows-1252; headers in any case. Every line is "
+                       "checked before anything is written. Without a server: one transaction, "
+                       "all or nothing. Through a running server: short steps; one that fails "
+                       "partway leaves the earlier ones written (the error says what, their "
+                       "new passwords still go to the credentials file). Importing the same "
+                       "roster again adds nothing, and completes an import stopped partway.")
     p.add_argument("roster", metavar="ROSTER.csv", help="the roster saved from a spreadsheet")
     p.add_argument("--competition", type=int, required=True, metavar="ID",
                    help="the competition's id (competition list)")

@@ -279,27 +279,31 @@ def read_credential(value):
 
 @cli_output.needs(cli_output.CHANGES)
 def cmd_import(args, config):
-    """Judges and teams from a CSV roster, all or nothing; new passwords go to a 0600 file.
-    A team already there (its dorsal) is corrected where the roster says otherwise."""
+    """Judges and teams from a CSV roster; new passwords go to a 0600 file. Nothing is written
+    unless every line is right. A team already there (its dorsal) is corrected where the roster
+    says otherwise. Without a server, all or nothing (one transaction); through a running
+    server, written in short steps: one that fails (something changed meanwhile, a full disk)
+    leaves the earlier ones written, and their new judges' passwords still go to the file."""
     path = Path(args.roster)
     rows, notes = roster_import.read_roster(path)  # (read and checked here: errors name the file)
+    creds_path = cli_remote.credentials_file(args.credentials, path)  # (refused before writing)
     if args.server:
-        answer = args.server.call(
-            "POST", "/api/competencias/%d/importar/" % args.competition,
-            raw=path.read_bytes(), content_type="text/csv", timeout=600, what="import")
+        where = "/api/competencias/%d/importar/" % args.competition
+        status, answer = args.server.answer("POST", where, raw=path.read_bytes(),
+                                            content_type="text/csv", timeout=600)
+        if status >= 300:
+            raise _interrupted_import(args.server, status, answer, where, creds_path)
         notes = [note.replace("El CSV", str(path)) for note in answer["notas"]]
-        result = dict(answer, credenciales=[[c["username"], c["password"], c["juez_id"],
-                                             c["nombre"]] for c in answer["credenciales"]])
+        result = dict(answer, credenciales=_credential_rows(answer["credenciales"]))
     else:  # read and hashed here, then written in one transaction (all or nothing)
         plan = roster_import.plan_roster(rows, args.competition, source=str(path))
         result = write_alone(roster_import.apply_roster, plan, None, roster_import.roster_passwords(plan))
     for note in notes:
         print("note: %s" % cli_output.printable(note))
-    creds_path = None
     if result["credenciales"]:
-        creds_path = cli_remote.credentials_file(args.credentials, path)
-        config_schema.write_private(creds_path, lambda handle: write_credentials(
-            handle, result["credenciales"], spreadsheet=True), exclusive=True)
+        _write_import_credentials(creds_path, result["credenciales"])
+    else:
+        creds_path = None
     for team in result["detalle"]["equipos"]:
         if team.get("cambios"):
             changes = "; ".join("%s %s -> %s" % (field, before, after)
@@ -310,6 +314,31 @@ def cmd_import(args, config):
         result["jueces"], len(result["credenciales"]), result["equipos_nuevos"], args.competition,
         "; %d teams corrected" % result["equipos_cambiados"] if result["equipos_cambiados"]
         else "", ("; new passwords in %s (mode 0600)" % creds_path) if creds_path else ""))
+
+
+def _credential_rows(credentials):
+    return [[c["username"], c["password"], c["juez_id"], c["nombre"]] for c in credentials]
+
+
+def _write_import_credentials(creds_path, rows):
+    config_schema.write_private(creds_path, lambda handle: write_credentials(
+        handle, rows, spreadsheet=True), exclusive=True)
+
+
+def _interrupted_import(session, status, answer, where, creds_path):
+    """The CliError of a refused import; one the server stopped partway (``importado``) says
+    what it wrote, its new judges' passwords saved first: they are shown nowhere else."""
+    partial = answer.get("importado")
+    if not isinstance(partial, dict):
+        return session.refusal(status, answer, where, "import")
+    more = "; written before it stopped: %d judges, %d new teams, %d teams corrected" % (
+        partial["jueces_nuevos"], partial["equipos_nuevos"], partial["equipos_cambiados"])
+    if partial["credenciales"]:
+        _write_import_credentials(creds_path, _credential_rows(partial["credenciales"]))
+        more += "; their new passwords in %s (mode 0600)" % creds_path
+    more += "; import the same roster again to complete it"
+    return session.refusal(status, dict(answer, detail=partial.get("causa")), where, "import",
+                           more)
 
 
 # -- simulate: rehearse an event with virtual judges against the running server -----------------

@@ -378,16 +378,24 @@ class ServerSession:
     def call(self, method, path, body=None, what=None, **options):
         """The answer of a 2xx; a CliError naming ``what`` (or the path) otherwise.
         ``options``: http_json's (``raw`` bytes and their ``content_type``, ``timeout``)."""
-        status, answer = http_json(method, self.url + path, body, token=self.token,
-                                   context=self.context, **options)
+        status, answer = self.answer(method, path, body, **options)
         if status >= 300:
-            code = answer.get("code")
-            words = CLI_WORDS.get(code)
-            fields = "".join("; %s: %s" % item for item in (answer.get("errors") or {}).items())
-            raise cli_output.CliError("%s failed (%d %s): %s%s" % (
-                what or path, status, code,
-                words.format(id=self.id_in(path)) if words else answer.get("detail"), fields))
+            raise self.refusal(status, answer, path, what)
         return answer
+
+    def answer(self, method, path, body=None, **options):
+        """(status, JSON answer) of any call, a refusal's included (``call``'s options)."""
+        return http_json(method, self.url + path, body, token=self.token,
+                         context=self.context, **options)
+
+    def refusal(self, status, answer, path, what=None, more=""):
+        """The CliError that says a refusal (status and answer) of ``path``, then ``more``."""
+        code = answer.get("code")
+        words = CLI_WORDS.get(code)
+        fields = "".join("; %s: %s" % item for item in (answer.get("errors") or {}).items())
+        return cli_output.CliError("%s failed (%d %s): %s%s%s" % (
+            what or path, status, code,
+            words.format(id=self.id_in(path)) if words else answer.get("detail"), fields, more))
 
     @staticmethod
     def id_in(path):

@@ -263,16 +263,22 @@ def create_demo_event():
     juez_id, equipos}]}``."""
     creds = {"organizador": {"username": "organizador", "password": identity.generate_password()},
              "jueces": []}
+    # The passwords hashed first: never inside the transaction (scrypt's ~0.1 s each).
+    passwords = [identity.generate_password() for _ in (1, 2)]
+    hashes = [identity.new_password_hash(password)
+              for password in [creds["organizador"]["password"]] + passwords]
     with models.db.atomic():
         nine = venue_time.to_local(models.utcnow()).replace(hour=9, minute=0, second=0,
                                                             microsecond=0)  # today, local time
         comp = registration.create_competition(DEMO_COMPETITION,
                                                venue_time.parse_local_timestamp(nine.isoformat()))
-        identity.create_user("organizador", creds["organizador"]["password"], organizer=True)
+        identity.create_user("organizador", creds["organizador"]["password"], organizer=True,
+                             password_hash=hashes[0])
         dorsal = 1
         for n in (1, 2):
-            password = identity.generate_password()
-            juez = registration.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n)
+            password = passwords[n - 1]
+            juez = registration.create_judge("juez%d" % n, password, comp.id, "Juez %d" % n,
+                                             password_hash=hashes[n])
             creds["jueces"].append({"username": "juez%d" % n, "password": password,
                                     "juez_id": juez.id, "equipos": []})
             for letter in "AB":
@@ -289,28 +295,41 @@ def rehearsal_judges(competencia_id, count, known=None):
 
     ``known``: {username: credentials row} of rehearsal judges whose passwords are still at
     hand; they are reused as they are. Others get a new password (created, or reset when the
-    password was lost). Returns credentials rows {"usuario", "contrasena", "juez_id", "nombre"}.
+    password was lost), hashed before the transaction that stores it, never inside it.
+    Returns credentials rows {"usuario", "contrasena", "juez_id", "nombre"}.
     """
     known = known or {}
+    models.get_competencia(competencia_id)
+    names = ["%s%d" % (REHEARSAL_PREFIX, n) for n in range(1, count + 1)]
+    reusable = set()  # judges of this competition whose password is at hand (judge rows stay)
+    for chunk in models.chunks([name for name in names if name in known], 500):
+        reusable.update(key for (key,) in models.User.select(models.User.username_key)
+                        .join(models.Juez, on=(models.Juez.user == models.User.id))
+                        .where(models.User.username_key.in_(chunk)
+                               & (models.Juez.competencia == competencia_id)).tuples())
+    prepared = {}
+    for name in names:
+        if name not in reusable:
+            password = identity.generate_password()
+            prepared[name] = (password, identity.new_password_hash(password))
     rows = []
     with models.db.atomic():
-        models.get_competencia(competencia_id)
         dorsal = (models.Equipo.select(models.pw.fn.MAX(models.Equipo.dorsal))
                   .where(models.Equipo.competencia == competencia_id).scalar() or 0)
-        for n in range(1, count + 1):
-            username = "%s%d" % (REHEARSAL_PREFIX, n)
+        for n, username in enumerate(names, start=1):
             user = models.User.get_or_none(models.User.username_key == username)
             juez = user and models.Juez.get_or_none((models.Juez.user == user.id)
                                                     & (models.Juez.competencia == competencia_id))
             if juez is not None and username in known:
                 rows.append(known[username])
                 continue
-            password = identity.generate_password()
+            password, password_hash = prepared[username]
             if juez is None:  # (a rehearsal judge of another competition keeps its account)
                 juez = registration.create_judge(username, password, competencia_id,
-                                                 "Juez simulado %d" % n)
+                                                 "Juez simulado %d" % n,
+                                                 password_hash=password_hash)
             if not getattr(juez, "cuenta_nueva", False):  # its password is not at hand
-                identity.set_password(username, password)
+                identity.replace_password(juez.user_id, password_hash)
             if not juez.equipos.exists():
                 dorsal += 1
                 registration.create_team("Equipo simulado %d" % n, dorsal, juez.id)

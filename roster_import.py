@@ -1,15 +1,23 @@
 """Importing a roster: the judges and teams of an event from the organizer's spreadsheet (CSV),
-read, checked and planned without writing, then written all or nothing, each judge and team with
-its history row. A server plans off the writer (its worker process) and writes in short steps
-(``plan_import``, ``import_steps``, ``apply_roster_step``), so that an import never holds the
-writer for more than a few ms; the command line without a server writes the whole plan in one
-transaction (``apply_roster``). Judges of other competitions join with the account they have.
-Errors are ``models.DomainError``s whose detail (in Spanish, like the API's) names the line at
-fault. Knows nothing of Tornado or of files other than the roster it is given.
+read, checked and planned without writing (nothing is written unless every line is right),
+then written, each judge and team with its history row. A server plans off the writer, in its
+worker process, which also makes the answer and cuts the plan into short writer steps, handed
+over in a spool file one piece at a time (``prepare_import``, ``apply_spooled_step``), so that
+an import never holds the writer, nor the server's interpreter lock, for more than a few ms; a
+step that fails leaves the steps before it written (the server answers with their credentials,
+and importing the same roster again completes it). The command line without a server writes the
+whole plan in one transaction (``apply_roster``): all or nothing. Judges of other competitions
+join with the account they have. Errors are ``models.DomainError``s whose detail (in Spanish,
+like the API's) names the line at fault. Knows nothing of Tornado; the only files it touches
+are the roster it is given and its own spool files.
 """
 
+import contextlib
 import csv
 import json
+import os
+import pickle
+import tempfile
 import unicodedata
 
 import identity
@@ -116,7 +124,7 @@ MAX_NAME = 200
 
 def plan_roster(rows, competencia_id, source="roster"):
     """What importing roster rows (:func:`parse_roster`) into a competition would do, read
-    without writing (a reader thread: the preview never holds the writer): every row checked,
+    without writing (the preview never holds the writer: a server runs it in its worker process): every row checked,
     the existing judges and teams looked up in a few queries, linear in the rows.
 
     A judge already in the competition is reused. A judge of other competitions (the same
@@ -289,10 +297,7 @@ _INSERT_HISTORY = ('INSERT INTO "accion" ("competencia_id", "accion", "objeto", 
 
 
 def plan_import(data, competencia_id, source="roster"):
-    """:func:`parse_roster` then :func:`plan_roster` of a roster CSV's bytes: (plan, notes).
-    A server runs it in its worker process (Store.compute): parsing and checking 80,000 rows
-    is most of a second of Python, which on a thread would hold the interpreter lock every
-    wake-up of the event loop needs (a start notice, a judge's answer)."""
+    """:func:`parse_roster` then :func:`plan_roster` of a roster CSV's bytes: (plan, notes)."""
     rows, notes = parse_roster(data, source)
     return plan_roster(rows, competencia_id, source), notes
 
@@ -304,29 +309,147 @@ def import_answer(result, notes, dry_run):
             "cuentas_existentes": result["cuentas_existentes"],
             "equipos_nuevos": result["equipos_nuevos"],
             "equipos_cambiados": result["equipos_cambiados"],
-            "credenciales": [{"username": u, "password": p, "juez_id": j, "nombre": n}
-                             for u, p, j, n in result["credenciales"]],
+            "credenciales": credentials_answer(result["credenciales"]),
             "detalle": result["detalle"], "notas": notes}
 
 
-def preview_answer(data, competencia_id, source="roster"):
-    """The preview's whole answer as JSON text, made where it is planned (the worker
-    process): a big roster's answer is megabytes of JSON."""
+def credentials_answer(credentials):
+    """[[usuario, contrasena, juez_id, nombre]] as the API answers them."""
+    return [{"username": u, "password": p, "juez_id": j, "nombre": n}
+            for u, p, j, n in credentials]
+
+
+def _json(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- an import on a running server: prepared in its worker process, handed over in pieces ---------
+# A big roster's answer is megabytes of JSON and its plan as much again: handed to the server
+# process whole, unpickling it there would hold the interpreter lock (which the event loop
+# needs) ~80 ms, and so would making the answer's JSON on a thread. So the worker writes them to
+# a spool file and hands over only where each piece is; the server reads one piece at a time:
+# each writer step its own (a few KiB), the answer in SPOOL_CHUNK pieces it sends as they come.
+SPOOL_CHUNK = 256 * 1024
+# The credentials go in the answer here (the worker makes the rest of it without them).
+_CREDENTIALS_KEY = '"credenciales":[]'
+
+
+def spool_folder():
+    """Where a spool file is written: beside the database (a server's start removes what a
+    killed one left there: ``store.clean_partials``), or the temporary folder."""
+    path = models.db.database
+    if path in (None, "", ":memory:") or str(path).startswith("file:"):
+        return tempfile.gettempdir()
+    return os.path.dirname(os.path.abspath(path))
+
+
+def prepare_import(data, competencia_id, source="roster", dry_run=False, step=IMPORT_STEP,
+                   owner=None):
+    """What a server does with a roster CSV's bytes before it writes anything: parsed, checked
+    and planned (:func:`plan_import`; errors as there), its answer made (the preview's whole
+    answer; an import's without the credentials, which only its writer steps make) and its plan
+    cut into writer steps (:func:`import_steps`), each pickled on its own, all of it written to
+    a spool file (mode 0600, named like a backup's temporary file of process ``owner``, the
+    server: a killed server's is removed by the next start). Runs in the worker process.
+
+    Returns a small dict: ``path``, ``answer``: [(offset, length)] of the answer's pieces (its
+    credentials go between the first and the second, :func:`answer_pieces`), ``steps``:
+    [(offset, length, {"jueces", "equipos_nuevos", "equipos_cambiados"})], ``new_judges``
+    (whose passwords the server makes) and ``result`` (the counts, without ``detalle``)."""
     plan, notes = plan_import(data, competencia_id, source)
-    return json.dumps(import_answer(plan["result"], notes, True), ensure_ascii=False,
-                      separators=(",", ":"))
+    text = _json(import_answer(plan["result"], notes, dry_run)).encode()
+    answer = [text]
+    if not dry_run:  # (its first occurrence is the key: only counts come before it)
+        at = text.index(_CREDENTIALS_KEY.encode()) + len(_CREDENTIALS_KEY) - 2
+        answer = [text[:at], text[at + 2:]]
+    handle, path = tempfile.mkstemp(dir=spool_folder(), prefix=".import.%d." % (
+        owner or os.getpid()), suffix=".partial")
+    pieces = {"path": path, "answer": [], "steps": [], "new_judges": plan["new_judges"],
+              "result": {k: v for k, v in plan["result"].items() if k != "detalle"}}
+    try:
+        with os.fdopen(handle, "wb") as spool:
+            for part in answer:
+                pieces["answer"].append((spool.tell(), len(part)))
+                spool.write(part)
+            if not dry_run:
+                for part in import_steps(plan, step):
+                    blob = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+                    pieces["steps"].append((spool.tell(), len(blob), step_counts(part)))
+                    spool.write(blob)
+    except BaseException:
+        discard_spool(path)
+        raise
+    return pieces
+
+
+def read_spool(path, offset, length):
+    """``length`` bytes of a spool file from ``offset`` (a thread's work, not the loop's)."""
+    with open(path, "rb") as spool:
+        spool.seek(offset)
+        data = spool.read(length)
+    if len(data) != length:
+        raise OSError("the import's spool file %s is shorter than expected" % path)
+    return data
+
+
+def answer_pieces(pieces, chunk=SPOOL_CHUNK):
+    """Where each read of a prepared answer is, in order, none over ``chunk`` bytes: a list
+    of (offset, length), with None where the credentials go (an import's answer)."""
+    reads = []
+    for index, (offset, length) in enumerate(pieces["answer"]):
+        if index:
+            reads.append(None)
+        reads += [(at, min(chunk, offset + length - at))
+                  for at in range(offset, offset + length, chunk)]
+    return reads
+
+
+def discard_spool(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def import_steps(plan, step=IMPORT_STEP):
     """The plan cut into writer jobs of at most ``step`` items: the new judges first (a team
     needs its judge's id), then the teams to create or correct. Each is the ``part`` of
-    :func:`apply_roster_step`."""
-    items = ([("juez", key) for key, judge in plan["judges"].items() if judge["juez_id"] is None]
-             + [("crear", t) for t in plan["creates"]] + [("editar", t) for t in plan["edits"]])
-    return [items[i:i + step] for i in range(0, len(items), step)] or [[]]
+    :func:`apply_roster_step` and holds all it needs (never the whole plan): ``{"competencia_id",
+    "jueces": [(key, username, nombre, user_id or None, where)], "crear": [(nombre, dorsal,
+    categoria, where, juez_id or None, key)], "editar": [(equipo_id, dorsal, where, cambios,
+    key)]}``; a None juez_id is a judge made by an earlier step (``judge_ids``)."""
+    judges = plan["judges"]
+    items = ([("jueces", (key, j["username"], j["nombre"], j["user_id"], j["where"]))
+              for key, j in judges.items() if j["juez_id"] is None]
+             + [("crear", (t["nombre"], t["dorsal"], t["categoria"], t["where"],
+                           judges[t["key"]]["juez_id"], t["key"])) for t in plan["creates"]]
+             + [("editar", (t["equipo_id"], t["dorsal"], t["where"], t["cambios"], t["key"]))
+                for t in plan["edits"]])
+    parts = []
+    for i in range(0, max(1, len(items)), step):
+        part = {"competencia_id": plan["competencia_id"], "jueces": [], "crear": [],
+                "editar": []}
+        for kind, item in items[i:i + step]:
+            part[kind].append(item)
+        parts.append(part)
+    return parts
 
 
-def apply_roster_step(plan, part, user_id, passwords, judge_ids):
+STEP_COUNTS = ("jueces", "equipos_nuevos", "equipos_cambiados")
+
+
+def step_counts(part):
+    """What a step writes: {"jueces", "equipos_nuevos", "equipos_cambiados"} (STEP_COUNTS)."""
+    return dict(zip(STEP_COUNTS, (len(part["jueces"]), len(part["crear"]),
+                                  len(part["editar"]))))
+
+
+def apply_spooled_step(path, offset, length, user_id, passwords, judge_ids):
+    """:func:`apply_roster_step` of a step a spool file holds (:func:`prepare_import`): read and
+    unpickled here, one step at a time (a few KiB), on the writer's thread."""
+    return apply_roster_step(pickle.loads(read_spool(path, offset, length)), user_id,
+                             passwords, judge_ids)
+
+
+def apply_roster_step(part, user_id, passwords, judge_ids):
     """One writer job of an import (:func:`import_steps`): at most IMPORT_STEP judges or teams
     created or corrected, each with its history row, in plain statements (~20 us an item).
     New judges get the passwords made beforehand (``passwords``: {username_key: (password,
@@ -335,21 +458,19 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
 
     What the plan read is checked again here (a username or dorsal taken meanwhile, a team
     changed meanwhile): Conflict ``roster_changed`` and nothing of this step is written."""
-    cid = plan["competencia_id"]
+    cid = part["competencia_id"]
     credentials = []
-    for key, judge in plan["judges"].items():
-        if judge["juez_id"] is not None:
-            judge_ids[key] = judge["juez_id"]
     with models.db.atomic():
         models.get_competencia(cid)
-        keys = [key for kind, key in part if kind == "juez"]
         cursor = models.db.cursor()
         now = models.db_text(models.utcnow())
-        accounts = {key: plan["judges"][key]["user_id"] for key in keys
-                    if plan["judges"][key]["user_id"] is not None}  # judges of other races
-        if keys:
+        judges = part["jueces"]
+        accounts = {key: user_id for key, _, _, user_id, _ in judges
+                    if user_id is not None}  # judges of other races
+        if judges:
             taken = [row[0] for row in models.User.select(models.User.username).where(
-                models.User.username_key.in_([k for k in keys if k not in accounts])).tuples()]
+                models.User.username_key.in_([j[0] for j in judges
+                                              if j[0] not in accounts])).tuples()]
             taken += [row[0] for row in models.User.select(models.User.username)
                       .join(models.Juez, on=(models.Juez.user == models.User.id))
                       .where(models.User.id.in_(list(accounts.values()))
@@ -357,53 +478,49 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
             if taken:
                 raise models.Conflict("el usuario %r se creó mientras se importaba; vuelva a "
                                       "importar" % taken[0], "roster_changed")
-        for key in keys:
-            judge = plan["judges"][key]
+        for key, username, nombre, _, where in judges:
             if key in accounts:  # its account and password as they are
-                cursor.execute(_INSERT_JUDGE, (accounts[key], cid, judge["nombre"]))
+                cursor.execute(_INSERT_JUDGE, (accounts[key], cid, nombre))
             else:
                 password, password_hash = passwords[key]
-                cursor.execute(_INSERT_USER, (judge["username"], key, password_hash, now))
-                cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, judge["nombre"]))
+                cursor.execute(_INSERT_USER, (username, key, password_hash, now))
+                cursor.execute(_INSERT_JUDGE, (cursor.lastrowid, cid, nombre))
             judge_ids[key] = cursor.lastrowid
             cursor.execute(_INSERT_HISTORY, (
                 cid, "crear", "juez", str(cursor.lastrowid), user_id, now,
-                "importado: %s" % judge["where"], None,
-                models.json_text({"username": judge["username"], "nombre": judge["nombre"]})))
+                "importado: %s" % where, None,
+                models.json_text({"username": username, "nombre": nombre})))
             if key not in accounts:
-                credentials.append([judge["username"], password, judge_ids[key],
-                                    judge["nombre"]])
-        creates = [team for kind, team in part if kind == "crear"]
-        edits = [team for kind, team in part if kind == "editar"]
+                credentials.append([username, password, judge_ids[key], nombre])
+        creates, edits = part["crear"], part["editar"]
         if creates:
             taken = set(models.Equipo.select(models.Equipo.dorsal).where(
                 (models.Equipo.competencia == cid)
-                & models.Equipo.dorsal.in_([t["dorsal"] for t in creates])).tuples())
+                & models.Equipo.dorsal.in_([t[1] for t in creates])).tuples())
             if taken:
                 raise models.Conflict("el dorsal %d se añadió mientras se importaba; vuelva a "
                                       "importar" % min(taken)[0], "roster_changed")
-            for team in creates:  # (plain statements: ~10 us a team, not Peewee's ~100 us)
-                juez_id = judge_ids[team["key"]]
-                cursor.execute(_INSERT_TEAM, (cid, team["nombre"], team["dorsal"], juez_id,
-                                              team["categoria"]))
+            for nombre, dorsal, categoria, where, juez_id, key in creates:
+                # (plain statements: ~10 us a team, not Peewee's ~100 us)
+                juez_id = juez_id or judge_ids[key]
+                cursor.execute(_INSERT_TEAM, (cid, nombre, dorsal, juez_id, categoria))
                 cursor.execute(_INSERT_HISTORY, (
                     cid, "crear", "equipo", str(cursor.lastrowid), user_id, now,
-                    "importado: %s" % team["where"], None, models.json_text({
-                        "nombre": team["nombre"], "dorsal": team["dorsal"], "juez_id": juez_id,
-                        "categoria": team["categoria"]})))
+                    "importado: %s" % where, None, models.json_text({
+                        "nombre": nombre, "dorsal": dorsal, "juez_id": juez_id,
+                        "categoria": categoria})))
         if edits:
             current = {e.id: e for e in models.Equipo.select().where(
-                models.Equipo.id.in_([t["equipo_id"] for t in edits]))}
-            for team in edits:
-                equipo = current.get(team["equipo_id"])
+                models.Equipo.id.in_([t[0] for t in edits]))}
+            for equipo_id, dorsal, where, cambios, key in edits:
+                equipo = current.get(equipo_id)
                 antes, despues = {}, {}
-                for field, (before, after) in team["cambios"].items():
+                for field, (before, after) in cambios.items():
                     if field == "juez_id" and after is None:
-                        after = judge_ids[team["key"]]
+                        after = judge_ids[key]
                     if equipo is None or registration.team_fields(equipo)[field] != before:
                         raise models.Conflict("%s: el equipo de dorsal %d cambió mientras se "
-                                              "importaba; vuelva a importar" % (
-                                                  team["where"], team["dorsal"]),
+                                              "importaba; vuelva a importar" % (where, dorsal),
                                               "roster_changed")
                     antes[field], despues[field] = before, after
                 models.Equipo.update(**{("juez" if f == "juez_id" else f): v
@@ -411,7 +528,7 @@ def apply_roster_step(plan, part, user_id, passwords, judge_ids):
                     models.Equipo.id == equipo.id).execute()
                 cursor.execute(_INSERT_HISTORY, (
                     cid, "editar", "equipo", str(equipo.id), user_id, now,
-                    "importado: %s" % team["where"], models.json_text(antes),
+                    "importado: %s" % where, models.json_text(antes),
                     models.json_text(despues)))
     return credentials
 
@@ -421,8 +538,8 @@ def import_roster(rows, competencia_id, source="roster", user_id=None, dry_run=F
     """Judges and teams from roster rows (:func:`parse_roster`) into a competition, all or
     nothing (one transaction), each new judge and team a history row (``crear``) of
     ``user_id`` and each corrected team one (``editar``): :func:`plan_roster`, then its steps.
-    The command line without a server runs it; a server runs the plan on a reader and the steps
-    as writer jobs of their own. Returns the plan's result, with ``credenciales``: [[usuario,
+    Without a server; a server prepares the plan in its worker process (:func:`prepare_import`)
+    and writes its steps as writer jobs of their own. Returns the plan's result, with ``credenciales``: [[usuario,
     contrasena, juez_id, nombre]] of the new judges (a password generated for each, shown to
     nobody else). ``dry_run``: the plan's result only, nothing written, no password made."""
     plan = plan_roster(rows, competencia_id, source)
@@ -450,5 +567,5 @@ def apply_roster(plan, user_id, passwords):
     judge_ids, credentials = {}, []
     with models.db.atomic():
         for part in import_steps(plan):
-            credentials += apply_roster_step(plan, part, user_id, passwords, judge_ids)
+            credentials += apply_roster_step(part, user_id, passwords, judge_ids)
     return dict(plan["result"], credenciales=credentials)

@@ -61,7 +61,7 @@ PROBE_ADDRESS = "127.0.0.2"
 LOADS = ("resultados16", "csv128", "junk8", "junk64", "loginflood", "pingflood",
          "spectators1100", "descriptors", "spectator-flood", "preview2000", "preview5000",
          "preview80000", "import2000", "import5000", "import80000", "cli-import2000",
-         "cli-import5000")
+         "cli-import5000", "cli-judges250")
 # descriptors: one address holds this many idle connections (each one the server closes is
 # opened again DESCRIPTOR_REOPEN_S later), a tenth of them trickling half a request header.
 DESCRIPTOR_CONNECTIONS, DESCRIPTOR_REOPEN_S = 3000, 5.0
@@ -72,8 +72,11 @@ FLOOD_ADDRESSES = ["127.0.0.%d" % n for n in range(11, 16)]
 # The organizer's own actions (issue 22): a roster preview or import of N rows, one after
 # another for as long as the load runs, each into a competition of its own (2, 3, ...), the
 # probes' race being competition 1. Every import has new judges (a password hashed each).
+# cli-judges250: the issue's own probe, the command line's import of a roster of 250 new judges
+# (a team each: 250 passwords hashed) while the server runs.
 ROSTER_LOADS = {name: int("".join(c for c in name if c.isdigit()))
-                for name in LOADS if name.startswith(("preview", "import", "cli-import"))}
+                for name in LOADS if name.startswith(("preview", "import", "cli-"))}
+ROSTER_JUDGES = {"cli-judges250": 250}  # new judges per roster (else rows/100, at most 50)
 DESCRIBED = {
     "resultados16": "wrk, 16 connections on `/api/competencias/1/resultados/`",
     "csv128": "wrk, 128 connections on `?format=csv`",
@@ -92,6 +95,7 @@ DESCRIBED = {
     "import80000": "roster imports of 80,000 rows (50 new judges, 1 MiB), one after another",
     "cli-import2000": "`server5k.py import` of 2,000 rows while the server runs",
     "cli-import5000": "`server5k.py import` of 5,000 rows while the server runs",
+    "cli-judges250": "`server5k.py import` of 250 new judges (a team each) while the server runs",
 }
 PROBES = ("start", "login", "me", "handshake", "submission")
 PROBE_NAMES = {"start": "start notice", "login": "judge login", "me": "`/api/me/`",
@@ -474,11 +478,15 @@ def _b36(n, width):
     return text
 
 
-def roster_csv(rows, iteration):
+def roster_csv(rows, iteration, judges=None):
     """A roster of ``rows`` teams (dorsals 1..rows, one-letter names: 80,000 rows fit in the
-    1 MiB the server takes) and rows/100 new judges (at most 50) named for this iteration."""
-    judges = max(1, min(50, rows // 100))
-    names = [_b36(iteration * 50 + j, 3) for j in range(judges)]
+    1 MiB the server takes) and ``judges`` new judges (default rows/100, at most 50) named for
+    this iteration."""
+    if judges is None:
+        names = [_b36(iteration * 50 + j, 3) for j in range(max(1, min(50, rows // 100)))]
+    else:  # (longer names: a few hundred judges an iteration never meet another's)
+        names = ["j" + _b36(iteration * judges + j, 5) for j in range(judges)]
+    judges = len(names)
     return ("juez_usuario,juez_nombre,equipo,dorsal\n" + "".join(
         "%s,,x,%d\n" % (names[n % judges], n + 1) for n in range(rows))).encode()
 
@@ -502,9 +510,10 @@ async def _roster_load(name, url, stop, token, config):
             code, body = await post("/api/competencias/", json.dumps(
                 {"nombre": "Roster %s %d" % (name, iteration)}))
             competition = json.loads(body)["id"]
-        text = roster_csv(rows, int(time.time() * 10) % 20000 + iteration)
+        text = roster_csv(rows, int(time.time() * 10) % 20000 + iteration,
+                          ROSTER_JUDGES.get(name))
         started = time.monotonic()
-        if name.startswith("cli-import"):
+        if name.startswith("cli-"):
             path = Path(tempfile.mkdtemp(prefix="roster-")) / "roster.csv"
             path.write_bytes(text)
             process = await asyncio.create_subprocess_exec(
@@ -523,41 +532,55 @@ async def _roster_load(name, url, stop, token, config):
         answers[str(code)] = answers.get(str(code), 0) + 1
     durations.sort()
     return "%d %s of %d rows: median %.2f s, max %.2f s; answers %s" % (
-        len(durations), name.rstrip("0123456789") + "s", rows,
+        len(durations), "cli-imports" if name.startswith("cli-") else
+        name.rstrip("0123456789") + "s", rows,
         durations[len(durations) // 2] if durations else 0, durations[-1] if durations else 0,
         json.dumps(answers, sort_keys=True))
 
 
 def roster_steps(sizes):
-    """The writer's holds of an import, measured on the functions the server runs (a fresh
-    database): the plan (a reader's work, the preview), then each writer step's duration."""
+    """The holds of an import, measured on the functions the server runs (a fresh database):
+    the worker's preparation (parse, plan, answer, steps: its own process), what it hands the
+    server process (unpickled there holding the interpreter lock: its size and time), the
+    largest piece the server then reads at once, and each writer step's duration (read,
+    unpickled and written in one transaction)."""
+    import pickle
     import models
     import registration
     import roster_import
-    lines = ["| rows | parse (reader) | plan = preview (reader) | writer steps | longest step "
-             "| median step | steps in all |", "|---|---|---|---|---|---|---|"]
+    lines = ["| rows | prepared in the worker | handed to the server | its unpickling | largest "
+             "piece read | writer steps | longest step | median step | steps in all |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="server5k-steps-") as tmp:
             models.open_database(str(Path(tmp) / "steps.db"))
             with models.db.connection_context():
                 comp = registration.create_competition("Pasos")
                 started = time.perf_counter()
-                parsed, _ = roster_import.parse_roster(roster_csv(rows, 1))
-                parsed_at = time.perf_counter()
-                plan = roster_import.plan_roster(parsed, comp.id)
-                planned_at = time.perf_counter()
-                prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
+                pieces = roster_import.prepare_import(roster_csv(rows, 1), comp.id)
+                prepared_s = time.perf_counter() - started
+                handed = pickle.dumps(pieces)
+                started = time.perf_counter()
+                pickle.loads(handed)
+                unpickle_ms = (time.perf_counter() - started) * 1000
+                largest = max([n for _, n, _ in pieces["steps"]] + [
+                    n for _, n in filter(None, roster_import.answer_pieces(pieces))])
+                prepared = {models.username_key(u): ("x" * 12, "!")
+                            for u in pieces["new_judges"]}
                 steps, ids = [], {}
-                for part in roster_import.import_steps(plan):
+                for offset, length, _ in pieces["steps"]:
                     step = time.perf_counter()
                     with models.db.atomic():  # as the writer runs it: one transaction a job
-                        roster_import.apply_roster_step(plan, part, None, prepared, ids)
+                        roster_import.apply_spooled_step(pieces["path"], offset, length, None,
+                                                         prepared, ids)
                     steps.append((time.perf_counter() - step) * 1000)
+                roster_import.discard_spool(pieces["path"])
             models.db.close()
         steps.sort()
-        lines.append("| %d | %.0f ms | %.0f ms | %d | %.1f ms | %.1f ms | %.0f ms |" % (
-            rows, (parsed_at - started) * 1000, (planned_at - parsed_at) * 1000, len(steps),
-            steps[-1], steps[len(steps) // 2], sum(steps)))
+        lines.append("| %d | %.0f ms | %.0f KiB | %.2f ms | %.0f KiB | %d | %.1f ms | %.1f ms "
+                     "| %.0f ms |" % (rows, prepared_s * 1000, len(handed) / 1024, unpickle_ms,
+                                      largest / 1024, len(steps), steps[-1],
+                                      steps[len(steps) // 2], sum(steps)))
     return lines
 
 
@@ -703,9 +726,12 @@ def report(results, args, command):
     steps = []
     if results.get("steps"):
         steps = [
-            "The writer's holds of one import (the functions the server runs, timed one by one",
-            "on a fresh database: the preview is the plan, on a reader; an import is its writer",
-            "steps, each one transaction of at most %d judges or teams):" % results["step_size"],
+            "The holds of one import (the functions the server runs, timed one by one on a fresh",
+            "database): the worker process parses and plans the roster, makes the answer (the",
+            "preview's whole answer is this) and cuts the plan into writer steps, all in a spool",
+            "file; the server process unpickles only where each piece is, then reads one piece",
+            "at a time (a writer step, or a piece of the answer it sends); each writer step is",
+            "one transaction of at most %d judges or teams:" % results["step_size"],
             ""] + results["steps"] + [""]
     text = "\n".join([
         "<!-- section: %s -->" % section,

@@ -42,12 +42,14 @@ STATUS_DETAILS = {
 class ApiError(tornado.web.HTTPError):
     """An answer other than success. Raised anywhere in a handler; rendered by write_error."""
 
-    def __init__(self, status, code, detail, errors=None, headers=None):
+    def __init__(self, status, code, detail, errors=None, headers=None, extra=None):
+        """``extra``: more members of the answer's body (what an interrupted import wrote)."""
         super().__init__(status)
         self.code = code
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        self.extra = extra or {}
 
     @classmethod
     def from_domain(cls, exc):
@@ -58,6 +60,7 @@ class ApiError(tornado.web.HTTPError):
         body = {"detail": self.detail, "code": self.code}
         if self.errors:
             body["errors"] = self.errors
+        body.update(self.extra)
         return body
 
 

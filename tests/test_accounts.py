@@ -421,6 +421,230 @@ async def test_a_preview_reads_without_the_writer(app, client, event):
     assert (await importing)["equipos_nuevos"] == 3
 
 
+def test_an_import_is_handed_to_the_server_in_bounded_pieces(tmp_path):
+    """Issue 22: what the worker hands the server process for an import is small whatever the
+    roster (where each piece is in a spool file, never the plan or the answer themselves); each
+    writer step is read and unpickled on its own and holds at most IMPORT_STEP items; the
+    answer is read in pieces of at most the chunk, the credentials spliced where they go."""
+    import os
+    import pickle
+    import roster_import
+    models.open_database(tmp_path / "pieces.db")
+
+    def roster(name):
+        return ("juez_usuario,juez_nombre,equipo,dorsal\n" + "".join(
+            "j%d,,%s,%d\n" % (n % 7, name, n + 1) for n in range(400))).encode()
+    with models.db.connection_context():
+        cid = registration.create_competition("Piezas").id
+        short = roster_import.prepare_import(roster("x"), cid, "El CSV", step=50, owner=4242)
+        long = roster_import.prepare_import(roster("x" * 200), cid, "El CSV", step=50,
+                                            owner=4242)
+    try:
+        assert os.path.basename(short["path"]).startswith(".import.4242.")
+        assert os.path.dirname(short["path"]) == str(tmp_path)
+        sizes = [os.path.getsize(p["path"]) for p in (short, long)]
+        assert sizes[1] > sizes[0] + 400 * 199 * 2  # (the names, in the answer and the steps)
+        handed = [len(pickle.dumps(p)) for p in (short, long)]
+        assert handed[1] - handed[0] < 64, handed  # the names never travel in what is handed
+        assert short["new_judges"] == ["j%d" % n for n in range(7)]
+        items, ids, credentials = [], {}, []
+        prepared = {u: ("clave-%s" % u, "!") for u in short["new_judges"]}
+        with models.db.connection_context():
+            for offset, length, counts in short["steps"]:
+                part = pickle.loads(roster_import.read_spool(short["path"], offset, length))
+                size = len(part["jueces"]) + len(part["crear"]) + len(part["editar"])
+                assert 0 < size <= 50 and counts == roster_import.step_counts(part)
+                assert set(part) == {"competencia_id", "jueces", "crear", "editar"}
+                items.append(size)
+                credentials += roster_import.apply_spooled_step(short["path"], offset, length,
+                                                                None, prepared, ids)
+            assert models.Equipo.select().where(models.Equipo.competencia == cid).count() == 400
+        assert sum(items) == 7 + 400 and len(items) == 9
+        reads = roster_import.answer_pieces(short, chunk=1000)
+        assert reads.count(None) == 1 and all(n <= 1000 for _, n in filter(None, reads))
+        text = b"".join(json.dumps(roster_import.credentials_answer(credentials)).encode()
+                        if where is None else roster_import.read_spool(short["path"], *where)
+                        for where in reads)
+        answer = json.loads(text)
+        assert (answer["dry_run"], answer["equipos_nuevos"], answer["jueces_nuevos"]) == (
+            False, 400, 7)
+        assert sorted(c["username"] for c in answer["credenciales"]) == short["new_judges"]
+        assert len(answer["detalle"]["equipos"]) == 400
+    finally:
+        for pieces in (short, long):
+            roster_import.discard_spool(pieces["path"])
+    assert not list(tmp_path.glob(".import.*"))
+
+
+def test_a_killed_servers_spool_file_is_removed_by_the_next_start(tmp_path):
+    """A spool file is named for the server that asked for it (its pid): the cleaning a
+    server's start does (store.clean_partials, as for a killed backup's file) removes those
+    of a server that is gone, and leaves a running one's."""
+    import os
+    import subprocess
+    import sys
+    import roster_import
+    import store
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    models.open_database(tmp_path / "spool.db")
+    with models.db.connection_context():
+        cid = registration.create_competition("Restos").id
+        left = roster_import.prepare_import(ROSTER.encode(), cid, owner=gone.pid)
+        ours = roster_import.prepare_import(ROSTER.encode(), cid, owner=os.getpid())
+    assert store.clean_partials(str(tmp_path)) == [os.path.basename(left["path"])]
+    assert not os.path.exists(left["path"]) and os.path.exists(ours["path"])
+    roster_import.discard_spool(ours["path"])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_big_answer_is_sent_in_pieces_and_its_spool_file_removed(client, event,
+                                                                         config, monkeypatch):
+    """The preview and the import answer from their spool file a piece at a time (here 100
+    bytes each), the same JSON as ever, and leave no spool file behind."""
+    import pathlib
+    import roster_import
+    monkeypatch.setattr(roster_import, "SPOOL_CHUNK", 100)
+    cid, token = event["competencia"], await client.organizer()
+    text = ROSTER + "".join("ana,Ana,Equipo %d,%d\n" % (n, n) for n in range(20, 60))
+    preview = await importar(client, cid, token, text, dry_run=True)
+    assert (preview["equipos_nuevos"], len(preview["detalle"]["equipos"])) == (43, 43)
+    done = await importar(client, cid, token, text)
+    assert (done["dry_run"], done["equipos_nuevos"], len(done["detalle"]["equipos"])) == (
+        False, 43, 43)
+    assert sorted(c["username"] for c in done["credenciales"]) == ["ana", "jose", "maria"]
+    folder = pathlib.Path(config["database"]["path"]).parent  # (removed once it is sent)
+    await wait_for_async(lambda: not list(folder.glob(".import.*")), what="no spool file")
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("after, inject, status, code, written", [
+    # another competition's judge takes the username "jose" while maria's step is written
+    (1, "username", 409, "roster_changed", (1, 1, 0)),
+    # a team of dorsal 11 appears (a path without the import's mark) after the first team
+    (3, "dorsal", 409, "roster_changed", (2, 2, 1)),
+    # the second step fails for a reason that is no rule's (a bug, the disk)
+    (2, "crash", 500, "internal_error", (1, 1, 0)),
+])
+async def test_an_import_stopped_partway_answers_what_it_wrote_with_its_passwords(
+        client, event, monkeypatch, after, inject, status, code, written):
+    """An import written in steps that fails partway keeps what its earlier steps wrote (each
+    with its history row) and answers it: its status and code, and ``importado`` with the
+    passwords of the judges it made, which log in. The same roster imported again completes it.
+    (Steps of one item here: maria, jose, then the teams 10, 11, 12.)"""
+    import roster_import
+    cid, token = event["competencia"], await client.organizer()
+    monkeypatch.setattr(roster_import, "IMPORT_STEP", 1)
+    real, calls = roster_import.apply_spooled_step, []
+
+    def step(*args):
+        calls.append(1)
+        if inject == "crash" and len(calls) == after:
+            raise RuntimeError("a step that dies")
+        done = real(*args)
+        if len(calls) == after and inject == "username":
+            registration.create_judge("jose", None, event["otra"], "José de la otra",
+                                      password_hash="!")
+        elif len(calls) == after and inject == "dorsal":
+            registration.create_team("Intrusos", 11, event["jueces"][0])
+        return done
+    monkeypatch.setattr(roster_import, "apply_spooled_step", step)
+    answer = await importar(client, cid, token, ROSTER, status=status)
+    assert answer["code"] == code
+    partial = answer["importado"]
+    assert (partial["pasos"], partial["pasos_total"]) == (written[0] + written[2], 5)
+    assert (partial["jueces_nuevos"], len(partial["credenciales"]),
+            partial["equipos_nuevos"]) == written
+    assert "Vuelva a importar la misma lista" in answer["detail"]
+    for credential in partial["credenciales"]:  # shown once, here, and they work
+        me = (await client.get("/api/me/", token=await client.access(
+            credential["username"], credential["password"])))[1]
+        assert me["juez"]["id"] == credential["juez_id"]
+    entries = await audit(client, cid, token)
+    assert len(entries) == written[0] + written[2]  # each written item with its history row
+    # Nothing blocks the competition afterwards, and the same roster completes the import.
+    monkeypatch.setattr(roster_import, "apply_spooled_step", real)
+    again = await importar(client, cid, token, ROSTER)
+    dorsals = {t["dorsal"]: t for t in again["detalle"]["equipos"]}
+    assert sorted(dorsals) == [10, 11, 12]
+    assert again["equipos_nuevos"] == 3 - written[2] - (inject == "dorsal")
+    assert again["equipos_cambiados"] == (1 if inject == "dorsal" else 0)
+    if inject == "username":  # jose joins with the account made meanwhile: no new password
+        assert again["cuentas_existentes"] == 1 and again["credenciales"] == []
+    else:
+        assert [c["username"] for c in again["credenciales"]] == (
+            ["jose"] if written[0] == 1 else [])
+    if inject == "dorsal":  # the intruder's team is corrected to what the roster says
+        assert dorsals[11]["cambios"]["nombre"] == ["Intrusos", "Liebres"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_cli_keeps_the_passwords_of_an_import_stopped_partway(client, event, config,
+                                                                       tmp_path, monkeypatch):
+    """``server5k.py import`` through a running server (its own code, on a thread, against the
+    real app): an import the server stopped partway still writes the passwords of the judges
+    it made to the credentials file, then fails with one line saying what was written."""
+    import types
+    import cli_local
+    import cli_output
+    import cli_remote
+    import roster_import
+    monkeypatch.setattr(roster_import, "IMPORT_STEP", 1)
+    real = roster_import.apply_spooled_step
+
+    def step(*args):  # jose's account appears in another competition after maria's step
+        done = real(*args)
+        if not models.User.select().where(models.User.username_key == "jose").exists():
+            registration.create_judge("jose", None, event["otra"], None, password_hash="!")
+        return done
+    monkeypatch.setattr(roster_import, "apply_spooled_step", step)
+    roster = tmp_path / "lista.csv"
+    roster.write_text(ROSTER, encoding="utf-8")
+    login = types.SimpleNamespace(user="org", password="org-pass", url=None)
+    args = types.SimpleNamespace(roster=str(roster), competition=event["competencia"],
+                                 credentials=None)
+
+    def run():
+        args.server = cli_remote.ServerSession(login, config, url=client.base_url)
+        cli_local.cmd_import(args, config)
+    with pytest.raises(cli_output.CliError) as failed:
+        await asyncio.get_running_loop().run_in_executor(None, run)
+    line = str(failed.value)
+    assert line.startswith("import failed (409 roster_changed): el usuario 'jose' se creó")
+    assert "written before it stopped: 1 judges, 0 new teams" in line
+    assert "new passwords in %s" % (tmp_path / "lista-credenciales.csv") in line
+    rows = (tmp_path / "lista-credenciales.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 2 and rows[1].startswith("maria,")
+    password = rows[1].split(",")[1]
+    assert await client.access("maria", password)
+
+
+def test_the_demo_event_and_the_rehearsal_judges_hash_before_they_write(tmp_path, monkeypatch):
+    """Issue 22: a password is never hashed (scrypt, ~0.1 s) inside a write transaction, also
+    on the command line's paths without a server (the demo event, ``simulate``'s judges)."""
+    import roster
+    models.open_database(tmp_path / "demo.db")
+    real, inside = identity_room.hash_password, []
+
+    def hashing(password):
+        inside.append(models.db.in_transaction())
+        return real(password)
+    monkeypatch.setattr(identity_room, "hash_password", hashing)
+    with models.db.connection_context():
+        demo = roster.create_demo_event()
+        first = roster.rehearsal_judges(demo["competencia_id"], 3)
+        # simjuez1's password still at hand: reused; the other two's lost: new ones
+        again = roster.rehearsal_judges(demo["competencia_id"], 3, {"simjuez1": first[0]})
+        stored = {u.username: u.password_hash for u in models.User.select()}
+    assert inside == [False] * (3 + 3 + 2)
+    assert again[0] == first[0] and again[1]["contrasena"] != first[1]["contrasena"]
+    for row in again:
+        assert identity_room.verify_password(row["contrasena"], stored[row["usuario"]])
+    for juez in demo["jueces"]:
+        assert identity_room.verify_password(juez["password"], stored[juez["username"]])
+    assert identity_room.verify_password(demo["organizador"]["password"], stored["organizador"])
+
+
 def test_an_import_being_written_refuses_other_team_changes_of_its_competition(tmp_path):
     import roster
     import roster_import
@@ -460,7 +684,7 @@ def test_an_import_step_checks_again_what_its_plan_read(tmp_path):
         roster.add_team(None, comp.id, "Intrusos", 11, juez["id"])
         prepared = {models.username_key(u): ("x" * 12, "!") for u in plan["new_judges"]}
         with pytest.raises(models.Conflict) as refused:
-            roster_import.apply_roster_step(plan, roster_import.import_steps(plan)[0], None, prepared, {})
+            roster_import.apply_roster_step(roster_import.import_steps(plan)[0], None, prepared, {})
         assert refused.value.code == "roster_changed"
         assert [j["username"] for j in roster.list_judges()] == ["ana"]
         assert [t["dorsal"] for t in roster.list_teams()] == [11]

@@ -115,3 +115,14 @@ def test_crowd_benchmark_runs_end_to_end_on_tiny_parameters():
     # Through the cache the server heard about one request a second; straight, all of them.
     assert results["cache_flat_out"]["server_requests_per_s"] <= 3
     assert results["direct_flat_out"]["server_requests_per_s"] > 10
+
+
+def test_the_import_stalls_bench_runs_on_a_tiny_roster():
+    """bench/import_stalls.py (issue 22): previews and imports through the in-process app, its
+    table printed (no speed target here)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "import_stalls.py"), "--rows",
+                           "300", "--imports", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| preview", "| import"))]
+    assert [row.split(" | ")[1] for row in rows] == ["300", "300"], done.stdout

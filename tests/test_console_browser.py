@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 import rehearsal
 from helpers import (DESKTOP, ORGANIZER, PHONE, ROOT, LoopThread, downloaded, in_dialog,
-                     open_console, registros, save_screenshot, sign_in, tab)
+                     open_console, registros, save_screenshot, sign_in, tab, wait_for)
 
 WAIT_MS = 10_000  # generous: the console updates within a second, the machine may be busy
 ROSTER = ("juez_usuario,juez_nombre,equipo,dorsal,categoria\n"
@@ -339,6 +339,44 @@ def test_the_console_says_what_went_wrong_in_plain_words(browser, server, tmp_pa
     expect(page.get_by_role("button", name="Entrar")).to_be_visible()
     assert page.evaluate("Object.keys(sessionStorage)") == []
     assert page.errors == [] and page.native_dialogs == []
+
+
+def test_an_import_stopped_partway_shows_the_passwords_it_made(browser, server, tmp_path):
+    """Issue 22: an import through the console that stops partway (here another competition's
+    judge takes the username of the 51st new judge while the 51 passwords are being hashed,
+    after the roster was planned) says so, and shows the passwords of the 50 judges its first
+    step made: they are shown nowhere else. Importing the same list again completes it."""
+    server.api("POST", "/api/competencias/", {"nombre": "Otra carrera"})
+    roster = "juez_usuario,juez_nombre,equipo,dorsal\n" + "".join(
+        "j%02d,,Equipo %d,%d\n" % (n, n, n) for n in range(1, 52))
+    page = open_console(browser, server)
+    sign_in(page)
+    page.get_by_role("link", name="5K del Puerto").click()
+    tab(page, "Equipos y jueces")
+    upload(page, roster)
+    expect(page.locator("#previa-resumen")).to_have_text("Se crearán 51 jueces y 51 equipos.")
+    wait_for(lambda: not list(tmp_path.glob(".import.*")), what="the preview's spool file gone")
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    # Planned (the worker wrote its spool file): the passwords are being hashed, then written.
+    wait_for(lambda: list(tmp_path.glob(".import.*")), what="the import planned")
+    server.api("POST", "/api/competencias/2/jueces/", {"username": "j51",
+                                                       "password": "clave-de-j51"})
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("La importación se detuvo tras escribir 1 de sus 3 pasos "
+                                   "(50 jueces, 0 equipos nuevos", timeout=60_000)
+    expect(page.locator("#credenciales")).to_be_visible()
+    expect(page.locator("#credenciales-filas tr")).to_have_count(50)
+    first = page.locator("#credenciales-filas tr").first.locator("td")
+    assert first.nth(0).inner_text() == "j01"
+    assert server.token("j01", first.nth(2).inner_text())
+    dialog.get_by_role("button", name="Cancelar").click()
+    upload(page, roster, "otra-vez.csv")
+    expect(page.locator("#previa-resumen")).to_contain_text("Se crearán 1 jueces y 51 equipos")
+    page.get_by_role("button", name="Importar").click()
+    in_dialog(page, "Sí, importar")
+    expect(page.locator("#equipos [data-equipo-id]")).to_have_count(51, timeout=WAIT_MS)
+    expect(page.locator("#credenciales-filas tr")).to_have_count(50)  # j51 has its account
 
 
 def test_a_session_revoked_while_the_console_is_open_goes_back_to_sign_in(browser, server):

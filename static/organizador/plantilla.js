@@ -35,7 +35,13 @@
           aceptar: 'Sí, importar',
           accion: function () {
             return api('POST', base('importar/'), { raw: C.state.csv, contentType: 'text/csv' })
-              .then(function (answer) { C.state.imported = answer; });
+              .then(function (answer) { C.state.imported = answer; }, function (err) {
+                // Stopped partway: what it wrote stays, and its new judges' passwords come
+                // only in this answer: shown now, before the error is.
+                var partial = err.body && err.body.importado;
+                if (partial && partial.credenciales.length) { showCredentials(partial.credenciales); }
+                throw err;
+              });
           } }).then(function (ok) {
           if (!ok) { return; }
           $('vista-previa').hidden = true;

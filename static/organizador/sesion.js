@@ -16,10 +16,11 @@
 
   var session = { access: null, refresh: sessionStorage.getItem(KEY), user: null };
 
-  function ApiError(status, code, message) {
+  function ApiError(status, code, message, body) {
     this.status = status;
     this.code = code;
     this.message = message;
+    this.body = body || null;  // the whole answer (an interrupted import's carries what it wrote)
   }
   ApiError.prototype = Object.create(Error.prototype);
 
@@ -58,7 +59,8 @@
         var parsed = response.text().then(plainJson).catch(function () { return null; });
         return parsed.then(function (data) {
           if (!response.ok) {
-            throw new ApiError(response.status, data && data.code, describe(response.status, data));
+            throw new ApiError(response.status, data && data.code, describe(response.status, data),
+              data);
           }
           return data;
         });
