@@ -893,3 +893,4 @@ async def guide_client(server, credentials):
 async def hang_up(judge):
     judge.close()
     judge.http.close()
+    await asyncio.sleep(0)  # the loop's turn that lets the socket's transport go
