@@ -432,8 +432,12 @@
   function pollNow() {
     if (!session || polling) { return; }  // one read at a time; it schedules the next
     polling = true;
+    var t0 = performance.now();
     api('GET', '/api/me/').then(function (me) {
       if (!session) { return; }
+      // The server's clock from a poll too: a phone whose socket never opens still gets an
+      // offset (its round trip is longer; the socket's samples win when there are any).
+      if (me.server_time) { addSample(t0, performance.now(), me.server_time); }
       if (!me.juez) { return sessionEnded('Esta cuenta ya no es de un juez.'); }
       var before = session.me.juez.id;
       me.juez = pickJuez(me);
