@@ -87,7 +87,9 @@ class MeHandler(BaseHandler):
         answer = await self.db_read(identity_room.me, identity["user"]["id"])
         if answer is None:
             raise ApiError(401, "user_inactive", messages.USER_INACTIVE)
-        self.write_json(answer)
+        # ``server_time``: the judge app's second way to the server's clock, for a phone whose
+        # socket never opens (a proxy that drops WebSockets): its polls of this give samples.
+        self.write_json(dict(answer, server_time=models.iso(models.utcnow())))
 
 
 

@@ -335,12 +335,22 @@ def test_the_server_killed_and_restarted_mid_race(browser, server):
     no_secrets(page, server)
 
 
+def without_server_time(route):
+    """A route handler: /api/me/ as the server answers it, less its ``server_time``."""
+    response = route.fetch()
+    body = response.json()
+    body.pop("server_time", None)
+    route.fulfill(response=response, json=body)
+
+
 def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, server):
     started_at = start_race(server)
     page = phone(browser, server)
-    # The socket is out of reach at first: the app learns the start from the API, and waits
-    # for the server's clock before timing.
+    # The socket is out of reach at first, and the polls carry no clock (as an older server's
+    # /api/me/): the app learns the start from the API, and waits for the server's clock
+    # before timing.
     page.route("**/api/ws-ticket/", lambda route: route.abort())
+    page.route("**/api/me/", without_server_time)
     sign_in(page, JOSE)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#reloj-servidor")).to_contain_text("Sin hora del servidor todavía")
@@ -350,6 +360,7 @@ def test_a_late_sign_in_runs_at_once_and_times_from_the_real_start(browser, serv
     expect(gacelas.locator(".tiempos li").first).to_contain_text("sin hora aún")
 
     page.unroute("**/api/ws-ticket/")
+    page.unroute("**/api/me/")
     clock_synced(page)
     expect(page.locator("#por-enviar")).to_have_text("0 por enviar", timeout=WAIT_MS)
     taps.append(tap(page, "Gacelas", 3))
@@ -469,8 +480,9 @@ def test_the_start_heard_by_polling_when_the_socket_is_out_of_reach(browser, ser
     started_at = start_race(server)
     expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)  # polled
     assert len([u for u in page.sockets if "/ws/juez/" in u]) == 1
-    # Timed from the offset carried across the reload by the phone's own (wrong) clock.
-    expect(page.locator("#reloj-servidor")).to_contain_text("última conexión")
+    # Timed on the server's clock all the same: the polls of /api/me/ are samples too (the
+    # offset carried across the reload by the phone's own clock is only the first guess).
+    expect(page.locator("#reloj-servidor")).to_contain_text("Hora del servidor ±")
     taps = [tap(page, "Liebres", 2)]
     expect(page.locator(".tiempos .enviado")).to_have_count(1, timeout=WAIT_MS)
     check_times(stored(server), taps, started_at)
@@ -893,3 +905,22 @@ async def guide_client(server, credentials):
 async def hang_up(judge):
     judge.close()
     judge.http.close()
+    await asyncio.sleep(0)  # the loop's turn that lets the socket's transport go
+
+
+def test_a_phone_whose_socket_never_opens_takes_the_servers_clock_from_its_polls(browser, server):
+    """A network that drops WebSockets from the first visit: no ping/pong ever, no offset kept
+    from an earlier page. The polls of /api/me/ carry ``server_time``: the phone (its clock 7
+    minutes wrong) still times its taps from the real start and sends them."""
+    page = phone(browser, server)
+    page.route("**/api/ws-ticket/", lambda route: route.abort())
+    sign_in(page, MARIA)
+    expect(page.get_by_text("Esperando la salida")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#reloj-servidor")).to_contain_text("±", timeout=WAIT_MS)
+    started_at = start_race(server)
+    expect(page.get_by_text("Carrera en curso")).to_be_visible(timeout=WAIT_MS)  # polled
+    taps = [tap(page, "Liebres", 2), tap(page, "Tortugas", 1)]
+    expect(page.locator(".tiempos .enviado")).to_have_count(2, timeout=WAIT_MS)
+    check_times(stored(server), taps, started_at)
+    assert not [u for u in page.sockets if "/ws/juez/" in u]
+    assert page.errors == []

@@ -292,7 +292,6 @@
   function applyCompetition(comp) {
     if (!comp) { return; }
     var before = race.comp;
-    var startedBefore = race.started;
     race.comp = comp;
     if (comp.estado === 'programada') {
       if (race.started || (before && before.estado !== 'programada')) {
@@ -308,7 +307,6 @@
         race.started = null;
       }
       if (!race.started) { race.started = comp.inicio_dado || comp.started_at; }
-      if (race.started && race.started !== startedBefore) { retakeStart(comp.id); }
       if (comp.estado === 'en_curso') { race.nota = null; }
       if (comp.estado === 'finalizada') {
         race.nota = 'Carrera finalizada a las ' + venueTime(comp.finished_at) +
@@ -434,8 +432,12 @@
   function pollNow() {
     if (!session || polling) { return; }  // one read at a time; it schedules the next
     polling = true;
+    var t0 = performance.now();
     api('GET', '/api/me/').then(function (me) {
       if (!session) { return; }
+      // The server's clock from a poll too: a phone whose socket never opens still gets an
+      // offset (its round trip is longer; the socket's samples win when there are any).
+      if (me.server_time) { addSample(t0, performance.now(), me.server_time); }
       if (!me.juez) { return sessionEnded('Esta cuenta ya no es de un juez.'); }
       var before = session.me.juez.id;
       me.juez = pickJuez(me);
@@ -552,6 +554,14 @@
   // this page's monotonic clock as soon as it has a sample, if it is still unsent.
   function resolve(t) {
     if (t.estado !== 'pendiente' || inFlight[t.id]) { return false; }
+    // Another start now (this phone was away through a false start): a tap still unsent that
+    // was timed against the cancelled one takes this one, as a tap kept without a start does.
+    if (t.started_at && race.started && race.comp && t.competencia_id === race.comp.id &&
+        t.started_at !== race.started) {
+      t.started_at = null;
+      t.sin_salida = true;
+      t.tiempo = null;
+    }
     if (!t.started_at) { t.started_at = startOf(t.competencia_id); }
     if (!t.started_at) { return false; }
     if (t.tiempo !== null && !(t.fuente !== 'mono' && clock.best && t.sesion === SESSION_ID)) { return false; }
@@ -581,22 +591,6 @@
     }
     t.tiempo = t.ausente ? 0 : Math.max(1, since);
     return true;
-  }
-
-  // A new start (after a false start): the taps of this competition still unsent that were
-  // timed against another start take this one, as those kept without a start do: after it, a
-  // finish of this start; before it, a tap of the cancelled one (listed, never sent).
-  function retakeStart(competenciaId) {
-    var retaken = toques.filter(function (t) {
-      return mine(t) && t.competencia_id === competenciaId && t.estado === 'pendiente' && !inFlight[t.id] &&
-        t.started_at && t.started_at !== race.started;
-    });
-    retaken.forEach(function (t) {
-      t.started_at = null;
-      t.sin_salida = true;
-      t.tiempo = null;
-    });
-    if (retaken.length) { updateTaps(retaken); }  // (resolve() times them when it can)
   }
 
   // The start a tap kept without one takes: its competition's, once this phone knows it
@@ -684,6 +678,7 @@
 
   function sendNext() {
     if (sending || !session) { return; }
+    resolvePending();  // (nothing leaves timed against a start since cancelled)
     var now = Date.now();
     var ready = pending().filter(function (t) {
       return t.tiempo !== null && !(refusedUntil[t.equipo_id] > now);
