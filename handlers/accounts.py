@@ -147,8 +147,9 @@ class ImportarHandler(OrganizerHandler):
     worker process, which also makes the answer's JSON and cuts the plan into writer steps,
     and hands them over in a spool file (``roster_import.prepare_import``): here the answer is
     read and sent in pieces of ``roster_import.SPOOL_CHUNK`` bytes, and each step read and
-    unpickled by its own writer job. The new judges' passwords are hashed one after another on
-    a hashing thread (the other stays free for logins), never inside a write; then the steps
+    unpickled by its own writer job. The new judges' passwords are hashed one after another in
+    the worker process, at its lower CPU priority (the hashing threads stay free for logins,
+    and the event loop goes first on a laptop's two cores), never inside a write; then the steps
     are written, jobs of at most ``roster_import.IMPORT_STEP`` teams, so a start or a
     submission waits a few ms at most. While they run, other changes of this competition's
     teams are refused (409 ``import_in_progress``), so what the plan read stays true; each step
@@ -201,9 +202,12 @@ class ImportarHandler(OrganizerHandler):
             pieces = await self._prepare(raw, cid, False)
             prepared = {}
             for username in pieces["new_judges"]:
+                # Hashed one at a time in the worker process, at its lower CPU priority: an
+                # import of hundreds of judges is seconds of scrypt, and on a laptop's two
+                # cores the event loop and the judges' logins (the hashing threads) go first.
                 password = identity.generate_password()
-                prepared[models.username_key(username)] = (
-                    password, await self.db_hash(identity.hash_password, password))
+                prepared[models.username_key(username)] = (password, await self._run(
+                    self.store.compute, identity.hash_password, (password,)))
             judge_ids = {}
             try:
                 for offset, length, counts in pieces["steps"]:
