@@ -376,14 +376,15 @@ def backup(source_path, target_path):
             os.unlink(partial)
 
 
-# A backup's temporary file: .NAME.PID.RANDOM.partial (PID: the process writing it).
+# A backup's or an import's temporary file: .NAME.PID.RANDOM.partial (PID: the process
+# writing it).
 _PARTIAL = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.partial$")
 
 
 def clean_partials(folder):
-    """Remove the temporary files of backups whose process is gone (killed mid-copy: nothing
-    else would ever remove them). Files of a backup still running are left alone. Returns the
-    names removed."""
+    """Remove the temporary files of backups and roster imports (``roster_import``'s spool
+    files) whose process is gone (killed midway: nothing else would ever remove them). Files of
+    a process still running are left alone. Returns the names removed."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -397,8 +398,8 @@ def clean_partials(folder):
             os.unlink(os.path.join(folder, name))
             removed.append(name)
     if removed:
-        log.warning("removed %d unfinished backup file(s) left by a stopped backup in %s: %s",
-                    len(removed), folder, ", ".join(removed))
+        log.warning("removed %d unfinished file(s) left by a stopped backup or roster import "
+                    "in %s: %s", len(removed), folder, ", ".join(removed))
     return removed
 
 

@@ -202,7 +202,7 @@ def test_a_killed_backups_file_is_removed_by_the_next_backup_or_start(tmp_path, 
     assert len(killed_backup(source, tmp_path / "copia.db")) == 1
     server = spawn(source).start()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
-    assert "unfinished backup file" in server.log()
+    assert "unfinished file(s) left by a stopped backup" in server.log()
     # A backup still running keeps its file.
     running = tmp_path / (".x.db.%d.abc123.partial" % __import__("os").getpid())
     running.write_text("")
